@@ -1,0 +1,177 @@
+"""Settings, resolved late: explicit arguments > ``LLMLEDGER_*`` environment > config file > defaults.
+
+Nothing here runs at import time; :func:`load_settings` reads the environment
+when it is called, so tests can point ``LLMLEDGER_HOME`` at a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from llmledger.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "default_home"]
+
+ENV_PREFIX = "LLMLEDGER_"
+
+
+def default_home() -> Path:
+    """The platform's user data folder for llmledger (used when LLMLEDGER_HOME is unset)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("llmledger", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting llmledger reads, with its default.
+
+    Attributes:
+        home: Folder holding all local state (ledger, price files, config, spool).
+        database_url: SQLAlchemy URL of the ledger; default SQLite at ``home/ledger.db``.
+        price_files: User price files (YAML), applied over the bundled catalog.
+        features: Declared feature names (name -> display name); when not empty,
+            an undeclared feature is an error.
+        queue_limit: Most events waiting for the background writer; beyond it new
+            events are dropped and counted, so memory stays bounded.
+        batch_size: Most events written in one transaction.
+        flush_interval: Seconds the writer waits to fill a batch.
+        store_content: Keep prompt and response text (off by default).
+        currency: Currency reports show by default.
+        strict: Re-raise internal tracking errors instead of logging them (tests).
+    """
+
+    home: Path = field(default_factory=default_home)
+    database_url: str | None = None
+    price_files: tuple[Path, ...] = ()
+    features: Mapping[str, str] = field(default_factory=dict)
+    queue_limit: int = 100_000
+    batch_size: int = 5_000
+    flush_interval: float = 0.2
+    store_content: bool = False
+    currency: str = "USD"
+    strict: bool = False
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to the SQLite file in ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'ledger.db'}"
+
+    @property
+    def config_file(self) -> Path:
+        """Where the optional config file lives."""
+        return self.home / "config.toml"
+
+    @property
+    def default_price_file(self) -> Path:
+        """The user price file read when present, besides any named in ``price_files``."""
+        return self.home / "prices.yaml"
+
+    def all_price_files(self) -> tuple[Path, ...]:
+        """Named price files, plus ``home/prices.yaml`` when it exists."""
+        files = list(self.price_files)
+        if self.default_price_file.exists() and self.default_price_file not in files:
+            files.insert(0, self.default_price_file)
+        return tuple(files)
+
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a string or TOML value into the setting's type."""
+    try:
+        if name == "home":
+            return Path(value).expanduser()
+        if name == "price_files":
+            if isinstance(value, str):
+                value = [p for p in value.split(os.pathsep) if p]
+            return tuple(Path(p).expanduser() for p in value)
+        if name == "features":
+            if isinstance(value, str):
+                value = [f.strip() for f in value.split(",") if f.strip()]
+            if isinstance(value, Mapping):
+                return {str(k): str(v) for k, v in value.items()}
+            return {str(f): str(f) for f in value}
+        if name in ("queue_limit", "batch_size"):
+            number = int(value)
+            if number < 1:
+                raise ValueError("must be at least 1")
+            return number
+        if name == "flush_interval":
+            seconds = float(value)
+            if seconds <= 0:
+                raise ValueError("must be positive")
+            return seconds
+        if name in ("store_content", "strict"):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _BOOL_TRUE:
+                return True
+            if text in _BOOL_FALSE:
+                return False
+            raise ValueError("must be true or false")
+        if name == "currency":
+            return str(value).upper()
+        return None if value in (None, "") else str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: {value!r} is not valid ({exc})") from None
+
+
+_NAMES = tuple(f.name for f in fields(Settings))
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Resolve settings from arguments, the environment and the config file.
+
+    Args:
+        environ: The environment to read (``os.environ`` by default).
+        **overrides: Explicit values, which win over everything else.
+
+    Example:
+        >>> s = load_settings({"LLMLEDGER_HOME": "/tmp/ledger-home"})
+        >>> s.resolved_database_url
+        'sqlite:////tmp/ledger-home/ledger.db'
+
+    Raises:
+        ConfigError: on an unknown setting or a value of the wrong kind.
+    """
+    env = os.environ if environ is None else environ
+    unknown = set(overrides) - set(_NAMES)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    from_env = {
+        name: _coerce(name, env[ENV_PREFIX + name.upper()])
+        for name in _NAMES
+        if ENV_PREFIX + name.upper() in env
+    }
+    explicit = {name: _coerce(name, value) for name, value in overrides.items() if value is not None}
+    home = explicit.get("home") or from_env.get("home") or default_home()
+    settings = Settings(home=home)
+    from_file = _read_config_file(settings.config_file)
+    merged = {**from_file, **from_env, **explicit, "home": home}
+    return replace(settings, **merged)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    unknown = set(data) - set(_NAMES) - {"home"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s): {', '.join(sorted(unknown))}")
+    return {name: _coerce(name, value) for name, value in data.items() if name != "home"}
