@@ -1,0 +1,64 @@
+"""llmledger: record, price and attribute every LLM provider call.
+
+Example:
+    >>> import llmledger
+    >>> with llmledger.attribute(tenant="acme", feature="search"):
+    ...     event = llmledger.record(provider="openai", model="gpt-4o",
+    ...                              input_tokens=1000, output_tokens=100)
+    >>> event.tenant, str(event.cost)
+    ('acme', '0.003500000')
+"""
+
+from __future__ import annotations
+
+from llmledger.context import Attribution, attribute, current_attribution, propagate
+from llmledger.errors import (
+    ConfigError,
+    CurrencyError,
+    InvalidEventError,
+    InvalidUsageError,
+    LedgerError,
+    PriceFileError,
+    ResponseParseError,
+    StoreError,
+    UnknownFeatureError,
+    UnknownModelError,
+    UnknownProviderError,
+)
+from llmledger.events import UsageEvent
+from llmledger.ledger import Ledger, configure, flush, get_ledger
+from llmledger.recording import Tracker, record, track
+from llmledger.settings import Settings, load_settings
+from llmledger.usage import Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attribution",
+    "ConfigError",
+    "CurrencyError",
+    "InvalidEventError",
+    "InvalidUsageError",
+    "Ledger",
+    "LedgerError",
+    "PriceFileError",
+    "ResponseParseError",
+    "Settings",
+    "StoreError",
+    "Tracker",
+    "UnknownFeatureError",
+    "UnknownModelError",
+    "UnknownProviderError",
+    "Usage",
+    "UsageEvent",
+    "__version__",
+    "attribute",
+    "configure",
+    "current_attribution",
+    "flush",
+    "get_ledger",
+    "load_settings",
+    "propagate",
+    "record",
+    "track",
+]

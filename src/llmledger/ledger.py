@@ -1,0 +1,185 @@
+"""The ledger: settings, store, price resolver and background writer, wired together.
+
+One :class:`Ledger` per process is the usual case (:func:`get_ledger`), built on
+first use from the settings in force; :func:`configure` replaces it.  Every part
+is built late, so importing llmledger opens nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from llmledger.errors import UnknownFeatureError
+from llmledger.events import UsageEvent
+from llmledger.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from llmledger.pricing import PriceResolver
+    from llmledger.store import SqlStore
+    from llmledger.writer import Writer
+
+__all__ = ["Ledger", "get_ledger", "configure", "flush"]
+
+log = logging.getLogger("llmledger")
+
+
+class Ledger:
+    """Everything needed to record events into one database.
+
+    Example:
+        >>> ledger = Ledger(load_settings(home="/tmp/ledger-doc"))
+        >>> ledger.settings.resolved_database_url
+        'sqlite:////tmp/ledger-doc/ledger.db'
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._store: SqlStore | None = None
+        self._pricer: PriceResolver | None = None
+        self._writer: Writer | None = None
+        self._closed = False
+
+    @property
+    def store(self) -> SqlStore:
+        """The store, opened and migrated on first use."""
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    from llmledger.store import open_store
+
+                    store = open_store(self.settings.resolved_database_url)
+                    store.migrate()
+                    self._store = store
+        return self._store
+
+    @property
+    def pricer(self) -> PriceResolver:
+        """The price resolver: bundled catalog plus the user's price files."""
+        if self._pricer is None:
+            with self._lock:
+                if self._pricer is None:
+                    from llmledger.pricing import PriceResolver
+
+                    self._pricer = PriceResolver.from_settings(self.settings)
+        return self._pricer
+
+    @property
+    def writer(self) -> Writer:
+        """The background writer; the store is opened from its thread, not the caller's."""
+        if self._writer is None:
+            with self._lock:
+                if self._writer is None:
+                    from llmledger.writer import Writer
+
+                    self._writer = Writer(
+                        lambda: self.store,
+                        prepare=self.prepare,
+                        queue_limit=self.settings.queue_limit,
+                        batch_size=self.settings.batch_size,
+                        flush_interval=self.settings.flush_interval,
+                        strict=self.settings.strict,
+                    )
+        return self._writer
+
+    def check_feature(self, feature: str | None) -> None:
+        """Refuse a feature that is not declared, when features are declared.
+
+        Raises:
+            UnknownFeatureError: naming the feature and the declared ones.
+        """
+        declared = self.settings.features
+        if feature is not None and declared and feature not in declared:
+            raise UnknownFeatureError(
+                f"unknown feature {feature!r}; declared features: {', '.join(sorted(declared))}"
+            )
+
+    def prepare(self, event: UsageEvent) -> None:
+        """Price an event that has no cost yet (runs in the writer thread)."""
+        if event.cost is None and event.cost_source is None and event.unpriced_reason is None:
+            self.pricer.price_event(event)
+
+    def submit(self, item: UsageEvent | Callable[[], UsageEvent]) -> None:
+        """Queue an event (or deferred work producing one) for the background writer.
+
+        Never raises and never blocks: a full queue drops the event and counts it.
+        """
+        try:
+            self.writer.submit(item)
+        except Exception:
+            if self.settings.strict:
+                raise
+            log.exception("llmledger: could not queue an event")
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event submitted so far is committed (or ``timeout`` passes)."""
+        if self._writer is None:
+            return True
+        return self._writer.flush(timeout)
+
+    def close(self) -> None:
+        """Flush, stop the writer and close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._writer.close()
+        if self._store is not None:
+            self._store.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the writer: written, dropped, failed."""
+        if self._writer is None:
+            return {"written": 0, "dropped": 0, "failed": 0}
+        w = self._writer
+        return {"written": w.written, "dropped": w.dropped, "failed": w.failed}
+
+
+_ledger: Ledger | None = None
+_ledger_lock = threading.Lock()
+
+
+def get_ledger() -> Ledger:
+    """The process-wide ledger, built from the settings in force on first use."""
+    global _ledger
+    if _ledger is None:
+        with _ledger_lock:
+            if _ledger is None:
+                _ledger = Ledger(load_settings())
+    return _ledger
+
+
+def configure(**settings: Any) -> Ledger:
+    """Replace the process-wide ledger with one built from these settings.
+
+    Arguments win over ``LLMLEDGER_*`` environment variables, which win over the
+    config file. The previous ledger is flushed and closed.
+
+    Example:
+        >>> import llmledger
+        >>> ledger = llmledger.configure(home="/tmp/ledger-doc", features=["search", "chat"])
+        >>> sorted(ledger.settings.features)
+        ['chat', 'search']
+
+    Raises:
+        ConfigError: on an unknown setting or a bad value.
+    """
+    global _ledger
+    new = Ledger(load_settings(**settings))
+    with _ledger_lock:
+        old, _ledger = _ledger, new
+    if old is not None:
+        old.close()
+    return new
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until every event recorded so far is committed to the ledger.
+
+    Returns:
+        True when everything was written before ``timeout`` seconds passed.
+    """
+    return get_ledger().flush(timeout) if _ledger is not None else True
