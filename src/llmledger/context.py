@@ -97,6 +97,10 @@ class attribute:  # noqa: N801 - used like a function: ``with attribute(user=...
         session: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
+        if feature is not None:
+            from llmledger.ledger import get_ledger
+
+            get_ledger().check_feature(feature)
         self._changes: dict[str, Any] = {
             "tenant": tenant,
             "user": user,
