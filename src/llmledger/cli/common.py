@@ -1,0 +1,93 @@
+"""What the CLI commands share: the ledger for this invocation, JSON output, tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import click
+
+from llmledger.errors import InvalidEventError
+from llmledger.ledger import Ledger, configure
+
+__all__ = ["ledger_from", "echo_json", "parse_time", "parse_tags", "print_table", "money"]
+
+
+def ledger_from(ctx: click.Context) -> Ledger:
+    """The ledger named by the global options (or the environment and config)."""
+    root = ctx.find_root()
+    cached = root.meta.get("llmledger.ledger")
+    if cached is None:
+        settings = (root.obj or {}).get("settings", {})
+        cached = configure(**{k: v for k, v in settings.items() if v is not None})
+        root.meta["llmledger.ledger"] = cached
+        root.call_on_close(cached.close)
+    assert isinstance(cached, Ledger)
+    return cached
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def echo_json(data: Any) -> None:
+    """Print data as indented JSON (Decimals as strings, times as ISO 8601 UTC)."""
+    click.echo(json.dumps(data, indent=2, default=_default, ensure_ascii=False))
+
+
+def parse_time(value: str | None, name: str = "time") -> datetime | None:
+    """An ISO 8601 time or date; a naive value is taken as UTC.
+
+    Raises:
+        InvalidEventError: when the text is not a time.
+    """
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidEventError(f"{name} is not an ISO 8601 time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def parse_tags(values: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` options as a tag map.
+
+    Raises:
+        InvalidEventError: on an option without ``=``.
+    """
+    tags: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidEventError(f"tag must be KEY=VALUE, got {item!r}")
+        tags[key] = value
+    return tags
+
+
+def money(value: Decimal | None, places: int = 6) -> str:
+    """Money for people: fixed places, or 'unpriced'."""
+    if value is None:
+        return "unpriced"
+    return f"${value:,.{places}f}"
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                right: Sequence[str] = ()) -> None:
+    """Print a table with rich (plain text when output is not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    Console(soft_wrap=False).print(table)

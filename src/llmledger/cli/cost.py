@@ -1,0 +1,139 @@
+"""``llmledger cost``: what a saved response, a stream transcript or a set of counts cost."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, BinaryIO
+
+import click
+
+from llmledger.cli.common import echo_json, ledger_from, money, parse_time, print_table
+from llmledger.errors import InvalidEventError, InvalidUsageError
+from llmledger.serialize import decimal_text
+from llmledger.usage import Usage
+
+__all__ = ["COMMANDS"]
+
+_COUNT_OPTIONS = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_tokens",
+    "cache_write": "cache_write_tokens",
+    "cache_write_5m": "cache_write_5m_tokens",
+    "cache_write_1h": "cache_write_1h_tokens",
+    "reasoning": "reasoning_tokens",
+    "input_audio": "input_audio_tokens",
+    "output_audio": "output_audio_tokens",
+    "input_image": "input_image_tokens",
+}
+
+
+def _count_option(name: str) -> Any:
+    flag = "--" + name.replace("_", "-")
+    bucket = _COUNT_OPTIONS[name]
+    return click.option(flag, name, type=int, default=None,
+                        help=f"{bucket} (with --model, instead of FILE).")
+
+
+@click.command("cost")
+@click.argument("file", type=click.File("rb"), required=False)
+@click.option("--provider", help="Provider of the response (detected from its shape when omitted).")
+@click.option("--model", help="Model to price (default: the one the response names).")
+@click.option("--at", "at", help="Price as of this ISO 8601 time (default: now).")
+@click.option("--tier", "service_tier", help="Service tier to price (e.g. flex, priority).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_count_option("input")
+@_count_option("output")
+@_count_option("cache_read")
+@_count_option("cache_write")
+@_count_option("cache_write_5m")
+@_count_option("cache_write_1h")
+@_count_option("reasoning")
+@_count_option("input_audio")
+@_count_option("output_audio")
+@_count_option("input_image")
+@click.pass_context
+def cost_command(ctx: click.Context, file: BinaryIO | None, provider: str | None,
+                 model: str | None, at: str | None, service_tier: str | None, as_json: bool,
+                 **counts: int | None) -> None:
+    """What a call cost, bucket by bucket.
+
+    FILE is a saved response body (JSON) or a whole stream transcript (SSE text, or
+    Bedrock event-stream bytes); use - for standard input. Without FILE, give
+    --model and the counts (--input, --output, --cache-read, ...).
+
+    \b
+    Examples:
+      llmledger cost response.json
+      llmledger cost stream.sse --provider anthropic --json
+      llmledger cost --model gpt-4o --input 12000 --output 800 --cache-read 8000
+    """
+    from llmledger.normalize import read_response, read_stream
+
+    given = {_COUNT_OPTIONS[k]: v for k, v in counts.items() if v is not None}
+    when = parse_time(at, "--at") or datetime.now(timezone.utc)
+    reported_cost = None
+    usage_source = "manual"
+    if file is not None:
+        if given:
+            raise InvalidEventError("give FILE or token counts, not both")
+        data = file.read()
+        if data.lstrip()[:1] in (b"{", b"["):
+            reading = read_response(data, provider=provider)
+        else:
+            reading = read_stream(data, provider=provider)
+        provider = reading.provider
+        model = model or reading.response_model
+        usage = reading.usage
+        reported_cost = reading.reported_cost
+        service_tier = service_tier or reading.service_tier
+        usage_source = reading.usage_source
+        warnings = list(reading.warnings)
+        if not model:
+            raise InvalidEventError("the response names no model; pass --model")
+    else:
+        if not model:
+            raise click.UsageError("give FILE, or --model with token counts")
+        usage = Usage(**given)
+        problems = usage.problems()
+        if problems:
+            raise InvalidUsageError("; ".join(problems))
+        warnings = []
+    ledger = ledger_from(ctx)
+    result = ledger.pricer.price(provider, model, usage, when, service_tier=service_tier,
+                                 reported_cost=reported_cost)
+    usage_dict: dict[str, Any] = usage.as_dict()
+    usage_dict["total_tokens"] = usage.total_tokens
+    if as_json:
+        echo_json({
+            "provider": provider,
+            "model": model,
+            "at": when,
+            "usage": usage_dict,
+            "usage_source": usage_source,
+            "cost": {
+                "total": decimal_text(result.cost),
+                "currency": "USD",
+                "source": result.source,
+                "reason": result.unpriced_reason,
+                "price_ref": result.ref,
+                "breakdown": {k: decimal_text(v) for k, v in (result.breakdown or {}).items()},
+            },
+            "warnings": warnings,
+        })
+        return
+    rows = []
+    for bucket, count in usage_dict.items():
+        if count or bucket in ("input_tokens", "output_tokens"):
+            part = (result.breakdown or {}).get(bucket)
+            rows.append((bucket, f"{count:,}", "" if part is None else money(part, 9)))
+    print_table(f"{provider or '?'} / {model}", ("bucket", "tokens", "cost"), rows,
+                right=("tokens", "cost"))
+    click.echo(f"total: {money(result.cost, 9)}"
+               + (f"  ({result.source}: {result.ref})" if result.cost is not None else
+                  f"  ({result.unpriced_reason})"))
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+COMMANDS = [cost_command]
