@@ -1,0 +1,216 @@
+"""Usage buckets, events, ids, settings and attribution: the pure core."""
+
+from __future__ import annotations
+
+import __future__
+import asyncio
+import inspect
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import llmledger
+from llmledger.context import attribute, current_attribution, propagate
+from llmledger.errors import ConfigError, InvalidEventError, InvalidUsageError, LedgerError
+from llmledger.events import UsageEvent
+from llmledger.ids import id_time_ms, new_id
+from llmledger.settings import load_settings
+from llmledger.usage import BUCKETS, Usage
+
+
+def test_public_api_is_complete() -> None:
+    exported = set(llmledger.__all__)
+    public = {
+        name
+        for name, value in vars(llmledger).items()
+        if not name.startswith("_")
+        and not inspect.ismodule(value)
+        and not isinstance(value, __future__._Feature)
+    }
+    assert public - exported == set()
+    for name in exported:
+        assert hasattr(llmledger, name), name
+
+
+def test_every_error_is_a_ledger_error_and_a_builtin() -> None:
+    from llmledger import errors
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, LedgerError)
+        if cls is not LedgerError:
+            assert any(issubclass(cls, b) for b in (ValueError, LookupError, RuntimeError))
+
+
+# -- usage -------------------------------------------------------------------------
+
+
+def test_usage_totals_include_parts() -> None:
+    u = Usage(input_tokens=4020, cache_read_tokens=4012, output_tokens=87, reasoning_tokens=64)
+    assert u.total_tokens == 4107
+    assert u.uncached_input_tokens == 8
+    assert u.problems() == []
+
+
+@pytest.mark.parametrize(
+    ("usage", "fragment"),
+    [
+        (Usage(input_tokens=5, cache_read_tokens=6), "cache_read_tokens + cache_write_tokens"),
+        (Usage(output_tokens=1, reasoning_tokens=2), "reasoning_tokens (2) exceeds output_tokens"),
+        (Usage(input_tokens=-1), "input_tokens is negative"),
+        (Usage(input_tokens=10, cache_write_tokens=4, cache_write_1h_tokens=5),
+         "cache_write_5m_tokens + cache_write_1h_tokens (5) exceed cache_write_tokens (4)"),
+    ],
+)
+def test_usage_problems_name_the_broken_invariant(usage: Usage, fragment: str) -> None:
+    assert any(fragment in p for p in usage.problems())
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**9), min_size=len(BUCKETS),
+                max_size=len(BUCKETS)))
+def test_usage_dict_round_trip_and_addition(values: list[int]) -> None:
+    u = Usage(*values)
+    assert Usage.from_dict(u.as_dict()) == u
+    assert (u + u).as_dict() == {k: 2 * v for k, v in u.as_dict().items()}
+
+
+def test_usage_from_dict_rejects_unknown_bucket() -> None:
+    with pytest.raises(InvalidUsageError, match="prompt_tokens"):
+        Usage.from_dict({"prompt_tokens": 3})
+
+
+# -- events and ids -----------------------------------------------------------------
+
+
+def test_ids_are_ulids_sorted_by_time() -> None:
+    first = new_id(now_ms=1_700_000_000_000)
+    second = new_id(now_ms=1_700_000_000_001)
+    assert len(first) == 26 and first < second
+    assert id_time_ms(first) == 1_700_000_000_000
+    assert len({new_id() for _ in range(10_000)}) == 10_000
+    with pytest.raises(ValueError):
+        id_time_ms("not-a-ulid")
+
+
+def test_event_validation_rejects_naive_time_and_unknown_status() -> None:
+    naive = UsageEvent(provider="openai", model="m", ts=datetime(2025, 1, 1))
+    with pytest.raises(InvalidEventError, match="timezone-aware"):
+        naive.validate()
+    bad = UsageEvent(provider="openai", model="m", ts=datetime.now(timezone.utc), status="fine")
+    with pytest.raises(InvalidEventError, match="status must be one of"):
+        bad.validate()
+
+
+def test_event_validation_keeps_broken_usage_with_a_warning() -> None:
+    event = UsageEvent(provider="openai", model="m", ts=datetime.now(timezone.utc),
+                       usage=Usage(input_tokens=1, cache_read_tokens=2))
+    event.validate()
+    assert event.usage.cache_read_tokens == 2  # never silently fixed
+    assert event.warnings and "exceed input_tokens" in event.warnings[0]
+
+
+# -- settings -----------------------------------------------------------------------
+
+
+def test_settings_precedence(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "config.toml").write_text('batch_size = 7\nqueue_limit = 9\ncurrency = "brl"\n')
+    env = {"LLMLEDGER_HOME": str(home), "LLMLEDGER_QUEUE_LIMIT": "11"}
+    s = load_settings(env, currency="eur")
+    assert (s.batch_size, s.queue_limit, s.currency) == (7, 11, "EUR")
+    assert s.resolved_database_url == f"sqlite:///{home / 'ledger.db'}"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LLMLEDGER_QUEUE_LIMIT": "lots"}, "queue_limit"),
+        ({"LLMLEDGER_STRICT": "maybe"}, "must be true or false"),
+        ({"LLMLEDGER_FLUSH_INTERVAL": "-1"}, "must be positive"),
+    ],
+)
+def test_bad_settings_are_clear_errors(env: dict[str, str], message: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"LLMLEDGER_HOME": str(tmp_path), **env})
+
+
+def test_unknown_setting_in_config_file(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("colour = 'blue'\n")
+    with pytest.raises(ConfigError, match="colour"):
+        load_settings({"LLMLEDGER_HOME": str(tmp_path)})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings({"LLMLEDGER_HOME": str(tmp_path)}, colour="red")
+
+
+# -- attribution --------------------------------------------------------------------
+
+
+def test_attribute_nests_and_merges_tags() -> None:
+    with attribute(tenant="acme", tags={"env": "prod", "id": 7}):
+        with attribute(user="ana", tags={"env": "test"}) as inner:
+            assert inner.tenant == "acme" and inner.user == "ana"
+            assert dict(inner.tags) == {"env": "test", "id": "7"}
+        assert current_attribution().user is None
+    assert current_attribution().tenant is None
+
+
+def test_attribute_as_decorator_sync_and_async() -> None:
+    @attribute(feature="search")
+    def sync() -> str | None:
+        return current_attribution().feature
+
+    @attribute(feature="chat")
+    async def run_async() -> str | None:
+        await asyncio.sleep(0)
+        return current_attribution().feature
+
+    assert sync() == "search"
+    assert asyncio.run(run_async()) == "chat"
+
+
+def test_attribution_follows_asyncio_tasks_and_threads() -> None:
+    async def main() -> list[str | None]:
+        async def child(name: str) -> str | None:
+            with attribute(user=name):
+                await asyncio.sleep(0)
+                return current_attribution().user
+
+        with attribute(tenant="t"):
+            task = asyncio.create_task(asyncio.sleep(0, result=current_attribution().tenant))
+            users = await asyncio.gather(child("a"), child("b"))
+            return [await task, *users]
+
+    assert asyncio.run(main()) == ["t", "a", "b"]
+
+    seen: list[str | None] = []
+    with attribute(tenant="threaded"):
+        worker = threading.Thread(target=propagate(lambda: seen.append(current_attribution().tenant)))
+        worker.start()
+        worker.join()
+        with ThreadPoolExecutor(2) as pool:
+            assert pool.submit(propagate(lambda: current_attribution().tenant)).result() == "threaded"
+    assert seen == ["threaded"]
+
+
+def test_attribute_rejects_bad_values() -> None:
+    with pytest.raises(InvalidEventError, match="tenant must be a string"):
+        attribute(tenant=3)  # type: ignore[arg-type]
+    with pytest.raises(InvalidEventError, match="tag 'x' must be a string"):
+        attribute(tags={"x": [1]})  # type: ignore[dict-item]
+
+
+def test_declared_features_refuse_unknown_ones() -> None:
+    llmledger.configure(features={"search": "Search", "chat": "Chat"})
+    try:
+        with attribute(feature="search"):
+            pass
+        with pytest.raises(llmledger.UnknownFeatureError, match="'serach'.*chat, search"):
+            attribute(feature="serach")
+    finally:
+        llmledger.configure()
