@@ -19,6 +19,10 @@ class Reading:
     OpenAI stream without ``include_usage``): the usage is then unknown, not zero.
     ``reported_cost`` is a cost the provider or a gateway (OpenRouter's
     ``usage.cost``) stated itself; it wins over any price list.
+    ``extra_units`` holds counts the provider reported that have no canonical
+    bucket (Gemini output image tokens, Cohere rerank search units, ...): they
+    are informational, and when they are tokens they are already inside the
+    canonical totals, so nothing is lost and nothing is counted twice.
     """
 
     provider: str
@@ -33,3 +37,4 @@ class Reading:
     stream: bool = False
     reported_cost: Decimal | None = None
     warnings: list[str] = field(default_factory=list)
+    extra_units: dict[str, int] = field(default_factory=dict)

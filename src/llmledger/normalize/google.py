@@ -1,0 +1,214 @@
+"""Gemini API and Vertex AI ``generateContent`` bodies and streams.
+
+Inclusivity (checked against recorded responses, where
+``totalTokenCount = prompt + toolUsePrompt + candidates + thoughts``):
+
+* ``promptTokenCount`` includes ``cachedContentTokenCount`` but NOT
+  ``toolUsePromptTokenCount``: input = prompt + toolUsePrompt
+* ``candidatesTokenCount`` does NOT include ``thoughtsTokenCount``:
+  output = candidates + thoughts, reasoning = thoughts
+* modality parts come from ``promptTokensDetails`` and
+  ``toolUsePromptTokensDetails`` (input; AUDIO and IMAGE) and
+  ``candidatesTokensDetails`` (output; AUDIO). Output IMAGE and VIDEO tokens have
+  no canonical bucket and are kept in ``Reading.extra_units``.
+  ``cacheTokensDetails`` is not added: cached tokens are already inside the
+  prompt's modality counts.
+
+Streams send a cumulative ``usageMetadata`` snapshot on every chunk: the last
+one is the usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from llmledger.normalize._common import count, count_first, finish, obj, text
+from llmledger.normalize.base import Reading
+from llmledger.usage import Usage
+
+__all__ = ["GenerateStream", "generate_usage", "read_generate", "wire_shape"]
+
+
+def _by_modality(details: object, where: str) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    if isinstance(details, list):
+        for item in details:
+            if isinstance(item, Mapping):
+                # google-genai dumps an enum here unless dumped in JSON mode.
+                raw = item.get("modality", "")
+                modality = str(getattr(raw, "value", raw)).upper()
+                totals[modality] = totals.get(modality, 0) + count_first(
+                    item, "tokenCount", "token_count", where=where
+                )
+    return totals
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _camel_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {_camel(str(k)): _camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel_keys(v) for v in value]
+    return value
+
+
+def wire_shape(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The REST (camelCase) view of a chunk, also when it is a google-genai ``model_dump()``.
+
+    The SDK's pydantic models dump snake_case keys (``usage_metadata``); only the
+    few fields read here are converted, so a wire-shaped chunk costs nothing.
+
+    Example:
+        >>> wire_shape({"usage_metadata": {"prompt_token_count": 3}})["usageMetadata"]
+        {'promptTokenCount': 3}
+    """
+    if "usage_metadata" not in event and "response_id" not in event:
+        return event
+    view: dict[str, Any] = {
+        "usageMetadata": _camel_keys(event.get("usage_metadata")),
+        "responseId": event.get("response_id"),
+        "modelVersion": event.get("model_version"),
+    }
+    candidates = event.get("candidates")
+    if isinstance(candidates, list):
+        view["candidates"] = [
+            {"finishReason": getattr(c.get("finish_reason"), "value", c.get("finish_reason"))}
+            for c in candidates
+            if isinstance(c, Mapping)
+        ]
+    return view
+
+
+def generate_usage(usage: Mapping[str, Any]) -> tuple[Usage, dict[str, int]]:
+    """Canonical buckets (and bucket-less extras) of a Gemini ``usageMetadata`` object.
+
+    Example:
+        >>> u, _ = generate_usage({"promptTokenCount": 15, "toolUsePromptTokenCount": 429,
+        ...                        "candidatesTokenCount": 75, "thoughtsTokenCount": 343})
+        >>> (u.input_tokens, u.output_tokens, u.tool_use_prompt_tokens)
+        (444, 418, 429)
+    """
+    prompt = count(usage, "promptTokenCount", where="usageMetadata")
+    tool_use = count(usage, "toolUsePromptTokenCount", where="usageMetadata")
+    # The Live API names the output count responseTokenCount.
+    candidates = count_first(
+        usage, "candidatesTokenCount", "responseTokenCount", where="usageMetadata"
+    )
+    thoughts = count(usage, "thoughtsTokenCount", where="usageMetadata")
+    inputs = _by_modality(usage.get("promptTokensDetails"), "usageMetadata.promptTokensDetails")
+    for modality, tokens in _by_modality(
+        usage.get("toolUsePromptTokensDetails"), "usageMetadata.toolUsePromptTokensDetails"
+    ).items():
+        inputs[modality] = inputs.get(modality, 0) + tokens
+    outputs = _by_modality(
+        usage.get("candidatesTokensDetails") or usage.get("responseTokensDetails"),
+        "usageMetadata.candidatesTokensDetails",
+    )
+    extra: dict[str, int] = {}
+    if inputs.get("VIDEO"):
+        extra["input_video_tokens"] = inputs["VIDEO"]
+    if outputs.get("IMAGE"):
+        extra["output_image_tokens"] = outputs["IMAGE"]
+    if outputs.get("VIDEO"):
+        extra["output_video_tokens"] = outputs["VIDEO"]
+    return (
+        Usage(
+            input_tokens=prompt + tool_use,
+            output_tokens=candidates + thoughts,
+            cache_read_tokens=count(usage, "cachedContentTokenCount", where="usageMetadata"),
+            input_audio_tokens=inputs.get("AUDIO", 0),
+            input_image_tokens=inputs.get("IMAGE", 0),
+            reasoning_tokens=thoughts,
+            output_audio_tokens=outputs.get("AUDIO", 0),
+            tool_use_prompt_tokens=tool_use,
+        ),
+        extra,
+    )
+
+
+def _finish_reason(body: Mapping[str, Any]) -> str | None:
+    candidates = body.get("candidates")
+    if isinstance(candidates, list):
+        for candidate in candidates:
+            reason = text(candidate, "finishReason") if isinstance(candidate, Mapping) else None
+            if reason:
+                return reason
+    return text(obj(body, "promptFeedback"), "blockReason")
+
+
+def read_generate(body: Mapping[str, Any], provider: str, *, stream: bool = False) -> Reading:
+    """Read a ``generateContent`` body (Gemini API or Vertex AI).
+
+    Example:
+        >>> r = read_generate({"responseId": "r1", "modelVersion": "gemini-2.5-flash",
+        ...                    "usageMetadata": {"promptTokenCount": 9,
+        ...                                      "candidatesTokenCount": 9,
+        ...                                      "thoughtsTokenCount": 34}}, "google")
+        >>> (r.usage.output_tokens, r.usage.reasoning_tokens, r.request_id)
+        (43, 34, 'r1')
+    """
+    body = wire_shape(body)
+    usage_raw = body.get("usageMetadata")
+    if isinstance(usage_raw, Mapping):
+        usage, extra = generate_usage(usage_raw)
+    else:
+        usage, extra = Usage(), {}
+    reading = Reading(
+        provider=provider,
+        operation="chat",
+        usage=usage,
+        usage_raw=usage_raw,
+        usage_source="provider" if isinstance(usage_raw, Mapping) else "missing",
+        response_model=text(body, "modelVersion"),
+        request_id=text(body, "responseId"),
+        finish_reason=_finish_reason(body),
+        service_tier=text(usage_raw, "serviceTier") if isinstance(usage_raw, Mapping) else None,
+        stream=stream,
+        extra_units=extra,
+    )
+    return finish(reading)
+
+
+class GenerateStream:
+    """Accumulates ``streamGenerateContent`` chunks: the last usage snapshot wins."""
+
+    __slots__ = ("_finish", "_id", "_model", "_provider", "_usage")
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._usage: Any = None
+        self._id: str | None = None
+        self._model: str | None = None
+        self._finish: str | None = None
+
+    def feed(self, event: Mapping[str, Any]) -> None:
+        """Take one chunk (a ``GenerateContentResponse``, wire JSON or SDK dump)."""
+        event = wire_shape(event)
+        usage = event.get("usageMetadata")
+        if usage is not None:
+            self._usage = usage
+        if self._id is None:
+            self._id = text(event, "responseId")
+        if self._model is None:
+            self._model = text(event, "modelVersion")
+        candidates = event.get("candidates")
+        if candidates:
+            reason = _finish_reason(event)
+            if reason:
+                self._finish = reason
+
+    def result(self) -> Reading:
+        """The reading of the stream so far."""
+        body: dict[str, Any] = {
+            "usageMetadata": self._usage,
+            "responseId": self._id,
+            "modelVersion": self._model,
+        }
+        if self._finish:
+            body["candidates"] = [{"finishReason": self._finish}]
+        return read_generate(body, self._provider, stream=True)
