@@ -1,0 +1,162 @@
+"""The fast path: a price row compiled once into plain Decimal arithmetic.
+
+A :class:`CompiledPrice` turns a :class:`~llmledger.pricing.model.Price` into a
+short list of steps, one per priced bucket, ordered most specific first.  Each
+step reads its bucket, subtracts what more specific priced buckets already
+claimed (the "leaf" count), and multiplies by a per-token rate.  This is the same
+decomposition genai-prices applies to its unit lattice, restricted to the buckets
+llmledger counts, so the two agree to the last digit (a property test holds them
+to it) while a call costs a few microseconds instead of hundreds.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from llmledger.pricing.model import REQUESTS, Price
+from llmledger.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
+
+__all__ = ["BUCKET_PARENTS", "CompiledPrice", "bucket_ancestors", "usage_problem"]
+
+_MILLION = Decimal(1_000_000)
+_ZERO = Decimal(0)
+
+#: Each part bucket and the total it is part of (cache-write TTL splits are
+#: parts of ``cache_write_tokens``, itself part of ``input_tokens``).
+BUCKET_PARENTS: dict[str, str] = {
+    **{part: "input_tokens" for part in INPUT_PARTS},
+    **{part: "output_tokens" for part in OUTPUT_PARTS},
+    "cache_write_5m_tokens": "cache_write_tokens",
+    "cache_write_1h_tokens": "cache_write_tokens",
+}
+
+
+def bucket_ancestors(bucket: str) -> tuple[str, ...]:
+    """Every total a bucket is part of, nearest first.
+
+    Example:
+        >>> bucket_ancestors("cache_write_1h_tokens")
+        ('cache_write_tokens', 'input_tokens')
+    """
+    found: list[str] = []
+    while bucket in BUCKET_PARENTS:
+        bucket = BUCKET_PARENTS[bucket]
+        found.append(bucket)
+    return tuple(found)
+
+
+# One step: bucket, indices of earlier steps it contains, rate per token, and
+# tiers as (above, rate per token), highest threshold first.
+_Step = tuple[str, tuple[int, ...], Decimal, tuple[tuple[int, Decimal], ...]]
+
+
+class CompiledPrice:
+    """A price row ready to price usages quickly.
+
+    Example:
+        >>> p = Price(provider="openai", model="gpt-4o", rates={
+        ...     "input_tokens": Decimal("2.5"), "cache_read_tokens": Decimal("1.25"),
+        ...     "output_tokens": Decimal("10")})
+        >>> total, parts = CompiledPrice(p).compute(
+        ...     Usage(input_tokens=1000, cache_read_tokens=400, output_tokens=100))
+        >>> total
+        Decimal('0.00300000')
+        >>> sorted(parts)
+        ['cache_read_tokens', 'input_tokens', 'output_tokens']
+    """
+
+    __slots__ = ("_per_request", "_steps", "price")
+
+    def __init__(self, price: Price) -> None:
+        self.price = price
+        priced = sorted(
+            (b for b in price.rates if price.rates[b] is not None),
+            key=lambda b: (-len(bucket_ancestors(b)), b),
+        )
+        steps: list[_Step] = []
+        for bucket in priced:
+            inside = tuple(
+                index
+                for index, (other, *_rest) in enumerate(steps)
+                if bucket in bucket_ancestors(other)
+            )
+            tiers = tuple(
+                (tier.above, tier.usd_per_mtok / _MILLION)
+                for tier in sorted(price.tiers.get(bucket, ()), key=lambda t: t.above, reverse=True)
+            )
+            steps.append((bucket, inside, price.rates[bucket] / _MILLION, tiers))
+        self._steps: tuple[_Step, ...] = tuple(steps)
+        self._per_request = price.per_request
+
+    @property
+    def counts_anything(self) -> bool:
+        """False when the row prices only units llmledger does not count."""
+        return bool(self._steps) or self._per_request is not None or self.price.is_free
+
+    def compute(self, usage: Usage) -> tuple[Decimal, dict[str, Decimal]] | None:
+        """Exact (unrounded) cost and per-bucket parts, or ``None`` when a priced
+        bucket's parts exceed it (the usage breaks its invariants).
+        """
+        leaves: list[int] = []
+        parts: dict[str, Decimal] = {}
+        total = _ZERO
+        input_tokens = usage.input_tokens
+        for bucket, inside, rate, tiers in self._steps:
+            count: int = getattr(usage, bucket)
+            for index in inside:
+                count -= leaves[index]
+            if count < 0:
+                return None
+            leaves.append(count)
+            if count:
+                for above, tier_rate in tiers:
+                    if input_tokens > above:
+                        rate = tier_rate
+                        break
+                amount = rate * count
+                total += amount
+                parts[bucket] = amount
+        if self._per_request is not None:
+            total += self._per_request
+            parts[REQUESTS] = self._per_request
+        return total, parts
+
+
+def usage_problem(usage: Usage) -> str | None:
+    """The first broken usage invariant, or ``None``; cheap enough for every call.
+
+    Example:
+        >>> usage_problem(Usage(input_tokens=10, cache_read_tokens=11))
+        'cache_read_tokens + cache_write_tokens (11 + 0) exceed input_tokens (10)'
+        >>> usage_problem(Usage(input_tokens=10)) is None
+        True
+    """
+    u = usage
+    total_in = u.input_tokens
+    total_out = u.output_tokens
+    cache_write = u.cache_write_tokens
+    if (
+        u.cache_read_tokens + cache_write <= total_in
+        and u.input_audio_tokens <= total_in
+        and u.input_image_tokens <= total_in
+        and u.tool_use_prompt_tokens <= total_in
+        and u.reasoning_tokens <= total_out
+        and u.output_audio_tokens <= total_out
+        and u.cache_write_5m_tokens + u.cache_write_1h_tokens <= cache_write
+        and min(
+            u.cache_read_tokens,
+            u.cache_write_5m_tokens,
+            u.cache_write_1h_tokens,
+            u.input_audio_tokens,
+            u.input_image_tokens,
+            u.tool_use_prompt_tokens,
+            u.reasoning_tokens,
+            u.output_audio_tokens,
+            total_out,
+        )
+        >= 0
+        and type(total_in) is int
+    ):
+        return None
+    found = usage.problems()
+    return found[0] if found else None

@@ -1,0 +1,165 @@
+"""What a price is and what pricing one call returns.
+
+A :class:`Price` is one dated price row, whoever wrote it (the bundled catalog or
+a user price file): USD per million tokens for each canonical usage bucket, with
+optional long-context tiers and a per-request fee.  A :class:`PriceResult` is the
+cost of one call, or the reason there is none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Literal
+
+from llmledger.usage import BUCKETS
+
+__all__ = [
+    "NANO_USD",
+    "PRICE_BUCKETS",
+    "REQUESTS",
+    "Price",
+    "PriceResult",
+    "PriceSource",
+    "ResultSource",
+    "Tier",
+    "to_nano",
+]
+
+#: The smallest amount the ledger stores: costs are kept as integer nano-USD.
+NANO_USD = Decimal("0.000000001")
+
+#: Breakdown key of a per-request fee.
+REQUESTS = "requests"
+
+#: Buckets a price row can name a rate for (every canonical usage bucket).
+PRICE_BUCKETS: tuple[str, ...] = BUCKETS
+
+PriceSource = Literal["catalog", "override"]
+ResultSource = Literal["catalog", "override", "provider-reported"]
+
+
+def to_nano(amount: Decimal) -> Decimal:
+    """Round an amount of USD to whole nano-USD, half to even.
+
+    Example:
+        >>> to_nano(Decimal("0.0000000015"))
+        Decimal('2E-9')
+        >>> str(to_nano(Decimal("1.25")))
+        '1.250000000'
+    """
+    return amount.quantize(NANO_USD, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """A long-context rate: applies to *all* tokens of a bucket once the call's
+    ``input_tokens`` is strictly above ``above`` (a cliff, not a marginal band).
+
+    Example:
+        >>> Tier(above=200_000, usd_per_mtok=Decimal("6"))
+        Tier(above=200000, usd_per_mtok=Decimal('6'))
+    """
+
+    above: int
+    usd_per_mtok: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """One dated price row for a model.
+
+    Rates are USD per million tokens, keyed by canonical bucket name
+    (``input_tokens``, ``cache_read_tokens``, ...).  Each bucket's rate applies to
+    the tokens of that bucket not claimed by a more specific priced bucket: with
+    ``input_tokens`` and ``cache_read_tokens`` priced, cached tokens pay the cache
+    rate and the rest of the input pays the input rate.  A part without a rate of
+    its own is paid at its total's rate (reasoning tokens as output tokens).
+
+    Attributes:
+        provider: Provider name as llmledger knows it (``openai``, ``bedrock``, ...).
+        model: Model id (catalog) or model pattern (user rows, exact name or glob).
+        rates: Base USD per million tokens per bucket.
+        tiers: Long-context tiers per bucket, ascending by ``above``.
+        per_request: USD charged once per call, if any.
+        valid_from: First UTC day the row applies (``None``: since always).
+        source: ``catalog`` (bundled genai-prices) or ``override`` (user prices).
+        ref: Where the row comes from, e.g. ``genai-prices@0.2.3:openai/gpt-4o``
+            or ``user:prices.yaml:my-model@2025-01-01``.
+        checked: Day someone last checked the row against the provider's price page.
+        service_tier: The service tier the row is restricted to, if any.
+        discount: Multiplier applied on top of catalog rates (already included in
+            ``rates``), if a user discount matched.
+        uncounted_units: Units the price uses that llmledger does not count (e.g.
+            ``web_searches``, ``audio_hours``); those parts of a bill are not priced.
+
+    Example:
+        >>> p = Price(provider="openai", model="gpt-4o",
+        ...           rates={"input_tokens": Decimal("2.5"), "output_tokens": Decimal("10")})
+        >>> p.rate("output_tokens")
+        Decimal('10')
+    """
+
+    provider: str
+    model: str
+    rates: Mapping[str, Decimal]
+    tiers: Mapping[str, tuple[Tier, ...]] = field(default_factory=dict)
+    per_request: Decimal | None = None
+    valid_from: date | None = None
+    source: PriceSource = "catalog"
+    ref: str = ""
+    checked: date | None = None
+    service_tier: str | None = None
+    discount: Decimal | None = None
+    uncounted_units: tuple[str, ...] = ()
+
+    def rate(self, bucket: str, input_tokens: int = 0) -> Decimal | None:
+        """The USD-per-million rate of a bucket for a call with ``input_tokens``.
+
+        Example:
+            >>> p = Price(provider="x", model="m", rates={"input_tokens": Decimal("1")},
+            ...           tiers={"input_tokens": (Tier(100, Decimal("2")),)})
+            >>> p.rate("input_tokens", 100), p.rate("input_tokens", 101)
+            (Decimal('1'), Decimal('2'))
+        """
+        base = self.rates.get(bucket)
+        for tier in reversed(self.tiers.get(bucket, ())):
+            if input_tokens > tier.above:
+                return tier.usd_per_mtok
+        return base
+
+    @property
+    def is_free(self) -> bool:
+        """True when the row charges nothing for anything llmledger counts or not."""
+        return not self.rates and not self.per_request and not self.uncounted_units
+
+
+@dataclass(frozen=True, slots=True)
+class PriceResult:
+    """The cost of one call, or why it has none.
+
+    ``cost`` is ``None`` (never zero) when no price is known; ``unpriced_reason``
+    then says why.  ``cost`` and each ``breakdown`` value are rounded to whole
+    nano-USD independently, so the parts may differ from the total by a few
+    nano-USD.
+
+    Example:
+        >>> r = PriceResult(cost=None, breakdown={}, source=None, ref=None,
+        ...                 unpriced_reason="no price for model 'foo' from provider 'openai'")
+        >>> r.priced
+        False
+    """
+
+    cost: Decimal | None
+    breakdown: Mapping[str, Decimal]
+    source: ResultSource | None
+    ref: str | None
+    unpriced_reason: str | None = None
+    price: Price | None = None
+
+    @property
+    def priced(self) -> bool:
+        """True when a cost is known."""
+        return self.cost is not None
