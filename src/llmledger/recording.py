@@ -10,13 +10,16 @@ from dataclasses import fields
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmledger.context import current_attribution
 from llmledger.errors import InvalidEventError, InvalidUsageError
 from llmledger.events import UsageEvent
 from llmledger.ledger import Ledger, get_ledger
 from llmledger.usage import BUCKETS, Usage
+
+if TYPE_CHECKING:
+    from llmledger.normalize.base import Reading
 
 __all__ = ["record", "track", "build_event", "Tracker"]
 
@@ -72,11 +75,15 @@ def build_event(
     *,
     response: Any = None,
     stream: Any = None,
+    reading: Reading | None = None,
     usage: Usage | Mapping[str, int] | None = None,
     now: datetime | None = None,
     **values: Any,
 ) -> UsageEvent:
     """Build a validated event from keyword values, as :func:`record` does, without queuing it.
+
+    ``reading`` is a response already read by :mod:`llmledger.normalize` (what the
+    capture hooks pass), used like ``response``.
 
     Raises:
         InvalidEventError: on an unknown field or a bad value.
@@ -85,10 +92,10 @@ def build_event(
     unknown = set(values) - _EVENT_FIELDS
     if unknown:
         raise InvalidEventError(f"unknown event field(s): {', '.join(sorted(unknown))}")
-    if response is not None and stream is not None:
-        raise InvalidEventError("pass either response= or stream=, not both")
+    if (response is not None) + (stream is not None) + (reading is not None) > 1:
+        raise InvalidEventError("pass one of response=, stream= or reading=")
 
-    if response is not None or stream is not None:
+    if reading is None and (response is not None or stream is not None):
         from llmledger.normalize import read_response, read_stream
 
         provider = values.get("provider")
@@ -98,6 +105,7 @@ def build_event(
             if response is not None
             else read_stream(stream, provider=provider, operation=operation)
         )
+    if reading is not None:
         values.setdefault("provider", reading.provider)
         values.setdefault("operation", reading.operation)
         values.setdefault("model", reading.response_model)
