@@ -11,6 +11,7 @@ after the colon is dropped, and any of CRLF, LF or CR ends a line.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 
 from llmledger.errors import ResponseParseError
 
-__all__ = ["ServerSentEvent", "iter_sse", "transcript_events"]
+__all__ = ["SSEDecoder", "ServerSentEvent", "iter_sse", "transcript_events"]
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _DONE = "[DONE]"
@@ -32,34 +33,88 @@ class ServerSentEvent(NamedTuple):
     data: str
 
 
+class SSEDecoder:
+    """Incremental SSE decoder: feed chunks split anywhere, get whole events.
+
+    Chunks may cut a line, a CRLF pair or (for bytes) a UTF-8 character in two;
+    the result is the same as decoding the joined text at once.
+
+    Example:
+        >>> decoder = SSEDecoder()
+        >>> decoder.feed(b'data: {"a"')
+        []
+        >>> decoder.feed(b": 1}\\r")
+        []
+        >>> decoder.feed(b"\\n\\r\\n")
+        [ServerSentEvent(event=None, data='{"a": 1}')]
+    """
+
+    __slots__ = ("_buffer", "_data", "_event", "_utf8")
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._event: str | None = None
+        self._data: list[str] = []
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+
+    def _line(self, line: str, out: list[ServerSentEvent]) -> None:
+        if not line:
+            if self._data:
+                out.append(ServerSentEvent(self._event, "\n".join(self._data)))
+            self._event, self._data = None, []
+            return
+        if line.startswith(":"):
+            return
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+
+    def feed(self, chunk: str | bytes) -> list[ServerSentEvent]:
+        """Take the next piece of the stream; return the events it completed."""
+        if isinstance(chunk, (bytes, bytearray)):
+            chunk = self._utf8.decode(bytes(chunk))
+        text = self._buffer + chunk
+        # A trailing CR may be the first half of CRLF: wait for the next chunk.
+        hold = ""
+        if text.endswith("\r"):
+            text, hold = text[:-1], "\r"
+        lines = _LINE_END.split(text)
+        self._buffer = lines.pop() + hold
+        out: list[ServerSentEvent] = []
+        for line in lines:
+            self._line(line, out)
+        return out
+
+    def close(self) -> list[ServerSentEvent]:
+        """End of stream: return the last event even without its closing blank line.
+
+        A live client would wait for the blank line; a saved transcript never
+        gets it, and its last event is still whole.
+        """
+        out: list[ServerSentEvent] = []
+        tail = self._buffer + self._utf8.decode(b"", final=True)
+        self._buffer = ""
+        for line in _LINE_END.split(tail):
+            if line:
+                self._line(line, out)
+        self._line("", out)
+        return out
+
+
 def iter_sse(text: str) -> Iterator[ServerSentEvent]:
-    """Yield the events of an SSE transcript in order.
+    """Yield the events of a whole SSE transcript in order.
 
     Example:
         >>> list(iter_sse("event: ping\\ndata: {}\\n\\n: keep-alive\\ndata: a\\ndata: b\\n\\n"))
         [ServerSentEvent(event='ping', data='{}'), ServerSentEvent(event=None, data='a\\nb')]
     """
-    event: str | None = None
-    data: list[str] = []
-    for line in _LINE_END.split(text):
-        if not line:
-            if data:
-                yield ServerSentEvent(event, "\n".join(data))
-            event, data = None, []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-    # A transcript saved without its final blank line still ends with a whole
-    # event; a live client would wait for more, a saved one never gets it.
-    if data:
-        yield ServerSentEvent(event, "\n".join(data))
+    decoder = SSEDecoder()
+    yield from decoder.feed(text)
+    yield from decoder.close()
 
 
 def _looks_like_sse(text: str) -> bool:
