@@ -1,0 +1,81 @@
+"""The ledger store: SQLite by default, PostgreSQL through psycopg 3.
+
+Example:
+    >>> from datetime import datetime, timezone
+    >>> from llmledger.events import UsageEvent
+    >>> store = open_store("sqlite://")
+    >>> store.write([UsageEvent(provider="openai", model="gpt-4o",
+    ...                         ts=datetime(2025, 1, 1, tzinfo=timezone.utc))])
+    1
+    >>> store.count()
+    1
+"""
+
+from __future__ import annotations
+
+from llmledger.settings import Settings, load_settings
+from llmledger.store.schema import (
+    FILTER_COLUMNS,
+    GROUP_DIMENSIONS,
+    event_tags,
+    events,
+    metadata,
+)
+from llmledger.store.sql import InvalidQueryError, SqlStore, WriteError
+
+__all__ = [
+    "SqlStore",
+    "open_store",
+    "migrate",
+    "InvalidQueryError",
+    "WriteError",
+    "metadata",
+    "events",
+    "event_tags",
+    "GROUP_DIMENSIONS",
+    "FILTER_COLUMNS",
+]
+
+
+def open_store(url_or_settings: str | Settings | None = None, *, upgrade: bool = True) -> SqlStore:
+    """Open the ledger named by a URL or by settings, migrated to the newest schema.
+
+    Args:
+        url_or_settings: A database URL, a :class:`Settings`, or None to load the
+            settings from the environment.  With settings and no ``database_url``
+            the default SQLite file in ``home`` is used and its folder created.
+        upgrade: Run pending migrations (the default).
+
+    Raises:
+        StoreError: when the database cannot be opened or migrated.
+
+    Example:
+        >>> store = open_store("sqlite://")
+        >>> store.schema_version()
+        '0001'
+    """
+    if url_or_settings is None:
+        url_or_settings = load_settings()
+    if isinstance(url_or_settings, Settings):
+        store = SqlStore(
+            url_or_settings.resolved_database_url,
+            create_parent=url_or_settings.database_url is None,
+        )
+    else:
+        store = SqlStore(url_or_settings)
+    if upgrade:
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
+def migrate(url_or_settings: str | Settings | None = None) -> None:
+    """Upgrade the ledger's schema to the newest migration.
+
+    Example:
+        >>> migrate("sqlite://")
+    """
+    open_store(url_or_settings).close()

@@ -1,0 +1,574 @@
+"""The ledger store on SQLAlchemy Core: one class for SQLite and PostgreSQL.
+
+Reads go through SQLAlchemy Core.  Writes are the hot path: the INSERT is
+compiled once per shape from the Core table and run with ``executemany`` on the
+raw DBAPI cursor, inside the SQLAlchemy connection's transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from itertools import compress
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from llmledger.errors import StoreError
+from llmledger.events import UsageEvent
+from llmledger.store import migrator
+from llmledger.store.codec import (
+    FIXED_COLUMNS,
+    OPTIONAL_COLUMNS,
+    EncodedBatch,
+    decode_event,
+    encode_batch,
+    from_nanos,
+    to_micros,
+)
+from llmledger.store.schema import FILTER_COLUMNS, GROUP_DIMENSIONS, event_tags, events
+from llmledger.usage import BUCKETS
+
+__all__ = ["SqlStore", "InvalidQueryError", "WriteError"]
+
+_WRITE = "llmledger_write"
+_ID_CHUNK = 500
+
+
+class InvalidQueryError(StoreError, ValueError):
+    """A read was asked for with an unknown filter, dimension or a naive time."""
+
+
+class WriteError(StoreError):
+    """A batch could not be written.
+
+    Attributes:
+        retryable: True when the cause is the database (locked, unreachable, full)
+            rather than the data, so the same batch may succeed later.
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _one_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__
+
+
+class SqlStore:
+    """The ledger in a SQLite file or a PostgreSQL database.
+
+    Args:
+        url: SQLAlchemy URL: ``sqlite:///path/ledger.db`` or
+            ``postgresql+psycopg://user@host/db`` (plain ``postgresql://`` means psycopg 3).
+        create_parent: Create the SQLite file's folder when it is missing.
+
+    Raises:
+        StoreError: when the URL is not supported or the database cannot be opened.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> store = SqlStore("sqlite://")
+        >>> store.migrate()
+        >>> e = UsageEvent(provider="openai", model="gpt-4o",
+        ...                ts=datetime(2025, 1, 1, tzinfo=timezone.utc))
+        >>> store.write([e, e])
+        1
+        >>> store.get(e.id) == e
+        True
+        >>> store.close()
+    """
+
+    def __init__(self, url: str, *, create_parent: bool = False) -> None:
+        try:
+            parsed = sa.engine.make_url(url)
+        except sa.exc.ArgumentError:
+            raise StoreError(f"not a database URL: {url!r}") from None
+        backend = parsed.get_backend_name()
+        self._url = parsed
+        self._pid = os.getpid()
+        self._insert_sql: dict[tuple[bool, ...], str] = {}
+        self._path: Path | None = None
+        if backend == "sqlite":
+            self._engine = self._sqlite_engine(parsed, create_parent)
+            self._dialect: sa.engine.Dialect = sqlite.dialect(paramstyle="qmark")
+            self._base_insert: Any = sqlite.insert(events).on_conflict_do_nothing(index_elements=["id"])
+            tags_insert: Any = sqlite.insert(event_tags).on_conflict_do_nothing()
+        elif backend == "postgresql":
+            self._engine = self._postgres_engine(parsed)
+            self._dialect = postgresql.psycopg.dialect(paramstyle="format")
+            self._base_insert = postgresql.insert(events).on_conflict_do_nothing(index_elements=["id"])
+            tags_insert = postgresql.insert(event_tags).on_conflict_do_nothing()
+        else:
+            raise StoreError(
+                f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST/DB"
+            )
+        self._sqlite = backend == "sqlite"
+        self._tags_sql = tags_insert.compile(dialect=self._dialect).string
+        try:
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as exc:
+            self._engine.dispose()
+            raise StoreError(f"cannot open ledger database {self.url}: {_one_line(exc)}") from None
+
+    # -- opening -----------------------------------------------------------------
+
+    def _sqlite_engine(self, url: sa.URL, create_parent: bool) -> Engine:
+        database = url.database or ""
+        memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if not memory:
+            self._path = Path(database).expanduser()
+            if create_parent:
+                try:
+                    self._path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create folder for {self._path}: {exc}") from None
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30.0},
+            # One shared connection is the only way to share an in-memory database.
+            poolclass=StaticPool if memory else None,
+        )
+
+        @sa_event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event below own transactions instead of
+            # the sqlite3 module's implicit ones, so DDL is transactional too.
+            dbapi_connection.isolation_level = None
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+                dbapi_connection.execute(f"PRAGMA {pragma}")
+
+        @sa_event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # A writer takes the write lock up front: a deferred transaction that
+            # reads first cannot wait for the lock and fails with "locked".
+            immediate = conn.get_execution_options().get(_WRITE)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    def _postgres_engine(self, url: sa.URL) -> Engine:
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        if url.drivername != "postgresql+psycopg":
+            raise StoreError(f"unsupported PostgreSQL driver {url.drivername!r}: use postgresql+psycopg://")
+        connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
+        try:
+            return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        except ImportError as exc:
+            raise StoreError(f"PostgreSQL needs psycopg 3: pip install 'llmledger[postgres]' ({exc})") from None
+
+    @property
+    def url(self) -> str:
+        """The database URL, with any password hidden."""
+        return self._url.render_as_string(hide_password=True)
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or None for PostgreSQL and in-memory databases."""
+        return self._path
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return "sqlite" if self._sqlite else "postgresql"
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for the query layer and tests)."""
+        self._check_fork()
+        return self._engine
+
+    def _check_fork(self) -> None:
+        # Connections inherited across fork() must not be used by the child.
+        if os.getpid() != self._pid:
+            self._engine.dispose(close=False)
+            self._pid = os.getpid()
+
+    def _connect(self, *, write: bool = False) -> Connection:
+        self._check_fork()
+        conn = self._engine.connect()
+        return conn.execution_options(**{_WRITE: True}) if write else conn
+
+    def close(self) -> None:
+        """Close every pooled connection; the store can be reopened by using it again."""
+        self._engine.dispose()
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest migration (a no-op when up to date).
+
+        Raises:
+            StoreError: when the database cannot be migrated.
+        """
+        try:
+            with self._connect(write=True) as conn, conn.begin():
+                migrator.upgrade_connection(conn)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot migrate {self.url}: {_one_line(exc)}") from exc
+
+    def schema_version(self) -> str | None:
+        """The migration revision the database is at (None when never migrated).
+
+        Example:
+            >>> store = SqlStore("sqlite://")
+            >>> store.schema_version() is None
+            True
+        """
+        with self._connect() as conn:
+            return migrator.current_revision(conn)
+
+    # -- writing -----------------------------------------------------------------
+
+    def write(
+        self,
+        batch: Sequence[UsageEvent],
+        *,
+        on_error: Callable[[UsageEvent, Exception], None] | None = None,
+    ) -> int:
+        """Insert events in one transaction; an id already stored is skipped.
+
+        Args:
+            batch: The events.
+            on_error: Called with each event that cannot be encoded, which is then
+                skipped; without it such an event fails the whole batch.
+
+        Returns:
+            How many rows were inserted (duplicates are not counted).
+
+        Raises:
+            InvalidEventError: on a malformed event when ``on_error`` is not given.
+            WriteError: when the database rejects the batch; nothing is written.
+
+        Example:
+            >>> from datetime import datetime, timezone
+            >>> store = SqlStore("sqlite://")
+            >>> store.migrate()
+            >>> store.write([UsageEvent(provider="openai", model="gpt-4o",
+            ...                         ts=datetime.now(timezone.utc))])
+            1
+        """
+        if not batch:
+            return 0
+        encoded = self._encode(batch, on_error)
+        if not encoded.accepted:
+            return 0
+        try:
+            with self._connect(write=True) as conn:
+                conn.begin()
+                inserted = self._insert_events(conn, encoded)
+                if inserted != len(encoded.accepted):
+                    # Some ids were stored already: find the new events, so the
+                    # tags of a duplicate are never added to the stored event.
+                    conn.rollback()
+                    conn.begin()
+                    encoded = self._encode(self._only_new(conn, encoded.accepted), None)
+                    inserted = self._insert_events(conn, encoded)
+                self._insert_tags(conn, encoded)
+                conn.commit()
+        except Exception as exc:
+            retryable = isinstance(exc, (sqlite3.OperationalError, sa.exc.OperationalError)) or (
+                type(exc).__name__ == "OperationalError"
+            )
+            raise WriteError(
+                f"cannot write {len(encoded.accepted)} events to {self.url}: {_one_line(exc)}",
+                retryable=retryable,
+            ) from exc
+        return inserted
+
+    def _encode(
+        self,
+        batch: Sequence[UsageEvent],
+        on_error: Callable[[UsageEvent, Exception], None] | None,
+    ) -> EncodedBatch:
+        sqlite_shapes = self._sqlite
+        return encode_batch(batch, split_nulls=sqlite_shapes, bool_as_int=sqlite_shapes, on_error=on_error)
+
+    def _insert_statement(self, shape: tuple[bool, ...]) -> str:
+        sql = self._insert_sql.get(shape)
+        if sql is None:
+            columns = FIXED_COLUMNS + tuple(compress(OPTIONAL_COLUMNS, shape))
+            compiled = self._base_insert.compile(dialect=self._dialect, column_keys=list(columns))
+            if tuple(compiled.positiontup or ()) != columns:  # pragma: no cover - guards SQLAlchemy
+                raise StoreError("compiled INSERT does not list columns in table order")
+            sql = self._insert_sql[shape] = compiled.string
+        return sql
+
+    def _insert_events(self, conn: Connection, encoded: EncodedBatch) -> int:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            inserted = 0
+            for shape, rows in encoded.groups.items():
+                cursor.executemany(self._insert_statement(shape), rows)
+                inserted += cursor.rowcount
+            return inserted
+        finally:
+            cursor.close()
+
+    def _insert_tags(self, conn: Connection, encoded: EncodedBatch) -> None:
+        if encoded.tag_rows:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(self._tags_sql, encoded.tag_rows)
+            finally:
+                cursor.close()
+
+    def _only_new(self, conn: Connection, batch: Sequence[UsageEvent]) -> list[UsageEvent]:
+        first: dict[str, UsageEvent] = {}
+        for event in batch:
+            first.setdefault(event.id, event)
+        ids = list(first)
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            for (stored,) in conn.execute(sa.select(events.c.id).where(events.c.id.in_(chunk))):
+                first.pop(stored, None)
+        return list(first.values())
+
+    # -- reading -----------------------------------------------------------------
+
+    def get(self, event_id: str) -> UsageEvent | None:
+        """The event with this id, or None.
+
+        Example:
+            >>> store = SqlStore("sqlite://")
+            >>> store.migrate()
+            >>> store.get("01J0000000000000000000000") is None
+            True
+        """
+        with self._connect() as conn:
+            row = conn.execute(sa.select(events).where(events.c.id == event_id)).first()
+        return None if row is None else decode_event(row)
+
+    def recent(self, limit: int = 50, offset: int = 0) -> list[UsageEvent]:
+        """The newest events first.
+
+        Example:
+            >>> store = SqlStore("sqlite://")
+            >>> store.migrate()
+            >>> store.recent(limit=10)
+            []
+        """
+        query = (
+            sa.select(events)
+            .order_by(events.c.ts_us.desc(), events.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._connect() as conn:
+            return [decode_event(row) for row in conn.execute(query)]
+
+    def events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        **equals: Any,
+    ) -> Iterator[UsageEvent]:
+        """Events in time order, streamed; ``since`` is inclusive, ``until`` exclusive.
+
+        Args:
+            since: Earliest start time (aware).
+            until: End of the range (aware, excluded).
+            limit: Most events returned.
+            tags: Only events carrying every one of these tags.
+            **equals: Column equality filters (``model="gpt-4o"``, ``user=None``
+                for a NULL), any of ``FILTER_COLUMNS``.
+
+        Raises:
+            InvalidQueryError: on an unknown filter or a naive time.
+
+        Example:
+            >>> store = SqlStore("sqlite://")
+            >>> store.migrate()
+            >>> list(store.events(model="gpt-4o", tags={"env": "prod"}))
+            []
+        """
+        query = self._where(sa.select(events), since, until, equals, tags)
+        query = query.order_by(events.c.ts_us, events.c.id).limit(limit)
+        return self._stream(query)
+
+    def _stream(self, query: sa.Select[Any]) -> Iterator[UsageEvent]:
+        with self._connect() as conn:
+            result = conn.execution_options(yield_per=1000).execute(query)
+            for row in result:
+                yield decode_event(row)
+
+    def _where(
+        self,
+        query: sa.Select[Any],
+        since: datetime | None,
+        until: datetime | None,
+        equals: Mapping[str, Any],
+        tags: Mapping[str, str] | None = None,
+    ) -> sa.Select[Any]:
+        for name, bound, compare in (("since", since, "ge"), ("until", until, "lt")):
+            if bound is None:
+                continue
+            if not isinstance(bound, datetime) or bound.tzinfo is None:
+                raise InvalidQueryError(f"{name} must be a timezone-aware datetime, got {bound!r}")
+            micros = to_micros(bound)
+            query = query.where(events.c.ts_us >= micros if compare == "ge" else events.c.ts_us < micros)
+        for name, value in equals.items():
+            if name not in FILTER_COLUMNS:
+                raise InvalidQueryError(
+                    f"cannot filter on {name!r}; filters: {', '.join(FILTER_COLUMNS)}, tags"
+                )
+            column = events.c[name]
+            query = query.where(column.is_(None) if value is None else column == value)
+        for key, value in (tags or {}).items():
+            query = query.where(
+                sa.exists().where(
+                    event_tags.c.event_id == events.c.id,
+                    event_tags.c.key == key,
+                    event_tags.c.value == value,
+                )
+            )
+        return query
+
+    def count(self) -> int:
+        """How many events are stored."""
+        with self._connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
+
+    def totals(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        by: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Calls, token buckets and cost, in total or per value of one dimension.
+
+        Each dict has the dimension's value under its name (when ``by`` is given),
+        ``calls``, every bucket, ``cost`` (Decimal sum of the priced calls, None
+        when none is priced) and ``unpriced_calls``.  Groups come most costly first.
+
+        Raises:
+            InvalidQueryError: on an unknown dimension or a naive time.
+
+        Example:
+            >>> store = SqlStore("sqlite://")
+            >>> store.migrate()
+            >>> store.totals()[0]["calls"]
+            0
+        """
+        if by is not None and by not in GROUP_DIMENSIONS:
+            raise InvalidQueryError(f"cannot group by {by!r}; choose one of {', '.join(GROUP_DIMENSIONS)}")
+        cost = sa.func.sum(events.c.cost_nanos)
+        columns: list[Any] = [
+            sa.func.count().label("calls"),
+            *(sa.func.coalesce(sa.func.sum(events.c[name]), 0).label(name) for name in BUCKETS),
+            cost.label("cost_nanos"),
+            sa.func.coalesce(
+                sa.func.sum(sa.case((events.c.cost_nanos.is_(None), 1), else_=0)), 0
+            ).label("unpriced_calls"),
+        ]
+        if by is not None:
+            columns.insert(0, events.c[by])
+        query = self._where(sa.select(*columns), since, until, {})
+        if by is not None:
+            query = query.group_by(events.c[by]).order_by(
+                cost.is_(None), cost.desc(), sa.func.count().desc(), events.c[by].asc().nulls_last()
+            )
+        with self._connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            item: dict[str, Any] = {by: row[by]} if by is not None else {}
+            item["calls"] = int(row["calls"])
+            item.update((name, int(row[name])) for name in BUCKETS)
+            item["cost"] = None if row["cost_nanos"] is None else from_nanos(int(row["cost_nanos"]))
+            item["unpriced_calls"] = int(row["unpriced_calls"])
+            out.append(item)
+        return out
+
+    def unpriced_models(self) -> list[tuple[str, str, int]]:
+        """``(provider, model, calls)`` of every model seen without a price, most calls first.
+
+        Example:
+            >>> store = SqlStore("sqlite://")
+            >>> store.migrate()
+            >>> store.unpriced_models()
+            []
+        """
+        calls = sa.func.count()
+        query = (
+            sa.select(events.c.provider, events.c.model, calls)
+            .where(events.c.cost_nanos.is_(None))
+            .group_by(events.c.provider, events.c.model)
+            .order_by(calls.desc(), events.c.provider, events.c.model)
+        )
+        with self._connect() as conn:
+            return [(provider, model, int(n)) for provider, model, n in conn.execute(query)]
+
+    def total_cost(self) -> Decimal | None:
+        """The cost of every priced event (None when no event is priced)."""
+        return self.totals()[0]["cost"]  # type: ignore[no-any-return]
+
+    # -- maintenance ---------------------------------------------------------------
+
+    def backup(self, dest: str | os.PathLike[str]) -> Path:
+        """Copy a SQLite ledger to ``dest`` while it stays in use (online backup API).
+
+        Returns:
+            The path written.
+
+        Raises:
+            StoreError: for PostgreSQL (use ``pg_dump``) or when ``dest`` cannot be written.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> store = SqlStore("sqlite://")
+            >>> store.migrate()
+            >>> copy = store.backup(pathlib.Path(tempfile.mkdtemp()) / "copy.db")
+            >>> SqlStore(f"sqlite:///{copy}").schema_version()
+            '0001'
+        """
+        if not self._sqlite:
+            raise StoreError(
+                "backup() copies SQLite ledgers only; back up PostgreSQL with pg_dump, e.g. "
+                f"pg_dump --format=custom --file=ledger.dump {self._url.database or 'DBNAME'}"
+            )
+        target_path = Path(dest).expanduser()
+        try:
+            target = sqlite3.connect(target_path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write backup to {target_path}: {exc}") from None
+        try:
+            with self._connect() as conn:
+                source = conn.connection.driver_connection
+                source.backup(target)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write backup to {target_path}: {exc}") from None
+        finally:
+            target.close()
+        return target_path
