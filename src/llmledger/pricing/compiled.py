@@ -11,9 +11,9 @@ to it) while a call costs a few microseconds instead of hundreds.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
-from llmledger.pricing.model import REQUESTS, Price
+from llmledger.pricing.model import NANO_USD, REQUESTS, Price
 from llmledger.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
 
 __all__ = ["BUCKET_PARENTS", "CompiledPrice", "bucket_ancestors", "usage_problem"]
@@ -60,7 +60,7 @@ class CompiledPrice:
         >>> total, parts = CompiledPrice(p).compute(
         ...     Usage(input_tokens=1000, cache_read_tokens=400, output_tokens=100))
         >>> total
-        Decimal('0.00300000')
+        Decimal('0.003000000')
         >>> sorted(parts)
         ['cache_read_tokens', 'input_tokens', 'output_tokens']
     """
@@ -94,8 +94,11 @@ class CompiledPrice:
         return bool(self._steps) or self._per_request is not None or self.price.is_free
 
     def compute(self, usage: Usage) -> tuple[Decimal, dict[str, Decimal]] | None:
-        """Exact (unrounded) cost and per-bucket parts, or ``None`` when a priced
-        bucket's parts exceed it (the usage breaks its invariants).
+        """Cost and per-bucket parts, each rounded to nano-USD; ``None`` when a
+        priced bucket's parts exceed it (the usage breaks its invariants).
+
+        The total is summed exactly and rounded once, so it equals what
+        genai-prices computes, rounded the same way.
         """
         leaves: list[int] = []
         parts: dict[str, Decimal] = {}
@@ -115,11 +118,11 @@ class CompiledPrice:
                         break
                 amount = rate * count
                 total += amount
-                parts[bucket] = amount
+                parts[bucket] = amount.quantize(NANO_USD, ROUND_HALF_EVEN)
         if self._per_request is not None:
             total += self._per_request
-            parts[REQUESTS] = self._per_request
-        return total, parts
+            parts[REQUESTS] = self._per_request.quantize(NANO_USD, ROUND_HALF_EVEN)
+        return total.quantize(NANO_USD, ROUND_HALF_EVEN), parts
 
 
 def usage_problem(usage: Usage) -> str | None:

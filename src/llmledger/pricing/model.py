@@ -136,9 +136,9 @@ class Price:
         return not self.rates and not self.per_request and not self.uncounted_units
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PriceResult:
-    """The cost of one call, or why it has none.
+    """The cost of one call, or why it has none (treat as read-only).
 
     ``cost`` is ``None`` (never zero) when no price is known; ``unpriced_reason``
     then says why.  ``cost`` and each ``breakdown`` value are rounded to whole

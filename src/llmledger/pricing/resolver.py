@@ -176,13 +176,8 @@ class PriceResolver:
                 f"their total ({_nonzero(usage)})"
             )
         total, parts = computed
-        return PriceResult(
-            cost=to_nano(total),
-            breakdown={bucket: to_nano(amount) for bucket, amount in parts.items()},
-            source=compiled.price.source,
-            ref=compiled.price.ref,
-            price=compiled.price,
-        )
+        price = compiled.price
+        return PriceResult(total, parts, price.source, price.ref, None, price)
 
     def price_event(self, event: UsageEvent, *, reported_cost: Decimal | None = None) -> None:
         """Fill an event's cost fields in place.
