@@ -21,3 +21,62 @@ def ledger_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
                  "LLMLEDGER_URL", "LLMLEDGER_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     yield home
+
+
+# -- ledger databases: SQLite always, PostgreSQL when LLMLEDGER_TEST_POSTGRES_URL is set ---------
+
+POSTGRES_URL_ENV = "LLMLEDGER_TEST_POSTGRES_URL"
+
+
+def _postgres_url() -> str | None:
+    """The test server's URL; in CI a missing one is an error, never a silent skip."""
+    import os
+
+    url = os.environ.get(POSTGRES_URL_ENV) or None
+    if url is None and os.environ.get("CI") == "true":
+        raise pytest.UsageError(
+            f"CI=true but {POSTGRES_URL_ENV} is not set: the store suite must run on PostgreSQL in CI"
+        )
+    return url
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that asks for ``db_url`` once per backend."""
+    if "db_url" in metafunc.fixturenames:
+        backends = ["sqlite"]
+        if _postgres_url() is not None:
+            backends.append("postgres")
+        metafunc.parametrize("db_backend", backends, ids=backends, scope="function")
+
+
+@pytest.fixture
+def db_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file, or a PostgreSQL schema of its own.
+
+    Each PostgreSQL test gets a new schema (put first on ``search_path`` through
+    the URL), dropped afterwards, so test runs sharing one server never meet.
+    """
+    if db_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    base = _postgres_url()
+    assert base is not None
+    schema = f"llmledger_test_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL_ENV} is unreachable: {exc.orig}", pytrace=False)
+    url = sa.engine.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
