@@ -1,0 +1,562 @@
+"""The store contract: one suite, run against SQLite and (when configured) PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from llmledger.errors import InvalidEventError, StoreError
+from llmledger.events import UsageEvent
+from llmledger.ids import new_id
+from llmledger.store import (
+    GROUP_DIMENSIONS,
+    InvalidQueryError,
+    SqlStore,
+    event_tags,
+    metadata,
+    migrate,
+    open_store,
+)
+from llmledger.store.migrator import head_revision
+from llmledger.usage import BUCKETS, Usage
+from llmledger.writer import Writer
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SqlStore]:
+    with open_store(db_url) as opened:
+        yield opened
+
+
+def full_event(**changes: Any) -> UsageEvent:
+    """An event with every field set to something other than its default."""
+    event = UsageEvent(
+        provider="anthropic",
+        model="claude-sonnet-4-5",
+        ts=T0,
+        duration_ms=1234.5,
+        ttft_ms=210.25,
+        response_model="claude-sonnet-4-5-20250929",
+        operation="chat",
+        stream=True,
+        service_tier="priority",
+        request_id="req_011CUe",
+        finish_reason="end_turn",
+        status="error",
+        error_type="RateLimitError",
+        error_message="429: slow down — ünïcode ✓",
+        usage=Usage(**{name: 100 + i for i, name in enumerate(BUCKETS)}),
+        usage_raw={"input_tokens": 3, "cache_read_input_tokens": 4012, "nested": {"a": [1, 2.5, None]}},
+        usage_source="estimated",
+        cost=Decimal("0.012345678"),
+        cost_breakdown={"input": Decimal("0.010000000"), "output": Decimal("0.002345678")},
+        cost_source="catalog",
+        price_ref="genai-prices@0.2.3:anthropic/claude-sonnet-4-5",
+        unpriced_reason=None,
+        tenant="acme",
+        user="u-42",
+        feature="summarise",
+        session="conv-9",
+        tags={"environment": "prod", "podcast_id": "p-1", "emoji": "🎧"},
+        api_key_fingerprint="sk-…a1b2",
+        warnings=["cache_read_tokens exceed input_tokens"],
+    )
+    return event.replace(**changes) if changes else event
+
+
+def minimal_event(**changes: Any) -> UsageEvent:
+    fields: dict[str, Any] = {"provider": "openai", "model": "gpt-4o-mini", "ts": T0, **changes}
+    return UsageEvent(**fields)
+
+
+# -- round trip -------------------------------------------------------------------
+
+
+def test_every_field_round_trips_exactly(store: SqlStore) -> None:
+    event = full_event()
+    assert store.write([event]) == 1
+    back = store.get(event.id)
+    assert back == event
+    assert back is not None
+    assert back.ts.tzinfo is not None and back.ts.utcoffset() == timedelta(0)
+    assert back.ts.microsecond == 123456
+    assert str(back.cost) == "0.012345678"
+    assert back.cost_breakdown == {"input": Decimal("0.01"), "output": Decimal("0.002345678")}
+    assert all(isinstance(v, Decimal) for v in back.cost_breakdown.values())
+
+
+def test_minimal_event_round_trips_with_defaults(store: SqlStore) -> None:
+    event = minimal_event()
+    store.write([event])
+    back = store.get(event.id)
+    assert back == event
+    assert back is not None and back.tags == {} and back.warnings == [] and back.cost is None
+
+
+def test_other_time_zones_are_stored_as_the_same_instant_in_utc(store: SqlStore) -> None:
+    brasilia = timezone(timedelta(hours=-3))
+    event = minimal_event(ts=datetime(2025, 3, 1, 9, 0, 0, 7, tzinfo=brasilia))
+    store.write([event])
+    back = store.get(event.id)
+    assert back is not None
+    assert back.ts == event.ts and back.ts.utcoffset() == timedelta(0)
+    assert back.ts.hour == 12 and back.ts.microsecond == 7
+
+
+def test_get_unknown_id_is_none(store: SqlStore) -> None:
+    assert store.get(new_id()) is None
+
+
+def test_large_token_counts_and_costs_fit(store: SqlStore) -> None:
+    event = minimal_event(usage=Usage(input_tokens=5_000_000_000), cost=Decimal("123456.123456789"))
+    store.write([event])
+    assert store.get(event.id) == event
+
+
+# -- idempotent ids ---------------------------------------------------------------
+
+
+def test_duplicate_ids_in_one_batch_store_one_row(store: SqlStore) -> None:
+    event = full_event()
+    assert store.write([event, event, event]) == 1
+    assert store.count() == 1
+
+
+def test_duplicate_ids_across_batches_are_skipped(store: SqlStore) -> None:
+    first = [minimal_event() for _ in range(5)]
+    assert store.write(first) == 5
+    again = [*first[:3], minimal_event(), minimal_event()]
+    assert store.write(again) == 2
+    assert store.write(first) == 0
+    assert store.count() == 7
+
+
+def test_a_duplicate_never_changes_the_stored_event_or_its_tags(store: SqlStore) -> None:
+    event = minimal_event(tags={"a": "1"})
+    store.write([event])
+    store.write([event.replace(model="other", tags={"a": "2", "b": "3"})])
+    assert store.get(event.id) == event
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(event_tags.c.key, event_tags.c.value)).all()
+    assert rows == [("a", "1")]
+
+
+def test_empty_batch_writes_nothing(store: SqlStore) -> None:
+    assert store.write([]) == 0
+    assert store.count() == 0
+
+
+# -- reads ------------------------------------------------------------------------
+
+
+def spread(n: int, **changes: Any) -> list[UsageEvent]:
+    return [minimal_event(ts=T0 + timedelta(minutes=i), **changes) for i in range(n)]
+
+
+def test_recent_is_newest_first_with_limit_and_offset(store: SqlStore) -> None:
+    events = spread(10)
+    store.write(list(reversed(events)))
+    assert [e.id for e in store.recent(limit=3)] == [e.id for e in events[::-1][:3]]
+    assert [e.id for e in store.recent(limit=3, offset=3)] == [e.id for e in events[::-1][3:6]]
+    assert len(store.recent()) == 10
+
+
+def test_events_are_in_time_order_and_filter_by_range(store: SqlStore) -> None:
+    events = spread(10)
+    store.write(events[::-1])
+    assert [e.id for e in store.events()] == [e.id for e in events]
+    ranged = list(store.events(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=5)))
+    assert [e.id for e in ranged] == [e.id for e in events[2:5]]
+    assert [e.id for e in store.events(limit=4)] == [e.id for e in events[:4]]
+
+
+def test_events_filter_by_columns_null_and_tags(store: SqlStore) -> None:
+    a = minimal_event(model="a", user="ann", tags={"env": "prod", "team": "x"})
+    b = minimal_event(model="b", user=None, tags={"env": "dev"})
+    c = minimal_event(model="a", user="bob", stream=True)
+    store.write([a, b, c])
+    assert {e.id for e in store.events(model="a")} == {a.id, c.id}
+    assert [e.id for e in store.events(user=None)] == [b.id]
+    assert [e.id for e in store.events(tags={"env": "prod"})] == [a.id]
+    assert [e.id for e in store.events(tags={"env": "prod", "team": "y"})] == []
+    assert [e.id for e in store.events(model="a", stream=True)] == [c.id]
+
+
+def test_events_stream_more_rows_than_one_fetch(store: SqlStore) -> None:
+    store.write([minimal_event(ts=T0 + timedelta(seconds=i)) for i in range(2500)])
+    assert sum(1 for _ in store.events()) == 2500
+
+
+def test_bad_queries_are_rejected(store: SqlStore) -> None:
+    with pytest.raises(InvalidQueryError, match="cannot filter on 'colour'"):
+        store.events(colour="red")
+    with pytest.raises(InvalidQueryError, match="timezone-aware"):
+        store.events(since=datetime(2025, 1, 1))
+    with pytest.raises(InvalidQueryError, match="cannot group by"):
+        store.totals(by="price_ref")
+    with pytest.raises(ValueError):
+        store.totals(until=datetime(2025, 1, 1))
+
+
+# -- totals -----------------------------------------------------------------------
+
+
+def mixed_events() -> list[UsageEvent]:
+    out = []
+    for i in range(24):
+        out.append(
+            minimal_event(
+                ts=T0 + timedelta(hours=i),
+                provider=("openai", "anthropic")[i % 2],
+                model=("gpt-4o", "gpt-4o-mini", "claude")[i % 3],
+                tenant=("t1", "t2", None)[i % 3],
+                user=("ann", "bob", "cid", None)[i % 4],
+                feature=("chat", None)[i % 2],
+                session=f"s{i % 5}",
+                operation=("chat", "embeddings")[i % 2],
+                status=("ok", "ok", "error")[i % 3],
+                usage=Usage(input_tokens=100 + i, output_tokens=10 * i, cache_read_tokens=i),
+                cost=None if i % 5 == 0 else Decimal(i).scaleb(-6),
+            )
+        )
+    return out
+
+
+def test_ungrouped_totals(store: SqlStore) -> None:
+    events = mixed_events()
+    store.write(events)
+    [total] = store.totals()
+    assert total["calls"] == 24
+    assert total["input_tokens"] == sum(e.usage.input_tokens for e in events)
+    assert total["output_tokens"] == sum(e.usage.output_tokens for e in events)
+    assert total["cost"] == sum(e.cost for e in events if e.cost is not None)
+    assert isinstance(total["cost"], Decimal)
+    assert total["unpriced_calls"] == sum(1 for e in events if e.cost is None)
+
+
+@pytest.mark.parametrize("dimension", GROUP_DIMENSIONS)
+def test_totals_by_each_dimension_add_up_to_the_total(store: SqlStore, dimension: str) -> None:
+    events = mixed_events()
+    store.write(events)
+    [total] = store.totals()
+    groups = store.totals(by=dimension)
+    assert {g[dimension] for g in groups} == {getattr(e, dimension) for e in events}
+    for key in ("calls", "unpriced_calls", *BUCKETS):
+        assert sum(g[key] for g in groups) == total[key]
+    assert sum(g["cost"] for g in groups if g["cost"] is not None) == total["cost"]
+    for group in groups:
+        members = [e for e in events if getattr(e, dimension) == group[dimension]]
+        assert group["calls"] == len(members)
+        assert group["input_tokens"] == sum(e.usage.input_tokens for e in members)
+
+
+def test_totals_respect_the_time_range(store: SqlStore) -> None:
+    store.write(mixed_events())
+    [day] = store.totals(since=T0 + timedelta(hours=2), until=T0 + timedelta(hours=6))
+    assert day["calls"] == 4
+
+
+def test_totals_of_an_empty_ledger(store: SqlStore) -> None:
+    [total] = store.totals()
+    assert total["calls"] == 0 and total["cost"] is None and total["input_tokens"] == 0
+    assert store.totals(by="model") == []
+
+
+# -- unpriced is NULL, never zero ---------------------------------------------------
+
+
+def test_unpriced_is_null_and_free_is_zero(store: SqlStore) -> None:
+    unpriced = minimal_event(model="mystery", unpriced_reason="no price for mystery")
+    free = minimal_event(model="free-tier", cost=Decimal("0"))
+    store.write([unpriced, free])
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT model, cost_nanos FROM events")).all())
+    assert stored == {"mystery": None, "free-tier": 0}
+    back_unpriced, back_free = store.get(unpriced.id), store.get(free.id)
+    assert back_unpriced is not None and back_unpriced.cost is None
+    assert back_free is not None and back_free.cost == Decimal(0)
+    assert store.unpriced_models() == [("openai", "mystery", 1)]
+    by_model = {g["model"]: g for g in store.totals(by="model")}
+    assert by_model["mystery"]["cost"] is None and by_model["mystery"]["unpriced_calls"] == 1
+    assert by_model["free-tier"]["cost"] == 0 and by_model["free-tier"]["unpriced_calls"] == 0
+
+
+def test_unpriced_models_are_counted_most_first(store: SqlStore) -> None:
+    store.write([minimal_event(model="x") for _ in range(3)] + [minimal_event(model="y")])
+    store.write([minimal_event(model="z", cost=Decimal("0.1"))])
+    assert store.unpriced_models() == [("openai", "x", 3), ("openai", "y", 1)]
+
+
+# -- tags table -------------------------------------------------------------------
+
+
+def test_tags_are_also_rows_of_event_tags(store: SqlStore) -> None:
+    event = full_event()
+    store.write([event, minimal_event()])
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(event_tags).order_by(event_tags.c.key)).all()
+    micros = (event.ts - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    assert [tuple(r) for r in rows] == [
+        (event.id, key, event.tags[key], micros) for key in sorted(event.tags)
+    ]
+
+
+# -- schema and migrations -------------------------------------------------------------
+
+
+def _register_every_table() -> None:
+    """Import the modules that add tables to the shared metadata (when they exist)."""
+    import importlib
+
+    for module in ("llmledger.query.tables",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError:
+            pass
+
+
+def test_migrating_an_empty_database_matches_the_metadata(db_url: str) -> None:
+    _register_every_table()
+    migrate(db_url)
+    migrate(db_url)  # a second run is a no-op
+    with SqlStore(db_url) as store:
+        assert store.schema_version() == head_revision()
+        assert {"events", "event_tags"} <= set(sa.inspect(store.engine).get_table_names())
+        with store.engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diffs == []
+
+
+def test_a_store_that_was_never_migrated_reports_no_version(db_url: str) -> None:
+    with SqlStore(db_url) as store:
+        assert store.schema_version() is None
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:////nonexistent-llmledger-dir/sub/ledger.db", "cannot open ledger database"),
+        ("mysql://user@localhost/ledger", "unsupported database 'mysql'"),
+        ("not a url", "not a database URL"),
+        ("postgresql+psycopg2://u@localhost/x", "unsupported PostgreSQL driver"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/nothing?connect_timeout=2", "cannot open ledger"),
+    ],
+)
+def test_unopenable_databases_raise_a_one_line_store_error(url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message) as info:
+        SqlStore(url)
+    assert "\n" not in str(info.value)
+
+
+def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open ledger database"):
+        SqlStore(f"sqlite:///{junk}")
+
+
+def test_invalid_events_fail_the_batch_or_go_to_on_error(store: SqlStore) -> None:
+    naive = minimal_event(ts=datetime(2025, 1, 1))
+    good = minimal_event()
+    with pytest.raises(InvalidEventError):
+        store.write([good, naive])
+    assert store.count() == 0
+    rejected: list[UsageEvent] = []
+    assert store.write([good, naive], on_error=lambda e, exc: rejected.append(e)) == 1
+    assert rejected == [naive]
+
+
+def test_backup_copies_sqlite_and_points_postgres_to_pg_dump(store: SqlStore, tmp_path: Path) -> None:
+    event = full_event()
+    store.write([event])
+    if store.dialect == "postgresql":
+        assert store.path is None
+        with pytest.raises(StoreError, match="pg_dump"):
+            store.backup(tmp_path / "copy.db")
+        return
+    assert store.path is not None and store.path.exists()
+    copy = store.backup(tmp_path / "copy.db")
+    with SqlStore(f"sqlite:///{copy}") as restored:
+        assert restored.get(event.id) == event
+
+
+def test_open_store_with_settings_creates_the_default_folder(ledger_home: Path) -> None:
+    from llmledger.settings import load_settings
+
+    assert not ledger_home.exists()
+    with open_store(load_settings()) as store:
+        assert store.path == ledger_home / "ledger.db"
+        assert store.path.exists()
+        assert store.schema_version() == head_revision()
+
+
+def test_sqlite_uses_wal(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'l.db'}") as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+
+
+# -- the writer on each backend ------------------------------------------------------------
+
+
+def test_writer_flush_commits_everything_submitted(store: SqlStore) -> None:
+    writer = Writer(store, batch_size=7, flush_interval=5, queue_limit=1000, strict=True)
+    events = [minimal_event() for _ in range(50)]
+    for event in events:
+        writer.submit(event)
+    assert writer.flush(timeout=30)
+    assert store.count() == 50 and writer.written == 50
+    assert writer.close(timeout=30)
+
+
+def test_writer_runs_deferred_items_and_the_prepare_hook(store: SqlStore) -> None:
+    def price(event: UsageEvent) -> UsageEvent:
+        return event.replace(cost=Decimal("0.5"), cost_source="manual")
+
+    writer = Writer(store, prepare=price, strict=True, batch_size=10, flush_interval=5, queue_limit=100)
+    deferred = minimal_event()
+    writer.submit(lambda: deferred)
+    writer.submit(minimal_event())
+    assert writer.flush(timeout=30)
+    back = store.get(deferred.id)
+    assert back is not None and back.cost == Decimal("0.5") and back.cost_source == "manual"
+    writer.close()
+
+
+def test_writer_skips_bad_items_without_losing_the_batch(store: SqlStore) -> None:
+    writer = Writer(store, strict=False, batch_size=100, flush_interval=5, queue_limit=100)
+    good = [minimal_event() for _ in range(3)]
+    writer.submit(good[0])
+    writer.submit(lambda: 1 / 0)  # type: ignore[arg-type, return-value]
+    writer.submit(good[1])
+    writer.submit(minimal_event(ts=datetime(2025, 1, 1)))  # naive time: rejected by the store
+    writer.submit("not an event")  # type: ignore[arg-type]
+    writer.submit(good[2])
+    assert writer.flush(timeout=30)
+    assert writer.failed == 3 and writer.written == 3
+    assert {e.id for e in store.events()} == {e.id for e in good}
+    writer.close()
+
+
+def test_writer_strict_re_raises_internal_errors_from_flush(store: SqlStore) -> None:
+    writer = Writer(store, strict=True, batch_size=100, flush_interval=5, queue_limit=100)
+    writer.submit(lambda: 1 / 0)  # type: ignore[arg-type, return-value]
+    writer.submit(minimal_event())
+    with pytest.raises(ZeroDivisionError):
+        writer.flush(timeout=30)
+    assert writer.flush(timeout=30)  # reported once
+    assert store.count() == 1
+    writer.close()
+
+
+def test_writer_counts_drops_when_full_and_after_close(store: SqlStore, caplog: pytest.LogCaptureFixture) -> None:
+    gate = threading.Event()
+
+    def blocked() -> UsageEvent:
+        gate.wait(30)
+        return minimal_event()
+
+    writer = Writer(store, strict=True, batch_size=1, flush_interval=5, queue_limit=3)
+    writer.submit(blocked)
+    for _ in range(20):
+        if writer.pending == 0:
+            break
+        threading.Event().wait(0.05)
+    for _ in range(5):
+        writer.submit(minimal_event())
+    assert writer.dropped == 2
+    assert sum("dropped" in r.getMessage() for r in caplog.records) == 1  # rate-limited
+    gate.set()
+    assert writer.close(timeout=30)
+    writer.submit(minimal_event())
+    assert writer.dropped == 3
+    assert store.count() == 4
+
+
+def test_concurrent_threads_with_their_own_writers(db_url: str) -> None:
+    migrate(db_url)
+    stores = [SqlStore(db_url) for _ in range(2)]
+    writers = [Writer(s, strict=True, batch_size=50, flush_interval=0.01, queue_limit=10_000) for s in stores]
+
+    def produce(writer: Writer) -> None:
+        for _ in range(500):
+            writer.submit(minimal_event())
+
+    threads = [threading.Thread(target=produce, args=(w,)) for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for writer in writers:
+        assert writer.close(timeout=60)
+    assert stores[0].count() == 1000
+    for s in stores:
+        s.close()
+
+
+PRODUCER = """
+import sys
+from datetime import datetime, timezone
+from llmledger.events import UsageEvent
+from llmledger.store import open_store
+from llmledger.writer import Writer
+store = open_store(sys.argv[1])
+writer = Writer(store, strict=True, batch_size=100, flush_interval=0.01, queue_limit=100000)
+for i in range(int(sys.argv[2])):
+    writer.submit(UsageEvent(provider="openai", model="m", ts=datetime.now(timezone.utc)))
+assert writer.close(timeout=120)
+store.close()
+"""
+
+
+def test_concurrent_processes_write_to_one_ledger(db_url: str) -> None:
+    migrate(db_url)
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", PRODUCER, db_url, "2000"], env=env, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err.decode()
+    with SqlStore(db_url) as store:
+        assert store.count() == 4000
+
+
+def test_writer_works_in_a_forked_child(store: SqlStore) -> None:
+    writer = Writer(store, strict=True, batch_size=10, flush_interval=0.01, queue_limit=1000)
+    writer.submit(minimal_event())
+    assert writer.flush(timeout=30)
+    child_event = minimal_event()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            writer.submit(child_event)
+            code = 0 if writer.flush(timeout=30) and writer.written == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get(child_event.id) == child_event
+    writer.submit(minimal_event())
+    assert writer.flush(timeout=30)
+    assert store.count() == 3
+    writer.close()
