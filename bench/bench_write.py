@@ -22,7 +22,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ def make_event(i: int) -> UsageEvent:
     return UsageEvent(
         provider=provider,
         model=model,
-        ts=datetime.now(timezone.utc),
+        ts=datetime.now(UTC),
         duration_ms=812.5,
         response_model=model,
         finish_reason="stop",
@@ -72,7 +72,9 @@ def timed(action: Callable[[], Any]) -> float:
 
 def bench_pipeline(folder: Path, n: int) -> dict[str, Any]:
     store = fresh_store(folder, "pipeline.db")
-    writer = Writer(store, batch_size=BATCH_SIZE, flush_interval=0.05, queue_limit=n + 1, strict=True)
+    writer = Writer(
+        store, batch_size=BATCH_SIZE, flush_interval=0.05, queue_limit=n + 1, strict=True
+    )
     submit = writer.submit
 
     def run() -> None:
@@ -89,7 +91,9 @@ def bench_pipeline(folder: Path, n: int) -> dict[str, Any]:
 
 def bench_writer_only(folder: Path, built: list[UsageEvent]) -> dict[str, Any]:
     store = fresh_store(folder, "writer.db")
-    writer = Writer(store, batch_size=BATCH_SIZE, flush_interval=0.05, queue_limit=len(built) + 1, strict=True)
+    writer = Writer(
+        store, batch_size=BATCH_SIZE, flush_interval=0.05, queue_limit=len(built) + 1, strict=True
+    )
     submit = writer.submit
 
     def run() -> None:
@@ -110,9 +114,13 @@ def bench_raw_sqlite(folder: Path, built: list[UsageEvent]) -> dict[str, Any]:
     encoded = encode_batch(built, split_nulls=False, bool_as_int=True)
     [rows] = encoded.groups.values()
     tag_rows = encoded.tag_rows
-    columns = ", ".join(f'"{c}"' for c in events.columns.keys())
-    insert = f"INSERT OR IGNORE INTO events ({columns}) VALUES ({', '.join('?' * len(events.columns))})"
-    insert_tags = f"INSERT OR IGNORE INTO event_tags VALUES ({', '.join('?' * len(event_tags.columns))})"
+    columns = ", ".join(f'"{c}"' for c in events.columns.keys())  # noqa: SIM118
+    insert = (
+        f"INSERT OR IGNORE INTO events ({columns}) VALUES ({', '.join('?' * len(events.columns))})"
+    )
+    insert_tags = (
+        f"INSERT OR IGNORE INTO event_tags VALUES ({', '.join('?' * len(event_tags.columns))})"
+    )
     conn = sqlite3.connect(folder / "raw.db", isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
         conn.execute(f"PRAGMA {pragma}")
@@ -137,7 +145,7 @@ def bench_raw_sqlite(folder: Path, built: list[UsageEvent]) -> dict[str, Any]:
 def bench_construction(n: int) -> dict[str, Any]:
     seconds = timed(lambda: [make_event(i) for i in range(n)])
     id_seconds = timed(lambda: [new_id() for _ in range(n)])
-    now_seconds = timed(lambda: [datetime.now(timezone.utc) for _ in range(n)])
+    now_seconds = timed(lambda: [datetime.now(UTC) for _ in range(n)])
     return {
         "event_us": seconds / n * 1e6,
         "new_id_us": id_seconds / n * 1e6,
@@ -175,8 +183,10 @@ def main() -> None:
         ratio = f"  ({r['vs_raw']:.2f}x raw)" if "vs_raw" in r else ""
         print(f"{name:12s} {r['events_per_s']:>12,.0f} events/s  {r['seconds']:.2f}s{ratio}")
     c = construction
-    print(f"constructing one event: {c['event_us']:.2f} µs (new_id {c['new_id_us']:.2f} µs, "
-          f"datetime.now {c['now_us']:.2f} µs)")
+    print(
+        f"constructing one event: {c['event_us']:.2f} µs (new_id {c['new_id_us']:.2f} µs, "
+        f"datetime.now {c['now_us']:.2f} µs)"
+    )
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from llmledger.store.migrator import head_revision
 from llmledger.usage import BUCKETS, Usage
 from llmledger.writer import Writer
 
-T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -60,7 +61,11 @@ def full_event(**changes: Any) -> UsageEvent:
         error_type="RateLimitError",
         error_message="429: slow down — ünïcode ✓",
         usage=Usage(**{name: 100 + i for i, name in enumerate(BUCKETS)}),
-        usage_raw={"input_tokens": 3, "cache_read_input_tokens": 4012, "nested": {"a": [1, 2.5, None]}},
+        usage_raw={
+            "input_tokens": 3,
+            "cache_read_input_tokens": 4012,
+            "nested": {"a": [1, 2.5, None]},
+        },
         usage_source="estimated",
         cost=Decimal("0.012345678"),
         cost_breakdown={"input": Decimal("0.010000000"), "output": Decimal("0.002345678")},
@@ -284,7 +289,9 @@ def test_unpriced_is_null_and_free_is_zero(store: SqlStore) -> None:
     free = minimal_event(model="free-tier", cost=Decimal("0"))
     store.write([unpriced, free])
     with store.engine.connect() as conn:
-        stored = dict(conn.execute(sa.text("SELECT model, cost_nanos FROM events")).all())
+        stored: dict[str, int | None] = dict(
+            conn.execute(sa.text("SELECT model, cost_nanos FROM events")).all()
+        )
     assert stored == {"mystery": None, "free-tier": 0}
     back_unpriced, back_free = store.get(unpriced.id), store.get(free.id)
     assert back_unpriced is not None and back_unpriced.cost is None
@@ -309,7 +316,7 @@ def test_tags_are_also_rows_of_event_tags(store: SqlStore) -> None:
     store.write([event, minimal_event()])
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(event_tags).order_by(event_tags.c.key)).all()
-    micros = (event.ts - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    micros = (event.ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     assert [tuple(r) for r in rows] == [
         (event.id, key, event.tags[key], micros) for key in sorted(event.tags)
     ]
@@ -323,10 +330,8 @@ def _register_every_table() -> None:
     import importlib
 
     for module in ("llmledger.query.tables",):
-        try:
+        with contextlib.suppress(ModuleNotFoundError):
             importlib.import_module(module)
-        except ModuleNotFoundError:
-            pass
 
 
 def test_migrating_an_empty_database_matches_the_metadata(db_url: str) -> None:
@@ -356,7 +361,10 @@ def test_a_store_that_was_never_migrated_reports_no_version(db_url: str) -> None
         ("mysql://user@localhost/ledger", "unsupported database 'mysql'"),
         ("not a url", "not a database URL"),
         ("postgresql+psycopg2://u@localhost/x", "unsupported PostgreSQL driver"),
-        ("postgresql+psycopg://postgres@127.0.0.1:1/nothing?connect_timeout=2", "cannot open ledger"),
+        (
+            "postgresql+psycopg://postgres@127.0.0.1:1/nothing?connect_timeout=2",
+            "cannot open ledger",
+        ),
     ],
 )
 def test_unopenable_databases_raise_a_one_line_store_error(url: str, message: str) -> None:
@@ -383,7 +391,9 @@ def test_invalid_events_fail_the_batch_or_go_to_on_error(store: SqlStore) -> Non
     assert rejected == [naive]
 
 
-def test_backup_copies_sqlite_and_points_postgres_to_pg_dump(store: SqlStore, tmp_path: Path) -> None:
+def test_backup_copies_sqlite_and_points_postgres_to_pg_dump(
+    store: SqlStore, tmp_path: Path
+) -> None:
     event = full_event()
     store.write([event])
     if store.dialect == "postgresql":
@@ -430,7 +440,9 @@ def test_writer_runs_deferred_items_and_the_prepare_hook(store: SqlStore) -> Non
     def price(event: UsageEvent) -> UsageEvent:
         return event.replace(cost=Decimal("0.5"), cost_source="manual")
 
-    writer = Writer(store, prepare=price, strict=True, batch_size=10, flush_interval=5, queue_limit=100)
+    writer = Writer(
+        store, prepare=price, strict=True, batch_size=10, flush_interval=5, queue_limit=100
+    )
     deferred = minimal_event()
     writer.submit(lambda: deferred)
     writer.submit(minimal_event())
@@ -466,7 +478,9 @@ def test_writer_strict_re_raises_internal_errors_from_flush(store: SqlStore) -> 
     writer.close()
 
 
-def test_writer_counts_drops_when_full_and_after_close(store: SqlStore, caplog: pytest.LogCaptureFixture) -> None:
+def test_writer_counts_drops_when_full_and_after_close(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
     gate = threading.Event()
 
     def blocked() -> UsageEvent:
@@ -493,7 +507,10 @@ def test_writer_counts_drops_when_full_and_after_close(store: SqlStore, caplog: 
 def test_concurrent_threads_with_their_own_writers(db_url: str) -> None:
     migrate(db_url)
     stores = [SqlStore(db_url) for _ in range(2)]
-    writers = [Writer(s, strict=True, batch_size=50, flush_interval=0.01, queue_limit=10_000) for s in stores]
+    writers = [
+        Writer(s, strict=True, batch_size=50, flush_interval=0.01, queue_limit=10_000)
+        for s in stores
+    ]
 
     def produce(writer: Writer) -> None:
         for _ in range(500):
@@ -530,7 +547,9 @@ def test_concurrent_processes_write_to_one_ledger(db_url: str) -> None:
     migrate(db_url)
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     procs = [
-        subprocess.Popen([sys.executable, "-c", PRODUCER, db_url, "2000"], env=env, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", PRODUCER, db_url, "2000"], env=env, stderr=subprocess.PIPE
+        )
         for _ in range(2)
     ]
     for proc in procs:

@@ -25,7 +25,7 @@ from typing import Protocol
 from llmledger.events import UsageEvent
 from llmledger.settings import Settings, load_settings
 
-__all__ = ["Writer", "EventSink", "Item"]
+__all__ = ["EventSink", "Item", "Writer"]
 
 log = logging.getLogger("llmledger.writer")
 
@@ -134,7 +134,9 @@ class Writer:
         self.store = store
         self.prepare = prepare
         self.batch_size = max(1, batch_size if batch_size is not None else defaults.batch_size)
-        self.flush_interval = flush_interval if flush_interval is not None else defaults.flush_interval
+        self.flush_interval = (
+            flush_interval if flush_interval is not None else defaults.flush_interval
+        )
         self.queue_limit = max(1, queue_limit if queue_limit is not None else defaults.queue_limit)
         self.strict = strict if strict is not None else defaults.strict
         self.retries = retries
@@ -197,7 +199,9 @@ class Writer:
                 return
             self._last_drop_warning = now
             dropped = self._dropped
-        reason = "writer is closed" if self._closed else f"queue is full ({self.queue_limit} waiting)"
+        reason = (
+            "writer is closed" if self._closed else f"queue is full ({self.queue_limit} waiting)"
+        )
         log.warning("llmledger dropped an event: %s; %d dropped so far", reason, dropped)
 
     def _start(self) -> None:

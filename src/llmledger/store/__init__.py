@@ -24,16 +24,16 @@ from llmledger.store.schema import (
 from llmledger.store.sql import InvalidQueryError, SqlStore, WriteError
 
 __all__ = [
-    "SqlStore",
-    "open_store",
-    "migrate",
-    "InvalidQueryError",
-    "WriteError",
-    "metadata",
-    "events",
-    "event_tags",
-    "GROUP_DIMENSIONS",
     "FILTER_COLUMNS",
+    "GROUP_DIMENSIONS",
+    "InvalidQueryError",
+    "SqlStore",
+    "WriteError",
+    "event_tags",
+    "events",
+    "metadata",
+    "migrate",
+    "open_store",
 ]
 
 

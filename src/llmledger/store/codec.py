@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import compress
 from operator import attrgetter, is_not
@@ -31,15 +31,15 @@ __all__ = [
     "FIXED_COLUMNS",
     "OPTIONAL_COLUMNS",
     "EncodedBatch",
-    "encode_batch",
     "decode_event",
-    "to_micros",
+    "encode_batch",
     "from_micros",
-    "to_nanos",
     "from_nanos",
+    "to_micros",
+    "to_nanos",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 #: Columns every row has a value for, in table order.
@@ -81,7 +81,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "usage_raw",
     "warnings",
 )
-if FIXED_COLUMNS + OPTIONAL_COLUMNS != tuple(events_table.columns.keys()):  # pragma: no cover
+if tuple(events_table.columns.keys()) != FIXED_COLUMNS + OPTIONAL_COLUMNS:  # pragma: no cover
     raise AssertionError("codec column order no longer matches the events table")
 
 _ALL_SET = (True,) * len(OPTIONAL_COLUMNS)
@@ -208,7 +208,9 @@ def encode_batch(
             ts_us = (event.ts - _EPOCH) // _MICROSECOND
             head = _head(event)
             if None in head:
-                raise InvalidEventError("provider, model, operation, status and usage_source are required")
+                raise InvalidEventError(
+                    "provider, model, operation, status and usage_source are required"
+                )
             cost = event.cost
             tags = event.tags
             warnings = event.warnings
@@ -234,7 +236,9 @@ def encode_batch(
                 new_tag_rows = [(event_id, key, value, ts_us) for key, value in tags.items()]
         except Exception as exc:
             if on_error is None:
-                raise InvalidEventError(f"event {getattr(event, 'id', '?')} cannot be stored: {exc}") from exc
+                raise InvalidEventError(
+                    f"event {getattr(event, 'id', '?')} cannot be stored: {exc}"
+                ) from exc
             on_error(event, exc)
             continue
         if split_nulls:
@@ -259,7 +263,8 @@ def decode_event(row: Sequence[Any]) -> UsageEvent:
     Example:
         >>> e = UsageEvent(provider="openai", model="gpt-4o",
         ...                ts=datetime(2025, 1, 1, tzinfo=timezone.utc), tags={"env": "prod"})
-        >>> [row] = next(iter(encode_batch([e], split_nulls=False, bool_as_int=False).groups.values()))
+        >>> encoded = encode_batch([e], split_nulls=False, bool_as_int=False)
+        >>> [[row]] = encoded.groups.values()
         >>> decode_event(row) == e
         True
     """

@@ -38,7 +38,7 @@ from llmledger.store.codec import (
 from llmledger.store.schema import FILTER_COLUMNS, GROUP_DIMENSIONS, event_tags, events
 from llmledger.usage import BUCKETS
 
-__all__ = ["SqlStore", "InvalidQueryError", "WriteError", "WriteHook"]
+__all__ = ["InvalidQueryError", "SqlStore", "WriteError", "WriteHook"]
 
 #: Called inside the write transaction with the events it has just inserted
 #: (never a duplicate), e.g. to keep rollups in step; raising rolls the batch back.
@@ -117,12 +117,16 @@ class SqlStore:
         if backend == "sqlite":
             self._engine = self._sqlite_engine(parsed, create_parent)
             self._dialect: sa.engine.Dialect = sqlite.dialect(paramstyle="qmark")
-            self._base_insert: Any = sqlite.insert(events).on_conflict_do_nothing(index_elements=["id"])
+            self._base_insert: Any = sqlite.insert(events).on_conflict_do_nothing(
+                index_elements=["id"]
+            )
             tags_insert: Any = sqlite.insert(event_tags).on_conflict_do_nothing()
         elif backend == "postgresql":
             self._engine = self._postgres_engine(parsed)
-            self._dialect = postgresql.psycopg.dialect(paramstyle="format")
-            self._base_insert = postgresql.insert(events).on_conflict_do_nothing(index_elements=["id"])
+            self._dialect = postgresql.psycopg.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
+            self._base_insert = postgresql.insert(events).on_conflict_do_nothing(
+                index_elements=["id"]
+            )
             tags_insert = postgresql.insert(event_tags).on_conflict_do_nothing()
         else:
             raise StoreError(
@@ -178,12 +182,16 @@ class SqlStore:
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
         if url.drivername != "postgresql+psycopg":
-            raise StoreError(f"unsupported PostgreSQL driver {url.drivername!r}: use postgresql+psycopg://")
+            raise StoreError(
+                f"unsupported PostgreSQL driver {url.drivername!r}: use postgresql+psycopg://"
+            )
         connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
         try:
             return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         except ImportError as exc:
-            raise StoreError(f"PostgreSQL needs psycopg 3: pip install 'llmledger[postgres]' ({exc})") from None
+            raise StoreError(
+                f"PostgreSQL needs psycopg 3: pip install 'llmledger[postgres]' ({exc})"
+            ) from None
 
     @property
     def url(self) -> str:
@@ -325,7 +333,9 @@ class SqlStore:
         on_error: Callable[[UsageEvent, Exception], None] | None,
     ) -> EncodedBatch:
         sqlite_shapes = self._sqlite
-        return encode_batch(batch, split_nulls=sqlite_shapes, bool_as_int=sqlite_shapes, on_error=on_error)
+        return encode_batch(
+            batch, split_nulls=sqlite_shapes, bool_as_int=sqlite_shapes, on_error=on_error
+        )
 
     def _insert_statement(self, shape: tuple[bool, ...]) -> str:
         sql = self._insert_sql.get(shape)
@@ -452,7 +462,9 @@ class SqlStore:
             if not isinstance(bound, datetime) or bound.tzinfo is None:
                 raise InvalidQueryError(f"{name} must be a timezone-aware datetime, got {bound!r}")
             micros = to_micros(bound)
-            query = query.where(events.c.ts_us >= micros if compare == "ge" else events.c.ts_us < micros)
+            query = query.where(
+                events.c.ts_us >= micros if compare == "ge" else events.c.ts_us < micros
+            )
         for name, value in equals.items():
             if name not in FILTER_COLUMNS:
                 raise InvalidQueryError(
@@ -497,7 +509,9 @@ class SqlStore:
             0
         """
         if by is not None and by not in GROUP_DIMENSIONS:
-            raise InvalidQueryError(f"cannot group by {by!r}; choose one of {', '.join(GROUP_DIMENSIONS)}")
+            raise InvalidQueryError(
+                f"cannot group by {by!r}; choose one of {', '.join(GROUP_DIMENSIONS)}"
+            )
         cost = sa.func.sum(events.c.cost_nanos)
         columns: list[Any] = [
             sa.func.count().label("calls"),
