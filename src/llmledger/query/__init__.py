@@ -1,0 +1,76 @@
+"""One query engine for reports: the CLI, the HTTP API, the dashboard and budgets use it.
+
+Example:
+    >>> from datetime import UTC, datetime
+    >>> from llmledger.store import open_store
+    >>> query = build_query(now=datetime(2025, 3, 15, tzinfo=UTC), by=["model"],
+    ...                     last="7d")
+    >>> run_query(open_store("sqlite://"), query).to_dict()["rows"]
+    []
+"""
+
+from __future__ import annotations
+
+from llmledger.query.engine import Report, SourceMode, plan, run_query, timeline
+from llmledger.query.errors import InvalidQueryError
+from llmledger.query.export import (
+    FORMATS,
+    escape_formula,
+    export,
+    to_csv,
+    to_json,
+    to_markdown,
+    write_xlsx,
+)
+from llmledger.query.forecast import Forecast, month_forecast, project_month
+from llmledger.query.periods import parse_last, parse_period
+from llmledger.query.rollups import apply_rollups, rebuild_rollups
+from llmledger.query.spec import (
+    DEFAULT_METRICS,
+    METRICS,
+    TIME_BUCKETS,
+    Filter,
+    Query,
+    SortKey,
+    build_query,
+    parse_dimensions,
+    parse_metrics,
+    parse_sort,
+    parse_where,
+)
+from llmledger.query.tables import rollups
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "FORMATS",
+    "METRICS",
+    "TIME_BUCKETS",
+    "Filter",
+    "Forecast",
+    "InvalidQueryError",
+    "Query",
+    "Report",
+    "SortKey",
+    "SourceMode",
+    "apply_rollups",
+    "build_query",
+    "escape_formula",
+    "export",
+    "month_forecast",
+    "parse_dimensions",
+    "parse_last",
+    "parse_metrics",
+    "parse_period",
+    "parse_sort",
+    "parse_where",
+    "plan",
+    "project_month",
+    "rebuild_rollups",
+    "rollups",
+    "run_query",
+    "timeline",
+    "to_csv",
+    "to_json",
+    "to_markdown",
+    "write_xlsx",
+]

@@ -1,0 +1,221 @@
+"""Compiling a query into SQLAlchemy Core statements over events or rollups.
+
+Both sources yield the same columns: an optional time slot index, the grouped
+dimension values, then the state fields of :mod:`llmledger.query.aggregate`.
+The statements are plain Core and run unchanged on SQLite and PostgreSQL;
+integer division (``//``) and ``||`` are the only operators that matter, and
+SQLAlchemy renders both for each dialect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from llmledger.query.errors import InvalidQueryError
+from llmledger.query.spec import Filter, tag_key
+from llmledger.query.tables import rollups
+from llmledger.store.schema import event_tags, events
+from llmledger.usage import BUCKETS
+
+__all__ = [
+    "TIMELINE_COLUMNS",
+    "Piece",
+    "compile_piece",
+    "compile_timeline",
+    "compile_values",
+    "event_state_columns",
+    "rollup_state_columns",
+]
+
+#: Columns of a timeline row, in order.
+TIMELINE_COLUMNS: tuple[str, ...] = (
+    "id", "ts_us", "provider", "model", "operation", "status", "tenant", "user", "feature",
+    "session", "input_tokens", "cache_read_tokens", "output_tokens", "cost_nanos",
+    "duration_ms", "ttft_ms",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One statement of a query plan: a source over a time range.
+
+    Attributes:
+        grain: Rollup grain to read, or None to read the raw events.
+        start_us: Inclusive start (µs), or None.
+        end_us: Exclusive end (µs), or None.
+        slot_us: Size of the time slot to group by, or None for no time grouping.
+    """
+
+    grain: int | None
+    start_us: int | None
+    end_us: int | None
+    slot_us: int | None
+
+
+def _count_if(condition: Any) -> Any:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
+def event_state_columns(table: sa.Table = events) -> list[Any]:
+    """Aggregates over events, in ``STATE_FIELDS`` order."""
+    c = table.c
+    return [
+        sa.func.count().label("calls"),
+        _count_if(c.status == "ok").label("successes"),
+        _count_if(c.status == "error").label("errors"),
+        _count_if(c.cost_nanos.is_(None)).label("unpriced_calls"),
+        *(sa.func.coalesce(sa.func.sum(c[name]), 0).label(name) for name in BUCKETS),
+        sa.func.count(c.duration_ms).label("duration_count"),
+        sa.func.count(c.ttft_ms).label("ttft_count"),
+        sa.func.coalesce(sa.func.sum(c.cost_nanos), 0).label("cost_nanos"),
+        sa.func.coalesce(sa.func.sum(c.duration_ms), 0.0).label("duration_ms_sum"),
+        sa.func.coalesce(sa.func.sum(c.ttft_ms), 0.0).label("ttft_ms_sum"),
+        sa.func.min(c.ts_us).label("first_us"),
+        sa.func.max(c.ts_us).label("last_us"),
+    ]
+
+
+def rollup_state_columns(table: sa.FromClause = rollups) -> list[Any]:
+    """Aggregates over rollup rows, in ``STATE_FIELDS`` order."""
+    c = table.c
+    summed = (
+        "calls", "successes", "errors", "unpriced_calls", *BUCKETS, "duration_count",
+        "ttft_count", "cost_nanos", "duration_ms_sum", "ttft_ms_sum",
+    )
+    return [
+        *(sa.func.sum(c[name]).label(name) for name in summed),
+        sa.func.min(c.first_us).label("first_us"),
+        sa.func.max(c.last_us).label("last_us"),
+    ]
+
+
+def _values_clause(column: Any, values: Sequence[str | None]) -> Any:
+    present = [v for v in values if v is not None]
+    parts = []
+    if present:
+        parts.append(column.in_(present))
+    if len(present) != len(values):
+        parts.append(column.is_(None))
+    return sa.or_(*parts)
+
+
+def _tag_clause(key: str, values: Sequence[str | None], piece: Piece) -> Any:
+    def tagged(*conditions: Any) -> Any:
+        query = sa.select(event_tags.c.event_id).where(event_tags.c.key == key, *conditions)
+        # The tag rows carry the event's time, so the (key, value, ts_us) index narrows it.
+        if piece.start_us is not None:
+            query = query.where(event_tags.c.ts_us >= piece.start_us)
+        if piece.end_us is not None:
+            query = query.where(event_tags.c.ts_us < piece.end_us)
+        return query
+
+    present = [v for v in values if v is not None]
+    parts = []
+    if present:
+        parts.append(events.c.id.in_(tagged(event_tags.c.value.in_(present))))
+    if len(present) != len(values):
+        parts.append(events.c.id.not_in(tagged()))
+    return sa.or_(*parts)
+
+
+def _filter_clause(item: Filter, piece: Piece) -> Any:
+    key = tag_key(item.dimension)
+    if piece.grain is not None:
+        if key is not None:  # pragma: no cover - the planner never sends tags to rollups
+            raise InvalidQueryError("tags are not rolled up")
+        clause = _values_clause(rollups.c[item.dimension], item.values)
+    elif key is not None:
+        clause = _tag_clause(key, item.values, piece)
+    else:
+        clause = _values_clause(events.c[item.dimension], item.values)
+    if not item.negate:
+        return clause
+    # A negated filter keeps the calls where the dimension is not set, unless
+    # "(none)" is among the values dropped.
+    if key is None and None not in item.values:
+        column = rollups.c[item.dimension] if piece.grain is not None else events.c[item.dimension]
+        return sa.or_(column.is_(None), sa.not_(clause))
+    return sa.not_(clause)
+
+
+def _dimension_columns(by: Sequence[str], piece: Piece) -> tuple[list[Any], Any]:
+    """Labelled expressions for the grouped dimensions, and the FROM clause."""
+    if piece.grain is not None:
+        return [rollups.c[name].label(name) for name in by], rollups
+    source: Any = events
+    columns: list[Any] = []
+    for index, name in enumerate(by):
+        key = tag_key(name)
+        if name == "tag":
+            alias = event_tags.alias(f"t{index}")
+            source = source.outerjoin(alias, alias.c.event_id == events.c.id)
+            columns.append(sa.type_coerce(alias.c.key + "=" + alias.c.value, sa.Text).label(name))
+        elif key is not None:
+            alias = event_tags.alias(f"t{index}")
+            source = source.outerjoin(
+                alias, sa.and_(alias.c.event_id == events.c.id, alias.c.key == key)
+            )
+            columns.append(alias.c.value.label(name))
+        else:
+            columns.append(events.c[name].label(name))
+    return columns, source
+
+
+def _where(query: sa.Select[Any], piece: Piece, filters: Sequence[Filter]) -> sa.Select[Any]:
+    time = rollups.c.hour_us if piece.grain is not None else events.c.ts_us
+    if piece.grain is not None:
+        query = query.where(rollups.c.grain == piece.grain)
+    if piece.start_us is not None:
+        query = query.where(time >= piece.start_us)
+    if piece.end_us is not None:
+        query = query.where(time < piece.end_us)
+    for item in filters:
+        query = query.where(_filter_clause(item, piece))
+    return query
+
+
+def _slot(piece: Piece) -> list[Any]:
+    if piece.slot_us is None:
+        return []
+    time = rollups.c.hour_us if piece.grain is not None else events.c.ts_us
+    return [(time // piece.slot_us).label("slot")]
+
+
+def compile_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter]) -> sa.Select[Any]:
+    """``SELECT [slot,] dims…, state… GROUP BY [slot,] dims`` for one piece.
+
+    Example:
+        >>> sql = compile_piece(Piece(1, 0, 3_600_000_000, None), ["model"], [])
+        >>> "rollups_hourly" in str(sql)
+        True
+    """
+    dims, source = _dimension_columns(by, piece)
+    slot = _slot(piece)
+    state = rollup_state_columns() if piece.grain is not None else event_state_columns()
+    query = sa.select(*slot, *dims, *state).select_from(source)
+    query = _where(query, piece, filters)
+    keys = [*slot, *dims]
+    return query.group_by(*keys) if keys else query
+
+
+def compile_values(piece: Piece, by: Sequence[str], filters: Sequence[Filter]) -> sa.Select[Any]:
+    """``SELECT [slot,] dims…, duration_ms, ttft_ms`` of every call with a latency."""
+    if piece.grain is not None:  # pragma: no cover - raw values only exist in events
+        raise InvalidQueryError("percentiles need the raw events")
+    dims, source = _dimension_columns(by, piece)
+    query = sa.select(*_slot(piece), *dims, events.c.duration_ms, events.c.ttft_ms)
+    query = query.select_from(source).where(
+        sa.or_(events.c.duration_ms.is_not(None), events.c.ttft_ms.is_not(None))
+    )
+    return _where(query, piece, filters)
+
+
+def compile_timeline(piece: Piece, filters: Sequence[Filter], limit: int | None) -> sa.Select[Any]:
+    """The calls of a piece in time order, with the columns of ``TIMELINE_COLUMNS``."""
+    query = sa.select(*(events.c[name] for name in TIMELINE_COLUMNS))
+    query = _where(query, piece, filters).order_by(events.c.ts_us, events.c.id)
+    return query.limit(limit) if limit is not None else query

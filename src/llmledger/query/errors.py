@@ -1,0 +1,7 @@
+"""The error a malformed report request raises (shared with the store's reads)."""
+
+from __future__ import annotations
+
+from llmledger.store.sql import InvalidQueryError
+
+__all__ = ["InvalidQueryError"]

@@ -1,0 +1,199 @@
+"""Reports as files: JSON, CSV, XLSX and Markdown, from the one report shape.
+
+CSV and XLSX cells that a spreadsheet would run as a formula (text starting
+with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) are written with a
+leading apostrophe, so a model name or tag value such as ``=HYPERLINK(…)``
+shows as text instead of running.  Numbers stay numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from llmledger.query.engine import Report
+from llmledger.query.spec import NONE_VALUE
+
+__all__ = [
+    "FORMATS",
+    "ExportFormat",
+    "escape_formula",
+    "export",
+    "table_rows",
+    "to_csv",
+    "to_json",
+    "to_markdown",
+    "write_xlsx",
+]
+
+ExportFormat = Literal["json", "csv", "xlsx", "md"]
+FORMATS: tuple[str, ...] = ("json", "csv", "xlsx", "md")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formula(text: str) -> str:
+    """Text a spreadsheet shows as typed, never evaluates.
+
+    Example:
+        >>> escape_formula("=HYPERLINK(\\"http://x\\")"), escape_formula("gpt-4o")
+        ('\\'=HYPERLINK("http://x")', 'gpt-4o')
+    """
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        return escape_formula(value)
+    return value
+
+
+def table_rows(report: Report, *, total_row: bool = True) -> Iterator[list[Any]]:
+    """The header, each row, then ``other`` and ``total`` rows, as plain cells.
+
+    An ungrouped report has one row, the total, so no total row is added.
+
+    Dimension values that are not set show as ``(none)``; costs stay ``Decimal``.
+
+    Example:
+        >>> from llmledger.query.spec import Query
+        >>> r = Report(Query(by=("model",), metrics=("calls",)), {"calls": 3},
+        ...            [{"model": "a", "calls": 2}, {"model": None, "calls": 1}])
+        >>> list(table_rows(r))
+        [['model', 'calls'], ['a', 2], ['(none)', 1], ['total', 3]]
+    """
+    columns = report.columns
+    heads = [c for c in columns if c not in report.query.metrics]
+    yield list(columns)
+    for row in report.rows:
+        yield [
+            (NONE_VALUE if row.get(c) is None else row[c]) if c in heads else row.get(c)
+            for c in columns
+        ]
+    for label, values in (("other", report.other), ("total", report.total)):
+        if values is None or (label == "total" and not (total_row and heads)):
+            continue
+        first = [label, *([""] * (len(heads) - 1))] if heads else []
+        yield [*first, *(values.get(m) for m in report.query.metrics)]
+
+
+def to_json(report: Report) -> str:
+    """The report's one JSON shape (see :meth:`Report.to_dict`), indented."""
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+
+
+def to_csv(report: Report) -> str:
+    """CSV with a header row and the total last; formulas escaped.
+
+    Example:
+        >>> from llmledger.query.spec import Query
+        >>> r = Report(Query(by=("model",), metrics=("cost",)), {"cost": Decimal("1")},
+        ...            [{"model": "=1+1", "cost": Decimal("1")}])
+        >>> print(to_csv(r))
+        model,cost
+        '=1+1,1
+        total,1
+        <BLANKLINE>
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for cells in table_rows(report):
+        writer.writerow(["" if v is None else _cell(v) for v in cells])
+    return out.getvalue()
+
+
+def to_markdown(report: Report) -> str:
+    """A Markdown table (pipes in values escaped).
+
+    Example:
+        >>> from llmledger.query.spec import Query
+        >>> r = Report(Query(metrics=("calls",)), {"calls": 1}, [{"calls": 1}])
+        >>> print(to_markdown(r))
+        | calls |
+        |---:|
+        | 1 |
+        <BLANKLINE>
+    """
+    rows = list(table_rows(report))
+    header, body = rows[0], rows[1:]
+    metrics = set(report.query.metrics)
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if c in metrics else "---" for c in header) + "|",
+    ]
+    for cells in body:
+        text = ["" if v is None else str(v.isoformat() if isinstance(v, datetime) else v)
+                for v in cells]
+        lines.append("| " + " | ".join(t.replace("|", "\\|") for t in text) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_xlsx(report: Report, path: str | Path) -> Path:
+    """Write an Excel workbook: a report sheet and a sheet with the query and rates.
+
+    Needs ``openpyxl`` (``pip install 'llmledger[xlsx]'``).  Costs are written as
+    numbers, text cells as text (formulas escaped).
+
+    Raises:
+        ImportError: when openpyxl is not installed.
+    """
+    from openpyxl import Workbook  # type: ignore[import-untyped]
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "report"
+    for cells in table_rows(report):
+        converted = []
+        for value in cells:
+            if isinstance(value, Decimal):
+                value = float(value)
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, str):
+                value = escape_formula(value)
+            converted.append(value)
+        sheet.append(converted)
+    for cell in sheet[1]:
+        cell.font = cell.font.copy(bold=True)
+    about = workbook.create_sheet("query")
+    data = report.to_dict()
+    for key, value in data["query"].items():
+        about.append([key, escape_formula(json.dumps(value))])
+    about.append(["currency", data["currency"]])
+    about.append(["source", data["source"]])
+    for rate in data["rates"]:
+        about.append(["rate", f"1 USD = {rate['rate']} {rate['currency']} from {rate['from']}"])
+    for note in data["notes"]:
+        about.append(["note", escape_formula(note)])
+    target = Path(path)
+    workbook.save(target)
+    return target
+
+
+def export(report: Report, fmt: str, path: str | Path | None = None) -> str | None:
+    """Render a report in ``fmt``; write it to ``path`` when given.
+
+    Returns the text (None for XLSX, which needs a path).
+
+    Raises:
+        ValueError: on an unknown format, or XLSX without a path.
+    """
+    if fmt == "xlsx":
+        if path is None:
+            raise ValueError("xlsx needs an output file (-o FILE)")
+        write_xlsx(report, path)
+        return None
+    renderers = {"json": to_json, "csv": to_csv, "md": to_markdown}
+    if fmt not in renderers:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    text = renderers[fmt](report)
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8", newline="")
+    return text
