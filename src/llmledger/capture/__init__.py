@@ -1,0 +1,167 @@
+"""Automatic capture of every provider SDK call: :func:`instrument`.
+
+``instrument()`` hooks the provider SDKs that are installed (``openai``,
+``anthropic``, ``google-genai``) so that every call they make is recorded in
+the ledger, with no change to the calling code: the same return types, the
+same exceptions, the caller's arguments untouched.
+
+Example:
+    >>> import llmledger
+    >>> handle = llmledger.instrument()
+    >>> sorted(handle.sdks) == sorted(set(handle.sdks))
+    True
+    >>> handle.uninstrument()
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from llmledger.capture._core import Redactor, capture_content, options
+from llmledger.capture._patch import Patch
+
+__all__ = ["Instrumentation", "Redactor", "capture_content", "capture_stats", "instrument"]
+
+_SDKS = ("openai", "anthropic", "google")
+_lock = threading.Lock()
+_active: Instrumentation | None = None
+
+
+class Instrumentation:
+    """The handle :func:`instrument` returns: which SDKs are hooked, and how to undo it.
+
+    Also a context manager: the hooks are removed when the block ends.
+
+    Example:
+        >>> import llmledger
+        >>> with llmledger.instrument(google=False) as handle:
+        ...     "google" in handle.sdks
+        False
+    """
+
+    def __init__(self) -> None:
+        self._patches: dict[str, list[Patch]] = {}
+
+    @property
+    def sdks(self) -> tuple[str, ...]:
+        """The SDKs hooked now (those asked for that are installed)."""
+        return tuple(name for name, patches in self._patches.items() if patches)
+
+    @property
+    def active(self) -> bool:
+        """Whether the hooks are in place."""
+        return any(self._patches.values())
+
+    def _add(self, name: str, make: Callable[[], list[Patch]]) -> None:
+        if self._patches.get(name):
+            return
+        patches = make()
+        for patch in patches:
+            patch.apply()
+        self._patches[name] = patches
+
+    def _remove(self, name: str) -> None:
+        for patch in reversed(self._patches.pop(name, [])):
+            patch.undo()
+
+    def uninstrument(self) -> None:
+        """Remove every hook; calls made afterwards are no longer recorded.
+
+        Streams already returned keep recording until they end.
+        """
+        global _active
+        with _lock:
+            for name in list(self._patches):
+                self._remove(name)
+            if _active is self:
+                _active = None
+
+    def __enter__(self) -> Instrumentation:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.uninstrument()
+
+    def __repr__(self) -> str:
+        return f"<Instrumentation sdks={list(self.sdks)}>"
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"llmledger.capture.{name}")
+
+
+def instrument(
+    *,
+    openai: bool = True,
+    anthropic: bool = True,
+    google: bool = True,
+    include_usage: bool = False,
+    store_content: bool | None = None,
+    redact: Redactor | None = None,
+) -> Instrumentation:
+    """Record every call the installed provider SDKs make, from now on.
+
+    Safe to call more than once: the hooks are installed once, and a later call
+    updates the options and adds SDKs not hooked yet. Attribution in force at the
+    start of each call (:func:`llmledger.attribute`) is recorded with it.
+
+    Args:
+        openai: Hook the ``openai`` SDK (chat completions, Responses, embeddings;
+            also against OpenAI-compatible servers).
+        anthropic: Hook the ``anthropic`` SDK (Messages, including ``.stream()``).
+        google: Hook the ``google-genai`` SDK (``generate_content``,
+            ``generate_content_stream``, ``embed_content``).
+        include_usage: Ask OpenAI chat streams for their usage
+            (``stream_options.include_usage``) when the caller did not, and hide the
+            extra usage-only chunk from the caller. Without it such streams are
+            recorded with their usage marked missing, never as zero.
+        store_content: Keep prompt and response text (apart from the events);
+            ``None`` follows the ``store_content`` setting. :func:`capture_content`
+            decides per block of calls.
+        redact: Called as ``redact("prompt" | "response", text)`` before any text
+            is kept; returns the text to keep.
+
+    Returns:
+        The :class:`Instrumentation` handle; ``.uninstrument()`` undoes it.
+
+    Example:
+        >>> import llmledger
+        >>> handle = llmledger.instrument(include_usage=True)
+        >>> handle is llmledger.instrument()
+        True
+        >>> handle.uninstrument()
+    """
+    global _active
+    with _lock:
+        options.include_usage = include_usage
+        options.store_content = store_content
+        options.redact = redact
+        handle = _active if _active is not None else Instrumentation()
+        wanted = {"openai": openai, "anthropic": anthropic, "google": google}
+        for name in _SDKS:
+            module = _module(name)
+            if wanted[name] and module.available():
+                handle._add(name, module.make_patches)
+            elif not wanted[name]:
+                handle._remove(name)
+        _active = handle
+        return handle
+
+
+def capture_stats() -> dict[str, int]:
+    """Counters of the capture hooks: internal errors caught (and logged) so far.
+
+    Example:
+        >>> capture_stats()["internal_errors"] >= 0
+        True
+    """
+    return {"internal_errors": options.internal_errors}

@@ -1,0 +1,337 @@
+"""What every provider hook shares.
+
+The caller's thread only takes a :class:`Call` (timestamps, the attribution in
+force, the requested model, references) and hands the ledger a zero-argument
+callable; reading the response, pricing and writing happen in the ledger's
+background writer.  Every hook body runs under :func:`internal_error`'s guard,
+so a tracking failure is logged and counted and never reaches the caller (it is
+re-raised only when ``settings.strict`` is on, as in the test suite).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from llmledger.context import Attribution, current_attribution
+from llmledger.events import UsageEvent
+from llmledger.ledger import Ledger, get_ledger
+
+__all__ = [
+    "Call",
+    "CaptureOptions",
+    "Redactor",
+    "Scope",
+    "begin",
+    "capture_content",
+    "error_event",
+    "internal_error",
+    "options",
+    "reading_event",
+    "submit",
+]
+
+log = logging.getLogger("llmledger.capture")
+
+#: A redaction hook: gets ``("prompt" | "response", text)``, returns the text to keep.
+Redactor = Callable[[str, str], str]
+
+_MAX_ERROR_MESSAGE = 1000
+
+
+@dataclass(slots=True)
+class CaptureOptions:
+    """The options :func:`llmledger.instrument` was given, read by every hook."""
+
+    include_usage: bool = False
+    store_content: bool | None = None
+    redact: Redactor | None = None
+    internal_errors: int = 0
+
+
+options = CaptureOptions()
+_errors_lock = threading.Lock()
+
+
+def internal_error(where: str) -> None:
+    """Count and log the exception being handled; re-raise it when the ledger is strict.
+
+    Call it only from an ``except`` block.
+    """
+    with _errors_lock:
+        options.internal_errors += 1
+    try:
+        strict = get_ledger().settings.strict
+    except Exception:
+        strict = False
+    if strict:
+        raise  # noqa: PLE0704 - re-raises the exception being handled
+    log.exception("llmledger: capture failed in %s; the call itself is unaffected", where)
+
+
+# -- content opt-in per block --------------------------------------------------------
+
+_content_override: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "llmledger_capture_content", default=None
+)
+
+
+class capture_content:  # noqa: N801 - used like a function: ``with capture_content():``
+    """Keep (or, with ``False``, do not keep) prompt and response text of the calls in a block.
+
+    Wins over the ``store_content`` setting and :func:`llmledger.instrument`'s
+    argument, for the calls made inside the block only.
+
+    Example:
+        >>> with capture_content():
+        ...     pass  # calls made here keep their prompt and response text
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._tokens: list[contextvars.Token[bool | None]] = []
+
+    def __enter__(self) -> None:
+        self._tokens.append(_content_override.set(self._enabled))
+
+    def __exit__(self, *exc: object) -> None:
+        _content_override.reset(self._tokens.pop())
+
+
+def _wants_content(ledger: Ledger) -> bool:
+    override = _content_override.get()
+    if override is not None:
+        return override
+    if options.store_content is not None:
+        return options.store_content
+    return ledger.settings.store_content
+
+
+# -- adapters (LiteLLM, LangChain) -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Scope:
+    """Set by an adapter around one framework call; provider hooks inside it mark it seen.
+
+    ``attribution`` holds what the framework call adds (its user, tags…), merged
+    into the event a provider hook records; ``seen`` counts those events, so the
+    adapter records the call itself only when no hook did.
+    """
+
+    attribution: Mapping[str, Any] = field(default_factory=dict)
+    seen: int = 0
+
+
+current_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
+    "llmledger_capture_scope", default=None
+)
+
+
+# -- the call ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Call:
+    """What is known when a provider call starts, taken on the caller's thread."""
+
+    provider: str
+    operation: str
+    model: str | None
+    wall: float
+    started: float
+    attribution: Attribution
+    ledger: Ledger
+    stream: bool = False
+    api_key: str | None = None
+    reader: str | None = None
+    prompt: str | None = None
+    extra: Mapping[str, Any] | None = None
+    hide_usage_chunk: bool = False
+
+
+def begin(
+    provider: str,
+    operation: str,
+    model: str | None,
+    *,
+    stream: bool = False,
+    api_key: Any = None,
+    request: Any = None,
+) -> Call:
+    """Start recording a call: timestamps, attribution, and the prompt when content is kept.
+
+    ``request`` is the request body; it is serialised here (only when content is
+    kept) because the caller may change its messages once the call returns.
+    """
+    ledger = get_ledger()
+    call = Call(
+        provider,
+        operation,
+        model,
+        time.time(),
+        time.perf_counter(),
+        current_attribution(),
+        ledger,
+        stream,
+        api_key if isinstance(api_key, str) else None,
+    )
+    scope = current_scope.get()
+    if scope is not None:
+        scope.seen += 1
+        call.extra = scope.attribution
+    if request is not None and _wants_content(ledger):
+        call.prompt = json.dumps(request, default=str, ensure_ascii=False)
+    return call
+
+
+def submit(call: Call, build: Callable[[], UsageEvent]) -> None:
+    """Hand the ledger the deferred work that builds the call's event."""
+    call.ledger.submit(build)
+
+
+# -- building events (background thread) --------------------------------------------------
+
+
+def fingerprint(api_key: str | None) -> str | None:
+    """A short, stable hash naming which key paid; never the key itself.
+
+    Example:
+        >>> fingerprint("sk-test-123")
+        'sha256:9f1f3a5d0cba'
+    """
+    if not api_key:
+        return None
+    return "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+def _values(call: Call, ended: float, ttft: float | None) -> dict[str, Any]:
+    attribution = call.attribution
+    extra = call.extra or {}
+    tags = dict(attribution.tags)
+    tags.update(extra.get("tags") or {})
+    values: dict[str, Any] = {
+        "provider": call.provider,
+        "operation": call.operation,
+        "ts": datetime.fromtimestamp(call.wall, timezone.utc),
+        "duration_ms": round(max(ended - call.started, 0.0) * 1000, 3),
+        "tenant": attribution.tenant or extra.get("tenant"),
+        "user": attribution.user or extra.get("user"),
+        "feature": attribution.feature or extra.get("feature"),
+        "session": attribution.session or extra.get("session"),
+        "tags": tags,
+        "api_key_fingerprint": fingerprint(call.api_key),
+    }
+    if call.model:
+        values["model"] = call.model
+    if ttft is not None:
+        values["ttft_ms"] = round(max(ttft - call.started, 0.0) * 1000, 3)
+    return values
+
+
+def reading_event(
+    call: Call,
+    *,
+    body: Any = None,
+    events: Iterable[Mapping[str, Any]] | None = None,
+    ended: float,
+    status: str = "ok",
+    ttft: float | None = None,
+    request_id: str | None = None,
+    text: Callable[[], str | None] | None = None,
+) -> UsageEvent:
+    """Build the event of a call from its response body or its stream events.
+
+    Runs in the background writer. A body the normaliser cannot read (an
+    operation it has no reader for) still gives an event, with its usage missing.
+    ``events`` must be a sequence when ``text`` (which extracts the response
+    text, used only when content is kept) reads it too.
+    """
+    from llmledger.errors import ResponseParseError
+    from llmledger.normalize import read_response, read_stream_events
+    from llmledger.recording import build_event
+
+    reader = call.reader or call.provider
+    values = _values(call, ended, ttft)
+    values["status"] = status
+    if request_id:
+        values["request_id"] = request_id
+    try:
+        if events is not None:
+            reading = read_stream_events(events, provider=reader, operation=call.operation)
+        else:
+            reading = read_response(body, provider=reader, operation=call.operation)
+    except ResponseParseError:
+        if call.operation == "chat" or call.operation == "responses":
+            raise
+        reading = None
+    if reading is None:
+        values["usage_source"] = "missing"
+        event = build_event(call.ledger, usage={}, **values)
+    else:
+        if reading.request_id and values.get("request_id") is None:
+            values["request_id"] = reading.request_id
+        event = build_event(call.ledger, reading=reading, **values)
+    # ``stream`` names build_event's transcript argument, so the flag is set here.
+    event.stream = call.stream
+    if call.prompt is not None:
+        _keep_content(call, event, text() if text is not None else None)
+    return event
+
+
+def error_event(call: Call, exc: BaseException, *, ended: float, request_id: str | None) -> UsageEvent:
+    """Build the event of a call that failed before any response was read."""
+    from llmledger.recording import build_event
+
+    values = _values(call, ended, None)
+    values.setdefault("model", "unknown")
+    values.update(
+        status="error",
+        error_type=type(exc).__name__,
+        error_message=str(exc)[:_MAX_ERROR_MESSAGE] or None,
+        usage_source="missing",
+    )
+    if request_id:
+        values["request_id"] = request_id
+    event = build_event(call.ledger, usage={}, **values)
+    event.stream = call.stream
+    if call.prompt is not None:
+        _keep_content(call, event, None)
+    return event
+
+
+def request_id_of(exc: BaseException) -> str | None:
+    """The provider's request id carried by an SDK exception, when it has one."""
+    request_id = getattr(exc, "request_id", None)
+    if isinstance(request_id, str):
+        return request_id
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is not None:
+        for name in ("x-request-id", "request-id", "x-goog-request-id"):
+            value = headers.get(name)
+            if isinstance(value, str):
+                return value
+    return None
+
+
+def _keep_content(call: Call, event: UsageEvent, response_text: str | None) -> None:
+    from llmledger.content import ContentRecord, content_store
+
+    prompt: str | None = call.prompt
+    response = response_text
+    redact = options.redact
+    if redact is not None:
+        prompt = redact("prompt", prompt) if prompt is not None else None
+        response = redact("response", response) if response is not None else None
+    content_store(call.ledger).save(
+        ContentRecord(event_id=event.id, ts=event.ts, prompt=prompt, response=response)
+    )

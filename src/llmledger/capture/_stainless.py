@@ -1,0 +1,302 @@
+"""The hook shared by the ``openai`` and ``anthropic`` SDKs.
+
+Both SDKs send every API call through one method of their base client,
+``SyncAPIClient.request`` / ``AsyncAPIClient.request``, which sees the route,
+the JSON body and whether the call streams, and returns what the resource
+method returns: the response model (``.parse()`` results included), the SDK's
+own ``Stream`` / ``AsyncStream``, or, for ``with_raw_response``, a raw response
+whose ``.parse()`` gives either. Hooking there covers every resource method,
+sync and async, clients made before :func:`llmledger.instrument` was called,
+and OpenAI-compatible servers reached through ``base_url``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmledger.capture._core import (
+    Call,
+    begin,
+    error_event,
+    internal_error,
+    options,
+    reading_event,
+    request_id_of,
+    submit,
+)
+from llmledger.capture._patch import Patch
+from llmledger.capture._streams import (
+    TRACKER_ATTR,
+    StreamSpec,
+    StreamTracker,
+    aiterate,
+    iterate,
+    tracker_of,
+)
+
+__all__ = ["StainlessSDK", "patches"]
+
+
+@dataclass(frozen=True, slots=True)
+class StainlessSDK:
+    """What differs between the two SDKs.
+
+    Attributes:
+        provider: The event's provider when the client's host says nothing else.
+        routes: API path → operation, for the calls that are recorded.
+        streams: Operation → how its stream chunks are read.
+        body_text: ``(operation, body)`` → the response text (kept content).
+        request_id_header: The response header with the provider's request id.
+        resolve: ``(client, call)`` → sets the event's provider and reader name
+            from the client (its host); runs in the background.
+        hide_usage_chunk: Predicate of the usage-only chunk that the
+            ``include_usage`` option adds to chat streams (OpenAI only).
+        sync_client, async_client: The base client classes to hook.
+        stream_types: The SDK's ``Stream`` and ``AsyncStream``.
+        raw_types: The raw response classes ``with_raw_response`` returns.
+        stream_classes: The SDK's stream classes and helper streams whose
+            ``close()`` ends a tracked stream; each with how to reach its raw stream.
+    """
+
+    provider: str
+    routes: Mapping[str, str]
+    streams: Mapping[str, StreamSpec]
+    body_text: Callable[[str, Mapping[str, Any]], str | None]
+    request_id_header: str
+    resolve: Callable[[Any, Call], None]
+    hide_usage_chunk: Callable[[Any], bool] | None
+    sync_client: type
+    async_client: type
+    stream_types: tuple[type, ...]
+    raw_types: tuple[type, ...]
+    stream_classes: tuple[tuple[type, Callable[[Any], Any]], ...]
+
+
+def as_dict(model: Any) -> Mapping[str, Any]:
+    """A response model as its JSON body (wire names), without serialisation warnings."""
+    if isinstance(model, Mapping):
+        return model
+    dump = getattr(model, "model_dump", None)
+    if callable(dump):
+        result: Mapping[str, Any] = dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
+        return result
+    to_dict = getattr(model, "to_dict", None)
+    if callable(to_dict):
+        converted: Mapping[str, Any] = to_dict()
+        return converted
+    raise TypeError(f"cannot read a {type(model).__name__} as a response body")
+
+
+def _route(sdk: StainlessSDK, url: Any) -> str | None:
+    operation = sdk.routes.get(url)
+    if operation is None and isinstance(url, str) and "://" in url:
+        path = url.split("://", 1)[1].partition("/")[2].partition("?")[0]
+        for route, op in sdk.routes.items():
+            if ("/" + path).endswith(route):
+                return op
+    return operation
+
+
+def _start(sdk: StainlessSDK, client: Any, request_options: Any, stream: bool) -> tuple[Call, Any] | None:
+    """The call record, and the request options to send (a copy when usage is asked for)."""
+    operation = _route(sdk, request_options.url)
+    if operation is None:
+        return None
+    body = request_options.json_data
+    model = body.get("model") if isinstance(body, Mapping) else None
+    call = begin(
+        sdk.provider,
+        operation,
+        model if isinstance(model, str) else None,
+        stream=stream,
+        api_key=getattr(client, "api_key", None),
+        request=body,
+    )
+    if (
+        stream
+        and options.include_usage
+        and sdk.hide_usage_chunk is not None
+        and operation == "chat"
+        and isinstance(body, Mapping)
+    ):
+        asked = body.get("stream_options")
+        if not (isinstance(asked, Mapping) and "include_usage" in asked):
+            # A copy: the caller's options (and body) are never changed.
+            request_options = copy.copy(request_options)
+            request_options.json_data = {
+                **body,
+                "stream_options": {**(asked or {}), "include_usage": True},
+            }
+            call.hide_usage_chunk = True
+    return call, request_options
+
+
+def _failed(sdk: StainlessSDK, client: Any, call: Call, exc: BaseException) -> None:
+    try:
+        ended = time.perf_counter()
+
+        def build() -> Any:
+            sdk.resolve(client, call)
+            return error_event(call, exc, ended=ended, request_id=request_id_of(exc))
+
+        submit(call, build)
+    except Exception:
+        internal_error(f"{sdk.provider} failed call")
+
+
+def _response_done(sdk: StainlessSDK, client: Any, call: Call, result: Any) -> None:
+    """Record a non-streamed response (a model, or a raw response whose body was read)."""
+    ended = time.perf_counter()
+    http_response = getattr(result, "http_response", None)
+
+    def build() -> Any:
+        sdk.resolve(client, call)
+        if http_response is not None:
+            body: Mapping[str, Any] = json.loads(http_response.content)
+            request_id = http_response.headers.get(sdk.request_id_header)
+        else:
+            body = as_dict(result)
+            request_id = getattr(result, "_request_id", None)
+        return reading_event(
+            call,
+            body=body,
+            ended=ended,
+            request_id=request_id,
+            text=lambda: sdk.body_text(call.operation, body),
+        )
+
+    submit(call, build)
+
+
+def _track(sdk: StainlessSDK, client: Any, call: Call, stream: Any, asynchronous: bool) -> None:
+    """Wrap the SDK stream's own chunk iterator in place: its type and methods stay."""
+    if tracker_of(stream) is not None:
+        return
+    spec = sdk.streams.get(call.operation)
+    if spec is None:
+        return
+    sdk.resolve(client, call)  # cheap, and the tracker builds in the background
+    tracker = StreamTracker(call, spec, getattr(stream, "response", None))
+    hide = sdk.hide_usage_chunk if call.hide_usage_chunk else None
+    inner = stream._iterator
+    stream._iterator = aiterate(inner, tracker, hide) if asynchronous else iterate(inner, tracker, hide)
+    vars(stream)[TRACKER_ATTR] = tracker
+
+
+def _raw_streams_body(result: Any) -> bool:
+    # ``with_streaming_response``: the body is read by the caller, later.
+    request = getattr(result.http_response, "request", None)
+    headers = getattr(request, "headers", None) or {}
+    return bool(headers.get("X-Stainless-Raw-Response") == "stream")
+
+
+def _done(sdk: StainlessSDK, client: Any, call: Call, result: Any, asynchronous: bool) -> Any:
+    """Start recording what the call returned; returns what must be awaited, if anything."""
+    if isinstance(result, sdk.stream_types):
+        _track(sdk, client, call, result, asynchronous)
+        return None
+    if isinstance(result, sdk.raw_types):
+        if _raw_streams_body(result):
+            return None
+        if call.stream:
+            return result.parse()  # cached by the SDK: the caller's parse() gets this stream
+        _response_done(sdk, client, call, result)
+        return None
+    _response_done(sdk, client, call, result)
+    return None
+
+
+def _sync_request(sdk: StainlessSDK, original: Callable[..., Any]) -> Callable[..., Any]:
+    def request(self: Any, cast_to: Any, request_options: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            started = _start(sdk, self, request_options, bool(kwargs.get("stream")))
+        except Exception:
+            internal_error(f"{sdk.provider} call start")
+            started = None
+        if started is None:
+            return original(self, cast_to, request_options, *args, **kwargs)
+        call, request_options = started
+        try:
+            result = original(self, cast_to, request_options, *args, **kwargs)
+        except BaseException as exc:
+            _failed(sdk, self, call, exc)
+            raise
+        try:
+            parsed = _done(sdk, self, call, result, asynchronous=False)
+            if parsed is not None:
+                _track(sdk, self, call, parsed, asynchronous=False)
+        except Exception:
+            internal_error(f"{sdk.provider} call end")
+        return result
+
+    return request
+
+
+def _async_request(sdk: StainlessSDK, original: Callable[..., Any]) -> Callable[..., Any]:
+    async def request(self: Any, cast_to: Any, request_options: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            started = _start(sdk, self, request_options, bool(kwargs.get("stream")))
+        except Exception:
+            internal_error(f"{sdk.provider} call start")
+            started = None
+        if started is None:
+            return await original(self, cast_to, request_options, *args, **kwargs)
+        call, request_options = started
+        try:
+            result = await original(self, cast_to, request_options, *args, **kwargs)
+        except BaseException as exc:
+            _failed(sdk, self, call, exc)
+            raise
+        try:
+            parsed = _done(sdk, self, call, result, asynchronous=True)
+            if parsed is not None:
+                if inspect.isawaitable(parsed):
+                    parsed = await parsed
+                _track(sdk, self, call, parsed, asynchronous=True)
+        except Exception:
+            internal_error(f"{sdk.provider} call end")
+        return result
+
+    return request
+
+
+def _closer(get_raw: Callable[[Any], Any], original: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(original):
+
+        async def aclose(self: Any) -> Any:
+            _closing(get_raw, self)
+            return await original(self)
+
+        return aclose
+
+    def close(self: Any) -> Any:
+        _closing(get_raw, self)
+        return original(self)
+
+    return close
+
+
+def _closing(get_raw: Callable[[Any], Any], stream: Any) -> None:
+    try:
+        tracker = tracker_of(get_raw(stream))
+        if tracker is not None:
+            tracker.closed()
+    except Exception:
+        internal_error("stream close")
+
+
+def patches(sdk: StainlessSDK) -> list[Patch]:
+    """The patches that hook this SDK (not yet applied)."""
+    found = [
+        Patch.of(sdk.sync_client, "request", lambda original: _sync_request(sdk, original)),
+        Patch.of(sdk.async_client, "request", lambda original: _async_request(sdk, original)),
+    ]
+    for cls, get_raw in sdk.stream_classes:
+        found.append(Patch.of(cls, "close", lambda original, get_raw=get_raw: _closer(get_raw, original)))
+    return [patch for patch in found if patch is not None]

@@ -1,0 +1,188 @@
+"""Recording a streamed call exactly once, however the caller ends it.
+
+A :class:`StreamTracker` is fed by a generator that wraps the SDK's own chunk
+iterator (so the SDK's stream object, its type and its methods stay as they
+are). On the caller's thread each chunk costs one list append (and, for the
+first few chunks, a timestamp for time to first token); turning the chunks into
+usage happens in the background once the stream ends:
+
+* iterated to the end: ``ok``
+* the SDK raised while reading: ``error``
+* closed, left from a ``with`` block or broken out of after some chunks: ``incomplete``
+* closed or dropped before any chunk was read: ``abandoned``
+
+Whichever comes first wins; later ends are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from llmledger.capture._core import Call, error_event, internal_error, reading_event, submit
+
+__all__ = ["StreamSpec", "StreamTracker", "TRACKER_ATTR", "iterate", "aiterate", "tracker_of"]
+
+T = TypeVar("T")
+
+#: Where a tracked SDK stream object keeps its tracker (an instance attribute).
+TRACKER_ATTR = "_llmledger_stream"
+
+# Timestamps are kept for the first chunks only: the first token is among them
+# (a role-only or start event may come first), and the cost stays per stream.
+_TIMED_CHUNKS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """How to read one SDK's stream chunks (all used in the background).
+
+    Attributes:
+        as_dict: A chunk as its JSON event dict.
+        has_output: Whether an event carries generated output (time to first token).
+        text: The response text of the whole list of events (kept content).
+        request_id: The provider's request id, from the object ``source`` the hook kept.
+    """
+
+    as_dict: Callable[[Any], Mapping[str, Any]]
+    has_output: Callable[[Mapping[str, Any]], bool]
+    text: Callable[[Sequence[Mapping[str, Any]]], str | None]
+    request_id: Callable[[Any], str | None]
+
+
+class StreamTracker:
+    """Collects one stream's chunks and records its event once, when the stream ends."""
+
+    __slots__ = ("call", "chunks", "done", "source", "spec", "times")
+
+    def __init__(self, call: Call, spec: StreamSpec, source: Any = None) -> None:
+        self.call = call
+        self.spec = spec
+        self.source = source
+        self.chunks: list[Any] = []
+        self.times: list[float] = []
+        self.done = False
+
+    def finish(self, status: str, exc: BaseException | None = None) -> None:
+        """Record the stream with this ending, unless it was already recorded."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            ended = time.perf_counter()
+            call, spec, chunks, times, source = self.call, self.spec, self.chunks, self.times, self.source
+            if exc is not None and not chunks:
+                submit(call, lambda: error_event(call, exc, ended=ended, request_id=_request_id(spec, source, exc)))
+                return
+
+            def build() -> Any:
+                events = [spec.as_dict(chunk) for chunk in chunks]
+                ttft = next((times[i] for i in range(len(times)) if spec.has_output(events[i])), None)
+                if ttft is None and times:
+                    ttft = times[0]
+                event = reading_event(
+                    call,
+                    events=events,
+                    ended=ended,
+                    status=status,
+                    ttft=ttft,
+                    request_id=_request_id(spec, source, exc),
+                    text=lambda: spec.text(events),
+                )
+                if exc is not None:
+                    event.error_type = type(exc).__name__
+                    event.error_message = str(exc)[:1000] or None
+                return event
+
+            submit(call, build)
+        except Exception:
+            internal_error("stream end")
+
+    def closed(self) -> None:
+        """The caller closed the stream (``close()`` or leaving a ``with`` block)."""
+        self.finish("incomplete" if self.chunks else "abandoned")
+
+    def __del__(self) -> None:
+        # The stream object was dropped: the last chance to record it.
+        if not self.done:
+            self.finish("incomplete" if self.chunks else "abandoned")
+
+
+def _request_id(spec: StreamSpec, source: Any, exc: BaseException | None) -> str | None:
+    from llmledger.capture._core import request_id_of
+
+    if exc is not None:
+        found = request_id_of(exc)
+        if found:
+            return found
+    return spec.request_id(source) if source is not None else None
+
+
+def tracker_of(stream: Any) -> StreamTracker | None:
+    """The tracker of an SDK stream object, when it is tracked."""
+    try:
+        tracker = vars(stream).get(TRACKER_ATTR)
+    except TypeError:
+        return None
+    return tracker if isinstance(tracker, StreamTracker) else None
+
+
+def iterate(
+    inner: Iterator[T], tracker: StreamTracker, hide: Callable[[T], bool] | None = None
+) -> Iterator[T]:
+    """Yield the SDK's chunks, keeping a reference to each; ``hide`` drops some from view.
+
+    Example:
+        >>> from llmledger.capture._streams import iterate
+        >>> # stream._iterator = iterate(stream._iterator, tracker)
+    """
+    chunks = tracker.chunks
+    times = tracker.times
+    clock = time.perf_counter
+    try:
+        if hide is None:
+            for chunk in inner:
+                if len(times) < _TIMED_CHUNKS:
+                    times.append(clock())
+                chunks.append(chunk)
+                yield chunk
+        else:
+            for chunk in inner:
+                if len(times) < _TIMED_CHUNKS:
+                    times.append(clock())
+                chunks.append(chunk)
+                if not hide(chunk):
+                    yield chunk
+    except GeneratorExit:
+        tracker.finish("incomplete")
+        raise
+    except BaseException as exc:
+        tracker.finish("error", exc)
+        raise
+    tracker.finish("ok")
+
+
+async def aiterate(
+    inner: AsyncIterator[T], tracker: StreamTracker, hide: Callable[[T], bool] | None = None
+) -> AsyncIterator[T]:
+    """The asynchronous twin of :func:`iterate`."""
+    chunks = tracker.chunks
+    times = tracker.times
+    clock = time.perf_counter
+    try:
+        async for chunk in inner:
+            if len(times) < _TIMED_CHUNKS:
+                times.append(clock())
+            chunks.append(chunk)
+            if hide is None or not hide(chunk):
+                yield chunk
+    except (GeneratorExit, asyncio.CancelledError):
+        tracker.finish("incomplete" if chunks else "abandoned")
+        raise
+    except BaseException as exc:
+        tracker.finish("error", exc)
+        raise
+    tracker.finish("ok")

@@ -1,0 +1,90 @@
+"""Capture of the ``anthropic`` SDK: Messages (``create``, ``parse``, the ``.stream()``
+helper, and the beta Messages), sync and async, on Anthropic and on Bedrock."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from llmledger.capture._core import Call
+from llmledger.capture._patch import Patch
+from llmledger.capture._stainless import StainlessSDK, as_dict, patches
+from llmledger.capture._streams import StreamSpec
+
+__all__ = ["available", "body_text", "make_patches"]
+
+
+def _resolve(client: Any, call: Call) -> None:
+    # Claude through Bedrock is billed by AWS; the body is Anthropic's either way.
+    call.reader = "anthropic"
+    if "Bedrock" in type(client).__name__:
+        call.provider = "bedrock"
+
+
+def _has_output(event: Mapping[str, Any]) -> bool:
+    return event.get("type") == "content_block_delta"
+
+
+def _stream_text(events: Sequence[Mapping[str, Any]]) -> str | None:
+    parts = [
+        str((event.get("delta") or {}).get("text") or "")
+        for event in events
+        if event.get("type") == "content_block_delta"
+    ]
+    return "".join(parts) or None
+
+
+def body_text(operation: str, body: Mapping[str, Any]) -> str | None:
+    """The text blocks of a Messages response.
+
+    Example:
+        >>> body_text("chat", {"content": [{"type": "text", "text": "Hello"}]})
+        'Hello'
+    """
+    texts = [
+        str(block.get("text") or "")
+        for block in body.get("content") or ()
+        if isinstance(block, Mapping) and block.get("type") == "text"
+    ]
+    return "".join(texts) or None
+
+
+def _request_id(response: Any) -> str | None:
+    value = response.headers.get("request-id")
+    return value if isinstance(value, str) else None
+
+
+def available() -> bool:
+    """Whether the ``anthropic`` SDK can be imported."""
+    try:
+        importlib.import_module("anthropic")
+    except ImportError:
+        return False
+    return True
+
+
+def make_patches() -> list[Patch]:
+    """The patches that capture the ``anthropic`` SDK's calls."""
+    base = importlib.import_module("anthropic._base_client")
+    streaming = importlib.import_module("anthropic._streaming")
+    raw = importlib.import_module("anthropic._response")
+    sdk = StainlessSDK(
+        provider="anthropic",
+        routes={"/v1/messages": "chat", "/v1/messages?beta=true": "chat"},
+        streams={"chat": StreamSpec(as_dict, _has_output, _stream_text, _request_id)},
+        body_text=body_text,
+        request_id_header="request-id",
+        resolve=_resolve,
+        hide_usage_chunk=None,
+        sync_client=base.SyncAPIClient,
+        async_client=base.AsyncAPIClient,
+        stream_types=(streaming.Stream, streaming.AsyncStream),
+        raw_types=(raw.BaseAPIResponse,),
+        # The ``.stream()`` helpers close their raw stream, so hooking its close() is enough.
+        stream_classes=(
+            (streaming.Stream, lambda stream: stream),
+            (streaming.AsyncStream, lambda stream: stream),
+        ),
+    )
+    return patches(sdk)

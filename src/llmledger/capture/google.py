@@ -1,0 +1,231 @@
+"""Capture of the ``google-genai`` SDK: ``generate_content``, ``generate_content_stream``
+and ``embed_content``, sync and async, on the Gemini API and on Vertex AI.
+
+The hook sits on the SDK's API client (``request``, ``request_streamed`` and
+their async twins), below the ``Models`` methods: automatic function calling
+and automatic continuation make several HTTP calls for one ``generate_content``,
+and each is billed, so each is one event. The client hands over the wire JSON,
+which is what the usage normaliser reads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from llmledger.capture._core import (
+    Call,
+    begin,
+    error_event,
+    internal_error,
+    reading_event,
+    request_id_of,
+    submit,
+)
+from llmledger.capture._patch import Patch
+from llmledger.capture._streams import StreamSpec, StreamTracker, aiterate, iterate
+
+__all__ = ["available", "body_text", "make_patches"]
+
+_METHODS = {
+    "generateContent": "chat",
+    "streamGenerateContent": "chat",
+    "embedContent": "embeddings",
+    "batchEmbedContents": "embeddings",
+}
+
+
+def _route(path: Any) -> tuple[str, str] | None:
+    """The operation and model of an API path such as ``models/gemini-2.5-flash:generateContent``."""
+    if not isinstance(path, str):
+        return None
+    target, _, method = path.partition("?")[0].rpartition(":")
+    model = target.rpartition("/")[2]
+    operation = _METHODS.get(method)
+    if operation is None and method == "predict" and "embedding" in model:
+        operation = "embeddings"  # Vertex AI's text embedding models
+    if operation is None:
+        return None
+    return operation, model
+
+
+def _start(client: Any, path: Any, request_dict: Any, stream: bool) -> Call | None:
+    route = _route(path)
+    if route is None:
+        return None
+    operation, model = route
+    call = begin("google", operation, model or None, stream=stream,
+                 api_key=getattr(client, "api_key", None), request=request_dict)
+    call.reader = "google"
+    return call
+
+
+def _as_dict(chunk: Any) -> Mapping[str, Any]:
+    body = getattr(chunk, "body", chunk)
+    if isinstance(body, Mapping):
+        return body
+    loaded: Mapping[str, Any] = json.loads(body) if body else {}
+    return loaded
+
+
+def body_text(operation: str, body: Mapping[str, Any]) -> str | None:
+    """The text parts of the first candidate of a ``generateContent`` body.
+
+    Example:
+        >>> body_text("chat", {"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]})
+        'Hi'
+    """
+    for candidate in body.get("candidates") or ():
+        parts = (candidate.get("content") or {}).get("parts") or ()
+        text = "".join(str(part.get("text") or "") for part in parts if not part.get("thought"))
+        return text or None
+    return None
+
+
+def _has_output(event: Mapping[str, Any]) -> bool:
+    return bool(event.get("candidates"))
+
+
+def _stream_text(events: Sequence[Mapping[str, Any]]) -> str | None:
+    return "".join(body_text("chat", event) or "" for event in events) or None
+
+
+def _no_request_id(source: Any) -> str | None:
+    return None
+
+
+_STREAM = StreamSpec(_as_dict, _has_output, _stream_text, _no_request_id)
+
+
+def _failed(call: Call, exc: BaseException) -> None:
+    try:
+        ended = time.perf_counter()
+        submit(call, lambda: error_event(call, exc, ended=ended, request_id=request_id_of(exc)))
+    except Exception:
+        internal_error("google failed call")
+
+
+def _response_done(call: Call, response: Any) -> None:
+    ended = time.perf_counter()
+
+    def build() -> Any:
+        body = _as_dict(response)
+        return reading_event(call, body=body, ended=ended,
+                             text=lambda: body_text(call.operation, body))
+
+    submit(call, build)
+
+
+def _sync_request(original: Callable[..., Any]) -> Callable[..., Any]:
+    def request(self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            call = _start(self, path, request_dict, stream=False)
+        except Exception:
+            internal_error("google call start")
+            call = None
+        if call is None:
+            return original(self, http_method, path, request_dict, *args, **kwargs)
+        try:
+            response = original(self, http_method, path, request_dict, *args, **kwargs)
+        except BaseException as exc:
+            _failed(call, exc)
+            raise
+        try:
+            _response_done(call, response)
+        except Exception:
+            internal_error("google call end")
+        return response
+
+    return request
+
+
+def _async_request(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def async_request(
+        self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        try:
+            call = _start(self, path, request_dict, stream=False)
+        except Exception:
+            internal_error("google call start")
+            call = None
+        if call is None:
+            return await original(self, http_method, path, request_dict, *args, **kwargs)
+        try:
+            response = await original(self, http_method, path, request_dict, *args, **kwargs)
+        except BaseException as exc:
+            _failed(call, exc)
+            raise
+        try:
+            _response_done(call, response)
+        except Exception:
+            internal_error("google call end")
+        return response
+
+    return async_request
+
+
+def _sync_streamed(original: Callable[..., Any]) -> Callable[..., Any]:
+    def request_streamed(
+        self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
+    ) -> Iterator[Any]:
+        inner = original(self, http_method, path, request_dict, *args, **kwargs)
+        try:
+            call = _start(self, path, request_dict, stream=True)
+            if call is None:
+                return inner  # type: ignore[no-any-return]
+            # The SDK's generator sends the request on its first step, inside ours.
+            return iterate(inner, StreamTracker(call, _STREAM))
+        except Exception:
+            internal_error("google stream start")
+            return inner  # type: ignore[no-any-return]
+
+    return request_streamed
+
+
+def _async_streamed(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def async_request_streamed(
+        self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        try:
+            call = _start(self, path, request_dict, stream=True)
+        except Exception:
+            internal_error("google stream start")
+            call = None
+        if call is None:
+            return await original(self, http_method, path, request_dict, *args, **kwargs)  # type: ignore[no-any-return]
+        try:
+            inner = await original(self, http_method, path, request_dict, *args, **kwargs)
+        except BaseException as exc:
+            _failed(call, exc)
+            raise
+        try:
+            return aiterate(inner, StreamTracker(call, _STREAM))
+        except Exception:
+            internal_error("google stream start")
+            return inner  # type: ignore[no-any-return]
+
+    return async_request_streamed
+
+
+def available() -> bool:
+    """Whether the ``google-genai`` SDK can be imported."""
+    try:
+        importlib.import_module("google.genai")
+    except ImportError:
+        return False
+    return True
+
+
+def make_patches() -> list[Patch]:
+    """The patches that capture the ``google-genai`` SDK's calls."""
+    client = importlib.import_module("google.genai._api_client").BaseApiClient
+    found = [
+        Patch.of(client, "request", _sync_request),
+        Patch.of(client, "async_request", _async_request),
+        Patch.of(client, "request_streamed", _sync_streamed),
+        Patch.of(client, "async_request_streamed", _async_streamed),
+    ]
+    return [patch for patch in found if patch is not None]

@@ -1,0 +1,198 @@
+"""Capture of the ``openai`` SDK: chat completions (``create``, ``parse``, ``stream``),
+the Responses API and embeddings, on OpenAI and on OpenAI-compatible servers.
+
+The event's provider comes from the client's host (``openrouter.ai`` is
+``openrouter``, ``*.openai.azure.com`` is ``azure``, …; any other host is read
+as ``openai``), so a gateway's calls are priced as that gateway's.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from llmledger.capture._core import Call
+from llmledger.capture._patch import Patch
+from llmledger.capture._stainless import StainlessSDK, as_dict, patches
+from llmledger.capture._streams import StreamSpec
+
+__all__ = ["available", "make_patches", "provider_for_host"]
+
+_HOSTS = {
+    "api.openai.com": "openai",
+    "openrouter.ai": "openrouter",
+    "api.mistral.ai": "mistral",
+    "api.deepseek.com": "deepseek",
+    "api.groq.com": "groq",
+    "api.together.xyz": "together",
+    "api.together.ai": "together",
+    "api.fireworks.ai": "fireworks",
+    "api.x.ai": "xai",
+    "api.perplexity.ai": "perplexity",
+    "api.cerebras.ai": "cerebras",
+}
+
+
+def provider_for_host(host: str, port: int | None = None) -> tuple[str, str]:
+    """The event's provider and the normaliser's reader for an OpenAI-compatible host.
+
+    Example:
+        >>> provider_for_host("openrouter.ai")
+        ('openrouter', 'openrouter')
+        >>> provider_for_host("generativelanguage.googleapis.com")
+        ('google', 'openai')
+    """
+    host = host.lower()
+    if host in _HOSTS:
+        name = _HOSTS[host]
+        return name, name
+    if host.endswith(".openai.azure.com") or host.endswith(".services.ai.azure.com"):
+        return "azure", "azure"
+    if host == "generativelanguage.googleapis.com":
+        return "google", "openai"  # Gemini's OpenAI-compatible endpoint: Google prices
+    if port == 11434:
+        return "ollama", "ollama"
+    return "openai", "openai"
+
+
+def _resolve(client: Any, call: Call) -> None:
+    url = getattr(client, "base_url", None)
+    host = getattr(url, "host", None)
+    if isinstance(host, str) and host:
+        call.provider, call.reader = provider_for_host(host, getattr(url, "port", None))
+
+
+# -- reading chunks and bodies ---------------------------------------------------------
+
+
+def _chat_has_output(event: Mapping[str, Any]) -> bool:
+    for choice in event.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or delta.get("refusal") or delta.get("audio"):
+            return True
+    return False
+
+
+def _chat_stream_text(events: Sequence[Mapping[str, Any]]) -> str | None:
+    parts = [
+        (choice.get("delta") or {}).get("content") or ""
+        for event in events
+        for choice in event.get("choices") or ()
+        if choice.get("index", 0) == 0
+    ]
+    return "".join(parts) or None
+
+
+def _responses_has_output(event: Mapping[str, Any]) -> bool:
+    kind = event.get("type")
+    return isinstance(kind, str) and kind.endswith(".delta")
+
+
+def _responses_stream_text(events: Sequence[Mapping[str, Any]]) -> str | None:
+    parts = [
+        str(event.get("delta") or "")
+        for event in events
+        if event.get("type") == "response.output_text.delta"
+    ]
+    return "".join(parts) or None
+
+
+def body_text(operation: str, body: Mapping[str, Any]) -> str | None:
+    """The response text of a chat or Responses API body (first choice).
+
+    Example:
+        >>> body_text("chat", {"choices": [{"index": 0, "message": {"content": "Hi"}}]})
+        'Hi'
+    """
+    if operation == "chat":
+        for choice in body.get("choices") or ():
+            content = (choice.get("message") or {}).get("content")
+            if isinstance(content, str):
+                return content
+        return None
+    if operation == "responses":
+        texts = [
+            part.get("text", "")
+            for item in body.get("output") or ()
+            if isinstance(item, Mapping)
+            for part in item.get("content") or ()
+            if isinstance(part, Mapping) and part.get("type") == "output_text"
+        ]
+        return "".join(texts) or None
+    return None
+
+
+def _request_id(response: Any) -> str | None:
+    value = response.headers.get("x-request-id")
+    return value if isinstance(value, str) else None
+
+
+_STREAMS = {
+    "chat": StreamSpec(as_dict, _chat_has_output, _chat_stream_text, _request_id),
+    "responses": StreamSpec(as_dict, _responses_has_output, _responses_stream_text, _request_id),
+}
+
+
+def _is_usage_chunk(chunk: Any) -> bool:
+    # The chunk ``include_usage`` adds: no choices, only usage.
+    return not getattr(chunk, "choices", True) and getattr(chunk, "usage", None) is not None
+
+
+# -- installing --------------------------------------------------------------------------
+
+
+def available() -> bool:
+    """Whether the ``openai`` SDK can be imported."""
+    try:
+        importlib.import_module("openai")
+    except ImportError:
+        return False
+    return True
+
+
+def _optional(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def make_patches() -> list[Patch]:
+    """The patches that capture the ``openai`` SDK's calls."""
+    base = importlib.import_module("openai._base_client")
+    streaming = importlib.import_module("openai._streaming")
+    raw_types = tuple(
+        cls
+        for cls in (
+            _optional("openai._legacy_response", "LegacyAPIResponse"),
+            _optional("openai._response", "BaseAPIResponse"),
+        )
+        if cls is not None
+    )
+    helpers = [
+        _optional("openai.lib.streaming.chat", "ChatCompletionStream"),
+        _optional("openai.lib.streaming.chat", "AsyncChatCompletionStream"),
+        _optional("openai.lib.streaming.responses", "ResponseStream"),
+        _optional("openai.lib.streaming.responses", "AsyncResponseStream"),
+    ]
+    stream_classes: list[tuple[type, Any]] = [
+        (streaming.Stream, lambda stream: stream),
+        (streaming.AsyncStream, lambda stream: stream),
+    ]
+    stream_classes += [(cls, lambda helper: helper._raw_stream) for cls in helpers if cls is not None]
+    sdk = StainlessSDK(
+        provider="openai",
+        routes={"/chat/completions": "chat", "/responses": "responses", "/embeddings": "embeddings"},
+        streams=_STREAMS,
+        body_text=body_text,
+        request_id_header="x-request-id",
+        resolve=_resolve,
+        hide_usage_chunk=_is_usage_chunk,
+        sync_client=base.SyncAPIClient,
+        async_client=base.AsyncAPIClient,
+        stream_types=(streaming.Stream, streaming.AsyncStream),
+        raw_types=raw_types,
+        stream_classes=tuple(stream_classes),
+    )
+    return patches(sdk)

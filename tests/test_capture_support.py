@@ -1,0 +1,132 @@
+"""Shared pieces of the capture tests: a ledger that keeps what it is given, and
+HTTP replays of recorded provider responses for the real SDK clients.
+
+The recorded bodies and streams are in ``tests/fixtures/recorded`` (see
+SOURCES.md there). A replay answers like the provider would for the request it
+gets: an OpenAI chat stream only carries its usage chunk when the request asked
+for it with ``stream_options.include_usage``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+import llmledger.ledger
+from llmledger.capture import Instrumentation, instrument
+from llmledger.events import UsageEvent
+from llmledger.ledger import Ledger
+from llmledger.settings import load_settings
+
+RECORDED = Path(__file__).parent / "fixtures" / "recorded"
+
+
+class KeepingLedger(Ledger):
+    """A ledger that keeps submitted work and builds the events when asked (no store)."""
+
+    def __init__(self) -> None:
+        super().__init__(load_settings())
+        self.items: list[Any] = []
+        self._events: list[UsageEvent] = []
+
+    def submit(self, item: UsageEvent | Callable[[], UsageEvent]) -> None:
+        self.items.append(item)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def events(self) -> list[UsageEvent]:
+        """Every event submitted so far, built as the background writer would."""
+        gc.collect()
+        pending, self.items = self.items, []
+        for item in pending:
+            self._events.append(item() if callable(item) else item)
+        return list(self._events)
+
+    def one(self) -> UsageEvent:
+        """The only event submitted so far."""
+        events = self.events()
+        assert len(events) == 1, events
+        return events[0]
+
+
+@pytest.fixture
+def ledger(monkeypatch: pytest.MonkeyPatch) -> KeepingLedger:
+    """The process ledger replaced by a :class:`KeepingLedger`."""
+    keeping = KeepingLedger()
+    monkeypatch.setattr(llmledger.ledger, "_ledger", keeping)
+    return keeping
+
+
+@pytest.fixture
+def instrumented(ledger: KeepingLedger) -> Iterator[Instrumentation]:
+    """Every SDK hooked for the test, unhooked after it."""
+    handle = instrument()
+    yield handle
+    handle.uninstrument()
+
+
+def recorded(name: str) -> bytes:
+    """The bytes of one recorded response."""
+    return (RECORDED / name).read_bytes()
+
+
+def without_usage_chunk(sse: bytes) -> bytes:
+    """An OpenAI chat stream as the server sends it when usage was not asked for."""
+    frames = [frame for frame in sse.split(b"\n\n") if frame.strip()]
+    kept = [frame for frame in frames if b'"choices":[]' not in frame]
+    return b"\n\n".join(frame.replace(b',"usage":null', b"") for frame in kept) + b"\n\n"
+
+
+class Replay:
+    """An ``httpx2.MockTransport`` handler answering each route with a recorded response.
+
+    ``routes`` maps a path suffix to ``(status, body, headers)``, or to a callable
+    of the parsed request body giving one. Requests are kept in ``requests``.
+    """
+
+    def __init__(self, routes: dict[str, Any]) -> None:
+        self.routes = routes
+        self.requests: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content or b"{}")
+        self.requests.append(body)
+        path = request.url.path
+        for suffix, answer in self.routes.items():
+            if path.endswith(suffix):
+                if callable(answer):
+                    answer = answer(body)
+                status, content, headers = answer
+                return httpx2.Response(status, content=content, headers=headers)
+        return httpx2.Response(404, json={"error": {"message": f"no route {path}"}})
+
+    def sync_client(self) -> httpx2.Client:
+        return httpx2.Client(transport=httpx2.MockTransport(self))
+
+    def async_client(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(transport=httpx2.MockTransport(self))
+
+
+JSON = {"content-type": "application/json"}
+SSE = {"content-type": "text/event-stream"}
+
+
+def test_keeping_ledger_builds_deferred_events(ledger: KeepingLedger) -> None:
+    from datetime import datetime, timezone
+
+    event = UsageEvent(provider="openai", model="gpt-4o", ts=datetime.now(timezone.utc))
+    ledger.submit(lambda: event)
+    assert ledger.one() is event
+
+
+def test_without_usage_chunk_drops_the_usage_only_chunk() -> None:
+    stream = without_usage_chunk(recorded("openai_chat_stream_include_usage.sse"))
+    assert b'"choices":[]' not in stream
+    assert b"[DONE]" in stream
