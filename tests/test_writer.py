@@ -1,0 +1,191 @@
+"""The writer's own behaviour, against an in-memory sink that can be told to fail."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from llmledger.errors import InvalidEventError
+from llmledger.events import UsageEvent
+from llmledger.settings import load_settings
+from llmledger.store import WriteError
+from llmledger.writer import Writer, _flush_all_at_exit
+
+
+def event(model: str = "m") -> UsageEvent:
+    return UsageEvent(provider="openai", model=model, ts=datetime.now(UTC))
+
+
+class Sink:
+    """Keeps batches; ``failures`` is a list of errors raised by the next writes."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, UsageEvent] = {}
+        self.calls = 0
+        self.failures: list[Exception] = []
+        self.reject_models: set[str] = set()
+
+    def write(
+        self,
+        batch: Sequence[UsageEvent],
+        *,
+        on_error: Callable[[UsageEvent, Exception], None] | None = None,
+    ) -> int:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        if any(e.model in self.reject_models for e in batch):
+            raise WriteError("constraint failed", retryable=False)
+        new = [e for e in batch if e.id not in self.rows]
+        self.rows.update((e.id, e) for e in new)
+        return len(new)
+
+
+def make_writer(sink: Sink, **options: object) -> Writer:
+    defaults: dict[str, object] = {
+        "batch_size": 100,
+        "flush_interval": 5.0,
+        "queue_limit": 1000,
+        "strict": False,
+        "retry_backoff": 0.001,
+    }
+    defaults.update(options)
+    return Writer(sink, **defaults)  # type: ignore[arg-type]
+
+
+def test_transient_failures_are_retried() -> None:
+    sink = Sink()
+    sink.failures = [WriteError("database is locked", retryable=True)] * 2
+    writer = make_writer(sink)
+    writer.submit(event())
+    assert writer.flush(timeout=10)
+    assert writer.written == 1 and writer.failed == 0 and sink.calls == 3
+    writer.close()
+
+
+def test_a_batch_that_keeps_failing_is_counted_and_the_writer_goes_on() -> None:
+    sink = Sink()
+    sink.failures = [WriteError("database is locked", retryable=True)] * 4
+    writer = make_writer(sink, retries=3)
+    for _ in range(5):
+        writer.submit(event())
+    assert writer.flush(timeout=10)
+    assert writer.failed == 5 and writer.written == 0
+    writer.submit(event())
+    assert writer.flush(timeout=10)
+    assert writer.written == 1
+    writer.close()
+
+
+def test_rejected_data_is_isolated_so_the_rest_of_the_batch_is_kept() -> None:
+    sink = Sink()
+    sink.reject_models = {"bad"}
+    writer = make_writer(sink)
+    batch = [event(), event("bad"), event(), event(), event("bad"), event()]
+    for item in batch:
+        writer.submit(item)
+    assert writer.flush(timeout=10)
+    assert writer.failed == 2 and writer.written == 4
+    assert set(sink.rows) == {e.id for e in batch if e.model != "bad"}
+    writer.close()
+
+
+def test_strict_reports_a_write_failure() -> None:
+    sink = Sink()
+    sink.failures = [RuntimeError("boom")]
+    writer = make_writer(sink, strict=True)
+    writer.submit(event())
+    with pytest.raises(RuntimeError, match="boom"):
+        writer.flush(timeout=10)
+    writer.close()
+
+
+def test_prepare_errors_skip_only_that_event() -> None:
+    sink = Sink()
+
+    def prepare(e: UsageEvent) -> UsageEvent:
+        if e.model == "bad":
+            raise InvalidEventError("cannot price")
+        return e
+
+    writer = make_writer(sink, prepare=prepare)
+    for item in (event(), event("bad"), event()):
+        writer.submit(item)
+    assert writer.flush(timeout=10)
+    assert writer.failed == 1 and writer.written == 2
+    writer.close()
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_interval() -> None:
+    sink = Sink()
+    writer = make_writer(sink, batch_size=10, flush_interval=60)
+    for _ in range(10):
+        writer.submit(event())
+    for _ in range(200):
+        if writer.written == 10:
+            break
+        threading.Event().wait(0.01)
+    assert writer.written == 10
+    writer.close()
+
+
+def test_flush_times_out_while_the_writer_is_busy() -> None:
+    sink = Sink()
+    gate = threading.Event()
+
+    def slow() -> UsageEvent:
+        gate.wait(10)
+        return event()
+
+    writer = make_writer(sink)
+    writer.submit(slow)
+    assert writer.flush(timeout=0.05) is False
+    gate.set()
+    assert writer.flush(timeout=10)
+    writer.close()
+
+
+def test_flush_with_nothing_submitted_returns_at_once() -> None:
+    writer = make_writer(Sink())
+    assert writer.flush(timeout=0)
+    assert writer.close(timeout=1)
+
+
+def test_the_exit_hook_flushes_live_writers() -> None:
+    sink = Sink()
+    writer = make_writer(sink, flush_interval=60)
+    writer.submit(event())
+    _flush_all_at_exit()
+    assert len(sink.rows) == 1
+    writer.close()
+
+
+def test_defaults_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMLEDGER_QUEUE_LIMIT", "7")
+    monkeypatch.setenv("LLMLEDGER_BATCH_SIZE", "3")
+    writer = Writer(Sink())
+    assert (writer.queue_limit, writer.batch_size, writer.strict) == (7, 3, True)
+    explicit = Writer(Sink(), settings=load_settings(), batch_size=5)
+    assert explicit.batch_size == 5 and explicit.queue_limit == 7
+    writer.close()
+    explicit.close()
+
+
+def test_submit_from_many_threads_loses_nothing() -> None:
+    sink = Sink()
+    writer = make_writer(sink, batch_size=64, flush_interval=0.01, queue_limit=100_000)
+
+    def produce() -> None:
+        for _ in range(2000):
+            writer.submit(event())
+
+    threads = [threading.Thread(target=produce) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert writer.close(timeout=30)
+    assert len(sink.rows) == 8000 and writer.written == 8000 and writer.dropped == 0
