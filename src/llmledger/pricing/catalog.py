@@ -150,6 +150,11 @@ class CatalogModel:
     ``provider`` is the genai-prices provider the call went to; ``owner`` is the
     one that lists the model (they differ when genai-prices falls back, e.g. Azure
     serving an OpenAI model).
+
+    Example:
+        >>> found = Catalog().find("azure", "gpt-5-mini")
+        >>> found.provider.id, found.owner, found.in_provider
+        ('azure', 'openai', False)
     """
 
     provider: Provider

@@ -170,7 +170,7 @@ def read_yaml(path: Path) -> Any:
         raise PriceFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date such as 2025-13-01
         raise PriceFileError(f"{path}: not valid YAML: {exc}") from None
     if data is None:
         return {}
