@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import genai_prices
 
-from llmledger.pricing import PriceResolver
+from llmledger.pricing import PriceResolver, to_nano
 from llmledger.pricing.catalog import CATALOG_USAGE_KEYS
 from llmledger.usage import BUCKETS, Usage
 
@@ -119,12 +119,11 @@ def main() -> None:
 
     total = Decimal(0)
     for i in range(len(CALLS)):
-        cost = resolver.price(
-            CALLS[i][0], CALLS[i][2], CALLS[i][4], times[i], service_tier=CALLS[i][3]
-        ).cost
-        assert cost is not None
-        total += cost
-    print(f"mix of {len(CALLS)} calls, sample total ${total}")
+        ours = fast(i).cost  # type: ignore[attr-defined]
+        theirs = to_nano(reference(i).total_price)  # type: ignore[attr-defined]
+        assert ours == theirs, (CALLS[i][2], ours, theirs)
+        total += ours
+    print(f"mix of {len(CALLS)} calls agrees with genai-prices; sample total ${total}")
     fast_us = _timed("llmledger PriceResolver.price()", args.calls, fast)
     slow_us = _timed("genai_prices.calc_price()", max(args.calls // 20, 1000), reference)
     print(f"speed-up: {slow_us / fast_us:.0f}x; fast path = {1e6 / fast_us:,.0f} calls/s")
