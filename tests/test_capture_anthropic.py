@@ -1,0 +1,145 @@
+"""The real ``anthropic`` client, instrumented, against recorded responses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import anthropic
+import pytest
+from test_capture_support import SSE, JSON, KeepingLedger, Replay, instrumented, ledger, recorded
+
+import llmledger
+from llmledger.capture import Instrumentation
+
+__all__ = ["instrumented", "ledger"]
+
+MESSAGE = recorded("anthropic_messages_cache_read.json")
+THINKING_STREAM = recorded("anthropic_stream_thinking.sse")
+MESSAGES = [{"role": "user", "content": "Hello"}]
+MODEL = "claude-sonnet-4-6"
+
+
+def _messages(body: dict[str, Any]) -> tuple[int, bytes, dict[str, str]]:
+    headers = {"request-id": "req_ant_1"}
+    if body.get("stream"):
+        return 200, THINKING_STREAM, {**SSE, **headers}
+    return 200, MESSAGE, {**JSON, **headers}
+
+
+@pytest.fixture
+def replay() -> Replay:
+    return Replay({"/v1/messages": _messages})
+
+
+@pytest.fixture
+def client(replay: Replay) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key="sk-ant-test", base_url="https://api.anthropic.com",
+                               http_client=replay.sync_client(), max_retries=0)
+
+
+@pytest.fixture
+def aclient(replay: Replay) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(api_key="sk-ant-test", base_url="https://api.anthropic.com",
+                                    http_client=replay.async_client(), max_retries=0)
+
+
+def _create(client: anthropic.Anthropic, **extra: Any) -> Any:
+    return client.messages.create(model=MODEL, max_tokens=1024, messages=MESSAGES, **extra)
+
+
+def test_messages_create_counts_cache_reads_into_input(
+    client: anthropic.Anthropic, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    with llmledger.attribute(feature="chat"):
+        message = _create(client)
+    assert type(message) is anthropic.types.Message
+    event = ledger.one()
+    assert (event.provider, event.operation, event.status, event.feature) == (
+        "anthropic", "chat", "ok", "chat")
+    assert (event.usage.input_tokens, event.usage.cache_read_tokens) == (3 + 1111, 1111)
+    assert event.request_id == "req_ant_1"
+
+
+def test_with_raw_response_and_async_create(
+    client: anthropic.Anthropic, aclient: anthropic.AsyncAnthropic,
+    ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=10, messages=MESSAGES)
+    assert raw.parse().usage.cache_read_input_tokens == 1111
+
+    async def main() -> None:
+        await aclient.messages.create(model=MODEL, max_tokens=10, messages=MESSAGES)
+
+    asyncio.run(main())
+    raw_event, async_event = ledger.events()
+    assert raw_event.request_id == "req_ant_1"
+    assert async_event.usage.cache_read_tokens == 1111
+
+
+def test_stream_consumed_is_ok_with_cumulative_usage_and_ttft(
+    client: anthropic.Anthropic, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    stream = _create(client, stream=True)
+    assert isinstance(stream, anthropic.Stream)
+    for _event in stream:
+        pass
+    event = ledger.one()
+    assert (event.status, event.stream, event.usage.output_tokens) == ("ok", True, 282)
+    assert event.ttft_ms is not None and event.request_id == "req_ant_1"
+
+
+def test_stream_helper_to_the_end_and_left_early(
+    client: anthropic.Anthropic, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    with client.messages.stream(model=MODEL, max_tokens=1024, messages=MESSAGES) as stream:
+        final = stream.get_final_message()
+    assert final.usage.output_tokens == 282
+    with client.messages.stream(model=MODEL, max_tokens=1024, messages=MESSAGES) as early:
+        for _text in early.text_stream:
+            break
+    done, left = ledger.events()
+    assert (done.status, done.usage.output_tokens) == ("ok", 282)
+    assert left.status == "incomplete"
+    assert left.usage.input_tokens > 0  # message_start had arrived
+
+
+def test_stream_endings_broken_closed_dropped(
+    client: anthropic.Anthropic, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    for _event in _create(client, stream=True):
+        break
+    closed = _create(client, stream=True)
+    closed.close()
+    _create(client, stream=True)
+    assert [e.status for e in ledger.events()] == ["incomplete", "abandoned", "abandoned"]
+
+
+def test_async_stream_helper(
+    aclient: anthropic.AsyncAnthropic, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    async def main() -> None:
+        async with aclient.messages.stream(model=MODEL, max_tokens=1024, messages=MESSAGES) as stream:
+            async for _text in stream.text_stream:
+                pass
+        stream2 = await aclient.messages.create(model=MODEL, max_tokens=10, messages=MESSAGES, stream=True)
+        async for _event in stream2:
+            break
+        await stream2.close()
+
+    asyncio.run(main())
+    assert [e.status for e in ledger.events()] == ["ok", "incomplete"]
+
+
+def test_failed_call_records_the_request_id(
+    replay: Replay, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    replay.routes["/v1/messages"] = (529, json.dumps(error).encode(), {**JSON, "request-id": "req_x"})
+    client = anthropic.Anthropic(api_key="k", http_client=replay.sync_client(), max_retries=0)
+    with pytest.raises(anthropic.APIStatusError):
+        _create(client)
+    event = ledger.one()
+    assert (event.status, event.request_id, event.model) == ("error", "req_x", MODEL)
+    assert event.error_type is not None and "Overloaded" in (event.error_message or "")
