@@ -8,10 +8,10 @@ from typing import Any
 
 import anthropic
 import pytest
-from test_capture_support import SSE, JSON, KeepingLedger, Replay, instrumented, ledger, recorded
 
 import llmledger
 from llmledger.capture import Instrumentation
+from test_capture_support import JSON, SSE, KeepingLedger, Replay, instrumented, ledger, recorded
 
 __all__ = ["instrumented", "ledger"]
 
@@ -35,14 +35,22 @@ def replay() -> Replay:
 
 @pytest.fixture
 def client(replay: Replay) -> anthropic.Anthropic:
-    return anthropic.Anthropic(api_key="sk-ant-test", base_url="https://api.anthropic.com",
-                               http_client=replay.sync_client(), max_retries=0)
+    return anthropic.Anthropic(
+        api_key="sk-ant-test",
+        base_url="https://api.anthropic.com",
+        http_client=replay.sync_client(),
+        max_retries=0,
+    )
 
 
 @pytest.fixture
 def aclient(replay: Replay) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(api_key="sk-ant-test", base_url="https://api.anthropic.com",
-                                    http_client=replay.async_client(), max_retries=0)
+    return anthropic.AsyncAnthropic(
+        api_key="sk-ant-test",
+        base_url="https://api.anthropic.com",
+        http_client=replay.async_client(),
+        max_retries=0,
+    )
 
 
 def _create(client: anthropic.Anthropic, **extra: Any) -> Any:
@@ -57,14 +65,20 @@ def test_messages_create_counts_cache_reads_into_input(
     assert type(message) is anthropic.types.Message
     event = ledger.one()
     assert (event.provider, event.operation, event.status, event.feature) == (
-        "anthropic", "chat", "ok", "chat")
+        "anthropic",
+        "chat",
+        "ok",
+        "chat",
+    )
     assert (event.usage.input_tokens, event.usage.cache_read_tokens) == (3 + 1111, 1111)
     assert event.request_id == "req_ant_1"
 
 
 def test_with_raw_response_and_async_create(
-    client: anthropic.Anthropic, aclient: anthropic.AsyncAnthropic,
-    ledger: KeepingLedger, instrumented: Instrumentation
+    client: anthropic.Anthropic,
+    aclient: anthropic.AsyncAnthropic,
+    ledger: KeepingLedger,
+    instrumented: Instrumentation,
 ) -> None:
     raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=10, messages=MESSAGES)
     assert raw.parse().usage.cache_read_input_tokens == 1111
@@ -120,10 +134,14 @@ def test_async_stream_helper(
     aclient: anthropic.AsyncAnthropic, ledger: KeepingLedger, instrumented: Instrumentation
 ) -> None:
     async def main() -> None:
-        async with aclient.messages.stream(model=MODEL, max_tokens=1024, messages=MESSAGES) as stream:
+        async with aclient.messages.stream(
+            model=MODEL, max_tokens=1024, messages=MESSAGES
+        ) as stream:
             async for _text in stream.text_stream:
                 pass
-        stream2 = await aclient.messages.create(model=MODEL, max_tokens=10, messages=MESSAGES, stream=True)
+        stream2 = await aclient.messages.create(
+            model=MODEL, max_tokens=10, messages=MESSAGES, stream=True
+        )
         async for _event in stream2:
             break
         await stream2.close()
@@ -136,7 +154,11 @@ def test_failed_call_records_the_request_id(
     replay: Replay, ledger: KeepingLedger, instrumented: Instrumentation
 ) -> None:
     error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    replay.routes["/v1/messages"] = (529, json.dumps(error).encode(), {**JSON, "request-id": "req_x"})
+    replay.routes["/v1/messages"] = (
+        529,
+        json.dumps(error).encode(),
+        {**JSON, "request-id": "req_x"},
+    )
     client = anthropic.Anthropic(api_key="k", http_client=replay.sync_client(), max_retries=0)
     with pytest.raises(anthropic.APIStatusError):
         _create(client)

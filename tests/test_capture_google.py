@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from google import genai
 from google.genai import errors, types
-from test_capture_support import JSON, SSE, KeepingLedger, Replay, instrumented, ledger, recorded
 
 import llmledger
 from llmledger.capture import Instrumentation
+from test_capture_support import JSON, SSE, KeepingLedger, Replay, instrumented, ledger, recorded
 
 __all__ = ["instrumented", "ledger"]
 
@@ -23,16 +23,19 @@ EMBEDDINGS = json.dumps({"embeddings": [{"values": [0.1, 0.2, 0.3]}]}).encode()
 
 @pytest.fixture
 def replay() -> Replay:
-    return Replay({
-        ":generateContent": (200, THOUGHTS, JSON),
-        ":streamGenerateContent": (200, STREAM, SSE),
-        ":batchEmbedContents": (200, EMBEDDINGS, JSON),
-    })
+    return Replay(
+        {
+            ":generateContent": (200, THOUGHTS, JSON),
+            ":streamGenerateContent": (200, STREAM, SSE),
+            ":batchEmbedContents": (200, EMBEDDINGS, JSON),
+        }
+    )
 
 
 def _client(replay: Replay) -> genai.Client:
-    options = types.HttpOptions(httpx_client=replay.sync_client(),
-                                httpx_async_client=replay.async_client())
+    options = types.HttpOptions(
+        httpx_client=replay.sync_client(), httpx_async_client=replay.async_client()
+    )
     return genai.Client(api_key="AIza-test", http_options=options)
 
 
@@ -44,9 +47,16 @@ def test_generate_content_counts_thoughts_as_output(
     assert isinstance(response, types.GenerateContentResponse)
     event = ledger.one()
     assert (event.provider, event.model, event.operation, event.user) == (
-        "google", "gemini-2.5-flash", "chat", "g1")
+        "google",
+        "gemini-2.5-flash",
+        "chat",
+        "g1",
+    )
     assert (event.usage.input_tokens, event.usage.output_tokens, event.usage.reasoning_tokens) == (
-        9, 9 + 34, 34)
+        9,
+        9 + 34,
+        34,
+    )
 
 
 def test_generate_content_stream_endings(
@@ -73,7 +83,8 @@ def test_async_generate_stream_and_embeddings(
     async def main() -> None:
         await client.aio.models.generate_content(model="gemini-2.5-flash", contents="hi")
         async for _chunk in await client.aio.models.generate_content_stream(
-                model="gemini-2.5-flash", contents="count"):
+            model="gemini-2.5-flash", contents="count"
+        ):
             pass
 
     asyncio.run(main())
@@ -81,13 +92,25 @@ def test_async_generate_stream_and_embeddings(
     generate, stream, embed = ledger.events()
     assert (generate.status, generate.stream) == ("ok", False)
     assert (stream.status, stream.stream) == ("ok", True)
-    assert (embed.operation, embed.model, embed.usage_source) == ("embeddings", "text-embedding-004", "missing")
+    assert (embed.operation, embed.model, embed.usage_source) == (
+        "embeddings",
+        "text-embedding-004",
+        "missing",
+    )
 
 
-def test_failed_call_is_recorded(replay: Replay, ledger: KeepingLedger, instrumented: Instrumentation) -> None:
-    body: dict[str, Any] = {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}}
+def test_failed_call_is_recorded(
+    replay: Replay, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    body: dict[str, Any] = {
+        "error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}
+    }
     replay.routes[":generateContent"] = (429, json.dumps(body).encode(), JSON)
     with pytest.raises(errors.ClientError):
         _client(replay).models.generate_content(model="gemini-2.5-flash", contents="hi")
     event = ledger.one()
-    assert (event.status, event.error_type, event.model) == ("error", "ClientError", "gemini-2.5-flash")
+    assert (event.status, event.error_type, event.model) == (
+        "error",
+        "ClientError",
+        "gemini-2.5-flash",
+    )

@@ -10,6 +10,9 @@ from typing import Any
 import openai
 import pydantic
 import pytest
+
+import llmledger
+from llmledger.capture import Instrumentation, instrument
 from test_capture_support import (
     JSON,
     SSE,
@@ -20,9 +23,6 @@ from test_capture_support import (
     recorded,
     without_usage_chunk,
 )
-
-import llmledger
-from llmledger.capture import Instrumentation, instrument
 
 __all__ = ["instrumented", "ledger"]
 
@@ -50,11 +50,13 @@ def _responses(body: dict[str, Any]) -> tuple[int, bytes, dict[str, str]]:
 
 
 def _replay() -> Replay:
-    return Replay({
-        "/chat/completions": _chat,
-        "/responses": _responses,
-        "/embeddings": (200, EMBEDDINGS, {**JSON, "x-request-id": "req_emb_1"}),
-    })
+    return Replay(
+        {
+            "/chat/completions": _chat,
+            "/responses": _responses,
+            "/embeddings": (200, EMBEDDINGS, {**JSON, "x-request-id": "req_emb_1"}),
+        }
+    )
 
 
 @pytest.fixture
@@ -64,14 +66,22 @@ def replay() -> Replay:
 
 @pytest.fixture
 def client(replay: Replay) -> openai.OpenAI:
-    return openai.OpenAI(api_key="sk-test", base_url="https://api.openai.com/v1",
-                         http_client=replay.sync_client(), max_retries=0)
+    return openai.OpenAI(
+        api_key="sk-test",
+        base_url="https://api.openai.com/v1",
+        http_client=replay.sync_client(),
+        max_retries=0,
+    )
 
 
 @pytest.fixture
 def aclient(replay: Replay) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key="sk-test", base_url="https://api.openai.com/v1",
-                              http_client=replay.async_client(), max_retries=0)
+    return openai.AsyncOpenAI(
+        api_key="sk-test",
+        base_url="https://api.openai.com/v1",
+        http_client=replay.async_client(),
+        max_retries=0,
+    )
 
 
 # -- non-streamed ------------------------------------------------------------------------
@@ -85,12 +95,21 @@ def test_chat_create_is_recorded_with_usage_attribution_and_request_id(
     assert type(completion) is openai.types.chat.ChatCompletion
     event = ledger.one()
     assert (event.provider, event.operation, event.model, event.status) == (
-        "openai", "chat", "gpt-4o-mini", "ok")
+        "openai",
+        "chat",
+        "gpt-4o-mini",
+        "ok",
+    )
     assert event.usage.input_tokens == 4020
     assert event.usage.cache_read_tokens == 4012
     assert event.usage_source == "provider"
     assert event.request_id == "req_chat_1"
-    assert (event.tenant, event.user, event.feature, event.tags) == ("acme", "u1", "search", {"doc": "7"})
+    assert (event.tenant, event.user, event.feature, event.tags) == (
+        "acme",
+        "u1",
+        "search",
+        {"doc": "7"},
+    )
     assert event.stream is False and event.duration_ms is not None and event.ts.tzinfo is not None
     assert event.api_key_fingerprint and "sk-test" not in event.api_key_fingerprint
 
@@ -106,7 +125,9 @@ def test_chat_parse_is_recorded_and_still_parses(
         city: str
 
     client = openai.OpenAI(api_key="sk-test", http_client=replay.sync_client(), max_retries=0)
-    parsed = client.chat.completions.parse(model="gpt-4o-mini", messages=MESSAGES, response_format=Answer)
+    parsed = client.chat.completions.parse(
+        model="gpt-4o-mini", messages=MESSAGES, response_format=Answer
+    )
     assert parsed.choices[0].message.parsed == Answer(city="Paris")
     assert ledger.one().usage.cache_read_tokens == 4012
 
@@ -117,8 +138,11 @@ def test_responses_and_embeddings_are_recorded(
     client.responses.create(model="gpt-5-pro", input="hi")
     client.embeddings.create(model="text-embedding-3-small", input="hello")
     responses, embeddings = ledger.events()
-    assert (responses.operation, responses.usage.reasoning_tokens, responses.usage.output_tokens) == (
-        "responses", 64, 77)
+    assert (
+        responses.operation,
+        responses.usage.reasoning_tokens,
+        responses.usage.output_tokens,
+    ) == ("responses", 64, 77)
     assert (embeddings.operation, embeddings.request_id) == ("embeddings", "req_emb_1")
     assert embeddings.usage.input_tokens == json.loads(EMBEDDINGS)["usage"]["prompt_tokens"]
 
@@ -151,7 +175,8 @@ def test_with_raw_response_stream_is_recorded_when_consumed(
     client: openai.OpenAI, ledger: KeepingLedger, instrumented: Instrumentation
 ) -> None:
     raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
     stream = raw.parse()
     assert isinstance(stream, openai.Stream)
     assert len(list(stream)) == 8
@@ -163,7 +188,9 @@ def test_with_raw_response_stream_is_recorded_when_consumed(
 
 
 def _stream(client: openai.OpenAI, **extra: Any) -> Any:
-    return client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra)
+    return client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra
+    )
 
 
 def test_stream_consumed_to_the_end_keeps_its_type_and_is_ok(
@@ -196,7 +223,9 @@ def test_include_usage_option_asks_for_usage_and_hides_the_extra_chunk(
 ) -> None:
     messages = copy.deepcopy(MESSAGES)
     with instrument(include_usage=True):
-        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True))
+        chunks = list(
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+        )
     assert replay.requests[-1]["stream_options"] == {"include_usage": True}
     assert messages == MESSAGES
     assert all(chunk.choices for chunk in chunks)  # the usage-only chunk is not shown
@@ -209,8 +238,11 @@ def test_include_usage_option_respects_the_callers_own_choice(
 ) -> None:
     options = {"include_usage": False}
     with instrument(include_usage=True):
-        list(client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options=options))
+        list(
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options=options
+            )
+        )
     assert replay.requests[-1]["stream_options"] == {"include_usage": False}
     assert options == {"include_usage": False}
     assert ledger.one().usage_source == "missing"
@@ -255,8 +287,9 @@ def test_stream_never_iterated_is_abandoned_when_closed_or_dropped(
 def test_stream_helper_and_responses_streams(
     client: openai.OpenAI, ledger: KeepingLedger, instrumented: Instrumentation
 ) -> None:
-    with client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES,
-                                        stream_options={"include_usage": True}) as stream:
+    with client.chat.completions.stream(
+        model="gpt-4o-mini", messages=MESSAGES, stream_options={"include_usage": True}
+    ) as stream:
         final = stream.get_final_completion()
     assert final.usage is not None
     for _event in client.responses.create(model="gpt-5", input="hi", stream=True):
@@ -266,7 +299,11 @@ def test_stream_helper_and_responses_streams(
             break
     helper, responses, broken = ledger.events()
     assert (helper.status, helper.usage.input_tokens) == ("ok", 53)
-    assert (responses.operation, responses.status, responses.service_tier) == ("responses", "ok", "flex")
+    assert (responses.operation, responses.status, responses.service_tier) == (
+        "responses",
+        "ok",
+        "flex",
+    )
     assert responses.usage.output_tokens > 0
     assert (broken.operation, broken.status) == ("responses", "incomplete")
 
@@ -276,20 +313,30 @@ def test_async_stream_endings(
 ) -> None:
     async def main() -> None:
         stream = await aclient.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         assert isinstance(stream, openai.AsyncStream)
         async for _chunk in stream:
             pass
         async with await aclient.chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True) as early:
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        ) as early:
             async for _chunk in early:
                 break
-        never = await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        never = await aclient.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        )
         await never.close()
 
     asyncio.run(main())
     assert [(e.status, e.usage_source) for e in ledger.events()] == [
-        ("ok", "provider"), ("incomplete", "missing"), ("abandoned", "missing")]
+        ("ok", "provider"),
+        ("incomplete", "missing"),
+        ("abandoned", "missing"),
+    ]
 
 
 # -- failures, compatible servers, the handle ----------------------------------------------------
@@ -299,13 +346,21 @@ def test_failed_call_is_recorded_and_the_exception_is_unchanged(
     replay: Replay, ledger: KeepingLedger, instrumented: Instrumentation
 ) -> None:
     error = {"error": {"message": "overloaded", "type": "server_error", "code": None}}
-    replay.routes["/chat/completions"] = (500, json.dumps(error).encode(), {**JSON, "x-request-id": "req_bad"})
+    replay.routes["/chat/completions"] = (
+        500,
+        json.dumps(error).encode(),
+        {**JSON, "x-request-id": "req_bad"},
+    )
     client = openai.OpenAI(api_key="sk-test", http_client=replay.sync_client(), max_retries=0)
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert caught.value.request_id == "req_bad"
     event = ledger.one()
-    assert (event.status, event.error_type, event.request_id) == ("error", "InternalServerError", "req_bad")
+    assert (event.status, event.error_type, event.request_id) == (
+        "error",
+        "InternalServerError",
+        "req_bad",
+    )
     assert event.usage_source == "missing" and event.model == "gpt-4o-mini"
     assert event.duration_ms is not None
 
@@ -313,10 +368,16 @@ def test_failed_call_is_recorded_and_the_exception_is_unchanged(
 def test_openai_compatible_base_url_names_the_provider(
     replay: Replay, ledger: KeepingLedger, instrumented: Instrumentation
 ) -> None:
-    client = openai.OpenAI(api_key="or-key", base_url="https://openrouter.ai/api/v1",
-                           http_client=replay.sync_client(), max_retries=0)
+    client = openai.OpenAI(
+        api_key="or-key",
+        base_url="https://openrouter.ai/api/v1",
+        http_client=replay.sync_client(),
+        max_retries=0,
+    )
     client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
-    for _ in client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True):
+    for _ in client.chat.completions.create(
+        model="openai/gpt-4o-mini", messages=MESSAGES, stream=True
+    ):
         pass
     plain, streamed = ledger.events()
     assert (plain.provider, plain.model) == ("openrouter", "openai/gpt-4o-mini")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +120,9 @@ SSE = {"content-type": "text/event-stream"}
 
 
 def test_keeping_ledger_builds_deferred_events(ledger: KeepingLedger) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    event = UsageEvent(provider="openai", model="gpt-4o", ts=datetime.now(timezone.utc))
+    event = UsageEvent(provider="openai", model="gpt-4o", ts=datetime.now(UTC))
     ledger.submit(lambda: event)
     assert ledger.one() is event
 

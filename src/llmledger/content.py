@@ -9,7 +9,8 @@ be dropped) without touching the usage ledger.
 Example:
     >>> from datetime import datetime, timezone
     >>> memory = MemoryContentStore()
-    >>> memory.save(ContentRecord("01J0", datetime(2025, 1, 1, tzinfo=timezone.utc), "Hi?", "Hello."))
+    >>> ts = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    >>> memory.save(ContentRecord("01J0", ts, "Hi?", "Hello."))
     >>> memory.records[0].response
     'Hello.'
 """
@@ -83,10 +84,16 @@ class SqlContentStore:
     def save(self, record: ContentRecord) -> None:
         """Keep one record (a second record for the same event replaces the first)."""
         ts_us = int(record.ts.timestamp() * 1_000_000)
-        row = {"event_id": record.event_id, "ts_us": ts_us,
-               "prompt": record.prompt, "response": record.response}
+        row = {
+            "event_id": record.event_id,
+            "ts_us": ts_us,
+            "prompt": record.prompt,
+            "response": record.response,
+        }
         with self._ledger.store.engine.begin() as conn:
-            conn.execute(sa.delete(event_content).where(event_content.c.event_id == record.event_id))
+            conn.execute(
+                sa.delete(event_content).where(event_content.c.event_id == record.event_id)
+            )
             conn.execute(sa.insert(event_content), [row])
 
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from llmledger.context import Attribution, current_attribution
@@ -73,7 +73,7 @@ def internal_error(where: str) -> None:
     except Exception:
         strict = False
     if strict:
-        raise  # noqa: PLE0704 - re-raises the exception being handled
+        raise
     log.exception("llmledger: capture failed in %s; the call itself is unaffected", where)
 
 
@@ -84,7 +84,7 @@ _content_override: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
 )
 
 
-class capture_content:  # noqa: N801 - used like a function: ``with capture_content():``
+class capture_content:
     """Keep (or, with ``False``, do not keep) prompt and response text of the calls in a block.
 
     Wins over the ``store_content`` setting and :func:`llmledger.instrument`'s
@@ -221,7 +221,7 @@ def _values(call: Call, ended: float, ttft: float | None) -> dict[str, Any]:
     values: dict[str, Any] = {
         "provider": call.provider,
         "operation": call.operation,
-        "ts": datetime.fromtimestamp(call.wall, timezone.utc),
+        "ts": datetime.fromtimestamp(call.wall, UTC),
         "duration_ms": round(max(ended - call.started, 0.0) * 1000, 3),
         "tenant": attribution.tenant or extra.get("tenant"),
         "user": attribution.user or extra.get("user"),
@@ -287,7 +287,9 @@ def reading_event(
     return event
 
 
-def error_event(call: Call, exc: BaseException, *, ended: float, request_id: str | None) -> UsageEvent:
+def error_event(
+    call: Call, exc: BaseException, *, ended: float, request_id: str | None
+) -> UsageEvent:
     """Build the event of a call that failed before any response was read."""
     from llmledger.recording import build_event
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Patch", "PATCHED_MARK"]
+__all__ = ["PATCHED_MARK", "Patch"]
 
 #: Set on every replacement function, so a second instrumentation never wraps twice.
 PATCHED_MARK = "__llmledger_original__"

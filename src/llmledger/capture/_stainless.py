@@ -84,7 +84,9 @@ def as_dict(model: Any) -> Mapping[str, Any]:
         return model
     dump = getattr(model, "model_dump", None)
     if callable(dump):
-        result: Mapping[str, Any] = dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
+        result: Mapping[str, Any] = dump(
+            mode="json", by_alias=True, exclude_unset=True, warnings=False
+        )
         return result
     to_dict = getattr(model, "to_dict", None)
     if callable(to_dict):
@@ -103,7 +105,9 @@ def _route(sdk: StainlessSDK, url: Any) -> str | None:
     return operation
 
 
-def _start(sdk: StainlessSDK, client: Any, request_options: Any, stream: bool) -> tuple[Call, Any] | None:
+def _start(
+    sdk: StainlessSDK, client: Any, request_options: Any, stream: bool
+) -> tuple[Call, Any] | None:
     """The call record, and the request options to send (a copy when usage is asked for)."""
     operation = _route(sdk, request_options.url)
     if operation is None:
@@ -185,7 +189,9 @@ def _track(sdk: StainlessSDK, client: Any, call: Call, stream: Any, asynchronous
     tracker = StreamTracker(call, spec, getattr(stream, "response", None))
     hide = sdk.hide_usage_chunk if call.hide_usage_chunk else None
     inner = stream._iterator
-    stream._iterator = aiterate(inner, tracker, hide) if asynchronous else iterate(inner, tracker, hide)
+    stream._iterator = (
+        aiterate(inner, tracker, hide) if asynchronous else iterate(inner, tracker, hide)
+    )
     vars(stream)[TRACKER_ATTR] = tracker
 
 
@@ -205,7 +211,9 @@ def _done(sdk: StainlessSDK, client: Any, call: Call, result: Any, asynchronous:
         if _raw_streams_body(result):
             return None
         if call.stream:
-            return result.parse()  # cached by the SDK: the caller's parse() gets this stream
+            # Cached by the SDK: the caller's own parse() gets this same stream.
+            raw: Any = result
+            return raw.parse()
         _response_done(sdk, client, call, result)
         return None
     _response_done(sdk, client, call, result)
@@ -239,7 +247,9 @@ def _sync_request(sdk: StainlessSDK, original: Callable[..., Any]) -> Callable[.
 
 
 def _async_request(sdk: StainlessSDK, original: Callable[..., Any]) -> Callable[..., Any]:
-    async def request(self: Any, cast_to: Any, request_options: Any, *args: Any, **kwargs: Any) -> Any:
+    async def request(
+        self: Any, cast_to: Any, request_options: Any, *args: Any, **kwargs: Any
+    ) -> Any:
         try:
             started = _start(sdk, self, request_options, bool(kwargs.get("stream")))
         except Exception:
@@ -298,5 +308,7 @@ def patches(sdk: StainlessSDK) -> list[Patch]:
         Patch.of(sdk.async_client, "request", lambda original: _async_request(sdk, original)),
     ]
     for cls, get_raw in sdk.stream_classes:
-        found.append(Patch.of(cls, "close", lambda original, get_raw=get_raw: _closer(get_raw, original)))
+        found.append(
+            Patch.of(cls, "close", lambda original, get_raw=get_raw: _closer(get_raw, original))
+        )
     return [patch for patch in found if patch is not None]

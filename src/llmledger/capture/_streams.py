@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from llmledger.capture._core import Call, error_event, internal_error, reading_event, submit
 
-__all__ = ["StreamSpec", "StreamTracker", "TRACKER_ATTR", "iterate", "aiterate", "tracker_of"]
+__all__ = ["TRACKER_ATTR", "StreamSpec", "StreamTracker", "aiterate", "iterate", "tracker_of"]
 
 T = TypeVar("T")
 
@@ -73,14 +73,27 @@ class StreamTracker:
         self.done = True
         try:
             ended = time.perf_counter()
-            call, spec, chunks, times, source = self.call, self.spec, self.chunks, self.times, self.source
+            call, spec, chunks, times, source = (
+                self.call,
+                self.spec,
+                self.chunks,
+                self.times,
+                self.source,
+            )
             if exc is not None and not chunks:
-                submit(call, lambda: error_event(call, exc, ended=ended, request_id=_request_id(spec, source, exc)))
+                submit(
+                    call,
+                    lambda: error_event(
+                        call, exc, ended=ended, request_id=_request_id(spec, source, exc)
+                    ),
+                )
                 return
 
             def build() -> Any:
                 events = [spec.as_dict(chunk) for chunk in chunks]
-                ttft = next((times[i] for i in range(len(times)) if spec.has_output(events[i])), None)
+                ttft = next(
+                    (times[i] for i in range(len(times)) if spec.has_output(events[i])), None
+                )
                 if ttft is None and times:
                     ttft = times[0]
                 event = reading_event(

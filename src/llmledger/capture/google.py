@@ -39,7 +39,7 @@ _METHODS = {
 
 
 def _route(path: Any) -> tuple[str, str] | None:
-    """The operation and model of an API path such as ``models/gemini-2.5-flash:generateContent``."""
+    """The operation and model of an API path (``models/gemini-2.5-flash:generateContent``)."""
     if not isinstance(path, str):
         return None
     target, _, method = path.partition("?")[0].rpartition(":")
@@ -57,8 +57,14 @@ def _start(client: Any, path: Any, request_dict: Any, stream: bool) -> Call | No
     if route is None:
         return None
     operation, model = route
-    call = begin("google", operation, model or None, stream=stream,
-                 api_key=getattr(client, "api_key", None), request=request_dict)
+    call = begin(
+        "google",
+        operation,
+        model or None,
+        stream=stream,
+        api_key=getattr(client, "api_key", None),
+        request=request_dict,
+    )
     call.reader = "google"
     return call
 
@@ -113,14 +119,17 @@ def _response_done(call: Call, response: Any) -> None:
 
     def build() -> Any:
         body = _as_dict(response)
-        return reading_event(call, body=body, ended=ended,
-                             text=lambda: body_text(call.operation, body))
+        return reading_event(
+            call, body=body, ended=ended, text=lambda: body_text(call.operation, body)
+        )
 
     submit(call, build)
 
 
 def _sync_request(original: Callable[..., Any]) -> Callable[..., Any]:
-    def request(self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any) -> Any:
+    def request(
+        self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
+    ) -> Any:
         try:
             call = _start(self, path, request_dict, stream=False)
         except Exception:

@@ -69,7 +69,12 @@ def _resolve(client: Any, call: Call) -> None:
 def _chat_has_output(event: Mapping[str, Any]) -> bool:
     for choice in event.get("choices") or ():
         delta = choice.get("delta") or {}
-        if delta.get("content") or delta.get("tool_calls") or delta.get("refusal") or delta.get("audio"):
+        if (
+            delta.get("content")
+            or delta.get("tool_calls")
+            or delta.get("refusal")
+            or delta.get("audio")
+        ):
             return True
     return False
 
@@ -180,10 +185,16 @@ def make_patches() -> list[Patch]:
         (streaming.Stream, lambda stream: stream),
         (streaming.AsyncStream, lambda stream: stream),
     ]
-    stream_classes += [(cls, lambda helper: helper._raw_stream) for cls in helpers if cls is not None]
+    stream_classes += [
+        (cls, lambda helper: helper._raw_stream) for cls in helpers if cls is not None
+    ]
     sdk = StainlessSDK(
         provider="openai",
-        routes={"/chat/completions": "chat", "/responses": "responses", "/embeddings": "embeddings"},
+        routes={
+            "/chat/completions": "chat",
+            "/responses": "responses",
+            "/embeddings": "embeddings",
+        },
         streams=_STREAMS,
         body_text=body_text,
         request_id_header="x-request-id",
