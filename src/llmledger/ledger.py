@@ -64,7 +64,7 @@ class Ledger:
                 if self._pricer is None:
                     from llmledger.pricing import PriceResolver
 
-                    self._pricer = PriceResolver.from_settings(self.settings)
+                    self._pricer = PriceResolver(user_prices=self.settings.all_price_files())
         return self._pricer
 
     @property
