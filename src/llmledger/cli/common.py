@@ -85,9 +85,14 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold",
+                  expand=False)
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left")
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
-    Console(soft_wrap=False).print(table)
+    console = Console()
+    if not console.is_terminal:
+        # Piped output is read by people in files and by tools: never truncate cells.
+        console = Console(width=10_000)
+    console.print(table)

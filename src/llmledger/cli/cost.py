@@ -10,7 +10,7 @@ import click
 from llmledger.cli.common import echo_json, ledger_from, money, parse_time, print_table
 from llmledger.errors import InvalidEventError, InvalidUsageError
 from llmledger.serialize import decimal_text
-from llmledger.usage import Usage
+from llmledger.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
 
 __all__ = ["COMMANDS"]
 
@@ -122,13 +122,23 @@ def cost_command(ctx: click.Context, file: BinaryIO | None, provider: str | None
             "warnings": warnings,
         })
         return
+    breakdown = result.breakdown or {}
     rows = []
     for bucket, count in usage_dict.items():
-        if count or bucket in ("input_tokens", "output_tokens"):
-            part = (result.breakdown or {}).get(bucket)
-            rows.append((bucket, f"{count:,}", "" if part is None else money(part, 9)))
-    print_table(f"{provider or '?'} / {model}", ("bucket", "tokens", "cost"), rows,
-                right=("tokens", "cost"))
+        if not count and bucket not in ("input_tokens", "output_tokens"):
+            continue
+        billed = count
+        # A total's own rate applies to what its separately priced parts leave over.
+        if bucket in ("input_tokens", "output_tokens"):
+            parts = INPUT_PARTS if bucket == "input_tokens" else OUTPUT_PARTS
+            billed = count - sum(usage_dict[p] for p in parts if p in breakdown)
+        part = breakdown.get(bucket)
+        rows.append((bucket, f"{count:,}", f"{billed:,}" if part is not None else "",
+                     "" if part is None else money(part, 9)))
+    if "requests" in breakdown:
+        rows.append(("per request", "", "1", money(breakdown["requests"], 9)))
+    print_table(f"{provider or '?'} / {model}", ("bucket", "tokens", "billed at its rate", "cost"),
+                rows, right=("tokens", "billed at its rate", "cost"))
     click.echo(f"total: {money(result.cost, 9)}"
                + (f"  ({result.source}: {result.ref})" if result.cost is not None else
                   f"  ({result.unpriced_reason})"))

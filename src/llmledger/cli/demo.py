@@ -115,6 +115,7 @@ def demo_command(ctx: click.Context, calls: int) -> None:
 
     from llmledger.capture import instrument
     from llmledger.cli.report import print_report
+    from llmledger.query import Query, run_query
     from llmledger.sim import SimulatedProvider
 
     ledger = ledger_from(ctx)
@@ -135,11 +136,8 @@ def demo_command(ctx: click.Context, calls: int) -> None:
     elapsed = time.perf_counter() - clock
     click.echo(f"{calls} calls ({failures} failed on purpose) in {elapsed:.1f}s "
                f"against {sim.url}; ledger: {ledger.settings.resolved_database_url}\n")
-    store = ledger.store
     for by in ("feature", "model", "tenant"):
-        total = store.totals(since=started)
-        rows = store.totals(since=started, by=by)
-        print_report(by, total[0] if total else {}, rows)
+        print_report(run_query(ledger.store, Query(since=started, by=(by,))))
         click.echo()
     click.echo("next: llmledger logs -n 5 | llmledger report --by user | llmledger cost --help")
 
