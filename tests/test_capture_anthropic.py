@@ -11,7 +11,15 @@ import pytest
 
 import llmledger
 from llmledger.capture import Instrumentation
-from test_capture_support import JSON, SSE, KeepingLedger, Replay, instrumented, ledger, recorded
+from tests.test_capture_support import (
+    JSON,
+    SSE,
+    KeepingLedger,
+    Replay,
+    instrumented,
+    ledger,
+    recorded,
+)
 
 __all__ = ["instrumented", "ledger"]
 

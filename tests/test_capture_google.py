@@ -12,7 +12,15 @@ from google.genai import errors, types
 
 import llmledger
 from llmledger.capture import Instrumentation
-from test_capture_support import JSON, SSE, KeepingLedger, Replay, instrumented, ledger, recorded
+from tests.test_capture_support import (
+    JSON,
+    SSE,
+    KeepingLedger,
+    Replay,
+    instrumented,
+    ledger,
+    recorded,
+)
 
 __all__ = ["instrumented", "ledger"]
 

@@ -13,7 +13,7 @@ import pytest
 
 import llmledger
 from llmledger.capture import Instrumentation, instrument
-from test_capture_support import (
+from tests.test_capture_support import (
     JSON,
     SSE,
     KeepingLedger,
