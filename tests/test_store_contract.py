@@ -318,7 +318,7 @@ def test_tags_are_also_rows_of_event_tags(store: SqlStore) -> None:
         rows = conn.execute(sa.select(event_tags).order_by(event_tags.c.key)).all()
     micros = (event.ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     assert [tuple(r) for r in rows] == [
-        (event.id, key, event.tags[key], micros) for key in sorted(event.tags)
+        (key, event.tags[key], micros, event.id) for key in sorted(event.tags)
     ]
 
 

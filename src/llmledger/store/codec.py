@@ -163,12 +163,12 @@ class EncodedBatch:
         groups: Event rows keyed by which optional columns they set (a tuple of
             flags over ``OPTIONAL_COLUMNS``); each row holds the fixed columns then
             the set optional ones.
-        tag_rows: ``(event_id, key, value, ts_us)`` rows for ``event_tags``.
+        tag_rows: ``(key, value, ts_us, event_id)`` rows for ``event_tags``.
         accepted: The events that were encoded, in order.
     """
 
     groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
-    tag_rows: list[tuple[str, str, str, int]] = field(default_factory=list)
+    tag_rows: list[tuple[str, str, int, str]] = field(default_factory=list)
     accepted: list[UsageEvent] = field(default_factory=list)
 
 
@@ -218,7 +218,7 @@ def encode_batch(
             raw = event.usage_raw
             optional = (
                 *_plain_optional(event),
-                None if cost is None else int(cost.scaleb(9).to_integral_value()),
+                None if cost is None else int(cost.scaleb(9)),
                 to_json(tags) if tags else None,
                 None if breakdown is None else to_json({k: str(v) for k, v in breakdown.items()}),
                 None if raw is None else _raw_to_json(raw),
@@ -233,7 +233,7 @@ def encode_batch(
             )
             if tags:
                 event_id = event.id
-                new_tag_rows = [(event_id, key, value, ts_us) for key, value in tags.items()]
+                new_tag_rows = [(key, value, ts_us, event_id) for key, value in tags.items()]
         except Exception as exc:
             if on_error is None:
                 raise InvalidEventError(

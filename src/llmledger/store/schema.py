@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from llmledger.usage import BUCKETS
 
 __all__ = [
-    "metadata",
-    "events",
-    "event_tags",
-    "GROUP_DIMENSIONS",
     "FILTER_COLUMNS",
+    "GROUP_DIMENSIONS",
     "NANOS_PER_USD",
+    "event_tags",
+    "events",
+    "metadata",
 ]
 
 #: Cost is stored as integer nano-dollars.
@@ -81,17 +81,17 @@ events = sa.Table(
 event_tags = sa.Table(
     "event_tags",
     metadata,
-    sa.Column(
-        "event_id",
-        sa.Text,
-        sa.ForeignKey("events.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column("key", sa.Text, primary_key=True),
+    # One row per tag of each event, clustered for "tag key = value over a time
+    # range" and "group by a tag's value": the primary key is the only index,
+    # and on SQLite the table is that index (WITHOUT ROWID).  The store inserts
+    # a batch's rows sorted in key order, and only for events it has just
+    # inserted, so a replayed event never adds tags.
+    sa.Column("key", sa.Text, nullable=False),
     sa.Column("value", sa.Text, nullable=False),
-    # A copy of the event's time, so "tag = x in this range" needs no join.
     sa.Column("ts_us", sa.BigInteger, nullable=False),
-    sa.Index(None, "key", "value", "ts_us"),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("key", "value", "ts_us", "event_id"),
+    sqlite_with_rowid=False,
 )
 
 #: Columns ``SqlStore.totals`` can group by.

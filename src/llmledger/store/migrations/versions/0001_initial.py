@@ -74,20 +74,13 @@ def upgrade() -> None:
     op.create_index("ix_events_feature_ts_us", "events", ["feature", "ts_us"])
     op.create_table(
         "event_tags",
-        sa.Column("event_id", sa.Text, nullable=False),
         sa.Column("key", sa.Text, nullable=False),
         sa.Column("value", sa.Text, nullable=False),
         sa.Column("ts_us", sa.BigInteger, nullable=False),
-        sa.PrimaryKeyConstraint("event_id", "key", name="pk_event_tags"),
-        sa.ForeignKeyConstraint(
-            ["event_id"],
-            ["events.id"],
-            name="fk_event_tags_event_id_events",
-            ondelete="CASCADE",
-        ),
+        sa.Column("event_id", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("key", "value", "ts_us", "event_id", name="pk_event_tags"),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_event_tags_key_value_ts_us", "event_tags", ["key", "value", "ts_us"])
-
 
 def downgrade() -> None:
     """Drop everything ``upgrade`` created."""
