@@ -1,0 +1,360 @@
+"""The query engine on SQLite and PostgreSQL: sums add up, tags, time zones, rollups = events."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmledger.events import UsageEvent
+from llmledger.pricing.fx import ExchangeRates
+from llmledger.query import (
+    METRICS,
+    Filter,
+    Query,
+    SortKey,
+    apply_rollups,
+    month_forecast,
+    plan,
+    rebuild_rollups,
+    rollups,
+    run_query,
+    timeline,
+)
+from llmledger.query.spec import COLUMN_DIMENSIONS, PERCENTILE_METRICS
+from llmledger.store import SqlStore, open_store
+from llmledger.store.migrator import upgrade_connection
+from llmledger.usage import BUCKETS, Usage
+
+T0 = datetime(2025, 3, 28, tzinfo=UTC)
+ADDITIVE = ("calls", "successes", "errors", "unpriced_calls", *BUCKETS, "total_tokens")
+# Every metric rollups can answer (percentiles always come from the events).
+ROLLUP_METRICS = tuple(m for m in METRICS if m not in PERCENTILE_METRICS)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SqlStore]:
+    with open_store(db_url) as opened:
+        if apply_rollups not in opened.write_hooks:
+            opened.write_hooks.append(apply_rollups)
+        yield opened
+
+
+def make_events(count: int, seed: int, *, span: timedelta = timedelta(days=6)) -> list[UsageEvent]:
+    """Varied events: every dimension sometimes unset, some unpriced, some with several tags."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        tags = {}
+        if rng.random() < 0.6:
+            tags["podcast_id"] = rng.choice(["rec1", "rec2", "rec3"])
+        if rng.random() < 0.4:
+            tags["env"] = rng.choice(["prod", "test"])
+        input_tokens = rng.randint(0, 5000)
+        output_tokens = rng.randint(0, 900)
+        out.append(UsageEvent(
+            provider=rng.choice(["openai", "anthropic"]),
+            model=rng.choice(["gpt-4o", "o3", "claude-sonnet"]),
+            response_model=rng.choice([None, "gpt-4o-2024-08-06", "=cmd"]),
+            operation=rng.choice(["chat", "chat", "embeddings"]),
+            status=rng.choice(["ok"] * 7 + ["error", "incomplete", "abandoned"]),
+            ts=T0 + timedelta(microseconds=rng.randrange(int(span.total_seconds() * 1e6))),
+            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens,
+                        cache_read_tokens=rng.randint(0, input_tokens),
+                        reasoning_tokens=rng.randint(0, output_tokens)),
+            cost=rng.choice([None, Decimal(rng.randint(0, 10**7)).scaleb(-9)]),
+            duration_ms=rng.choice([None, round(rng.uniform(50, 4000), 3)]),
+            ttft_ms=rng.choice([None, round(rng.uniform(5, 400), 3)]),
+            tenant=rng.choice([None, "acme", "globex"]),
+            user=rng.choice([None, "ana", "bo", "carla"]),
+            feature=rng.choice([None, "chat", "search", "summary"]),
+            session=rng.choice([None, "s1", "s2"]),
+            api_key_fingerprint=rng.choice([None, "k1", "k2"]),
+            tags=tags,
+        ))
+    return out
+
+
+def _reset(store: SqlStore) -> None:
+    with store.engine.begin() as conn:
+        for table in ("rollups_hourly", "event_tags", "events"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+
+
+def _sum(rows: list[dict[str, Any]], name: str) -> Any:
+    values = [r[name] for r in rows if r[name] is not None]
+    return sum(values, Decimal(0) if name == "cost" else 0)
+
+
+@pytest.mark.parametrize("by", [(d,) for d in COLUMN_DIMENSIONS] + [("tag:podcast_id",),
+                                                                   ("model", "tenant"),
+                                                                   ("user", "tag:env")])
+def test_totals_of_any_grouping_add_up_to_the_ungrouped_total(store: SqlStore,
+                                                              by: tuple[str, ...]) -> None:
+    store.write(make_events(400, seed=1))
+    metrics = (*ADDITIVE, "cost")
+    flat = run_query(store, Query(metrics=metrics))
+    assert flat.rows == [flat.total]
+    assert flat.total["calls"] == 400
+    for every in (None, "day"):
+        report = run_query(store, Query(by=by, every=every, metrics=metrics))  # type: ignore[arg-type]
+        assert report.total == flat.total
+        for name in metrics:
+            assert _sum(report.rows, name) == flat.total[name], name
+
+
+def test_grouping_by_a_tag_key_puts_untagged_calls_under_none(store: SqlStore) -> None:
+    store.write(make_events(300, seed=2))
+    report = run_query(store, Query(by=("tag:podcast_id",), metrics=("calls",)))
+    values = {r["tag:podcast_id"] for r in report.rows}
+    assert values == {"rec1", "rec2", "rec3", None}
+    assert not report.notes
+
+
+def test_grouping_by_every_tag_is_explicit_that_rows_overlap(store: SqlStore) -> None:
+    both = UsageEvent(provider="openai", model="gpt-4o", ts=T0, tags={"env": "prod", "team": "a"},
+                      usage=Usage(input_tokens=10), cost=Decimal("1"))
+    one = UsageEvent(provider="openai", model="gpt-4o", ts=T0, tags={"env": "prod"},
+                     usage=Usage(input_tokens=5), cost=Decimal("2"))
+    none = UsageEvent(provider="openai", model="gpt-4o", ts=T0, usage=Usage(input_tokens=1))
+    store.write([both, one, none])
+    report = run_query(store, Query(by=("tag",), metrics=("calls", "input_tokens", "cost")))
+    rows = {r["tag"]: (r["calls"], r["input_tokens"], r["cost"]) for r in report.rows}
+    assert rows == {"env=prod": (2, 15, Decimal("3")), "team=a": (1, 10, Decimal("1")),
+                    None: (1, 1, None)}
+    # The total counts each call once, so the rows add up to more than it.
+    assert report.total == {"calls": 3, "input_tokens": 16, "cost": Decimal("3")}
+    assert any("several tags" in note for note in report.notes)
+    assert "several tags" in report.to_dict()["notes"][0]
+
+
+def _day_rows(store: SqlStore, tz: str, mode: str = "auto") -> dict[str, int]:
+    query = Query(every="day", tz=tz, metrics=("calls",))
+    report = run_query(store, query, mode=mode)  # type: ignore[arg-type]
+    return {r["day"].isoformat(): r["calls"] for r in report.rows}
+
+
+def test_day_buckets_follow_the_time_zone_across_a_daylight_saving_change(store: SqlStore) -> None:
+    # Lisbon moved from UTC+0 to UTC+1 at 01:00 UTC on 2025-03-30.
+    times = ["2025-03-29T23:30:00+00:00",  # 23:30 on the 29th, local
+             "2025-03-30T00:30:00+00:00",  # 00:30 on the 30th (still UTC+0)
+             "2025-03-30T22:59:00+00:00",  # 23:59 on the 30th (now UTC+1)
+             "2025-03-30T23:00:00+00:00",  # 00:00 on the 31st
+             "2025-03-31T12:00:00+00:00"]
+    store.write([UsageEvent(provider="openai", model="gpt-4o", ts=datetime.fromisoformat(t))
+                 for t in times])
+    expected = {"2025-03-29T00:00:00+00:00": 1, "2025-03-30T00:00:00+00:00": 2,
+                "2025-03-31T00:00:00+01:00": 2}
+    assert _day_rows(store, "Europe/Lisbon") == expected
+    assert _day_rows(store, "Europe/Lisbon", "events") == expected
+    assert _day_rows(store, "UTC") == {"2025-03-29T00:00:00+00:00": 1,
+                                       "2025-03-30T00:00:00+00:00": 3,
+                                       "2025-03-31T00:00:00+00:00": 1}
+    # UTC+5:30 cannot be served from hourly rollups: the engine reads the events.
+    assert _day_rows(store, "Asia/Kolkata") == {"2025-03-30T00:00:00+05:30": 2,
+                                                "2025-03-31T00:00:00+05:30": 3}
+    kolkata = Query(every="day", tz="Asia/Kolkata", since=T0, until=T0 + timedelta(days=9))
+    assert [p.grain for p in plan(kolkata, None)] == [None]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 10**6),
+    by=st.lists(st.sampled_from(["provider", "model", "response_model", "status", "tenant",
+                                 "feature", "user", "api_key_fingerprint"]),
+                max_size=2, unique=True),
+    every=st.sampled_from([None, "hour", "day", "week", "month"]),
+    tz=st.sampled_from(["UTC", "Europe/Lisbon", "America/New_York", "Asia/Tokyo"]),
+    start_minutes=st.one_of(st.none(), st.integers(0, 6 * 24 * 60)),
+    length_minutes=st.one_of(st.none(), st.integers(1, 6 * 24 * 60)),
+    where=st.sampled_from([(), (Filter("model", ("o3",), negate=True),),
+                           (Filter("tenant", ("acme", None)),)]),
+)
+def test_reports_from_rollups_equal_reports_from_raw_events(
+    store: SqlStore, seed: int, by: list[str], every: str | None, tz: str,
+    start_minutes: int | None, length_minutes: int | None, where: tuple[Filter, ...],
+) -> None:
+    _reset(store)
+    store.write(make_events(60, seed))
+    since = None if start_minutes is None else T0 + timedelta(minutes=start_minutes, seconds=7)
+    until = None
+    if length_minutes is not None:
+        until = (since or T0) + timedelta(minutes=length_minutes)
+    query = Query(since=since, until=until, by=tuple(by), every=every, tz=tz,  # type: ignore[arg-type]
+                  where=where, metrics=ROLLUP_METRICS)
+    from_rollups = run_query(store, query, mode="auto")
+    from_events = run_query(store, query, mode="events")
+    if length_minutes is None or length_minutes > 120:
+        assert "rollups" in from_rollups.source
+    assert from_events.source == "events"
+
+    def exact(report: Any) -> Any:
+        data = report.to_dict()
+        for row in [data["total"], *data["rows"]]:
+            row.pop("latency_mean")
+            row.pop("ttft_mean")
+        data.pop("source")
+        return data
+
+    assert exact(from_rollups) == exact(from_events)
+    for a, b in zip([from_rollups.total, *from_rollups.rows],
+                    [from_events.total, *from_events.rows], strict=True):
+        for name in ("latency_mean", "ttft_mean"):
+            assert a[name] == pytest.approx(b[name], abs=1e-3)
+
+
+def test_rebuilt_rollups_equal_rollups_kept_on_write(store: SqlStore) -> None:
+    store.write(make_events(500, seed=5))
+
+    def snapshot() -> list[tuple[Any, ...]]:
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.select(rollups)).all()
+        return sorted((tuple(r[:-5]), round(r[-5]), round(r[-4]), r[-3], r[-2], r[-1])
+                      for r in (list(row) for row in rows))
+
+    kept = snapshot()
+    assert kept
+    assert rebuild_rollups(store) == len(kept)
+    assert snapshot() == kept
+    # A partial rebuild (widened to whole hours) leaves the same rows.
+    rebuild_rollups(store.engine, T0 + timedelta(hours=5, minutes=10), T0 + timedelta(days=2))
+    assert snapshot() == kept
+
+
+def test_rollups_are_filled_when_an_old_ledger_is_migrated(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        upgrade_connection(conn, "0001")
+    engine.dispose()
+    with SqlStore(db_url) as old:
+        old.write(make_events(200, seed=6))
+    with open_store(db_url) as store:
+        report = run_query(store, Query(by=("model",), metrics=("calls", "cost")), mode="rollups")
+        raw = run_query(store, Query(by=("model",), metrics=("calls", "cost")), mode="events")
+        assert report.to_dict()["rows"] == raw.to_dict()["rows"]
+        assert report.total["calls"] == 200
+
+
+def test_filters_with_several_values_negation_and_unset(store: SqlStore) -> None:
+    events = make_events(300, seed=7)
+    store.write(events)
+
+    def count(*filters: Filter) -> int:
+        totals = [run_query(store, Query(where=filters, metrics=("calls",)), mode=mode).total
+                  for mode in ("auto", "events")]
+        assert totals[0] == totals[1]
+        return int(totals[0]["calls"])
+
+    assert count(Filter("model", ("o3", "gpt-4o"))) == sum(e.model in ("o3", "gpt-4o") for e in events)
+    assert count(Filter("tenant", ("acme",), negate=True)) == sum(e.tenant != "acme" for e in events)
+    assert count(Filter("tenant", (None,))) == sum(e.tenant is None for e in events)
+    assert count(Filter("tenant", (None, "acme"), negate=True)) == sum(
+        e.tenant == "globex" for e in events)
+    assert count(Filter("status", ("error",))) == sum(e.status == "error" for e in events)
+    assert count(Filter("tag:podcast_id", ("rec1",))) == sum(
+        e.tags.get("podcast_id") == "rec1" for e in events)
+    assert count(Filter("tag:podcast_id", ("rec1",), negate=True)) == sum(
+        e.tags.get("podcast_id") != "rec1" for e in events)
+    assert count(Filter("tag:env", (None,))) == sum("env" not in e.tags for e in events)
+    assert count(Filter("tag:env", (None, "prod"))) == sum(
+        e.tags.get("env") in (None, "prod") for e in events)
+    assert count(Filter("session", ("s1",)), Filter("user", ("ana",))) == sum(
+        e.session == "s1" and e.user == "ana" for e in events)
+
+
+def test_percentiles_are_exact_and_computed_from_the_events(store: SqlStore) -> None:
+    events = make_events(250, seed=8)
+    store.write(events)
+    query = Query(by=("model",), metrics=("latency_p50", "latency_p95", "latency_p99", "ttft_p50"))
+    report = run_query(store, query)
+    assert report.source == "events"
+    for row in report.rows:
+        durations = sorted(e.duration_ms for e in events
+                           if e.model == row["model"] and e.duration_ms is not None)
+        position = 0.95 * (len(durations) - 1)
+        low = int(position)
+        expected = durations[low] + (durations[low + 1] - durations[low]) * (position - low)
+        assert row["latency_p95"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_limit_keeps_the_top_groups_and_sums_the_rest(store: SqlStore) -> None:
+    store.write(make_events(300, seed=9))
+    full = run_query(store, Query(by=("user",), metrics=("calls", "cost")))
+    top = run_query(store, Query(by=("user",), metrics=("calls", "cost"), limit=2))
+    assert top.rows == full.rows[:2]
+    assert top.other is not None
+    assert top.other["calls"] + sum(r["calls"] for r in top.rows) == full.total["calls"]
+    costs = [r["cost"] for r in full.rows if r["cost"] is not None]
+    assert costs == sorted(costs, reverse=True)
+    by_name = run_query(store, Query(by=("user",), metrics=("calls",),
+                                     sort=(SortKey("user", descending=False),)))
+    assert [r["user"] for r in by_name.rows] == ["ana", "bo", "carla", None]
+    by_error_rate = run_query(store, Query(by=("feature",), metrics=("error_rate",),
+                                           sort=(SortKey("error_rate"),)))
+    rates = [r["error_rate"] for r in by_error_rate.rows]
+    assert rates == sorted(rates, reverse=True)
+    newest = run_query(store, Query(every="day", metrics=("calls",),
+                                    sort=(SortKey("day", descending=True),)))
+    days = [r["day"] for r in newest.rows]
+    assert days == sorted(days, reverse=True)
+
+
+def test_costs_in_another_currency_use_the_rate_of_each_day(store: SqlStore) -> None:
+    store.write([
+        UsageEvent(provider="openai", model="a", ts=datetime(2025, 1, 31, 23, tzinfo=UTC),
+                   cost=Decimal("1")),
+        UsageEvent(provider="openai", model="b", ts=datetime(2025, 2, 1, 1, tzinfo=UTC),
+                   cost=Decimal("2")),
+    ])
+    rates = ExchangeRates()
+    rates.add("BRL", Decimal("6.00"), date(2025, 1, 1))
+    rates.add("BRL", Decimal("5.50"), date(2025, 2, 1))
+    report = run_query(store, Query(by=("model",), metrics=("cost",), currency="BRL"), rates=rates)
+    assert {r["model"]: r["cost"] for r in report.rows} == {"a": Decimal("6"), "b": Decimal("11")}
+    assert report.total["cost"] == Decimal("17")
+    data = report.to_dict()
+    assert data["currency"] == "BRL"
+    assert [(r["rate"], r["from"]) for r in data["rates"]] == [("6.00", "2025-01-01"),
+                                                               ("5.50", "2025-02-01")]
+    assert "1 USD = 6.00 from 2025-01-01" in data["notes"][0]
+    from llmledger.errors import CurrencyError
+
+    with pytest.raises(CurrencyError):
+        run_query(store, Query(metrics=("cost",), currency="EUR"), rates=rates)
+
+
+def test_timeline_and_first_last_seen(store: SqlStore) -> None:
+    events = make_events(50, seed=10)
+    store.write(events)
+    query = Query(where=(Filter("tag:podcast_id", ("rec2",)),), tz="Europe/Lisbon",
+                  metrics=("calls", "first_seen", "last_seen"))
+    calls = timeline(store, query)
+    chosen = sorted((e for e in events if e.tags.get("podcast_id") == "rec2"), key=lambda e: e.ts)
+    assert [c["id"] for c in calls] == [e.id for e in chosen]
+    report = run_query(store, query)
+    assert report.total["first_seen"] == chosen[0].ts
+    assert report.total["last_seen"] == chosen[-1].ts
+    assert report.to_dict()["total"]["first_seen"].endswith(("+00:00", "+01:00"))
+
+
+def test_month_forecast_uses_the_recent_run_rate(store: SqlStore) -> None:
+    now = datetime(2025, 4, 21, tzinfo=UTC)
+    store.write([UsageEvent(provider="openai", model="a", ts=now - timedelta(days=d, hours=1),
+                            cost=Decimal("2")) for d in range(25)])
+    forecast = month_forecast(store, Query(), now)
+    assert forecast.month == "2025-04"
+    assert forecast.spent == Decimal("40")  # 20 days of April so far
+    assert forecast.run_rate_per_day == Decimal("2")
+    assert forecast.projected == Decimal("60")
+
+
+def test_an_unanswerable_query_refuses_rollups_only(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="rollups"):
+        run_query(store, Query(by=("session",)), mode="rollups")
