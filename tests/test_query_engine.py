@@ -164,7 +164,8 @@ def test_day_buckets_follow_the_time_zone_across_a_daylight_saving_change(store:
     assert [p.grain for p in plan(kolkata, None)] == [None]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 10**6),
     by=st.lists(st.sampled_from(["provider", "model", "response_model", "status", "tenant",
@@ -207,7 +208,8 @@ def test_reports_from_rollups_equal_reports_from_raw_events(
     for a, b in zip([from_rollups.total, *from_rollups.rows],
                     [from_events.total, *from_events.rows], strict=True):
         for name in ("latency_mean", "ttft_mean"):
-            assert a[name] == pytest.approx(b[name], abs=1e-3)
+            # Float sums in another order, then rounded to 3 decimals: within one unit.
+            assert a[name] == pytest.approx(b[name], abs=1.5e-3)
 
 
 def test_rebuilt_rollups_equal_rollups_kept_on_write(store: SqlStore) -> None:
@@ -252,8 +254,10 @@ def test_filters_with_several_values_negation_and_unset(store: SqlStore) -> None
         assert totals[0] == totals[1]
         return int(totals[0]["calls"])
 
-    assert count(Filter("model", ("o3", "gpt-4o"))) == sum(e.model in ("o3", "gpt-4o") for e in events)
-    assert count(Filter("tenant", ("acme",), negate=True)) == sum(e.tenant != "acme" for e in events)
+    assert count(Filter("model", ("o3", "gpt-4o"))) == sum(
+        e.model in ("o3", "gpt-4o") for e in events)
+    assert count(Filter("tenant", ("acme",), negate=True)) == sum(
+        e.tenant != "acme" for e in events)
     assert count(Filter("tenant", (None,))) == sum(e.tenant is None for e in events)
     assert count(Filter("tenant", (None, "acme"), negate=True)) == sum(
         e.tenant == "globex" for e in events)

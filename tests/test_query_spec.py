@@ -169,8 +169,10 @@ def test_hour_week_and_month_buckets() -> None:
     t = _us("2025-11-02T05:30:00+00:00")  # 01:30 EDT, the first of two 01:30s
     again = _us("2025-11-02T06:30:00+00:00")  # 01:30 EST
     assert bucket_start_us(t, "hour", zone) != bucket_start_us(again, "hour", zone)
-    assert from_us(bucket_start_us(t, "week", zone), zone).isoformat() == "2025-10-27T00:00:00-04:00"
-    assert from_us(bucket_start_us(t, "month", zone), zone).isoformat() == "2025-11-01T00:00:00-04:00"
+    week = from_us(bucket_start_us(t, "week", zone), zone)
+    month = from_us(bucket_start_us(t, "month", zone), zone)
+    assert week.isoformat() == "2025-10-27T00:00:00-04:00"
+    assert month.isoformat() == "2025-11-01T00:00:00-04:00"
     with pytest.raises(InvalidQueryError):
         bucket_start_us(t, "decade", zone)
 

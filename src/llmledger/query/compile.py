@@ -185,8 +185,44 @@ def _slot(piece: Piece) -> list[Any]:
     return [(time // piece.slot_us).label("slot")]
 
 
-def compile_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter]) -> sa.Select[Any]:
+#: State fields each metric reads; the others are not computed by the database.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "successes": ("successes",),
+    "success_rate": ("successes",),
+    "errors": ("errors",),
+    "error_rate": ("errors",),
+    **{name: (name,) for name in BUCKETS},
+    "total_tokens": ("input_tokens", "output_tokens"),
+    "cost": ("cost_nanos", "unpriced_calls"),
+    "cost_per_call": ("cost_nanos", "unpriced_calls"),
+    "unpriced_calls": ("unpriced_calls",),
+    "latency_mean": ("duration_ms_sum", "duration_count"),
+    "ttft_mean": ("ttft_ms_sum", "ttft_count"),
+    "first_seen": ("first_us",),
+    "last_seen": ("last_us",),
+}
+
+
+def _only_needed(columns: list[Any], metrics: Sequence[str] | None) -> list[Any]:
+    """Replace the aggregates no metric reads by constants (less work for the database)."""
+    if metrics is None:
+        return columns
+    needed = {"calls"}
+    for name in metrics:
+        needed.update(_NEEDS.get(name, ()))
+    return [
+        column if column.name in needed
+        else sa.literal_column("NULL" if column.name in ("first_us", "last_us") else "0")
+        .label(column.name)
+        for column in columns
+    ]
+
+
+def compile_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter],
+                  metrics: Sequence[str] | None = None) -> sa.Select[Any]:
     """``SELECT [slot,] dims…, state… GROUP BY [slot,] dims`` for one piece.
+
+    With ``metrics``, aggregates that none of them reads are returned as constants.
 
     Example:
         >>> sql = compile_piece(Piece(1, 0, 3_600_000_000, None), ["model"], [])
@@ -196,6 +232,7 @@ def compile_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter]) ->
     dims, source = _dimension_columns(by, piece)
     slot = _slot(piece)
     state = rollup_state_columns() if piece.grain is not None else event_state_columns()
+    state = _only_needed(state, metrics)
     query = sa.select(*slot, *dims, *state).select_from(source)
     query = _where(query, piece, filters)
     keys = [*slot, *dims]

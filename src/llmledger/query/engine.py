@@ -246,7 +246,8 @@ def _execute(
     wants_values = bool(PERCENTILE_METRICS.intersection(query.metrics))
     n_dims = len(query.by)
     for piece in pieces:
-        rows = conn.execute(compile_piece(piece, query.by, query.where)).all()
+        statement = compile_piece(piece, query.by, query.where, query.metrics)
+        rows = conn.execute(statement).all()
         folder.add_rows(rows, piece.slot_us, n_dims)
         if wants_values:
             values = conn.execute(compile_values(piece, query.by, query.where)).all()
