@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -579,3 +579,29 @@ def test_writer_works_in_a_forked_child(store: SqlStore) -> None:
     assert writer.flush(timeout=30)
     assert store.count() == 3
     writer.close()
+
+
+def test_write_hooks_see_exactly_the_new_events_inside_the_transaction(db_url: str) -> None:
+    seen: list[list[str]] = []
+
+    def hook(conn: sa.Connection, new: Sequence[UsageEvent]) -> None:
+        assert conn.in_transaction()
+        seen.append([e.id for e in new])
+
+    with open_store(db_url) as store:
+        store.write_hooks.append(hook)
+        old = minimal_event(tags={"k": "v"})
+        store.write([old])
+        fresh = [minimal_event(tags={"k": "w"}) for _ in range(3)]
+        assert store.write([fresh[0], old, fresh[1], fresh[1], fresh[2]]) == 3
+        assert seen == [[old.id], [e.id for e in fresh]]
+
+        def failing(conn: sa.Connection, new: Sequence[UsageEvent]) -> None:
+            raise RuntimeError("rollups are broken")
+
+        store.write_hooks.append(failing)
+        with pytest.raises(StoreError, match="rollups are broken"):
+            store.write([minimal_event()])
+        assert store.count() == 4
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(event_tags)).scalar() == 4

@@ -163,12 +163,10 @@ class EncodedBatch:
         groups: Event rows keyed by which optional columns they set (a tuple of
             flags over ``OPTIONAL_COLUMNS``); each row holds the fixed columns then
             the set optional ones.
-        tag_rows: ``(key, value, ts_us, event_id)`` rows for ``event_tags``.
         accepted: The events that were encoded, in order.
     """
 
     groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
-    tag_rows: list[tuple[str, str, int, str]] = field(default_factory=list)
     accepted: list[UsageEvent] = field(default_factory=list)
 
 
@@ -200,7 +198,6 @@ def encode_batch(
     """
     out = EncodedBatch()
     groups = out.groups
-    tag_rows = out.tag_rows
     accepted = out.accepted
     to_json = _to_json
     for event in batch:
@@ -231,9 +228,6 @@ def encode_batch(
                 (1 if event.stream else 0) if bool_as_int else bool(event.stream),
                 *_buckets(event.usage),
             )
-            if tags:
-                event_id = event.id
-                new_tag_rows = [(key, value, ts_us, event_id) for key, value in tags.items()]
         except Exception as exc:
             if on_error is None:
                 raise InvalidEventError(
@@ -251,8 +245,6 @@ def encode_batch(
         if rows is None:
             groups[keep] = rows = []
         rows.append(row)
-        if tags:
-            tag_rows += new_tag_rows
         accepted.append(event)
     return out
 

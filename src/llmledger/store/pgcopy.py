@@ -1,9 +1,9 @@
-"""PostgreSQL's write path: COPY into temporary tables, then one INSERT … SELECT each.
+"""PostgreSQL's write path: COPY into a temporary table, then one INSERT … SELECT.
 
 Measured against psycopg 3's pipelined ``executemany`` on the same rows, COPY
-plus ``INSERT … SELECT … ON CONFLICT DO NOTHING`` is about twice as fast (see
-``docs/benchmarks.md``), and ``RETURNING id`` tells exactly which events were
-new, so the tags of a duplicate are never inserted.
+plus ``INSERT … SELECT … ON CONFLICT DO NOTHING`` was about twice as fast (see
+``docs/benchmarks.md``).  ``RETURNING`` tells exactly which events were new:
+only their tags are inserted, so a replayed event never adds tags.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from llmledger.store.schema import event_tags, events
 __all__ = ["copy_batch"]
 
 _EVENTS_IN = "llmledger_events_in"
-_TAGS_IN = "llmledger_event_tags_in"
 _EVENT_COLUMNS = ", ".join(f'"{name}"' for name in (*FIXED_COLUMNS, *OPTIONAL_COLUMNS))
-_TAG_COLUMNS = ", ".join(f'"{column.name}"' for column in event_tags.columns)
 _INFO_KEY = "llmledger_copy_tables"
 
 
@@ -32,7 +30,7 @@ def copy_batch(
         dbapi_connection: A psycopg 3 connection inside a transaction.
         info: Per-connection scratch space that outlives the transaction
             (SQLAlchemy's ``PoolProxiedConnection.info``); remembers that the
-            temporary tables exist.
+            temporary table exists.
         encoded: Rows built with ``split_nulls=False`` (one group, every column).
 
     Returns:
@@ -43,25 +41,28 @@ def copy_batch(
         raise ValueError("copy_batch needs a batch without repeated ids")
     with dbapi_connection.cursor() as cursor:
         if not info.get(_INFO_KEY):
-            # Temporary tables live as long as the session; ON COMMIT DELETE ROWS
-            # empties them at every commit.
+            # A temporary table lives as long as the session; ON COMMIT DELETE
+            # ROWS empties it at every commit.
             cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {_EVENTS_IN} "
                 f"(LIKE {events.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_TAGS_IN} "
-                f"(LIKE {event_tags.name}) ON COMMIT DELETE ROWS"
             )
         with cursor.copy(f"COPY {_EVENTS_IN} ({_EVENT_COLUMNS}) FROM STDIN") as copy:
             write_row = copy.write_row
             for rows in encoded.groups.values():
                 for row in rows:
                     write_row(row)
+        # One statement inserts the new events and their tags (split from the
+        # tags JSON by the server) and returns the ids that were new.
         cursor.execute(
-            f"INSERT INTO {events.name} ({_EVENT_COLUMNS}) "
+            f"WITH new AS (INSERT INTO {events.name} ({_EVENT_COLUMNS}) "
             f"SELECT {_EVENT_COLUMNS} FROM {_EVENTS_IN} "
-            "ON CONFLICT (id) DO NOTHING RETURNING id"
+            "ON CONFLICT (id) DO NOTHING RETURNING id, ts_us, tags), "
+            f"tagged AS (INSERT INTO {event_tags.name} (key, value, ts_us, event_id) "
+            "SELECT j.key, j.value, new.ts_us, new.id FROM new, "
+            "jsonb_each_text(new.tags::jsonb) AS j WHERE new.tags IS NOT NULL "
+            "ON CONFLICT DO NOTHING) "
+            "SELECT id FROM new"
         )
         inserted = {event_id for (event_id,) in cursor.fetchall()}
         new = (
@@ -69,18 +70,6 @@ def copy_batch(
             if len(inserted) == len(accepted)
             else [e for e in accepted if e.id in inserted]
         )
-        tag_rows = encoded.tag_rows
-        if new is not accepted:
-            tag_rows = [row for row in tag_rows if row[3] in inserted]
-        if tag_rows:
-            with cursor.copy(f"COPY {_TAGS_IN} ({_TAG_COLUMNS}) FROM STDIN") as copy:
-                write_row = copy.write_row
-                for tag_row in tag_rows:
-                    write_row(tag_row)
-            cursor.execute(
-                f"INSERT INTO {event_tags.name} ({_TAG_COLUMNS}) "
-                f"SELECT {_TAG_COLUMNS} FROM {_TAGS_IN} ON CONFLICT DO NOTHING"
-            )
     return new
 
 

@@ -46,7 +46,13 @@ __all__ = ["InvalidQueryError", "SqlStore", "WriteError", "WriteHook"]
 WriteHook = Callable[[Connection, Sequence[UsageEvent]], object]
 
 _WRITE = "llmledger_write"
-_ID_CHUNK = 500
+_LAST_ROWID = f"SELECT coalesce(max(rowid), 0) FROM {events.name}"
+_IDS_AFTER = f"SELECT id FROM {events.name} WHERE rowid > ?"
+_TAGS_FROM_JSON = (
+    f"INSERT OR IGNORE INTO {event_tags.name} (key, value, ts_us, event_id) "
+    f"SELECT j.key, j.value, e.ts_us, e.id FROM {events.name} AS e, json_each(e.tags) AS j "
+    "WHERE e.rowid > ? AND e.tags IS NOT NULL ORDER BY 1, 2, 3, 4"
+)
 
 
 class InvalidQueryError(StoreError, ValueError):
@@ -137,9 +143,6 @@ class SqlStore:
         # SQLite's INSERTs are compiled once per shape from the Core tables.
         self._dialect = sqlite.dialect(paramstyle="qmark")
         self._base_insert = sqlite.insert(events).on_conflict_do_nothing(index_elements=["id"])
-        self._tags_sql = (
-            sqlite.insert(event_tags).on_conflict_do_nothing().compile(dialect=self._dialect).string
-        )
         try:
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
@@ -304,6 +307,12 @@ class SqlStore:
         """
         if not batch:
             return 0
+        if len({event.id for event in batch}) != len(batch):
+            # A repeated id keeps its first occurrence, as a second write would.
+            first: dict[str, UsageEvent] = {}
+            for event in batch:
+                first.setdefault(event.id, event)
+            batch = list(first.values())
         encoded = self._encode(batch, on_error)
         if not encoded.accepted:
             return 0
@@ -327,24 +336,29 @@ class SqlStore:
         return len(new)
 
     def _write_sqlite(self, conn: Connection, encoded: EncodedBatch) -> list[UsageEvent]:
-        inserted = self._insert_events(conn, encoded)
-        if inserted != len(encoded.accepted):
-            # Some ids were stored already (or repeated in the batch): start over
-            # with the new events only, so a duplicate never adds tags.
-            conn.rollback()
-            conn.begin()
-            encoded = self._encode(self._only_new(conn, encoded.accepted), None)
-            self._insert_events(conn, encoded)
-        self._insert_tags(conn, encoded)
-        return encoded.accepted
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            # The transaction holds the write lock (BEGIN IMMEDIATE), so every
+            # row past the current last rowid is one this batch inserted.
+            cursor.execute(_LAST_ROWID)
+            (mark,) = cursor.fetchone()
+            inserted = 0
+            for shape, rows in encoded.groups.items():
+                cursor.executemany(self._insert_statement(shape), rows)
+                inserted += cursor.rowcount
+            new = encoded.accepted
+            if inserted != len(new):
+                cursor.execute(_IDS_AFTER, (mark,))
+                stored = {event_id for (event_id,) in cursor.fetchall()}
+                new = [event for event in new if event.id in stored]
+            # SQLite splits the tags JSON of the new rows itself: no per-tag
+            # Python work, and the sorter fills the clustered index in order.
+            cursor.execute(_TAGS_FROM_JSON, (mark,))
+            return new
+        finally:
+            cursor.close()
 
     def _write_postgres(self, conn: Connection, encoded: EncodedBatch) -> list[UsageEvent]:
-        accepted = encoded.accepted
-        if len({event.id for event in accepted}) != len(accepted):
-            first: dict[str, UsageEvent] = {}
-            for event in accepted:
-                first.setdefault(event.id, event)
-            encoded = self._encode(list(first.values()), None)
         pooled = conn.connection
         return pgcopy.copy_batch(pooled.driver_connection, pooled.info, encoded)
 
@@ -367,38 +381,6 @@ class SqlStore:
                 raise StoreError("compiled INSERT does not list columns in table order")
             sql = self._insert_sql[shape] = compiled.string
         return sql
-
-    def _insert_events(self, conn: Connection, encoded: EncodedBatch) -> int:
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            inserted = 0
-            for shape, rows in encoded.groups.items():
-                cursor.executemany(self._insert_statement(shape), rows)
-                inserted += cursor.rowcount
-            return inserted
-        finally:
-            cursor.close()
-
-    def _insert_tags(self, conn: Connection, encoded: EncodedBatch) -> None:
-        if encoded.tag_rows:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                # In primary-key order the index is filled page by page, which
-                # costs about half as much as scattered inserts.
-                cursor.executemany(self._tags_sql, sorted(encoded.tag_rows))
-            finally:
-                cursor.close()
-
-    def _only_new(self, conn: Connection, batch: Sequence[UsageEvent]) -> list[UsageEvent]:
-        first: dict[str, UsageEvent] = {}
-        for event in batch:
-            first.setdefault(event.id, event)
-        ids = list(first)
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[start : start + _ID_CHUNK]
-            for (stored,) in conn.execute(sa.select(events.c.id).where(events.c.id.in_(chunk))):
-                first.pop(stored, None)
-        return list(first.values())
 
     # -- reading -----------------------------------------------------------------
 
