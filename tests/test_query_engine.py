@@ -104,7 +104,7 @@ def test_totals_of_any_grouping_add_up_to_the_ungrouped_total(store: SqlStore,
     assert flat.rows == [flat.total]
     assert flat.total["calls"] == 400
     for every in (None, "day"):
-        report = run_query(store, Query(by=by, every=every, metrics=metrics))  # type: ignore[arg-type]
+        report = run_query(store, Query(by=by, every=every, metrics=metrics))
         assert report.total == flat.total
         for name in metrics:
             assert _sum(report.rows, name) == flat.total[name], name

@@ -160,8 +160,10 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
                 value = escape_formula(value)
             converted.append(value)
         sheet.append(converted)
+    from openpyxl.styles import Font  # type: ignore[import-untyped]
+
     for cell in sheet[1]:
-        cell.font = cell.font.copy(bold=True)
+        cell.font = Font(bold=True)
     about = workbook.create_sheet("query")
     data = report.to_dict()
     for key, value in data["query"].items():
