@@ -113,7 +113,8 @@ def _start(
     if operation is None:
         return None
     body = request_options.json_data
-    model = body.get("model") if isinstance(body, Mapping) else None
+    # ``dict``, not ``Mapping``: an ABC check costs more than the rest of this function.
+    model = body.get("model") if isinstance(body, dict) else None
     call = begin(
         sdk.provider,
         operation,
@@ -127,7 +128,7 @@ def _start(
         and options.include_usage
         and sdk.hide_usage_chunk is not None
         and operation == "chat"
-        and isinstance(body, Mapping)
+        and isinstance(body, dict)
     ):
         asked = body.get("stream_options")
         if not (isinstance(asked, Mapping) and "include_usage" in asked):
@@ -154,10 +155,11 @@ def _failed(sdk: StainlessSDK, client: Any, call: Call, exc: BaseException) -> N
         internal_error(f"{sdk.provider} failed call")
 
 
-def _response_done(sdk: StainlessSDK, client: Any, call: Call, result: Any) -> None:
-    """Record a non-streamed response (a model, or a raw response whose body was read)."""
+def _response_done(
+    sdk: StainlessSDK, client: Any, call: Call, result: Any, http_response: Any = None
+) -> None:
+    """Record a non-streamed response: a model, or the read body of a raw response."""
     ended = time.perf_counter()
-    http_response = getattr(result, "http_response", None)
 
     def build() -> Any:
         sdk.resolve(client, call)
@@ -202,21 +204,42 @@ def _raw_streams_body(result: Any) -> bool:
     return bool(headers.get("X-Stainless-Raw-Response") == "stream")
 
 
+_MODEL, _STREAM, _RAW = 0, 1, 2
+_kinds: dict[type, int] = {}
+
+
+def _kind(sdk: StainlessSDK, result: Any) -> int:
+    # One dict look-up per call instead of isinstance checks against generic classes.
+    cls = type(result)
+    kind = _kinds.get(cls)
+    if kind is None:
+        if isinstance(result, sdk.stream_types):
+            kind = _STREAM
+        elif isinstance(result, sdk.raw_types):
+            kind = _RAW
+        else:
+            kind = _MODEL
+        _kinds[cls] = kind
+    return kind
+
+
 def _done(sdk: StainlessSDK, client: Any, call: Call, result: Any, asynchronous: bool) -> Any:
     """Start recording what the call returned; returns what must be awaited, if anything."""
-    if isinstance(result, sdk.stream_types):
+    kind = _kind(sdk, result)
+    if kind == _MODEL:
+        _response_done(sdk, client, call, result)
+        return None
+    if kind == _STREAM:
         _track(sdk, client, call, result, asynchronous)
         return None
-    if isinstance(result, sdk.raw_types):
+    if kind == _RAW:
         if _raw_streams_body(result):
             return None
         if call.stream:
             # Cached by the SDK: the caller's own parse() gets this same stream.
             raw: Any = result
             return raw.parse()
-        _response_done(sdk, client, call, result)
-        return None
-    _response_done(sdk, client, call, result)
+        _response_done(sdk, client, call, result, result.http_response)
     return None
 
 

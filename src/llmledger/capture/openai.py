@@ -17,7 +17,7 @@ from llmledger.capture._patch import Patch
 from llmledger.capture._stainless import StainlessSDK, as_dict, patches
 from llmledger.capture._streams import StreamSpec
 
-__all__ = ["available", "make_patches", "provider_for_host"]
+__all__ = ["available", "body_text", "make_patches", "provider_for_host", "sdk"]
 
 _HOSTS = {
     "api.openai.com": "openai",
@@ -165,6 +165,11 @@ def _optional(module: str, name: str) -> Any:
 
 def make_patches() -> list[Patch]:
     """The patches that capture the ``openai`` SDK's calls."""
+    return patches(sdk())
+
+
+def sdk() -> StainlessSDK:
+    """What the shared hook needs to know about the ``openai`` SDK."""
     base = importlib.import_module("openai._base_client")
     streaming = importlib.import_module("openai._streaming")
     raw_types = tuple(
@@ -188,7 +193,7 @@ def make_patches() -> list[Patch]:
     stream_classes += [
         (cls, lambda helper: helper._raw_stream) for cls in helpers if cls is not None
     ]
-    sdk = StainlessSDK(
+    return StainlessSDK(
         provider="openai",
         routes={
             "/chat/completions": "chat",
@@ -206,4 +211,3 @@ def make_patches() -> list[Patch]:
         raw_types=raw_types,
         stream_classes=tuple(stream_classes),
     )
-    return patches(sdk)
