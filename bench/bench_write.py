@@ -1,26 +1,35 @@
 """Ledger write throughput into SQLite: record → committed, against raw sqlite3.
 
-Four figures, from one run on one machine:
+Figures from one run on one machine (best of ``--repeat`` runs each):
 
 * ``pipeline``: events are built in the caller's thread as ``UsageEvent``s
-  (provider, model, tenant/user/feature, tags, usage, Decimal cost) and each is
-  handed to ``Writer.submit`` at once; the clock stops when ``flush()`` returns.
-* ``writer``: the same with the events built beforehand (the store and writer alone).
+  (provider, model, tenant/user/feature, two tags, usage, Decimal cost) and each
+  is handed to ``Writer.submit`` at once; the clock stops when ``flush()`` returns.
+* ``writer``: the same with the events built beforehand (store and writer alone).
+* ``store.write``: ``SqlStore.write`` of the prebuilt events in batches, no thread.
 * ``raw sqlite3``: ``executemany`` of the same rows (same columns, same values,
-  same tags rows) into the same schema, in batches of the same size, on a plain
-  ``sqlite3`` connection with the same pragmas.  Rows are built before the clock.
-* ``construction``: building the events alone, and within it ``new_id()``.
+  the same tag rows sorted in key order) into the same schema, in batches of the
+  same size, on a plain ``sqlite3`` connection with the same pragmas; the rows are
+  built before the clock starts.
+* per-event costs: building an event, and within it ``new_id()``; encoding an
+  event into a row (``llmledger.store.codec``).
 
-Run: ``.venv/bin/python bench/bench_write.py [--events N] [--json]``.
+CPU seconds are given besides wall seconds: on a shared machine they move less.
+With ``--postgres URL`` (or ``LLMLEDGER_TEST_POSTGRES_URL``) it also compares the
+PostgreSQL write path (COPY) with psycopg's pipelined ``executemany``.
+
+Run: ``.venv/bin/python bench/bench_write.py [--events N] [--repeat R] [--json]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -60,133 +69,248 @@ def make_event(i: int) -> UsageEvent:
     )
 
 
-def fresh_store(folder: Path, name: str) -> SqlStore:
-    return open_store(f"sqlite:///{folder / name}")
+class Timing:
+    """Wall and CPU seconds of the best of several runs."""
+
+    def __init__(self) -> None:
+        self.wall = float("inf")
+        self.cpu = float("inf")
+
+    def measure(self, action: Callable[[], None]) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        action()
+        self.wall = min(self.wall, time.perf_counter() - wall)
+        self.cpu = min(self.cpu, time.process_time() - cpu)
+
+    def result(self, n: int) -> dict[str, float]:
+        return {
+            "events_per_s": n / self.wall,
+            "wall_s": self.wall,
+            "cpu_us_per_event": self.cpu / n * 1e6,
+        }
 
 
-def timed(action: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
+def new_sqlite(folder: Path) -> tuple[str, SqlStore]:
+    url = f"sqlite:///{folder / (uuid.uuid4().hex + '.db')}"
+    return url, open_store(url)
 
 
-def bench_pipeline(folder: Path, n: int) -> dict[str, Any]:
-    store = fresh_store(folder, "pipeline.db")
-    writer = Writer(
-        store, batch_size=BATCH_SIZE, flush_interval=0.05, queue_limit=n + 1, strict=True
-    )
-    submit = writer.submit
+def bench_pipeline(
+    folder: Path, n: int, repeat: int, prebuilt: list[UsageEvent] | None
+) -> dict[str, float]:
+    timing = Timing()
+    for _ in range(repeat):
+        _, store = new_sqlite(folder)
+        writer = Writer(
+            store, batch_size=BATCH_SIZE, flush_interval=0.05, queue_limit=n + 1, strict=True
+        )
+        submit = writer.submit
 
-    def run() -> None:
-        for i in range(n):
-            submit(make_event(i))
-        writer.flush()
+        def run(writer: Writer = writer, submit: Callable[[UsageEvent], None] = submit) -> None:
+            if prebuilt is None:
+                for i in range(n):
+                    submit(make_event(i))
+            else:
+                for event in prebuilt:
+                    submit(event)
+            writer.flush()
 
-    seconds = timed(run)
-    assert writer.dropped == 0 and writer.failed == 0 and store.count() == n, "events were lost"
-    writer.close()
-    store.close()
-    return {"seconds": seconds, "events_per_s": n / seconds}
-
-
-def bench_writer_only(folder: Path, built: list[UsageEvent]) -> dict[str, Any]:
-    store = fresh_store(folder, "writer.db")
-    writer = Writer(
-        store, batch_size=BATCH_SIZE, flush_interval=0.05, queue_limit=len(built) + 1, strict=True
-    )
-    submit = writer.submit
-
-    def run() -> None:
-        for event in built:
-            submit(event)
-        writer.flush()
-
-    seconds = timed(run)
-    assert store.count() == len(built), "events were lost"
-    writer.close()
-    store.close()
-    return {"seconds": seconds, "events_per_s": len(built) / seconds}
+        timing.measure(run)
+        assert writer.dropped == writer.failed == 0 and store.count() == n, "events were lost"
+        writer.close()
+        store.close()
+    return timing.result(n)
 
 
-def bench_raw_sqlite(folder: Path, built: list[UsageEvent]) -> dict[str, Any]:
-    store = fresh_store(folder, "raw.db")  # the same schema, made by the migrations
-    store.close()
-    encoded = encode_batch(built, split_nulls=False, bool_as_int=True)
-    [rows] = encoded.groups.values()
-    tag_rows = encoded.tag_rows
-    columns = ", ".join(f'"{c}"' for c in events.columns.keys())  # noqa: SIM118
+def bench_store_write(folder: Path, built: list[UsageEvent], repeat: int) -> dict[str, float]:
+    timing = Timing()
+    for _ in range(repeat):
+        _, store = new_sqlite(folder)
+
+        def run(store: SqlStore = store) -> None:
+            for start in range(0, len(built), BATCH_SIZE):
+                store.write(built[start : start + BATCH_SIZE])
+
+        timing.measure(run)
+        store.close()
+    return timing.result(len(built))
+
+
+def same_rows(built: list[UsageEvent]) -> tuple[list[tuple[Any, ...]], list[list[tuple[Any, ...]]]]:
+    """Every column of every event, and each batch's tag rows sorted in key order."""
+    [rows] = encode_batch(built, split_nulls=False, bool_as_int=True).groups.values()
+    tag_batches = []
+    for start in range(0, len(rows), BATCH_SIZE):
+        batch = rows[start : start + BATCH_SIZE]
+        tags = [(k, v, row[1], row[0]) for row in batch for k, v in json.loads(row[-4]).items()]
+        tag_batches.append(sorted(tags))
+    return rows, tag_batches
+
+
+def bench_raw_sqlite(folder: Path, built: list[UsageEvent], repeat: int) -> dict[str, float]:
+    rows, tag_batches = same_rows(built)
+    columns = ", ".join(f'"{column.name}"' for column in events.columns)
     insert = (
         f"INSERT OR IGNORE INTO events ({columns}) VALUES ({', '.join('?' * len(events.columns))})"
     )
     insert_tags = (
         f"INSERT OR IGNORE INTO event_tags VALUES ({', '.join('?' * len(event_tags.columns))})"
     )
-    conn = sqlite3.connect(folder / "raw.db", isolation_level=None)
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-        conn.execute(f"PRAGMA {pragma}")
-    tags_per_event = len(tag_rows) // len(rows)
+    timing = Timing()
+    for _ in range(repeat):
+        url, store = new_sqlite(folder)  # the same schema, made by the migrations
+        store.close()
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            conn.execute(f"PRAGMA {pragma}")
 
-    def run() -> None:
-        for start in range(0, len(rows), BATCH_SIZE):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(insert, rows[start : start + BATCH_SIZE])
-            conn.executemany(
-                insert_tags,
-                tag_rows[start * tags_per_event : (start + BATCH_SIZE) * tags_per_event],
-            )
-            conn.execute("COMMIT")
+        def run(conn: sqlite3.Connection = conn) -> None:
+            for number, start in enumerate(range(0, len(rows), BATCH_SIZE)):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(insert, rows[start : start + BATCH_SIZE])
+                conn.executemany(insert_tags, tag_batches[number])
+                conn.execute("COMMIT")
 
-    seconds = timed(run)
-    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == len(rows)
-    conn.close()
-    return {"seconds": seconds, "events_per_s": len(rows) / seconds}
+        timing.measure(run)
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == len(rows)
+        conn.close()
+    return timing.result(len(rows))
 
 
-def bench_construction(n: int) -> dict[str, Any]:
-    seconds = timed(lambda: [make_event(i) for i in range(n)])
-    id_seconds = timed(lambda: [new_id() for _ in range(n)])
-    now_seconds = timed(lambda: [datetime.now(UTC) for _ in range(n)])
+def per_event_costs(n: int, built: list[UsageEvent]) -> dict[str, float]:
+    def best(action: Callable[[], object]) -> float:
+        seconds = []
+        for _ in range(3):
+            start = time.process_time()
+            action()
+            seconds.append(time.process_time() - start)
+        return min(seconds) / n * 1e6
+
     return {
-        "event_us": seconds / n * 1e6,
-        "new_id_us": id_seconds / n * 1e6,
-        "now_us": now_seconds / n * 1e6,
+        "build_event_us": best(lambda: [make_event(i) for i in range(n)]),
+        "new_id_us": best(lambda: [new_id() for _ in range(n)]),
+        "datetime_now_us": best(lambda: [datetime.now(UTC) for _ in range(n)]),
+        "encode_row_us": best(lambda: encode_batch(built, split_nulls=True, bool_as_int=True)),
     }
 
 
+def bench_postgres(url: str, built: list[UsageEvent]) -> dict[str, Any]:
+    """COPY (the store's path) against psycopg's pipelined executemany, same rows."""
+    import psycopg
+    import sqlalchemy as sa
+
+    schema = f"llmledger_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    scoped = sa.engine.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        with open_store(scoped.render_as_string(hide_password=False)) as store:
+            copy = Timing()
+
+            def write_all() -> None:
+                for start in range(0, len(built), BATCH_SIZE):
+                    store.write(built[start : start + BATCH_SIZE])
+
+            copy.measure(write_all)
+            with store.engine.begin() as conn:
+                conn.exec_driver_sql("TRUNCATE events, event_tags")
+        [rows] = encode_batch(built, split_nulls=False, bool_as_int=False).groups.values()
+        columns = ", ".join(f'"{column.name}"' for column in events.columns)
+        insert = (
+            f"INSERT INTO events ({columns}) VALUES ({', '.join(['%s'] * len(events.columns))}) "
+            "ON CONFLICT (id) DO NOTHING"
+        )
+        tags = [(k, v, row[1], row[0]) for row in rows for k, v in json.loads(row[-4]).items()]
+        insert_tags = "INSERT INTO event_tags VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
+        libpq = (
+            sa.engine.make_url(url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+        executemany = Timing()
+        with psycopg.connect(libpq, options=f"-csearch_path={schema}") as raw:
+
+            def run() -> None:
+                per_batch = len(tags) // len(rows)
+                for start in range(0, len(rows), BATCH_SIZE):
+                    with raw.cursor() as cursor:
+                        cursor.executemany(insert, rows[start : start + BATCH_SIZE])
+                        cursor.executemany(
+                            insert_tags, tags[start * per_batch : (start + BATCH_SIZE) * per_batch]
+                        )
+                    raw.commit()
+
+            executemany.measure(run)
+        return {"copy": copy.result(len(built)), "executemany": executemany.result(len(built))}
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000, help="events per run")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each measurement; the best counts"
+    )
+    parser.add_argument(
+        "--postgres", default=os.environ.get("LLMLEDGER_TEST_POSTGRES_URL"), help="PostgreSQL URL"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     n = args.events
+    built = [make_event(i) for i in range(n)]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        construction = bench_construction(n)
-        built = [make_event(i) for i in range(n)]
-        results = {
+        results: dict[str, Any] = {
             "events": n,
             "batch_size": BATCH_SIZE,
-            "pipeline": bench_pipeline(folder, n),
-            "writer": bench_writer_only(folder, built),
-            "raw_sqlite3": bench_raw_sqlite(folder, built),
-            "construction": construction,
+            "pipeline": bench_pipeline(folder, n, args.repeat, None),
+            "writer": bench_pipeline(folder, n, args.repeat, built),
+            "store_write": bench_store_write(folder, built, args.repeat),
+            "raw_sqlite3": bench_raw_sqlite(folder, built, args.repeat),
+            "per_event": per_event_costs(n, built),
         }
+    if args.postgres:
+        results["postgres"] = bench_postgres(args.postgres, built[: min(n, 50_000)])
     raw = results["raw_sqlite3"]["events_per_s"]
-    results["pipeline"]["vs_raw"] = results["pipeline"]["events_per_s"] / raw
-    results["writer"]["vs_raw"] = results["writer"]["events_per_s"] / raw
+    for name in ("pipeline", "writer", "store_write"):
+        results[name]["vs_raw"] = results[name]["events_per_s"] / raw
     if args.json:
         print(json.dumps(results))
         return
-    print(f"events: {n:,}, batch size {BATCH_SIZE:,}")
-    for name in ("pipeline", "writer", "raw_sqlite3"):
+    print(f"{n:,} events per run, batches of {BATCH_SIZE:,}, best of {args.repeat} runs\n")
+    print("| path | events/s | wall s | CPU µs/event | vs raw sqlite3 |")
+    print("|---|---:|---:|---:|---:|")
+    labels = {
+        "pipeline": "record → committed (build + submit + flush)",
+        "writer": "writer, events prebuilt (submit + flush)",
+        "store_write": "SqlStore.write, no thread",
+        "raw_sqlite3": "raw sqlite3 executemany, rows prebuilt",
+    }
+    for name, label in labels.items():
         r = results[name]
-        ratio = f"  ({r['vs_raw']:.2f}x raw)" if "vs_raw" in r else ""
-        print(f"{name:12s} {r['events_per_s']:>12,.0f} events/s  {r['seconds']:.2f}s{ratio}")
-    c = construction
+        ratio = f"{r['vs_raw']:.2f}x" if "vs_raw" in r else "1.00x"
+        print(
+            f"| {label} | {r['events_per_s']:,.0f} | {r['wall_s']:.2f} "
+            f"| {r['cpu_us_per_event']:.1f} | {ratio} |"
+        )
+    c = results["per_event"]
+    print("\nPer event (CPU µs, best of 3): ")
     print(
-        f"constructing one event: {c['event_us']:.2f} µs (new_id {c['new_id_us']:.2f} µs, "
-        f"datetime.now {c['now_us']:.2f} µs)"
+        f"building a UsageEvent {c['build_event_us']:.2f} (of which new_id() {c['new_id_us']:.2f}, "
+        f"datetime.now() {c['datetime_now_us']:.2f}); "
+        f"encoding it into a row {c['encode_row_us']:.2f}"
     )
+    if "postgres" in results:
+        pg = results["postgres"]
+        print(
+            f"\nPostgreSQL, {min(n, 50_000):,} events: COPY + INSERT … SELECT "
+            f"{pg['copy']['events_per_s']:,.0f} events/s; psycopg executemany "
+            f"{pg['executemany']['events_per_s']:,.0f} events/s"
+        )
 
 
 if __name__ == "__main__":
