@@ -70,7 +70,7 @@ def _fill(store: SqlStore, count: int) -> None:
         for low in range(0, count, chunk):
             high = min(low + chunk, count)
             if store.dialect == "postgresql":
-                source = f"SELECT {columns} FROM generate_series({low}, {high - 1}) AS s(i)"
+                source = f"SELECT {columns} FROM generate_series({low}::bigint, {high - 1}) AS s(i)"
             else:
                 source = (
                     f"WITH RECURSIVE s(i) AS (SELECT {low} UNION ALL SELECT i + 1 FROM s "
