@@ -129,6 +129,10 @@ class SqlStore:
         self._insert_sql: dict[tuple[bool, ...], str] = {}
         self._path: Path | None = None
         self.write_hooks: list[WriteHook] = list(write_hooks)
+        # Hourly rollups are kept in the same transaction as the events they count.
+        from llmledger.query.rollups import apply_rollups  # query imports this module
+
+        self.write_hooks.insert(0, apply_rollups)
         if backend == "sqlite":
             self._engine = self._sqlite_engine(parsed, create_parent)
         elif backend == "postgresql":
