@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from llmledger.capture import Instrumentation, capture_content, instrument
 from llmledger.context import Attribution, attribute, current_attribution, propagate
 from llmledger.errors import (
     ConfigError,
@@ -37,6 +38,7 @@ __all__ = [
     "Attribution",
     "ConfigError",
     "CurrencyError",
+    "Instrumentation",
     "InvalidEventError",
     "InvalidUsageError",
     "Ledger",
@@ -53,10 +55,12 @@ __all__ = [
     "UsageEvent",
     "__version__",
     "attribute",
+    "capture_content",
     "configure",
     "current_attribution",
     "flush",
     "get_ledger",
+    "instrument",
     "load_settings",
     "propagate",
     "record",
