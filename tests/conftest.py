@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from llmledger.ledger import shutdown
+
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = FIXTURES / "recorded"
 
@@ -20,7 +22,9 @@ def ledger_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     for name in ("LLMLEDGER_DATABASE_URL", "LLMLEDGER_PRICE_FILES", "LLMLEDGER_FEATURES",
                  "LLMLEDGER_URL", "LLMLEDGER_API_KEY"):
         monkeypatch.delenv(name, raising=False)
+    shutdown()
     yield home
+    shutdown()
 
 
 # -- ledger databases: SQLite always, PostgreSQL when LLMLEDGER_TEST_POSTGRES_URL is set ---------

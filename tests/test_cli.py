@@ -47,7 +47,8 @@ def test_cost_from_counts_table_and_json() -> None:
     result = run("cost", "--model", "gpt-4o", "--input", "2000000", "--output", "100000",
                  "--cache-read", "1000000", "--at", "2025-01-01")
     assert result.exit_code == 0, result.output
-    assert "total: $4.875000000" in result.output  # 1M*2.5 + 1M*1.25 + 0.1M*10 per M
+    # 1M uncached at $2.50, 1M cached at $1.25, 0.1M output at $10 per million
+    assert "total: $4.750000000" in result.output
     data = json.loads(run("cost", "--model", "nope-model", "--input", "5", "--json").output)
     assert data["cost"]["total"] is None and "nope-model" in data["cost"]["reason"]
 

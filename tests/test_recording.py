@@ -54,11 +54,15 @@ def test_record_from_a_recorded_response() -> None:
 
 
 def test_record_backfill_uses_price_in_force_then() -> None:
-    ts = datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
-    event = llmledger.record(provider="openai", model="gpt-4o", input_tokens=10**6, ts=ts)
-    assert event.ts == ts
-    # gpt-4o input cost $5/M until the 2024-08 price cut
-    assert event.cost == Decimal("5")
+    # claude-sonnet-4-6 charged $6/M for prompts over 200k tokens until 2026-03-13, then $3/M
+    before = datetime(2026, 2, 1, 12, tzinfo=timezone.utc)
+    after = datetime(2026, 4, 1, 12, tzinfo=timezone.utc)
+    old = llmledger.record(provider="anthropic", model="claude-sonnet-4-6", input_tokens=300_000,
+                           ts=before)
+    new = llmledger.record(provider="anthropic", model="claude-sonnet-4-6", input_tokens=300_000,
+                           ts=after.isoformat())
+    assert (old.ts, new.ts) == (before, after)
+    assert (old.cost, new.cost) == (Decimal("1.8"), Decimal("0.9"))
 
 
 def test_manual_cost_wins() -> None:

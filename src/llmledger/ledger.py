@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmledger.errors import UnknownFeatureError
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from llmledger.store import SqlStore
     from llmledger.writer import Writer
 
-__all__ = ["Ledger", "get_ledger", "configure", "flush"]
+__all__ = ["Ledger", "configure", "flush", "get_ledger", "shutdown"]
 
 log = logging.getLogger("llmledger")
 
@@ -51,6 +51,8 @@ class Ledger:
                 if self._store is None:
                     from llmledger.store import open_store
 
+                    if self.settings.database_url is None:
+                        self.settings.home.mkdir(parents=True, exist_ok=True)
                     store = open_store(self.settings.resolved_database_url)
                     store.migrate()
                     self._store = store
@@ -76,7 +78,7 @@ class Ledger:
                     from llmledger.writer import Writer
 
                     self._writer = Writer(
-                        lambda: self.store,
+                        _LazySink(self),
                         prepare=self.prepare,
                         queue_limit=self.settings.queue_limit,
                         batch_size=self.settings.batch_size,
@@ -97,10 +99,11 @@ class Ledger:
                 f"unknown feature {feature!r}; declared features: {', '.join(sorted(declared))}"
             )
 
-    def prepare(self, event: UsageEvent) -> None:
+    def prepare(self, event: UsageEvent) -> UsageEvent:
         """Price an event that has no cost yet (runs in the writer thread)."""
         if event.cost is None and event.cost_source is None and event.unpriced_reason is None:
             self.pricer.price_event(event)
+        return event
 
     def submit(self, item: UsageEvent | Callable[[], UsageEvent]) -> None:
         """Queue an event (or deferred work producing one) for the background writer.
@@ -136,6 +139,22 @@ class Ledger:
             return {"written": 0, "dropped": 0, "failed": 0}
         w = self._writer
         return {"written": w.written, "dropped": w.dropped, "failed": w.failed}
+
+
+class _LazySink:
+    """The ledger's store as the writer sees it: opened on the first write, which
+    happens in the writer's thread, so no caller ever waits for a database."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def write(
+        self,
+        batch: Sequence[UsageEvent],
+        *,
+        on_error: Callable[[UsageEvent, Exception], None] | None = None,
+    ) -> int:
+        return self._ledger.store.write(batch, on_error=on_error)
 
 
 _ledger: Ledger | None = None
@@ -174,6 +193,15 @@ def configure(**settings: Any) -> Ledger:
     if old is not None:
         old.close()
     return new
+
+
+def shutdown() -> None:
+    """Flush and close the process-wide ledger; the next use builds a new one."""
+    global _ledger
+    with _ledger_lock:
+        old, _ledger = _ledger, None
+    if old is not None:
+        old.close()
 
 
 def flush(timeout: float | None = None) -> bool:

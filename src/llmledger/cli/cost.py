@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, BinaryIO
 
 import click
 
 from llmledger.cli.common import echo_json, ledger_from, money, parse_time, print_table
-from llmledger.errors import InvalidEventError, InvalidUsageError
+from llmledger.errors import InvalidEventError, InvalidUsageError, UnknownModelError
+from llmledger.pricing import PriceResolver, PriceResult
 from llmledger.serialize import decimal_text
 from llmledger.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
 
@@ -33,6 +35,19 @@ def _count_option(name: str) -> Any:
     bucket = _COUNT_OPTIONS[name]
     return click.option(flag, name, type=int, default=None,
                         help=f"{bucket} (with --model, instead of FILE).")
+
+
+def _price(pricer: PriceResolver, provider: str | None, model: str, usage: Usage, when: datetime,
+           service_tier: str | None, reported_cost: Decimal | None) -> PriceResult:
+    """Price the usage; without a provider, the one the model name points to."""
+    if provider is None:
+        try:
+            provider = pricer.lookup(None, model, when, service_tier=service_tier).provider
+        except UnknownModelError as exc:
+            return PriceResult(cost=None, breakdown={}, source=None, ref=None,
+                               unpriced_reason=str(exc))
+    return pricer.price(provider, model, usage, when, service_tier=service_tier,
+                        reported_cost=reported_cost)
 
 
 @click.command("cost")
@@ -100,8 +115,9 @@ def cost_command(ctx: click.Context, file: BinaryIO | None, provider: str | None
             raise InvalidUsageError("; ".join(problems))
         warnings = []
     ledger = ledger_from(ctx)
-    result = ledger.pricer.price(provider, model, usage, when, service_tier=service_tier,
-                                 reported_cost=reported_cost)
+    result = _price(ledger.pricer, provider, model, usage, when, service_tier, reported_cost)
+    if provider is None and result.price is not None:
+        provider = result.price.provider
     usage_dict: dict[str, Any] = usage.as_dict()
     usage_dict["total_tokens"] = usage.total_tokens
     if as_json:

@@ -48,4 +48,12 @@ def db_backup(ctx: click.Context, dest: Path) -> None:
     click.echo(f"backed up to {dest}")
 
 
+def _add_rollup_command() -> None:
+    from llmledger.cli.report import rebuild_rollups_command
+
+    db_group.add_command(rebuild_rollups_command)
+
+
+_add_rollup_command()
+
 COMMANDS = [db_group]
