@@ -42,7 +42,7 @@ from llmledger.ledger import Ledger
 from llmledger.settings import load_settings
 
 RECORDED = Path(__file__).parent.parent / "tests" / "fixtures" / "recorded"
-MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES: Any = [{"role": "user", "content": "hi"}]
 
 
 class QueueLedger(Ledger):
@@ -67,7 +67,9 @@ def _client(stream_chunks: int) -> openai.OpenAI:
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         if json.loads(request.content).get("stream"):
-            return httpx2.Response(200, content=stream, headers={"content-type": "text/event-stream"})
+            return httpx2.Response(
+                200, content=stream, headers={"content-type": "text/event-stream"}
+            )
         return httpx2.Response(200, content=chat, headers={"content-type": "application/json"})
 
     http = httpx2.Client(transport=httpx2.MockTransport(handler))
@@ -109,16 +111,20 @@ def _hook_cost_per_call(client: openai.OpenAI, iterations: int, rounds: int) -> 
     from llmledger.capture._stainless import _sync_request
 
     completion = ChatCompletion.model_validate_json(
-        RECORDED.joinpath("openai_chat_prompt_cache_hit.json").read_bytes())
+        RECORDED.joinpath("openai_chat_prompt_cache_hit.json").read_bytes()
+    )
     options = FinalRequestOptions.construct(
-        method="post", url="/chat/completions",
-        json_data={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": False})
+        method="post",
+        url="/chat/completions",
+        json_data={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": False},
+    )
 
     def stand_in(self: Any, cast_to: Any, request_options: Any, **kwargs: Any) -> Any:
         return completion
 
     hooked = _sync_request(openai_capture.sdk(), stand_in)
-    plain_runs, hooked_runs = [], []
+    plain_runs: list[float] = []
+    hooked_runs: list[float] = []
     clock = time.perf_counter
     for _ in range(rounds):
         for fn, runs in ((stand_in, plain_runs), (hooked, hooked_runs)):
@@ -140,26 +146,35 @@ def _hook_cost_per_chunk(client: openai.OpenAI, chunks: int, rounds: int) -> tup
 
     body = _stream_body(chunks)
     options = FinalRequestOptions.construct(
-        method="post", url="/chat/completions",
-        json_data={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True})
+        method="post",
+        url="/chat/completions",
+        json_data={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True},
+    )
 
     request = httpx2.Request("POST", "https://api.openai.com/v1/chat/completions")
-    parsed = list(openai.Stream(
-        cast_to=ChatCompletionChunk, client=client,
-        response=httpx2.Response(200, content=body, request=request,
-                                 headers={"content-type": "text/event-stream"})))
+    parsed = list(
+        openai.Stream(
+            cast_to=ChatCompletionChunk,
+            client=client,
+            response=httpx2.Response(
+                200, content=body, request=request, headers={"content-type": "text/event-stream"}
+            ),
+        )
+    )
 
     def stand_in(self: Any, cast_to: Any, request_options: Any, **kwargs: Any) -> Any:
         # A real ``openai.Stream`` whose chunks are already parsed: the SDK's own
         # parsing (hundreds of µs per chunk here) would drown the figure in noise.
-        response = httpx2.Response(200, content=b"", request=request,
-                                   headers={"content-type": "text/event-stream"})
+        response = httpx2.Response(
+            200, content=b"", request=request, headers={"content-type": "text/event-stream"}
+        )
         stream = openai.Stream(cast_to=ChatCompletionChunk, response=response, client=client)
         stream._iterator = iter(parsed)
         return stream
 
     hooked = _sync_request(openai_capture.sdk(), stand_in)
-    plain_runs, hooked_runs = [], []
+    plain_runs: list[float] = []
+    hooked_runs: list[float] = []
     clock = time.perf_counter
     for _ in range(rounds):
         for fn, runs in ((stand_in, plain_runs), (hooked, hooked_runs)):
@@ -184,18 +199,24 @@ def main() -> None:
     client = _client(200)
 
     plain, hooked = _hook_cost_per_call(client, args.calls, args.rounds)
-    print(f"hook, non-streamed call: {plain * 1e6:7.2f} µs without, {hooked * 1e6:7.2f} µs with "
-          f"-> added {(hooked - plain) * 1e6:.2f} µs per call (target <= 10)")
+    print(
+        f"hook, non-streamed call: {plain * 1e6:7.2f} µs without, {hooked * 1e6:7.2f} µs with "
+        f"-> added {(hooked - plain) * 1e6:.2f} µs per call (target <= 10)"
+    )
     plain, hooked = _hook_cost_per_chunk(client, args.chunks, args.rounds)
-    print(f"hook, streamed chunk:    {plain * 1e6:7.2f} µs without, {hooked * 1e6:7.2f} µs with "
-          f"-> added {(hooked - plain) * 1e6:.3f} µs per chunk (target <= 1)")
+    print(
+        f"hook, streamed chunk:    {plain * 1e6:7.2f} µs without, {hooked * 1e6:7.2f} µs with "
+        f"-> added {(hooked - plain) * 1e6:.3f} µs per chunk (target <= 1)"
+    )
 
     _time_calls(client, 50)  # warm up
     runs_plain, runs_hooked = _interleaved(lambda: _time_calls(client, args.e2e_calls), args.rounds)
     e2e_plain = statistics.median(t for run in runs_plain for t in run)
     e2e_hooked = statistics.median(t for run in runs_hooked for t in run)
-    print(f"end to end (noisy), call: {e2e_plain * 1e6:7.1f} µs without, "
-          f"{e2e_hooked * 1e6:7.1f} µs with -> {(e2e_hooked - e2e_plain) * 1e6:+.1f} µs")
+    print(
+        f"end to end (noisy), call: {e2e_plain * 1e6:7.1f} µs without, "
+        f"{e2e_hooked * 1e6:7.1f} µs with -> {(e2e_hooked - e2e_plain) * 1e6:+.1f} µs"
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ __all__ = ["instrumented", "ledger"]
 
 MESSAGE = recorded("anthropic_messages_cache_read.json")
 THINKING_STREAM = recorded("anthropic_stream_thinking.sse")
-MESSAGES = [{"role": "user", "content": "Hello"}]
+MESSAGES: Any = [{"role": "user", "content": "Hello"}]
 MODEL = "claude-sonnet-4-6"
 
 

@@ -18,7 +18,7 @@ from tests.test_capture_support import JSON, KeepingLedger, Replay, instrumented
 
 __all__ = ["instrumented", "ledger"]
 
-MESSAGES = [{"role": "user", "content": "secret question"}]
+MESSAGES: Any = [{"role": "user", "content": "secret question"}]
 
 
 @pytest.fixture

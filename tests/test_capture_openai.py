@@ -31,7 +31,7 @@ CHAT_STREAM = recorded("openai_chat_stream_include_usage.sse")
 RESPONSES = recorded("openai_responses_reasoning.json")
 RESPONSES_STREAM = recorded("openai_responses_stream.sse")
 EMBEDDINGS = recorded("openai_embeddings.json")
-MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+MESSAGES: Any = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def _chat(body: dict[str, Any]) -> tuple[int, bytes, dict[str, str]]:
@@ -204,7 +204,8 @@ def test_stream_consumed_to_the_end_keeps_its_type_and_is_ok(
     event = ledger.one()
     assert (event.status, event.stream, event.usage_source) == ("ok", True, "provider")
     assert (event.usage.input_tokens, event.usage.output_tokens) == (53, 15)
-    assert event.ttft_ms is not None and event.ttft_ms <= event.duration_ms
+    assert event.ttft_ms is not None and event.duration_ms is not None
+    assert event.ttft_ms <= event.duration_ms
     assert event.request_id == "req_chat_1"
     assert event.response_model == "gpt-4o-mini-2024-07-18"
 
@@ -236,7 +237,7 @@ def test_include_usage_option_asks_for_usage_and_hides_the_extra_chunk(
 def test_include_usage_option_respects_the_callers_own_choice(
     client: openai.OpenAI, replay: Replay, ledger: KeepingLedger
 ) -> None:
-    options = {"include_usage": False}
+    options: Any = {"include_usage": False}
     with instrument(include_usage=True):
         list(
             client.chat.completions.create(
