@@ -95,9 +95,7 @@ def test_record_then_logs_and_report(ledger_home: Path) -> None:
     for field in ("id", "ts", "provider", "model", "status", "cost", "cost_source", "tenant",
                   "user", "feature", "session", "usage_source", "operation", "stream"):
         assert field in newest
-    report = json.loads(run("report", "--by", "feature", "--format", "json").output
-                        if "--format" in run("report", "--help").output
-                        else run("report", "--by", "feature", "--json").output)
+    report = json.loads(run("report", "--by", "feature", "--format", "json").output)
     rows = {row["feature"]: row for row in report["rows"]}
     assert rows["chat"]["calls"] == 2 and rows["search"]["calls"] == 1
     assert report["total"]["calls"] == 3

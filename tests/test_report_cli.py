@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from llmledger.cli import main
 from llmledger.cli.report import rebuild_rollups_command
 from llmledger.events import UsageEvent
-from llmledger.query import apply_rollups
 from llmledger.store import open_store
 from llmledger.usage import Usage
 
@@ -41,7 +40,6 @@ def ledger(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[UsageE
     ]
     events.append(UsageEvent(provider="acme", model="mystery", ts=now - timedelta(hours=2)))
     with open_store(db_url) as store:
-        store.write_hooks.append(apply_rollups)
         store.write(events)
     yield events
 
