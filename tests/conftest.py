@@ -19,8 +19,13 @@ def ledger_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     home = tmp_path / "home"
     monkeypatch.setenv("LLMLEDGER_HOME", str(home))
     monkeypatch.setenv("LLMLEDGER_STRICT", "true")
-    for name in ("LLMLEDGER_DATABASE_URL", "LLMLEDGER_PRICE_FILES", "LLMLEDGER_FEATURES",
-                 "LLMLEDGER_URL", "LLMLEDGER_API_KEY"):
+    for name in (
+        "LLMLEDGER_DATABASE_URL",
+        "LLMLEDGER_PRICE_FILES",
+        "LLMLEDGER_FEATURES",
+        "LLMLEDGER_URL",
+        "LLMLEDGER_API_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
     shutdown()
     yield home
@@ -39,7 +44,8 @@ def _postgres_url() -> str | None:
     url = os.environ.get(POSTGRES_URL_ENV) or None
     if url is None and os.environ.get("CI") == "true":
         raise pytest.UsageError(
-            f"CI=true but {POSTGRES_URL_ENV} is not set: the store suite must run on PostgreSQL in CI"
+            f"CI=true but {POSTGRES_URL_ENV} is not set: "
+            "the store suite must run on PostgreSQL in CI"
         )
     return url
 

@@ -19,8 +19,13 @@ def run(*args: str, input: str | bytes | None = None) -> Result:
 
 
 def test_cost_of_a_saved_response_as_json() -> None:
-    result = run("cost", str(RECORDED / "openai_chat_prompt_cache_hit.json"), "--json",
-                 "--at", "2025-06-01T00:00:00Z")
+    result = run(
+        "cost",
+        str(RECORDED / "openai_chat_prompt_cache_hit.json"),
+        "--json",
+        "--at",
+        "2025-06-01T00:00:00Z",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["provider"] == "openai"
@@ -32,7 +37,8 @@ def test_cost_of_a_saved_response_as_json() -> None:
     assert data["cost"]["currency"] == "USD" and data["cost"]["source"] == "catalog"
     assert Decimal(data["cost"]["total"]) > 0
     assert sum(Decimal(v) for v in data["cost"]["breakdown"].values()) == Decimal(
-        data["cost"]["total"])
+        data["cost"]["total"]
+    )
 
 
 def test_cost_of_a_stream_transcript_from_stdin() -> None:
@@ -44,8 +50,19 @@ def test_cost_of_a_stream_transcript_from_stdin() -> None:
 
 
 def test_cost_from_counts_table_and_json() -> None:
-    result = run("cost", "--model", "gpt-4o", "--input", "2000000", "--output", "100000",
-                 "--cache-read", "1000000", "--at", "2025-01-01")
+    result = run(
+        "cost",
+        "--model",
+        "gpt-4o",
+        "--input",
+        "2000000",
+        "--output",
+        "100000",
+        "--cache-read",
+        "1000000",
+        "--at",
+        "2025-01-01",
+    )
     assert result.exit_code == 0, result.output
     # 1M uncached at $2.50, 1M cached at $1.25, 0.1M output at $10 per million
     assert "total: $4.750000000" in result.output
@@ -60,13 +77,17 @@ def test_cost_from_counts_table_and_json() -> None:
         (("cost", "-", "--provider", "acme-ai"), b'{"usage": {}}', "acme-ai"),
         (("cost", "--model", "gpt-4o", "--input", "-5"), None, "negative"),
         (("cost", "--model", "gpt-4o", "--input", "5", "--cache-read", "9"), None, "exceed"),
-        (("record", "--provider", "openai", "--model", "gpt-4o", "--input", "-1"), None,
-         "negative"),
+        (
+            ("record", "--provider", "openai", "--model", "gpt-4o", "--input", "-1"),
+            None,
+            "negative",
+        ),
         (("record", "--provider", "openai", "--model", "m", "--tag", "oops"), None, "KEY=VALUE"),
     ],
 )
-def test_errors_are_one_line_with_nonzero_exit(args: tuple[str, ...], stdin: bytes | None,
-                                               message: str) -> None:
+def test_errors_are_one_line_with_nonzero_exit(
+    args: tuple[str, ...], stdin: bytes | None, message: str
+) -> None:
     result = CliRunner().invoke(main, list(args), input=stdin)
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -76,24 +97,53 @@ def test_errors_are_one_line_with_nonzero_exit(args: tuple[str, ...], stdin: byt
 def test_database_that_cannot_be_opened(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = CliRunner().invoke(main, ["--database-url", f"sqlite:///{blocker}/x/ledger.db",
-                                       "logs"])
+    result = CliRunner().invoke(
+        main, ["--database-url", f"sqlite:///{blocker}/x/ledger.db", "logs"]
+    )
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
 
 
 def test_record_then_logs_and_report(ledger_home: Path) -> None:
     for feature, tokens in (("search", 100), ("chat", 300), ("chat", 200)):
-        result = run("record", "--provider", "openai", "--model", "gpt-4o-mini", "--input",
-                     str(tokens), "--output", "10", "--feature", feature, "--tenant", "acme",
-                     "--tag", "ticket=T-9")
+        result = run(
+            "record",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-4o-mini",
+            "--input",
+            str(tokens),
+            "--output",
+            "10",
+            "--feature",
+            feature,
+            "--tenant",
+            "acme",
+            "--tag",
+            "ticket=T-9",
+        )
         assert result.exit_code == 0, result.output
     events = json.loads(run("logs", "--json", "-n", "2").output)
     assert len(events) == 2
     newest = events[0]
     assert newest["usage"]["input_tokens"] == 200 and newest["tags"] == {"ticket": "T-9"}
-    for field in ("id", "ts", "provider", "model", "status", "cost", "cost_source", "tenant",
-                  "user", "feature", "session", "usage_source", "operation", "stream"):
+    for field in (
+        "id",
+        "ts",
+        "provider",
+        "model",
+        "status",
+        "cost",
+        "cost_source",
+        "tenant",
+        "user",
+        "feature",
+        "session",
+        "usage_source",
+        "operation",
+        "stream",
+    ):
         assert field in newest
     report = json.loads(run("report", "--by", "feature", "--format", "json").output)
     rows = {row["feature"]: row for row in report["rows"]}

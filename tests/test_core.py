@@ -1,13 +1,13 @@
 """Usage buckets, events, ids, settings and attribution: the pure core."""
 
 from __future__ import annotations
-
 import __future__
+
 import asyncio
 import inspect
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -63,16 +63,21 @@ def test_usage_totals_include_parts() -> None:
         (Usage(input_tokens=5, cache_read_tokens=6), "cache_read_tokens + cache_write_tokens"),
         (Usage(output_tokens=1, reasoning_tokens=2), "reasoning_tokens (2) exceeds output_tokens"),
         (Usage(input_tokens=-1), "input_tokens is negative"),
-        (Usage(input_tokens=10, cache_write_tokens=4, cache_write_1h_tokens=5),
-         "cache_write_5m_tokens + cache_write_1h_tokens (5) exceed cache_write_tokens (4)"),
+        (
+            Usage(input_tokens=10, cache_write_tokens=4, cache_write_1h_tokens=5),
+            "cache_write_5m_tokens + cache_write_1h_tokens (5) exceed cache_write_tokens (4)",
+        ),
     ],
 )
 def test_usage_problems_name_the_broken_invariant(usage: Usage, fragment: str) -> None:
     assert any(fragment in p for p in usage.problems())
 
 
-@given(st.lists(st.integers(min_value=0, max_value=10**9), min_size=len(BUCKETS),
-                max_size=len(BUCKETS)))
+@given(
+    st.lists(
+        st.integers(min_value=0, max_value=10**9), min_size=len(BUCKETS), max_size=len(BUCKETS)
+    )
+)
 def test_usage_dict_round_trip_and_addition(values: list[int]) -> None:
     u = Usage(*values)
     assert Usage.from_dict(u.as_dict()) == u
@@ -101,14 +106,18 @@ def test_event_validation_rejects_naive_time_and_unknown_status() -> None:
     naive = UsageEvent(provider="openai", model="m", ts=datetime(2025, 1, 1))
     with pytest.raises(InvalidEventError, match="timezone-aware"):
         naive.validate()
-    bad = UsageEvent(provider="openai", model="m", ts=datetime.now(timezone.utc), status="fine")
+    bad = UsageEvent(provider="openai", model="m", ts=datetime.now(UTC), status="fine")
     with pytest.raises(InvalidEventError, match="status must be one of"):
         bad.validate()
 
 
 def test_event_validation_keeps_broken_usage_with_a_warning() -> None:
-    event = UsageEvent(provider="openai", model="m", ts=datetime.now(timezone.utc),
-                       usage=Usage(input_tokens=1, cache_read_tokens=2))
+    event = UsageEvent(
+        provider="openai",
+        model="m",
+        ts=datetime.now(UTC),
+        usage=Usage(input_tokens=1, cache_read_tokens=2),
+    )
     event.validate()
     assert event.usage.cache_read_tokens == 2  # never silently fixed
     assert event.warnings and "exceed input_tokens" in event.warnings[0]
@@ -190,11 +199,15 @@ def test_attribution_follows_asyncio_tasks_and_threads() -> None:
 
     seen: list[str | None] = []
     with attribute(tenant="threaded"):
-        worker = threading.Thread(target=propagate(lambda: seen.append(current_attribution().tenant)))
+        worker = threading.Thread(
+            target=propagate(lambda: seen.append(current_attribution().tenant))
+        )
         worker.start()
         worker.join()
         with ThreadPoolExecutor(2) as pool:
-            assert pool.submit(propagate(lambda: current_attribution().tenant)).result() == "threaded"
+            assert (
+                pool.submit(propagate(lambda: current_attribution().tenant)).result() == "threaded"
+            )
     assert seen == ["threaded"]
 
 
@@ -210,7 +223,7 @@ def test_declared_features_refuse_unknown_ones() -> None:
     try:
         with attribute(feature="search"):
             pass
-        with pytest.raises(llmledger.UnknownFeatureError, match="'serach'.*chat, search"):
+        with pytest.raises(llmledger.UnknownFeatureError, match=r"'serach'.*chat, search"):
             attribute(feature="serach")
     finally:
         llmledger.configure()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -19,22 +19,37 @@ def committed() -> list[llmledger.UsageEvent]:
 
 def test_record_counts_prices_and_commits() -> None:
     with llmledger.attribute(tenant="acme", user="ana", tags={"ticket": "T-1"}):
-        event = llmledger.record(provider="openai", model="gpt-4o", input_tokens=1000,
-                                 cache_read_tokens=400, output_tokens=100, feature="summary")
+        event = llmledger.record(
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=1000,
+            cache_read_tokens=400,
+            output_tokens=100,
+            feature="summary",
+        )
     # gpt-4o: $2.50 input, $1.25 cached input, $10 output per million tokens
-    assert event.cost == Decimal("600") * Decimal("2.5") / 10**6 + Decimal("400") * Decimal(
-        "1.25") / 10**6 + Decimal("100") * 10 / 10**6
+    assert (
+        event.cost
+        == Decimal("600") * Decimal("2.5") / 10**6
+        + Decimal("400") * Decimal("1.25") / 10**6
+        + Decimal("100") * 10 / 10**6
+    )
     assert event.cost_source == "catalog" and event.price_ref
-    assert (event.tenant, event.user, event.feature, event.tags) == ("acme", "ana", "summary",
-                                                                     {"ticket": "T-1"})
+    assert (event.tenant, event.user, event.feature, event.tags) == (
+        "acme",
+        "ana",
+        "summary",
+        {"ticket": "T-1"},
+    )
     [stored] = committed()
     assert stored.id == event.id and stored.cost == event.cost
     assert stored.usage == event.usage and stored.tags == {"ticket": "T-1"}
 
 
 def test_unknown_model_is_unpriced_never_zero() -> None:
-    event = llmledger.record(provider="openai", model="my-finetune-xyz", input_tokens=10,
-                             output_tokens=1)
+    event = llmledger.record(
+        provider="openai", model="my-finetune-xyz", input_tokens=10, output_tokens=1
+    )
     assert event.cost is None
     assert event.unpriced_reason and "my-finetune-xyz" in event.unpriced_reason
     [stored] = committed()
@@ -46,21 +61,25 @@ def test_record_from_a_recorded_response() -> None:
     event = llmledger.record(response=body, provider="anthropic", feature="chat")
     assert event.provider == "anthropic"
     assert event.usage.cache_read_tokens == body["usage"]["cache_read_input_tokens"]
-    assert event.usage.input_tokens == (body["usage"]["input_tokens"]
-                                        + body["usage"]["cache_read_input_tokens"]
-                                        + body["usage"]["cache_creation_input_tokens"])
+    assert event.usage.input_tokens == (
+        body["usage"]["input_tokens"]
+        + body["usage"]["cache_read_input_tokens"]
+        + body["usage"]["cache_creation_input_tokens"]
+    )
     assert event.usage_raw == body["usage"]
     assert event.cost is not None and event.cost > 0
 
 
 def test_record_backfill_uses_price_in_force_then() -> None:
     # claude-sonnet-4-6 charged $6/M for prompts over 200k tokens until 2026-03-13, then $3/M
-    before = datetime(2026, 2, 1, 12, tzinfo=timezone.utc)
-    after = datetime(2026, 4, 1, 12, tzinfo=timezone.utc)
-    old = llmledger.record(provider="anthropic", model="claude-sonnet-4-6", input_tokens=300_000,
-                           ts=before)
-    new = llmledger.record(provider="anthropic", model="claude-sonnet-4-6", input_tokens=300_000,
-                           ts=after.isoformat())
+    before = datetime(2026, 2, 1, 12, tzinfo=UTC)
+    after = datetime(2026, 4, 1, 12, tzinfo=UTC)
+    old = llmledger.record(
+        provider="anthropic", model="claude-sonnet-4-6", input_tokens=300_000, ts=before
+    )
+    new = llmledger.record(
+        provider="anthropic", model="claude-sonnet-4-6", input_tokens=300_000, ts=after.isoformat()
+    )
     assert (old.ts, new.ts) == (before, after)
     assert (old.cost, new.cost) == (Decimal("1.8"), Decimal("0.9"))
 
@@ -104,7 +123,10 @@ def test_track_times_the_call_and_records_errors() -> None:
     events = {e.status: e for e in committed()}
     failed = events["error"]
     assert (failed.error_type, failed.error_message, failed.request_id) == (
-        "RateLimited", "slow down", "req_123")
+        "RateLimited",
+        "slow down",
+        "req_123",
+    )
     assert failed.usage_source == "missing" and failed.usage.is_empty()
 
 
@@ -113,15 +135,22 @@ def test_track_takes_usage_from_a_response() -> None:
     with llmledger.track(provider="openai", model=body["model"]) as t:
         t.set_response(body)
     assert t.event is not None
-    assert t.event.usage.cache_read_tokens == body["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert (
+        t.event.usage.cache_read_tokens == body["usage"]["prompt_tokens_details"]["cached_tokens"]
+    )
     assert t.event.request_id == body["id"] or t.event.request_id
 
 
 def test_flush_on_many_events_and_ordering() -> None:
-    base = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    base = datetime(2025, 6, 1, tzinfo=UTC)
     for i in range(500):
-        llmledger.record(provider="openai", model="gpt-4o-mini", input_tokens=i, output_tokens=1,
-                         ts=base + timedelta(seconds=i))
+        llmledger.record(
+            provider="openai",
+            model="gpt-4o-mini",
+            input_tokens=i,
+            output_tokens=1,
+            ts=base + timedelta(seconds=i),
+        )
     events = committed()
     assert len(events) == 100
     assert [e.usage.input_tokens for e in events[:3]] == [499, 498, 497]

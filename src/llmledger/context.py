@@ -58,7 +58,12 @@ def current_attribution() -> Attribution:
 
 
 def _check(tenant: Any, user: Any, feature: Any, session: Any, tags: Any) -> dict[str, str]:
-    for name, value in (("tenant", tenant), ("user", user), ("feature", feature), ("session", session)):
+    for name, value in (
+        ("tenant", tenant),
+        ("user", user),
+        ("feature", feature),
+        ("session", session),
+    ):
         if value is not None and not isinstance(value, str):
             raise InvalidEventError(f"{name} must be a string, got {type(value).__name__}")
     if tags is None:
@@ -76,7 +81,7 @@ def _check(tenant: Any, user: Any, feature: Any, session: Any, tags: Any) -> dic
     return checked
 
 
-class attribute:  # noqa: N801 - used like a function: ``with attribute(user=...)``
+class attribute:
     """Attribute the calls made inside a block (or a function) to a tenant, user, feature…
 
     Nested blocks refine the outer ones: given fields replace, tags merge. Works as a

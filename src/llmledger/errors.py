@@ -7,17 +7,17 @@ builtin a caller would naturally catch, so ``except ValueError`` keeps working.
 from __future__ import annotations
 
 __all__ = [
-    "LedgerError",
     "ConfigError",
+    "CurrencyError",
     "InvalidEventError",
     "InvalidUsageError",
-    "UnknownProviderError",
-    "UnknownModelError",
-    "UnknownFeatureError",
+    "LedgerError",
     "PriceFileError",
     "ResponseParseError",
     "StoreError",
-    "CurrencyError",
+    "UnknownFeatureError",
+    "UnknownModelError",
+    "UnknownProviderError",
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
@@ -13,16 +13,16 @@ from llmledger.ids import new_id
 from llmledger.usage import Usage
 
 __all__ = [
-    "UsageEvent",
-    "Operation",
-    "Status",
-    "UsageSource",
-    "CostSource",
+    "ATTRIBUTION_FIELDS",
+    "COST_SOURCES",
     "OPERATIONS",
     "STATUSES",
     "USAGE_SOURCES",
-    "COST_SOURCES",
-    "ATTRIBUTION_FIELDS",
+    "CostSource",
+    "Operation",
+    "Status",
+    "UsageEvent",
+    "UsageSource",
 ]
 
 Operation = Literal["chat", "responses", "embeddings", "images", "audio", "rerank", "other"]
@@ -98,7 +98,9 @@ class UsageEvent:
         if not self.model or not isinstance(self.model, str):
             raise InvalidEventError("model is required")
         if self.status not in STATUSES:
-            raise InvalidEventError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
+            raise InvalidEventError(
+                f"status must be one of {', '.join(STATUSES)}, got {self.status!r}"
+            )
         if self.operation not in OPERATIONS:
             raise InvalidEventError(
                 f"operation must be one of {', '.join(OPERATIONS)}, got {self.operation!r}"
@@ -131,4 +133,4 @@ class UsageEvent:
     @property
     def ts_utc(self) -> datetime:
         """The start time in UTC."""
-        return self.ts.astimezone(timezone.utc)
+        return self.ts.astimezone(UTC)

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from llmledger.usage import BUCKETS, Usage
 if TYPE_CHECKING:
     from llmledger.normalize.base import Reading
 
-__all__ = ["record", "track", "build_event", "Tracker"]
+__all__ = ["Tracker", "build_event", "record", "track"]
 
 log = logging.getLogger("llmledger")
 
@@ -40,7 +40,8 @@ def _as_body(response: Any) -> Any:
     if callable(to_dict):
         return to_dict()
     raise InvalidEventError(
-        f"cannot read usage from a {type(response).__name__}; pass a dict, JSON text or an SDK response"
+        f"cannot read usage from a {type(response).__name__}; "
+        "pass a dict, JSON text or an SDK response"
     )
 
 
@@ -67,7 +68,7 @@ def _as_utc(value: Any) -> datetime:
         raise InvalidEventError(f"ts must be a datetime or ISO 8601 text, got {value!r}")
     if value.tzinfo is None:
         raise InvalidEventError(f"ts must carry a time zone (got naive {value.isoformat()})")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def build_event(
@@ -125,10 +126,9 @@ def build_event(
     else:
         if usage is not None and counts:
             raise InvalidEventError("pass usage= or bucket keywords, not both")
-        if isinstance(usage, Usage):
-            event_usage = usage
-        else:
-            event_usage = Usage.from_dict(dict(usage or counts))
+        event_usage = (
+            usage if isinstance(usage, Usage) else Usage.from_dict(dict(usage or counts))
+        )
         problems = event_usage.problems()
         if problems:
             raise InvalidUsageError("; ".join(problems))
@@ -147,8 +147,8 @@ def build_event(
     if values.get("cost") is not None:
         values["cost"] = _as_decimal("cost", values["cost"])
         values.setdefault("cost_source", "manual")
-    values["ts"] = _as_utc(values["ts"]) if values.get("ts") is not None else (
-        now or datetime.now(timezone.utc)
+    values["ts"] = (
+        _as_utc(values["ts"]) if values.get("ts") is not None else (now or datetime.now(UTC))
     )
     if not values.get("provider"):
         raise InvalidEventError("provider is required")
@@ -227,7 +227,7 @@ class Tracker:
         self._values.update(values)
 
 
-class track:  # noqa: N801 - used like a function: ``with track(...)``
+class track:
     """Time a call and record it on exit, taking usage from its response.
 
     When the block raises, the event is recorded with status ``error`` and the
@@ -251,7 +251,7 @@ class track:  # noqa: N801 - used like a function: ``with track(...)``
         ledger = get_ledger()
         ledger.check_feature(self._values.get("feature") or current_attribution().feature)
         self._tracker = Tracker(ledger, dict(self._values))
-        self._ts = datetime.now(timezone.utc)
+        self._ts = datetime.now(UTC)
         self._started = time.perf_counter()
         return self._tracker
 

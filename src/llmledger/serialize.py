@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
 from llmledger.events import UsageEvent
 
-__all__ = ["event_to_json", "decimal_text"]
+__all__ = ["decimal_text", "event_to_json"]
 
 
 def decimal_text(value: Decimal | None) -> str | None:
@@ -40,7 +40,7 @@ def event_to_json(event: UsageEvent) -> dict[str, Any]:
     """
     usage = event.usage.as_dict()
     usage["total_tokens"] = event.usage.total_tokens
-    ts = event.ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    ts = event.ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return {
         "id": event.id,
         "ts": ts,

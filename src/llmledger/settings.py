@@ -1,4 +1,6 @@
-"""Settings, resolved late: explicit arguments > ``LLMLEDGER_*`` environment > config file > defaults.
+"""Settings, resolved late.
+
+Explicit arguments > ``LLMLEDGER_*`` environment > config file > defaults.
 
 Nothing here runs at import time; :func:`load_settings` reads the environment
 when it is called, so tests can point ``LLMLEDGER_HOME`` at a temporary folder.
@@ -15,7 +17,7 @@ from typing import Any
 
 from llmledger.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "default_home"]
+__all__ = ["Settings", "default_home", "load_settings"]
 
 ENV_PREFIX = "LLMLEDGER_"
 
@@ -130,9 +132,7 @@ def _coerce(name: str, value: Any) -> Any:
 _NAMES = tuple(f.name for f in fields(Settings))
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Resolve settings from arguments, the environment and the config file.
 
     Args:
@@ -156,7 +156,9 @@ def load_settings(
         for name in _NAMES
         if ENV_PREFIX + name.upper() in env
     }
-    explicit = {name: _coerce(name, value) for name, value in overrides.items() if value is not None}
+    explicit = {
+        name: _coerce(name, value) for name, value in overrides.items() if value is not None
+    }
     home = explicit.get("home") or from_env.get("home") or default_home()
     settings = Settings(home=home)
     from_file = _read_config_file(settings.config_file)

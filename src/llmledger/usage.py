@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["Usage", "BUCKETS", "INPUT_PARTS", "OUTPUT_PARTS"]
+__all__ = ["BUCKETS", "INPUT_PARTS", "OUTPUT_PARTS", "Usage"]
 
 #: Every bucket name, in display order.
 BUCKETS: tuple[str, ...] = (
@@ -96,7 +96,9 @@ class Usage:
             )
         for part in INPUT_PARTS:
             if getattr(self, part) > self.input_tokens:
-                found.append(f"{part} ({getattr(self, part)}) exceeds input_tokens ({self.input_tokens})")
+                found.append(
+                    f"{part} ({getattr(self, part)}) exceeds input_tokens ({self.input_tokens})"
+                )
         for part in OUTPUT_PARTS:
             if getattr(self, part) > self.output_tokens:
                 found.append(

@@ -23,10 +23,17 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llmledger")
-@click.option("--home", type=click.Path(file_okay=False), envvar="LLMLEDGER_HOME",
-              help="Folder for all local state (default: the platform's user data folder).")
-@click.option("--database-url", envvar="LLMLEDGER_DATABASE_URL",
-              help="Ledger database URL (default: SQLite in the home folder).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    envvar="LLMLEDGER_HOME",
+    help="Folder for all local state (default: the platform's user data folder).",
+)
+@click.option(
+    "--database-url",
+    envvar="LLMLEDGER_DATABASE_URL",
+    help="Ledger database URL (default: SQLite in the home folder).",
+)
 @click.pass_context
 def main(ctx: click.Context, home: str | None, database_url: str | None) -> None:
     """Record, price and report LLM provider usage."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,7 @@ import click
 from llmledger.errors import InvalidEventError
 from llmledger.ledger import Ledger, configure
 
-__all__ = ["ledger_from", "echo_json", "parse_time", "parse_tags", "print_table", "money"]
+__all__ = ["echo_json", "ledger_from", "money", "parse_tags", "parse_time", "print_table"]
 
 
 def ledger_from(ctx: click.Context) -> Ledger:
@@ -33,7 +33,7 @@ def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
@@ -54,7 +54,7 @@ def parse_time(value: str | None, name: str = "time") -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidEventError(f"{name} is not an ISO 8601 time: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_tags(values: Sequence[str]) -> dict[str, str]:
@@ -79,14 +79,19 @@ def money(value: Decimal | None, places: int = 6) -> str:
     return f"${value:,.{places}f}"
 
 
-def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                right: Sequence[str] = ()) -> None:
+def print_table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    right: Sequence[str] = (),
+) -> None:
     """Print a table with rich (plain text when output is not a terminal)."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold",
-                  expand=False)
+    table = Table(
+        title=title, title_justify="left", show_edge=False, header_style="bold", expand=False
+    )
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left")
     for row in rows:

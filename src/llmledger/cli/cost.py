@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, BinaryIO
+from collections.abc import Callable
+from typing import Any, BinaryIO, TypeVar
 
 import click
 
@@ -15,6 +16,8 @@ from llmledger.serialize import decimal_text
 from llmledger.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
 
 __all__ = ["COMMANDS"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _COUNT_OPTIONS = {
     "input": "input_tokens",
@@ -30,24 +33,34 @@ _COUNT_OPTIONS = {
 }
 
 
-def _count_option(name: str) -> Any:
+def _count_option(name: str) -> Callable[[F], F]:
     flag = "--" + name.replace("_", "-")
     bucket = _COUNT_OPTIONS[name]
-    return click.option(flag, name, type=int, default=None,
-                        help=f"{bucket} (with --model, instead of FILE).")
+    return click.option(
+        flag, name, type=int, default=None, help=f"{bucket} (with --model, instead of FILE)."
+    )
 
 
-def _price(pricer: PriceResolver, provider: str | None, model: str, usage: Usage, when: datetime,
-           service_tier: str | None, reported_cost: Decimal | None) -> PriceResult:
+def _price(
+    pricer: PriceResolver,
+    provider: str | None,
+    model: str,
+    usage: Usage,
+    when: datetime,
+    service_tier: str | None,
+    reported_cost: Decimal | None,
+) -> PriceResult:
     """Price the usage; without a provider, the one the model name points to."""
     if provider is None:
         try:
             provider = pricer.lookup(None, model, when, service_tier=service_tier).provider
         except UnknownModelError as exc:
-            return PriceResult(cost=None, breakdown={}, source=None, ref=None,
-                               unpriced_reason=str(exc))
-    return pricer.price(provider, model, usage, when, service_tier=service_tier,
-                        reported_cost=reported_cost)
+            return PriceResult(
+                cost=None, breakdown={}, source=None, ref=None, unpriced_reason=str(exc)
+            )
+    return pricer.price(
+        provider, model, usage, when, service_tier=service_tier, reported_cost=reported_cost
+    )
 
 
 @click.command("cost")
@@ -68,9 +81,17 @@ def _price(pricer: PriceResolver, provider: str | None, model: str, usage: Usage
 @_count_option("output_audio")
 @_count_option("input_image")
 @click.pass_context
-def cost_command(ctx: click.Context, file: BinaryIO | None, provider: str | None,
-                 model: str | None, at: str | None, service_tier: str | None, as_json: bool,
-                 **counts: int | None) -> None:
+def cost_command(
+    ctx: click.Context,
+    /,
+    file: BinaryIO | None,
+    provider: str | None,
+    model: str | None,
+    at: str | None,
+    service_tier: str | None,
+    as_json: bool,
+    **counts: int | None,
+) -> None:
     """What a call cost, bucket by bucket.
 
     FILE is a saved response body (JSON) or a whole stream transcript (SSE text, or
@@ -86,7 +107,7 @@ def cost_command(ctx: click.Context, file: BinaryIO | None, provider: str | None
     from llmledger.normalize import read_response, read_stream
 
     given = {_COUNT_OPTIONS[k]: v for k, v in counts.items() if v is not None}
-    when = parse_time(at, "--at") or datetime.now(timezone.utc)
+    when = parse_time(at, "--at") or datetime.now(UTC)
     reported_cost = None
     usage_source = "manual"
     if file is not None:
@@ -121,22 +142,24 @@ def cost_command(ctx: click.Context, file: BinaryIO | None, provider: str | None
     usage_dict: dict[str, Any] = usage.as_dict()
     usage_dict["total_tokens"] = usage.total_tokens
     if as_json:
-        echo_json({
-            "provider": provider,
-            "model": model,
-            "at": when,
-            "usage": usage_dict,
-            "usage_source": usage_source,
-            "cost": {
-                "total": decimal_text(result.cost),
-                "currency": "USD",
-                "source": result.source,
-                "reason": result.unpriced_reason,
-                "price_ref": result.ref,
-                "breakdown": {k: decimal_text(v) for k, v in (result.breakdown or {}).items()},
-            },
-            "warnings": warnings,
-        })
+        echo_json(
+            {
+                "provider": provider,
+                "model": model,
+                "at": when,
+                "usage": usage_dict,
+                "usage_source": usage_source,
+                "cost": {
+                    "total": decimal_text(result.cost),
+                    "currency": "USD",
+                    "source": result.source,
+                    "reason": result.unpriced_reason,
+                    "price_ref": result.ref,
+                    "breakdown": {k: decimal_text(v) for k, v in (result.breakdown or {}).items()},
+                },
+                "warnings": warnings,
+            }
+        )
         return
     breakdown = result.breakdown or {}
     rows = []
@@ -149,15 +172,30 @@ def cost_command(ctx: click.Context, file: BinaryIO | None, provider: str | None
             parts = INPUT_PARTS if bucket == "input_tokens" else OUTPUT_PARTS
             billed = count - sum(usage_dict[p] for p in parts if p in breakdown)
         part = breakdown.get(bucket)
-        rows.append((bucket, f"{count:,}", f"{billed:,}" if part is not None else "",
-                     "" if part is None else money(part, 9)))
+        rows.append(
+            (
+                bucket,
+                f"{count:,}",
+                f"{billed:,}" if part is not None else "",
+                "" if part is None else money(part, 9),
+            )
+        )
     if "requests" in breakdown:
         rows.append(("per request", "", "1", money(breakdown["requests"], 9)))
-    print_table(f"{provider or '?'} / {model}", ("bucket", "tokens", "billed at its rate", "cost"),
-                rows, right=("tokens", "billed at its rate", "cost"))
-    click.echo(f"total: {money(result.cost, 9)}"
-               + (f"  ({result.source}: {result.ref})" if result.cost is not None else
-                  f"  ({result.unpriced_reason})"))
+    print_table(
+        f"{provider or '?'} / {model}",
+        ("bucket", "tokens", "billed at its rate", "cost"),
+        rows,
+        right=("tokens", "billed at its rate", "cost"),
+    )
+    click.echo(
+        f"total: {money(result.cost, 9)}"
+        + (
+            f"  ({result.source}: {result.ref})"
+            if result.cost is not None
+            else f"  ({result.unpriced_reason})"
+        )
+    )
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
 

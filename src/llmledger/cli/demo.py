@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -24,12 +24,18 @@ FEATURES = ("support-chat", "summarise", "search", "draft-email", "research")
 # A long, fixed instruction block: long enough for the providers' prompt caches.
 POLICY = " ".join(
     f"Rule {i}: answer politely, cite the knowledge base article, never promise refunds, "
-    "and escalate to a human when the customer mentions a legal matter." for i in range(1, 70)
+    "and escalate to a human when the customer mentions a legal matter."
+    for i in range(1, 70)
 )
 
 
-def run_scenario(openai_client: Any, anthropic_client: Any, calls: int, seed: int = 7,
-                 on_call: Callable[[], None] | None = None) -> int:
+def run_scenario(
+    openai_client: Any,
+    anthropic_client: Any,
+    calls: int,
+    seed: int = 7,
+    on_call: Callable[[], None] | None = None,
+) -> int:
     """Make ``calls`` realistic calls for several tenants, users and features.
 
     Every call goes through the real SDK clients given (pointed at any compatible
@@ -49,11 +55,18 @@ def run_scenario(openai_client: Any, anthropic_client: Any, calls: int, seed: in
         tenant = rng.choice(sorted(TENANTS))
         user = rng.choice(TENANTS[tenant])
         feature = FEATURES[i % len(FEATURES)]
-        question = f"Question {i} from {user}: what is the status of order {rng.randint(1000, 9999)}?"
+        question = (
+            f"Question {i} from {user}: what is the status of order {rng.randint(1000, 9999)}?"
+        )
         if i % 17 == 16:
             question += " [fail]"
-        with attribute(tenant=tenant, user=user, feature=feature, session=f"s-{tenant}-{i // 4}",
-                       tags={"environment": "demo", "ticket": f"T-{100 + i % 9}"}):
+        with attribute(
+            tenant=tenant,
+            user=user,
+            feature=feature,
+            session=f"s-{tenant}-{i // 4}",
+            tags={"environment": "demo", "ticket": f"T-{100 + i % 9}"},
+        ):
             try:
                 _one_call(openai_client, anthropic_client, feature, question, i)
             except (openai.APIError, anthropic.APIError):
@@ -67,8 +80,12 @@ def _one_call(oc: Any, ac: Any, feature: str, question: str, i: int) -> None:
     if feature == "support-chat":
         messages = [{"role": "system", "content": POLICY}, {"role": "user", "content": question}]
         if i % 2:
-            stream = oc.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True,
-                                                stream_options={"include_usage": True})
+            stream = oc.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
             for _ in stream:
                 pass
         else:
@@ -76,25 +93,39 @@ def _one_call(oc: Any, ac: Any, feature: str, question: str, i: int) -> None:
     elif feature == "summarise":
         system = [{"type": "text", "text": POLICY, "cache_control": {"type": "ephemeral"}}]
         if i % 2:
-            with ac.messages.stream(model="claude-haiku-4-5", max_tokens=400, system=system,
-                                    messages=[{"role": "user", "content": question}]) as stream:
+            with ac.messages.stream(
+                model="claude-haiku-4-5",
+                max_tokens=400,
+                system=system,
+                messages=[{"role": "user", "content": question}],
+            ) as stream:
                 for _ in stream.text_stream:
                     pass
         else:
-            ac.messages.create(model="claude-sonnet-4-6", max_tokens=400, system=system,
-                               messages=[{"role": "user", "content": question}])
+            ac.messages.create(
+                model="claude-sonnet-4-6",
+                max_tokens=400,
+                system=system,
+                messages=[{"role": "user", "content": question}],
+            )
     elif feature == "search":
         oc.embeddings.create(model="text-embedding-3-small", input=[question, POLICY[:400]])
     elif feature == "draft-email":
-        oc.responses.create(model="gpt-4.1-mini", instructions="Write a short, kind email.",
-                            input=question)
+        oc.responses.create(
+            model="gpt-4.1-mini", instructions="Write a short, kind email.", input=question
+        )
     else:
         oc.responses.create(model="o4-mini", input=question, reasoning={"effort": "medium"})
 
 
 @click.command("demo")
-@click.option("--calls", type=click.IntRange(min=1, max=10_000), default=60, show_default=True,
-              help="How many provider calls to make.")
+@click.option(
+    "--calls",
+    type=click.IntRange(min=1, max=10_000),
+    default=60,
+    show_default=True,
+    help="How many provider calls to make.",
+)
 @click.pass_context
 def demo_command(ctx: click.Context, calls: int) -> None:
     """Fill the ledger from real SDK calls to a local simulated provider, then report.
@@ -119,27 +150,30 @@ def demo_command(ctx: click.Context, calls: int) -> None:
     from llmledger.sim import SimulatedProvider
 
     ledger = ledger_from(ctx)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     clock = time.perf_counter()
     with SimulatedProvider() as sim, instrument():
-        oc = openai.OpenAI(base_url=sim.openai_base_url, api_key="sk-demo-not-a-real-key",
-                           max_retries=0)
-        ac = anthropic.Anthropic(base_url=sim.anthropic_base_url, api_key="sk-ant-demo",
-                                 max_retries=0)
+        oc = openai.OpenAI(
+            base_url=sim.openai_base_url, api_key="sk-demo-not-a-real-key", max_retries=0
+        )
+        ac = anthropic.Anthropic(
+            base_url=sim.anthropic_base_url, api_key="sk-ant-demo", max_retries=0
+        )
         from rich.progress import Progress
 
         with Progress(transient=True) as progress:
             task = progress.add_task("calling the simulated provider", total=calls)
-            failures = run_scenario(oc, ac, calls,
-                                    on_call=lambda: progress.advance(task))
+            failures = run_scenario(oc, ac, calls, on_call=lambda: progress.advance(task))
         ledger.flush()
     elapsed = time.perf_counter() - clock
-    click.echo(f"{calls} calls ({failures} failed on purpose) in {elapsed:.1f}s "
-               f"against {sim.url}; ledger: {ledger.settings.resolved_database_url}\n")
+    click.echo(
+        f"{calls} calls ({failures} failed on purpose) in {elapsed:.1f}s "
+        f"against {sim.url}; ledger: {ledger.settings.resolved_database_url}\n"
+    )
     for by in ("feature", "model", "tenant"):
         print_report(run_query(ledger.store, Query(since=started, by=(by,))))
         click.echo()
-    click.echo("next: llmledger logs -n 5 | llmledger report --by user | llmledger cost --help")
+    click.echo("next: llmledger logs -n 5; llmledger report --by user; llmledger prices list")
 
 
 COMMANDS = [demo_command]

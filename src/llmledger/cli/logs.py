@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -15,8 +16,15 @@ __all__ = ["COMMANDS"]
 
 
 @click.command("logs")
-@click.option("-n", "--count", "count", type=click.IntRange(min=1), default=20, show_default=True,
-              help="How many events to show, newest first.")
+@click.option(
+    "-n",
+    "--count",
+    "count",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many events to show, newest first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of events.")
 @click.pass_context
 def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
@@ -46,26 +54,59 @@ def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
         )
         for e in events
     ]
-    print_table(None, ("time (UTC)", "provider", "model", "status", "tenant", "user", "feature",
-                       "input", "output", "cost"), rows, right=("input", "output", "cost"))
+    print_table(
+        None,
+        (
+            "time (UTC)",
+            "provider",
+            "model",
+            "status",
+            "tenant",
+            "user",
+            "feature",
+            "input",
+            "output",
+            "cost",
+        ),
+        rows,
+        right=("input", "output", "cost"),
+    )
 
 
 @click.command("record")
 @click.option("--provider", required=True, help="Provider name (openai, anthropic, google, ...).")
 @click.option("--model", required=True, help="Model as requested.")
 @click.option("--input", "input_tokens", type=int, default=0, help="Input tokens, cached included.")
-@click.option("--output", "output_tokens", type=int, default=0,
-              help="Output tokens, reasoning included.")
-@click.option("--cache-read", "cache_read_tokens", type=int, default=0,
-              help="Part of input read from cache.")
-@click.option("--cache-write", "cache_write_tokens", type=int, default=0,
-              help="Part of input written to cache.")
-@click.option("--reasoning", "reasoning_tokens", type=int, default=0,
-              help="Part of output spent reasoning.")
-@click.option("--operation", type=click.Choice(OPERATIONS), default="chat", show_default=True,
-              help="Kind of call.")
-@click.option("--status", type=click.Choice(STATUSES), default="ok", show_default=True,
-              help="Outcome of the call.")
+@click.option(
+    "--output", "output_tokens", type=int, default=0, help="Output tokens, reasoning included."
+)
+@click.option(
+    "--cache-read", "cache_read_tokens", type=int, default=0, help="Part of input read from cache."
+)
+@click.option(
+    "--cache-write",
+    "cache_write_tokens",
+    type=int,
+    default=0,
+    help="Part of input written to cache.",
+)
+@click.option(
+    "--reasoning", "reasoning_tokens", type=int, default=0, help="Part of output spent reasoning."
+)
+@click.option(
+    "--operation",
+    type=click.Choice(OPERATIONS),
+    default="chat",
+    show_default=True,
+    help="Kind of call.",
+)
+@click.option(
+    "--status",
+    type=click.Choice(STATUSES),
+    default="ok",
+    show_default=True,
+    help="Outcome of the call.",
+)
 @click.option("--duration-ms", type=float, help="How long the call took.")
 @click.option("--cost", help="Cost in USD, when known (otherwise priced from the catalog).")
 @click.option("--ts", help="Start time, ISO 8601 (default: now); for backfills.")
@@ -76,8 +117,9 @@ def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the recorded event as JSON.")
 @click.pass_context
-def record_command(ctx: click.Context, tags: Sequence[str], as_json: bool, ts: str | None,
-                   **values: object) -> None:
+def record_command(
+    ctx: click.Context, /, tags: Sequence[str], as_json: bool, ts: str | None, **values: Any
+) -> None:
     """Record one call from the shell.
 
     \b
@@ -93,8 +135,10 @@ def record_command(ctx: click.Context, tags: Sequence[str], as_json: bool, ts: s
     if as_json:
         echo_json(event_to_json(event))
     else:
-        click.echo(f"recorded {event.id}: {event.provider}/{event.model} "
-                   f"{event.usage.total_tokens:,} tokens, {money(event.cost, 9)}")
+        click.echo(
+            f"recorded {event.id}: {event.provider}/{event.model} "
+            f"{event.usage.total_tokens:,} tokens, {money(event.cost, 9)}"
+        )
 
 
 COMMANDS = [logs_command, record_command]

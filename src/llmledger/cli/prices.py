@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -65,8 +65,9 @@ def prices_group() -> None:
 @click.option("--search", help="Only models whose name contains this text.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
-def prices_list(ctx: click.Context, provider: str | None, at: str | None, search: str | None,
-                as_json: bool) -> None:
+def prices_list(
+    ctx: click.Context, provider: str | None, at: str | None, search: str | None, as_json: bool
+) -> None:
     """Every price in force, USD per million tokens ("+" marks long-context tiers).
 
     \b
@@ -74,7 +75,7 @@ def prices_list(ctx: click.Context, provider: str | None, at: str | None, search
       llmledger prices list --provider anthropic
       llmledger prices list --search gpt-4o --at 2024-06-01
     """
-    when = parse_time(at, "--at") or datetime.now(timezone.utc)
+    when = parse_time(at, "--at") or datetime.now(UTC)
     rows = ledger_from(ctx).pricer.list_prices(provider, when)
     if search:
         rows = [p for p in rows if search.lower() in p.model.lower()]
@@ -84,8 +85,10 @@ def prices_list(ctx: click.Context, provider: str | None, at: str | None, search
     print_table(
         f"prices in force at {when:%Y-%m-%d %H:%M} UTC (USD per million tokens)",
         ("provider", "model", *(title for _, title in _COLUMNS), "source"),
-        [(p.provider, p.model, *(_rate(p, bucket) for bucket, _ in _COLUMNS), p.source)
-         for p in rows],
+        [
+            (p.provider, p.model, *(_rate(p, bucket) for bucket, _ in _COLUMNS), p.source)
+            for p in rows
+        ],
         right=tuple(title for _, title in _COLUMNS),
     )
 
@@ -97,15 +100,21 @@ def prices_list(ctx: click.Context, provider: str | None, at: str | None, search
 @click.option("--tier", "service_tier", help="Service tier (e.g. flex, priority, batch).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def prices_show(ctx: click.Context, model: str, provider: str | None, at: str | None,
-                service_tier: str | None, as_json: bool) -> None:
+def prices_show(
+    ctx: click.Context,
+    model: str,
+    provider: str | None,
+    at: str | None,
+    service_tier: str | None,
+    as_json: bool,
+) -> None:
     """The price of one model, every bucket, and where it comes from.
 
     \b
     Example:
       llmledger prices show claude-sonnet-4-5 --at 2025-10-01
     """
-    when = parse_time(at, "--at") or datetime.now(timezone.utc)
+    when = parse_time(at, "--at") or datetime.now(UTC)
     price = ledger_from(ctx).pricer.lookup(provider, model, when, service_tier=service_tier)
     if as_json:
         echo_json(price_json(price))
@@ -114,11 +123,17 @@ def prices_show(ctx: click.Context, model: str, provider: str | None, at: str | 
     for bucket, rate in price.rates.items():
         rows.append((bucket, f"${rate.normalize():f}"))
         for tier in price.tiers.get(bucket, ()):
-            rows.append((f"  above {tier.above:,} input tokens", f"${tier.usd_per_mtok.normalize():f}"))
+            rows.append(
+                (f"  above {tier.above:,} input tokens", f"${tier.usd_per_mtok.normalize():f}")
+            )
     if price.per_request is not None:
         rows.append(("per request", f"${price.per_request.normalize():f}"))
-    print_table(f"{price.provider} / {price.model} (USD per million tokens)",
-                ("bucket", "rate"), rows, right=("rate",))
+    print_table(
+        f"{price.provider} / {price.model} (USD per million tokens)",
+        ("bucket", "rate"),
+        rows,
+        right=("rate",),
+    )
     click.echo(f"source: {price.source} ({price.ref})")
     if price.valid_from:
         click.echo(f"in force since: {price.valid_from.isoformat()}")
@@ -129,8 +144,13 @@ def prices_show(ctx: click.Context, model: str, provider: str | None, at: str | 
 
 
 @prices_group.command("stale")
-@click.option("--days", type=click.IntRange(min=0), default=90, show_default=True,
-              help="A price not checked for this many days is stale.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=0),
+    default=90,
+    show_default=True,
+    help="A price not checked for this many days is stale.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 def prices_stale(ctx: click.Context, days: int, as_json: bool) -> None:
@@ -143,9 +163,14 @@ def prices_stale(ctx: click.Context, days: int, as_json: bool) -> None:
     if not rows:
         click.echo(f"no user price row unchecked since {before.isoformat()}")
         return
-    print_table(f"not checked since {before.isoformat()}", ("provider", "model", "checked", "ref"),
-                [(p.provider, p.model, p.checked.isoformat() if p.checked else "never", p.ref)
-                 for p in rows])
+    print_table(
+        f"not checked since {before.isoformat()}",
+        ("provider", "model", "checked", "ref"),
+        [
+            (p.provider, p.model, p.checked.isoformat() if p.checked else "never", p.ref)
+            for p in rows
+        ],
+    )
 
 
 @prices_group.command("unpriced")
@@ -160,8 +185,12 @@ def prices_unpriced(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("every recorded call is priced")
         return
-    print_table("calls without a price", ("provider", "model", "calls"),
-                [(p, m, f"{n:,}") for p, m, n in rows], right=("calls",))
+    print_table(
+        "calls without a price",
+        ("provider", "model", "calls"),
+        [(p, m, f"{n:,}") for p, m, n in rows],
+        right=("calls",),
+    )
 
 
 COMMANDS = [prices_group]

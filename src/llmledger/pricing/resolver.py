@@ -196,7 +196,9 @@ class PriceResolver:
         """
         if event.cost_source == "manual" and event.cost is not None:
             return
-        if event.usage_source == "missing" and reported_cost is None:
+        # A failed request with no usage is billed nothing, so it is priced at its
+        # (empty) usage; a successful call without usage has an unknown cost.
+        if event.usage_source == "missing" and reported_cost is None and event.status != "error":
             result = _unpriced("the provider reported no usage for this call")
         else:
             result = self._price_names(event, reported_cost)

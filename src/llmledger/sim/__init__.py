@@ -1,4 +1,4 @@
-"""A local simulated LLM provider: OpenAI- and Anthropic-compatible endpoints for demos and tests."""
+"""A local simulated LLM provider: OpenAI- and Anthropic-compatible endpoints."""
 
 from llmledger.sim.server import SimulatedProvider
 
