@@ -128,6 +128,8 @@ def test_track_times_the_call_and_records_errors() -> None:
         "req_123",
     )
     assert failed.usage_source == "missing" and failed.usage.is_empty()
+    # A failed request is billed nothing: priced at zero, not left unpriced
+    assert failed.cost == Decimal(0) and failed.unpriced_reason is None
 
 
 def test_track_takes_usage_from_a_response() -> None:
