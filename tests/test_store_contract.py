@@ -326,12 +326,16 @@ def test_tags_are_also_rows_of_event_tags(store: SqlStore) -> None:
 
 
 def _register_every_table() -> None:
-    """Import the modules that add tables to the shared metadata (when they exist)."""
+    """Import every llmledger module, so each table defined on the shared metadata is known."""
     import importlib
+    import pkgutil
 
-    for module in ("llmledger.query.tables",):
-        with contextlib.suppress(ModuleNotFoundError):
-            importlib.import_module(module)
+    import llmledger
+
+    for module in pkgutil.walk_packages(llmledger.__path__, "llmledger."):
+        # A module needing an extra that is not installed defines no table we could miss.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module.name)
 
 
 def test_migrating_an_empty_database_matches_the_metadata(db_url: str) -> None:

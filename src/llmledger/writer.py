@@ -358,7 +358,7 @@ class Writer:
         return event
 
     def _write_with_retries(self, batch: list[UsageEvent]) -> None:
-        from llmledger.store.sql import WriteError
+        from llmledger.store.errors import WriteError
 
         pause = self.retry_backoff
         for attempt in range(self.retries + 1):
@@ -378,7 +378,7 @@ class Writer:
 
     def _write_isolating(self, batch: list[UsageEvent]) -> int:
         """Write the batch; when the data is refused, split it to keep the good events."""
-        from llmledger.store.sql import WriteError
+        from llmledger.store.errors import WriteError
 
         try:
             return self.store.write(batch, on_error=self._reject)

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from llmledger.settings import Settings, load_settings
+from llmledger.store.errors import InvalidQueryError, WriteError
 from llmledger.store.schema import (
     FILTER_COLUMNS,
     GROUP_DIMENSIONS,
@@ -21,7 +22,7 @@ from llmledger.store.schema import (
     events,
     metadata,
 )
-from llmledger.store.sql import InvalidQueryError, SqlStore, WriteError
+from llmledger.store.sql import SqlStore, WriteHook
 
 __all__ = [
     "FILTER_COLUMNS",
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidQueryError",
     "SqlStore",
     "WriteError",
+    "WriteHook",
     "event_tags",
     "events",
     "metadata",

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-__all__ = ["upgrade_connection", "current_revision", "head_revision", "MIGRATIONS_DIR"]
+__all__ = ["MIGRATIONS_DIR", "current_revision", "head_revision", "upgrade_connection"]
 
 #: Folder holding Alembic's ``env.py`` and the ``versions`` scripts.
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")

@@ -12,7 +12,6 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
 from itertools import compress
 from pathlib import Path
 from types import TracebackType
@@ -36,10 +35,11 @@ from llmledger.store.codec import (
     from_nanos,
     to_micros,
 )
+from llmledger.store.errors import InvalidQueryError, WriteError, is_transient, one_line
 from llmledger.store.schema import FILTER_COLUMNS, GROUP_DIMENSIONS, event_tags, events
 from llmledger.usage import BUCKETS
 
-__all__ = ["InvalidQueryError", "SqlStore", "WriteError", "WriteHook"]
+__all__ = ["SqlStore", "WriteHook"]
 
 #: Called inside the write transaction with the events it has just inserted
 #: (never a duplicate), e.g. to keep rollups in step; raising rolls the batch back.
@@ -53,37 +53,6 @@ _TAGS_FROM_JSON = (
     f"SELECT j.key, j.value, e.ts_us, e.id FROM {events.name} AS e, json_each(e.tags) AS j "
     "WHERE e.rowid > ? AND e.tags IS NOT NULL ORDER BY 1, 2, 3, 4"
 )
-
-
-class InvalidQueryError(StoreError, ValueError):
-    """A read was asked for with an unknown filter, dimension or a naive time."""
-
-
-class WriteError(StoreError):
-    """A batch could not be written.
-
-    Attributes:
-        retryable: True when the cause is the database (locked, unreachable, full)
-            rather than the data, so the same batch may succeed later.
-    """
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Whether a failed write may succeed later: the database, not the data, failed."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        exc = exc.orig or exc
-    # sqlite3 and psycopg both name it OperationalError: locked, unreachable, disk full.
-    return type(exc).__name__ == "OperationalError" or isinstance(exc, sa.exc.OperationalError)
-
-
-def _one_line(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()
-    return text[0] if text else type(cause).__name__
 
 
 class SqlStore:
@@ -152,7 +121,7 @@ class SqlStore:
                 conn.exec_driver_sql("SELECT 1")
         except Exception as exc:
             self._engine.dispose()
-            raise StoreError(f"cannot open ledger database {self.url}: {_one_line(exc)}") from None
+            raise StoreError(f"cannot open ledger database {self.url}: {one_line(exc)}") from None
 
     # -- opening -----------------------------------------------------------------
 
@@ -266,7 +235,7 @@ class SqlStore:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"cannot migrate {self.url}: {_one_line(exc)}") from exc
+            raise StoreError(f"cannot migrate {self.url}: {one_line(exc)}") from exc
 
     def schema_version(self) -> str | None:
         """The migration revision the database is at (None when never migrated).
@@ -334,8 +303,8 @@ class SqlStore:
                     pgcopy.mark_tables_created(conn.connection.info)
         except Exception as exc:
             raise WriteError(
-                f"cannot write {len(encoded.accepted)} events to {self.url}: {_one_line(exc)}",
-                retryable=_is_transient(exc),
+                f"cannot write {len(encoded.accepted)} events to {self.url}: {one_line(exc)}",
+                retryable=is_transient(exc),
             ) from exc
         return len(new)
 
@@ -567,10 +536,6 @@ class SqlStore:
         )
         with self._connect() as conn:
             return [(provider, model, int(n)) for provider, model, n in conn.execute(query)]
-
-    def total_cost(self) -> Decimal | None:
-        """The cost of every priced event (None when no event is priced)."""
-        return self.totals()[0]["cost"]  # type: ignore[no-any-return]
 
     # -- maintenance ---------------------------------------------------------------
 

@@ -82,6 +82,7 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
 
+
 def downgrade() -> None:
     """Drop everything ``upgrade`` created."""
     op.drop_table("event_tags")

@@ -1,0 +1,54 @@
+"""Errors of the store, beyond ``StoreError`` itself, and how failures are classified."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from llmledger.errors import StoreError
+
+__all__ = ["InvalidQueryError", "WriteError", "is_transient", "one_line"]
+
+
+class InvalidQueryError(StoreError, ValueError):
+    """A read was asked for with an unknown filter, dimension or a naive time."""
+
+
+class WriteError(StoreError):
+    """A batch could not be written.
+
+    Attributes:
+        retryable: True when the cause is the database (locked, unreachable, full)
+            rather than the data, so the same batch may succeed later.
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed write may succeed later: the database, not the data, failed.
+
+    Example:
+        >>> import sqlite3
+        >>> is_transient(sqlite3.OperationalError("database is locked"))
+        True
+        >>> is_transient(sqlite3.IntegrityError("NOT NULL constraint failed"))
+        False
+    """
+    if isinstance(exc, sa.exc.DBAPIError):
+        exc = exc.orig or exc
+    # sqlite3 and psycopg both name it OperationalError: locked, unreachable, disk full.
+    return type(exc).__name__ == "OperationalError" or isinstance(exc, sa.exc.OperationalError)
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of the driver's message, for one-line errors.
+
+    Example:
+        >>> one_line(ValueError("first\\nsecond"))
+        'first'
+    """
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__
