@@ -3,7 +3,9 @@
 ``instrument()`` hooks the provider SDKs that are installed (``openai``,
 ``anthropic``, ``google-genai``) so that every call they make is recorded in
 the ledger, with no change to the calling code: the same return types, the
-same exceptions, the caller's arguments untouched.
+same exceptions, the caller's arguments untouched. Calls made through LiteLLM
+or LangChain are recorded once, with their attribution, by
+:func:`litellm_callback` and :func:`langchain_handler`.
 
 Example:
     >>> import llmledger
@@ -24,7 +26,15 @@ from typing import Any
 from llmledger.capture._core import Redactor, capture_content, options
 from llmledger.capture._patch import Patch
 
-__all__ = ["Instrumentation", "Redactor", "capture_content", "capture_stats", "instrument"]
+__all__ = [
+    "Instrumentation",
+    "Redactor",
+    "capture_content",
+    "capture_stats",
+    "instrument",
+    "langchain_handler",
+    "litellm_callback",
+]
 
 _SDKS = ("openai", "anthropic", "google")
 _lock = threading.Lock()
@@ -155,6 +165,30 @@ def instrument(
                 handle._remove(name)
         _active = handle
         return handle
+
+
+def langchain_handler(**attribution: Any) -> Any:
+    """A LangChain callback handler recording each model call once (see :mod:`.langchain`).
+
+    Example:
+        >>> handler = langchain_handler(feature="support")
+        >>> handler.run_inline
+        True
+    """
+    made: Any = _module("langchain").langchain_handler(**attribution)
+    return made
+
+
+def litellm_callback(**attribution: Any) -> Any:
+    """A LiteLLM callback recording each call once (see :mod:`.litellm`).
+
+    Example:
+        >>> callback = litellm_callback(tenant="acme")
+        >>> callable(callback.log_success_event)
+        True
+    """
+    made: Any = _module("litellm").litellm_callback(**attribution)
+    return made
 
 
 def capture_stats() -> dict[str, int]:

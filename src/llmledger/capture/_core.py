@@ -24,19 +24,27 @@ from typing import Any
 from llmledger.context import Attribution, current_attribution
 from llmledger.events import UsageEvent
 from llmledger.ledger import Ledger, get_ledger
+from llmledger.usage import Usage
 
 __all__ = [
     "Call",
     "CaptureOptions",
     "Redactor",
     "Scope",
+    "adapter_call",
+    "attribution_from",
     "begin",
     "capture_content",
+    "count",
+    "current_scope",
     "error_event",
     "internal_error",
+    "merge_attribution",
+    "openai_style_usage",
     "options",
     "reading_event",
     "submit",
+    "usage_event",
 ]
 
 log = logging.getLogger("llmledger.capture")
@@ -124,11 +132,72 @@ class Scope:
 
     ``attribution`` holds what the framework call adds (its user, tags…), merged
     into the event a provider hook records; ``seen`` counts those events, so the
-    adapter records the call itself only when no hook did.
+    adapter records the call itself only when no hook did. A ``closed`` scope
+    (its call has returned) is ignored by the hooks, so a scope left in a
+    context by a framework that never reset it cannot claim later calls.
     """
 
     attribution: Mapping[str, Any] = field(default_factory=dict)
     seen: int = 0
+    closed: bool = False
+
+
+_FIELDS = ("tenant", "user", "feature", "session")
+
+
+def attribution_from(metadata: Any) -> dict[str, Any]:
+    """The attribution a framework call names in its metadata.
+
+    Reads ``tenant``, ``user``, ``feature``, ``session`` (strings) and ``tags`` (a
+    mapping; integer values become text) from ``metadata``, or from its
+    ``llmledger`` entry when there is one, so they need not share a namespace
+    with other metadata. Anything else, or of another type, is left out.
+
+    Example:
+        >>> attribution_from({"user": "u1", "tags": {"doc": 7}, "run": 3})
+        {'user': 'u1', 'tags': {'doc': '7'}}
+        >>> attribution_from({"llmledger": {"feature": "search"}, "feature": "x"})
+        {'feature': 'search'}
+    """
+    if not isinstance(metadata, Mapping):
+        return {}
+    nested = metadata.get("llmledger")
+    source: Mapping[str, Any] = nested if isinstance(nested, Mapping) else metadata
+    found: dict[str, Any] = {}
+    for name in _FIELDS:
+        value = source.get(name)
+        if isinstance(value, str) and value:
+            found[name] = value
+    tags = source.get("tags")
+    if isinstance(tags, Mapping):
+        kept = {
+            key: str(value)
+            for key, value in tags.items()
+            if isinstance(key, str)
+            and key
+            and isinstance(value, (str, int))
+            and not isinstance(value, bool)
+        }
+        if kept:
+            found["tags"] = kept
+    return found
+
+
+def merge_attribution(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Attribution layers merged, later ones winning; tags are merged key by key.
+
+    Example:
+        >>> merge_attribution({"user": "a", "tags": {"x": "1"}}, {"user": "b", "tags": {"y": "2"}})
+        {'user': 'b', 'tags': {'x': '1', 'y': '2'}}
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for name, value in layer.items():
+            if name == "tags":
+                merged["tags"] = {**merged.get("tags", {}), **value}
+            elif value is not None:
+                merged[name] = value
+    return merged
 
 
 current_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
@@ -185,7 +254,7 @@ def begin(
         api_key if isinstance(api_key, str) else None,
     )
     scope = current_scope.get()
-    if scope is not None:
+    if scope is not None and not scope.closed:
         scope.seen += 1
         call.extra = scope.attribution
     if request is not None and _wants_content(ledger):
@@ -214,6 +283,7 @@ def fingerprint(api_key: str | None) -> str | None:
 
 
 def _values(call: Call, ended: float, ttft: float | None) -> dict[str, Any]:
+    # What the framework call names (``extra``) is the innermost layer, so it wins.
     attribution = call.attribution
     extra = call.extra or {}
     tags = dict(attribution.tags)
@@ -223,10 +293,10 @@ def _values(call: Call, ended: float, ttft: float | None) -> dict[str, Any]:
         "operation": call.operation,
         "ts": datetime.fromtimestamp(call.wall, UTC),
         "duration_ms": round(max(ended - call.started, 0.0) * 1000, 3),
-        "tenant": attribution.tenant or extra.get("tenant"),
-        "user": attribution.user or extra.get("user"),
-        "feature": attribution.feature or extra.get("feature"),
-        "session": attribution.session or extra.get("session"),
+        "tenant": extra.get("tenant") or attribution.tenant,
+        "user": extra.get("user") or attribution.user,
+        "feature": extra.get("feature") or attribution.feature,
+        "session": extra.get("session") or attribution.session,
         "tags": tags,
         "api_key_fingerprint": fingerprint(call.api_key),
     }
@@ -308,6 +378,137 @@ def error_event(
     if call.prompt is not None:
         _keep_content(call, event, None)
     return event
+
+
+def adapter_call(
+    provider: str,
+    operation: str,
+    model: str | None,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    attribution: Attribution | None = None,
+    started: float | None = None,
+    stream: bool = False,
+    api_key: Any = None,
+) -> Call:
+    """Start recording a call seen by a framework adapter rather than a provider hook.
+
+    ``started`` is the call's start as seconds since the epoch when the framework
+    gives it (then durations are measured in the same clock); by default it is now.
+    Unlike :func:`begin` this never marks a :class:`Scope` seen.
+    """
+    wall = time.time() if started is None else started
+    clock = time.perf_counter() if started is None else started
+    return Call(
+        provider,
+        operation,
+        model,
+        wall,
+        clock,
+        current_attribution() if attribution is None else attribution,
+        get_ledger(),
+        stream,
+        api_key if isinstance(api_key, str) else None,
+        extra=extra,
+    )
+
+
+def usage_event(
+    call: Call,
+    usage: Usage | None,
+    *,
+    ended: float,
+    status: str = "ok",
+    ttft: float | None = None,
+    usage_raw: Any = None,
+    response_model: str | None = None,
+    request_id: str | None = None,
+    finish_reason: str | None = None,
+    error_type: str | None = None,
+    error_message: str | None = None,
+) -> UsageEvent:
+    """Build the event of an adapter's call from usage it has already read.
+
+    ``usage`` None means the framework reported none: the event says its usage
+    is missing. Counts that break the invariants are kept, with warnings.
+    """
+    from llmledger.normalize.base import Reading
+    from llmledger.recording import build_event
+
+    values = _values(call, ended, ttft)
+    values.setdefault("model", response_model or "unknown")
+    values["status"] = status
+    if error_type is not None:
+        values["error_type"] = error_type
+        values["error_message"] = (error_message or "")[:_MAX_ERROR_MESSAGE] or None
+    reading = Reading(
+        provider=call.provider,
+        operation=call.operation,
+        usage=usage or Usage(),
+        usage_raw=usage_raw,
+        usage_source="provider" if usage is not None else "missing",
+        response_model=response_model,
+        request_id=request_id,
+        finish_reason=finish_reason,
+        stream=call.stream,
+        warnings=usage.problems() if usage is not None else [],
+    )
+    event = build_event(call.ledger, reading=reading, **values)
+    event.stream = call.stream
+    return event
+
+
+def count(value: Any) -> int:
+    """A token count as an int: anything that is not a non-negative integer is 0.
+
+    Example:
+        >>> count(12), count(None), count(True), count(-1)
+        (12, 0, 0, 0)
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return value
+
+
+def _field(source: Any, name: str) -> Any:
+    if isinstance(source, Mapping):
+        return source.get(name)
+    return getattr(source, name, None)
+
+
+def openai_style_usage(raw: Any) -> Usage:
+    """Usage in the OpenAI chat shape (a mapping or an object), as frameworks pass it on.
+
+    ``prompt_tokens`` includes its cached part (``prompt_tokens_details.cached_tokens``,
+    or LiteLLM's ``cache_read_input_tokens``); a cache write
+    (``cache_creation_input_tokens``) is added when the total leaves it out.
+
+    Example:
+        >>> usage = openai_style_usage({"prompt_tokens": 100, "completion_tokens": 9,
+        ...     "prompt_tokens_details": {"cached_tokens": 60}})
+        >>> usage.input_tokens, usage.cache_read_tokens, usage.output_tokens
+        (100, 60, 9)
+    """
+    details = _field(raw, "prompt_tokens_details")
+    output_details = _field(raw, "completion_tokens_details")
+    input_tokens = count(_field(raw, "prompt_tokens"))
+    cache_read = count(_field(details, "cached_tokens")) or count(
+        _field(raw, "cache_read_input_tokens")
+    )
+    cache_write = count(_field(raw, "cache_creation_input_tokens")) or count(
+        _field(details, "cache_creation_tokens")
+    )
+    if input_tokens < cache_read + cache_write:
+        input_tokens += cache_write
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=count(_field(raw, "completion_tokens")),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        input_audio_tokens=count(_field(details, "audio_tokens")),
+        reasoning_tokens=count(_field(output_details, "reasoning_tokens")),
+        output_audio_tokens=count(_field(output_details, "audio_tokens")),
+    )
 
 
 def request_id_of(exc: BaseException) -> str | None:

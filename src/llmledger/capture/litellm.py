@@ -1,0 +1,442 @@
+"""Recording LiteLLM calls, once: a LiteLLM custom callback.
+
+LiteLLM reaches some providers through their SDKs (``openai``, and with it every
+OpenAI-compatible server), which :func:`llmledger.instrument` hooks, and others
+over its own HTTP client, which nothing else sees. The callback records only the
+calls no provider hook saw, and gives its attribution to the events the hooks
+record:
+
+* ``log_pre_api_call`` runs in the caller's context just before the provider is
+  called: it opens a :class:`~llmledger.capture._core.Scope` for the call (keyed by
+  ``litellm_call_id``) that the hooks count themselves into;
+* ``log_post_api_call`` runs when the provider has answered: it closes the scope;
+* the success and failure events (sync or async, whichever LiteLLM sends, from
+  whichever thread) record the call from ``standard_logging_object`` when its
+  scope was not seen, once per call id.
+
+Usage is read from the response's OpenAI-shaped ``usage`` (falling back to the
+payload's ``prompt_tokens`` / ``completion_tokens``) and priced by llmledger's
+catalog like any event; LiteLLM's ``response_cost`` is used only for a model the
+catalog cannot price. A LiteLLM cache hit calls no provider and is not recorded.
+
+Example:
+    >>> from llmledger.capture import litellm_callback
+    >>> callback = litellm_callback(feature="chat")
+    >>> # litellm.callbacks = [callback]
+    >>> # litellm.completion(model="anthropic/claude-sonnet-4-5", messages=[...],
+    >>> #                    metadata={"user": "u42", "tags": {"ticket": "9"}})
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from llmledger.capture._core import (
+    Scope,
+    adapter_call,
+    attribution_from,
+    count,
+    current_scope,
+    internal_error,
+    merge_attribution,
+    openai_style_usage,
+    submit,
+    usage_event,
+)
+from llmledger.context import Attribution, current_attribution
+from llmledger.usage import Usage
+
+__all__ = ["LiteLLMRecorder", "callback_class", "litellm_callback", "provider_of"]
+
+# LiteLLM's ``custom_llm_provider`` names, as llmledger's providers.
+_PROVIDERS = {
+    "text-completion-openai": "openai",
+    "azure_ai": "azure",
+    "azure_text": "azure",
+    "gemini": "google",
+    "vertex_ai": "google",
+    "vertex_ai_beta": "google",
+    "together_ai": "together",
+    "fireworks_ai": "fireworks",
+    "ollama_chat": "ollama",
+    "cohere_chat": "cohere",
+    "mistral": "mistral",
+    "codestral": "mistral",
+}
+
+_OPERATIONS = {
+    "completion": "chat",
+    "text_completion": "chat",
+    "embedding": "embeddings",
+    "image_generation": "images",
+    "transcription": "audio",
+    "speech": "audio",
+    "rerank": "rerank",
+    "responses": "responses",
+    "anthropic_messages": "chat",
+    "generate_content": "chat",
+}
+
+# Call ids kept to record each call once, and scopes of calls still running.
+_REMEMBERED = 10_000
+
+
+def provider_of(name: Any) -> str | None:
+    """llmledger's provider name for LiteLLM's ``custom_llm_provider``.
+
+    Example:
+        >>> provider_of("vertex_ai"), provider_of("anthropic"), provider_of(None)
+        ('google', 'anthropic', None)
+    """
+    if not isinstance(name, str) or not name:
+        return None
+    return _PROVIDERS.get(name, name)
+
+
+def _operation(call_type: Any) -> str:
+    if not isinstance(call_type, str):
+        return "chat"
+    return _OPERATIONS.get(call_type.removeprefix("a"), _OPERATIONS.get(call_type, "other"))
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()  # LiteLLM's naive times are local, as timestamp() reads them
+    return None
+
+
+def _get(source: Any, name: str) -> Any:
+    if isinstance(source, Mapping):
+        return source.get(name)
+    return getattr(source, name, None)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(slots=True)
+class _Pending:
+    scope: Scope
+    attribution: Attribution
+    previous: Scope | None
+
+
+def _metadata_attribution(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    payload = _mapping(kwargs.get("standard_logging_object"))
+    params = _mapping(kwargs.get("litellm_params"))
+    requester = _mapping(_mapping(payload.get("metadata")).get("requester_metadata"))
+    found = merge_attribution(
+        attribution_from(requester),
+        attribution_from(params.get("metadata")),
+        attribution_from(kwargs.get("metadata")),
+    )
+    end_user = payload.get("end_user") or kwargs.get("user")
+    if "user" not in found and isinstance(end_user, str) and end_user:
+        found["user"] = end_user
+    return found
+
+
+def _usage(response: Any, payload: Mapping[str, Any]) -> tuple[Usage | None, Any]:
+    raw = _get(response, "usage")
+    if raw is not None and _get(raw, "prompt_tokens") is not None:
+        dump = getattr(raw, "model_dump", None)
+        return openai_style_usage(raw), dump() if callable(dump) else raw
+    if "prompt_tokens" in payload or "completion_tokens" in payload:
+        counts = {
+            "prompt_tokens": count(payload.get("prompt_tokens")),
+            "completion_tokens": count(payload.get("completion_tokens")),
+        }
+        return openai_style_usage(counts), counts
+    return None, None
+
+
+def _reported_cost(payload: Mapping[str, Any]) -> Decimal | None:
+    cost = payload.get("response_cost")
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost <= 0:
+        return None
+    try:
+        return Decimal(str(cost))
+    except InvalidOperation:
+        return None
+
+
+class LiteLLMRecorder:
+    """The callback's behaviour; :func:`callback_class` mixes it into LiteLLM's ``CustomLogger``.
+
+    Args:
+        tenant, user, feature, session, tags: Attribution for every call; a call's
+            ``metadata`` (same names) wins over it.
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant: str | None = None,
+        user: str | None = None,
+        feature: str | None = None,
+        session: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self._defaults = attribution_from(
+            {"tenant": tenant, "user": user, "feature": feature, "session": session, "tags": tags}
+        )
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._recorded: OrderedDict[str, None] = OrderedDict()
+
+    # -- around the provider call (caller's context) ------------------------------------
+
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
+        """The provider is about to be called: open the call's scope in the caller's context."""
+        try:
+            kwargs = _mapping(kwargs)
+            call_id = kwargs.get("litellm_call_id")
+            if not isinstance(call_id, str):
+                return
+            with self._lock:
+                pending = self._pending.get(call_id)
+                if pending is None:
+                    extra = merge_attribution(self._defaults, _metadata_attribution(kwargs))
+                    pending = _Pending(Scope(extra), current_attribution(), None)
+                    self._pending[call_id] = pending
+                    while len(self._pending) > _REMEMBERED:
+                        self._pending.popitem(last=False)
+                pending.scope.closed = False  # a retry of the same call opens it again
+                previous = current_scope.get()
+                if previous is not pending.scope:
+                    pending.previous = previous
+                current_scope.set(pending.scope)
+        except Exception:
+            internal_error("litellm pre-call")
+
+    def log_post_api_call(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """The provider answered: close the call's scope."""
+        try:
+            call_id = _mapping(kwargs).get("litellm_call_id")
+            pending = self._pending.get(call_id) if isinstance(call_id, str) else None
+            if pending is not None:
+                self._close(pending)
+        except Exception:
+            internal_error("litellm post-call")
+
+    def _close(self, pending: _Pending) -> None:
+        pending.scope.closed = True
+        if current_scope.get() is pending.scope:
+            current_scope.set(pending.previous)
+
+    def log_stream_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """A streamed chunk: nothing to do, the whole stream is recorded at its end."""
+
+    async def async_log_stream_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """A streamed chunk (async): nothing to do."""
+
+    # -- outcome (any thread) ----------------------------------------------------------
+
+    def log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """The call succeeded: record it, unless a provider hook did."""
+        self._finish(kwargs, response_obj, start_time, end_time, failed=False)
+
+    def log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """The call failed: record it, unless a provider hook did."""
+        self._finish(kwargs, response_obj, start_time, end_time, failed=True)
+
+    async def async_log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """The asynchronous twin of :meth:`log_success_event`."""
+        self._finish(kwargs, response_obj, start_time, end_time, failed=False)
+
+    async def async_log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """The asynchronous twin of :meth:`log_failure_event`."""
+        self._finish(kwargs, response_obj, start_time, end_time, failed=True)
+
+    def _claim(self, call_id: str | None) -> tuple[bool, _Pending | None]:
+        """Whether this call is still to be recorded, and its scope."""
+        with self._lock:
+            pending = self._pending.pop(call_id, None) if call_id else None
+            if call_id:
+                if call_id in self._recorded:
+                    return False, pending
+                self._recorded[call_id] = None
+                while len(self._recorded) > _REMEMBERED:
+                    self._recorded.popitem(last=False)
+        if pending is not None:
+            pending.scope.closed = True
+            if pending.scope.seen:
+                return False, pending
+        return True, pending
+
+    def _finish(
+        self, kwargs: Any, response: Any, start_time: Any, end_time: Any, *, failed: bool
+    ) -> None:
+        try:
+            kwargs = _mapping(kwargs)
+            payload = _mapping(kwargs.get("standard_logging_object"))
+            call_id = kwargs.get("litellm_call_id") or payload.get("id")
+            wanted, pending = self._claim(call_id if isinstance(call_id, str) else None)
+            if not wanted or payload.get("cache_hit") is True or kwargs.get("cache_hit") is True:
+                return
+            self._record(kwargs, payload, response, start_time, end_time, failed, pending)
+        except Exception:
+            internal_error("litellm event")
+
+    def _record(
+        self,
+        kwargs: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        response: Any,
+        start_time: Any,
+        end_time: Any,
+        failed: bool,
+        pending: _Pending | None,
+    ) -> None:
+        params = _mapping(kwargs.get("litellm_params"))
+        provider = (
+            provider_of(payload.get("custom_llm_provider"))
+            or provider_of(kwargs.get("custom_llm_provider"))
+            or provider_of(params.get("custom_llm_provider"))
+        )
+        model = kwargs.get("model") or payload.get("model")
+        if isinstance(model, str) and provider is None and "/" in model:
+            provider = provider_of(model.partition("/")[0])
+        provider = provider or "openai"
+        if isinstance(model, str):
+            for prefix in (payload.get("custom_llm_provider"), kwargs.get("custom_llm_provider")):
+                if isinstance(prefix, str) and model.startswith(prefix + "/"):
+                    model = model[len(prefix) + 1 :]
+        started = _epoch(payload.get("startTime")) or _epoch(start_time) or time.time()
+        ended = _epoch(payload.get("endTime")) or _epoch(end_time) or started
+        first = _epoch(payload.get("completionStartTime"))
+        stream = bool(payload.get("stream") or kwargs.get("stream"))
+        if pending is not None:
+            extra, attribution = pending.scope.attribution, pending.attribution
+        else:
+            extra = merge_attribution(self._defaults, _metadata_attribution(kwargs))
+            attribution = current_attribution()
+        call = adapter_call(
+            provider,
+            _operation(payload.get("call_type") or kwargs.get("call_type")),
+            model if isinstance(model, str) and model else None,
+            extra=extra,
+            attribution=attribution,
+            started=started,
+            stream=stream,
+            api_key=kwargs.get("api_key") or params.get("api_key"),
+        )
+        error_type = error_message = None
+        if failed:
+            exception = kwargs.get("exception")
+            error = _mapping(payload.get("error_information"))
+            error_type = error.get("error_class") or (
+                type(exception).__name__ if exception is not None else "LiteLLMError"
+            )
+            error_message = payload.get("error_str") or (
+                str(exception) if exception is not None else None
+            )
+        ttft = first if stream and first is not None and first >= started else None
+
+        def build() -> Any:
+            usage, raw = (None, None) if failed else _usage(response, payload)
+            response_model = None if failed else _get(response, "model")
+            event = usage_event(
+                call,
+                usage,
+                ended=ended,
+                status="error" if failed else "ok",
+                ttft=ttft,
+                usage_raw=raw,
+                response_model=response_model if isinstance(response_model, str) else None,
+                error_type=error_type,
+                error_message=error_message,
+            )
+            reported = None if failed else _reported_cost(payload)
+            if reported is not None:
+                call.ledger.prepare(event)
+                if event.cost is None:
+                    event.cost = reported
+                    event.cost_source = "provider-reported"
+                    event.price_ref = "litellm:response_cost"
+                    event.unpriced_reason = None
+            return event
+
+        submit(call, build)
+
+
+_class_lock = threading.Lock()
+_callback_class: type | None = None
+
+
+def callback_class() -> type:
+    """The callback class, made on first use.
+
+    A subclass of ``litellm.integrations.custom_logger.CustomLogger`` when LiteLLM
+    is installed (LiteLLM calls only such objects' methods), otherwise the plain
+    :class:`LiteLLMRecorder`, which has the same methods.
+    """
+    global _callback_class
+    with _class_lock:
+        if _callback_class is None:
+            try:
+                base = importlib.import_module("litellm.integrations.custom_logger").CustomLogger
+            except ImportError:
+                _callback_class = LiteLLMRecorder
+            else:
+                _callback_class = type(
+                    "LedgerLiteLLMCallback",
+                    (LiteLLMRecorder, base),
+                    {"__module__": __name__, "__doc__": LiteLLMRecorder.__doc__},
+                )
+        return _callback_class
+
+
+def litellm_callback(
+    *,
+    tenant: str | None = None,
+    user: str | None = None,
+    feature: str | None = None,
+    session: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Any:
+    """A LiteLLM callback that records each call once; add it to ``litellm.callbacks``.
+
+    A call's ``metadata`` may name ``tenant``, ``user``, ``feature``, ``session``
+    and ``tags`` (a mapping), directly or under an ``llmledger`` key; LiteLLM's
+    ``user`` argument is the event's user when the metadata names none. They win
+    over this function's arguments, which win over the :func:`llmledger.attribute`
+    block in force when the call starts.
+
+    Example:
+        >>> callback = litellm_callback(tenant="acme")
+        >>> hasattr(callback, "log_success_event"), hasattr(callback, "async_log_failure_event")
+        (True, True)
+    """
+    made: Any = callback_class()(
+        tenant=tenant, user=user, feature=feature, session=session, tags=tags
+    )
+    return made
