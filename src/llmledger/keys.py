@@ -1,0 +1,290 @@
+"""API keys of the service: bearer tokens with a visible prefix, stored hashed.
+
+A key looks like ``llk_0ABCDEFGH1JK_<secret>``: ``llk_`` and the key's id are
+the visible prefix (shown in listings and logs), the secret is 256 random bits.
+Only the SHA-256 of the whole token is stored; a presented token is looked up
+by its id and its hash compared in constant time.  The token is shown once, when
+the key is created.
+
+Roles:
+
+- ``admin``: everything, across tenants.
+- ``reader``: reads, within its tenant; with ``user`` set, only that user's calls.
+- ``ingest``: writes events only; every event is put in the key's tenant.
+
+Example:
+    >>> from datetime import UTC, datetime, timedelta
+    >>> from llmledger.store import open_store
+    >>> keys = KeyStore(open_store("sqlite://").engine)
+    >>> new = keys.create("reader", tenant="acme", now=datetime(2025, 1, 1, tzinfo=UTC))
+    >>> new.secret.startswith(new.key.prefix + "_"), keys.verify(new.secret) == new.key
+    (True, True)
+    >>> keys.verify(new.secret + "x") is None
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, get_args
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmledger.errors import ConfigError, LedgerError
+from llmledger.store.schema import metadata
+
+__all__ = [
+    "ROLES",
+    "TOKEN_PREFIX",
+    "ApiKey",
+    "KeyStore",
+    "NewKey",
+    "Role",
+    "UnknownKeyError",
+    "api_keys",
+    "check_scope",
+    "hash_token",
+]
+
+Role = Literal["admin", "reader", "ingest"]
+ROLES: tuple[str, ...] = get_args(Role)
+TOKEN_PREFIX = "llk_"
+_ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ID_LENGTH = 12
+
+# Created by migration 0003; described here, on the ledger's shared metadata,
+# because only keys and the server use the table.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("secret_hash", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("tenant", sa.Text),
+    sa.Column("user", sa.Text),
+    sa.Column("name", sa.Text),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("revoked_us", sa.BigInteger),
+)
+
+
+class UnknownKeyError(LedgerError, LookupError):
+    """No API key has this id."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored (never its secret).
+
+    Attributes:
+        id: The key's id, part of its visible prefix.
+        role: ``admin``, ``reader`` or ``ingest``.
+        tenant: The tenant the key is confined to (None for admin keys).
+        user: For reader keys, the one user whose calls it sees, or None.
+        name: A label for people.
+        created: When the key was made.
+        revoked: When it was revoked, or None while it works.
+    """
+
+    id: str
+    role: str
+    tenant: str | None
+    user: str | None
+    name: str | None
+    created: datetime
+    revoked: datetime | None = None
+
+    @property
+    def prefix(self) -> str:
+        """The visible start of the token: ``llk_`` and the id."""
+        return TOKEN_PREFIX + self.id
+
+    @property
+    def active(self) -> bool:
+        """True until the key is revoked."""
+        return self.revoked is None
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A key just created, with the token to hand to its holder (shown only once)."""
+
+    key: ApiKey
+    secret: str
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: its SHA-256 in hex.
+
+    The secret has 256 random bits, so a fast hash is enough: there is nothing
+    to guess.
+
+    Example:
+        >>> len(hash_token("llk_X_secret"))
+        64
+    """
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# Compared against when the id is unknown, so a miss costs what a hit does.
+_NO_KEY_HASH = hash_token("llk_none")
+
+
+def _micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ConfigError(f"times must be timezone-aware, got {moment!r}")
+    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return delta // timedelta(microseconds=1)
+
+
+def _moment(micros: int | None) -> datetime | None:
+    if micros is None:
+        return None
+    return datetime.fromtimestamp(micros / 1_000_000, UTC)
+
+
+def _row_to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
+    m = row._mapping
+    created = _moment(int(m["created_us"]))
+    assert created is not None
+    revoked = m["revoked_us"]
+    return ApiKey(
+        id=str(m["id"]),
+        role=str(m["role"]),
+        tenant=m["tenant"],
+        user=m["user"],
+        name=m["name"],
+        created=created,
+        revoked=_moment(None if revoked is None else int(revoked)),
+    )
+
+
+def check_scope(role: str, tenant: str | None, user: str | None) -> None:
+    """Refuse a role and scope that do not go together.
+
+    Raises:
+        ConfigError: on an unknown role, an admin key with a tenant, a reader or
+            ingest key without one, or a user on a key that is not a reader.
+
+    Example:
+        >>> check_scope("reader", "acme", "ana")
+    """
+    if role not in ROLES:
+        raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    if role == "admin" and (tenant is not None or user is not None):
+        raise ConfigError("an admin key sees every tenant: give no --tenant or --user")
+    if role != "admin" and not tenant:
+        raise ConfigError(f"a {role} key needs a --tenant: keys never see other tenants' data")
+    if user is not None and role != "reader":
+        raise ConfigError("only reader keys can be limited to one --user")
+
+
+class KeyStore:
+    """Create, list, revoke and verify API keys in the ledger database.
+
+    Args:
+        engine: The ledger's engine (``SqlStore.engine``), migrated to 0003 or later.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(
+        self,
+        role: str,
+        *,
+        now: datetime,
+        tenant: str | None = None,
+        user: str | None = None,
+        name: str | None = None,
+    ) -> NewKey:
+        """Make a key; the returned token is the only time its secret is known.
+
+        Raises:
+            ConfigError: when the role and scope do not go together (see :func:`check_scope`).
+        """
+        check_scope(role, tenant, user)
+        key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+        token = f"{TOKEN_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        with self.engine.begin() as conn:
+            conn.execute(
+                api_keys.insert().values(
+                    id=key_id,
+                    secret_hash=hash_token(token),
+                    role=role,
+                    tenant=tenant,
+                    user=user,
+                    name=name,
+                    created_us=_micros(now),
+                )
+            )
+        key = ApiKey(key_id, role, tenant, user, name, now.astimezone(UTC))
+        return NewKey(key, token)
+
+    def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
+        """Every key, oldest first."""
+        query = sa.select(api_keys).order_by(api_keys.c.created_us, api_keys.c.id)
+        if not include_revoked:
+            query = query.where(api_keys.c.revoked_us.is_(None))
+        with self.engine.connect() as conn:
+            return [_row_to_key(row) for row in conn.execute(query)]
+
+    def get(self, key_id: str) -> ApiKey:
+        """The key with this id (or visible prefix).
+
+        Raises:
+            UnknownKeyError: when there is none.
+        """
+        key_id = key_id.removeprefix(TOKEN_PREFIX)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
+        if row is None:
+            raise UnknownKeyError(f"no API key {key_id!r}")
+        return _row_to_key(row)
+
+    def revoke(self, key_id: str, *, now: datetime) -> ApiKey:
+        """Revoke a key (revoking twice keeps the first time).
+
+        Raises:
+            UnknownKeyError: when there is no such key.
+        """
+        key_id = key_id.removeprefix(TOKEN_PREFIX)
+        with self.engine.begin() as conn:
+            conn.execute(
+                api_keys.update()
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_us.is_(None))
+                .values(revoked_us=_micros(now))
+            )
+        return self.get(key_id)
+
+    def verify(self, token: str) -> ApiKey | None:
+        """The active key this token belongs to, or None.
+
+        The stored hash is compared in constant time; an unknown id is compared
+        against a dummy hash so it takes as long.
+        """
+        key_id = _token_id(token)
+        row = None
+        if key_id is not None:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
+        stored = _NO_KEY_HASH if row is None else str(row._mapping["secret_hash"])
+        matches = hmac.compare_digest(hash_token(token), stored)
+        if row is None or not matches:
+            return None
+        key = _row_to_key(row)
+        return key if key.active else None
+
+
+def _token_id(token: str) -> str | None:
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    key_id, sep, secret = token[len(TOKEN_PREFIX) :].partition("_")
+    if not sep or len(key_id) != _ID_LENGTH or not secret:
+        return None
+    return key_id

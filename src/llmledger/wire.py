@@ -1,0 +1,326 @@
+"""Events on the wire: the inverse of :func:`llmledger.serialize.event_to_json`.
+
+``llmledger logs --json`` prints events in one JSON shape; the service ingests
+the same shape and the remote sink sends it.  :class:`EventIn` is the pydantic
+model of that shape at the boundary (unknown fields are refused, counts are
+strict non-negative integers, money is a decimal string) and
+:func:`parse_event` turns one JSON object into a :class:`UsageEvent`, or raises
+:class:`InvalidEventError` with every problem in one readable sentence.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from llmledger.errors import InvalidEventError
+from llmledger.events import CostSource, Operation, Status, UsageEvent, UsageSource
+from llmledger.usage import Usage
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_CLOCK_SKEW",
+    "BatchIn",
+    "EventIn",
+    "Parsed",
+    "UsageIn",
+    "describe_validation_error",
+    "parse_body",
+    "parse_event",
+    "to_event",
+]
+
+#: How far in the future an event's start time may be (client clocks drift).
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+#: Most events in one batch.
+MAX_BATCH = 1000
+
+_Count = Annotated[int, pydantic.Field(strict=True, ge=0, le=2**62)]
+_Name = Annotated[str, pydantic.StringConstraints(strict=True, min_length=1, max_length=256)]
+_Text = Annotated[str, pydantic.StringConstraints(strict=True, max_length=256)]
+_Message = Annotated[str, pydantic.StringConstraints(strict=True, max_length=10_000)]
+_Millis = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
+_Amount = Annotated[
+    str, pydantic.StringConstraints(strict=True, max_length=64, pattern=r"^[0-9]+(\.[0-9]+)?$")
+]
+_Ulid = Annotated[
+    str, pydantic.StringConstraints(strict=True, pattern=r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")
+]
+
+
+def _text_only(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 time as text")
+    return value
+
+
+_Time = Annotated[datetime, pydantic.BeforeValidator(_text_only)]
+
+
+class UsageIn(pydantic.BaseModel):
+    """Token buckets of one event; ``total_tokens`` is optional and must add up."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    input_tokens: _Count = 0
+    output_tokens: _Count = 0
+    cache_read_tokens: _Count = 0
+    cache_write_tokens: _Count = 0
+    cache_write_5m_tokens: _Count = 0
+    cache_write_1h_tokens: _Count = 0
+    input_audio_tokens: _Count = 0
+    input_image_tokens: _Count = 0
+    reasoning_tokens: _Count = 0
+    output_audio_tokens: _Count = 0
+    tool_use_prompt_tokens: _Count = 0
+    total_tokens: _Count | None = None
+
+
+class EventIn(pydantic.BaseModel):
+    """One usage event in the JSON shape ``llmledger logs --json`` prints.
+
+    ``id`` (a ULID) makes ingestion idempotent; without one the receiver makes a
+    new id, so a retried request would record the call twice.  ``cost`` is a
+    decimal string in USD; when it, ``cost_source`` and ``unpriced_reason`` are
+    all absent the service prices the event.  Token parts larger than their
+    totals, negative counts and times in the future are refused.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    id: _Ulid | None = None
+    ts: _Time
+    provider: _Name
+    model: _Name
+    duration_ms: _Millis | None = None
+    ttft_ms: _Millis | None = None
+    response_model: _Text | None = None
+    operation: Operation = "chat"
+    stream: Annotated[bool, pydantic.Field(strict=True)] = False
+    service_tier: _Text | None = None
+    request_id: _Text | None = None
+    finish_reason: _Text | None = None
+    status: Status = "ok"
+    error_type: _Text | None = None
+    error_message: _Message | None = None
+    usage: UsageIn = pydantic.Field(default_factory=UsageIn)
+    usage_raw: Any = None
+    usage_source: UsageSource = "provider"
+    cost: _Amount | None = None
+    currency: Literal["USD"] = "USD"
+    cost_breakdown: dict[_Text, _Amount] | None = None
+    cost_source: CostSource | None = None
+    price_ref: _Message | None = None
+    unpriced_reason: _Message | None = None
+    tenant: _Text | None = None
+    user: _Text | None = None
+    feature: _Text | None = None
+    session: _Text | None = None
+    tags: Annotated[dict[_Text, _Text], pydantic.Field(max_length=64)] = pydantic.Field(
+        default_factory=dict
+    )
+    api_key_fingerprint: _Text | None = None
+    warnings: Annotated[list[_Message], pydantic.Field(max_length=64)] = pydantic.Field(
+        default_factory=list
+    )
+
+
+class BatchIn(pydantic.BaseModel):
+    """A batch of events: ``{"events": [...]}``."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    events: Annotated[list[EventIn], pydantic.Field(max_length=MAX_BATCH)]
+
+
+_EVENT = pydantic.TypeAdapter(EventIn)
+_BATCH = pydantic.TypeAdapter(BatchIn)
+
+
+def describe_validation_error(error: pydantic.ValidationError, skip: int = 0) -> str:
+    """Every problem of a pydantic error as ``field: message`` joined by ``; ``.
+
+    Args:
+        error: The error.
+        skip: Leading parts of each location to leave out.
+
+    Example:
+        >>> try:
+        ...     EventIn.model_validate({"ts": "2025-01-01T00:00:00Z", "provider": "p",
+        ...                             "model": "m", "colour": 1, "usage": {"input_tokens": -1}})
+        ... except pydantic.ValidationError as exc:
+        ...     print(describe_validation_error(exc))
+        usage.input_tokens: Input should be greater than or equal to 0; colour: unknown field
+    """
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"][skip:])
+        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        message = message.removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def _check_time(moment: datetime, now: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise InvalidEventError("ts: needs a UTC offset (e.g. Z or +00:00)")
+    moment = moment.astimezone(UTC)
+    if moment < _EARLIEST:
+        raise InvalidEventError(f"ts: {moment.isoformat()} is before 2000")
+    if moment > now + MAX_CLOCK_SKEW:
+        raise InvalidEventError(f"ts: {moment.isoformat()} is in the future")
+    return moment
+
+
+def to_event(wire: EventIn, *, now: datetime) -> UsageEvent:
+    """The :class:`UsageEvent` of a validated :class:`EventIn`.
+
+    Raises:
+        InvalidEventError: on a time that is naive, before 2000 or in the future,
+            or token counts whose parts exceed their totals.
+    """
+    ts = _check_time(wire.ts, now)
+    u = wire.usage
+    usage = Usage(
+        u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+        u.cache_write_5m_tokens, u.cache_write_1h_tokens, u.input_audio_tokens,
+        u.input_image_tokens, u.reasoning_tokens, u.output_audio_tokens, u.tool_use_prompt_tokens,
+    )
+    problems = usage.problems()
+    if problems:
+        raise InvalidEventError("usage: " + "; ".join(problems))
+    if u.total_tokens is not None and u.total_tokens != usage.total_tokens:
+        raise InvalidEventError(
+            f"usage.total_tokens ({u.total_tokens}) is not input_tokens + output_tokens "
+            f"({usage.total_tokens})"
+        )
+    breakdown = wire.cost_breakdown
+    event = UsageEvent(
+        provider=wire.provider,
+        model=wire.model,
+        ts=ts,
+        duration_ms=wire.duration_ms,
+        ttft_ms=wire.ttft_ms,
+        response_model=wire.response_model,
+        operation=wire.operation,
+        stream=wire.stream,
+        service_tier=wire.service_tier,
+        request_id=wire.request_id,
+        finish_reason=wire.finish_reason,
+        status=wire.status,
+        error_type=wire.error_type,
+        error_message=wire.error_message,
+        usage=usage,
+        usage_raw=wire.usage_raw,
+        usage_source=wire.usage_source,
+        cost=None if wire.cost is None else Decimal(wire.cost),
+        cost_breakdown=None if breakdown is None else {k: Decimal(v) for k, v in breakdown.items()},
+        cost_source=wire.cost_source,
+        price_ref=wire.price_ref,
+        unpriced_reason=wire.unpriced_reason,
+        tenant=wire.tenant,
+        user=wire.user,
+        feature=wire.feature,
+        session=wire.session,
+        tags=wire.tags,
+        api_key_fingerprint=wire.api_key_fingerprint,
+        warnings=wire.warnings,
+    )
+    if wire.id is not None:
+        event.id = wire.id.upper()
+    return event
+
+
+def parse_event(data: Any, *, now: datetime) -> UsageEvent:
+    """One event from its JSON shape (a dict as ``json.loads`` returns it).
+
+    Args:
+        data: The decoded JSON object.
+        now: The receiver's clock (aware), to refuse times in the future.
+
+    Raises:
+        InvalidEventError: naming every field that is unknown, of the wrong type
+            or out of range, or the invariant that is broken.
+
+    Example:
+        >>> e = parse_event({"ts": "2025-01-01T00:00:00Z", "provider": "openai",
+        ...                  "model": "gpt-4o", "usage": {"input_tokens": 3}},
+        ...                 now=datetime(2025, 6, 1, tzinfo=UTC))
+        >>> e.usage.input_tokens, e.cost
+        (3, None)
+    """
+    if not isinstance(data, dict):
+        raise InvalidEventError(f"an event is a JSON object, got {type(data).__name__}")
+    try:
+        wire = _EVENT.validate_python(data)
+    except pydantic.ValidationError as exc:
+        raise InvalidEventError(describe_validation_error(exc)) from None
+    return to_event(wire, now=now)
+
+
+#: One parsed event, or why it was refused.
+Parsed = UsageEvent | InvalidEventError
+
+
+def _event_or_error(data: Any, now: datetime) -> Parsed:
+    try:
+        return parse_event(data, now=now)
+    except InvalidEventError as exc:
+        return exc
+
+
+def parse_body(body: bytes | str, *, now: datetime) -> tuple[bool, list[Parsed]]:
+    """A request body holding one event or a batch ``{"events": [...]}``.
+
+    The whole batch is validated in one pass; only when some event is invalid
+    are the events looked at one by one, so each gets its own answer.
+
+    Returns:
+        Whether the body was a batch, and per event the event or its error.
+
+    Raises:
+        InvalidEventError: when the body is not JSON, is neither an event nor a
+            batch, holds more than ``MAX_BATCH`` events, or is a single invalid event.
+
+    Example:
+        >>> now = datetime(2025, 6, 1, tzinfo=UTC)
+        >>> batch, parsed = parse_body(b'{"events": [{"ts": "2025-01-01T00:00:00Z", '
+        ...     b'"provider": "openai", "model": "gpt-4o"}, {"ts": 1}]}', now=now)
+        >>> batch, [type(p).__name__ for p in parsed]
+        (True, ['UsageEvent', 'InvalidEventError'])
+    """
+    try:
+        batch = _BATCH.validate_json(body)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        problem = describe_validation_error(exc)
+    else:
+        return True, [_converted(wire, now) for wire in batch.events]
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEventError(f"the body is not JSON: {exc}") from None
+    if isinstance(data, dict) and "events" not in data:
+        return False, [parse_event(data, now=now)]
+    per_event = all(
+        len(e["loc"]) >= 2 and e["loc"][0] == "events" and isinstance(e["loc"][1], int)
+        for e in errors
+    )
+    if not per_event or not isinstance(data, dict):
+        raise InvalidEventError(
+            "the body must be an event or {\"events\": [...]} with at most "
+            f"{MAX_BATCH} events: {problem}"
+        )
+    return True, [_event_or_error(item, now) for item in data["events"]]
+
+
+def _converted(wire: EventIn, now: datetime) -> Parsed:
+    try:
+        return to_event(wire, now=now)
+    except InvalidEventError as exc:
+        return exc
