@@ -46,6 +46,12 @@ class Settings:
         store_content: Keep prompt and response text (off by default).
         currency: Currency reports show by default.
         strict: Re-raise internal tracking errors instead of logging them (tests).
+        url: Base URL of an llmledger service; when set (with ``api_key``) events
+            are sent there instead of to a local database.
+        api_key: The ingest key the SDK sends events with.
+        spool_limit: Most bytes of events kept on disk (``home/spool``) while the
+            service is unreachable; beyond it new batches are dropped and counted.
+        max_body_bytes: Largest request body the service accepts.
     """
 
     home: Path = field(default_factory=default_home)
@@ -58,6 +64,10 @@ class Settings:
     store_content: bool = False
     currency: str = "USD"
     strict: bool = False
+    url: str | None = None
+    api_key: str | None = None
+    spool_limit: int = 100_000_000
+    max_body_bytes: int = 10_000_000
 
     @property
     def resolved_database_url(self) -> str:
@@ -103,7 +113,7 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, Mapping):
                 return {str(k): str(v) for k, v in value.items()}
             return {str(f): str(f) for f in value}
-        if name in ("queue_limit", "batch_size"):
+        if name in ("queue_limit", "batch_size", "spool_limit", "max_body_bytes"):
             number = int(value)
             if number < 1:
                 raise ValueError("must be at least 1")

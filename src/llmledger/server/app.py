@@ -1,0 +1,104 @@
+"""The app factory: ``create_app(settings)`` wires routers, auth, errors and limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from llmledger.server.errors import error_response, install_error_handlers
+from llmledger.server.routers import events, health, keys, prices, reports
+from llmledger.server.state import Service
+from llmledger.settings import Settings, load_settings
+from llmledger.store import SqlStore
+from llmledger.wire import EventIn
+
+__all__ = ["create_app"]
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413 (before and while reading).
+
+    Compressed ingest bodies are also checked once decompressed, by the ingest route.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                response = error_response(
+                    413, f"the body is larger than {self.limit} bytes; send smaller batches"
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        # The ingest body is read by hand (so each event of a batch gets its own
+        # answer); its schema is added here.
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        event_schema = EventIn.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(event_schema.pop("$defs", {}))
+        components["EventIn"] = event_schema
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(settings: Settings | None = None, *, store: SqlStore | None = None) -> FastAPI:
+    """The llmledger service as an ASGI app.
+
+    Args:
+        settings: Database URL, price files and limits (from the environment when None).
+        store: An open store to serve instead of the settings' database (tests).
+
+    Example:
+        >>> from llmledger.settings import load_settings
+        >>> app = create_app(load_settings(database_url="sqlite://"))
+        >>> sorted(r.path for r in app.routes if r.path.startswith("/v1/events"))
+        ['/v1/events', '/v1/events', '/v1/events/{event_id}']
+    """
+    settings = settings if settings is not None else load_settings()
+    service = Service(settings, store=store)
+    service.store.write_hooks.append(events.collect_inserted)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if store is None:
+            service.close()
+
+    app = FastAPI(
+        title="llmledger",
+        version="1",
+        description=(
+            "Records every LLM provider call, prices it and attributes it. Authenticate with "
+            "`Authorization: Bearer llk_…`; every error has one JSON shape "
+            '`{"ok": false, "status", "error", "message", "details"}`.'
+        ),
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    for module in (events, reports, prices, keys, health):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+

@@ -1,0 +1,172 @@
+"""One JSON error shape for the whole API, and the mapping of llmledger's errors onto it.
+
+Every error answer, whatever raised it, is::
+
+    {"ok": false, "status": 422, "error": "invalid_event", "message": "usage.input_tokens: ...",
+     "details": ["..."]}
+
+``error`` is a stable code for programs, ``message`` a sentence for people and
+``details`` (optional) lists the individual problems.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from llmledger.errors import (
+    ConfigError,
+    CurrencyError,
+    InvalidEventError,
+    LedgerError,
+    StoreError,
+)
+from llmledger.keys import UnknownKeyError
+from llmledger.query import InvalidQueryError
+from llmledger.store import WriteError
+
+__all__ = [
+    "ApiError",
+    "ConflictError",
+    "NotFoundError",
+    "error_response",
+    "install_error_handlers",
+]
+
+log = logging.getLogger("llmledger.server")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(LedgerError):
+    """An error answer with a status and a code."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or _CODES.get(status, "error")
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+class NotFoundError(ApiError, LookupError):
+    """The resource does not exist (or is outside the caller's tenant)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(404, message)
+
+
+class ConflictError(ApiError):
+    """The resource exists already (a dated price row or rate is never overwritten)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message)
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    details: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The one error shape as a response.
+
+    Example:
+        >>> error_response(404, "no event 'x'").body
+        b'{"ok":false,"status":404,"error":"not_found","message":"no event \\'x\\'"}'
+    """
+    body: dict[str, Any] = {
+        "ok": False,
+        "status": status,
+        "error": code or _CODES.get(status, "error"),
+        "message": message,
+    }
+    if details:
+        body["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
+    if isinstance(exc, UnknownKeyError):
+        return 404, "not_found", None
+    if isinstance(exc, InvalidQueryError):
+        return 400, "invalid_query", None
+    if isinstance(exc, CurrencyError):
+        return 400, "unknown_currency", None
+    if isinstance(exc, InvalidEventError):
+        return 422, "invalid_event", None
+    if isinstance(exc, ConfigError):
+        return 422, "invalid_request", None
+    if isinstance(exc, WriteError) and not exc.retryable:
+        return 500, "internal_error", None
+    if isinstance(exc, StoreError):
+        return 503, "unavailable", {"Retry-After": "1"}
+    return 500, "internal_error", None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error through :func:`error_response`."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(
+            exc.status, exc.message, code=exc.code, details=exc.details, headers=exc.headers
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else _CODES.get(exc.status_code, "")
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = []
+        for item in exc.errors():
+            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+            message = "unknown field" if item.get("type") == "extra_forbidden" else item["msg"]
+            details.append(f"{where}: {message}" if where else str(message))
+        return error_response(422, "; ".join(details), details=details)
+
+    @app.exception_handler(LedgerError)
+    async def _ledger_error(_request: Request, exc: LedgerError) -> JSONResponse:
+        status, code, headers = _classify(exc)
+        if status >= 500:
+            log.error("llmledger service: %s", exc, exc_info=exc)
+            message = str(exc) if status == 503 else "internal error"
+        else:
+            message = str(exc)
+        return error_response(status, message, code=code, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("llmledger service: unexpected error", exc_info=exc)
+        return error_response(500, "internal error")

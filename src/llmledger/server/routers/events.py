@@ -1,0 +1,255 @@
+"""``/v1/events``: ingest (one event or a batch, idempotent), list with filters, get one."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Connection
+from starlette.concurrency import run_in_threadpool
+
+from llmledger.errors import InvalidEventError
+from llmledger.events import UsageEvent
+from llmledger.query import build_query
+from llmledger.query.compile import Piece, compile_timeline
+from llmledger.query.periods import to_us
+from llmledger.serialize import event_to_json
+from llmledger.server.auth import Principal, Reader, Writer, get_service
+from llmledger.server.errors import ApiError, NotFoundError
+from llmledger.server.schemas import BatchAnswer, EventOut, EventPage
+from llmledger.server.state import Service
+from llmledger.store.codec import decode_event
+from llmledger.store.schema import events
+from llmledger.wire import MAX_BATCH, EventIn, Parsed, parse_body
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+#: Largest and default page of ``GET /v1/events``.
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+_INGEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/EventIn"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "events": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/EventIn"},
+                                "maxItems": MAX_BATCH,
+                            }
+                        },
+                        "required": ["events"],
+                        "additionalProperties": False,
+                    },
+                ]
+            }
+        }
+    },
+}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, gunzipped when sent with ``Content-Encoding: gzip``, at most ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the body is larger than {limit} bytes; send smaller batches")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the body is larger than {limit} bytes; send smaller batches")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise ApiError(400, f"the body is not valid gzip: {exc}") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise ApiError(413, f"the body is larger than {limit} bytes once decompressed")
+    elif encoding != "identity":
+        raise ApiError(415, f"Content-Encoding {encoding!r} is not supported (use gzip)")
+    return body
+
+
+_inserted = threading.local()
+
+
+def collect_inserted(_conn: Connection, new: Sequence[UsageEvent]) -> None:
+    """Store write hook: note the ids this thread's write inserted (not duplicates)."""
+    _inserted.ids = {event.id for event in new}
+
+
+def _ingest(service: Service, principal: Principal, body: bytes) -> tuple[bool, list[dict[str, Any]]]:
+    batch, parsed = parse_body(body, now=datetime.now(UTC))
+    if not batch and isinstance(parsed[0], InvalidEventError):  # pragma: no cover - raised
+        raise parsed[0]
+    pricer = service.pricer
+    tenant = principal.tenant
+    results: list[dict[str, Any]] = []
+    to_write: list[UsageEvent] = []
+    for item in parsed:
+        if isinstance(item, InvalidEventError):
+            results.append({"id": None, "status": "rejected", "reason": str(item)})
+            continue
+        if tenant is not None:
+            item.tenant = tenant
+        if item.cost is None and item.cost_source is None and item.unpriced_reason is None:
+            pricer.price_event(item)
+        to_write.append(item)
+        results.append({"id": item.id, "status": "accepted", "reason": None})
+    refused: dict[str, str] = {}
+
+    def reject(event: UsageEvent, exc: Exception) -> None:
+        refused[event.id] = str(exc)
+
+    _inserted.ids = set()
+    service.store.write(to_write, on_error=reject)
+    inserted: set[str] = _inserted.ids
+    for result in results:
+        event_id = result["id"]
+        if result["status"] != "accepted":
+            continue
+        if event_id in refused:
+            result.update(status="rejected", reason=refused[event_id])
+        elif event_id in inserted:
+            inserted.discard(event_id)  # a repeat within the batch is a duplicate
+        else:
+            result["status"] = "duplicate"
+    return batch, results
+
+
+@router.post(
+    "",
+    summary="Record one event or a batch of up to 1,000",
+    response_model=BatchAnswer,
+    openapi_extra={"requestBody": _INGEST_BODY},
+    responses={413: {"description": "Body too large"}, 422: {"description": "Invalid event"}},
+)
+async def ingest(request: Request, principal: Writer) -> JSONResponse:
+    """Store events sent in the JSON shape of `llmledger logs --json`.
+
+    Idempotent on the event id: an id already stored is answered `duplicate`.
+    In a batch each invalid event is answered `rejected` with the reason and the
+    valid ones are stored in one transaction; a single invalid event is a 422.
+    Events sent with an ingest key are put in the key's tenant.  The body may be
+    gzip-compressed (`Content-Encoding: gzip`).
+    """
+    service = get_service(request)
+    started = time.perf_counter()
+    try:
+        body = await _read_body(request, service.settings.max_body_bytes)
+        batch, results = await run_in_threadpool(_ingest, service, principal, body)
+    except Exception:
+        service.metrics.record_failure()
+        raise
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    for result in results:
+        counts[result["status"]] += 1
+    service.metrics.record_ingest(**counts, seconds=time.perf_counter() - started)
+    if not batch and results[0]["status"] == "rejected":
+        raise ApiError(422, results[0]["reason"], code="invalid_event")
+    return JSONResponse({"results": results})
+
+
+def _encode_cursor(event: UsageEvent) -> str:
+    text = f"{to_us(event.ts)}:{event.id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        micros, _, event_id = text.partition(":")
+        return int(micros), event_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ApiError(400, f"not a cursor from this API: {cursor!r}", code="invalid_query") from None
+
+
+@router.get("", summary="List events, newest first", response_model=EventPage)
+def list_events(
+    request: Request,
+    principal: Reader,
+    since: Annotated[str | None, Query(description="Start (ISO 8601; in `tz` without offset).")] = None,
+    until: Annotated[str | None, Query(description="End, exclusive.")] = None,
+    last: Annotated[str | None, Query(description="Span ending now: 30m, 12h, 7d.")] = None,
+    period: Annotated[str | None, Query(description="Calendar period: today, 2025-03, …")] = None,
+    tz: Annotated[str, Query(description="IANA time zone of periods and local times.")] = "UTC",
+    where: Annotated[
+        list[str], Query(description="`DIM=V1,V2`, `DIM!=V`, `tag:KEY=V` (repeatable).")
+    ] = [],  # noqa: B006 - FastAPI copies defaults
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> JSONResponse:
+    """Every filter of the report query model; cursor pagination, newest first."""
+    query = principal.scoped(
+        build_query(now=datetime.now(UTC), since=since, until=until, last=last, period=period,
+                    tz=tz, where=where)
+    )
+    piece = Piece(
+        None,
+        None if query.since is None else to_us(query.since),
+        None if query.until is None else to_us(query.until),
+        None,
+    )
+    statement = (
+        compile_timeline(piece, query.where, None)
+        .with_only_columns(*events.c)
+        .order_by(None)
+        .order_by(events.c.ts_us.desc(), events.c.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        micros, event_id = _decode_cursor(cursor)
+        statement = statement.where(
+            sa.or_(
+                events.c.ts_us < micros,
+                sa.and_(events.c.ts_us == micros, events.c.id < event_id),
+            )
+        )
+    with get_service(request).store.engine.connect() as conn:
+        found = [decode_event(row) for row in conn.execute(statement)]
+    more = len(found) > limit
+    page = found[:limit]
+    return JSONResponse({
+        "events": [event_to_json(event) for event in page],
+        "next_cursor": _encode_cursor(page[-1]) if more else None,
+    })
+
+
+@router.get(
+    "/{event_id}",
+    summary="One event",
+    response_model=EventOut,
+    responses={404: {"description": "No such event in your scope"}},
+)
+def get_event(request: Request, principal: Reader, event_id: str) -> JSONResponse:
+    """The event with this id; an event outside the key's scope is answered 404."""
+    event = get_service(request).store.get(event_id.upper())
+    if event is None or not principal.can_see(event):
+        raise NotFoundError(f"no event {event_id!r}")
+    return JSONResponse(event_to_json(event))
+
+
+# EventIn appears in the OpenAPI document through the ingest body above.
+EVENT_SCHEMAS = (EventIn,)

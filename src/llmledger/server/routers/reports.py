@@ -1,0 +1,138 @@
+"""``/v1/report``, ``/v1/report/batch`` and ``/v1/stats``: views over the one query engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Query, Request
+
+from llmledger.errors import InvalidEventError
+from llmledger.query import InvalidQueryError, SourceMode, build_query, run_query
+from llmledger.server.auth import Principal, Reader, get_service
+from llmledger.server.schemas import (
+    FeatureStats,
+    ReportBatchIn,
+    ReportBatchOut,
+    ReportOut,
+    ReportQueryIn,
+    StatsOut,
+)
+from llmledger.server.state import Service
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["reports"])
+
+
+def _report(service: Service, principal: Principal, spec: ReportQueryIn) -> dict[str, Any]:
+    query = principal.scoped(
+        build_query(
+            now=datetime.now(UTC),
+            by=spec.by,
+            every=spec.every,
+            tz=spec.tz,
+            since=spec.since,
+            until=spec.until,
+            last=spec.last,
+            period=spec.period,
+            where=spec.where,
+            metrics=spec.metrics,
+            sort=spec.sort,
+            limit=spec.limit,
+            currency=spec.currency or service.settings.currency,
+        )
+    )
+    rates = service.exchange_rates if query.currency != "USD" else None
+    try:
+        report = run_query(service.store, query, rates=rates, mode=cast(SourceMode, spec.source))
+    except ValueError as exc:
+        if isinstance(exc, InvalidEventError | InvalidQueryError):
+            raise
+        raise InvalidQueryError(str(exc)) from None  # e.g. rollups cannot answer this query
+    return report.to_dict()
+
+
+@router.get("/report", summary="A report: the query engine", response_model=ReportOut)
+def report(
+    request: Request,
+    principal: Reader,
+    by: Annotated[list[str], Query(description="Group by dimensions (repeatable or a,b).")] = [],  # noqa: B006
+    every: Annotated[str | None, Query(description="Time bucket: hour, day, week, month.")] = None,
+    tz: Annotated[str, Query(description="IANA time zone of buckets and periods.")] = "UTC",
+    since: Annotated[str | None, Query(description="Start (ISO 8601).")] = None,
+    until: Annotated[str | None, Query(description="End, exclusive (ISO 8601).")] = None,
+    last: Annotated[str | None, Query(description="Span ending now: 30m, 12h, 7d.")] = None,
+    period: Annotated[str | None, Query(description="Calendar period: this-month, 2025-03…")] = None,
+    where: Annotated[list[str], Query(description="Filters: DIM=V, DIM!=V, tag:K=V.")] = [],  # noqa: B006
+    metrics: Annotated[list[str], Query(description="Metric names, or all.")] = [],  # noqa: B006
+    sort: Annotated[list[str], Query(description="NAME[:asc|:desc].")] = [],  # noqa: B006
+    limit: Annotated[int | None, Query(ge=1, le=10_000, description="Top N groups.")] = None,
+    currency: Annotated[str | None, Query(description="Show costs in this currency.")] = None,
+    source: Annotated[SourceMode, Query(description="auto, rollups or events.")] = "auto",
+) -> dict[str, Any]:
+    """The same parameters as `llmledger report`, the same JSON shape as `--json`."""
+    spec = ReportQueryIn.model_validate(
+        {"by": by, "every": every, "tz": tz, "since": since, "until": until, "last": last,
+         "period": period, "where": where, "metrics": metrics, "sort": sort, "limit": limit,
+         "currency": currency, "source": source}
+    )
+    return _report(get_service(request), principal, spec)
+
+
+@router.post("/report/batch", summary="Several reports in one request", response_model=ReportBatchOut)
+def report_batch(request: Request, principal: Reader, body: ReportBatchIn) -> dict[str, Any]:
+    """Answer up to 20 report queries at once; an invalid query fails the request, naming it."""
+    service = get_service(request)
+    reports = []
+    for index, spec in enumerate(body.queries):
+        try:
+            reports.append(_report(service, principal, spec))
+        except InvalidQueryError as exc:
+            raise InvalidQueryError(f"queries[{index}]: {exc}") from None
+    return {"reports": reports}
+
+
+@router.get("/stats", summary="Totals of the last N days", response_model=StatsOut)
+def stats(
+    request: Request,
+    principal: Reader,
+    days: Annotated[int, Query(ge=1, le=3660, description="How many days back from now.")] = 30,
+) -> dict[str, Any]:
+    """Requests, tokens, success rate, mean response time and cost, by feature, in your scope."""
+    service = get_service(request)
+    now = datetime.now(UTC)
+    query = principal.scoped(
+        build_query(
+            now=now,
+            by=["feature"],
+            last=f"{days}d",
+            metrics=["calls", "total_tokens", "success_rate", "latency_mean", "cost"],
+            sort=["calls"],
+        )
+    )
+    result = run_query(service.store, query)
+    total = result.to_dict()["total"]
+    features = [
+        FeatureStats(
+            feature=row["feature"],
+            requests=row["calls"],
+            total_tokens=row["total_tokens"],
+            success_rate=row["success_rate"],
+            mean_response_ms=row["latency_mean"],
+            cost=row["cost"],
+        )
+        for row in result.to_dict()["rows"]
+    ]
+    assert query.since is not None
+    return StatsOut(
+        days=days,
+        since=query.since,
+        until=now,
+        total_requests=total["calls"],
+        total_tokens=total["total_tokens"],
+        success_rate=total["success_rate"],
+        mean_response_ms=total["latency_mean"],
+        cost=total["cost"],
+        by_feature=features,
+    ).model_dump(mode="json")

@@ -1,0 +1,298 @@
+"""Request and response bodies of the API: separate input and output models.
+
+Inputs refuse unknown fields.  Event bodies are the JSON shape of
+:mod:`llmledger.wire` (input) and :func:`llmledger.serialize.event_to_json` (output).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from llmledger.keys import Role
+from llmledger.wire import EventIn, UsageIn
+
+__all__ = [
+    "BatchAnswer",
+    "EventOut",
+    "EventPage",
+    "HealthOut",
+    "IngestResult",
+    "KeyIn",
+    "KeyOut",
+    "NewKeyOut",
+    "PriceIn",
+    "PriceOut",
+    "RateIn",
+    "RateOut",
+    "ReportBatchIn",
+    "ReportBatchOut",
+    "ReportOut",
+    "ReportQueryIn",
+    "StatsOut",
+    "VerifyIn",
+]
+
+_Forbid = pydantic.ConfigDict(extra="forbid")
+_Label = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=256)]
+_Money = Annotated[Decimal, pydantic.Field(ge=0, allow_inf_nan=False, max_digits=30)]
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+class IngestResult(pydantic.BaseModel):
+    """What became of one event."""
+
+    id: str | None = pydantic.Field(description="The event's id (null when it had none).")
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: str | None = pydantic.Field(default=None, description="Why it was rejected.")
+
+
+class BatchAnswer(pydantic.BaseModel):
+    """One result per event sent, in order."""
+
+    results: list[IngestResult]
+
+
+class UsageOut(UsageIn):
+    """Token buckets with ``total_tokens``."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+
+class EventOut(EventIn):
+    """An event as stored: the shape ``llmledger logs --json`` prints."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    id: str  # type: ignore[assignment]
+    usage: UsageOut  # type: ignore[assignment]
+
+
+class EventPage(pydantic.BaseModel):
+    """A page of events, newest first; ``next_cursor`` fetches the next (older) page."""
+
+    events: list[EventOut]
+    next_cursor: str | None
+
+
+# -- reports ---------------------------------------------------------------------------
+
+
+class ReportQueryIn(pydantic.BaseModel):
+    """One report query: the options of ``llmledger report``, as JSON."""
+
+    model_config = _Forbid
+
+    by: list[str] = pydantic.Field(default_factory=list, max_length=8)
+    every: Literal["hour", "day", "week", "month"] | None = None
+    tz: str = "UTC"
+    since: str | None = None
+    until: str | None = None
+    last: str | None = None
+    period: str | None = None
+    where: list[str] = pydantic.Field(default_factory=list, max_length=32)
+    metrics: list[str] = pydantic.Field(default_factory=list, max_length=64)
+    sort: list[str] = pydantic.Field(default_factory=list, max_length=8)
+    limit: int | None = pydantic.Field(default=None, ge=1, le=10_000)
+    currency: str | None = None
+    source: Literal["auto", "rollups", "events"] = "auto"
+
+
+class ReportBatchIn(pydantic.BaseModel):
+    """Several report queries answered in one request (a dashboard's worth)."""
+
+    model_config = _Forbid
+
+    queries: list[ReportQueryIn] = pydantic.Field(min_length=1, max_length=20)
+
+
+class ReportOut(pydantic.BaseModel):
+    """The one JSON shape of a report (see docs/reports.md)."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    query: dict[str, Any]
+    currency: str
+    total: dict[str, Any]
+    rows: list[dict[str, Any]]
+    rates: list[dict[str, Any]]
+    source: str
+    notes: list[str]
+
+
+class ReportBatchOut(pydantic.BaseModel):
+    """One report per query, in order."""
+
+    reports: list[ReportOut]
+
+
+class FeatureStats(pydantic.BaseModel):
+    """Totals of one feature (``null``: calls without a feature)."""
+
+    feature: str | None
+    requests: int
+    total_tokens: int
+    success_rate: float | None
+    mean_response_ms: float | None
+    cost: str | None
+
+
+class StatsOut(pydantic.BaseModel):
+    """Totals over the last ``days`` days, within the caller's scope."""
+
+    days: int
+    since: datetime
+    until: datetime
+    total_requests: int
+    total_tokens: int
+    success_rate: float | None
+    mean_response_ms: float | None
+    cost: str | None
+    by_feature: list[FeatureStats]
+
+
+# -- prices ----------------------------------------------------------------------------
+
+
+class TierIn(pydantic.BaseModel):
+    """Long-context rates applying to calls whose input is above ``above`` tokens."""
+
+    model_config = _Forbid
+
+    above: int = pydantic.Field(ge=0)
+    input: _Money | None = None
+    output: _Money | None = None
+    cache_read: _Money | None = None
+    cache_write: _Money | None = None
+
+
+class PriceIn(pydantic.BaseModel):
+    """A dated price row, in USD per million tokens (the price-file row of docs/prices.md)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
+
+    provider: _Label
+    model: _Label = pydantic.Field(description="Exact model name or glob (`acme-*`).")
+    valid_from: date | None = pydantic.Field(
+        default=None, alias="from", description="First UTC day the row applies."
+    )
+    checked: date | None = None
+    service_tier: _Label | None = None
+    input: _Money | None = None
+    output: _Money | None = None
+    cache_read: _Money | None = None
+    cache_write: _Money | None = None
+    cache_write_5m: _Money | None = None
+    cache_write_1h: _Money | None = None
+    input_audio: _Money | None = None
+    input_image: _Money | None = None
+    reasoning: _Money | None = None
+    output_audio: _Money | None = None
+    tool_use_prompt: _Money | None = None
+    per_request: _Money | None = None
+    tiers: list[TierIn] = pydantic.Field(default_factory=list, max_length=16)
+
+    def file_row(self) -> dict[str, Any]:
+        """The row as a price file spells it."""
+        row = self.model_dump(by_alias=True, exclude_none=True, exclude={"tiers"})
+        if self.tiers:
+            row["tiers"] = [t.model_dump(exclude_none=True) for t in self.tiers]
+        return row
+
+
+class PriceOut(pydantic.BaseModel):
+    """A stored price row."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True)
+
+    id: str
+    provider: str
+    model: str
+    service_tier: str | None
+    valid_from: date | None = pydantic.Field(alias="from")
+    checked: date | None
+    rates: dict[str, Any]
+    ref: str
+    created: datetime
+    created_by: str | None
+
+
+class VerifyIn(pydantic.BaseModel):
+    """Mark a row checked against the provider's page (default: today, UTC)."""
+
+    model_config = _Forbid
+
+    checked: date | None = None
+
+
+class RateIn(pydantic.BaseModel):
+    """A dated exchange rate: from ``from`` on, 1 USD buys ``rate`` units of ``currency``."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
+
+    currency: Annotated[str, pydantic.StringConstraints(pattern="^[A-Za-z]{3}$")]
+    rate: Annotated[Decimal, pydantic.Field(gt=0, allow_inf_nan=False, max_digits=30)]
+    valid_from: date = pydantic.Field(alias="from")
+    source: _Label | None = None
+    checked: date | None = None
+
+
+class RateOut(pydantic.BaseModel):
+    """A stored exchange rate."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True)
+
+    id: str
+    currency: str
+    rate: str
+    valid_from: date = pydantic.Field(alias="from")
+    checked: date | None
+    source: str | None
+    created: datetime
+    created_by: str | None
+
+
+# -- keys ------------------------------------------------------------------------------
+
+
+class KeyIn(pydantic.BaseModel):
+    """A new API key."""
+
+    model_config = _Forbid
+
+    role: Role
+    tenant: _Label | None = None
+    user: _Label | None = None
+    name: _Label | None = None
+
+
+class KeyOut(pydantic.BaseModel):
+    """An API key as listed (never its secret)."""
+
+    id: str
+    prefix: str
+    role: str
+    tenant: str | None
+    user: str | None
+    name: str | None
+    created: datetime
+    revoked: datetime | None
+
+
+class NewKeyOut(KeyOut):
+    """A key just made, with its token: shown this once, stored only hashed."""
+
+    secret: str
+
+
+class HealthOut(pydantic.BaseModel):
+    """The instance answers and reaches its database."""
+
+    ok: bool
+    database: str
+    schema_version: str | None

@@ -1,0 +1,84 @@
+"""What one service instance holds: settings, the store, keys, database prices, counters.
+
+Nothing here is per-request state that another instance would need: every
+instance over the same database answers the same, so any number can run side by
+side.  Database prices are re-read when another instance changed them (checked
+at most every few seconds).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from llmledger.keys import KeyStore
+from llmledger.pricing import ExchangeRates, PriceBook, PriceResolver
+from llmledger.server.metrics import Metrics
+from llmledger.server.pricedb import PriceDB
+from llmledger.settings import Settings
+from llmledger.store import SqlStore, open_store
+
+__all__ = ["Service"]
+
+#: Seconds between two checks for price rows added by another instance.
+PRICE_REFRESH_SECONDS = 5.0
+
+
+class Service:
+    """The parts of the service, built from settings.
+
+    Args:
+        settings: Where the ledger is (``database_url``), price files, limits.
+        store: An open store to use instead of opening ``settings``' database.
+    """
+
+    def __init__(self, settings: Settings, store: SqlStore | None = None) -> None:
+        self.settings = settings
+        self.store = store if store is not None else open_store(settings)
+        self.keys = KeyStore(self.store.engine)
+        self.prices = PriceDB(self.store.engine)
+        self.metrics = Metrics()
+        self._lock = threading.Lock()
+        self._pricer: PriceResolver | None = None
+        self._rates: ExchangeRates | None = None
+        self._version: tuple[Any, ...] | None = None
+        self._checked_at = float("-inf")
+
+    def _refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and self._pricer is not None and now - self._checked_at < PRICE_REFRESH_SECONDS:
+            return
+        with self._lock:
+            version = self.prices.version()
+            self._checked_at = now
+            if not force and self._pricer is not None and version == self._version:
+                return
+            files = PriceBook.load(self.settings.all_price_files())
+            book = files.merged(self.prices.book())
+            catalog = True if self._pricer is None else self._pricer.catalog
+            self._pricer = PriceResolver(catalog=catalog or False, user_prices=book)
+            self._rates = book.exchange_rates
+            self._version = version
+
+    @property
+    def pricer(self) -> PriceResolver:
+        """The resolver: database prices over price files over the bundled catalog."""
+        self._refresh()
+        assert self._pricer is not None
+        return self._pricer
+
+    @property
+    def exchange_rates(self) -> ExchangeRates:
+        """Exchange rates of the price files and the database."""
+        self._refresh()
+        assert self._rates is not None
+        return self._rates
+
+    def prices_changed(self) -> None:
+        """Rebuild the resolver now (this instance added or verified a row)."""
+        self._refresh(force=True)
+
+    def close(self) -> None:
+        """Close the store's connections."""
+        self.store.close()
