@@ -6,6 +6,7 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -28,7 +29,9 @@ from llmledger.query import (
     run_query,
     timeline,
 )
+from llmledger.query.periods import DAY_US, HOUR_US, to_us
 from llmledger.query.spec import COLUMN_DIMENSIONS, PERCENTILE_METRICS
+from llmledger.query.tables import DAILY_GRAINS, GRAINS, daily_rollups, rollup_table
 from llmledger.store import SqlStore, open_store
 from llmledger.store.migrator import upgrade_connection
 from llmledger.usage import BUCKETS, Usage
@@ -83,7 +86,7 @@ def make_events(count: int, seed: int, *, span: timedelta = timedelta(days=6)) -
 
 def _reset(store: SqlStore) -> None:
     with store.engine.begin() as conn:
-        for table in ("rollups_hourly", "event_tags", "events"):
+        for table in ("rollups_daily", "rollups_hourly", "event_tags", "events"):
             conn.exec_driver_sql(f"DELETE FROM {table}")
 
 
@@ -171,7 +174,8 @@ def test_day_buckets_follow_the_time_zone_across_a_daylight_saving_change(store:
                                  "feature", "user", "api_key_fingerprint"]),
                 max_size=2, unique=True),
     every=st.sampled_from([None, "hour", "day", "week", "month"]),
-    tz=st.sampled_from(["UTC", "Europe/Lisbon", "America/New_York", "Asia/Tokyo"]),
+    tz=st.sampled_from(["UTC", "Europe/Lisbon", "Europe/London", "America/New_York",
+                        "Asia/Tokyo"]),
     start_minutes=st.one_of(st.none(), st.integers(0, 6 * 24 * 60)),
     length_minutes=st.one_of(st.none(), st.integers(1, 6 * 24 * 60)),
     where=st.sampled_from([(), (Filter("model", ("o3",), negate=True),),
@@ -190,9 +194,11 @@ def test_reports_from_rollups_equal_reports_from_raw_events(
     query = Query(since=since, until=until, by=tuple(by), every=every, tz=tz,  # type: ignore[arg-type]
                   where=where, metrics=ROLLUP_METRICS)
     from_rollups = run_query(store, query, mode="auto")
+    from_hourly = run_query(store, query, mode="hourly")
     from_events = run_query(store, query, mode="events")
     if length_minutes is None or length_minutes > 120:
         assert "rollups" in from_rollups.source
+        assert "rollups" in from_hourly.source
     assert from_events.source == "events"
 
     def exact(report: Any) -> Any:
@@ -203,12 +209,109 @@ def test_reports_from_rollups_equal_reports_from_raw_events(
         data.pop("source")
         return data
 
-    assert exact(from_rollups) == exact(from_events)
-    for a, b in zip([from_rollups.total, *from_rollups.rows],
-                    [from_events.total, *from_events.rows], strict=True):
-        for name in ("latency_mean", "ttft_mean"):
-            # Float sums in another order, then rounded to 3 decimals: within one unit.
-            assert a[name] == pytest.approx(b[name], abs=1.5e-3)
+    for planned in (from_rollups, from_hourly):
+        assert exact(planned) == exact(from_events)
+        for a, b in zip([planned.total, *planned.rows],
+                        [from_events.total, *from_events.rows], strict=True):
+            for name in ("latency_mean", "ttft_mean"):
+                # Float sums in another order, then rounded to 3 decimals: within one unit.
+                assert a[name] == pytest.approx(b[name], abs=1.5e-3)
+
+
+def _level_rows(store: SqlStore, period_us: int, grain: int) -> list[tuple[Any, ...]]:
+    """(period start, the grain's values, sums…) of one rollup level, from its table."""
+    table, time = rollup_table(period_us)
+    names = GRAINS[grain]
+    summed = [table.c[name] for name in ("calls", "successes", "errors", "unpriced_calls",
+                                         *BUCKETS, "duration_count", "ttft_count",
+                                         "cost_nanos")]
+    query = sa.select(time, *(table.c[n] for n in names), *summed, table.c.first_us,
+                      table.c.last_us).where(table.c.grain == grain)
+    with store.engine.connect() as conn:
+        return sorted((tuple(r) for r in conn.execute(query)), key=repr)
+
+
+def _expected_level_rows(events: list[UsageEvent], period_us: int,
+                         grain: int) -> list[tuple[Any, ...]]:
+    """The same rows computed in Python from the events, independently of the store."""
+    groups: dict[tuple[Any, ...], list[UsageEvent]] = {}
+    for event in events:
+        micros = (event.ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        key = (micros - micros % period_us, *(getattr(event, n) for n in GRAINS[grain]))
+        groups.setdefault(key, []).append(event)
+    out = []
+    for key, members in groups.items():
+        stamps = [(e.ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+                  for e in members]
+        costs = [e.cost for e in members if e.cost is not None]
+        out.append((
+            *key, len(members), sum(e.status == "ok" for e in members),
+            sum(e.status == "error" for e in members), len(members) - len(costs),
+            *(sum(getattr(e.usage, b) for e in members) for b in BUCKETS),
+            sum(e.duration_ms is not None for e in members),
+            sum(e.ttft_ms is not None for e in members),
+            sum(int(c.scaleb(9)) for c in costs), min(stamps), max(stamps),
+        ))
+    return sorted(out, key=repr)
+
+
+LEVELS = [(HOUR_US, grain) for grain in GRAINS] + [(DAY_US, grain) for grain in DAILY_GRAINS]
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), batches=st.integers(1, 4))
+def test_every_rollup_level_holds_exactly_the_sums_of_the_raw_events(
+    store: SqlStore, seed: int, batches: int
+) -> None:
+    _reset(store)
+    written = make_events(120, seed, span=timedelta(days=3))
+    for index in range(batches):  # several batches touch the same rows: upserts add up
+        store.write(written[index::batches])
+    for period_us, grain in LEVELS:
+        expected = _expected_level_rows(written, period_us, grain)
+        assert _level_rows(store, period_us, grain) == expected, (period_us, grain)
+    rebuild_rollups(store)
+    for period_us, grain in LEVELS:
+        expected = _expected_level_rows(written, period_us, grain)
+        assert _level_rows(store, period_us, grain) == expected, (period_us, grain)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # 30 days from a partial hour: events, hours to midnight, days, hours, events.
+        (Query(since=T0 + timedelta(hours=13, minutes=5), until=T0 + timedelta(days=30, hours=7,
+               minutes=1), by=("model",)),
+         [(None, None), (1, HOUR_US), (1, DAY_US), (1, HOUR_US), (None, None)]),
+        # Tenant and feature are kept daily (grain 2); user only hourly.
+        (Query(since=T0, until=T0 + timedelta(days=3), by=("tenant", "feature")),
+         [(2, DAY_US)]),
+        (Query(since=T0, until=T0 + timedelta(days=3), by=("user",)), [(3, HOUR_US)]),
+        # Days in UTC, or in London in winter, are UTC days; in Lisbon in summer they are not.
+        (Query(since=T0, until=T0 + timedelta(days=2), every="day"), [(1, DAY_US)]),
+        (Query(since=T0 - timedelta(days=20), until=T0, every="week", tz="Europe/London"),
+         [(1, DAY_US)]),
+        (Query(since=T0 + timedelta(days=60), until=T0 + timedelta(days=62), every="day",
+               tz="Europe/Lisbon"), [(1, HOUR_US)]),
+        (Query(since=T0, until=T0 + timedelta(days=2), every="hour"), [(1, HOUR_US)]),
+        # Costs in another currency are converted per UTC day: daily rows serve.
+        (Query(since=T0, until=T0 + timedelta(days=2), currency="BRL"), [(1, DAY_US)]),
+        (Query(by=("model",)), [(1, DAY_US)]),
+        (Query(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=50)),
+         [(None, None)]),
+    ],
+)
+def test_the_plan_reads_the_coarsest_rollups_that_answer(
+    query: Query, expected: list[tuple[int | None, int | None]]
+) -> None:
+    pieces = plan(query, None)
+    assert [(p.grain, p.period_us if p.grain else None) for p in pieces] == expected
+    # The pieces tile the range, in order.
+    assert pieces[0].start_us == (None if query.since is None else to_us(query.since))
+    assert pieces[-1].end_us == (None if query.until is None else to_us(query.until))
+    for before, after in pairwise(pieces):
+        assert before.end_us == after.start_us
 
 
 def test_rebuilt_rollups_equal_rollups_kept_on_write(store: SqlStore) -> None:
@@ -216,8 +319,9 @@ def test_rebuilt_rollups_equal_rollups_kept_on_write(store: SqlStore) -> None:
 
     def snapshot() -> list[tuple[Any, ...]]:
         with store.engine.connect() as conn:
-            rows = conn.execute(sa.select(rollups)).all()
-        return sorted((tuple(r[:-5]), round(r[-5]), round(r[-4]), r[-3], r[-2], r[-1])
+            rows = [*conn.execute(sa.select(rollups)), *conn.execute(sa.select(daily_rollups))]
+        # Float sums (latency, time to first token) added in another order: rounded.
+        return sorted((tuple(r[:-4]), round(r[-4], 6), round(r[-3], 6), r[-2], r[-1])
                       for r in (list(row) for row in rows))
 
     kept = snapshot()

@@ -75,7 +75,7 @@ def test_csv_and_xlsx_escape_formulas(ledger: list[UsageEvent], tmp_path: Path) 
     assert rows[-1][0] == "total"
     target = tmp_path / "users.xlsx"
     _run("--by", "user", "--format", "xlsx", "-o", str(target))
-    from openpyxl import load_workbook  # type: ignore[import-untyped]
+    from openpyxl import load_workbook
 
     sheet = load_workbook(target)["report"]
     cells = [c.value for c in sheet["A"]]

@@ -254,8 +254,10 @@ def _rates(ctx: click.Context) -> ExchangeRates:
               help="Add a month-end forecast from the last 7 days' run rate.")
 @click.option("--chart/--no-chart", default=True, show_default=True,
               help="Draw the trend chart under --every tables.")
-@click.option("--source", type=click.Choice(("auto", "rollups", "events")), default="auto",
-              show_default=True, help="Read hourly rollups where exact (auto) or raw events only.")
+@click.option("--source", type=click.Choice(("auto", "hourly", "rollups", "events")),
+              default="auto", show_default=True,
+              help="Read daily and hourly rollups where exact (auto), hourly rollups only "
+                   "(hourly), rollups or fail (rollups), or raw events only (events).")
 @click.pass_context
 def report_command(ctx: click.Context, by: tuple[str, ...], every: str | None, tz: str,
                    since: str | None, until: str | None, last: str | None, period: str | None,
@@ -332,7 +334,7 @@ def _print_all(report: Report, calls: list[dict[str, Any]] | None, forecast: For
 @click.option("--until", help="End of the range, exclusive (ISO 8601).")
 @click.pass_context
 def rebuild_rollups_command(ctx: click.Context, since: str | None, until: str | None) -> None:
-    """Recompute the hourly report rollups from the raw events (whole UTC hours).
+    """Recompute the report rollups from the raw events (whole UTC hours and days).
 
     Needed only after changing events outside llmledger (or after a reprice);
     llmledger keeps rollups up to date as it writes.

@@ -16,8 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from llmledger.query.errors import InvalidQueryError
+from llmledger.query.periods import HOUR_US
 from llmledger.query.spec import Filter, tag_key
-from llmledger.query.tables import rollups
+from llmledger.query.tables import rollup_table, rollups
 from llmledger.store.schema import event_tags, events
 from llmledger.usage import BUCKETS
 
@@ -48,12 +49,14 @@ class Piece:
         start_us: Inclusive start (µs), or None.
         end_us: Exclusive end (µs), or None.
         slot_us: Size of the time slot to group by, or None for no time grouping.
+        period_us: Rollup period read (``HOUR_US`` or ``DAY_US``); unused for events.
     """
 
     grain: int | None
     start_us: int | None
     end_us: int | None
     slot_us: int | None
+    period_us: int = HOUR_US
 
 
 def _count_if(condition: Any) -> Any:
@@ -122,12 +125,20 @@ def _tag_clause(key: str, values: Sequence[str | None], piece: Piece) -> Any:
     return sa.or_(*parts)
 
 
+def _source(piece: Piece) -> tuple[sa.Table, Any]:
+    """The table a piece reads and its time column."""
+    if piece.grain is None:
+        return events, events.c.ts_us
+    return rollup_table(piece.period_us)
+
+
 def _filter_clause(item: Filter, piece: Piece) -> Any:
     key = tag_key(item.dimension)
+    table, _ = _source(piece)
     if piece.grain is not None:
         if key is not None:  # pragma: no cover - the planner never sends tags to rollups
             raise InvalidQueryError("tags are not rolled up")
-        clause = _values_clause(rollups.c[item.dimension], item.values)
+        clause = _values_clause(table.c[item.dimension], item.values)
     elif key is not None:
         clause = _tag_clause(key, item.values, piece)
     else:
@@ -137,15 +148,15 @@ def _filter_clause(item: Filter, piece: Piece) -> Any:
     # A negated filter keeps the calls where the dimension is not set, unless
     # "(none)" is among the values dropped.
     if key is None and None not in item.values:
-        column = rollups.c[item.dimension] if piece.grain is not None else events.c[item.dimension]
-        return sa.or_(column.is_(None), sa.not_(clause))
+        return sa.or_(table.c[item.dimension].is_(None), sa.not_(clause))
     return sa.not_(clause)
 
 
 def _dimension_columns(by: Sequence[str], piece: Piece) -> tuple[list[Any], Any]:
     """Labelled expressions for the grouped dimensions, and the FROM clause."""
     if piece.grain is not None:
-        return [rollups.c[name].label(name) for name in by], rollups
+        table, _ = _source(piece)
+        return [table.c[name].label(name) for name in by], table
     source: Any = events
     columns: list[Any] = []
     for index, name in enumerate(by):
@@ -166,9 +177,9 @@ def _dimension_columns(by: Sequence[str], piece: Piece) -> tuple[list[Any], Any]
 
 
 def _where(query: sa.Select[Any], piece: Piece, filters: Sequence[Filter]) -> sa.Select[Any]:
-    time = rollups.c.hour_us if piece.grain is not None else events.c.ts_us
+    table, time = _source(piece)
     if piece.grain is not None:
-        query = query.where(rollups.c.grain == piece.grain)
+        query = query.where(table.c.grain == piece.grain)
     if piece.start_us is not None:
         query = query.where(time >= piece.start_us)
     if piece.end_us is not None:
@@ -181,7 +192,7 @@ def _where(query: sa.Select[Any], piece: Piece, filters: Sequence[Filter]) -> sa
 def _slot(piece: Piece) -> list[Any]:
     if piece.slot_us is None:
         return []
-    time = rollups.c.hour_us if piece.grain is not None else events.c.ts_us
+    _, time = _source(piece)
     return [(time // piece.slot_us).label("slot")]
 
 
@@ -231,7 +242,8 @@ def compile_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter],
     """
     dims, source = _dimension_columns(by, piece)
     slot = _slot(piece)
-    state = rollup_state_columns() if piece.grain is not None else event_state_columns()
+    table, _ = _source(piece)
+    state = rollup_state_columns(table) if piece.grain is not None else event_state_columns()
     state = _only_needed(state, metrics)
     query = sa.select(*slot, *dims, *state).select_from(source)
     query = _where(query, piece, filters)

@@ -1,13 +1,17 @@
 """Running a query: plan the sources, execute, fold into buckets, derive metrics.
 
-The plan reads hourly rollups for the whole hours of the range when the
-query allows it (its dimensions are rolled up, no percentile is asked for, and
-the time zone's boundaries fall on UTC hours) and the raw events for partial
-hours at the edges and for everything else.  Rows come back per UTC slot
-(an hour, or less for zones such as ``Asia/Kolkata``) and are folded in Python
-into the zone's hours, days, weeks or months, converting costs with the
-exchange rate in force on each UTC day.  The result does not depend on the
-sources used: the property tests check rollups against raw events.
+The plan reads rollups for the whole hours of the range when the query allows
+it (its dimensions are rolled up, no percentile is asked for, and the time
+zone's boundaries fall on UTC hours) and the raw events for partial hours at
+the edges and for everything else.  Within the whole hours it reads the daily
+rollups for whole UTC days when a coarse grain has the query's dimensions and
+the report's buckets are unions of UTC days (no buckets, or days, weeks and
+months in a zone at UTC+0), and the hourly rollups for the hours around them.
+Rows come back per UTC slot (a day, an hour, or less for zones such as
+``Asia/Kolkata``) and are folded in Python into the zone's hours, days, weeks
+or months, converting costs with the exchange rate in force on each UTC day.
+The result does not depend on the sources used: the property tests check every
+rollup level against the raw events.
 """
 
 from __future__ import annotations
@@ -32,14 +36,22 @@ from llmledger.query.compile import (
     compile_timeline,
     compile_values,
 )
-from llmledger.query.periods import DAY_US, HOUR_US, bucket_start_us, from_us, slot_size_us, to_us
+from llmledger.query.periods import (
+    DAY_US,
+    HOUR_US,
+    bucket_start_us,
+    from_us,
+    slot_size_us,
+    to_us,
+    utc_days,
+)
 from llmledger.query.spec import METRICS, NONE_VALUE, PERCENTILE_METRICS, Query, SortKey
 from llmledger.query.tables import grain_for
 from llmledger.store.schema import events
 
 __all__ = ["Report", "SourceMode", "connect", "plan", "run_query", "timeline"]
 
-SourceMode = Literal["auto", "rollups", "events"]
+SourceMode = Literal["auto", "hourly", "rollups", "events"]
 _NANO = Decimal("1e-9")
 _N_COUNTS = len(COUNT_FIELDS)
 GroupKey = tuple[int | None, tuple[str | None, ...]]
@@ -129,20 +141,31 @@ def _data_bounds(conn: Connection) -> tuple[int, int] | None:
 def plan(query: Query, bounds: tuple[int, int] | None, mode: SourceMode = "auto") -> list[Piece]:
     """The statements that answer ``query``; ``bounds`` is the data's time span.
 
+    Pieces are in time order: raw events for a partial first hour, hourly
+    rollups up to the first UTC midnight, daily rollups for the whole days,
+    hourly rollups after the last midnight, raw events for a partial last hour
+    (each only when the query and the range allow it).  ``mode="hourly"``
+    keeps to the hourly rollups (to compare the levels), ``"events"`` to the raw
+    events, and ``"rollups"`` refuses a query that rollups cannot answer.
+
     Example:
         >>> from datetime import UTC
         >>> q = Query(since=datetime(2025, 1, 1, 0, 30, tzinfo=UTC),
-        ...           until=datetime(2025, 1, 2, tzinfo=UTC), by=("model",))
-        >>> [(p.grain, p.start_us % HOUR_US == 0) for p in plan(q, None)]
-        [(None, False), (1, True)]
+        ...           until=datetime(2025, 1, 4, 5, tzinfo=UTC), by=("model",))
+        >>> [(p.grain, p.period_us // HOUR_US) for p in plan(q, None)]
+        [(None, 1), (1, 1), (1, 24), (1, 1)]
+        >>> [(p.grain, p.period_us // HOUR_US) for p in plan(q, None, "hourly")]
+        [(None, 1), (1, 1)]
     """
     start = None if query.since is None else to_us(query.since)
     end = None if query.until is None else to_us(query.until)
     slot: int | None = None
+    span = (0, 1)
     if query.every is not None:
         low = start if start is not None else (bounds[0] if bounds else 0)
         high = end if end is not None else (bounds[1] if bounds else low + 1)
-        slot = slot_size_us(query.zone, low, max(high, low + 1))
+        span = (low, max(high, low + 1))
+        slot = slot_size_us(query.zone, *span)
     elif query.currency != "USD":
         slot = DAY_US
     grain = grain_for(query.dimensions_used())
@@ -154,18 +177,46 @@ def plan(query: Query, bounds: tuple[int, int] | None, mode: SourceMode = "auto"
     )
     if mode == "rollups" and not rollable:
         raise ValueError("this query cannot be answered from rollups alone")
-    if not rollable:
+    if not rollable or grain is None:
         return [Piece(None, start, end, slot)]
     first = None if start is None else start + (-start % HOUR_US)
     last = None if end is None else end - end % HOUR_US
     if first is not None and last is not None and first >= last:
         return [Piece(None, start, end, slot)]
-    pieces = [Piece(grain, first, last, slot)]
+    day_grain = grain_for(query.dimensions_used(), DAY_US)
+    if mode != "hourly" and day_grain is not None and _day_slots(query, slot, span):
+        pieces = _whole_hours(grain, day_grain, first, last, slot)
+    else:
+        pieces = [Piece(grain, first, last, slot)]
     if start is not None and first != start:
         pieces.insert(0, Piece(None, start, first, slot))
     if end is not None and last != end:
         pieces.append(Piece(None, last, end, slot))
     return pieces
+
+
+def _whole_hours(grain: int, day_grain: int, first: int | None, last: int | None,
+                 slot: int | None) -> list[Piece]:
+    """Rollup pieces for whole UTC hours: daily rows for the whole UTC days among them."""
+    first_day = None if first is None else first + (-first % DAY_US)
+    last_day = None if last is None else last - last % DAY_US
+    if first_day is not None and last_day is not None and first_day >= last_day:
+        return [Piece(grain, first, last, slot)]
+    pieces = [Piece(day_grain, first_day, last_day, slot, DAY_US)]
+    if first is not None and first != first_day:
+        pieces.insert(0, Piece(grain, first, first_day, slot))
+    if last is not None and last != last_day:
+        pieces.append(Piece(grain, last_day, last, slot))
+    return pieces
+
+
+def _day_slots(query: Query, slot: int | None, span: tuple[int, int]) -> bool:
+    """Whether rows per UTC day fold exactly into the query's slots and buckets."""
+    if slot is None or slot == DAY_US:
+        return True
+    if query.every in (None, "hour") or DAY_US % slot:
+        return False
+    return utc_days(query.zone, *span)
 
 
 class _Folder:
@@ -291,7 +342,8 @@ def run_query(
         target: A store with ``.engine``, an engine or a connection.
         query: The query.
         rates: Exchange rates; needed when ``query.currency`` is not USD.
-        mode: ``"auto"`` (rollups where they answer exactly), ``"events"`` (raw
+        mode: ``"auto"`` (rollups where they answer exactly), ``"hourly"``
+            (the same without the daily rollups), ``"events"`` (raw
             events only) or ``"rollups"`` (fail when rollups cannot answer).
 
     Raises:

@@ -144,10 +144,10 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
     Raises:
         ImportError: when openpyxl is not installed.
     """
-    from openpyxl import Workbook  # type: ignore[import-untyped]
+    from openpyxl import Workbook
 
     workbook = Workbook()
-    sheet = workbook.active
+    sheet = workbook.worksheets[0]
     sheet.title = "report"
     for cells in table_rows(report):
         converted = []
@@ -160,7 +160,7 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
                 value = escape_formula(value)
             converted.append(value)
         sheet.append(converted)
-    from openpyxl.styles import Font  # type: ignore[import-untyped]
+    from openpyxl.styles import Font
 
     for cell in sheet[1]:
         cell.font = Font(bold=True)

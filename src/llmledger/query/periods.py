@@ -26,6 +26,7 @@ __all__ = [
     "parse_time_in_zone",
     "slot_size_us",
     "to_us",
+    "utc_days",
 ]
 
 HOUR_US = 3_600_000_000
@@ -229,6 +230,37 @@ def _slot_size(zone: tzinfo, start_us: int, end_us: int, step: int) -> int:
             previous = offset
         cursor = following
     return max(seconds, 1) * 1_000_000
+
+
+def utc_days(zone: tzinfo, start_us: int, end_us: int) -> bool:
+    """Whether the days of ``zone`` are UTC days throughout ``[start_us, end_us)``.
+
+    True for UTC, and for zones at UTC+0 all along the range (London in winter):
+    their days, weeks and months are then unions of whole UTC days, which the
+    daily rollups can serve.
+
+    Example:
+        >>> from zoneinfo import ZoneInfo
+        >>> jan = (to_us(datetime(2025, 1, 1, tzinfo=UTC)), to_us(datetime(2025, 2, 1, tzinfo=UTC)))
+        >>> utc_days(UTC, *jan), utc_days(ZoneInfo("Europe/London"), *jan)
+        (True, True)
+        >>> utc_days(ZoneInfo("Europe/London"), jan[0], to_us(datetime(2025, 6, 1, tzinfo=UTC)))
+        False
+    """
+    if zone is UTC or getattr(zone, "key", None) in ("UTC", "Etc/UTC"):
+        return True
+    step = max(DAY_US, (end_us - start_us) // 4096)
+    return _zero_offset(zone, start_us - start_us % DAY_US, end_us + DAY_US, step)
+
+
+@lru_cache(maxsize=256)
+def _zero_offset(zone: tzinfo, start_us: int, end_us: int, step: int) -> bool:
+    cursor = start_us
+    while cursor < end_us:
+        if _offset_seconds(zone, cursor):
+            return False
+        cursor += step
+    return not _offset_seconds(zone, end_us)
 
 
 def bucket_start_us(slot_us: int, every: str, zone: tzinfo) -> int:

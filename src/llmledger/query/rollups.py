@@ -1,32 +1,46 @@
-"""Keeping hourly rollups: upserted as events are written, rebuilt from the raw events.
+"""Keeping the rollups: upserted as events are written, rebuilt from the raw events.
 
 The store calls :func:`apply_rollups` inside its write transaction with the
 events it has just inserted (never duplicates), so rollups commit or roll back
 with them.  Per batch the events are aggregated in Python first (one dict
-lookup per event, then C-level sums per group), and only the resulting rows are
-upserted.  :func:`rebuild_rollups` recomputes a range entirely in SQL.
+lookup per event, then C-level sums per group), the groups are projected onto
+each grain and onto UTC days, and only the resulting rows are upserted, one
+statement per table.  :func:`rebuild_rollups` recomputes a range entirely in
+SQL: the hourly rows from the events, the daily rows from the hourly ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
+from operator import add, attrgetter, itemgetter
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from llmledger.events import UsageEvent
 from llmledger.query.aggregate import COUNT_FIELDS, STATE_FIELDS
 from llmledger.query.compile import event_state_columns, rollup_state_columns
-from llmledger.query.periods import HOUR_US, to_us
-from llmledger.query.tables import GRAINS, ROLLUP_DIMENSIONS, dims_key, dims_key_sql, rollups
+from llmledger.query.periods import DAY_US, HOUR_US, to_us
+from llmledger.query.tables import (
+    DAILY_GRAINS,
+    GRAINS,
+    PERIODS,
+    ROLLUP_DIMENSIONS,
+    daily_rollups,
+    dims_key,
+    dims_key_sql,
+    rollup_table,
+    rollups,
+)
 from llmledger.store.schema import events
 from llmledger.usage import BUCKETS
 
-__all__ = ["apply_rollups", "rebuild_rollups", "rollup_rows"]
+__all__ = ["ROW_COLUMNS", "apply_rollups", "rebuild_rollups", "rollup_rows"]
+
+#: Columns of a row from :func:`rollup_rows` (the period start is ``hour_us`` or ``day_us``).
+ROW_COLUMNS: tuple[str, ...] = ("grain", "start_us", "dims_key", *ROLLUP_DIMENSIONS, *STATE_FIELDS)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -38,8 +52,16 @@ _cost = attrgetter("cost")
 _duration = attrgetter("duration_ms")
 _ttft = attrgetter("ttft_ms")
 _ADDED = (*COUNT_FIELDS, "cost_nanos", "duration_ms_sum", "ttft_ms_sum")
-_GRAIN_INDEXES = {
-    grain: [ROLLUP_DIMENSIONS.index(name) for name in names] for grain, names in GRAINS.items()
+_ROW_KEY = itemgetter(0, 1, 2)
+# Per grain: where its values sit in the full key (None: the full key itself) ...
+_GRAIN_INDEXES: dict[int, list[int] | None] = {
+    grain: None if names == ROLLUP_DIMENSIONS else [ROLLUP_DIMENSIONS.index(n) for n in names]
+    for grain, names in GRAINS.items()
+}
+# ... and, per rolled-up dimension, where it sits among the grain's values.
+_LAYOUTS: dict[int, list[int | None]] = {
+    grain: [names.index(n) if n in names else None for n in ROLLUP_DIMENSIONS]
+    for grain, names in GRAINS.items()
 }
 
 
@@ -79,101 +101,141 @@ def _full_grain(batch: Iterable[UsageEvent]) -> dict[tuple[Any, ...], list[Any]]
     return out
 
 
-def _merge_into(target: list[Any], state: list[Any]) -> None:
-    last = len(state) - 2
-    for index in range(last):
-        target[index] += state[index]
-    target[last] = min(target[last], state[last])
-    target[last + 1] = max(target[last + 1], state[last + 1])
+def _merged(first: list[Any], second: list[Any]) -> list[Any]:
+    """A new state adding two states (neither is changed: they may be shared)."""
+    last = len(first) - 2
+    out = list(map(add, first[:last], second[:last]))
+    out.append(min(first[last], second[last]))
+    out.append(max(first[last + 1], second[last + 1]))
+    return out
 
 
-def rollup_rows(batch: Iterable[UsageEvent]) -> list[dict[str, Any]]:
-    """The rollup rows (every grain) that a batch of events adds.
+def _project(
+    states: dict[tuple[Any, ...], list[Any]], indexes: list[int] | None, period_us: int
+) -> dict[tuple[Any, ...], list[Any]]:
+    """Re-key ``(hour, values…)`` states to a period and a subset of the values, merging."""
+    if indexes is None and period_us == HOUR_US:
+        return states
+    out: dict[tuple[Any, ...], list[Any]] = {}
+    for key, state in states.items():
+        start = key[0] - key[0] % period_us
+        values = key[1:] if indexes is None else tuple(key[1 + i] for i in indexes)
+        short = (start, *values)
+        found = out.get(short)
+        # Most keys map one to one (a batch spans an hour or two): share the list then.
+        out[short] = state if found is None else _merged(found, state)
+    return out
+
+
+def rollup_rows(batch: Iterable[UsageEvent]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rollup rows that a batch of events adds, per rollup table.
+
+    Each row is a tuple in :data:`ROW_COLUMNS` order: grain, period start (µs),
+    ``dims_key``, every rolled-up dimension (None outside the grain), then the
+    state fields.  Hourly rows are made for every grain, daily rows for
+    :data:`~llmledger.query.tables.DAILY_GRAINS`.
 
     Example:
         >>> from llmledger.usage import Usage
         >>> e = UsageEvent(provider="openai", model="gpt-4o", usage=Usage(input_tokens=5),
         ...                ts=datetime(2025, 1, 1, 10, 30, tzinfo=UTC))
         >>> rows = rollup_rows([e, e.replace(id="other")])
-        >>> sorted((r["grain"], r["calls"], r["input_tokens"]) for r in rows)
-        [(1, 2, 10), (2, 2, 10), (3, 2, 10)]
+        >>> calls, tokens = ROW_COLUMNS.index("calls"), ROW_COLUMNS.index("input_tokens")
+        >>> for name, found in rows.items():
+        ...     print(name, sorted((r[0], r[calls], r[tokens]) for r in found))
+        rollups_daily [(1, 2, 10), (2, 2, 10)]
+        rollups_hourly [(1, 2, 10), (2, 2, 10), (3, 2, 10)]
     """
     full = _full_grain(batch)
-    rows: list[dict[str, Any]] = []
-    for grain, indexes in _GRAIN_INDEXES.items():
-        if grain == max(GRAINS):
-            projected = full
-        else:
-            projected = {}
-            for key, state in full.items():
-                short = (key[0], *(key[1 + i] for i in indexes))
-                found = projected.get(short)
-                if found is None:
-                    projected[short] = list(state)
-                else:
-                    _merge_into(found, state)
-        names = GRAINS[grain]
-        for key, state in projected.items():
-            values = key[1:]
-            row: dict[str, Any] = dict.fromkeys(ROLLUP_DIMENSIONS)
-            row.update(zip(names, values, strict=True))
-            row.update(zip(STATE_FIELDS, state, strict=True))
-            row["grain"] = grain
-            row["hour_us"] = key[0]
-            row["dims_key"] = dims_key(values)
-            rows.append(row)
-    return rows
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for period_us in PERIODS:
+        table, _ = rollup_table(period_us)
+        rows = out[table.name] = []
+        for grain, indexes in _GRAIN_INDEXES.items():
+            if period_us == DAY_US and grain not in DAILY_GRAINS:
+                continue
+            layout = _LAYOUTS[grain]
+            for key, state in _project(full, indexes, period_us).items():
+                values = key[1:]
+                dims = [None if i is None else values[i] for i in layout]
+                rows.append((grain, key[0], dims_key(values), *dims, *state))
+    return out
 
 
-def _upsert(dialect: str) -> Any:
-    insert: Any = (postgresql if dialect == "postgresql" else sqlite).insert(rollups)
-    excluded = insert.excluded
-    least, greatest = (sa.func.least, sa.func.greatest) if dialect == "postgresql" else (
-        sa.func.min, sa.func.max
+def _upsert_sql(table: sa.Table, dialect: str) -> str:
+    """``INSERT … ON CONFLICT DO UPDATE`` adding a row's state to the stored one."""
+    name = table.name
+    time = table.primary_key.columns.values()[1].name
+    marker = "%s" if dialect == "postgresql" else "?"
+    least, greatest = ("least", "greatest") if dialect == "postgresql" else ("min", "max")
+    updates = [f'"{c}" = {name}."{c}" + excluded."{c}"' for c in _ADDED]
+    updates.append(f'"first_us" = {least}({name}."first_us", excluded."first_us")')
+    updates.append(f'"last_us" = {greatest}({name}."last_us", excluded."last_us")')
+    columns = ", ".join(f'"{c}"' for c in (ROW_COLUMNS[0], time, *ROW_COLUMNS[2:]))
+    return (
+        f"INSERT INTO {name} ({columns}) VALUES ({', '.join([marker] * len(ROW_COLUMNS))}) "
+        f'ON CONFLICT ("grain", "{time}", "dims_key") DO UPDATE SET {", ".join(updates)}'
     )
-    updates: dict[str, Any] = {name: rollups.c[name] + excluded[name] for name in _ADDED}
-    updates["first_us"] = least(rollups.c.first_us, excluded.first_us)
-    updates["last_us"] = greatest(rollups.c.last_us, excluded.last_us)
-    return insert.on_conflict_do_update(
-        index_elements=[rollups.c.grain, rollups.c.hour_us, rollups.c.dims_key], set_=updates
-    )
+
+
+_UPSERTS = {
+    (table.name, dialect): _upsert_sql(table, dialect)
+    for table in (rollups, daily_rollups)
+    for dialect in ("sqlite", "postgresql")
+}
 
 
 def apply_rollups(connection: Connection, batch: Iterable[UsageEvent]) -> int:
-    """Add newly inserted events to the hourly rollups, in the caller's transaction.
+    """Add newly inserted events to the hourly and daily rollups, in the caller's transaction.
 
     Call it with exactly the events the transaction inserted: an event given
     twice (or one that was a duplicate and not inserted) would be counted twice.
+    The rows go straight to the driver's ``executemany`` as tuples: building
+    SQLAlchemy parameters for some thirty columns per row costs more than the
+    upsert itself.
 
     Returns:
         How many rollup rows were upserted.
 
     Example:
-        >>> import sqlalchemy as sa
         >>> from llmledger.store import open_store
         >>> store = open_store("sqlite://")
         >>> e = UsageEvent(provider="openai", model="gpt-4o",
         ...                ts=datetime(2025, 1, 1, tzinfo=UTC))
         >>> with store.engine.begin() as conn:
         ...     apply_rollups(conn, [e])
-        3
+        5
     """
-    rows = rollup_rows(batch)
-    if rows:
-        # Upsert in key order so two writers never wait on each other's rows in a cycle.
-        rows.sort(key=lambda r: (r["grain"], r["hour_us"], r["dims_key"]))
-        connection.execute(_upsert(connection.dialect.name), rows)
-    return len(rows)
+    dialect = connection.dialect.name
+    count = 0
+    for name, rows in rollup_rows(batch).items():
+        if rows:
+            # Upsert in key order so two writers never wait on each other's rows in a cycle.
+            rows.sort(key=_ROW_KEY)
+            connection.exec_driver_sql(_UPSERTS[(name, dialect)], rows)
+            count += len(rows)
+    return count
 
 
-def _hour_floor(moment: datetime) -> int:
+def _floor(moment: datetime | None, period_us: int) -> int | None:
+    if moment is None:
+        return None
     micros = to_us(moment)
-    return micros - micros % HOUR_US
+    return micros - micros % period_us
 
 
-def _hour_ceil(moment: datetime) -> int:
+def _ceil(moment: datetime | None, period_us: int) -> int | None:
+    if moment is None:
+        return None
     micros = to_us(moment)
-    return micros + (-micros % HOUR_US)
+    return micros + (-micros % period_us)
+
+
+def _in_range(column: Any, start: int | None, end: int | None) -> list[Any]:
+    return [
+        *(() if start is None else (column >= start,)),
+        *(() if end is None else (column < end,)),
+    ]
 
 
 def rebuild_rollups(
@@ -181,11 +243,13 @@ def rebuild_rollups(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> int:
-    """Recompute the rollups of whole hours from the raw events, in SQL.
+    """Recompute the rollups of whole hours (and whole days) from the raw events, in SQL.
 
-    The range is widened to whole UTC hours.  On PostgreSQL the rollup table is
-    locked for the rebuild so that concurrent writes are neither lost nor
-    counted twice; SQLite's write lock does the same.
+    The range is widened to whole UTC hours for the hourly rollups, then to
+    whole UTC days for the daily rollups, which are summed from the hourly ones.
+    On PostgreSQL the rollup tables are locked for the rebuild so that
+    concurrent writes are neither lost nor counted twice; SQLite's write lock
+    does the same.
 
     Args:
         target: A store (anything with ``.engine``), an engine, or a connection
@@ -194,7 +258,7 @@ def rebuild_rollups(
         until: End of the range (aware, exclusive), or None for no end.
 
     Returns:
-        How many rollup rows the range now has.
+        How many rollup rows (hourly and daily) the widened range now has.
 
     Example:
         >>> from llmledger.store import open_store
@@ -209,25 +273,19 @@ def rebuild_rollups(
 
 
 def _rebuild(connection: Connection, since: datetime | None, until: datetime | None) -> int:
-    start = None if since is None else _hour_floor(since)
-    end = None if until is None else _hour_ceil(until)
-
-    def in_range(column: Any) -> list[Any]:
-        return [
-            *(() if start is None else (column >= start,)),
-            *(() if end is None else (column < end,)),
-        ]
-
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("LOCK TABLE rollups_hourly IN EXCLUSIVE MODE")
-    connection.execute(sa.delete(rollups).where(*in_range(rollups.c.hour_us)))
+        connection.exec_driver_sql(
+            "LOCK TABLE rollups_hourly, rollups_daily IN EXCLUSIVE MODE"
+        )
+    start, end = _floor(since, HOUR_US), _ceil(until, HOUR_US)
+    connection.execute(sa.delete(rollups).where(*_in_range(rollups.c.hour_us, start, end)))
     hour = (events.c.ts_us - events.c.ts_us % HOUR_US).label("hour_us")
     full = max(GRAINS)
     dims = [events.c[name] for name in ROLLUP_DIMENSIONS]
     select_full = (
         sa.select(sa.literal(full, sa.SmallInteger), hour, dims_key_sql(dims), *dims,
                   *event_state_columns())
-        .where(*in_range(events.c.ts_us))
+        .where(*_in_range(events.c.ts_us, start, end))
         .group_by(hour, *dims)
     )
     columns = ["grain", "hour_us", "dims_key", *ROLLUP_DIMENSIONS, *STATE_FIELDS]
@@ -240,10 +298,32 @@ def _rebuild(connection: Connection, since: datetime | None, until: datetime | N
         select_grain = (
             sa.select(sa.literal(grain, sa.SmallInteger), source.c.hour_us, dims_key_sql(kept),
                       *kept, *rollup_state_columns(source))
-            .where(source.c.grain == full, *in_range(source.c.hour_us))
+            .where(source.c.grain == full, *_in_range(source.c.hour_us, start, end))
             .group_by(source.c.hour_us, *kept)
         )
         target_columns = ["grain", "hour_us", "dims_key", *names, *STATE_FIELDS]
         connection.execute(sa.insert(rollups).from_select(target_columns, select_grain))
-    counted = sa.select(sa.func.count()).select_from(rollups).where(*in_range(rollups.c.hour_us))
-    return int(connection.execute(counted).scalar_one())
+    counted = sa.select(sa.func.count()).select_from(rollups)
+    total = int(connection.execute(counted.where(*_in_range(rollups.c.hour_us, start, end)))
+                .scalar_one())
+    return total + _rebuild_daily(connection, _floor(since, DAY_US), _ceil(until, DAY_US))
+
+
+def _rebuild_daily(connection: Connection, start: int | None, end: int | None) -> int:
+    """Recompute the daily rows of whole UTC days from the hourly rows of those days."""
+    days = daily_rollups
+    connection.execute(sa.delete(days).where(*_in_range(days.c.day_us, start, end)))
+    hourly = rollups.alias("hourly")
+    day = (hourly.c.hour_us - hourly.c.hour_us % DAY_US).label("day_us")
+    # Within a grain dims_key identifies the values, and the others are NULL.
+    keys = [hourly.c.grain, day, hourly.c.dims_key, *(hourly.c[n] for n in ROLLUP_DIMENSIONS)]
+    select = (
+        sa.select(*keys, *rollup_state_columns(hourly))
+        .where(hourly.c.grain.in_(DAILY_GRAINS), *_in_range(hourly.c.hour_us, start, end))
+        .group_by(*keys)
+    )
+    columns = ["grain", "day_us", "dims_key", *ROLLUP_DIMENSIONS, *STATE_FIELDS]
+    connection.execute(sa.insert(days).from_select(columns, select))
+    counted = sa.select(sa.func.count()).select_from(days)
+    return int(connection.execute(counted.where(*_in_range(days.c.day_us, start, end)))
+               .scalar_one())

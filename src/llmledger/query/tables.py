@@ -1,4 +1,4 @@
-"""The hourly rollup table and its grains.
+"""The rollup tables (hourly and daily) and their grains.
 
 ``rollups_hourly`` holds, per UTC hour and combination of dimension values, the
 mergeable aggregates of the calls (see :mod:`llmledger.query.aggregate`).  The
@@ -17,6 +17,12 @@ Dimensions outside a row's grain are NULL and never read.  ``session`` and tags
 are not rolled up (they are nearly unique per call); reports on them read the
 raw events, through the indexes the events tables already have.
 
+``rollups_daily`` has the same columns per UTC day (``day_us``) for the coarse
+grains of :data:`DAILY_GRAINS`: a 30-day report then reads about 30 rows per
+group instead of 720.  The finest grain (with ``user``) is kept hourly only: it
+has about as many rows per batch as there are users writing, and a second
+upsert per row would double the cost of the write path for it.
+
 A row is identified by ``(grain, hour_us, dims_key)``: ``dims_key`` encodes the
 grain's values injectively (``len:value`` per value, ``~`` for NULL) and is
 computed the same way in Python (:func:`dims_key`) and in SQL
@@ -31,14 +37,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from llmledger.query.aggregate import COUNT_FIELDS
+from llmledger.query.periods import DAY_US, HOUR_US
 from llmledger.store.schema import metadata
 
 __all__ = [
+    "DAILY_GRAINS",
     "GRAINS",
+    "PERIODS",
     "ROLLUP_DIMENSIONS",
+    "daily_rollups",
     "dims_key",
     "dims_key_sql",
     "grain_for",
+    "rollup_table",
     "rollups",
 ]
 
@@ -61,31 +72,61 @@ GRAINS: dict[int, tuple[str, ...]] = {
     3: ROLLUP_DIMENSIONS,
 }
 
-rollups = sa.Table(
-    "rollups_hourly",
-    metadata,
-    sa.Column("grain", sa.SmallInteger, primary_key=True),
-    sa.Column("hour_us", sa.BigInteger, primary_key=True),
-    sa.Column("dims_key", sa.Text, primary_key=True),
-    *(sa.Column(name, sa.Text, nullable=True) for name in ROLLUP_DIMENSIONS),
-    *(sa.Column(name, sa.BigInteger, nullable=False) for name in COUNT_FIELDS),
-    sa.Column("cost_nanos", sa.BigInteger, nullable=False),
-    sa.Column("duration_ms_sum", sa.Double, nullable=False),
-    sa.Column("ttft_ms_sum", sa.Double, nullable=False),
-    sa.Column("first_us", sa.BigInteger, nullable=False),
-    sa.Column("last_us", sa.BigInteger, nullable=False),
-    sqlite_with_rowid=False,
-)
+#: Grains also kept per UTC day (the ones without high-cardinality dimensions).
+DAILY_GRAINS: tuple[int, ...] = (1, 2)
+#: Rollup periods, in µs, coarsest first.
+PERIODS: tuple[int, ...] = (DAY_US, HOUR_US)
 
 
-def grain_for(dimensions: set[str]) -> int | None:
-    """The smallest grain holding every dimension, or None when none does.
+def _rollup_table(name: str, time_column: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("grain", sa.SmallInteger, primary_key=True),
+        sa.Column(time_column, sa.BigInteger, primary_key=True),
+        sa.Column("dims_key", sa.Text, primary_key=True),
+        *(sa.Column(name, sa.Text, nullable=True) for name in ROLLUP_DIMENSIONS),
+        *(sa.Column(name, sa.BigInteger, nullable=False) for name in COUNT_FIELDS),
+        sa.Column("cost_nanos", sa.BigInteger, nullable=False),
+        sa.Column("duration_ms_sum", sa.Double, nullable=False),
+        sa.Column("ttft_ms_sum", sa.Double, nullable=False),
+        sa.Column("first_us", sa.BigInteger, nullable=False),
+        sa.Column("last_us", sa.BigInteger, nullable=False),
+        sqlite_with_rowid=False,
+    )
+
+
+rollups = _rollup_table("rollups_hourly", "hour_us")
+daily_rollups = _rollup_table("rollups_daily", "day_us")
+
+
+def rollup_table(period_us: int) -> tuple[sa.Table, sa.Column[int]]:
+    """The table of a rollup period and its time column (the period's start, µs).
+
+    Example:
+        >>> table, time = rollup_table(HOUR_US)
+        >>> table.name, time.name
+        ('rollups_hourly', 'hour_us')
+    """
+    if period_us == HOUR_US:
+        return rollups, rollups.c.hour_us
+    if period_us == DAY_US:
+        return daily_rollups, daily_rollups.c.day_us
+    raise ValueError(f"no rollups per {period_us} µs")
+
+
+def grain_for(dimensions: set[str], period_us: int = HOUR_US) -> int | None:
+    """The smallest grain kept per ``period_us`` holding every dimension, or None.
 
     Example:
         >>> grain_for({"model"}), grain_for({"tenant", "model"}), grain_for({"session"})
         (1, 2, None)
+        >>> grain_for({"user"}), grain_for({"user"}, DAY_US)
+        (3, None)
     """
     for grain, names in GRAINS.items():
+        if period_us == DAY_US and grain not in DAILY_GRAINS:
+            continue
         if dimensions <= set(names):
             return grain
     return None
