@@ -18,10 +18,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
+
+from llmledger.store.schema import metadata
 
 if TYPE_CHECKING:
     from llmledger.ledger import Ledger
@@ -36,14 +38,18 @@ __all__ = [
     "set_content_store",
 ]
 
-#: The content table; created by migration 0003.
+#: The content table (migration 0005), on the ledger's metadata. No foreign key to
+#: ``events``: the text is saved while its event is still being written, and
+#: either can be deleted on its own schedule. ``ts_us`` (the event's start) is
+#: indexed for retention.
 event_content = sa.Table(
     "event_content",
-    sa.MetaData(),
+    metadata,
     sa.Column("event_id", sa.Text, primary_key=True),
     sa.Column("ts_us", sa.BigInteger, nullable=False),
     sa.Column("prompt", sa.Text, nullable=True),
     sa.Column("response", sa.Text, nullable=True),
+    sa.Index(None, "ts_us"),
 )
 
 
@@ -74,16 +80,35 @@ class MemoryContentStore:
         """Keep one record."""
         self.records.append(record)
 
+    def get(self, event_id: str) -> ContentRecord | None:
+        """The record of one event (the last one saved), or None."""
+        return next((r for r in reversed(self.records) if r.event_id == event_id), None)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 class SqlContentStore:
-    """Writes records into the ledger database's ``event_content`` table."""
+    """Writes records into the ledger database's ``event_content`` table.
+
+    The ledger's default (:attr:`llmledger.ledger.Ledger.content_store`).
+
+    Example:
+        >>> import llmledger
+        >>> ledger = llmledger.configure(database_url="sqlite://")
+        >>> store = SqlContentStore(ledger)
+        >>> ts = datetime(2025, 1, 1, tzinfo=UTC)
+        >>> store.save(ContentRecord("01JDOC", ts, "Hi?", "Hello."))
+        >>> store.get("01JDOC").response
+        'Hello.'
+    """
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
 
     def save(self, record: ContentRecord) -> None:
         """Keep one record (a second record for the same event replaces the first)."""
-        ts_us = int(record.ts.timestamp() * 1_000_000)
+        ts_us = (record.ts - _EPOCH) // timedelta(microseconds=1)
         row = {
             "event_id": record.event_id,
             "ts_us": ts_us,
@@ -96,6 +121,20 @@ class SqlContentStore:
             )
             conn.execute(sa.insert(event_content), [row])
 
+    def get(self, event_id: str) -> ContentRecord | None:
+        """The kept text of one event, or None when none was kept."""
+        query = sa.select(event_content).where(event_content.c.event_id == event_id)
+        with self._ledger.store.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        return ContentRecord(
+            event_id=row["event_id"],
+            ts=_EPOCH + timedelta(microseconds=row["ts_us"]),
+            prompt=row["prompt"],
+            response=row["response"],
+        )
+
 
 _override: ContentStore | None = None
 
@@ -107,5 +146,5 @@ def set_content_store(store: ContentStore | None) -> None:
 
 
 def content_store(ledger: Ledger) -> ContentStore:
-    """The store kept text goes to for this ledger."""
-    return _override if _override is not None else SqlContentStore(ledger)
+    """The store kept text goes to for this ledger: the override, else the ledger's own."""
+    return _override if _override is not None else ledger.content_store

@@ -17,9 +17,10 @@ from llmledger.events import UsageEvent
 from llmledger.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from llmledger.content import ContentStore
     from llmledger.pricing import PriceResolver
     from llmledger.store import SqlStore
-    from llmledger.writer import Writer
+    from llmledger.writer import EventSink, Writer
 
 __all__ = ["Ledger", "configure", "flush", "get_ledger", "shutdown"]
 
@@ -78,7 +79,7 @@ class Ledger:
                     from llmledger.writer import Writer
 
                     self._writer = Writer(
-                        _LazySink(self),
+                        self._sink(),
                         prepare=self.prepare,
                         queue_limit=self.settings.queue_limit,
                         batch_size=self.settings.batch_size,
@@ -86,6 +87,21 @@ class Ledger:
                         strict=self.settings.strict,
                     )
         return self._writer
+
+    @property
+    def content_store(self) -> ContentStore:
+        """Where kept prompt and response text goes: this database's ``event_content`` table."""
+        from llmledger.content import SqlContentStore
+
+        return SqlContentStore(self)
+
+    def _sink(self) -> EventSink:
+        """The service named by ``url`` when set (remote sink), else the store."""
+        if self.settings.url:
+            from llmledger.remote import RemoteSink
+
+            return RemoteSink.from_settings(self.settings)
+        return _LazySink(self)
 
     def check_feature(self, feature: str | None) -> None:
         """Refuse a feature that is not declared, when features are declared.

@@ -275,7 +275,7 @@ def fingerprint(api_key: str | None) -> str | None:
 
     Example:
         >>> fingerprint("sk-test-123")
-        'sha256:9f1f3a5d0cba'
+        'sha256:e0dbaa0c6455'
     """
     if not api_key:
         return None
