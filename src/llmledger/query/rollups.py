@@ -26,12 +26,10 @@ from llmledger.query.periods import DAY_US, HOUR_US, to_us
 from llmledger.query.tables import (
     DAILY_GRAINS,
     GRAINS,
-    PERIODS,
     ROLLUP_DIMENSIONS,
     daily_rollups,
     dims_key,
     dims_key_sql,
-    rollup_table,
     rollups,
 )
 from llmledger.store.schema import events
@@ -45,17 +43,14 @@ ROW_COLUMNS: tuple[str, ...] = ("grain", "start_us", "dims_key", *ROLLUP_DIMENSI
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _dimensions = attrgetter(*ROLLUP_DIMENSIONS)
-_bucket_getters = [attrgetter(name) for name in BUCKETS]
-_usage = attrgetter("usage")
-_status = attrgetter("status")
-_cost = attrgetter("cost")
-_duration = attrgetter("duration_ms")
-_ttft = attrgetter("ttft_ms")
+_bucket_values = attrgetter(*BUCKETS)
 _ADDED = (*COUNT_FIELDS, "cost_nanos", "duration_ms_sum", "ttft_ms_sum")
+_SUMMED = len(_ADDED)  # state fields that add; the last two take min and max
 _ROW_KEY = itemgetter(0, 1, 2)
-# Per grain: where its values sit in the full key (None: the full key itself) ...
-_GRAIN_INDEXES: dict[int, list[int] | None] = {
-    grain: None if names == ROLLUP_DIMENSIONS else [ROLLUP_DIMENSIONS.index(n) for n in names]
+# Per grain: its values from a full (hour, values…) key (None: the full key itself) ...
+_PICKS: dict[int, itemgetter[Any] | None] = {
+    grain: None if names == ROLLUP_DIMENSIONS
+    else itemgetter(*(1 + ROLLUP_DIMENSIONS.index(n) for n in names))
     for grain, names in GRAINS.items()
 }
 # ... and, per rolled-up dimension, where it sits among the grain's values.
@@ -66,64 +61,72 @@ _LAYOUTS: dict[int, list[int | None]] = {
 
 
 def _full_grain(batch: Iterable[UsageEvent]) -> dict[tuple[Any, ...], list[Any]]:
-    """Aggregate events per (hour, every rolled-up dimension) into state lists."""
-    grouped: dict[tuple[Any, ...], tuple[list[UsageEvent], list[int]]] = {}
+    """Aggregate events per (hour, every rolled-up dimension) into state lists.
+
+    One pass: each event becomes a state list that is stored, or added into
+    the state already stored under its key.  Groups are small when users are
+    many (a few calls each), so per-group set-up would cost more than this.
+    """
+    out: dict[tuple[Any, ...], list[Any]] = {}
     for event in batch:
         ts_us = (event.ts - _EPOCH) // _MICROSECOND
         key = (ts_us - ts_us % HOUR_US, *_dimensions(event))
-        found = grouped.get(key)
-        if found is None:
-            grouped[key] = found = ([], [])
-        found[0].append(event)
-        found[1].append(ts_us)
-    out: dict[tuple[Any, ...], list[Any]] = {}
-    for key, (members, stamps) in grouped.items():
-        usages = list(map(_usage, members))
-        statuses = list(map(_status, members))
-        costs = [c for c in map(_cost, members) if c is not None]
-        durations = [d for d in map(_duration, members) if d is not None]
-        ttfts = [t for t in map(_ttft, members) if t is not None]
-        out[key] = [
-            len(members),
-            statuses.count("ok"),
-            statuses.count("error"),
-            len(members) - len(costs),
-            *(sum(map(get, usages)) for get in _bucket_getters),
-            len(durations),
-            len(ttfts),
+        status = event.status
+        cost = event.cost
+        duration = event.duration_ms
+        ttft = event.ttft_ms
+        state = [
+            1,
+            1 if status == "ok" else 0,
+            1 if status == "error" else 0,
+            1 if cost is None else 0,
+            *_bucket_values(event.usage),
+            0 if duration is None else 1,
+            0 if ttft is None else 1,
             # The same rounding as the events table (half to even at the ninth decimal).
-            sum(int(c.scaleb(9).to_integral_value()) for c in costs),
-            float(sum(durations)),
-            float(sum(ttfts)),
-            min(stamps),
-            max(stamps),
+            0 if cost is None else int(cost.scaleb(9).to_integral_value()),
+            0.0 if duration is None else float(duration),
+            0.0 if ttft is None else float(ttft),
+            ts_us,
+            ts_us,
         ]
-    return out
-
-
-def _merged(first: list[Any], second: list[Any]) -> list[Any]:
-    """A new state adding two states (neither is changed: they may be shared)."""
-    last = len(first) - 2
-    out = list(map(add, first[:last], second[:last]))
-    out.append(min(first[last], second[last]))
-    out.append(max(first[last + 1], second[last + 1]))
+        found = out.get(key)
+        if found is None:
+            out[key] = state
+        else:
+            found[:_SUMMED] = map(add, found[:_SUMMED], state)
+            if ts_us < found[_SUMMED]:
+                found[_SUMMED] = ts_us
+            if ts_us > found[_SUMMED + 1]:
+                found[_SUMMED + 1] = ts_us
     return out
 
 
 def _project(
-    states: dict[tuple[Any, ...], list[Any]], indexes: list[int] | None, period_us: int
+    states: dict[tuple[Any, ...], list[Any]], pick: itemgetter[Any] | None, period_us: int
 ) -> dict[tuple[Any, ...], list[Any]]:
-    """Re-key ``(hour, values…)`` states to a period and a subset of the values, merging."""
-    if indexes is None and period_us == HOUR_US:
-        return states
+    """Re-key ``(start, values…)`` states to a period and (with ``pick``) fewer values.
+
+    The states given are never changed: a key that maps one to one shares its
+    state list, a key that merges gets a new list, then merges into it in place.
+    """
     out: dict[tuple[Any, ...], list[Any]] = {}
+    owned: set[tuple[Any, ...]] = set()
     for key, state in states.items():
         start = key[0] - key[0] % period_us
-        values = key[1:] if indexes is None else tuple(key[1 + i] for i in indexes)
-        short = (start, *values)
+        short = (start, *(key[1:] if pick is None else pick(key)))
         found = out.get(short)
-        # Most keys map one to one (a batch spans an hour or two): share the list then.
-        out[short] = state if found is None else _merged(found, state)
+        if found is None:
+            out[short] = state
+            continue
+        if short not in owned:
+            out[short] = found = list(found)
+            owned.add(short)
+        found[:_SUMMED] = map(add, found[:_SUMMED], state)
+        if state[_SUMMED] < found[_SUMMED]:
+            found[_SUMMED] = state[_SUMMED]
+        if state[_SUMMED + 1] > found[_SUMMED + 1]:
+            found[_SUMMED + 1] = state[_SUMMED + 1]
     return out
 
 
@@ -147,19 +150,20 @@ def rollup_rows(batch: Iterable[UsageEvent]) -> dict[str, list[tuple[Any, ...]]]
         rollups_hourly [(1, 2, 10), (2, 2, 10), (3, 2, 10)]
     """
     full = _full_grain(batch)
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    for period_us in PERIODS:
-        table, _ = rollup_table(period_us)
-        rows = out[table.name] = []
-        for grain, indexes in _GRAIN_INDEXES.items():
-            if period_us == DAY_US and grain not in DAILY_GRAINS:
-                continue
-            layout = _LAYOUTS[grain]
-            for key, state in _project(full, indexes, period_us).items():
+    hourly: list[tuple[Any, ...]] = []
+    daily: list[tuple[Any, ...]] = []
+    for grain, pick in _PICKS.items():
+        layout = _LAYOUTS[grain]
+        states = full if pick is None else _project(full, pick, HOUR_US)
+        levels = [(hourly, states)]
+        if grain in DAILY_GRAINS:
+            levels.append((daily, _project(states, None, DAY_US)))
+        for rows, found in levels:
+            for key, state in found.items():
                 values = key[1:]
                 dims = [None if i is None else values[i] for i in layout]
                 rows.append((grain, key[0], dims_key(values), *dims, *state))
-    return out
+    return {daily_rollups.name: daily, rollups.name: hourly}
 
 
 def _upsert_sql(table: sa.Table, dialect: str) -> str:

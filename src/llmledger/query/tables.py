@@ -139,7 +139,7 @@ def dims_key(values: Sequence[str | None]) -> str:
         >>> dims_key(["openai", None, "a:b"])
         '6:openai~3:a:b'
     """
-    return "".join("~" if v is None else f"{len(v)}:{v}" for v in values)
+    return "".join(["~" if v is None else f"{len(v)}:{v}" for v in values])
 
 
 def dims_key_sql(columns: Sequence[Any]) -> Any:
