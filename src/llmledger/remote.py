@@ -1,0 +1,396 @@
+"""The remote sink: the SDK sends its events to an llmledger service instead of a database.
+
+:class:`RemoteSink` is an :class:`~llmledger.writer.EventSink`, so the ledger's
+background writer keeps doing the batching, the queue bound and the flush at
+exit; this module adds what the network needs:
+
+- batches of up to 1,000 events, gzip-compressed, in the JSON shape of
+  ``llmledger logs --json``;
+- retries with growing pauses on 429 and 5xx answers and on connection errors
+  (honouring ``Retry-After``), within a time budget per batch so an exiting
+  process is never held for long;
+- a spool on disk (``$LLMLEDGER_HOME/spool``, bounded by ``spool_limit`` bytes)
+  for batches the service could not take, replayed oldest first before the next
+  batch is sent and by a background thread while the spool is not empty; event
+  ids make every replay idempotent, so each event is stored exactly once;
+- counters of what was sent, spooled, replayed and dropped; every drop is logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llmledger.errors import ConfigError, InvalidEventError
+from llmledger.events import UsageEvent
+from llmledger.ids import new_id
+from llmledger.serialize import event_to_json
+from llmledger.settings import Settings
+
+__all__ = ["RemoteSink", "RemoteStats", "ServiceUnavailable"]
+
+log = logging.getLogger("llmledger.remote")
+
+_MAX_BATCH = 1000
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_SUFFIX = ".json.gz"
+_CLAIMED = ".sending-"
+
+
+class ServiceUnavailable(Exception):
+    """The service could not take a batch now (down, overloaded, refusing the key)."""
+
+
+@dataclass(slots=True)
+class RemoteStats:
+    """What a remote sink did with the events it was given."""
+
+    sent: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    spooled: int = 0
+    replayed: int = 0
+    dropped: int = 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process
+        return True
+    return True
+
+
+class RemoteSink:
+    """Sends event batches to ``POST /v1/events`` of an llmledger service.
+
+    Args:
+        url: The service's base URL (``https://ledger.example.com``).
+        api_key: An ingest (or admin) key.
+        spool_dir: Folder for batches the service could not take.
+        spool_limit: Most bytes kept in the spool; a batch that does not fit is
+            dropped, counted and logged.
+        transport: An httpx transport (tests use ``httpx.MockTransport``).
+        timeout: Seconds per request.
+        retries: Extra attempts for a batch answered 429/5xx or not answered.
+        backoff: Pause before the first retry; it doubles, up to ``max_backoff``.
+        budget: Most seconds spent on one batch before it is spooled instead (kept
+            under the writer's exit timeout, so exiting never loses a batch).
+        replay_interval: Seconds between replay attempts while the service is down.
+        background: Replay the spool from a background thread too (not only
+            before the next batch).
+
+    Example:
+        >>> sink = RemoteSink("http://127.0.0.1:9", "llk_x_y", spool_dir="/tmp/llmledger-doc-spool",
+        ...                   retries=0, replay_interval=3600)
+        >>> sink.stats.sent
+        0
+        >>> sink.close()
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        spool_dir: str | os.PathLike[str],
+        spool_limit: int = 100_000_000,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+        max_backoff: float = 4.0,
+        budget: float = 8.0,
+        replay_interval: float = 5.0,
+        background: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.spool_dir = Path(spool_dir)
+        self.spool_limit = spool_limit
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.budget = budget
+        self.replay_interval = replay_interval
+        self.timeout = timeout
+        self.stats = RemoteStats()
+        self._sleep = sleep
+        self._client = httpx.Client(
+            base_url=self.url,
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Content-Type": "application/json",
+                "Content-Encoding": "gzip",
+                "User-Agent": "llmledger-remote-sink",
+            },
+            timeout=timeout,
+            transport=transport,
+        )
+        self._lock = threading.RLock()
+        self._down_until = 0.0
+        self._closed = not background
+        self._stop = threading.Event()
+        self._replayer: threading.Thread | None = None
+        self._release_stale_claims()
+        if self._spooled_files():
+            self._start_replayer()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> RemoteSink:
+        """The sink named by ``url`` and ``api_key``, spooling to ``home/spool``.
+
+        Raises:
+            ConfigError: when ``url`` is set without ``api_key``.
+        """
+        if not settings.url or not settings.api_key:
+            raise ConfigError("LLMLEDGER_URL is set but LLMLEDGER_API_KEY is not: set both")
+        return cls(settings.url, settings.api_key, spool_dir=settings.home / "spool",
+                   spool_limit=settings.spool_limit, **options)
+
+    # -- the writer's side ---------------------------------------------------------------
+
+    def write(
+        self,
+        batch: Sequence[UsageEvent],
+        *,
+        on_error: Callable[[UsageEvent, Exception], None] | None = None,
+    ) -> int:
+        """Send events (spooling them when the service is unreachable).
+
+        Returns:
+            How many the service stored (duplicates and spooled events not counted).
+        """
+        with self._lock:
+            if self._spooled_files() and time.monotonic() >= self._down_until:
+                self.replay()
+            stored = 0
+            chunks = [list(batch[i : i + _MAX_BATCH]) for i in range(0, len(batch), _MAX_BATCH)]
+            for index, chunk in enumerate(chunks):
+                payload = self._payload(chunk)
+                if time.monotonic() < self._down_until:
+                    self._spool(payload, len(chunk))
+                    continue
+                try:
+                    results = self._send(payload)
+                except ServiceUnavailable as exc:
+                    log.warning("llmledger: service unavailable (%s); spooling %d events",
+                                exc, sum(len(c) for c in chunks[index:]))
+                    self._mark_down()
+                    self._spool(payload, len(chunk))
+                    continue
+                stored += self._account(chunk, results, on_error)
+            return stored
+
+    def _account(
+        self,
+        chunk: Sequence[UsageEvent],
+        results: list[dict[str, Any]],
+        on_error: Callable[[UsageEvent, Exception], None] | None,
+    ) -> int:
+        stored = 0
+        for event, result in zip(chunk, results, strict=False):
+            status = result.get("status")
+            if status == "accepted":
+                stored += 1
+            elif status == "duplicate":
+                self.stats.duplicates += 1
+            else:
+                self.stats.rejected += 1
+                error = InvalidEventError(f"the service rejected it: {result.get('reason')}")
+                if on_error is not None:
+                    on_error(event, error)
+                else:
+                    log.error("llmledger: event %s dropped: %s", event.id, error)
+        self.stats.sent += stored
+        return stored
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _payload(chunk: Sequence[UsageEvent]) -> bytes:
+        body = json.dumps({"events": [event_to_json(e) for e in chunk]}, separators=(",", ":"))
+        return gzip.compress(body.encode("utf-8"), compresslevel=5)
+
+    def _send(self, payload: bytes) -> list[dict[str, Any]]:
+        """Post one compressed batch; retry 429/5xx and network errors within the budget.
+
+        Raises:
+            ServiceUnavailable: when the service did not take the batch in time.
+        """
+        started = time.monotonic()
+        spent = 0.0  # pauses and timeouts, counted even when the clock did not see them
+        pause = self.backoff
+        problem = "no attempt"
+        for attempt in range(self.retries + 1):
+            wait = pause
+            try:
+                answer = self._client.post("/v1/events", content=payload)
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, httpx.TimeoutException):
+                    spent += self.timeout
+            else:
+                if answer.status_code == 200:
+                    results: list[dict[str, Any]] = answer.json()["results"]
+                    return results
+                problem = f"HTTP {answer.status_code}: {answer.text[:200]}"
+                if answer.status_code in (401, 403):
+                    # Kept: a key fixed later lets the spool through.
+                    raise ServiceUnavailable(f"{problem}; check LLMLEDGER_API_KEY")
+                if answer.status_code not in _RETRY_STATUSES:
+                    raise ServiceUnavailable(problem)
+                retry_after = answer.headers.get("retry-after", "")
+                if retry_after.isdigit():
+                    wait = max(wait, float(retry_after))
+            wait = min(wait, self.max_backoff)
+            # Another attempt may take a pause and a whole timeout: only if the budget allows.
+            elapsed = max(time.monotonic() - started, spent)
+            if attempt == self.retries or elapsed + wait + self.timeout > self.budget:
+                break
+            self._sleep(wait)
+            spent += wait
+            pause *= 2
+        raise ServiceUnavailable(problem)
+
+    def _mark_down(self) -> None:
+        self._down_until = time.monotonic() + self.replay_interval
+        self._start_replayer()
+
+    # -- the spool -----------------------------------------------------------------------
+
+    def _spooled_files(self) -> list[Path]:
+        try:
+            names = sorted(p for p in os.listdir(self.spool_dir) if p.endswith(_SUFFIX))
+        except FileNotFoundError:
+            return []
+        return [self.spool_dir / name for name in names]
+
+    def _spool_size(self) -> int:
+        total = 0
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.spool_dir):
+                with contextlib.suppress(FileNotFoundError):
+                    total += entry.stat().st_size
+        return total
+
+    def _spool(self, payload: bytes, count: int) -> None:
+        if self._spool_size() + len(payload) > self.spool_limit:
+            self.stats.dropped += count
+            log.error(
+                "llmledger: spool %s is full (%d bytes); dropped %d events (%d dropped so far)",
+                self.spool_dir, self.spool_limit, count, self.stats.dropped,
+            )
+            return
+        try:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            # The name starts with a ULID, so the spool replays oldest first.
+            name = f"{new_id()}-{count}{_SUFFIX}"
+            partial = self.spool_dir / f".{name}.tmp"
+            partial.write_bytes(payload)
+            os.replace(partial, self.spool_dir / name)
+        except OSError as exc:
+            self.stats.dropped += count
+            log.error("llmledger: cannot spool %d events to %s (%s); dropped", count,
+                      self.spool_dir, exc)
+            return
+        self.stats.spooled += count
+
+    def _release_stale_claims(self) -> None:
+        """Give back batches claimed by a process that died while sending them."""
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.spool_dir):
+                stem, sep, pid = name.rpartition(_CLAIMED)
+                if sep and pid.isdigit() and not _alive(int(pid)):
+                    with contextlib.suppress(OSError):
+                        os.replace(self.spool_dir / name, self.spool_dir / stem)
+
+    def replay(self) -> int:
+        """Send spooled batches, oldest first, until the spool is empty or the service fails.
+
+        Another process sharing the spool never sends the same file: a batch is
+        claimed by renaming it first.
+
+        Returns:
+            How many events the service stored.
+        """
+        stored = 0
+        with self._lock:
+            for path in self._spooled_files():
+                claimed = path.with_name(f"{path.name}{_CLAIMED}{os.getpid()}")
+                try:
+                    os.replace(path, claimed)
+                except FileNotFoundError:
+                    continue  # another process took it
+                try:
+                    payload = claimed.read_bytes()
+                    results = self._send(payload)
+                except ServiceUnavailable as exc:
+                    os.replace(claimed, path)
+                    log.warning("llmledger: spool replay paused (%s)", exc)
+                    self._mark_down()
+                    break
+                except OSError as exc:  # pragma: no cover - unreadable spool file
+                    log.error("llmledger: cannot read spooled batch %s: %s", claimed, exc)
+                    continue
+                for result in results:
+                    if result.get("status") == "accepted":
+                        stored += 1
+                    elif result.get("status") == "duplicate":
+                        self.stats.duplicates += 1
+                    else:
+                        self.stats.rejected += 1
+                        log.error("llmledger: spooled event %s dropped: rejected: %s",
+                                  result.get("id"), result.get("reason"))
+                claimed.unlink()
+            self.stats.replayed += stored
+            self.stats.sent += stored
+        return stored
+
+    def _start_replayer(self) -> None:
+        if self._replayer is not None and self._replayer.is_alive():
+            return
+        if self._closed:
+            return
+        self._replayer = threading.Thread(target=self._replay_loop, name="llmledger-spool",
+                                          daemon=True)
+        self._replayer.start()
+
+    def _replay_loop(self) -> None:
+        while not self._stop.wait(self.replay_interval):
+            if time.monotonic() < self._down_until:
+                continue
+            try:
+                self.replay()
+            except Exception:  # pragma: no cover - the host app must never see our errors
+                log.exception("llmledger: spool replay failed")
+            if not self._spooled_files():
+                return
+
+    @property
+    def spooled_events(self) -> int:
+        """Events waiting in the spool (from the file names)."""
+        total = 0
+        for path in self._spooled_files():
+            count = path.name.removesuffix(_SUFFIX).rpartition("-")[2]
+            total += int(count) if count.isdigit() else 0
+        return total
+
+    def close(self) -> None:
+        """Stop the replay thread and close connections (the spool stays for later)."""
+        self._closed = True
+        self._stop.set()
+        self._client.close()

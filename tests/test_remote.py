@@ -1,0 +1,229 @@
+"""The remote sink against a fake service (httpx.MockTransport): batching, retries, spool."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from llmledger.errors import ConfigError
+from llmledger.events import UsageEvent
+from llmledger.ledger import Ledger
+from llmledger.remote import RemoteSink
+from llmledger.settings import load_settings
+from llmledger.usage import Usage
+from llmledger.wire import parse_body
+
+NOW = datetime.now(UTC)
+
+
+def events(n: int) -> list[UsageEvent]:
+    return [
+        UsageEvent(provider="openai", model="gpt-4o", ts=NOW - timedelta(minutes=1),
+                   usage=Usage(input_tokens=10, output_tokens=i))
+        for i in range(n)
+    ]
+
+
+class FakeService:
+    """Stores ids like the real service; ``answers`` scripts failures before that."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+        self.requests: list[httpx.Request] = []
+        self.answers: list[int | Exception] = []
+        self.down = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        if self.answers:
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return httpx.Response(answer, headers={"Retry-After": "2"}, json={"ok": False})
+        assert request.headers["content-encoding"] == "gzip"
+        assert request.headers["authorization"] == "Bearer llk_test"
+        _, parsed = parse_body(gzip.decompress(request.content), now=datetime.now(UTC))
+        results = []
+        for item in parsed:
+            if isinstance(item, Exception):
+                results.append({"id": None, "status": "rejected", "reason": str(item)})
+            elif item.model == "bad":
+                results.append({"id": item.id, "status": "rejected", "reason": "bad model"})
+            elif item.id in self.stored:
+                results.append({"id": item.id, "status": "duplicate", "reason": None})
+            else:
+                self.stored.append(item.id)
+                results.append({"id": item.id, "status": "accepted", "reason": None})
+        return httpx.Response(200, json={"results": results})
+
+
+def make_sink(service: FakeService, tmp_path: Path, **options: Any) -> tuple[RemoteSink, list[float]]:
+    pauses: list[float] = []
+    defaults: dict[str, Any] = {"replay_interval": 3600.0, "sleep": pauses.append,
+                                "background": False}
+    sink = RemoteSink("http://ledger.test/", "llk_test", spool_dir=tmp_path / "spool",
+                      transport=httpx.MockTransport(service), **{**defaults, **options})
+    return sink, pauses
+
+
+def test_batches_of_at_most_1000_compressed(tmp_path: Path) -> None:
+    service = FakeService()
+    sink, _ = make_sink(service, tmp_path)
+    batch = events(2500)
+    assert sink.write(batch) == 2500
+    assert [len(gzip.decompress(r.content)) > 0 for r in service.requests] == [True] * 3
+    assert service.stored == [e.id for e in batch]
+    assert sink.write(batch[:10]) == 0 and sink.stats.duplicates == 10
+    assert sink.stats.sent == 2500
+    sink.close()
+
+
+def test_retries_429_and_5xx_with_growing_pauses(tmp_path: Path) -> None:
+    service = FakeService()
+    service.answers = [503, 429, httpx.ReadTimeout("slow")]
+    sink, pauses = make_sink(service, tmp_path, retries=3, backoff=0.5, budget=60.0)
+    assert sink.write(events(3)) == 3
+    # Retry-After: 2 wins over the first pauses; the network error pause doubles again
+    assert pauses == [2.0, 2.0, 2.0]
+    assert len(service.requests) == 4
+    sink.close()
+
+
+def test_an_unreachable_service_spools_then_replays_exactly_once(tmp_path: Path) -> None:
+    service = FakeService()
+    service.down = True
+    sink, pauses = make_sink(service, tmp_path, retries=2, replay_interval=0.0)
+    first, second = events(5), events(1200)
+    assert sink.write(first) == 0
+    assert sink.write(second) == 0
+    assert sink.stats.spooled == 1205 and sink.spooled_events == 1205
+    assert len(list((tmp_path / "spool").iterdir())) == 3
+    assert pauses[:2] == [0.25, 0.5]
+    service.down = False
+    third = events(2)
+    assert sink.write(third) == 2
+    assert sink.stats.replayed == 1205 and sink.spooled_events == 0
+    assert sorted(service.stored) == sorted(e.id for e in first + second + third)
+    assert len(set(service.stored)) == len(service.stored)
+    assert list((tmp_path / "spool").iterdir()) == []
+    sink.close()
+
+
+def test_while_down_batches_go_straight_to_the_spool(tmp_path: Path) -> None:
+    service = FakeService()
+    service.down = True
+    sink, _ = make_sink(service, tmp_path, retries=0, replay_interval=3600.0)
+    sink.write(events(1))
+    tries = len(service.requests)
+    sink.write(events(1))
+    assert len(service.requests) == tries  # no new attempt until the next replay time
+    assert sink.spooled_events == 2
+    sink.close()
+
+
+def test_the_spool_is_bounded_and_drops_are_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = FakeService()
+    service.down = True
+    sink, _ = make_sink(service, tmp_path, retries=0, spool_limit=3000)
+    with caplog.at_level(logging.ERROR, logger="llmledger.remote"):
+        sink.write(events(5))
+        sink.write(events(200))
+    assert sink.stats.spooled == 5 and sink.stats.dropped == 200
+    assert "spool" in caplog.text and "dropped 200 events" in caplog.text
+    sink.close()
+
+
+def test_rejected_events_go_to_the_writers_error_hook(tmp_path: Path) -> None:
+    service = FakeService()
+    sink, _ = make_sink(service, tmp_path)
+    batch = events(2)
+    batch[1].model = "bad"
+    failed: list[tuple[str, str]] = []
+    assert sink.write(batch, on_error=lambda e, exc: failed.append((e.id, str(exc)))) == 1
+    assert failed == [(batch[1].id, "the service rejected it: bad model")]
+    assert sink.stats.rejected == 1
+    sink.close()
+
+
+@pytest.mark.parametrize("status", [401, 403, 413])
+def test_refused_batches_are_kept_for_later(tmp_path: Path, status: int) -> None:
+    service = FakeService()
+    service.answers = [status]
+    sink, _ = make_sink(service, tmp_path, replay_interval=0.0)
+    assert sink.write(events(3)) == 0
+    assert sink.spooled_events == 3
+    assert sink.replay() == 3
+    sink.close()
+
+
+def test_the_time_budget_bounds_one_batch(tmp_path: Path) -> None:
+    service = FakeService()
+    service.answers = [httpx.ReadTimeout("slow")] * 10
+    sink, pauses = make_sink(service, tmp_path, retries=10, timeout=2.0, budget=5.0)
+    assert sink.write(events(1)) == 0
+    assert len(service.requests) <= 3
+    assert sink.spooled_events == 1
+    sink.close()
+
+
+def test_a_batch_claimed_by_a_dead_process_is_released(tmp_path: Path) -> None:
+    service = FakeService()
+    service.down = True
+    sink, _ = make_sink(service, tmp_path, retries=0)
+    sink.write(events(4))
+    sink.close()
+    (spooled,) = (tmp_path / "spool").iterdir()
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    spooled.rename(spooled.with_name(f"{spooled.name}.sending-{dead}"))
+    service.down = False
+    again, _ = make_sink(service, tmp_path)
+    assert again.spooled_events == 4
+    assert again.replay() == 4
+    again.close()
+
+
+def test_the_background_replayer_empties_the_spool(tmp_path: Path) -> None:
+    service = FakeService()
+    service.down = True
+    sink, _ = make_sink(service, tmp_path, retries=0, replay_interval=3600.0)
+    sink.write(events(3))
+    sink.close()
+    service.down = False
+    replaying, _ = make_sink(service, tmp_path, replay_interval=0.01, background=True)
+    wait_for(lambda: replaying.spooled_events == 0)
+    assert len(service.stored) == 3
+    replaying.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_the_ledger_sends_to_the_service_when_url_is_set(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, url="http://127.0.0.1:9", api_key="llk_x_y")
+    ledger = Ledger(settings)
+    sink = ledger._sink()
+    assert isinstance(sink, RemoteSink)
+    assert sink.spool_dir == tmp_path / "spool"
+    sink.close()
+    with pytest.raises(ConfigError, match="LLMLEDGER_API_KEY"):
+        Ledger(load_settings(home=tmp_path, url="http://127.0.0.1:9"))._sink()
+    assert not isinstance(Ledger(load_settings(home=tmp_path))._sink(), RemoteSink)
+    assert os.environ.get("LLMLEDGER_URL") is None
