@@ -1,32 +1,52 @@
 """Report latency on a large ledger: ``report --by model`` over 30 days, rollups vs raw events.
 
 Fills a ledger with N synthetic events spread over 60 days (generated in SQL, so
-filling is quick), builds the hourly rollups with ``rebuild_rollups``, then times
-the query engine on the same query twice: planned (hourly rollups plus the raw
-events of the two partial edge hours) and from the raw events only.
+filling is quick), builds the rollups with ``rebuild_rollups``, then times the
+query engine on the same query three ways in the same run:
 
-    .venv/bin/python bench/bench_report.py --events 10000000 --backend sqlite
-    .venv/bin/python bench/bench_report.py --events 10000000 --backend postgres \
-        --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+* ``auto``: what ``llmledger report`` does: daily rollups for the whole UTC
+  days, hourly rollups for the hours around them, raw events for the two
+  partial edge hours;
+* ``hourly``: hourly rollups and the edge events only (no daily rollups);
+* ``events``: the raw events only.
 
-The PostgreSQL run uses a schema of its own and drops it afterwards (unless --keep).
+The three reports must be equal (the run fails otherwise).  Each figure is the
+median, best and worst of ``--runs`` runs after one warm-up run.  It prints a
+Markdown table, which ``bench/run`` copies into docs/benchmarks.md.
+
+Filled ledgers are kept and reused by later runs (a SQLite file under
+``--cache-dir``, a PostgreSQL schema ``llmledger_bench_report_<N>``): filling
+and rebuilding 10 million events takes minutes.  ``--fresh`` refills them,
+``--drop`` removes them afterwards.
+
+    .venv/bin/python bench/bench_report.py                     # SQLite, and PostgreSQL when
+                                                               # LLMLEDGER_TEST_POSTGRES_URL is set
+    .venv/bin/python bench/bench_report.py --events 10000000 --backend postgres \\
+        --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test --progress
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import statistics
+import sys
 import tempfile
 import time
-import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
-from llmledger.query import Query, rebuild_rollups, run_query
-from llmledger.query.periods import to_us
+from llmledger.query import Query, SourceMode, plan, rebuild_rollups, run_query
+from llmledger.query.compile import Piece
+from llmledger.query.periods import DAY_US, HOUR_US, to_us
+from llmledger.query.tables import rollup_table
 from llmledger.store import open_store
+from llmledger.store.schema import events
 from llmledger.store.sql import SqlStore
 
 DAYS = 60
@@ -36,6 +56,21 @@ MODELS = ("gpt-4o", "gpt-4o-mini", "o3", "o4-mini", "gpt-4.1", "gpt-4.1-mini", "
           "text-embedding-3-small", "mistral-large", "command-r", "llama-3.3-70b")
 PROVIDERS = ("openai", "openai", "openai", "openai", "openai", "openai", "anthropic", "anthropic",
              "anthropic", "google", "google", "openai", "mistral", "cohere", "bedrock")
+QUERY = Query(since=NOW - timedelta(days=30), until=NOW, by=("model",),
+              metrics=("calls", "errors", "input_tokens", "cache_read_tokens", "output_tokens",
+                       "cost", "unpriced_calls"))
+SOURCES: tuple[tuple[SourceMode, str], ...] = (
+    ("auto", "daily + hourly rollups, edge events"),
+    ("hourly", "hourly rollups, edge events"),
+    ("events", "raw events"),
+)
+_progress = False
+
+
+def say(text: str) -> None:
+    """Progress on stderr, only with --progress (bench/run records stdout and stderr)."""
+    if _progress:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _fill(store: SqlStore, count: int) -> None:
@@ -80,7 +115,10 @@ def _fill(store: SqlStore, count: int) -> None:
             if store.dialect == "postgresql":
                 statement = statement.replace("%", "%%")  # psycopg placeholders
             conn.exec_driver_sql(statement)
-            print(f"  {high:,} events", flush=True)
+            say(f"  {high:,} events")
+
+
+def _analyze(store: SqlStore) -> None:
     if store.dialect == "postgresql":
         with store.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
@@ -89,69 +127,175 @@ def _fill(store: SqlStore, count: int) -> None:
             conn.exec_driver_sql("ANALYZE")
 
 
-def _time(store: SqlStore, query: Query, mode: str, runs: int) -> tuple[float, float, int]:
+def _counts(store: SqlStore) -> tuple[int, int]:
+    """Events, and daily rollup rows (0 when the rollups were never built)."""
+    with store.engine.connect() as conn:
+        stored = int(conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one())
+        daily = int(conn.exec_driver_sql("SELECT count(*) FROM rollups_daily").scalar_one())
+    return stored, daily
+
+
+def prepare(store: SqlStore, count: int, fresh: bool) -> str:
+    """Fill the ledger and build its rollups unless an earlier run left them; say which."""
+    stored, daily = _counts(store) if not fresh else (-1, 0)
+    if stored == count and daily > 0:
+        return "reused from an earlier run"
+    with store.engine.begin() as conn:
+        for table in ("rollups_daily", "rollups_hourly", "event_tags", "events"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    say(f"filling {store.dialect} with {count:,} events over {DAYS} days")
+    began = time.perf_counter()
+    _fill(store, count)
+    filled = time.perf_counter() - began
+    began = time.perf_counter()
+    rows = rebuild_rollups(store)
+    rebuilt = time.perf_counter() - began
+    _analyze(store)
+    say(f"  filled in {filled:.0f} s, rollups rebuilt in {rebuilt:.0f} s: {rows:,} rows")
+    return f"filled in {filled:.0f} s, rollups ({rows:,} rows) rebuilt in {rebuilt:.0f} s"
+
+
+def rows_read(store: SqlStore, pieces: list[Piece]) -> int:
+    """How many stored rows (rollup rows or events) the pieces of a plan read."""
+    total = 0
+    with store.engine.connect() as conn:
+        for piece in pieces:
+            table: Any
+            if piece.grain is None:
+                table, time_column, extra = events, events.c.ts_us, []
+            else:
+                table, time_column = rollup_table(piece.period_us)
+                extra = [table.c.grain == piece.grain]
+            if piece.start_us is not None:
+                extra.append(time_column >= piece.start_us)
+            if piece.end_us is not None:
+                extra.append(time_column < piece.end_us)
+            counted = sa.select(sa.func.count()).select_from(table).where(*extra)
+            total += int(conn.execute(counted).scalar_one())
+    return total
+
+
+@dataclass
+class Timing:
+    """Milliseconds of each timed run of one source, and what it read."""
+
+    mode: SourceMode
+    label: str
+    runs: list[float]
+    pieces: int
+    rows: int
+    answer: dict[str, Any]
+
+    @property
+    def median(self) -> float:
+        """Median of the runs."""
+        return statistics.median(self.runs)
+
+
+def measure(store: SqlStore, mode: SourceMode, label: str, runs: int) -> Timing:
+    """One warm-up run, then ``runs`` timed runs of the query from one source."""
+    pieces = plan(QUERY, None, mode)
+    report = run_query(store, QUERY, mode=mode)
     timings = []
-    calls = 0
     for _ in range(runs):
         began = time.perf_counter()
-        report = run_query(store, query, mode=mode)  # type: ignore[arg-type]
+        report = run_query(store, QUERY, mode=mode)
         timings.append((time.perf_counter() - began) * 1000)
-        calls = int(report.total["calls"])
-    return statistics.median(timings), min(timings), calls
+    answer = report.to_dict()
+    answer.pop("source")
+    return Timing(mode, label, timings, len(pieces), rows_read(store, pieces), answer)
+
+
+def open_ledger(backend: str, args: argparse.Namespace) -> tuple[SqlStore, str, Any]:
+    """The store of a backend's cached ledger, its version, and how to drop it."""
+    if backend == "postgres":
+        schema = f"llmledger_bench_report_{args.events}"
+        admin = sa.create_engine(args.postgres_url)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            version = str(conn.exec_driver_sql("SHOW server_version").scalar_one()).split()[0]
+        url = sa.engine.make_url(args.postgres_url).update_query_dict(
+            {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+        def drop() -> None:
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+
+        return open_store(url), f"PostgreSQL {version}", drop
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    path = args.cache_dir / f"report-{args.events}.db"
+    return open_store(f"sqlite:///{path}"), f"SQLite {sqlite3.sqlite_version}", path.unlink
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> tuple[str, str, list[Timing]]:
+    """Prepare one backend's ledger and time every source on it."""
+    store, name, drop = open_ledger(backend, args)
+    try:
+        how = prepare(store, args.events, args.fresh)
+        timings = []
+        for mode, label in SOURCES:
+            say(f"  timing {name}: {label}")
+            runs = args.raw_runs if mode == "events" else args.runs
+            timings.append(measure(store, mode, label, runs))
+        for timing in timings[:-1]:
+            if timing.answer != timings[-1].answer:
+                raise SystemExit(f"{name}: {timing.label} and raw events disagree")
+        return name, how, timings
+    finally:
+        store.close()
+        if args.drop:
+            drop()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    global _progress
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--sqlite-path", type=Path, help="Reuse or create this SQLite file.")
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all",
+                        help="all: SQLite, and PostgreSQL when a URL is given or in "
+                             "LLMLEDGER_TEST_POSTGRES_URL")
+    parser.add_argument("--postgres-url", default=os.environ.get("LLMLEDGER_TEST_POSTGRES_URL"))
+    parser.add_argument("--cache-dir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "llmledger-bench",
+                        help="Where the SQLite ledger is kept between runs.")
+    parser.add_argument("--fresh", action="store_true", help="Refill even if a ledger exists.")
+    parser.add_argument("--drop", action="store_true", help="Remove the ledgers afterwards.")
+    parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--raw-runs", type=int, default=3)
-    parser.add_argument("--keep", action="store_true", help="Keep the PostgreSQL schema.")
+    parser.add_argument("--progress", action="store_true", help="Progress on stderr.")
     args = parser.parse_args()
+    _progress = args.progress
+    backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
+    if args.postgres_url is None:
+        if args.backend == "postgres":
+            parser.error("--backend postgres needs --postgres-url")
+        backends = [b for b in backends if b != "postgres"]
+    results = [run_backend(backend, args) for backend in backends]
 
-    schema = None
-    if args.backend == "postgres":
-        schema = f"llmledger_bench_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(args.postgres_url)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        url = sa.engine.make_url(args.postgres_url).update_query_dict(
-            {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    else:
-        path = args.sqlite_path or Path(tempfile.mkdtemp()) / "bench.db"
-        url = f"sqlite:///{path}"
-    try:
-        store = open_store(url)
-        with store.engine.connect() as conn:
-            existing = int(conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one())
-        if existing != args.events:
-            print(f"filling {args.backend} with {args.events:,} events over {DAYS} days")
-            began = time.perf_counter()
-            _fill(store, args.events)
-            print(f"  filled in {time.perf_counter() - began:.0f}s")
-            began = time.perf_counter()
-            rows = rebuild_rollups(store)
-            print(f"  rollups rebuilt in {time.perf_counter() - began:.0f}s: {rows:,} rows")
-        query = Query(since=NOW - timedelta(days=30), until=NOW, by=("model",),
-                      metrics=("calls", "errors", "input_tokens", "cache_read_tokens",
-                               "output_tokens", "cost", "unpriced_calls"))
-        planned = _time(store, query, "auto", args.runs)
-        raw = _time(store, query, "events", args.raw_runs)
-        assert planned[2] == raw[2], "rollups and events disagree"
-        print(f"{args.backend}, {args.events:,} events, report --by model over 30 days "
-              f"({planned[2]:,} calls):")
-        print(f"  rollups + edge events: median {planned[0]:.1f} ms, best {planned[1]:.1f} ms "
-              f"({args.runs} runs)")
-        print(f"  raw events only:       median {raw[0]:.1f} ms, best {raw[1]:.1f} ms "
-              f"({args.raw_runs} runs)")
-        store.close()
-    finally:
-        if schema is not None and not args.keep:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            admin.dispose()
+    calls = results[0][2][0].answer["total"]["calls"]
+    print(f"`report --by model` over 30 days on a ledger of {args.events:,} events spread over "
+          f"{DAYS} days ({calls:,} calls in range, {len(MODELS)} models). Each source is timed "
+          "in the same run after one warm-up run: median, best and worst of the runs. The "
+          "three sources gave equal reports. Target (DESIGN.md §8): ≤ 200 ms.")
+    print()
+    print("| database | source | statements | rows read | median ms | best ms | worst ms | runs "
+          "| speed-up |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, _, timings in results:
+        raw = timings[-1].median
+        for t in timings:
+            print(f"| {name} | {t.label} | {t.pieces} | {t.rows:,} | {t.median:,.1f} "
+                  f"| {min(t.runs):,.1f} | {max(t.runs):,.1f} | {len(t.runs)} "
+                  f"| {raw / t.median:,.1f} x |")
+    print()
+    for name, how, _ in results:
+        print(f"- {name} ledger: {how}.")
+    spans = [(p.grain, p.period_us, (p.end_us or 0) - (p.start_us or 0))
+             for p in plan(QUERY, None, "auto")]
+    days = sum(length // DAY_US for grain, period, length in spans if period == DAY_US and grain)
+    hours = sum(length // HOUR_US for grain, period, length in spans if period == HOUR_US and grain)
+    print(f"- auto reads {days} whole UTC days from the daily rollups, {hours} hours around them "
+          "from the hourly rollups and the two partial hours at the edges from the events.")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ SQLAlchemy renders both for each dialect.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +30,7 @@ __all__ = [
     "compile_timeline",
     "compile_values",
     "event_state_columns",
+    "prepared_piece",
     "rollup_state_columns",
 ]
 
@@ -96,6 +98,11 @@ def rollup_state_columns(table: sa.FromClause = rollups) -> list[Any]:
     ]
 
 
+def _bound(name: str, value: int) -> Any:
+    """A named parameter: statements of the same shape differ only in these values."""
+    return sa.bindparam(name, value, type_=sa.BigInteger)
+
+
 def _values_clause(column: Any, values: Sequence[str | None]) -> Any:
     present = [v for v in values if v is not None]
     parts = []
@@ -111,9 +118,9 @@ def _tag_clause(key: str, values: Sequence[str | None], piece: Piece) -> Any:
         query = sa.select(event_tags.c.event_id).where(event_tags.c.key == key, *conditions)
         # The tag rows carry the event's time, so the (key, value, ts_us) index narrows it.
         if piece.start_us is not None:
-            query = query.where(event_tags.c.ts_us >= piece.start_us)
+            query = query.where(event_tags.c.ts_us >= _bound("start_us", piece.start_us))
         if piece.end_us is not None:
-            query = query.where(event_tags.c.ts_us < piece.end_us)
+            query = query.where(event_tags.c.ts_us < _bound("end_us", piece.end_us))
         return query
 
     present = [v for v in values if v is not None]
@@ -181,9 +188,9 @@ def _where(query: sa.Select[Any], piece: Piece, filters: Sequence[Filter]) -> sa
     if piece.grain is not None:
         query = query.where(table.c.grain == piece.grain)
     if piece.start_us is not None:
-        query = query.where(time >= piece.start_us)
+        query = query.where(time >= _bound("start_us", piece.start_us))
     if piece.end_us is not None:
-        query = query.where(time < piece.end_us)
+        query = query.where(time < _bound("end_us", piece.end_us))
     for item in filters:
         query = query.where(_filter_clause(item, piece))
     return query
@@ -249,6 +256,34 @@ def compile_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter],
     query = _where(query, piece, filters)
     keys = [*slot, *dims]
     return query.group_by(*keys) if keys else query
+
+
+@lru_cache(maxsize=256)
+def _shaped_piece(shape: Piece, by: tuple[str, ...], filters: tuple[Filter, ...],
+                  metrics: tuple[str, ...] | None) -> sa.Select[Any]:
+    return compile_piece(shape, by, filters, metrics)
+
+
+def prepared_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter],
+                   metrics: Sequence[str] | None = None) -> tuple[sa.Select[Any], dict[str, int]]:
+    """:func:`compile_piece`, built once per shape of piece, and the parameters to run it with.
+
+    Building a statement costs more than running it on rollups, and a report
+    runs the same few shapes again and again with other times.  The statement
+    is shared: execute it with the parameters, never change it.
+
+    Example:
+        >>> a, params = prepared_piece(Piece(1, 0, 3_600_000_000, None), ["model"], [])
+        >>> b, _ = prepared_piece(Piece(1, 7_200_000_000, 10_800_000_000, None), ["model"], [])
+        >>> a is b, params
+        (True, {'start_us': 0, 'end_us': 3600000000})
+    """
+    shape = replace(piece, start_us=None if piece.start_us is None else 0,
+                    end_us=None if piece.end_us is None else 0)
+    params = {name: value for name, value in (("start_us", piece.start_us),
+                                              ("end_us", piece.end_us)) if value is not None}
+    frozen_metrics = None if metrics is None else tuple(metrics)
+    return _shaped_piece(shape, tuple(by), tuple(filters), frozen_metrics), params
 
 
 def compile_values(piece: Piece, by: Sequence[str], filters: Sequence[Filter]) -> sa.Select[Any]:

@@ -32,9 +32,9 @@ from llmledger.query.aggregate import COUNT_FIELDS, State, derive_metrics
 from llmledger.query.compile import (
     TIMELINE_COLUMNS,
     Piece,
-    compile_piece,
     compile_timeline,
     compile_values,
+    prepared_piece,
 )
 from llmledger.query.periods import (
     DAY_US,
@@ -297,8 +297,8 @@ def _execute(
     wants_values = bool(PERCENTILE_METRICS.intersection(query.metrics))
     n_dims = len(query.by)
     for piece in pieces:
-        statement = compile_piece(piece, query.by, query.where, query.metrics)
-        rows = conn.execute(statement).all()
+        statement, params = prepared_piece(piece, query.by, query.where, query.metrics)
+        rows = conn.execute(statement, params).all()
         folder.add_rows(rows, piece.slot_us, n_dims)
         if wants_values:
             values = conn.execute(compile_values(piece, query.by, query.where)).all()
