@@ -563,21 +563,26 @@ def test_concurrent_processes_write_to_one_ledger(db_url: str) -> None:
         assert store.count() == 4000
 
 
-def test_writer_works_in_a_forked_child(store: SqlStore) -> None:
+def test_writer_works_in_a_forked_child(store: SqlStore, tmp_path: Path) -> None:
     writer = Writer(store, strict=True, batch_size=10, flush_interval=0.01, queue_limit=1000)
     writer.submit(minimal_event())
     assert writer.flush(timeout=30)
     child_event = minimal_event()
+    report = tmp_path / "child.txt"
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
+        outcome = "did not finish"
         try:
             writer.submit(child_event)
-            code = 0 if writer.flush(timeout=30) and writer.written == 1 else 2
+            flushed = writer.flush(timeout=30)
+            outcome = f"flushed={flushed} written={writer.written} failed={writer.failed}"
+        except BaseException as exc:
+            outcome = f"raised {exc!r}"
         finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+            report.write_text(outcome)
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert report.read_text() == "flushed=True written=1 failed=0"
     assert store.get(child_event.id) == child_event
     writer.submit(minimal_event())
     assert writer.flush(timeout=30)

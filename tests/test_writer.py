@@ -189,3 +189,29 @@ def test_submit_from_many_threads_loses_nothing() -> None:
         t.join()
     assert writer.close(timeout=30)
     assert len(sink.rows) == 8000 and writer.written == 8000 and writer.dropped == 0
+
+
+def test_flush_waits_for_a_batch_already_taken_from_the_queue() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    class SlowSink(Sink):
+        def write(
+            self,
+            batch: Sequence[UsageEvent],
+            *,
+            on_error: Callable[[UsageEvent, Exception], None] | None = None,
+        ) -> int:
+            started.set()
+            release.wait(10)
+            return super().write(batch, on_error=on_error)
+
+    sink = SlowSink()
+    writer = make_writer(sink, flush_interval=0.01)
+    writer.submit(event())
+    assert started.wait(10)
+    assert writer.pending == 0  # the batch is in the thread's hands, not in the queue
+    assert writer.flush(timeout=0.05) is False
+    release.set()
+    assert writer.flush(timeout=10)
+    assert writer.written == 1
+    writer.close()

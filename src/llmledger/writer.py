@@ -226,16 +226,23 @@ class Writer:
             >>> Writer(open_store("sqlite://"), strict=False).flush(timeout=1)
             True
         """
-        done = True
-        if threading.current_thread() is self._thread:
+        thread = self._thread
+        if thread is threading.current_thread():
             return False
-        if self._queue:
+        done = True
+        # The thread may hold a batch it took from the queue but has not yet
+        # committed: the marker goes behind it, so an empty queue is no shortcut.
+        if self._queue or (thread is not None and thread.is_alive()):
             marker = _FlushMarker()
             self._queue.append(marker)
-            if self._thread is None:
+            if thread is None:
                 self._start()
-            self._wake.set()
-            done = marker.done.wait(timeout)
+            if self._thread is None:  # closed: nothing will ever write it
+                self._queue.remove(marker)
+                done = not self._queue
+            else:
+                self._wake.set()
+                done = marker.done.wait(timeout)
         self._raise_if_strict()
         return done
 
