@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import llmledger.ledger as _ledger_module
 from llmledger.context import Attribution, current_attribution
 from llmledger.events import UsageEvent
 from llmledger.ledger import Ledger, get_ledger
@@ -112,15 +113,6 @@ class capture_content:
 
     def __exit__(self, *exc: object) -> None:
         _content_override.reset(self._tokens.pop())
-
-
-def _wants_content(ledger: Ledger) -> bool:
-    override = _content_override.get()
-    if override is not None:
-        return override
-    if options.store_content is not None:
-        return options.store_content
-    return ledger.settings.store_content
 
 
 # -- adapters (LiteLLM, LangChain) -------------------------------------------------------
@@ -240,8 +232,11 @@ def begin(
 
     ``request`` is the request body; it is serialised here (only when content is
     kept) because the caller may change its messages once the call returns.
+    Everything else about the call is read later, in the background.
     """
-    ledger = get_ledger()
+    # The process ledger is read directly: this runs on every call, and
+    # get_ledger() only differs before the first ledger is built.
+    ledger = _ledger_module._ledger or get_ledger()
     call = Call(
         provider,
         operation,
@@ -251,14 +246,20 @@ def begin(
         current_attribution(),
         ledger,
         stream,
-        api_key if isinstance(api_key, str) else None,
+        api_key if type(api_key) is str else None,
     )
     scope = current_scope.get()
     if scope is not None and not scope.closed:
         scope.seen += 1
         call.extra = scope.attribution
-    if request is not None and _wants_content(ledger):
-        call.prompt = json.dumps(request, default=str, ensure_ascii=False)
+    if request is not None:
+        wanted = _content_override.get()
+        if wanted is None:
+            wanted = options.store_content
+            if wanted is None:
+                wanted = ledger.settings.store_content
+        if wanted:
+            call.prompt = json.dumps(request, default=str, ensure_ascii=False)
     return call
 
 

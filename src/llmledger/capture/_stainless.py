@@ -13,6 +13,7 @@ and OpenAI-compatible servers reached through ``base_url``.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import time
@@ -109,18 +110,20 @@ def _start(
     sdk: StainlessSDK, client: Any, request_options: Any, stream: bool
 ) -> tuple[Call, Any] | None:
     """The call record, and the request options to send (a copy when usage is asked for)."""
-    operation = _route(sdk, request_options.url)
+    url = request_options.url
+    operation = sdk.routes.get(url) if type(url) is str else None
     if operation is None:
-        return None
+        operation = _route(sdk, url)
+        if operation is None:
+            return None
     body = request_options.json_data
-    # ``dict``, not ``Mapping``: an ABC check costs more than the rest of this function.
-    model = body.get("model") if isinstance(body, dict) else None
+    # ``type() is dict``, not ``Mapping``: an ABC check costs more than the rest of this.
+    model = body.get("model") if type(body) is dict else None
     call = begin(
         sdk.provider,
         operation,
-        model if isinstance(model, str) else None,
+        model if type(model) is str else None,
         stream=stream,
-        api_key=getattr(client, "api_key", None),
         request=body,
     )
     if (
@@ -142,12 +145,24 @@ def _start(
     return call, request_options
 
 
+def _resolve(sdk: StainlessSDK, client: Any, call: Call) -> None:
+    """What is read from the client after the call: its provider, reader and key.
+
+    Read after the call rather than before, so the caller's thread does not pay
+    for it: the client's key and base URL are fixed once it is made (``with_options``
+    makes a new client).
+    """
+    sdk.resolve(client, call)
+    api_key = getattr(client, "api_key", None)
+    call.api_key = api_key if isinstance(api_key, str) else None
+
+
 def _failed(sdk: StainlessSDK, client: Any, call: Call, exc: BaseException) -> None:
     try:
         ended = time.perf_counter()
 
         def build() -> Any:
-            sdk.resolve(client, call)
+            _resolve(sdk, client, call)
             return error_event(call, exc, ended=ended, request_id=request_id_of(exc))
 
         submit(call, build)
@@ -159,25 +174,29 @@ def _response_done(
     sdk: StainlessSDK, client: Any, call: Call, result: Any, http_response: Any = None
 ) -> None:
     """Record a non-streamed response: a model, or the read body of a raw response."""
-    ended = time.perf_counter()
+    call.ledger.submit(
+        functools.partial(_build_response, sdk, client, call, result, http_response, _clock())
+    )
 
-    def build() -> Any:
-        sdk.resolve(client, call)
-        if http_response is not None:
-            body: Mapping[str, Any] = json.loads(http_response.content)
-            request_id = http_response.headers.get(sdk.request_id_header)
-        else:
-            body = as_dict(result)
-            request_id = getattr(result, "_request_id", None)
-        return reading_event(
-            call,
-            body=body,
-            ended=ended,
-            request_id=request_id,
-            text=lambda: sdk.body_text(call.operation, body),
-        )
 
-    submit(call, build)
+def _build_response(
+    sdk: StainlessSDK, client: Any, call: Call, result: Any, http_response: Any, ended: float
+) -> Any:
+    """The event of a non-streamed response (in the background writer)."""
+    _resolve(sdk, client, call)
+    if http_response is not None:
+        body: Mapping[str, Any] = json.loads(http_response.content)
+        request_id = http_response.headers.get(sdk.request_id_header)
+    else:
+        body = as_dict(result)
+        request_id = getattr(result, "_request_id", None)
+    return reading_event(
+        call,
+        body=body,
+        ended=ended,
+        request_id=request_id,
+        text=lambda: sdk.body_text(call.operation, body),
+    )
 
 
 def _track(sdk: StainlessSDK, client: Any, call: Call, stream: Any, asynchronous: bool) -> None:
@@ -187,7 +206,7 @@ def _track(sdk: StainlessSDK, client: Any, call: Call, stream: Any, asynchronous
     spec = sdk.streams.get(call.operation)
     if spec is None:
         return
-    sdk.resolve(client, call)  # cheap, and the tracker builds in the background
+    _resolve(sdk, client, call)  # cheap, and the tracker builds in the background
     tracker = StreamTracker(call, spec, getattr(stream, "response", None))
     hide = sdk.hide_usage_chunk if call.hide_usage_chunk else None
     inner = stream._iterator
@@ -204,6 +223,7 @@ def _raw_streams_body(result: Any) -> bool:
     return bool(headers.get("X-Stainless-Raw-Response") == "stream")
 
 
+_clock = time.perf_counter
 _MODEL, _STREAM, _RAW = 0, 1, 2
 _kinds: dict[type, int] = {}
 
@@ -225,9 +245,13 @@ def _kind(sdk: StainlessSDK, result: Any) -> int:
 
 def _done(sdk: StainlessSDK, client: Any, call: Call, result: Any, asynchronous: bool) -> Any:
     """Start recording what the call returned; returns what must be awaited, if anything."""
-    kind = _kind(sdk, result)
+    kind = _kinds.get(type(result))
+    if kind is None:
+        kind = _kind(sdk, result)
     if kind == _MODEL:
-        _response_done(sdk, client, call, result)
+        call.ledger.submit(
+            functools.partial(_build_response, sdk, client, call, result, None, _clock())
+        )
         return None
     if kind == _STREAM:
         _track(sdk, client, call, result, asynchronous)
