@@ -24,6 +24,8 @@ from llmledger.usage import Usage
 __all__ = [
     "MAX_BATCH",
     "MAX_CLOCK_SKEW",
+    "MAX_COST",
+    "MAX_TOKENS",
     "BatchIn",
     "EventIn",
     "Parsed",
@@ -40,13 +42,18 @@ _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 #: Most events in one batch.
 MAX_BATCH = 1000
 
-_Count = Annotated[int, pydantic.Field(strict=True, ge=0, le=2**62)]
+#: Most tokens in one bucket of one call, and most USD one call costs: far above
+#: any real call, low enough that sums over billions of calls fit in 64 bits.
+MAX_TOKENS = 10**10
+MAX_COST = 10**6
+_Count = Annotated[int, pydantic.Field(strict=True, ge=0, le=MAX_TOKENS)]
 _Name = Annotated[str, pydantic.StringConstraints(strict=True, min_length=1, max_length=256)]
 _Text = Annotated[str, pydantic.StringConstraints(strict=True, max_length=256)]
 _Message = Annotated[str, pydantic.StringConstraints(strict=True, max_length=10_000)]
 _Millis = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
 _Amount = Annotated[
-    str, pydantic.StringConstraints(strict=True, max_length=64, pattern=r"^[0-9]+(\.[0-9]+)?$")
+    str,
+    pydantic.StringConstraints(strict=True, max_length=32, pattern=r"^[0-9]{1,7}(\.[0-9]{1,18})?$"),
 ]
 _Ulid = Annotated[
     str, pydantic.StringConstraints(strict=True, pattern=r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")
@@ -200,6 +207,8 @@ def to_event(wire: EventIn, *, now: datetime) -> UsageEvent:
             f"({usage.total_tokens})"
         )
     breakdown = wire.cost_breakdown
+    if wire.cost is not None and Decimal(wire.cost) > MAX_COST:
+        raise InvalidEventError(f"cost: {wire.cost} USD is more than one call can cost")
     event = UsageEvent(
         provider=wire.provider,
         model=wire.model,

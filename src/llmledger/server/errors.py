@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pydantic
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -29,6 +30,7 @@ from llmledger.errors import (
 from llmledger.keys import UnknownKeyError
 from llmledger.query import InvalidQueryError
 from llmledger.store import WriteError
+from llmledger.wire import describe_validation_error
 
 __all__ = [
     "ApiError",
@@ -155,6 +157,11 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "unknown field" if item.get("type") == "extra_forbidden" else item["msg"]
             details.append(f"{where}: {message}" if where else str(message))
         return error_response(422, "; ".join(details), details=details)
+
+    @app.exception_handler(pydantic.ValidationError)
+    async def _invalid_model(_request: Request, exc: pydantic.ValidationError) -> JSONResponse:
+        message = describe_validation_error(exc)
+        return error_response(422, message, details=message.split("; "))
 
     @app.exception_handler(LedgerError)
     async def _ledger_error(_request: Request, exc: LedgerError) -> JSONResponse:

@@ -84,23 +84,29 @@ class EventPage(pydantic.BaseModel):
 
 
 class ReportQueryIn(pydantic.BaseModel):
-    """One report query: the options of ``llmledger report``, as JSON."""
+    """One report query: the options of ``llmledger report`` (see docs/reports.md)."""
 
     model_config = _Forbid
 
-    by: list[str] = pydantic.Field(default_factory=list, max_length=8)
-    every: Literal["hour", "day", "week", "month"] | None = None
-    tz: str = "UTC"
-    since: str | None = None
-    until: str | None = None
-    last: str | None = None
-    period: str | None = None
-    where: list[str] = pydantic.Field(default_factory=list, max_length=32)
-    metrics: list[str] = pydantic.Field(default_factory=list, max_length=64)
-    sort: list[str] = pydantic.Field(default_factory=list, max_length=8)
-    limit: int | None = pydantic.Field(default=None, ge=1, le=10_000)
-    currency: str | None = None
-    source: Literal["auto", "rollups", "events"] = "auto"
+    by: list[str] = pydantic.Field(default_factory=list, max_length=8,
+                                   description="Group by dimensions.")
+    every: Literal["hour", "day", "week", "month"] | None = pydantic.Field(
+        default=None, description="Time bucket.")
+    tz: str = pydantic.Field(default="UTC", description="IANA time zone of buckets and periods.")
+    since: str | None = pydantic.Field(default=None, description="Start (ISO 8601).")
+    until: str | None = pydantic.Field(default=None, description="End, exclusive (ISO 8601).")
+    last: str | None = pydantic.Field(default=None, description="Span ending now: 30m, 7d.")
+    period: str | None = pydantic.Field(default=None, description="this-month, 2025-03, …")
+    where: list[str] = pydantic.Field(default_factory=list, max_length=32,
+                                      description="Filters: DIM=V, DIM!=V, tag:K=V.")
+    metrics: list[str] = pydantic.Field(default_factory=list, max_length=64,
+                                        description="Metric names, or all.")
+    sort: list[str] = pydantic.Field(default_factory=list, max_length=8,
+                                     description="NAME[:asc|:desc].")
+    limit: int | None = pydantic.Field(default=None, ge=1, le=10_000, description="Top N groups.")
+    currency: str | None = pydantic.Field(default=None, description="Currency of costs.")
+    source: Literal["auto", "rollups", "events"] = pydantic.Field(
+        default="auto", description="Rollups where exact, or raw events only.")
 
 
 class ReportBatchIn(pydantic.BaseModel):

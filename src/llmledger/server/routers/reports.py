@@ -55,29 +55,13 @@ def _report(service: Service, principal: Principal, spec: ReportQueryIn) -> dict
 
 @router.get("/report", summary="A report: the query engine", response_model=ReportOut)
 def report(
-    request: Request,
-    principal: Reader,
-    by: Annotated[list[str], Query(description="Group by dimensions (repeatable or a,b).")] = [],  # noqa: B006
-    every: Annotated[str | None, Query(description="Time bucket: hour, day, week, month.")] = None,
-    tz: Annotated[str, Query(description="IANA time zone of buckets and periods.")] = "UTC",
-    since: Annotated[str | None, Query(description="Start (ISO 8601).")] = None,
-    until: Annotated[str | None, Query(description="End, exclusive (ISO 8601).")] = None,
-    last: Annotated[str | None, Query(description="Span ending now: 30m, 12h, 7d.")] = None,
-    period: Annotated[str | None, Query(description="Calendar period: this-month, 2025-03…")] = None,
-    where: Annotated[list[str], Query(description="Filters: DIM=V, DIM!=V, tag:K=V.")] = [],  # noqa: B006
-    metrics: Annotated[list[str], Query(description="Metric names, or all.")] = [],  # noqa: B006
-    sort: Annotated[list[str], Query(description="NAME[:asc|:desc].")] = [],  # noqa: B006
-    limit: Annotated[int | None, Query(ge=1, le=10_000, description="Top N groups.")] = None,
-    currency: Annotated[str | None, Query(description="Show costs in this currency.")] = None,
-    source: Annotated[SourceMode, Query(description="auto, rollups or events.")] = "auto",
+    request: Request, principal: Reader, params: Annotated[ReportQueryIn, Query()]
 ) -> dict[str, Any]:
-    """The same parameters as `llmledger report`, the same JSON shape as `--json`."""
-    spec = ReportQueryIn.model_validate(
-        {"by": by, "every": every, "tz": tz, "since": since, "until": until, "last": last,
-         "period": period, "where": where, "metrics": metrics, "sort": sort, "limit": limit,
-         "currency": currency, "source": source}
-    )
-    return _report(get_service(request), principal, spec)
+    """The same parameters as `llmledger report`, the same JSON shape as `--json`.
+
+    List parameters (`by`, `where`, `metrics`, `sort`) repeat or take commas.
+    """
+    return _report(get_service(request), principal, params)
 
 
 @router.post("/report/batch", summary="Several reports in one request", response_model=ReportBatchOut)
