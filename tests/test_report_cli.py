@@ -130,6 +130,17 @@ def test_rebuild_rollups_command(ledger: list[UsageEvent]) -> None:
     assert json.loads(_run("--json", "--source", "rollups"))["total"]["calls"] == 30
 
 
+def test_every_source_gives_the_same_report(ledger: list[UsageEvent]) -> None:
+    answers = {}
+    for source in ("auto", "hourly", "rollups", "events"):
+        data = json.loads(_run("--json", "--by", "model,feature", "--since", "2000-01-01",
+                               "--until", "2100-01-01", "--source", source))
+        answers[source] = data.pop("source"), data
+    assert answers["auto"][0] == "rollups"  # whole UTC days: the daily rollups alone
+    assert answers["events"][0] == "events"
+    assert len({json.dumps(data, sort_keys=True) for _, data in answers.values()}) == 1
+
+
 def test_every_documented_example_runs(ledger: list[UsageEvent], tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
