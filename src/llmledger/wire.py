@@ -19,6 +19,7 @@ import pydantic
 
 from llmledger.errors import InvalidEventError
 from llmledger.events import CostSource, Operation, Status, UsageEvent, UsageSource
+from llmledger.ids import new_id
 from llmledger.usage import Usage
 
 __all__ = [
@@ -207,12 +208,14 @@ def to_event(wire: EventIn, *, now: datetime) -> UsageEvent:
             f"({usage.total_tokens})"
         )
     breakdown = wire.cost_breakdown
-    if wire.cost is not None and Decimal(wire.cost) > MAX_COST:
+    cost = None if wire.cost is None else Decimal(wire.cost)
+    if cost is not None and cost > MAX_COST:
         raise InvalidEventError(f"cost: {wire.cost} USD is more than one call can cost")
-    event = UsageEvent(
+    return UsageEvent(
         provider=wire.provider,
         model=wire.model,
         ts=ts,
+        id=new_id() if wire.id is None else wire.id.upper(),
         duration_ms=wire.duration_ms,
         ttft_ms=wire.ttft_ms,
         response_model=wire.response_model,
@@ -227,7 +230,7 @@ def to_event(wire: EventIn, *, now: datetime) -> UsageEvent:
         usage=usage,
         usage_raw=wire.usage_raw,
         usage_source=wire.usage_source,
-        cost=None if wire.cost is None else Decimal(wire.cost),
+        cost=cost,
         cost_breakdown=None if breakdown is None else {k: Decimal(v) for k, v in breakdown.items()},
         cost_source=wire.cost_source,
         price_ref=wire.price_ref,
@@ -240,9 +243,6 @@ def to_event(wire: EventIn, *, now: datetime) -> UsageEvent:
         api_key_fingerprint=wire.api_key_fingerprint,
         warnings=wire.warnings,
     )
-    if wire.id is not None:
-        event.id = wire.id.upper()
-    return event
 
 
 def parse_event(data: Any, *, now: datetime) -> UsageEvent:
