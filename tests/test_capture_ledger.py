@@ -264,3 +264,84 @@ def test_recorded_anthropic_cache_read_counts_every_input_token(
     )
     assert event.request_id == "req_rec"
     assert_priced(event)
+
+
+# -- with_streaming_response: the caller reads the body itself ---------------------------------
+
+
+def test_streaming_response_calls_are_recorded_however_the_body_is_read(
+    ledger: Ledger, sim: SimulatedProvider, oa: openai.OpenAI
+) -> None:
+    with instrument(include_usage=True):
+        create = oa.chat.completions.with_streaming_response.create
+        with create(model="gpt-4o-mini", messages=QUESTION) as response:
+            completion = response.parse()
+        with create(model="gpt-4o-mini", messages=QUESTION, stream=True) as response:
+            lines = list(response.iter_lines())
+        with create(model="gpt-4o-mini", messages=QUESTION, stream=True) as response:
+            pass  # closed unread
+    plain, streamed, unread = stored(ledger)
+    assert completion.usage is not None
+    assert (plain.status, plain.usage.input_tokens) == ("ok", completion.usage.prompt_tokens)
+    assert plain.request_id is not None
+    assert_priced(plain)
+    # The caller's bytes are the server's: no usage chunk was added to its request.
+    assert not any('"choices":[]' in line for line in lines)
+    assert (streamed.status, streamed.stream, streamed.usage_source) == ("ok", True, "missing")
+    assert streamed.ttft_ms is not None
+    assert unread.status == "abandoned"
+
+
+def test_streaming_response_stream_with_usage_and_anthropic(
+    ledger: Ledger, hooks: Instrumentation, oa: openai.OpenAI, an: anthropic.Anthropic
+) -> None:
+    with oa.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini",
+        messages=QUESTION,
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as response:
+        for _chunk in response.parse():
+            pass
+    with an.messages.with_streaming_response.create(
+        model=CLAUDE, max_tokens=100, messages=QUESTION, stream=True
+    ) as response:
+        for _line in response.iter_lines():
+            break
+    with an.messages.with_streaming_response.create(
+        model=CLAUDE, max_tokens=100, messages=QUESTION
+    ) as response:
+        message = response.parse()
+    openai_stream, left, whole = stored(ledger)
+    assert (openai_stream.status, openai_stream.usage_source) == ("ok", "provider")
+    assert openai_stream.usage.output_tokens > 0
+    assert_priced(openai_stream)
+    # Left after one line: the status follows what had arrived on the wire by then.
+    assert left.status in ("ok", "incomplete") and left.usage.input_tokens > 0
+    assert (whole.status, whole.usage.output_tokens) == ("ok", message.usage.output_tokens)
+    assert_priced(whole)
+
+
+def test_async_streaming_response(
+    ledger: Ledger, hooks: Instrumentation, sim: SimulatedProvider
+) -> None:
+    client = openai.AsyncOpenAI(api_key="sk-sim", base_url=sim.openai_base_url, max_retries=0)
+
+    async def main() -> None:
+        create = client.chat.completions.with_streaming_response.create
+        async with create(model="gpt-4o-mini", messages=QUESTION) as response:
+            await response.parse()
+        async with create(model="gpt-4o-mini", messages=QUESTION, stream=True) as response:
+            async for _line in response.iter_lines():
+                pass
+        await client.close()
+
+    asyncio.run(main())
+    plain, streamed = stored(ledger)
+    assert (plain.status, plain.stream, streamed.status, streamed.stream) == (
+        "ok",
+        False,
+        "ok",
+        True,
+    )
+    assert plain.usage.output_tokens > 0

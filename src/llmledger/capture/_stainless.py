@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from llmledger.capture._bodies import body_event, track_body
 from llmledger.capture._core import (
     Call,
     begin,
@@ -106,6 +107,12 @@ def _route(sdk: StainlessSDK, url: Any) -> str | None:
     return operation
 
 
+def _reads_body_itself(request_options: Any) -> bool:
+    # ``with_streaming_response``: the caller reads the raw bytes, so nothing can be hidden.
+    headers = request_options.headers
+    return isinstance(headers, Mapping) and headers.get("X-Stainless-Raw-Response") == "stream"
+
+
 def _start(
     sdk: StainlessSDK, client: Any, request_options: Any, stream: bool
 ) -> tuple[Call, Any] | None:
@@ -132,6 +139,7 @@ def _start(
         and sdk.hide_usage_chunk is not None
         and operation == "chat"
         and isinstance(body, dict)
+        and not _reads_body_itself(request_options)
     ):
         asked = body.get("stream_options")
         if not (isinstance(asked, Mapping) and "include_usage" in asked):
@@ -223,6 +231,22 @@ def _raw_streams_body(result: Any) -> bool:
     return bool(headers.get("X-Stainless-Raw-Response") == "stream")
 
 
+def _track_body(
+    sdk: StainlessSDK, client: Any, call: Call, http_response: Any, asynchronous: bool
+) -> None:
+    """Record a ``with_streaming_response`` call when the caller reads (or drops) its body."""
+    _resolve(sdk, client, call)
+    spec = sdk.streams.get(call.operation) if call.stream else None
+
+    def text(operation: str, data: Any) -> str | None:
+        if spec is not None:
+            return spec.text(data)
+        return None if call.stream else sdk.body_text(operation, data)
+
+    request_id = http_response.headers.get(sdk.request_id_header)
+    track_body(call, http_response, body_event(request_id, text), asynchronous)
+
+
 _clock = time.perf_counter
 _MODEL, _STREAM, _RAW = 0, 1, 2
 _kinds: dict[type, int] = {}
@@ -258,6 +282,7 @@ def _done(sdk: StainlessSDK, client: Any, call: Call, result: Any, asynchronous:
         return None
     if kind == _RAW:
         if _raw_streams_body(result):
+            _track_body(sdk, client, call, result.http_response, asynchronous)
             return None
         if call.stream:
             # Cached by the SDK: the caller's own parse() gets this same stream.
