@@ -223,7 +223,6 @@ def begin(
     provider: str,
     operation: str,
     model: str | None,
-    *,
     stream: bool = False,
     api_key: Any = None,
     request: Any = None,

@@ -126,13 +126,8 @@ def _start(
     body = request_options.json_data
     # ``type() is dict``, not ``Mapping``: an ABC check costs more than the rest of this.
     model = body.get("model") if type(body) is dict else None
-    call = begin(
-        sdk.provider,
-        operation,
-        model if type(model) is str else None,
-        stream=stream,
-        request=body,
-    )
+    # Positional: keyword arguments cost more, and this runs on every call.
+    call = begin(sdk.provider, operation, model if type(model) is str else None, stream, None, body)
     if (
         stream
         and options.include_usage
