@@ -24,12 +24,14 @@ from llmledger.query import (
 )
 from llmledger.query.aggregate import State, derive_metrics, percentile
 from llmledger.query.periods import (
+    DAY_US,
     HOUR_US,
     bucket_start_us,
     from_us,
     parse_last,
     slot_size_us,
     to_us,
+    utc_days,
 )
 from llmledger.query.tables import dims_key, grain_for
 
@@ -192,6 +194,20 @@ def test_grains_and_keys() -> None:
     assert grain_for({"tenant", "feature", "model"}) == 2
     assert grain_for({"user"}) == 3
     assert grain_for({"tag:env"}) is None
+    # Per UTC day only the coarse grains are kept.
+    assert grain_for({"tenant", "feature", "model"}, DAY_US) == 2
+    assert grain_for({"user"}, DAY_US) is None
+
+
+def test_utc_days_only_where_the_zone_is_at_utc_all_along() -> None:
+    winter = (_us("2025-01-01T00:00:00+00:00"), _us("2025-03-01T00:00:00+00:00"))
+    year = (_us("2025-01-01T00:00:00+00:00"), _us("2026-01-01T00:00:00+00:00"))
+    assert utc_days(UTC, *year)
+    assert utc_days(ZoneInfo("Etc/UTC"), *year)
+    assert utc_days(ZoneInfo("Europe/London"), *winter)
+    assert not utc_days(ZoneInfo("Europe/London"), *year)  # summer time from March 30
+    assert not utc_days(ZoneInfo("Asia/Tokyo"), *winter)
+    assert not utc_days(ZoneInfo("America/New_York"), *winter)
     # Injective: values that would collide under naive joining do not.
     assert dims_key(["a:", "b"]) != dims_key(["a", ":b"])
     assert dims_key([None]) != dims_key(["~"])
