@@ -1,4 +1,4 @@
-"""HTTP batch ingest into PostgreSQL: one ``llmledger serve`` instance, a load generator on loopback.
+"""HTTP batch ingest into PostgreSQL: one ``llmledger serve``, a load generator on loopback.
 
 The service runs as its own process (one uvicorn worker) over a fresh schema of
 the PostgreSQL database; the load generator (httpx, asyncio, ``--concurrency``
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -44,8 +45,11 @@ from llmledger.serialize import event_to_json
 from llmledger.store import open_store
 from llmledger.usage import Usage
 
-MODELS = (("openai", "gpt-4o-mini"), ("openai", "gpt-4.1"),
-          ("anthropic", "claude-sonnet-4-5-20250929"))
+MODELS = (
+    ("openai", "gpt-4o-mini"),
+    ("openai", "gpt-4.1"),
+    ("anthropic", "claude-sonnet-4-5-20250929"),
+)
 FEATURES = ("chat", "summarise", "search", "classify")
 
 
@@ -56,10 +60,16 @@ def make_events(count: int, start: int, priced: bool, pricer: PriceResolver) -> 
     for i in range(start, start + count):
         provider, model = MODELS[i % 3]
         event = UsageEvent(
-            provider=provider, model=model, ts=now - timedelta(milliseconds=i),
-            duration_ms=812.5, response_model=model, finish_reason="stop",
+            provider=provider,
+            model=model,
+            ts=now - timedelta(milliseconds=i),
+            duration_ms=812.5,
+            response_model=model,
+            finish_reason="stop",
             usage=Usage(input_tokens=1200 + i % 500, output_tokens=300, cache_read_tokens=1024),
-            tenant=f"tenant-{i % 5}", user=f"user-{i % 50}", feature=FEATURES[i % 4],
+            tenant=f"tenant-{i % 5}",
+            user=f"user-{i % 50}",
+            feature=FEATURES[i % 4],
             tags={"env": "prod", "ticket": f"T-{i % 1000}"},
         )
         if priced:
@@ -88,10 +98,8 @@ def server_cpu_seconds(pid: int) -> float:
         children = child / "children"
         if children.exists():
             for kid in children.read_text().split():
-                try:
+                with contextlib.suppress(FileNotFoundError):  # a worker that exited
                     total += cpu_seconds(int(kid))
-                except FileNotFoundError:  # pragma: no cover - a worker that exited
-                    pass
     return total
 
 
@@ -103,8 +111,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-async def load(url: str, token: str, bodies: list[bytes], concurrency: int, compressed: bool,
-               time_limit: float) -> tuple[list[float], float, int]:
+async def load(
+    url: str, token: str, bodies: list[bytes], concurrency: int, compressed: bool, time_limit: float
+) -> tuple[list[float], float, int]:
     """Post every body with ``concurrency`` connections; latencies (s), wall seconds, sent."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     if compressed:
@@ -112,8 +121,9 @@ async def load(url: str, token: str, bodies: list[bytes], concurrency: int, comp
     latencies: list[float] = []
     queue = list(reversed(bodies))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
-                                 timeout=120) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=120
+    ) as client:
         started = time.perf_counter()
         deadline = started + time_limit
 
@@ -142,26 +152,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = sa.engine.make_url(base).update_query_dict(
-        {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    url = (
+        sa.engine.make_url(base)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
     server: subprocess.Popen[bytes] | None = None
     try:
         with open_store(url) as store:
-            token = KeyStore(store.engine).create("ingest", tenant="bench",
-                                                  now=datetime.now(UTC)).secret
+            token = (
+                KeyStore(store.engine)
+                .create("ingest", tenant="bench", now=datetime.now(UTC))
+                .secret
+            )
         pricer = PriceResolver()
         total = args.requests + args.warmup
         bodies = []
         for index in range(total):
             batch = make_events(args.batch, index * args.batch, not args.unpriced, pricer)
-            body = json.dumps({"events": [event_to_json(e) for e in batch]},
-                              separators=(",", ":")).encode()
+            body = json.dumps(
+                {"events": [event_to_json(e) for e in batch]}, separators=(",", ":")
+            ).encode()
             bodies.append(gzip.compress(body, compresslevel=5) if args.gzip else body)
         port = free_port()
         llmledger = str(Path(sys.executable).with_name("llmledger"))
         server = subprocess.Popen(
-            [llmledger, "--database-url", url, "serve", "--port", str(port),
-             "--workers", str(args.workers), "--log-level", "warning"],
+            [
+                llmledger,
+                "--database-url",
+                url,
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+                "--log-level",
+                "warning",
+            ],
         )
         address = f"http://127.0.0.1:{port}"
         for _ in range(600):
@@ -173,15 +200,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         asyncio.run(load(address, token, bodies[: args.warmup], 1, args.gzip, 60))
         cpu_before = server_cpu_seconds(server.pid)
         latencies, wall, sent = asyncio.run(
-            load(address, token, bodies[args.warmup :], args.concurrency, args.gzip,
-                 args.time_limit)
+            load(
+                address, token, bodies[args.warmup :], args.concurrency, args.gzip, args.time_limit
+            )
         )
         server_cpu = server_cpu_seconds(server.pid) - cpu_before
         events = sent * args.batch
         with open_store(url) as store:
             stored = store.count()
         if stored != (sent + args.warmup) * args.batch:
-            raise RuntimeError(f"{stored} events stored, expected {(sent + args.warmup) * args.batch}")
+            raise RuntimeError(
+                f"{stored} events stored, expected {(sent + args.warmup) * args.batch}"
+            )
         ms = [s * 1000 for s in latencies]
         return {
             "requests": sent,
@@ -219,14 +249,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="Batches sent before the clock.")
     parser.add_argument("--batch", type=int, default=1000, help="Events per request (≤ 1000).")
     parser.add_argument("--concurrency", type=int, default=4, help="Connections in parallel.")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="Worker processes of the one llmledger serve instance.")
-    parser.add_argument("--time-limit", type=float, default=120.0,
-                        help="Stop sending after this many seconds.")
-    parser.add_argument("--no-gzip", dest="gzip", action="store_false",
-                        help="Send plain JSON instead of gzip.")
-    parser.add_argument("--unpriced", action="store_true",
-                        help="Send events without cost, so the server prices them.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Worker processes of the one llmledger serve instance.",
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=120.0, help="Stop sending after this many seconds."
+    )
+    parser.add_argument(
+        "--no-gzip", dest="gzip", action="store_false", help="Send plain JSON instead of gzip."
+    )
+    parser.add_argument(
+        "--unpriced",
+        action="store_true",
+        help="Send events without cost, so the server prices them.",
+    )
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
     args = parser.parse_args()
     result = run(args)
@@ -234,14 +273,20 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     lat = result["latency_ms"]
-    print(f"{result['requests']} requests x {result['batch']} events, "
-          f"{result['concurrency']} connections, gzip={result['gzip']}, "
-          f"priced by the {result['priced_by']}, one instance ({result['workers']} worker(s)) "
-          "on PostgreSQL")
-    print(f"  {result['events_per_s']:,} events/s ({result['events']:,} events in "
-          f"{result['wall_s']} s); server CPU {result['server_cpu_us_per_event']} µs/event")
-    print(f"  latency per request (ms): p50 {lat['p50']}, p90 {lat['p90']}, p99 {lat['p99']}, "
-          f"min {lat['min']}, max {lat['max']}, mean {lat['mean']}")
+    print(
+        f"{result['requests']} requests x {result['batch']} events, "
+        f"{result['concurrency']} connections, gzip={result['gzip']}, "
+        f"priced by the {result['priced_by']}, one instance ({result['workers']} worker(s)) "
+        "on PostgreSQL"
+    )
+    print(
+        f"  {result['events_per_s']:,} events/s ({result['events']:,} events in "
+        f"{result['wall_s']} s); server CPU {result['server_cpu_us_per_event']} µs/event"
+    )
+    print(
+        f"  latency per request (ms): p50 {lat['p50']}, p90 {lat['p90']}, p99 {lat['p99']}, "
+        f"min {lat['min']}, max {lat['max']}, mean {lat['mean']}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,16 @@ def test_only_the_hash_is_stored_and_tokens_verify(keys: KeyStore) -> None:
     assert stored == hash_token(new.secret) and new.secret not in stored
     assert keys.verify(new.secret) == new.key
     secret_part = new.secret.rsplit("_", 1)[1]
-    for wrong in ("", "llk_", new.secret[:-1], new.secret + "a", f"llk_{new.key.id}_",
-                  f"llk_AAAAAAAAAAAA_{secret_part}", secret_part, "Bearer " + new.secret):
+    for wrong in (
+        "",
+        "llk_",
+        new.secret[:-1],
+        new.secret + "a",
+        f"llk_{new.key.id}_",
+        f"llk_AAAAAAAAAAAA_{secret_part}",
+        secret_part,
+        "Bearer " + new.secret,
+    ):
         assert keys.verify(wrong) is None, wrong
 
 

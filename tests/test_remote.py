@@ -26,8 +26,12 @@ NOW = datetime.now(UTC)
 
 def events(n: int) -> list[UsageEvent]:
     return [
-        UsageEvent(provider="openai", model="gpt-4o", ts=NOW - timedelta(minutes=1),
-                   usage=Usage(input_tokens=10, output_tokens=i))
+        UsageEvent(
+            provider="openai",
+            model="gpt-4o",
+            ts=NOW - timedelta(minutes=1),
+            usage=Usage(input_tokens=10, output_tokens=i),
+        )
         for i in range(n)
     ]
 
@@ -67,12 +71,22 @@ class FakeService:
         return httpx.Response(200, json={"results": results})
 
 
-def make_sink(service: FakeService, tmp_path: Path, **options: Any) -> tuple[RemoteSink, list[float]]:
+def make_sink(
+    service: FakeService, tmp_path: Path, **options: Any
+) -> tuple[RemoteSink, list[float]]:
     pauses: list[float] = []
-    defaults: dict[str, Any] = {"replay_interval": 3600.0, "sleep": pauses.append,
-                                "background": False}
-    sink = RemoteSink("http://ledger.test/", "llk_test", spool_dir=tmp_path / "spool",
-                      transport=httpx.MockTransport(service), **{**defaults, **options})
+    defaults: dict[str, Any] = {
+        "replay_interval": 3600.0,
+        "sleep": pauses.append,
+        "background": False,
+    }
+    sink = RemoteSink(
+        "http://ledger.test/",
+        "llk_test",
+        spool_dir=tmp_path / "spool",
+        transport=httpx.MockTransport(service),
+        **{**defaults, **options},
+    )
     return sink, pauses
 
 
@@ -171,7 +185,7 @@ def test_refused_batches_are_kept_for_later(tmp_path: Path, status: int) -> None
 def test_the_time_budget_bounds_one_batch(tmp_path: Path) -> None:
     service = FakeService()
     service.answers = [httpx.ReadTimeout("slow")] * 10
-    sink, pauses = make_sink(service, tmp_path, retries=10, timeout=2.0, budget=5.0)
+    sink, _ = make_sink(service, tmp_path, retries=10, timeout=2.0, budget=5.0)
     assert sink.write(events(1)) == 0
     assert len(service.requests) <= 3
     assert sink.spooled_events == 1

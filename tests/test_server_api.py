@@ -27,7 +27,9 @@ class Api:
 
     def key(self, role: str, tenant: str | None = None, user: str | None = None) -> str:
         service = self.client.app.state.service  # type: ignore[attr-defined]
-        return str(service.keys.create(role, tenant=tenant, user=user, now=datetime.now(UTC)).secret)
+        return str(
+            service.keys.create(role, tenant=tenant, user=user, now=datetime.now(UTC)).secret
+        )
 
     @staticmethod
     def auth(token: str) -> dict[str, str]:
@@ -136,7 +138,9 @@ def test_a_batch_answers_each_event_and_stores_only_the_valid_ones(api: Api) -> 
         (json.dumps(make_event(usage={"input_tokens": -5})).encode(), "greater than or equal"),
     ],
 )
-def test_a_malformed_body_is_a_422_in_the_one_error_shape(api: Api, body: bytes, message: str) -> None:
+def test_a_malformed_body_is_a_422_in_the_one_error_shape(
+    api: Api, body: bytes, message: str
+) -> None:
     answer = api.client.post("/v1/events", content=body, headers=api.auth(api.admin))
     assert answer.status_code == 422
     error = answer.json()
@@ -159,14 +163,16 @@ def test_oversized_bodies_are_413_plain_or_compressed(db_url: str) -> None:
         packed = gzip.compress(batch)
         assert len(packed) < 2000
         answer = api.client.post(
-            "/v1/events", content=packed,
+            "/v1/events",
+            content=packed,
             headers={**api.auth(api.admin), "Content-Encoding": "gzip"},
         )
         assert answer.status_code == 413
         assert "decompressed" in answer.json()["message"]
         small = gzip.compress(json.dumps(make_event()).encode())
         answer = api.client.post(
-            "/v1/events", content=small,
+            "/v1/events",
+            content=small,
             headers={**api.auth(api.admin), "Content-Encoding": "gzip"},
         )
         assert answer.json()["results"][0]["status"] == "accepted"
@@ -199,8 +205,11 @@ def test_events_are_priced_with_prices_added_through_the_api(api: Api) -> None:
     added = api.post("/v1/prices", row)
     assert added.status_code == 201, added.text
     assert added.json()["ref"] == "user:db:acme/acme-1@2020-01-01"
-    event = make_event(provider="acme", model="acme-1",
-                       usage={"input_tokens": 1_000_000, "output_tokens": 1_000_000})
+    event = make_event(
+        provider="acme",
+        model="acme-1",
+        usage={"input_tokens": 1_000_000, "output_tokens": 1_000_000},
+    )
     api.post("/v1/events", event)
     stored = api.get(f"/v1/events/{event['id']}").json()
     assert stored["cost"] == "3.000000000"
@@ -215,7 +224,9 @@ def test_events_are_priced_with_prices_added_through_the_api(api: Api) -> None:
     assert api.post("/v1/prices/nope/verify", {}).status_code == 404
     bad = api.post("/v1/prices", {"provider": "acme", "model": "x", "cache_read": 1})
     assert bad.status_code == 422 and "needs a rate too" in bad.json()["message"]
-    assert api.post("/v1/prices", {**row, "colour": 1}).json()["details"] == ["colour: unknown field"]
+    assert api.post("/v1/prices", {**row, "colour": 1}).json()["details"] == [
+        "colour: unknown field"
+    ]
 
 
 def test_exchange_rates_are_dated_rows_used_by_reports(api: Api) -> None:
@@ -223,10 +234,18 @@ def test_exchange_rates_are_dated_rows_used_by_reports(api: Api) -> None:
     assert api.get("/v1/report", currency="BRL").status_code == 400
     added = api.post("/v1/exchange-rates", {"currency": "brl", "rate": "5.5", "from": "2020-01-01"})
     assert added.status_code == 201 and added.json()["currency"] == "BRL"
-    assert api.post("/v1/exchange-rates", {"currency": "BRL", "rate": 6, "from": "2020-01-01"}
-                    ).status_code == 409
-    assert api.post("/v1/exchange-rates", {"currency": "BRL", "rate": 0, "from": "2021-01-01"}
-                    ).status_code == 422
+    assert (
+        api.post(
+            "/v1/exchange-rates", {"currency": "BRL", "rate": 6, "from": "2020-01-01"}
+        ).status_code
+        == 409
+    )
+    assert (
+        api.post(
+            "/v1/exchange-rates", {"currency": "BRL", "rate": 0, "from": "2021-01-01"}
+        ).status_code
+        == 422
+    )
     report = api.get("/v1/report", currency="BRL", metrics="cost").json()
     usd = api.get("/v1/report", metrics="cost").json()
     assert report["rates"][0]["rate"] == "5.5"
@@ -277,15 +296,27 @@ def test_filters_on_tags_and_periods(api: Api) -> None:
 
 
 def test_report_batch_and_stats(api: Api) -> None:
-    api.post("/v1/events", {"events": [
-        make_event(feature="chat"), make_event(feature="chat", status="error"),
-        make_event(feature="search", duration_ms=750.0),
-    ]})
+    api.post(
+        "/v1/events",
+        {
+            "events": [
+                make_event(feature="chat"),
+                make_event(feature="chat", status="error"),
+                make_event(feature="search", duration_ms=750.0),
+            ]
+        },
+    )
     report = api.get("/v1/report", by="feature", metrics=["calls", "errors"]).json()
     assert {r["feature"]: r["calls"] for r in report["rows"]} == {"chat": 2, "search": 1}
-    batch = api.post("/v1/report/batch", {"queries": [
-        {"by": ["model"], "metrics": ["calls"]}, {"every": "day", "last": "7d"},
-    ]})
+    batch = api.post(
+        "/v1/report/batch",
+        {
+            "queries": [
+                {"by": ["model"], "metrics": ["calls"]},
+                {"every": "day", "last": "7d"},
+            ]
+        },
+    )
     assert batch.status_code == 200
     first, second = batch.json()["reports"]
     assert first["rows"] == [{"model": "gpt-4o", "calls": 3}]
@@ -298,7 +329,10 @@ def test_report_batch_and_stats(api: Api) -> None:
     assert stats["total_tokens"] == 3300
     assert stats["success_rate"] == pytest.approx(2 / 3)
     assert stats["mean_response_ms"] == pytest.approx(1250 / 3)
-    assert [(f["feature"], f["requests"]) for f in stats["by_feature"]] == [("chat", 2), ("search", 1)]
+    assert [(f["feature"], f["requests"]) for f in stats["by_feature"]] == [
+        ("chat", 2),
+        ("search", 1),
+    ]
     assert api.get("/v1/stats", days=0).status_code == 422
     assert api.get("/v1/report", source="rollups", metrics="latency_p95").status_code == 400
 
@@ -331,11 +365,19 @@ def test_roles_and_missing_or_wrong_keys(api: Api) -> None:
     reader = api.key("reader", tenant="acme")
     assert api.post("/v1/events", make_event(), token=reader).status_code == 403
     assert api.get("/v1/events", token=ingest).status_code == 403
-    assert api.post("/v1/prices", {"provider": "a", "model": "b", "input": 1}, token=reader
-                    ).status_code == 403
+    assert (
+        api.post(
+            "/v1/prices", {"provider": "a", "model": "b", "input": 1}, token=reader
+        ).status_code
+        == 403
+    )
     assert api.get("/v1/prices", token=reader).status_code == 200
-    for headers in ({}, {"Authorization": "Bearer llk_nope"}, {"Authorization": "Basic abc"},
-                    {"Authorization": f"Bearer {ingest}x"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer llk_nope"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": f"Bearer {ingest}x"},
+    ):
         answer = api.client.get("/v1/events", headers=headers)
         assert answer.status_code == 401, headers
         assert answer.json()["error"] == "unauthorized"

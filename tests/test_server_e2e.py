@@ -29,8 +29,13 @@ def free_port() -> int:
 
 
 def cli(db_url: str, *args: str) -> str:
-    done = subprocess.run([LLMLEDGER, "--database-url", db_url, *args], capture_output=True,
-                          text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [LLMLEDGER, "--database-url", db_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return done.stdout
 
 
@@ -38,9 +43,19 @@ def cli(db_url: str, *args: str) -> str:
 def serve(db_url: str, port: int) -> Iterator[str]:
     """``llmledger serve`` on loopback, stopped afterwards."""
     process = subprocess.Popen(
-        [LLMLEDGER, "--database-url", db_url, "serve", "--port", str(port), "--log-level",
-         "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            LLMLEDGER,
+            "--database-url",
+            db_url,
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -72,21 +87,30 @@ def test_a_real_service_ingests_reports_and_scopes(db_url: str) -> None:
         reader = client.post("/v1/keys", json={"role": "reader", "tenant": "other"}).json()
         now = time.time()
         batch = [
-            {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60 - i)),
-             "provider": "anthropic", "model": "claude-sonnet-4-5-20250929",
-             "usage": {"input_tokens": 1000 + i, "output_tokens": 50}, "feature": "chat",
-             "id": f"01J{i:023d}"}
+            {
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60 - i)),
+                "provider": "anthropic",
+                "model": "claude-sonnet-4-5-20250929",
+                "usage": {"input_tokens": 1000 + i, "output_tokens": 50},
+                "feature": "chat",
+                "id": f"01J{i:023d}",
+            }
             for i in range(1000)
         ]
-        answer = httpx.post(f"{url}/v1/events", json={"events": batch},
-                            headers={"Authorization": f"Bearer {ingest['secret']}"}, timeout=60)
+        answer = httpx.post(
+            f"{url}/v1/events",
+            json={"events": batch},
+            headers={"Authorization": f"Bearer {ingest['secret']}"},
+            timeout=60,
+        )
         assert answer.status_code == 200
         assert {r["status"] for r in answer.json()["results"]} == {"accepted"}
         report = client.get("/v1/report", params={"by": "tenant", "metrics": "calls,cost"}).json()
         assert report["rows"][0]["tenant"] == "acme" and report["rows"][0]["calls"] == 1000
         assert report["total"]["cost"] is not None
-        stranger = httpx.get(f"{url}/v1/report",
-                             headers={"Authorization": f"Bearer {reader['secret']}"}).json()
+        stranger = httpx.get(
+            f"{url}/v1/report", headers={"Authorization": f"Bearer {reader['secret']}"}
+        ).json()
         assert stranger["total"]["calls"] == 0
         assert "llmledger_events_ingested_total 1000" in httpx.get(f"{url}/metrics").text
         client.close()
@@ -101,11 +125,17 @@ def _record_in_a_new_process(home: Path, url: str, key: str, count: int, tag: st
                for _ in range({count})]
         print("\\n".join(ids))
     """)
-    env = {**os.environ, "LLMLEDGER_HOME": str(home), "LLMLEDGER_URL": url,
-           "LLMLEDGER_API_KEY": key, "LLMLEDGER_STRICT": "false"}
+    env = {
+        **os.environ,
+        "LLMLEDGER_HOME": str(home),
+        "LLMLEDGER_URL": url,
+        "LLMLEDGER_API_KEY": key,
+        "LLMLEDGER_STRICT": "false",
+    }
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 30, "flushing at exit took too long"
     return done.stdout.split()
@@ -114,8 +144,9 @@ def _record_in_a_new_process(home: Path, url: str, key: str, count: int, tag: st
 def test_events_recorded_while_the_service_is_down_arrive_exactly_once(
     db_url: str, tmp_path: Path
 ) -> None:
-    key = json.loads(cli(db_url, "keys", "create", "--role", "ingest", "--tenant", "acme",
-                         "--json"))["secret"]
+    key = json.loads(
+        cli(db_url, "keys", "create", "--role", "ingest", "--tenant", "acme", "--json")
+    )["secret"]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     home = tmp_path / "app-home"

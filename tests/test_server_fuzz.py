@@ -27,8 +27,9 @@ EXAMPLES = int(os.environ.get("LLMLEDGER_FUZZ_EXAMPLES", "5"))
 # schemathesis builds one test per operation when this module is collected, so
 # the app (on a SQLite file of its own) exists from then; the fixture below closes it.
 _HOME = Path(tempfile.mkdtemp(prefix="llmledger-fuzz-"))
-_APP = create_app(load_settings(home=_HOME, database_url=f"sqlite:///{_HOME / 'fuzz.db'}",
-                                max_body_bytes=200_000))
+_APP = create_app(
+    load_settings(home=_HOME, database_url=f"sqlite:///{_HOME / 'fuzz.db'}", max_body_bytes=200_000)
+)
 _ADMIN = _APP.state.service.keys.create("admin", now=datetime.now(UTC)).secret
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
 
@@ -41,8 +42,9 @@ def _close_the_app() -> Iterator[None]:
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 def test_no_operation_answers_a_server_error(case: Any) -> None:
     response = case.call(headers={"Authorization": f"Bearer {_ADMIN}"})
     case.validate_response(response, checks=[not_a_server_error])

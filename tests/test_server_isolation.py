@@ -26,10 +26,13 @@ def seeded(api: Api) -> dict[str, Any]:
     globex_events = [make_event(user="ana", feature="secret-project")]
     assert api.post("/v1/events", {"events": acme_events}, token=acme).status_code == 200
     assert api.post("/v1/events", {"events": globex_events}, token=globex).status_code == 200
-    return {"acme": acme_events, "globex": globex_events,
-            "acme_reader": api.key("reader", tenant="acme"),
-            "ana_reader": api.key("reader", tenant="acme", user="ana"),
-            "globex_reader": api.key("reader", tenant="globex")}
+    return {
+        "acme": acme_events,
+        "globex": globex_events,
+        "acme_reader": api.key("reader", tenant="acme"),
+        "ana_reader": api.key("reader", tenant="acme", user="ana"),
+        "globex_reader": api.key("reader", tenant="globex"),
+    }
 
 
 def _ids(events: list[dict[str, Any]]) -> set[str]:
@@ -51,7 +54,9 @@ def test_event_list_and_filters_stay_in_the_tenant(api: Api, seeded: dict[str, A
     ana = api.get("/v1/events", token=seeded["ana_reader"]).json()["events"]
     assert {e["user"] for e in ana} == {"ana"} and {e["tenant"] for e in ana} == {"acme"}
     assert len(ana) == 2
-    assert api.get("/v1/events", token=seeded["ana_reader"], where="user=bob").json()["events"] == []
+    assert (
+        api.get("/v1/events", token=seeded["ana_reader"], where="user=bob").json()["events"] == []
+    )
 
 
 def test_one_event_of_another_tenant_is_not_found(api: Api, seeded: dict[str, Any]) -> None:
@@ -72,18 +77,25 @@ def test_reports_and_batches_stay_in_the_tenant(api: Api, seeded: dict[str, Any]
     by_tenant = api.get("/v1/report", token=reader, by="tenant", metrics="calls").json()
     assert by_tenant["rows"] == [{"tenant": "acme", "calls": 3}]
     assert by_tenant["total"]["calls"] == 3
-    by_feature = api.get("/v1/report", token=reader, by="feature", metrics="calls",
-                         source="events").json()
+    by_feature = api.get(
+        "/v1/report", token=reader, by="feature", metrics="calls", source="events"
+    ).json()
     assert {r["feature"] for r in by_feature["rows"]} == {"chat", "search"}
     none = api.get("/v1/report", token=reader, where="tenant=globex", metrics="calls").json()
     assert none["total"]["calls"] == 0
     by_user = api.get("/v1/report", token=seeded["ana_reader"], by="user", metrics="calls").json()
     assert by_user["rows"] == [{"user": "ana", "calls": 2}]
-    batch = api.post("/v1/report/batch", {"queries": [
-        {"by": ["tenant"], "metrics": ["calls"]},
-        {"by": ["tag"], "metrics": ["calls"]},
-        {"every": "day", "by": ["user"], "metrics": ["calls"], "last": "2d"},
-    ]}, token=reader).json()["reports"]
+    batch = api.post(
+        "/v1/report/batch",
+        {
+            "queries": [
+                {"by": ["tenant"], "metrics": ["calls"]},
+                {"by": ["tag"], "metrics": ["calls"]},
+                {"every": "day", "by": ["user"], "metrics": ["calls"], "last": "2d"},
+            ]
+        },
+        token=reader,
+    ).json()["reports"]
     assert batch[0]["rows"] == [{"tenant": "acme", "calls": 3}]
     assert batch[1]["total"]["calls"] == 3
     assert sum(r["calls"] for r in batch[2]["rows"]) == 3
@@ -105,8 +117,12 @@ def test_scoped_keys_cannot_reach_keys_or_change_prices(api: Api, seeded: dict[s
     assert api.get("/v1/keys", token=reader).status_code == 403
     assert api.post("/v1/keys", {"role": "admin"}, token=reader).status_code == 403
     assert api.client.delete("/v1/keys/X", headers=api.auth(reader)).status_code == 403
-    assert api.post("/v1/exchange-rates", {"currency": "BRL", "rate": 5, "from": "2025-01-01"},
-                    token=reader).status_code == 403
+    assert (
+        api.post(
+            "/v1/exchange-rates", {"currency": "BRL", "rate": 5, "from": "2025-01-01"}, token=reader
+        ).status_code
+        == 403
+    )
     # prices and exchange rates are shared by every tenant (no tenant data in them)
     assert api.get("/v1/prices", token=reader).status_code == 200
     assert api.get("/v1/exchange-rates", token=reader).status_code == 200

@@ -94,10 +94,13 @@ class RemoteSink:
             before the next batch).
 
     Example:
-        >>> sink = RemoteSink("http://127.0.0.1:9", "llk_x_y", spool_dir="/tmp/llmledger-doc-spool",
-        ...                   retries=0, replay_interval=3600)
-        >>> sink.stats.sent
+        >>> import tempfile
+        >>> sink = RemoteSink("http://127.0.0.1:9", "llk_x_y", spool_dir=tempfile.mkdtemp(),
+        ...                   retries=0, background=False)
+        >>> sink.write([])
         0
+        >>> sink.stats.sent, sink.spooled_events
+        (0, 0)
         >>> sink.close()
     """
 
@@ -158,8 +161,13 @@ class RemoteSink:
         """
         if not settings.url or not settings.api_key:
             raise ConfigError("LLMLEDGER_URL is set but LLMLEDGER_API_KEY is not: set both")
-        return cls(settings.url, settings.api_key, spool_dir=settings.home / "spool",
-                   spool_limit=settings.spool_limit, **options)
+        return cls(
+            settings.url,
+            settings.api_key,
+            spool_dir=settings.home / "spool",
+            spool_limit=settings.spool_limit,
+            **options,
+        )
 
     # -- the writer's side ---------------------------------------------------------------
 
@@ -187,8 +195,11 @@ class RemoteSink:
                 try:
                     results = self._send(payload)
                 except ServiceUnavailable as exc:
-                    log.warning("llmledger: service unavailable (%s); spooling %d events",
-                                exc, sum(len(c) for c in chunks[index:]))
+                    log.warning(
+                        "llmledger: service unavailable (%s); spooling %d events",
+                        exc,
+                        sum(len(c) for c in chunks[index:]),
+                    )
                     self._mark_down()
                     self._spool(payload, len(chunk))
                     continue
@@ -292,7 +303,10 @@ class RemoteSink:
             self.stats.dropped += count
             log.error(
                 "llmledger: spool %s is full (%d bytes); dropped %d events (%d dropped so far)",
-                self.spool_dir, self.spool_limit, count, self.stats.dropped,
+                self.spool_dir,
+                self.spool_limit,
+                count,
+                self.stats.dropped,
             )
             return
         try:
@@ -304,8 +318,9 @@ class RemoteSink:
             os.replace(partial, self.spool_dir / name)
         except OSError as exc:
             self.stats.dropped += count
-            log.error("llmledger: cannot spool %d events to %s (%s); dropped", count,
-                      self.spool_dir, exc)
+            log.error(
+                "llmledger: cannot spool %d events to %s (%s); dropped", count, self.spool_dir, exc
+            )
             return
         self.stats.spooled += count
 
@@ -353,8 +368,11 @@ class RemoteSink:
                         self.stats.duplicates += 1
                     else:
                         self.stats.rejected += 1
-                        log.error("llmledger: spooled event %s dropped: rejected: %s",
-                                  result.get("id"), result.get("reason"))
+                        log.error(
+                            "llmledger: spooled event %s dropped: rejected: %s",
+                            result.get("id"),
+                            result.get("reason"),
+                        )
                 claimed.unlink()
             self.stats.replayed += stored
             self.stats.sent += stored
@@ -365,8 +383,9 @@ class RemoteSink:
             return
         if self._closed:
             return
-        self._replayer = threading.Thread(target=self._replay_loop, name="llmledger-spool",
-                                          daemon=True)
+        self._replayer = threading.Thread(
+            target=self._replay_loop, name="llmledger-spool", daemon=True
+        )
         self._replayer.start()
 
     def _replay_loop(self) -> None:

@@ -195,9 +195,17 @@ def to_event(wire: EventIn, *, now: datetime) -> UsageEvent:
     ts = _check_time(wire.ts, now)
     u = wire.usage
     usage = Usage(
-        u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-        u.cache_write_5m_tokens, u.cache_write_1h_tokens, u.input_audio_tokens,
-        u.input_image_tokens, u.reasoning_tokens, u.output_audio_tokens, u.tool_use_prompt_tokens,
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_tokens,
+        u.cache_write_tokens,
+        u.cache_write_5m_tokens,
+        u.cache_write_1h_tokens,
+        u.input_audio_tokens,
+        u.input_image_tokens,
+        u.reasoning_tokens,
+        u.output_audio_tokens,
+        u.tool_use_prompt_tokens,
     )
     problems = usage.problems()
     if problems:
@@ -322,7 +330,7 @@ def parse_body(body: bytes | str, *, now: datetime) -> tuple[bool, list[Parsed]]
     )
     if not per_event or not isinstance(data, dict):
         raise InvalidEventError(
-            "the body must be an event or {\"events\": [...]} with at most "
+            'the body must be an event or {"events": [...]} with at most '
             f"{MAX_BATCH} events: {problem}"
         )
     return True, [_event_or_error(item, now) for item in data["events"]]

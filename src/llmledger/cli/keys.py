@@ -21,8 +21,16 @@ def _store(ctx: click.Context) -> KeyStore:
 
 
 def _as_json(key: ApiKey) -> dict[str, object]:
-    return {"id": key.id, "prefix": key.prefix, "role": key.role, "tenant": key.tenant,
-            "user": key.user, "name": key.name, "created": key.created, "revoked": key.revoked}
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "role": key.role,
+        "tenant": key.tenant,
+        "user": key.user,
+        "name": key.name,
+        "created": key.created,
+        "revoked": key.revoked,
+    }
 
 
 @click.group("keys")
@@ -31,15 +39,25 @@ def keys_group() -> None:
 
 
 @keys_group.command("create")
-@click.option("--role", type=click.Choice(ROLES), required=True,
-              help="admin: everything; reader: reads in its tenant; ingest: writes events only.")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    required=True,
+    help="admin: everything; reader: reads in its tenant; ingest: writes events only.",
+)
 @click.option("--tenant", help="Tenant the key is confined to (required for reader and ingest).")
 @click.option("--user", help="For a reader key: only this user's calls.")
 @click.option("--name", help="A label for people (where the key is used).")
 @click.option("--json", "as_json", is_flag=True, help="Print the key and its secret as JSON.")
 @click.pass_context
-def create_command(ctx: click.Context, role: str, tenant: str | None, user: str | None,
-                   name: str | None, as_json: bool) -> None:
+def create_command(
+    ctx: click.Context,
+    role: str,
+    tenant: str | None,
+    user: str | None,
+    name: str | None,
+    as_json: bool,
+) -> None:
     """Create a key and print its secret (shown this once; only its hash is stored).
 
     \b
@@ -53,8 +71,11 @@ def create_command(ctx: click.Context, role: str, tenant: str | None, user: str 
         echo_json({**_as_json(new.key), "secret": new.secret})
         return
     click.echo(new.secret)
-    click.echo(f"{new.key.role} key {new.key.prefix} created; the secret above is not stored "
-               "and will not be shown again", err=True)
+    click.echo(
+        f"{new.key.role} key {new.key.prefix} created; the secret above is not stored "
+        "and will not be shown again",
+        err=True,
+    )
 
 
 @keys_group.command("list")
@@ -68,9 +89,15 @@ def list_command(ctx: click.Context, include_revoked: bool, as_json: bool) -> No
         echo_json([_as_json(k) for k in keys])
         return
     rows = [
-        (k.prefix, k.role, k.tenant or "", k.user or "", k.name or "",
-         k.created.strftime("%Y-%m-%d %H:%M"),
-         "" if k.revoked is None else k.revoked.strftime("%Y-%m-%d %H:%M"))
+        (
+            k.prefix,
+            k.role,
+            k.tenant or "",
+            k.user or "",
+            k.name or "",
+            k.created.strftime("%Y-%m-%d %H:%M"),
+            "" if k.revoked is None else k.revoked.strftime("%Y-%m-%d %H:%M"),
+        )
         for k in keys
     ]
     print_table(None, ("key", "role", "tenant", "user", "name", "created", "revoked"), rows)

@@ -13,12 +13,27 @@ __all__ = ["COMMANDS"]
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
-              help="Port to listen on.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes (each a stateless instance over the same database).")
-@click.option("--log-level", type=click.Choice(("critical", "error", "warning", "info", "debug")),
-              default="info", show_default=True, help="Server log level.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes (each a stateless instance over the same database).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(("critical", "error", "warning", "info", "debug")),
+    default="info",
+    show_default=True,
+    help="Server log level.",
+)
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, workers: int, log_level: str) -> None:
     """Run the llmledger service: ingest, events, reports, prices and keys over HTTP.
@@ -49,8 +64,14 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, log_le
     os.environ["LLMLEDGER_HOME"] = str(settings.home)
     if settings.database_url:
         os.environ["LLMLEDGER_DATABASE_URL"] = settings.database_url
-    uvicorn.run("llmledger.server:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level)
+    uvicorn.run(
+        "llmledger.server:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
 
 
 COMMANDS = [serve_command]

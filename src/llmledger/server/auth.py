@@ -80,12 +80,16 @@ def _authenticate(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
-        raise ApiError(401, "an API key is required: Authorization: Bearer llk_…",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "an API key is required: Authorization: Bearer llk_…",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     key = get_service(request).keys.verify(credentials.credentials)
     if key is None:
-        raise ApiError(401, "the API key is unknown or revoked",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}
+        )
     return Principal(key)
 
 
@@ -95,8 +99,9 @@ def require(*roles: str) -> object:
     def dependency(principal: Annotated[Principal, Depends(_authenticate)]) -> Principal:
         if principal.role not in roles:
             raise ApiError(
-                403, f"the {principal.role} key {principal.key.prefix} cannot do this "
-                f"(needs {' or '.join(roles)})"
+                403,
+                f"the {principal.role} key {principal.key.prefix} cannot do this "
+                f"(needs {' or '.join(roles)})",
             )
         return principal
 

@@ -13,7 +13,17 @@ __all__ = ["LATENCY_BUCKETS", "Metrics"]
 
 #: Upper bounds (seconds) of the ingest latency histogram.
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 
@@ -37,7 +47,9 @@ class Metrics:
         self._bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
 
-    def record_ingest(self, *, accepted: int, duplicate: int, rejected: int, seconds: float) -> None:
+    def record_ingest(
+        self, *, accepted: int, duplicate: int, rejected: int, seconds: float
+    ) -> None:
         """Count one ingest request that was answered."""
         with self._lock:
             self.ingested += accepted
@@ -58,8 +70,13 @@ class Metrics:
         with self._lock:
             counts = list(self._bucket_counts)
             total_seconds = self._latency_sum
-            values = (self.ingested, self.duplicates, self.rejected, self.requests,
-                      self.failed_requests)
+            values = (
+                self.ingested,
+                self.duplicates,
+                self.rejected,
+                self.requests,
+                self.failed_requests,
+            )
         ingested, duplicates, rejected, requests, failed = values
         lines = [
             "# HELP llmledger_events_ingested_total Events stored by this instance.",

@@ -150,8 +150,12 @@ class PriceDB:
             created_by=by,
         )
         key = "|".join(
-            (price.provider.lower(), price.model.lower(), price.service_tier or "",
-             "" if price.valid_from is None else price.valid_from.isoformat())
+            (
+                price.provider.lower(),
+                price.model.lower(),
+                price.service_tier or "",
+                "" if price.valid_from is None else price.valid_from.isoformat(),
+            )
         )
         values = {
             "id": stored.id,
@@ -178,8 +182,10 @@ class PriceDB:
             try:
                 conn.execute(user_prices.insert().values(**values))
             except sa.exc.IntegrityError:
-                raise ConflictError(f"a price row for {stored.provider}/{stored.model} from "
-                                    f"{stored.valid_from or 'the beginning'} exists") from None
+                raise ConflictError(
+                    f"a price row for {stored.provider}/{stored.model} from "
+                    f"{stored.valid_from or 'the beginning'} exists"
+                ) from None
         return stored
 
     def prices(self, *, provider: str | None = None, model: str | None = None) -> list[StoredPrice]:

@@ -69,8 +69,8 @@ class EventOut(EventIn):
 
     model_config = pydantic.ConfigDict(extra="allow")
 
-    id: str  # type: ignore[assignment]
-    usage: UsageOut  # type: ignore[assignment]
+    id: str
+    usage: UsageOut
 
 
 class EventPage(pydantic.BaseModel):
@@ -88,25 +88,31 @@ class ReportQueryIn(pydantic.BaseModel):
 
     model_config = _Forbid
 
-    by: list[str] = pydantic.Field(default_factory=list, max_length=8,
-                                   description="Group by dimensions.")
+    by: list[str] = pydantic.Field(
+        default_factory=list, max_length=8, description="Group by dimensions."
+    )
     every: Literal["hour", "day", "week", "month"] | None = pydantic.Field(
-        default=None, description="Time bucket.")
+        default=None, description="Time bucket."
+    )
     tz: str = pydantic.Field(default="UTC", description="IANA time zone of buckets and periods.")
     since: str | None = pydantic.Field(default=None, description="Start (ISO 8601).")
     until: str | None = pydantic.Field(default=None, description="End, exclusive (ISO 8601).")
     last: str | None = pydantic.Field(default=None, description="Span ending now: 30m, 7d.")
     period: str | None = pydantic.Field(default=None, description="this-month, 2025-03, …")
-    where: list[str] = pydantic.Field(default_factory=list, max_length=32,
-                                      description="Filters: DIM=V, DIM!=V, tag:K=V.")
-    metrics: list[str] = pydantic.Field(default_factory=list, max_length=64,
-                                        description="Metric names, or all.")
-    sort: list[str] = pydantic.Field(default_factory=list, max_length=8,
-                                     description="NAME[:asc|:desc].")
+    where: list[str] = pydantic.Field(
+        default_factory=list, max_length=32, description="Filters: DIM=V, DIM!=V, tag:K=V."
+    )
+    metrics: list[str] = pydantic.Field(
+        default_factory=list, max_length=64, description="Metric names, or all."
+    )
+    sort: list[str] = pydantic.Field(
+        default_factory=list, max_length=8, description="NAME[:asc|:desc]."
+    )
     limit: int | None = pydantic.Field(default=None, ge=1, le=10_000, description="Top N groups.")
     currency: str | None = pydantic.Field(default=None, description="Currency of costs.")
     source: Literal["auto", "rollups", "events"] = pydantic.Field(
-        default="auto", description="Rollups where exact, or raw events only.")
+        default="auto", description="Rollups where exact, or raw events only."
+    )
 
 
 class ReportBatchIn(pydantic.BaseModel):

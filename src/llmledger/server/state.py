@@ -47,7 +47,11 @@ class Service:
 
     def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and self._pricer is not None and now - self._checked_at < PRICE_REFRESH_SECONDS:
+        if (
+            not force
+            and self._pricer is not None
+            and now - self._checked_at < PRICE_REFRESH_SECONDS
+        ):
             return
         with self._lock:
             version = self.prices.version()

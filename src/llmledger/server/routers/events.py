@@ -29,7 +29,7 @@ from llmledger.server.schemas import BatchAnswer, EventOut, EventPage
 from llmledger.server.state import Service
 from llmledger.store.codec import decode_event
 from llmledger.store.schema import events
-from llmledger.wire import MAX_BATCH, EventIn, Parsed, parse_body
+from llmledger.wire import MAX_BATCH, EventIn, parse_body
 
 __all__ = ["router"]
 
@@ -100,7 +100,9 @@ def collect_inserted(_conn: Connection, new: Sequence[UsageEvent]) -> None:
     _inserted.ids = {event.id for event in new}
 
 
-def _ingest(service: Service, principal: Principal, body: bytes) -> tuple[bool, list[dict[str, Any]]]:
+def _ingest(
+    service: Service, principal: Principal, body: bytes
+) -> tuple[bool, list[dict[str, Any]]]:
     batch, parsed = parse_body(body, now=datetime.now(UTC))
     if not batch and isinstance(parsed[0], InvalidEventError):  # pragma: no cover - raised
         raise parsed[0]
@@ -183,14 +185,18 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
         micros, _, event_id = text.partition(":")
         return int(micros), event_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ApiError(400, f"not a cursor from this API: {cursor!r}", code="invalid_query") from None
+        raise ApiError(
+            400, f"not a cursor from this API: {cursor!r}", code="invalid_query"
+        ) from None
 
 
 @router.get("", summary="List events, newest first", response_model=EventPage)
 def list_events(
     request: Request,
     principal: Reader,
-    since: Annotated[str | None, Query(description="Start (ISO 8601; in `tz` without offset).")] = None,
+    since: Annotated[
+        str | None, Query(description="Start (ISO 8601; in `tz` without offset).")
+    ] = None,
     until: Annotated[str | None, Query(description="End, exclusive.")] = None,
     last: Annotated[str | None, Query(description="Span ending now: 30m, 12h, 7d.")] = None,
     period: Annotated[str | None, Query(description="Calendar period: today, 2025-03, …")] = None,
@@ -203,8 +209,15 @@ def list_events(
 ) -> JSONResponse:
     """Every filter of the report query model; cursor pagination, newest first."""
     query = principal.scoped(
-        build_query(now=datetime.now(UTC), since=since, until=until, last=last, period=period,
-                    tz=tz, where=where)
+        build_query(
+            now=datetime.now(UTC),
+            since=since,
+            until=until,
+            last=last,
+            period=period,
+            tz=tz,
+            where=where,
+        )
     )
     piece = Piece(
         None,
@@ -231,10 +244,12 @@ def list_events(
         found = [decode_event(row) for row in conn.execute(statement)]
     more = len(found) > limit
     page = found[:limit]
-    return JSONResponse({
-        "events": [event_to_json(event) for event in page],
-        "next_cursor": _encode_cursor(page[-1]) if more else None,
-    })
+    return JSONResponse(
+        {
+            "events": [event_to_json(event) for event in page],
+            "next_cursor": _encode_cursor(page[-1]) if more else None,
+        }
+    )
 
 
 @router.get(

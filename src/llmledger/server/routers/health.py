@@ -16,8 +16,12 @@ __all__ = ["router"]
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness and database reachability", response_model=HealthOut,
-            responses={503: {"description": "The database cannot be reached"}})
+@router.get(
+    "/healthz",
+    summary="Liveness and database reachability",
+    response_model=HealthOut,
+    responses={503: {"description": "The database cannot be reached"}},
+)
 def healthz(request: Request) -> Any:
     """`ok` when the instance can reach its database."""
     store = get_service(request).store

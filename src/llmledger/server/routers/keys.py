@@ -19,8 +19,14 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 def key_out(key: ApiKey) -> dict[str, Any]:
     """A key as JSON (never its secret)."""
     return KeyOut(
-        id=key.id, prefix=key.prefix, role=key.role, tenant=key.tenant, user=key.user,
-        name=key.name, created=key.created, revoked=key.revoked,
+        id=key.id,
+        prefix=key.prefix,
+        role=key.role,
+        tenant=key.tenant,
+        user=key.user,
+        name=key.name,
+        created=key.created,
+        revoked=key.revoked,
     ).model_dump(mode="json")
 
 

@@ -22,17 +22,34 @@ def _price_out(row: StoredPrice) -> PriceOut:
         ref += f"@{row.valid_from.isoformat()}"
     if row.service_tier is not None:
         ref += f";service_tier={row.service_tier}"
-    return PriceOut(
-        id=row.id, provider=row.provider, model=row.model, service_tier=row.service_tier,
-        valid_from=row.valid_from, checked=row.checked, rates=row.rates, ref=ref,
-        created=row.created, created_by=row.created_by,
+    return PriceOut.model_validate(
+        {
+            "id": row.id,
+            "provider": row.provider,
+            "model": row.model,
+            "service_tier": row.service_tier,
+            "from": row.valid_from,
+            "checked": row.checked,
+            "rates": row.rates,
+            "ref": ref,
+            "created": row.created,
+            "created_by": row.created_by,
+        }
     )
 
 
 def _rate_out(row: StoredRate) -> RateOut:
-    return RateOut(
-        id=row.id, currency=row.currency, rate=format(row.rate, "f"), valid_from=row.valid_from,
-        checked=row.checked, source=row.source, created=row.created, created_by=row.created_by,
+    return RateOut.model_validate(
+        {
+            "id": row.id,
+            "currency": row.currency,
+            "rate": format(row.rate, "f"),
+            "from": row.valid_from,
+            "checked": row.checked,
+            "source": row.source,
+            "created": row.created,
+            "created_by": row.created_by,
+        }
     )
 
 
@@ -52,8 +69,13 @@ def list_prices(
     return [_price_out(row) for row in rows]
 
 
-@router.post("/prices", summary="Add a dated price row", status_code=201, response_model=PriceOut,
-             responses={409: {"description": "A row for this model and day exists"}})
+@router.post(
+    "/prices",
+    summary="Add a dated price row",
+    status_code=201,
+    response_model=PriceOut,
+    responses={409: {"description": "A row for this model and day exists"}},
+)
 def add_price(request: Request, principal: Admin, body: PriceIn) -> PriceOut:
     """Add a price in force from `from` (UTC day); earlier rows stay for earlier calls."""
     service = get_service(request)
@@ -62,17 +84,20 @@ def add_price(request: Request, principal: Admin, body: PriceIn) -> PriceOut:
     return _price_out(row)
 
 
-@router.post("/prices/{price_id}/verify", summary="Mark a price row checked",
-             response_model=PriceOut)
-def verify_price(request: Request, _principal: Admin, price_id: str,
-                 body: VerifyIn | None = None) -> PriceOut:
+@router.post(
+    "/prices/{price_id}/verify", summary="Mark a price row checked", response_model=PriceOut
+)
+def verify_price(
+    request: Request, _principal: Admin, price_id: str, body: VerifyIn | None = None
+) -> PriceOut:
     """Record the day the row was checked against the provider's price page."""
     checked = (body.checked if body else None) or _today()
     return _price_out(get_service(request).prices.verify_price(price_id, checked))
 
 
-@router.get("/exchange-rates", summary="Exchange rates added through the API",
-            response_model=list[RateOut])
+@router.get(
+    "/exchange-rates", summary="Exchange rates added through the API", response_model=list[RateOut]
+)
 def list_rates(
     request: Request,
     _principal: Reader,
@@ -82,24 +107,37 @@ def list_rates(
     return [_rate_out(row) for row in get_service(request).prices.rates(currency=currency)]
 
 
-@router.post("/exchange-rates", summary="Add a dated exchange rate", status_code=201,
-             response_model=RateOut,
-             responses={409: {"description": "A rate for this currency and day exists"}})
+@router.post(
+    "/exchange-rates",
+    summary="Add a dated exchange rate",
+    status_code=201,
+    response_model=RateOut,
+    responses={409: {"description": "A rate for this currency and day exists"}},
+)
 def add_rate(request: Request, principal: Admin, body: RateIn) -> RateOut:
     """From `from` (UTC day) on, 1 USD buys `rate` units of `currency`."""
     service = get_service(request)
     row = service.prices.add_rate(
-        body.currency, body.rate, body.valid_from, now=datetime.now(UTC), by=principal.key.id,
-        source=body.source, checked=body.checked,
+        body.currency,
+        body.rate,
+        body.valid_from,
+        now=datetime.now(UTC),
+        by=principal.key.id,
+        source=body.source,
+        checked=body.checked,
     )
     service.prices_changed()
     return _rate_out(row)
 
 
-@router.post("/exchange-rates/{rate_id}/verify", summary="Mark an exchange rate checked",
-             response_model=RateOut)
-def verify_rate(request: Request, _principal: Admin, rate_id: str,
-                body: VerifyIn | None = None) -> RateOut:
+@router.post(
+    "/exchange-rates/{rate_id}/verify",
+    summary="Mark an exchange rate checked",
+    response_model=RateOut,
+)
+def verify_rate(
+    request: Request, _principal: Admin, rate_id: str, body: VerifyIn | None = None
+) -> RateOut:
     """Record the day the rate was checked."""
     checked = (body.checked if body else None) or _today()
     return _rate_out(get_service(request).prices.verify_rate(rate_id, checked))

@@ -64,7 +64,9 @@ def report(
     return _report(get_service(request), principal, params)
 
 
-@router.post("/report/batch", summary="Several reports in one request", response_model=ReportBatchOut)
+@router.post(
+    "/report/batch", summary="Several reports in one request", response_model=ReportBatchOut
+)
 def report_batch(request: Request, principal: Reader, body: ReportBatchIn) -> dict[str, Any]:
     """Answer up to 20 report queries at once; an invalid query fails the request, naming it."""
     service = get_service(request)
