@@ -399,3 +399,28 @@ def test_health_metrics_docs_and_unknown_routes(api: Api) -> None:
     wrong = api.client.put("/v1/events", headers=api.auth(api.admin))
     assert wrong.status_code == 405 and wrong.json()["ok"] is False
     assert api.get("/v1/events/01J00000000000000000000000").status_code == 404
+
+
+def test_instances_over_one_database_answer_alike(db_url: str) -> None:
+    for first in open_api(db_url):
+        for second in open_api(db_url):
+            event = make_event(provider="acme", model="acme-2")
+            assert first.post("/v1/events", event).json()["results"][0]["status"] == "accepted"
+            again = second.post("/v1/events", event).json()["results"][0]["status"]
+            assert again == "duplicate"
+            made = first.post("/v1/keys", {"role": "reader", "tenant": "t"}).json()
+            assert second.get("/v1/events", token=made["secret"]).status_code == 200
+            second.client.delete(f"/v1/keys/{made['id']}", headers=second.auth(second.admin))
+            assert first.get("/v1/events", token=made["secret"]).status_code == 401
+            row = {"provider": "acme", "model": "acme-2", "input": "1", "output": "1"}
+            assert first.post("/v1/prices", row).status_code == 201
+            assert second.post("/v1/prices", row).status_code == 409
+            # the other instance picks the new price up at its next check
+            second.client.app.state.service._checked_at = float("-inf")  # type: ignore[attr-defined]
+            later = make_event(
+                provider="acme",
+                model="acme-2",
+                usage={"input_tokens": 1_000_000, "output_tokens": 0},
+            )
+            second.post("/v1/events", later)
+            assert first.get(f"/v1/events/{later['id']}").json()["cost"] == "1.000000000"
