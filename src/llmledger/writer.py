@@ -111,6 +111,7 @@ class Writer:
         >>> writer.written, store.count()
         (1, 1)
         >>> writer.close()
+        True
     """
 
     def __init__(

@@ -119,7 +119,7 @@ def to_micros(ts: datetime) -> int:
         TypeError: when the datetime is naive.
 
     Example:
-        >>> to_micros(datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc))
+        >>> to_micros(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC))
         1000000
     """
     return (ts - _EPOCH) // _MICROSECOND
@@ -191,7 +191,7 @@ def encode_batch(
 
     Example:
         >>> e = UsageEvent(provider="openai", model="gpt-4o",
-        ...                ts=datetime(2025, 1, 1, tzinfo=timezone.utc))
+        ...                ts=datetime(2025, 1, 1, tzinfo=UTC))
         >>> encoded = encode_batch([e], split_nulls=True, bool_as_int=True)
         >>> [len(rows) for rows in encoded.groups.values()]
         [1]
@@ -254,7 +254,7 @@ def decode_event(row: Sequence[Any]) -> UsageEvent:
 
     Example:
         >>> e = UsageEvent(provider="openai", model="gpt-4o",
-        ...                ts=datetime(2025, 1, 1, tzinfo=timezone.utc), tags={"env": "prod"})
+        ...                ts=datetime(2025, 1, 1, tzinfo=UTC), tags={"env": "prod"})
         >>> encoded = encode_batch([e], split_nulls=False, bool_as_int=False)
         >>> [[row]] = encoded.groups.values()
         >>> decode_event(row) == e
