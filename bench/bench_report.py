@@ -31,6 +31,7 @@ import argparse
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -270,6 +271,8 @@ def main() -> None:
         if args.backend == "postgres":
             parser.error("--backend postgres needs --postgres-url")
         backends = [b for b in backends if b != "postgres"]
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     results = [run_backend(backend, args) for backend in backends]
 
     calls = results[0][2][0].answer["total"]["calls"]
@@ -294,6 +297,10 @@ def main() -> None:
              for p in plan(QUERY, None, "auto")]
     days = sum(length // DAY_US for grain, period, length in spans if period == DAY_US and grain)
     hours = sum(length // HOUR_US for grain, period, length in spans if period == HOUR_US and grain)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip() or "unknown"
+    print(f"- Run started {started} at commit {commit}, load average {load} (other work on the "
+          "machine slows every figure).")
     print(f"- auto reads {days} whole UTC days from the daily rollups, {hours} hours around them "
           "from the hourly rollups and the two partial hours at the edges from the events.")
 
