@@ -3,9 +3,9 @@
 The store calls :func:`apply_rollups` inside its write transaction with the
 events it has just inserted (never duplicates), so rollups commit or roll back
 with them.  Per batch the events are aggregated in Python first (one dict
-lookup per event, then C-level sums per group), the groups are projected onto
-each grain and onto UTC days, and only the resulting rows are upserted, one
-statement per table.  :func:`rebuild_rollups` recomputes a range entirely in
+lookup and one merge per event), the groups are projected onto each grain and
+onto UTC days, and only the resulting rows are upserted, one ``executemany``
+per table.  :func:`rebuild_rollups` recomputes a range entirely in
 SQL: the hourly rows from the events, the daily rows from the hourly ones.
 """
 
@@ -47,7 +47,8 @@ _bucket_values = attrgetter(*BUCKETS)
 _ADDED = (*COUNT_FIELDS, "cost_nanos", "duration_ms_sum", "ttft_ms_sum")
 _SUMMED = len(_ADDED)  # state fields that add; the last two take min and max
 _ROW_KEY = itemgetter(0, 1, 2)
-# Per grain: its values from a full (hour, values…) key (None: the full key itself) ...
+# Per grain: its values from a full (hour, values…) key (None: the full key itself);
+# every grain has several dimensions, so itemgetter returns a tuple ...
 _PICKS: dict[int, itemgetter[Any] | None] = {
     grain: None if names == ROLLUP_DIMENSIONS
     else itemgetter(*(1 + ROLLUP_DIMENSIONS.index(n) for n in names))
