@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from llmledger.store.sql import InvalidQueryError
+from llmledger.store.errors import InvalidQueryError
 
 __all__ = ["InvalidQueryError"]
