@@ -29,7 +29,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 import llmledger
 from llmledger.capture import Instrumentation, langchain_handler, litellm_callback
-from llmledger.capture import litellm as litellm_capture
+from llmledger.capture import _adapter as capture_adapter
 from llmledger.capture._core import current_scope
 from tests.test_capture_support import JSON, KeepingLedger, Replay, instrumented, ledger, recorded
 
@@ -420,9 +420,8 @@ def fake_litellm(monkeypatch: pytest.MonkeyPatch) -> Iterator[type]:
     for name in ("litellm", "litellm.integrations"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.setitem(sys.modules, "litellm.integrations.custom_logger", module)
-    monkeypatch.setattr(litellm_capture, "_callback_class", None)
+    monkeypatch.setattr(capture_adapter, "_made", {})
     yield CustomLogger
-    litellm_capture._callback_class = None
 
 
 def test_litellm_callback_subclasses_custom_logger_when_litellm_is_there(

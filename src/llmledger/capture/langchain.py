@@ -20,14 +20,14 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 from uuid import UUID
 
+from llmledger.capture._adapter import AdapterRecorder, AttributionArgs, mixed_class
 from llmledger.capture._core import (
     Call,
     Scope,
@@ -36,7 +36,6 @@ from llmledger.capture._core import (
     count,
     current_scope,
     internal_error,
-    merge_attribution,
     openai_style_usage,
     submit,
     usage_event,
@@ -179,7 +178,7 @@ class _Run:
     first_token: float | None = None
 
 
-class LangChainRecorder:
+class LangChainRecorder(AdapterRecorder):
     """The handler's behaviour; :func:`handler_class` mixes it into LangChain's base class.
 
     Args:
@@ -190,19 +189,8 @@ class LangChainRecorder:
     run_inline = True  # in the caller's context, so the scope is seen by the hooks
     raise_error = False
 
-    def __init__(
-        self,
-        *,
-        tenant: str | None = None,
-        user: str | None = None,
-        feature: str | None = None,
-        session: str | None = None,
-        tags: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__()
-        self._defaults = attribution_from(
-            {"tenant": tenant, "user": user, "feature": feature, "session": session, "tags": tags}
-        )
+    def __init__(self, **attribution: Unpack[AttributionArgs]) -> None:
+        super().__init__(**attribution)
         self._runs: dict[UUID, _Run] = {}
         self._lock = threading.Lock()
 
@@ -236,7 +224,7 @@ class LangChainRecorder:
         try:
             metadata = metadata if isinstance(metadata, Mapping) else {}
             params = params if isinstance(params, Mapping) else {}
-            extra = merge_attribution(self._defaults, attribution_from(metadata))
+            extra = self._attribution(attribution_from(metadata))
             provider, model = _provider_and_model(serialized, metadata, params)
             call = adapter_call(
                 provider, "chat", model, extra=extra, stream=bool(params.get("stream"))
@@ -277,48 +265,30 @@ class LangChainRecorder:
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """The run ended: record it, unless a provider hook did."""
-        try:
-            ended = time.perf_counter()
-            run = self._end(run_id)
-            if run is None:
-                return
-            call, ttft = run.call, run.first_token
-
-            def build() -> Any:
-                usage, raw, response_model, finish = _result_facts(response)
-                return usage_event(
-                    call,
-                    usage,
-                    ended=ended,
-                    ttft=ttft,
-                    usage_raw=raw,
-                    response_model=response_model,
-                    finish_reason=finish,
-                )
-
-            submit(call, build)
-        except Exception:
-            internal_error("langchain run end")
+        self._record(run_id, response, None)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """The run failed (or its stream was closed early): record it, unless a hook did."""
+        self._record(run_id, kwargs.get("response"), error)
+
+    def _record(self, run_id: UUID, response: Any, error: BaseException | None) -> None:
         try:
             ended = time.perf_counter()
             run = self._end(run_id)
             if run is None:
                 return
             call, ttft = run.call, run.first_token
-            partial = kwargs.get("response")
-            status = "error"
-            if isinstance(error, (GeneratorExit, KeyboardInterrupt)) or (
-                type(error).__name__ == "CancelledError"
-            ):
-                status = "incomplete" if ttft is not None else "abandoned"
+            status = "ok"
+            if error is not None:
+                status = "error"
+                if isinstance(error, (GeneratorExit, KeyboardInterrupt)) or (
+                    type(error).__name__ == "CancelledError"
+                ):
+                    status = "incomplete" if ttft is not None else "abandoned"
+            failed = error if status == "error" else None
 
             def build() -> Any:
-                usage, raw, response_model, finish = (
-                    _result_facts(partial) if partial is not None else (None, None, None, None)
-                )
+                usage, raw, response_model, finish = _result_facts(response)
                 return usage_event(
                     call,
                     usage,
@@ -328,17 +298,13 @@ class LangChainRecorder:
                     usage_raw=raw,
                     response_model=response_model,
                     finish_reason=finish,
-                    error_type=type(error).__name__ if status == "error" else None,
-                    error_message=str(error) if status == "error" else None,
+                    error_type=type(failed).__name__ if failed is not None else None,
+                    error_message=str(failed) if failed is not None else None,
                 )
 
             submit(call, build)
         except Exception:
-            internal_error("langchain run error")
-
-
-_class_lock = threading.Lock()
-_handler_class: type | None = None
+            internal_error("langchain run error" if error is not None else "langchain run end")
 
 
 def handler_class() -> type:
@@ -346,17 +312,14 @@ def handler_class() -> type:
 
     Raises:
         ImportError: when ``langchain_core`` is not installed.
+
+    Example:
+        >>> handler_class().__name__
+        'LedgerCallbackHandler'
     """
-    global _handler_class
-    with _class_lock:
-        if _handler_class is None:
-            base = importlib.import_module("langchain_core.callbacks").BaseCallbackHandler
-            _handler_class = type(
-                "LedgerCallbackHandler",
-                (LangChainRecorder, base),
-                {"__module__": __name__, "__doc__": LangChainRecorder.__doc__},
-            )
-        return _handler_class
+    return mixed_class(
+        LangChainRecorder, "langchain_core.callbacks:BaseCallbackHandler", "LedgerCallbackHandler"
+    )
 
 
 def langchain_handler(

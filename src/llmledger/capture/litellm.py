@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections import OrderedDict
@@ -37,8 +36,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Unpack
 
+from llmledger.capture._adapter import AdapterRecorder, AttributionArgs, mixed_class
 from llmledger.capture._core import (
     Scope,
     adapter_call,
@@ -173,7 +173,7 @@ def _reported_cost(payload: Mapping[str, Any]) -> Decimal | None:
         return None
 
 
-class LiteLLMRecorder:
+class LiteLLMRecorder(AdapterRecorder):
     """The callback's behaviour; :func:`callback_class` mixes it into LiteLLM's ``CustomLogger``.
 
     Args:
@@ -181,19 +181,8 @@ class LiteLLMRecorder:
             ``metadata`` (same names) wins over it.
     """
 
-    def __init__(
-        self,
-        *,
-        tenant: str | None = None,
-        user: str | None = None,
-        feature: str | None = None,
-        session: str | None = None,
-        tags: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__()
-        self._defaults = attribution_from(
-            {"tenant": tenant, "user": user, "feature": feature, "session": session, "tags": tags}
-        )
+    def __init__(self, **attribution: Unpack[AttributionArgs]) -> None:
+        super().__init__(**attribution)
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._recorded: OrderedDict[str, None] = OrderedDict()
@@ -210,7 +199,7 @@ class LiteLLMRecorder:
             with self._lock:
                 pending = self._pending.get(call_id)
                 if pending is None:
-                    extra = merge_attribution(self._defaults, _metadata_attribution(kwargs))
+                    extra = self._attribution(_metadata_attribution(kwargs))
                     pending = _Pending(Scope(extra), current_attribution(), None)
                     self._pending[call_id] = pending
                     while len(self._pending) > _REMEMBERED:
@@ -337,7 +326,7 @@ class LiteLLMRecorder:
         if pending is not None:
             extra, attribution = pending.scope.attribution, pending.attribution
         else:
-            extra = merge_attribution(self._defaults, _metadata_attribution(kwargs))
+            extra = self._attribution(_metadata_attribution(kwargs))
             attribution = current_attribution()
         call = adapter_call(
             provider,
@@ -388,31 +377,23 @@ class LiteLLMRecorder:
         submit(call, build)
 
 
-_class_lock = threading.Lock()
-_callback_class: type | None = None
-
-
 def callback_class() -> type:
     """The callback class, made on first use.
 
     A subclass of ``litellm.integrations.custom_logger.CustomLogger`` when LiteLLM
     is installed (LiteLLM calls only such objects' methods), otherwise the plain
     :class:`LiteLLMRecorder`, which has the same methods.
+
+    Example:
+        >>> issubclass(callback_class(), LiteLLMRecorder)
+        True
     """
-    global _callback_class
-    with _class_lock:
-        if _callback_class is None:
-            try:
-                base = importlib.import_module("litellm.integrations.custom_logger").CustomLogger
-            except ImportError:
-                _callback_class = LiteLLMRecorder
-            else:
-                _callback_class = type(
-                    "LedgerLiteLLMCallback",
-                    (LiteLLMRecorder, base),
-                    {"__module__": __name__, "__doc__": LiteLLMRecorder.__doc__},
-                )
-        return _callback_class
+    return mixed_class(
+        LiteLLMRecorder,
+        "litellm.integrations.custom_logger:CustomLogger",
+        "LedgerLiteLLMCallback",
+        optional=True,
+    )
 
 
 def litellm_callback(
