@@ -20,14 +20,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from llmledger.capture._core import (
-    Call,
-    error_event,
-    internal_error,
-    reading_event,
-    submit,
-    usage_event,
-)
+from llmledger.capture._core import Call, reading_event, usage_event, with_error
+from llmledger.capture._streams import Tracker
+from llmledger.events import UsageEvent
 
 __all__ = ["BodyTracker", "body_event", "track_body"]
 
@@ -35,40 +30,36 @@ __all__ = ["BodyTracker", "body_event", "track_body"]
 Build = Callable[[Call, bytes, float, str, float | None, BaseException | None], Any]
 
 
-class BodyTracker:
+class BodyTracker(Tracker):
     """Collects one response body's bytes and records its event once, when it ends."""
 
-    __slots__ = ("build", "call", "chunks", "done", "first")
+    __slots__ = ("build", "first")
+
+    where = "response body end"
 
     def __init__(self, call: Call, build: Build) -> None:
-        self.call = call
+        super().__init__(call)
         self.build = build
-        self.chunks: list[bytes] = []
         self.first: float | None = None
-        self.done = False
 
-    def finish(self, status: str, exc: BaseException | None = None) -> None:
-        """Record the body with this ending, unless it was already recorded."""
-        if self.done:
-            return
-        self.done = True
-        try:
-            ended = time.perf_counter()
-            call, chunks, first, build = self.call, self.chunks, self.first, self.build
-            if not chunks and exc is not None:
-                submit(call, lambda: error_event(call, exc, ended=ended, request_id=None))
-                return
-            submit(call, lambda: build(call, b"".join(chunks), ended, status, first, exc))
-        except Exception:
-            internal_error("response body end")
+    def add(self, chunk: bytes) -> None:
+        """One network chunk, read by the caller."""
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.chunks.append(chunk)
 
-    def closed(self) -> None:
-        """The caller closed the response (or left its ``with`` block)."""
-        self.finish("incomplete" if self.chunks else "abandoned")
+    def stopped(self, exc: BaseException) -> None:
+        """Reading stopped on ``exc``: closed part-way (``GeneratorExit``) or failed."""
+        if isinstance(exc, GeneratorExit):
+            self.closed()
+        else:
+            self.finish("error", exc)
 
-    def __del__(self) -> None:
-        if not self.done:
-            self.finish("incomplete" if self.chunks else "abandoned")
+    def _builder(
+        self, status: str, exc: BaseException | None, ended: float
+    ) -> Callable[[], UsageEvent]:
+        call, chunks, first, build = self.call, self.chunks, self.first, self.build
+        return lambda: build(call, b"".join(chunks), ended, status, first, exc)
 
 
 def _byte_stream_bases(http_response: Any) -> tuple[type, type]:
@@ -99,15 +90,10 @@ def _make_wrapper(base: type, asynchronous: bool) -> type:
         tracker = self._tracker
         try:
             for chunk in self._inner:
-                if tracker.first is None:
-                    tracker.first = time.perf_counter()
-                tracker.chunks.append(chunk)
+                tracker.add(chunk)
                 yield chunk
-        except GeneratorExit:
-            tracker.closed()
-            raise
         except BaseException as exc:
-            tracker.finish("error", exc)
+            tracker.stopped(exc)
             raise
         tracker.finish("ok")
 
@@ -119,15 +105,10 @@ def _make_wrapper(base: type, asynchronous: bool) -> type:
         tracker = self._tracker
         try:
             async for chunk in self._inner:
-                if tracker.first is None:
-                    tracker.first = time.perf_counter()
-                tracker.chunks.append(chunk)
+                tracker.add(chunk)
                 yield chunk
-        except GeneratorExit:
-            tracker.closed()
-            raise
         except BaseException as exc:
-            tracker.finish("error", exc)
+            tracker.stopped(exc)
             raise
         tracker.finish("ok")
 
@@ -201,9 +182,6 @@ def body_event(request_id: str | None, text: Callable[[str, Any], str | None]) -
         else:
             # A JSON body read part-way tells nothing: the call is recorded without usage.
             event = usage_event(call, None, ended=ended, status=status, request_id=request_id)
-        if exc is not None:
-            event.error_type = type(exc).__name__
-            event.error_message = str(exc)[:1000] or None
-        return event
+        return with_error(event, exc)
 
     return build

@@ -46,6 +46,7 @@ __all__ = [
     "reading_event",
     "submit",
     "usage_event",
+    "with_error",
 ]
 
 log = logging.getLogger("llmledger.capture")
@@ -377,6 +378,21 @@ def error_event(
     event.stream = call.stream
     if call.prompt is not None:
         _keep_content(call, event, None)
+    return event
+
+
+def with_error(event: UsageEvent, exc: BaseException | None) -> UsageEvent:
+    """The event, naming the exception that ended its call when there is one.
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> event = UsageEvent(provider="openai", model="gpt-4o", ts=datetime.now(UTC))
+        >>> with_error(event, TimeoutError("read timed out")).error_type
+        'TimeoutError'
+    """
+    if exc is not None:
+        event.error_type = type(exc).__name__
+        event.error_message = str(exc)[:_MAX_ERROR_MESSAGE] or None
     return event
 
 

@@ -22,9 +22,25 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from llmledger.capture._core import Call, error_event, internal_error, reading_event, submit
+from llmledger.capture._core import (
+    Call,
+    error_event,
+    internal_error,
+    reading_event,
+    submit,
+    with_error,
+)
+from llmledger.events import UsageEvent
 
-__all__ = ["TRACKER_ATTR", "StreamSpec", "StreamTracker", "aiterate", "iterate", "tracker_of"]
+__all__ = [
+    "TRACKER_ATTR",
+    "StreamSpec",
+    "StreamTracker",
+    "Tracker",
+    "aiterate",
+    "iterate",
+    "tracker_of",
+]
 
 T = TypeVar("T")
 
@@ -53,66 +69,40 @@ class StreamSpec:
     request_id: Callable[[Any], str | None]
 
 
-class StreamTracker:
-    """Collects one stream's chunks and records its event once, when the stream ends."""
+class Tracker:
+    """Collects one call's chunks and records its event once, at the first ending.
 
-    __slots__ = ("call", "chunks", "done", "source", "spec", "times")
+    Subclasses say how the event is built (:meth:`_builder`, run in the
+    background) and, for a call that failed before any chunk, its request id.
+    """
 
-    def __init__(self, call: Call, spec: StreamSpec, source: Any = None) -> None:
+    __slots__ = ("call", "chunks", "done")
+
+    #: Named in the log when recording the ending fails.
+    where = "stream end"
+
+    def __init__(self, call: Call) -> None:
         self.call = call
-        self.spec = spec
-        self.source = source
         self.chunks: list[Any] = []
-        self.times: list[float] = []
         self.done = False
 
     def finish(self, status: str, exc: BaseException | None = None) -> None:
-        """Record the stream with this ending, unless it was already recorded."""
+        """Record the call with this ending, unless it was already recorded."""
         if self.done:
             return
         self.done = True
         try:
             ended = time.perf_counter()
-            call, spec, chunks, times, source = (
-                self.call,
-                self.spec,
-                self.chunks,
-                self.times,
-                self.source,
-            )
-            if exc is not None and not chunks:
+            call = self.call
+            if exc is not None and not self.chunks:
                 submit(
                     call,
-                    lambda: error_event(
-                        call, exc, ended=ended, request_id=_request_id(spec, source, exc)
-                    ),
+                    lambda: error_event(call, exc, ended=ended, request_id=self._request_id(exc)),
                 )
                 return
-
-            def build() -> Any:
-                events = [spec.as_dict(chunk) for chunk in chunks]
-                ttft = next(
-                    (times[i] for i in range(len(times)) if spec.has_output(events[i])), None
-                )
-                if ttft is None and times:
-                    ttft = times[0]
-                event = reading_event(
-                    call,
-                    events=events,
-                    ended=ended,
-                    status=status,
-                    ttft=ttft,
-                    request_id=_request_id(spec, source, exc),
-                    text=lambda: spec.text(events),
-                )
-                if exc is not None:
-                    event.error_type = type(exc).__name__
-                    event.error_message = str(exc)[:1000] or None
-                return event
-
-            submit(call, build)
+            submit(call, self._builder(status, exc, ended))
         except Exception:
-            internal_error("stream end")
+            internal_error(self.where)
 
     def closed(self) -> None:
         """The caller closed the stream (``close()`` or leaving a ``with`` block)."""
@@ -121,7 +111,59 @@ class StreamTracker:
     def __del__(self) -> None:
         # The stream object was dropped: the last chance to record it.
         if not self.done:
-            self.finish("incomplete" if self.chunks else "abandoned")
+            self.closed()
+
+    def _request_id(self, exc: BaseException | None) -> str | None:
+        return None
+
+    def _builder(
+        self, status: str, exc: BaseException | None, ended: float
+    ) -> Callable[[], UsageEvent]:
+        raise NotImplementedError
+
+
+class StreamTracker(Tracker):
+    """Collects one SDK stream's chunks and records its event once, when the stream ends."""
+
+    __slots__ = ("source", "spec", "times")
+
+    def __init__(self, call: Call, spec: StreamSpec, source: Any = None) -> None:
+        super().__init__(call)
+        self.spec = spec
+        self.source = source
+        self.times: list[float] = []
+
+    def _request_id(self, exc: BaseException | None) -> str | None:
+        return _request_id(self.spec, self.source, exc)
+
+    def _builder(
+        self, status: str, exc: BaseException | None, ended: float
+    ) -> Callable[[], UsageEvent]:
+        call, spec, chunks, times, source = (
+            self.call,
+            self.spec,
+            self.chunks,
+            self.times,
+            self.source,
+        )
+
+        def build() -> UsageEvent:
+            events = [spec.as_dict(chunk) for chunk in chunks]
+            ttft = next((times[i] for i in range(len(times)) if spec.has_output(events[i])), None)
+            if ttft is None and times:
+                ttft = times[0]
+            event = reading_event(
+                call,
+                events=events,
+                ended=ended,
+                status=status,
+                ttft=ttft,
+                request_id=_request_id(spec, source, exc),
+                text=lambda: spec.text(events),
+            )
+            return with_error(event, exc)
+
+        return build
 
 
 def _request_id(spec: StreamSpec, source: Any, exc: BaseException | None) -> str | None:
