@@ -116,36 +116,50 @@ def _reads_body_itself(request_options: Any) -> bool:
 def _start(
     sdk: StainlessSDK, client: Any, request_options: Any, stream: bool
 ) -> tuple[Call, Any] | None:
-    """The call record, and the request options to send (a copy when usage is asked for)."""
-    url = request_options.url
-    operation = sdk.routes.get(url) if type(url) is str else None
-    if operation is None:
-        operation = _route(sdk, url)
+    """The call record, and the request options to send (a copy when usage is asked for).
+
+    None for a request that is not a billed call, or when starting the record failed.
+    """
+    try:
+        url = request_options.url
+        operation = sdk.routes.get(url) if type(url) is str else None
         if operation is None:
-            return None
+            operation = _route(sdk, url)
+            if operation is None:
+                return None
+        body = request_options.json_data
+        # ``type() is dict``, not ``Mapping``: an ABC check costs more than the rest of this.
+        model = body.get("model") if type(body) is dict else None
+        # Positional: keyword arguments cost more, and this runs on every call.
+        call = begin(
+            sdk.provider, operation, model if type(model) is str else None, stream, None, body
+        )
+        if stream and options.include_usage:
+            request_options = _asking_usage(sdk, call, request_options)
+        return call, request_options
+    except Exception:
+        internal_error(f"{sdk.provider} call start")
+        return None
+
+
+def _asking_usage(sdk: StainlessSDK, call: Call, request_options: Any) -> Any:
+    """The options of a chat stream, asking for its usage chunk when the hook can hide it."""
     body = request_options.json_data
-    # ``type() is dict``, not ``Mapping``: an ABC check costs more than the rest of this.
-    model = body.get("model") if type(body) is dict else None
-    # Positional: keyword arguments cost more, and this runs on every call.
-    call = begin(sdk.provider, operation, model if type(model) is str else None, stream, None, body)
     if (
-        stream
-        and options.include_usage
-        and sdk.hide_usage_chunk is not None
-        and operation == "chat"
-        and isinstance(body, dict)
-        and not _reads_body_itself(request_options)
+        sdk.hide_usage_chunk is None
+        or call.operation != "chat"
+        or not isinstance(body, dict)
+        or _reads_body_itself(request_options)
     ):
-        asked = body.get("stream_options")
-        if not (isinstance(asked, Mapping) and "include_usage" in asked):
-            # A copy: the caller's options (and body) are never changed.
-            request_options = copy.copy(request_options)
-            request_options.json_data = {
-                **body,
-                "stream_options": {**(asked or {}), "include_usage": True},
-            }
-            call.hide_usage_chunk = True
-    return call, request_options
+        return request_options
+    asked = body.get("stream_options")
+    if isinstance(asked, Mapping) and "include_usage" in asked:
+        return request_options
+    # A copy: the caller's options (and body) are never changed.
+    asking = copy.copy(request_options)
+    asking.json_data = {**body, "stream_options": {**(asked or {}), "include_usage": True}}
+    call.hide_usage_chunk = True
+    return asking
 
 
 def _resolve(sdk: StainlessSDK, client: Any, call: Call) -> None:
@@ -289,11 +303,7 @@ def _done(sdk: StainlessSDK, client: Any, call: Call, result: Any, asynchronous:
 
 def _sync_request(sdk: StainlessSDK, original: Callable[..., Any]) -> Callable[..., Any]:
     def request(self: Any, cast_to: Any, request_options: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            started = _start(sdk, self, request_options, bool(kwargs.get("stream")))
-        except Exception:
-            internal_error(f"{sdk.provider} call start")
-            started = None
+        started = _start(sdk, self, request_options, bool(kwargs.get("stream")))
         if started is None:
             return original(self, cast_to, request_options, *args, **kwargs)
         call, request_options = started
@@ -317,11 +327,7 @@ def _async_request(sdk: StainlessSDK, original: Callable[..., Any]) -> Callable[
     async def request(
         self: Any, cast_to: Any, request_options: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        try:
-            started = _start(sdk, self, request_options, bool(kwargs.get("stream")))
-        except Exception:
-            internal_error(f"{sdk.provider} call start")
-            started = None
+        started = _start(sdk, self, request_options, bool(kwargs.get("stream")))
         if started is None:
             return await original(self, cast_to, request_options, *args, **kwargs)
         call, request_options = started

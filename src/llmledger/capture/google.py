@@ -14,7 +14,7 @@ import importlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from llmledger.capture._core import (
     Call,
@@ -29,6 +29,8 @@ from llmledger.capture._patch import Patch
 from llmledger.capture._streams import StreamSpec, StreamTracker, aiterate, iterate
 
 __all__ = ["available", "body_text", "make_patches"]
+
+T = TypeVar("T")
 
 _METHODS = {
     "generateContent": "chat",
@@ -53,20 +55,25 @@ def _route(path: Any) -> tuple[str, str] | None:
 
 
 def _start(client: Any, path: Any, request_dict: Any, stream: bool) -> Call | None:
-    route = _route(path)
-    if route is None:
+    """The call to record, or None for a path that is not a billed call (or on failure)."""
+    try:
+        route = _route(path)
+        if route is None:
+            return None
+        operation, model = route
+        call = begin(
+            "google",
+            operation,
+            model or None,
+            stream=stream,
+            api_key=getattr(client, "api_key", None),
+            request=request_dict,
+        )
+        call.reader = "google"
+        return call
+    except Exception:
+        internal_error("google stream start" if stream else "google call start")
         return None
-    operation, model = route
-    call = begin(
-        "google",
-        operation,
-        model or None,
-        stream=stream,
-        api_key=getattr(client, "api_key", None),
-        request=request_dict,
-    )
-    call.reader = "google"
-    return call
 
 
 def _as_dict(chunk: Any) -> Mapping[str, Any]:
@@ -115,26 +122,34 @@ def _failed(call: Call, exc: BaseException) -> None:
 
 
 def _response_done(call: Call, response: Any) -> None:
-    ended = time.perf_counter()
+    try:
+        ended = time.perf_counter()
 
-    def build() -> Any:
-        body = _as_dict(response)
-        return reading_event(
-            call, body=body, ended=ended, text=lambda: body_text(call.operation, body)
-        )
+        def build() -> Any:
+            body = _as_dict(response)
+            return reading_event(
+                call, body=body, ended=ended, text=lambda: body_text(call.operation, body)
+            )
 
-    submit(call, build)
+        submit(call, build)
+    except Exception:
+        internal_error("google call end")
+
+
+def _tracked(call: Call, inner: T, wrap: Callable[[T, StreamTracker], T]) -> T:
+    """The SDK's chunk iterator wrapped by ``wrap`` (:func:`iterate` or :func:`aiterate`)."""
+    try:
+        return wrap(inner, StreamTracker(call, _STREAM))
+    except Exception:
+        internal_error("google stream start")
+        return inner
 
 
 def _sync_request(original: Callable[..., Any]) -> Callable[..., Any]:
     def request(
         self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        try:
-            call = _start(self, path, request_dict, stream=False)
-        except Exception:
-            internal_error("google call start")
-            call = None
+        call = _start(self, path, request_dict, stream=False)
         if call is None:
             return original(self, http_method, path, request_dict, *args, **kwargs)
         try:
@@ -142,10 +157,7 @@ def _sync_request(original: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException as exc:
             _failed(call, exc)
             raise
-        try:
-            _response_done(call, response)
-        except Exception:
-            internal_error("google call end")
+        _response_done(call, response)
         return response
 
     return request
@@ -155,11 +167,7 @@ def _async_request(original: Callable[..., Any]) -> Callable[..., Any]:
     async def async_request(
         self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        try:
-            call = _start(self, path, request_dict, stream=False)
-        except Exception:
-            internal_error("google call start")
-            call = None
+        call = _start(self, path, request_dict, stream=False)
         if call is None:
             return await original(self, http_method, path, request_dict, *args, **kwargs)
         try:
@@ -167,10 +175,7 @@ def _async_request(original: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException as exc:
             _failed(call, exc)
             raise
-        try:
-            _response_done(call, response)
-        except Exception:
-            internal_error("google call end")
+        _response_done(call, response)
         return response
 
     return async_request
@@ -180,16 +185,10 @@ def _sync_streamed(original: Callable[..., Any]) -> Callable[..., Any]:
     def request_streamed(
         self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
     ) -> Iterator[Any]:
-        inner = original(self, http_method, path, request_dict, *args, **kwargs)
-        try:
-            call = _start(self, path, request_dict, stream=True)
-            if call is None:
-                return inner  # type: ignore[no-any-return]
-            # The SDK's generator sends the request on its first step, inside ours.
-            return iterate(inner, StreamTracker(call, _STREAM))
-        except Exception:
-            internal_error("google stream start")
-            return inner  # type: ignore[no-any-return]
+        inner: Iterator[Any] = original(self, http_method, path, request_dict, *args, **kwargs)
+        call = _start(self, path, request_dict, stream=True)
+        # The SDK's generator sends the request on its first step, inside ours.
+        return inner if call is None else _tracked(call, inner, iterate)
 
     return request_streamed
 
@@ -198,11 +197,7 @@ def _async_streamed(original: Callable[..., Any]) -> Callable[..., Any]:
     async def async_request_streamed(
         self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        try:
-            call = _start(self, path, request_dict, stream=True)
-        except Exception:
-            internal_error("google stream start")
-            call = None
+        call = _start(self, path, request_dict, stream=True)
         if call is None:
             return await original(self, http_method, path, request_dict, *args, **kwargs)  # type: ignore[no-any-return]
         try:
@@ -210,11 +205,7 @@ def _async_streamed(original: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException as exc:
             _failed(call, exc)
             raise
-        try:
-            return aiterate(inner, StreamTracker(call, _STREAM))
-        except Exception:
-            internal_error("google stream start")
-            return inner  # type: ignore[no-any-return]
+        return _tracked(call, inner, aiterate)
 
     return async_request_streamed
 
