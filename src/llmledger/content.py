@@ -140,11 +140,28 @@ _override: ContentStore | None = None
 
 
 def set_content_store(store: ContentStore | None) -> None:
-    """Send kept text to ``store`` instead of the ledger database (``None`` restores it)."""
+    """Send kept text to ``store`` instead of the ledger database (``None`` restores it).
+
+    Example:
+        >>> import llmledger
+        >>> ledger = llmledger.configure(database_url="sqlite://")
+        >>> memory = MemoryContentStore()
+        >>> set_content_store(memory)
+        >>> content_store(ledger) is memory
+        True
+        >>> set_content_store(None)
+    """
     global _override
     _override = store
 
 
 def content_store(ledger: Ledger) -> ContentStore:
-    """The store kept text goes to for this ledger: the override, else the ledger's own."""
+    """The store kept text goes to for this ledger: the override, else the ledger's own.
+
+    Example:
+        >>> import llmledger
+        >>> ledger = llmledger.configure(database_url="sqlite://")
+        >>> type(content_store(ledger)).__name__
+        'SqlContentStore'
+    """
     return _override if _override is not None else ledger.content_store

@@ -39,7 +39,12 @@ class EventStreamMessage(NamedTuple):
 
 
 def looks_like_event_stream(data: bytes) -> bool:
-    """True when ``data`` starts with a well-formed prelude (length sane, CRC matching)."""
+    """True when ``data`` starts with a well-formed prelude (length sane, CRC matching).
+
+    Example:
+        >>> looks_like_event_stream(b'data: {"type": "ping"}\\n\\n')
+        False
+    """
     if len(data) < _MIN_MESSAGE:
         return False
     total, headers_length, prelude_crc = _PRELUDE.unpack_from(data, 0)

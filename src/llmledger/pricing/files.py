@@ -180,7 +180,19 @@ def read_yaml(path: Path) -> Any:
 
 
 def validation_message(path: Path | str, error: pydantic.ValidationError) -> str:
-    """One readable message per problem: ``file: prices[2].input: reason``."""
+    """One readable message per problem: ``file: prices[2].input: reason``.
+
+    Example:
+        >>> class Row(pydantic.BaseModel):
+        ...     input: Decimal
+        >>> class File(pydantic.BaseModel):
+        ...     prices: list[Row]
+        >>> try:
+        ...     File.model_validate({"prices": [{"input": 1}, {"input": "cheap"}]})
+        ... except pydantic.ValidationError as error:
+        ...     print(validation_message("prices.yaml", error))
+        prices.yaml: prices[1].input: Input should be a valid decimal
+    """
     lines = []
     for problem in error.errors():
         where = ""
