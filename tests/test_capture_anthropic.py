@@ -46,7 +46,7 @@ def client(replay: Replay) -> anthropic.Anthropic:
     return anthropic.Anthropic(
         api_key="sk-ant-test",
         base_url="https://api.anthropic.com",
-        http_client=replay.sync_client(),
+        http_client=replay.sync_client("anthropic"),
         max_retries=0,
     )
 
@@ -56,7 +56,7 @@ def aclient(replay: Replay) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(
         api_key="sk-ant-test",
         base_url="https://api.anthropic.com",
-        http_client=replay.async_client(),
+        http_client=replay.async_client("anthropic"),
         max_retries=0,
     )
 
@@ -135,7 +135,10 @@ def test_stream_endings_broken_closed_dropped(
     closed = _create(client, stream=True)
     closed.close()
     _create(client, stream=True)
-    assert [e.status for e in ledger.events()] == ["incomplete", "abandoned", "abandoned"]
+    # Before anthropic 1.x a dropped stream is in a reference cycle, so the one broken
+    # out of is recorded at the next garbage collection rather than at once: compare as a set.
+    statuses = sorted(e.status for e in ledger.events())
+    assert statuses == ["abandoned", "abandoned", "incomplete"]
 
 
 def test_async_stream_helper(
@@ -167,7 +170,9 @@ def test_failed_call_records_the_request_id(
         json.dumps(error).encode(),
         {**JSON, "request-id": "req_x"},
     )
-    client = anthropic.Anthropic(api_key="k", http_client=replay.sync_client(), max_retries=0)
+    client = anthropic.Anthropic(
+        api_key="k", http_client=replay.sync_client("anthropic"), max_retries=0
+    )
     with pytest.raises(anthropic.APIStatusError):
         _create(client)
     event = ledger.one()

@@ -42,7 +42,7 @@ def replay() -> Replay:
 
 def _client(replay: Replay) -> genai.Client:
     options = types.HttpOptions(
-        httpx_client=replay.sync_client(), httpx_async_client=replay.async_client()
+        httpx_client=replay.sync_client("google"), httpx_async_client=replay.async_client("google")
     )
     return genai.Client(api_key="AIza-test", http_options=options)
 

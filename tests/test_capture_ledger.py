@@ -252,7 +252,9 @@ def test_recorded_anthropic_cache_read_counts_every_input_token(
 ) -> None:
     body = recorded("anthropic_messages_cache_read.json")
     replay = Replay({"/v1/messages": (200, body, {**JSON, "request-id": "req_rec"})})
-    client = anthropic.Anthropic(api_key="k", http_client=replay.sync_client(), max_retries=0)
+    client = anthropic.Anthropic(
+        api_key="k", http_client=replay.sync_client("anthropic"), max_retries=0
+    )
     message = client.messages.create(model=CLAUDE, max_tokens=100, messages=QUESTION)
     event = only(ledger)
     usage = message.usage

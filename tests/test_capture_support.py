@@ -10,12 +10,15 @@ for it with ``stream_options.include_usage``.
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import httpx
 import httpx2
 import pytest
 
@@ -85,34 +88,58 @@ def without_usage_chunk(sse: bytes) -> bytes:
     return b"\n\n".join(frame.replace(b',"usage":null', b"") for frame in kept) + b"\n\n"
 
 
+def http_library(sdk: str) -> ModuleType:
+    """The HTTP library whose clients this version of ``sdk`` takes: ``httpx`` or ``httpx2``.
+
+    The current majors of the SDKs are built on ``httpx2`` (a fork of ``httpx``); earlier
+    ones accept only ``httpx`` clients. ``sdk`` is ``openai``, ``anthropic`` or ``google``.
+    """
+    if sdk == "google":
+        api_client = importlib.import_module("google.genai._api_client")
+        return httpx2 if getattr(api_client, "httpx2", None) is not None else httpx
+    client_class = importlib.import_module(sdk).DefaultHttpxClient
+    library = next(
+        base.__module__.partition(".")[0]
+        for base in client_class.__mro__
+        if base.__name__ == "Client" and base.__module__.startswith("httpx")
+    )
+    return httpx2 if library == "httpx2" else httpx
+
+
 class Replay:
-    """An ``httpx2.MockTransport`` handler answering each route with a recorded response.
+    """A ``MockTransport`` handler answering each route with a recorded response.
 
     ``routes`` maps a path suffix to ``(status, body, headers)``, or to a callable
     of the parsed request body giving one. Requests are kept in ``requests``.
+    ``sync_client(sdk)`` and ``async_client(sdk)`` give a client of the HTTP library
+    that SDK takes (:func:`http_library`).
     """
 
     def __init__(self, routes: dict[str, Any]) -> None:
         self.routes = routes
         self.requests: list[dict[str, Any]] = []
 
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+    def __call__(self, request: Any) -> Any:
         body = json.loads(request.content or b"{}")
         self.requests.append(body)
         path = request.url.path
+        # An answer of the request's own library (httpx or httpx2).
+        library = importlib.import_module(type(request).__module__.partition(".")[0])
         for suffix, answer in self.routes.items():
             if path.endswith(suffix):
                 if callable(answer):
                     answer = answer(body)
                 status, content, headers = answer
-                return httpx2.Response(status, content=content, headers=headers)
-        return httpx2.Response(404, json={"error": {"message": f"no route {path}"}})
+                return library.Response(status, content=content, headers=headers)
+        return library.Response(404, json={"error": {"message": f"no route {path}"}})
 
-    def sync_client(self) -> httpx2.Client:
-        return httpx2.Client(transport=httpx2.MockTransport(self))
+    def sync_client(self, sdk: str = "openai") -> Any:
+        library = http_library(sdk)
+        return library.Client(transport=library.MockTransport(self))
 
-    def async_client(self) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(transport=httpx2.MockTransport(self))
+    def async_client(self, sdk: str = "openai") -> Any:
+        library = http_library(sdk)
+        return library.AsyncClient(transport=library.MockTransport(self))
 
 
 JSON = {"content-type": "application/json"}

@@ -64,11 +64,26 @@ def available() -> bool:
     return True
 
 
+def _optional(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
 def make_patches() -> list[Patch]:
     """The patches that capture the ``anthropic`` SDK's calls."""
     base = importlib.import_module("anthropic._base_client")
     streaming = importlib.import_module("anthropic._streaming")
-    raw = importlib.import_module("anthropic._response")
+    # ``with_raw_response`` returns a ``LegacyAPIResponse`` in the 0.x releases.
+    raw_types = tuple(
+        cls
+        for cls in (
+            _optional("anthropic._legacy_response", "LegacyAPIResponse"),
+            _optional("anthropic._response", "BaseAPIResponse"),
+        )
+        if cls is not None
+    )
     sdk = StainlessSDK(
         provider="anthropic",
         routes={"/v1/messages": "chat", "/v1/messages?beta=true": "chat"},
@@ -80,7 +95,7 @@ def make_patches() -> list[Patch]:
         sync_client=base.SyncAPIClient,
         async_client=base.AsyncAPIClient,
         stream_types=(streaming.Stream, streaming.AsyncStream),
-        raw_types=(raw.BaseAPIResponse,),
+        raw_types=raw_types,
         # The ``.stream()`` helpers close their raw stream, so hooking its close() is enough.
         stream_classes=(
             (streaming.Stream, lambda stream: stream),
