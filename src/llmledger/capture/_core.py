@@ -285,20 +285,17 @@ def fingerprint(api_key: str | None) -> str | None:
 
 def _values(call: Call, ended: float, ttft: float | None) -> dict[str, Any]:
     # What the framework call names (``extra``) is the innermost layer, so it wins.
-    attribution = call.attribution
-    extra = call.extra or {}
-    tags = dict(attribution.tags)
-    tags.update(extra.get("tags") or {})
+    attribution = call.attribution.merged(**call.extra) if call.extra else call.attribution
     values: dict[str, Any] = {
         "provider": call.provider,
         "operation": call.operation,
         "ts": datetime.fromtimestamp(call.wall, UTC),
         "duration_ms": round(max(ended - call.started, 0.0) * 1000, 3),
-        "tenant": extra.get("tenant") or attribution.tenant,
-        "user": extra.get("user") or attribution.user,
-        "feature": extra.get("feature") or attribution.feature,
-        "session": extra.get("session") or attribution.session,
-        "tags": tags,
+        "tenant": attribution.tenant,
+        "user": attribution.user,
+        "feature": attribution.feature,
+        "session": attribution.session,
+        "tags": dict(attribution.tags),
         "api_key_fingerprint": fingerprint(call.api_key),
     }
     if call.model:
