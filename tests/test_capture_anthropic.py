@@ -41,24 +41,17 @@ def replay() -> Replay:
     return Replay({"/v1/messages": _messages})
 
 
+_OPTIONS: Any = {"api_key": "sk-ant-test", "base_url": "https://api.anthropic.com"}
+
+
 @pytest.fixture
 def client(replay: Replay) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        api_key="sk-ant-test",
-        base_url="https://api.anthropic.com",
-        http_client=replay.sync_client("anthropic"),
-        max_retries=0,
-    )
+    return replay.sdk_client(anthropic.Anthropic, "anthropic", **_OPTIONS)
 
 
 @pytest.fixture
 def aclient(replay: Replay) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(
-        api_key="sk-ant-test",
-        base_url="https://api.anthropic.com",
-        http_client=replay.async_client("anthropic"),
-        max_retries=0,
-    )
+    return replay.sdk_client(anthropic.AsyncAnthropic, "anthropic", asynchronous=True, **_OPTIONS)
 
 
 def _create(client: anthropic.Anthropic, **extra: Any) -> Any:

@@ -64,24 +64,17 @@ def replay() -> Replay:
     return _replay()
 
 
+_OPTIONS: Any = {"api_key": "sk-test", "base_url": "https://api.openai.com/v1"}
+
+
 @pytest.fixture
 def client(replay: Replay) -> openai.OpenAI:
-    return openai.OpenAI(
-        api_key="sk-test",
-        base_url="https://api.openai.com/v1",
-        http_client=replay.sync_client(),
-        max_retries=0,
-    )
+    return replay.sdk_client(openai.OpenAI, "openai", **_OPTIONS)
 
 
 @pytest.fixture
 def aclient(replay: Replay) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        api_key="sk-test",
-        base_url="https://api.openai.com/v1",
-        http_client=replay.async_client(),
-        max_retries=0,
-    )
+    return replay.sdk_client(openai.AsyncOpenAI, "openai", asynchronous=True, **_OPTIONS)
 
 
 # -- non-streamed ------------------------------------------------------------------------

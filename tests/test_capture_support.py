@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import httpx2
@@ -29,6 +29,8 @@ from llmledger.ledger import Ledger
 from llmledger.settings import load_settings
 
 RECORDED = Path(__file__).parent / "fixtures" / "recorded"
+
+C = TypeVar("C")
 
 
 class KeepingLedger(Ledger):
@@ -140,6 +142,18 @@ class Replay:
     def async_client(self, sdk: str = "openai") -> Any:
         library = http_library(sdk)
         return library.AsyncClient(transport=library.MockTransport(self))
+
+    def sdk_client(
+        self,
+        client_class: Callable[..., C],
+        sdk: str,
+        *,
+        asynchronous: bool = False,
+        **options: Any,
+    ) -> C:
+        """An SDK client (``client_class(**options)``) answered by this replay, never retrying."""
+        http_client = self.async_client(sdk) if asynchronous else self.sync_client(sdk)
+        return client_class(http_client=http_client, max_retries=0, **options)
 
 
 JSON = {"content-type": "application/json"}
