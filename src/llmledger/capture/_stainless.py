@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import inspect
 import json
 import time
@@ -42,7 +43,7 @@ from llmledger.capture._streams import (
     tracker_of,
 )
 
-__all__ = ["StainlessSDK", "patches"]
+__all__ = ["StainlessSDK", "optional", "patches", "raw_response_types"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +373,33 @@ def _closing(get_raw: Callable[[Any], Any], stream: Any) -> None:
             tracker.closed()
     except Exception:
         internal_error("stream close")
+
+
+def optional(module: str, name: str) -> Any:
+    """``module.name``, or None when this SDK version has no such thing.
+
+    Example:
+        >>> optional("json", "loads").__name__, optional("json", "nothing")
+        ('loads', None)
+    """
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def raw_response_types(package: str) -> tuple[type, ...]:
+    """What ``with_raw_response`` returns in this SDK version (0.x: ``LegacyAPIResponse``).
+
+    Example:
+        >>> raw_response_types("no_such_sdk")
+        ()
+    """
+    found = (
+        optional(f"{package}._legacy_response", "LegacyAPIResponse"),
+        optional(f"{package}._response", "BaseAPIResponse"),
+    )
+    return tuple(cls for cls in found if cls is not None)
 
 
 def patches(sdk: StainlessSDK) -> list[Patch]:

@@ -9,7 +9,12 @@ from typing import Any
 
 from llmledger.capture._core import Call
 from llmledger.capture._patch import Patch
-from llmledger.capture._stainless import StainlessSDK, as_dict, patches
+from llmledger.capture._stainless import (
+    StainlessSDK,
+    as_dict,
+    patches,
+    raw_response_types,
+)
 from llmledger.capture._streams import StreamSpec
 
 __all__ = ["available", "body_text", "make_patches"]
@@ -64,26 +69,12 @@ def available() -> bool:
     return True
 
 
-def _optional(module: str, name: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
 def make_patches() -> list[Patch]:
     """The patches that capture the ``anthropic`` SDK's calls."""
     base = importlib.import_module("anthropic._base_client")
     streaming = importlib.import_module("anthropic._streaming")
     # ``with_raw_response`` returns a ``LegacyAPIResponse`` in the 0.x releases.
-    raw_types = tuple(
-        cls
-        for cls in (
-            _optional("anthropic._legacy_response", "LegacyAPIResponse"),
-            _optional("anthropic._response", "BaseAPIResponse"),
-        )
-        if cls is not None
-    )
+    raw_types = raw_response_types("anthropic")
     sdk = StainlessSDK(
         provider="anthropic",
         routes={"/v1/messages": "chat", "/v1/messages?beta=true": "chat"},

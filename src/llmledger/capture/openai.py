@@ -14,7 +14,13 @@ from typing import Any
 
 from llmledger.capture._core import Call
 from llmledger.capture._patch import Patch
-from llmledger.capture._stainless import StainlessSDK, as_dict, patches
+from llmledger.capture._stainless import (
+    StainlessSDK,
+    as_dict,
+    optional,
+    patches,
+    raw_response_types,
+)
 from llmledger.capture._streams import StreamSpec
 
 __all__ = ["available", "body_text", "make_patches", "provider_for_host", "sdk"]
@@ -156,13 +162,6 @@ def available() -> bool:
     return True
 
 
-def _optional(module: str, name: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
 def make_patches() -> list[Patch]:
     """The patches that capture the ``openai`` SDK's calls."""
     return patches(sdk())
@@ -172,19 +171,12 @@ def sdk() -> StainlessSDK:
     """What the shared hook needs to know about the ``openai`` SDK."""
     base = importlib.import_module("openai._base_client")
     streaming = importlib.import_module("openai._streaming")
-    raw_types = tuple(
-        cls
-        for cls in (
-            _optional("openai._legacy_response", "LegacyAPIResponse"),
-            _optional("openai._response", "BaseAPIResponse"),
-        )
-        if cls is not None
-    )
+    raw_types = raw_response_types("openai")
     helpers = [
-        _optional("openai.lib.streaming.chat", "ChatCompletionStream"),
-        _optional("openai.lib.streaming.chat", "AsyncChatCompletionStream"),
-        _optional("openai.lib.streaming.responses", "ResponseStream"),
-        _optional("openai.lib.streaming.responses", "AsyncResponseStream"),
+        optional("openai.lib.streaming.chat", "ChatCompletionStream"),
+        optional("openai.lib.streaming.chat", "AsyncChatCompletionStream"),
+        optional("openai.lib.streaming.responses", "ResponseStream"),
+        optional("openai.lib.streaming.responses", "AsyncResponseStream"),
     ]
     stream_classes: list[tuple[type, Any]] = [
         (streaming.Stream, lambda stream: stream),
