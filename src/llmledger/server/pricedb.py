@@ -205,16 +205,9 @@ class PriceDB:
         Raises:
             NotFoundError: when there is no such row.
         """
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                user_prices.update()
-                .where(user_prices.c.id == price_id)
-                .values(checked=checked.isoformat())
-            )
-            if done.rowcount == 0:
-                raise NotFoundError(f"no price row {price_id!r}")
-            row = conn.execute(sa.select(user_prices).where(user_prices.c.id == price_id)).one()
-        return self._price(row._mapping)
+        return self._price(
+            self._mark_checked(user_prices, price_id, checked, f"no price row {price_id!r}")
+        )
 
     @staticmethod
     def _price(m: Any) -> StoredPrice:
@@ -294,18 +287,21 @@ class PriceDB:
         Raises:
             NotFoundError: when there is no such row.
         """
+        return self._rate(
+            self._mark_checked(
+                user_exchange_rates, rate_id, checked, f"no exchange rate {rate_id!r}"
+            )
+        )
+
+    def _mark_checked(self, table: sa.Table, row_id: str, checked: date, missing: str) -> Any:
+        """Set a row's ``checked`` day and return the updated row's mapping."""
         with self.engine.begin() as conn:
             done = conn.execute(
-                user_exchange_rates.update()
-                .where(user_exchange_rates.c.id == rate_id)
-                .values(checked=checked.isoformat())
+                table.update().where(table.c.id == row_id).values(checked=checked.isoformat())
             )
             if done.rowcount == 0:
-                raise NotFoundError(f"no exchange rate {rate_id!r}")
-            row = conn.execute(
-                sa.select(user_exchange_rates).where(user_exchange_rates.c.id == rate_id)
-            ).one()
-        return self._rate(row._mapping)
+                raise NotFoundError(missing)
+            return conn.execute(sa.select(table).where(table.c.id == row_id)).one()._mapping
 
     @staticmethod
     def _rate(m: Any) -> StoredRate:

@@ -21,10 +21,10 @@ class AnthropicRoutes(Responder):
             [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
         )
         messages_text = " ".join(text_of(m.get("content")) for m in body.get("messages", []))
-        n = self.server.state.next_id()
-        request_id = f"req_sim{n:06d}"
-        if self._fail_if_asked(messages_text, anthropic=True, request_id=request_id):
+        n = self._begin(messages_text, anthropic=True)
+        if n is None:
             return
+        request_id = f"req_sim{n:06d}"
         cached_text = " ".join(b.get("text", "") for b in system_blocks if b.get("cache_control"))
         plain_text = " ".join(
             b.get("text", "") for b in system_blocks if not b.get("cache_control")

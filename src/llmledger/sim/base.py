@@ -166,9 +166,16 @@ class Responder(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             return  # the client stopped reading: a stream closed early
 
-    def _fail_if_asked(self, text: str, anthropic: bool, request_id: str) -> bool:
+    def _begin(self, text: str, *, anthropic: bool) -> int | None:
+        """Number a new call; answer it with an HTTP 500 instead when the text asks to fail.
+
+        Returns:
+            The call's number, or None when the failure was already sent.
+        """
+        n = self.server.state.next_id()
+        request_id = f"req_sim{n:06d}"
         if "[fail]" not in text:
-            return False
+            return n
         if anthropic:
             body = {
                 "type": "error",
@@ -180,6 +187,4 @@ class Responder(BaseHTTPRequestHandler):
                 "error": {"message": "simulated server error", "type": "server_error", "code": None}
             }
             self._send_json(500, body, {"x-request-id": request_id})
-        return True
-
-    # -- OpenAI ----------------------------------------------------------------------
+        return None

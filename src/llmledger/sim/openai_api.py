@@ -40,10 +40,10 @@ class OpenAIRoutes(Responder):
     def _chat(self, body: dict[str, Any]) -> None:
         model = str(body.get("model", "gpt-4o-mini"))
         text = " ".join(text_of(m.get("content")) for m in body.get("messages", []))
-        n = self.server.state.next_id()
-        request_id = f"req_sim{n:06d}"
-        if self._fail_if_asked(text, anthropic=False, request_id=request_id):
+        n = self._begin(text, anthropic=False)
+        if n is None:
             return
+        request_id = f"req_sim{n:06d}"
         seed = seed_of(model, text)
         answer = answer_text(seed, 8 + seed % 40)
         prompt_tokens, cached = self._openai_prompt(text, model)
@@ -160,10 +160,10 @@ class OpenAIRoutes(Responder):
             )
         )
         text = f"{body.get('instructions') or ''} {text}".strip()
-        n = self.server.state.next_id()
-        request_id = f"req_sim{n:06d}"
-        if self._fail_if_asked(text, anthropic=False, request_id=request_id):
+        n = self._begin(text, anthropic=False)
+        if n is None:
             return
+        request_id = f"req_sim{n:06d}"
         seed = seed_of(model, text)
         answer = answer_text(seed, 10 + seed % 30)
         input_tokens, cached = self._openai_prompt(text, model)
