@@ -6,6 +6,12 @@ Only the SHA-256 of the whole token is stored; a presented token is looked up
 by its id and its hash compared in constant time.  The token is shown once, when
 the key is created.
 
+A :class:`KeyStore` remembers the keys it verified, by the hash of their token,
+for a few seconds (``cache_seconds``), so a client sending many requests with
+one key does not cost a database query each.  Revoking through the same store
+takes effect at once; another store over the same database (another service
+instance, the ``llmledger keys`` command) sees the revoke within ``cache_seconds``.
+
 Roles:
 
 - ``admin``: everything, across tenants.
@@ -28,6 +34,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
@@ -39,6 +49,8 @@ from llmledger.errors import ConfigError, LedgerError
 from llmledger.store.schema import metadata
 
 __all__ = [
+    "CACHE_SECONDS",
+    "CACHE_SIZE",
     "ROLES",
     "TOKEN_PREFIX",
     "ApiKey",
@@ -56,6 +68,11 @@ ROLES: tuple[str, ...] = get_args(Role)
 TOKEN_PREFIX = "llk_"
 _ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ID_LENGTH = 12
+
+#: Seconds a verified key is trusted without asking the database again, by default.
+CACHE_SECONDS = 5.0
+#: Verified keys a :class:`KeyStore` remembers at most, by default.
+CACHE_SIZE = 1024
 
 # Created by migration 0003; described here, on the ledger's shared metadata,
 # because only keys and the server use the table.
@@ -184,15 +201,99 @@ def check_scope(role: str, tenant: str | None, user: str | None) -> None:
         raise ConfigError("only reader keys can be limited to one --user")
 
 
+class _VerifiedKeys:
+    """Keys verified lately, by the SHA-256 of their token, each until a deadline.
+
+    Only the hash is kept, never the token.  A caller cannot steer the hash of
+    what it sends, so looking one up tells it nothing about a stored one.
+    Thread-safe.  Every entry lives as long, so the oldest is also the next to
+    expire: it is the one dropped when the cache is full.
+    """
+
+    def __init__(self, seconds: float, size: int, clock: Callable[[], float]) -> None:
+        self.seconds = seconds
+        self.size = size
+        self.clock = clock
+        self._entries: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
+        self._revocations = 0
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> ApiKey | None:
+        """The key cached for this token hash, unless it has expired."""
+        now = self.clock()
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if now < entry[1]:
+                return entry[0]
+            del self._entries[digest]
+            return None
+
+    def ticket(self) -> tuple[float, int]:
+        """The time and revocation count to hand to :meth:`put`, taken before the database read."""
+        now = self.clock()
+        with self._lock:
+            return now, self._revocations
+
+    def put(self, digest: str, key: ApiKey, ticket: tuple[float, int]) -> None:
+        """Remember a key read from the database after ``ticket`` was taken."""
+        read_at, revocations = ticket
+        with self._lock:
+            # A revoke that ran during the read may have been missed by it.
+            if self.seconds <= 0 or revocations != self._revocations:
+                return
+            self._entries.pop(digest, None)
+            self._entries[digest] = (key, read_at + self.seconds)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def forget(self, key_id: str) -> None:
+        """Drop the key with this id, and anything being read while it is revoked."""
+        with self._lock:
+            self._revocations += 1
+            for digest in [d for d, (key, _) in self._entries.items() if key.id == key_id]:
+                del self._entries[digest]
+
+
 class KeyStore:
     """Create, list, revoke and verify API keys in the ledger database.
 
+    Keys that verify are remembered for ``cache_seconds``, so a busy client does
+    not cost a database query per request.  A revoke through this store takes
+    effect at once; one through another store (another service instance, the
+    ``llmledger keys`` command) is seen here within ``cache_seconds``.
+
     Args:
         engine: The ledger's engine (``SqlStore.engine``), migrated to 0003 or later.
+        cache_seconds: How long a verified key is trusted without asking the
+            database again; 0 asks every time.
+        cache_size: How many verified keys are remembered at most (the oldest go first).
+        clock: Seconds on a clock that never goes back (for tests: a fake one).
+
+    Raises:
+        ConfigError: when ``cache_seconds`` or ``cache_size`` is negative.
+
+    Example:
+        >>> from llmledger.store import open_store
+        >>> keys = KeyStore(open_store("sqlite://").engine, cache_seconds=0)
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        cache_seconds: float = CACHE_SECONDS,
+        cache_size: int = CACHE_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if cache_seconds < 0 or cache_size < 0:
+            raise ConfigError(
+                f"cache_seconds and cache_size cannot be negative, "
+                f"got {cache_seconds!r} and {cache_size!r}"
+            )
         self.engine = engine
+        self._verified = _VerifiedKeys(cache_seconds, cache_size, clock)
 
     def create(
         self,
@@ -250,6 +351,9 @@ class KeyStore:
     def revoke(self, key_id: str, *, now: datetime) -> ApiKey:
         """Revoke a key (revoking twice keeps the first time).
 
+        This store stops accepting the key at once; other stores over the same
+        database stop within their ``cache_seconds``.
+
         Raises:
             UnknownKeyError: when there is no such key.
         """
@@ -260,21 +364,35 @@ class KeyStore:
                 .where(api_keys.c.id == key_id, api_keys.c.revoked_us.is_(None))
                 .values(revoked_us=_micros(now))
             )
+        self._verified.forget(key_id)
         return self.get(key_id)
 
     def verify(self, token: str) -> ApiKey | None:
         """The active key this token belongs to, or None.
 
         The stored hash is compared in constant time; an unknown id is compared
-        against a dummy hash so it takes as long.
+        against a dummy hash so it takes as long.  A key that verifies is
+        remembered for ``cache_seconds``; a token that does not is asked about
+        every time, so a key made since works at once.
         """
+        digest = hash_token(token)
+        cached = self._verified.get(digest)
+        if cached is not None:
+            return cached
+        ticket = self._verified.ticket()
+        key = self._verify_in_database(token, digest)
+        if key is not None:
+            self._verified.put(digest, key, ticket)
+        return key
+
+    def _verify_in_database(self, token: str, digest: str) -> ApiKey | None:
         key_id = _token_id(token)
         row = None
         if key_id is not None:
             with self.engine.connect() as conn:
                 row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
         stored = _NO_KEY_HASH if row is None else str(row._mapping["secret_hash"])
-        matches = hmac.compare_digest(hash_token(token), stored)
+        matches = hmac.compare_digest(digest, stored)
         if row is None or not matches:
             return None
         key = _row_to_key(row)
