@@ -103,6 +103,19 @@ def server_cpu_seconds(pid: int) -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU seconds of every local PostgreSQL process (None when none is visible)."""
+    total, seen = 0.0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(entry.name))
+                seen = True
+    return total if seen else None
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = (len(ordered) - 1) * q
@@ -200,12 +213,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(0.1)
         asyncio.run(load(address, token, bodies[: args.warmup], 1, args.gzip, 60))
         cpu_before = server_cpu_seconds(server.pid)
+        pg_before = postgres_cpu_seconds()
         latencies, wall, sent = asyncio.run(
             load(
                 address, token, bodies[args.warmup :], args.concurrency, args.gzip, args.time_limit
             )
         )
         server_cpu = server_cpu_seconds(server.pid) - cpu_before
+        pg_after = postgres_cpu_seconds()
+        pg_cpu = None if pg_before is None or pg_after is None else pg_after - pg_before
         events = sent * args.batch
         with open_store(url) as store:
             stored = store.count()
@@ -225,6 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "wall_s": round(wall, 3),
             "events_per_s": round(events / wall),
             "server_cpu_us_per_event": round(server_cpu / events * 1e6, 1),
+            "postgres_cpu_us_per_event": None if pg_cpu is None else round(pg_cpu / events * 1e6, 1),
             "latency_ms": {
                 "min": round(min(ms), 1),
                 "p50": round(percentile(ms, 0.50), 1),
@@ -282,7 +299,8 @@ def main() -> None:
     )
     print(
         f"  {result['events_per_s']:,} events/s ({result['events']:,} events in "
-        f"{result['wall_s']} s); server CPU {result['server_cpu_us_per_event']} µs/event"
+        f"{result['wall_s']} s); CPU per event: server {result['server_cpu_us_per_event']} µs, "
+        f"PostgreSQL {result['postgres_cpu_us_per_event']} µs"
     )
     print(
         f"  latency per request (ms): p50 {lat['p50']}, p90 {lat['p90']}, p99 {lat['p99']}, "

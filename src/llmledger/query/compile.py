@@ -65,7 +65,7 @@ def _count_if(condition: Any) -> Any:
     return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
 
-def event_state_columns(table: sa.Table = events) -> list[Any]:
+def event_state_columns(table: sa.FromClause = events) -> list[Any]:
     """Aggregates over events, in ``STATE_FIELDS`` order."""
     c = table.c
     return [
