@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -424,3 +426,18 @@ def test_instances_over_one_database_answer_alike(db_url: str) -> None:
             )
             second.post("/v1/events", later)
             assert first.get(f"/v1/events/{later['id']}").json()["cost"] == "1.000000000"
+
+
+def test_a_serving_process_freezes_its_start_up_objects_out_of_the_collector(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    assert gc.get_freeze_count() == 0
+    try:
+        with TestClient(create_app(settings)):
+            assert gc.get_freeze_count() == 0  # mounted in a larger program: left alone
+        with TestClient(create_app(settings, own_process=True)) as client:
+            assert gc.get_freeze_count() > 0
+            assert client.get("/healthz").status_code == 200
+    finally:
+        gc.unfreeze()

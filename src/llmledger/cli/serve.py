@@ -49,7 +49,7 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, log_le
     try:
         import uvicorn
 
-        from llmledger.server import create_app
+        from llmledger.server.app import create_app
     except ImportError as exc:  # pragma: no cover - the server extra is missing
         raise click.ClickException(
             f"the service needs its extra: pip install 'llmledger[server]' ({exc})"
@@ -58,14 +58,15 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, log_le
     settings = ledger.settings
     ledger.store.close()  # migrated now, before any worker starts
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        app = create_app(settings, own_process=True)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     # Workers are separate processes: they read the same settings from the environment.
     os.environ["LLMLEDGER_HOME"] = str(settings.home)
     if settings.database_url:
         os.environ["LLMLEDGER_DATABASE_URL"] = settings.database_url
     uvicorn.run(
-        "llmledger.server:create_app",
+        "llmledger.server.app:create_process_app",
         factory=True,
         host=host,
         port=port,
