@@ -241,7 +241,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "wall_s": round(wall, 3),
             "events_per_s": round(events / wall),
             "server_cpu_us_per_event": round(server_cpu / events * 1e6, 1),
-            "postgres_cpu_us_per_event": None if pg_cpu is None else round(pg_cpu / events * 1e6, 1),
+            "postgres_cpu_us_per_event": (
+                None if pg_cpu is None else round(pg_cpu / events * 1e6, 1)
+            ),
             "latency_ms": {
                 "min": round(min(ms), 1),
                 "p50": round(percentile(ms, 0.50), 1),
