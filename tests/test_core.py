@@ -227,3 +227,10 @@ def test_declared_features_refuse_unknown_ones() -> None:
             attribute(feature="serach")
     finally:
         llmledger.configure()
+
+
+def test_features_from_the_environment_take_optional_display_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLMLEDGER_FEATURES", " chat=Chat assistant ,search,, rag = ")
+    assert load_settings().features == {"chat": "Chat assistant", "search": "search", "rag": "rag"}

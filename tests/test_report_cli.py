@@ -153,3 +153,16 @@ def test_every_documented_example_runs(ledger: list[UsageEvent], tmp_path: Path,
     assert len(examples) >= 10
     for example in examples:
         _run(*shlex.split(example)[2:])
+
+
+def test_declared_features_show_their_display_names_in_tables_only(
+    ledger: list[UsageEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMLEDGER_FEATURES", "chat=Chat assistant, search")
+    text = _run("--by", "feature")
+    assert "Chat assistant (chat)" in text
+    assert "search" in text and "(search)" not in text  # no display name: the name alone
+    timeline = _run("--where", "tag:podcast_id=rec123", "--timeline")
+    assert timeline.count("Chat assistant (chat)") >= 2  # the breakdown and the calls
+    rows = json.loads(_run("--by", "feature", "--json"))["rows"]
+    assert {r["feature"] for r in rows} == {"chat", "search", None}  # data keeps the names

@@ -38,7 +38,8 @@ class Settings:
         database_url: SQLAlchemy URL of the ledger; default SQLite at ``home/ledger.db``.
         price_files: User price files (YAML), applied over the bundled catalog.
         features: Declared feature names (name -> display name); when not empty,
-            an undeclared feature is an error.
+            an undeclared feature is an error.  Reports for people show each
+            display name beside its feature's name.
         queue_limit: Most events waiting for the background writer; beyond it new
             events are dropped and counted, so memory stays bounded.
         batch_size: Most events written in one transaction.
@@ -109,7 +110,9 @@ def _coerce(name: str, value: Any) -> Any:
             return tuple(Path(p).expanduser() for p in value)
         if name == "features":
             if isinstance(value, str):
-                value = [f.strip() for f in value.split(",") if f.strip()]
+                # "chat=Chat assistant,search": a display name after "=" is optional.
+                pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+                value = {k.strip(): (v.strip() or k.strip()) for k, _, v in pairs}
             if isinstance(value, Mapping):
                 return {str(k): str(v) for k, v in value.items()}
             return {str(f): str(f) for f in value}

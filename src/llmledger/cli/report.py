@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -110,8 +110,23 @@ def render_chart(points: Sequence[tuple[str, float]], width: int = 40) -> list[s
     return lines
 
 
-def print_report(report: Report, *, chart: bool = True) -> None:
+def _cell(value: Any, names: Mapping[str, str] | None) -> str:
+    if value is None:
+        return NONE_VALUE
+    shown = names.get(value) if names else None
+    return f"{shown} ({value})" if shown and shown != value else str(value)
+
+
+def print_report(
+    report: Report, *, chart: bool = True, features: Mapping[str, str] | None = None
+) -> None:
     """Render a report for people: a summary line, the table, a trend chart, notes.
+
+    Args:
+        report: The report.
+        chart: Draw a trend chart under tables by time bucket.
+        features: Display names of declared features (the ``features`` setting),
+            shown beside each feature's name.
 
     Example:
         >>> from llmledger.query import Query, Report
@@ -137,7 +152,7 @@ def print_report(report: Report, *, chart: bool = True) -> None:
         table = []
         for row in report.rows:
             cells = [_bucket_label(row[query.every], query.every)] if query.every else []
-            cells += [NONE_VALUE if row[d] is None else str(row[d]) for d in query.by]
+            cells += [_cell(row[d], features if d == "feature" else None) for d in query.by]
             cells += [_format(m, row.get(m), currency) for m in query.metrics]
             table.append(cells)
         for label, values in (("other", report.other), ("total", total)):
@@ -193,13 +208,15 @@ def _print_forecast(forecast: Forecast) -> None:
     )
 
 
-def _print_timeline(calls: list[dict[str, Any]], currency: str) -> None:
+def _print_timeline(
+    calls: list[dict[str, Any]], currency: str, features: Mapping[str, str]
+) -> None:
     rows = [
         (
             call["ts"].strftime("%Y-%m-%d %H:%M:%S"),
             call["provider"],
             call["model"],
-            call["feature"] or NONE_VALUE,
+            _cell(call["feature"], features),
             call["status"],
             f"{call['input_tokens']:,}",
             f"{call['output_tokens']:,}",
@@ -306,9 +323,9 @@ def report_command(ctx: click.Context, by: tuple[str, ...], every: str | None, t
         return
     if output is not None:
         with output.open("w", encoding="utf-8") as handle, contextlib.redirect_stdout(handle):
-            _print_all(report, calls, forecast, chart)
+            _print_all(report, calls, forecast, chart, ledger.settings.features)
         return
-    _print_all(report, calls, forecast, chart)
+    _print_all(report, calls, forecast, chart, ledger.settings.features)
 
 
 def _plain(value: Any) -> Any:
@@ -320,11 +337,11 @@ def _plain(value: Any) -> Any:
 
 
 def _print_all(report: Report, calls: list[dict[str, Any]] | None, forecast: Forecast | None,
-               chart: bool) -> None:
-    print_report(report, chart=chart)
+               chart: bool, features: Mapping[str, str]) -> None:
+    print_report(report, chart=chart, features=features)
     if calls is not None:
         click.echo()
-        _print_timeline(calls, report.currency)
+        _print_timeline(calls, report.currency, features)
     if forecast is not None:
         _print_forecast(forecast)
 

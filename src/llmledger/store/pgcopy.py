@@ -1,8 +1,9 @@
 """PostgreSQL's write path: COPY into a temporary table, then one INSERT … SELECT.
 
 Measured against psycopg 3's pipelined ``executemany`` on the same prebuilt rows,
-COPY plus ``INSERT … SELECT … ON CONFLICT DO NOTHING`` is faster (1.4× on an
-idle 2-core machine; ``bench/bench_write.py``, figures in ``docs/benchmarks.md``).  ``RETURNING`` tells exactly which events were new:
+COPY plus ``INSERT … SELECT … ON CONFLICT DO NOTHING`` is faster (1.4 times on
+an idle 2-core machine; ``bench/bench_write.py``, figures in
+``docs/benchmarks.md``).  ``RETURNING`` tells exactly which events were new:
 only their tags are inserted, so a replayed event never adds tags.
 """
 
