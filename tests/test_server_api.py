@@ -441,3 +441,139 @@ def test_a_serving_process_freezes_its_start_up_objects_out_of_the_collector(
             assert client.get("/healthz").status_code == 200
     finally:
         gc.unfreeze()
+
+
+# -- prompt and response text ----------------------------------------------------------
+
+
+def _kept_rows(api: Api) -> dict[str, tuple[str | None, str | None]]:
+    import sqlalchemy as sa
+
+    from llmledger.content import event_content
+
+    service = api.client.app.state.service  # type: ignore[attr-defined]
+    with service.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(event_content)).mappings().all()
+    return {row["event_id"]: (row["prompt"], row["response"]) for row in rows}
+
+
+def test_text_is_kept_for_the_events_a_write_inserts_only(api: Api) -> None:
+    kept = make_event(content={"prompt": "What is 2+2?", "response": "4"})
+    plain = make_event()
+    repeated = make_event()
+    first = api.post("/v1/events", {"events": [kept, plain, repeated]})
+    assert [r["status"] for r in first.json()["results"]] == ["accepted"] * 3
+    assert _kept_rows(api) == {kept["id"]: ("What is 2+2?", "4")}
+    # A duplicate with other text, and a retried batch, change nothing.
+    again = {**kept, "content": {"prompt": "overwritten?", "response": None}}
+    late = {**repeated, "content": {"prompt": "too late", "response": None}}
+    second = api.post("/v1/events", {"events": [again, late]})
+    assert [r["status"] for r in second.json()["results"]] == ["duplicate", "duplicate"]
+    assert api.post("/v1/events", {"events": [kept, plain]}).status_code == 200
+    assert _kept_rows(api) == {kept["id"]: ("What is 2+2?", "4")}
+    # Within one batch the first occurrence of an id is the one stored, with its text.
+    once = make_event()
+    twice = {**once, "content": {"prompt": "second copy", "response": None}}
+    both = make_event(content={"prompt": "first", "response": None})
+    both_again = {**both, "content": {"prompt": "second", "response": None}}
+    third = api.post("/v1/events", {"events": [once, twice, both, both_again]})
+    assert [r["status"] for r in third.json()["results"]] == [
+        "accepted",
+        "duplicate",
+        "accepted",
+        "duplicate",
+    ]
+    rows = _kept_rows(api)
+    assert once["id"] not in rows and rows[both["id"]] == ("first", None)
+    # A rejected event keeps no text.
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    refused = make_event(ts=future, content={"prompt": "refused", "response": None})
+    assert api.post("/v1/events", {"events": [refused]}).json()["results"][0]["status"] == (
+        "rejected"
+    )
+    assert refused["id"] not in _kept_rows(api)
+    # The event itself never carries the text.
+    stored = api.get(f"/v1/events/{kept['id']}").json()
+    assert "content" not in stored and "2+2" not in json.dumps(stored)
+    assert "content" not in json.dumps(api.get("/v1/events").json())
+
+
+def test_text_is_written_in_the_events_transaction(api: Api) -> None:
+    service = api.client.app.state.service  # type: ignore[attr-defined]
+
+    def fail(*_args: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    event = make_event(content={"prompt": "question", "response": "answer"})
+    service.store.write_hooks.append(fail)
+    try:
+        assert api.post("/v1/events", event).status_code == 500
+    finally:
+        service.store.write_hooks.remove(fail)
+    assert service.store.count() == 0 and _kept_rows(api) == {}
+    assert api.post("/v1/events", event).json()["results"][0]["status"] == "accepted"
+    assert _kept_rows(api) == {event["id"]: ("question", "answer")}
+
+
+def test_malformed_or_too_long_text_refuses_its_event(api: Api) -> None:
+    from llmledger.wire import MAX_CONTENT_CHARS
+
+    long_text = "x" * (MAX_CONTENT_CHARS + 1)
+    single = api.post("/v1/events", make_event(content={"prompt": long_text}))
+    assert single.status_code == 422
+    assert single.json()["message"] == (
+        f"content.prompt: String should have at most {MAX_CONTENT_CHARS} characters"
+    )
+    good = make_event(content={"prompt": "x" * MAX_CONTENT_CHARS, "response": None})
+    bad = [
+        make_event(content={"response": long_text}),
+        make_event(content={"prompt": 12}),
+        make_event(content={"prompt": "a", "colour": "red"}),
+        make_event(content="the prompt"),
+    ]
+    answer = api.post("/v1/events", {"events": [good, *bad]})
+    assert answer.status_code == 200
+    results = answer.json()["results"]
+    assert results[0]["status"] == "accepted"
+    assert [r["status"] for r in results[1:]] == ["rejected"] * 4
+    assert [r["reason"] for r in results[1:]] == [
+        f"content.response: String should have at most {MAX_CONTENT_CHARS} characters",
+        "content.prompt: Input should be a valid string",
+        "content.colour: unknown field",
+        "content: Input should be a valid dictionary or instance of ContentIn",
+    ]
+    assert list(_kept_rows(api)) == [good["id"]]
+    assert api.get("/v1/events").json()["events"][0]["id"] == good["id"]
+
+
+def test_text_is_read_back_within_the_keys_scope(api: Api) -> None:
+    ingest = api.key("ingest", tenant="acme")
+    acme = make_event(user="ana", content={"prompt": "acme's question", "response": "reply"})
+    other = make_event(tenant="globex", content={"prompt": "globex's", "response": None})
+    bare = make_event(tenant="globex")
+    assert api.post("/v1/events", acme, token=ingest).status_code == 200
+    api.post("/v1/events", {"events": [other, bare]})
+    path = f"/v1/events/{acme['id']}/content"
+    expected = {"event_id": acme["id"], "prompt": "acme's question", "response": "reply"}
+    assert api.get(path).json() == expected
+    assert api.get(path.lower()).json() == expected
+    assert api.get(path, token=api.key("reader", tenant="acme")).json() == expected
+    assert api.get(path, token=api.key("reader", tenant="acme", user="ana")).status_code == 200
+    for outsider in (
+        api.key("reader", tenant="globex"),
+        api.key("reader", tenant="acme", user="bob"),
+    ):
+        hidden = api.get(path, token=outsider)
+        assert hidden.status_code == 404 and hidden.json()["error"] == "not_found"
+    assert api.get(path, token=ingest).status_code == 403
+    globex = api.key("reader", tenant="globex")
+    assert api.get(f"/v1/events/{other['id']}/content", token=globex).json()["prompt"] == (
+        "globex's"
+    )
+    none_kept = api.get(f"/v1/events/{bare['id']}/content", token=globex)
+    assert none_kept.status_code == 404 and "no text was kept" in none_kept.json()["message"]
+    assert api.get("/v1/events/01J00000000000000000000000/content").status_code == 404
+    schema = api.client.get("/openapi.json").json()
+    assert "/v1/events/{event_id}/content" in schema["paths"]
+    assert "content" in schema["components"]["schemas"]["EventIn"]["properties"]
+    assert "content" not in schema["components"]["schemas"]["EventOut"]["properties"]

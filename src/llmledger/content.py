@@ -4,7 +4,10 @@ Text is kept only when asked (the ``store_content`` setting,
 ``llmledger.instrument(store_content=True)`` or a ``capture_content()`` block),
 after the redaction hook has seen it. It lives in its own table,
 ``event_content``, keyed by the event id, so it can have its own retention (and
-be dropped) without touching the usage ledger.
+be dropped) without touching the usage ledger.  A ledger that sends its events
+to a service (``url``) holds each record in :class:`PendingContent` until the
+remote sink sends it with its event; the service keeps it in its own
+``event_content`` table.
 
 Example:
     >>> from datetime import datetime, timezone
@@ -17,11 +20,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from llmledger.store.schema import metadata
 
@@ -32,11 +39,16 @@ __all__ = [
     "ContentRecord",
     "ContentStore",
     "MemoryContentStore",
+    "PendingContent",
     "SqlContentStore",
     "content_store",
     "event_content",
+    "read_content",
     "set_content_store",
+    "write_content",
 ]
+
+log = logging.getLogger("llmledger")
 
 #: The content table (migration 0005), on the ledger's metadata. No foreign key to
 #: ``events``: the text is saved while its event is still being written, and
@@ -88,10 +100,55 @@ class MemoryContentStore:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def write_content(conn: Connection, records: Sequence[ContentRecord]) -> None:
+    """Write records into ``event_content`` in the connection's open transaction.
+
+    A record replaces what was kept for its event before.
+
+    Example:
+        >>> from llmledger.store import open_store
+        >>> store = open_store("sqlite://")
+        >>> store.migrate()
+        >>> ts = datetime(2025, 1, 1, tzinfo=UTC)
+        >>> with store.engine.begin() as conn:
+        ...     write_content(conn, [ContentRecord("01JDOC", ts, "Hi?", None)])
+        ...     read_content(conn, "01JDOC").prompt
+        'Hi?'
+    """
+    if not records:
+        return
+    rows = [
+        {
+            "event_id": record.event_id,
+            "ts_us": (record.ts - _EPOCH) // timedelta(microseconds=1),
+            "prompt": record.prompt,
+            "response": record.response,
+        }
+        for record in records
+    ]
+    ids = [record.event_id for record in records]
+    conn.execute(sa.delete(event_content).where(event_content.c.event_id.in_(ids)))
+    conn.execute(sa.insert(event_content), rows)
+
+
+def read_content(conn: Connection, event_id: str) -> ContentRecord | None:
+    """The text kept for one event, or None when none was kept."""
+    query = sa.select(event_content).where(event_content.c.event_id == event_id)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        return None
+    return ContentRecord(
+        event_id=row["event_id"],
+        ts=_EPOCH + timedelta(microseconds=row["ts_us"]),
+        prompt=row["prompt"],
+        response=row["response"],
+    )
+
+
 class SqlContentStore:
     """Writes records into the ledger database's ``event_content`` table.
 
-    The ledger's default (:attr:`llmledger.ledger.Ledger.content_store`).
+    The default of a ledger without ``url`` (:attr:`llmledger.ledger.Ledger.content_store`).
 
     Example:
         >>> import llmledger
@@ -108,39 +165,75 @@ class SqlContentStore:
 
     def save(self, record: ContentRecord) -> None:
         """Keep one record (a second record for the same event replaces the first)."""
-        ts_us = (record.ts - _EPOCH) // timedelta(microseconds=1)
-        row = {
-            "event_id": record.event_id,
-            "ts_us": ts_us,
-            "prompt": record.prompt,
-            "response": record.response,
-        }
         with self._ledger.store.engine.begin() as conn:
-            conn.execute(
-                sa.delete(event_content).where(event_content.c.event_id == record.event_id)
-            )
-            conn.execute(sa.insert(event_content), [row])
+            write_content(conn, [record])
 
     def get(self, event_id: str) -> ContentRecord | None:
         """The kept text of one event, or None when none was kept."""
-        query = sa.select(event_content).where(event_content.c.event_id == event_id)
         with self._ledger.store.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
-        if row is None:
+            return read_content(conn, event_id)
+
+
+class PendingContent:
+    """Holds records until the remote sink sends them with their events.
+
+    The default of a ledger with ``url`` (:attr:`llmledger.ledger.Ledger.content_store`):
+    nothing is written locally; :meth:`take` hands the sink an event's record as
+    the event goes into a request, so the text travels (and is spooled and
+    replayed) with it.  At most ``limit`` records wait: past it the oldest is
+    dropped, counted and logged (its event never reached the sink).
+
+    Example:
+        >>> pending = PendingContent(limit=1)
+        >>> ts = datetime(2025, 1, 1, tzinfo=UTC)
+        >>> pending.save(ContentRecord("01JA", ts, "first?", None))
+        >>> pending.save(ContentRecord("01JB", ts, "second?", None))
+        >>> pending.take("01JA"), pending.take("01JB").prompt, pending.dropped
+        (None, 'second?', 1)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.dropped = 0
+        self._records: dict[str, ContentRecord] = {}
+        self._lock = threading.Lock()
+
+    def save(self, record: ContentRecord) -> None:
+        """Hold one record (a second record for the same event replaces the first)."""
+        dropped: list[str] = []
+        with self._lock:
+            records = self._records
+            records.pop(record.event_id, None)
+            records[record.event_id] = record
+            while len(records) > self.limit:
+                oldest = next(iter(records))
+                del records[oldest]
+                dropped.append(oldest)
+            self.dropped += len(dropped)
+        for event_id in dropped:
+            log.warning(
+                "llmledger: the text of event %s was dropped: more than %d records waited "
+                "for their events",
+                event_id,
+                self.limit,
+            )
+
+    def take(self, event_id: str) -> ContentRecord | None:
+        """Remove and return the record of one event, or None."""
+        if not self._records:
             return None
-        return ContentRecord(
-            event_id=row["event_id"],
-            ts=_EPOCH + timedelta(microseconds=row["ts_us"]),
-            prompt=row["prompt"],
-            response=row["response"],
-        )
+        with self._lock:
+            return self._records.pop(event_id, None)
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 _override: ContentStore | None = None
 
 
 def set_content_store(store: ContentStore | None) -> None:
-    """Send kept text to ``store`` instead of the ledger database (``None`` restores it).
+    """Send kept text to ``store`` instead of the ledger's own (``None`` restores it).
 
     Example:
         >>> import llmledger
@@ -156,7 +249,8 @@ def set_content_store(store: ContentStore | None) -> None:
 
 
 def content_store(ledger: Ledger) -> ContentStore:
-    """The store kept text goes to for this ledger: the override, else the ledger's own.
+    """The store kept text goes to for this ledger: the override, else the ledger's own
+    (its database, or its events' requests when it sends them to a service).
 
     Example:
         >>> import llmledger

@@ -1,16 +1,19 @@
 """Events on the wire: the inverse of :func:`llmledger.serialize.event_to_json`.
 
-``llmledger logs --json`` prints events in one JSON shape; the service ingests
-the same shape and the remote sink sends it.  :class:`EventIn` is the pydantic
-model of that shape at the boundary (unknown fields are refused, counts are
-strict non-negative integers, money is a decimal string) and
-:func:`parse_event` turns one JSON object into a :class:`UsageEvent`, or raises
-:class:`InvalidEventError` with every problem in one readable sentence.
+``llmledger logs --json`` prints events in one JSON shape (:class:`EventJson`);
+the service ingests the same shape and the remote sink sends it, each event
+optionally with the prompt and response text kept for it (:class:`EventIn`,
+field ``content``).  The models refuse unknown fields, take counts as strict
+non-negative integers and money as a decimal string; :func:`parse_event` turns
+one JSON object into a :class:`UsageEvent`, or raises :class:`InvalidEventError`
+with every problem in one readable sentence, and
+:func:`parse_body_with_content` reads a request body, text included.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -25,14 +28,19 @@ from llmledger.usage import Usage
 __all__ = [
     "MAX_BATCH",
     "MAX_CLOCK_SKEW",
+    "MAX_CONTENT_CHARS",
     "MAX_COST",
     "MAX_TOKENS",
     "BatchIn",
+    "ContentIn",
     "EventIn",
+    "EventJson",
     "Parsed",
+    "ParsedBody",
     "UsageIn",
     "describe_validation_error",
     "parse_body",
+    "parse_body_with_content",
     "parse_event",
     "to_event",
 ]
@@ -47,6 +55,8 @@ MAX_BATCH = 1000
 #: any real call, low enough that sums over billions of calls fit in 64 bits.
 MAX_TOKENS = 10**10
 MAX_COST = 10**6
+#: Most characters of a prompt, and of a response, sent with one event.
+MAX_CONTENT_CHARS = 1_000_000
 _Count = Annotated[int, pydantic.Field(strict=True, ge=0, le=MAX_TOKENS)]
 _Name = Annotated[str, pydantic.StringConstraints(strict=True, min_length=1, max_length=256)]
 _Text = Annotated[str, pydantic.StringConstraints(strict=True, max_length=256)]
@@ -89,7 +99,7 @@ class UsageIn(pydantic.BaseModel):
     total_tokens: _Count | None = None
 
 
-class EventIn(pydantic.BaseModel):
+class EventJson(pydantic.BaseModel):
     """One usage event in the JSON shape ``llmledger logs --json`` prints.
 
     ``id`` (a ULID) makes ingestion idempotent; without one the receiver makes a
@@ -136,6 +146,41 @@ class EventIn(pydantic.BaseModel):
     warnings: Annotated[list[_Message], pydantic.Field(max_length=64)] = pydantic.Field(
         default_factory=list
     )
+
+
+_Content = Annotated[str, pydantic.StringConstraints(strict=True, max_length=MAX_CONTENT_CHARS)]
+
+
+class ContentIn(pydantic.BaseModel):
+    """The prompt and response text kept for one event: ``{"prompt": …, "response": …}``.
+
+    Each is a string of at most ``MAX_CONTENT_CHARS`` characters, or null.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    prompt: _Content | None = None
+    response: _Content | None = None
+
+
+class EventIn(EventJson):
+    """An event as the service ingests it: :class:`EventJson`, and the text kept for it.
+
+    ``content`` (input only, optional) is a :class:`ContentIn`:
+    ``{"prompt": str | null, "response": str | null}``, each at most
+    ``MAX_CONTENT_CHARS`` characters, already redacted by the sender.  The
+    receiver keeps it apart from the event (``event_content``), and only for an
+    event it inserts: a duplicate's text is ignored.  It is never part of the
+    event's JSON shape, so ``llmledger logs --json`` does not print it.
+
+    Example:
+        >>> wire = EventIn.model_validate({"ts": "2025-01-01T00:00:00Z", "provider": "openai",
+        ...     "model": "gpt-4o", "content": {"prompt": "Hi?", "response": "Hello."}})
+        >>> wire.content.response
+        'Hello.'
+    """
+
+    content: ContentIn | None = None
 
 
 class BatchIn(pydantic.BaseModel):
@@ -185,7 +230,7 @@ def _check_time(moment: datetime, now: datetime) -> datetime:
     return moment
 
 
-def to_event(wire: EventIn, *, now: datetime) -> UsageEvent:
+def to_event(wire: EventJson, *, now: datetime) -> UsageEvent:
     """The :class:`UsageEvent` of a validated :class:`EventIn`.
 
     Raises:
@@ -271,31 +316,94 @@ def parse_event(data: Any, *, now: datetime) -> UsageEvent:
         >>> e.usage.input_tokens, e.cost
         (3, None)
     """
+    return to_event(_validated(data), now=now)
+
+
+def _validated(data: Any) -> EventIn:
     if not isinstance(data, dict):
         raise InvalidEventError(f"an event is a JSON object, got {type(data).__name__}")
     try:
-        wire = _EVENT.validate_python(data)
+        return _EVENT.validate_python(data)
     except pydantic.ValidationError as exc:
         raise InvalidEventError(describe_validation_error(exc)) from None
-    return to_event(wire, now=now)
 
 
 #: One parsed event, or why it was refused.
 Parsed = UsageEvent | InvalidEventError
 
 
-def _event_or_error(data: Any, now: datetime) -> Parsed:
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """A request body, read.
+
+    Attributes:
+        batch: Whether the body was a batch ``{"events": [...]}``.
+        parsed: Per event, in order, the event or why it was refused.
+        content: The text sent with the valid events that carry some, each
+            paired with its event (the very object in ``parsed``, so a repeated
+            id still names one occurrence).
+    """
+
+    batch: bool
+    parsed: list[Parsed]
+    content: list[tuple[UsageEvent, ContentIn]]
+
+
+def parse_body_with_content(body: bytes | str, *, now: datetime) -> ParsedBody:
+    """A request body holding one event or a batch ``{"events": [...]}``, with its text.
+
+    The whole batch is validated in one pass; only when some event is invalid
+    are the events looked at one by one, so each gets its own answer.  An event
+    whose ``content`` is malformed or too long is refused like any invalid event.
+
+    Raises:
+        InvalidEventError: when the body is not JSON, is neither an event nor a
+            batch, holds more than ``MAX_BATCH`` events, or is a single invalid event.
+
+    Example:
+        >>> now = datetime(2025, 6, 1, tzinfo=UTC)
+        >>> body = parse_body_with_content(b'{"events": [{"ts": "2025-01-01T00:00:00Z", '
+        ...     b'"provider": "openai", "model": "gpt-4o", "content": {"prompt": "Hi?"}}, '
+        ...     b'{"ts": "2025-01-01T00:00:00Z", "provider": "openai", "model": "gpt-4o"}]}',
+        ...     now=now)
+        >>> [(event is body.parsed[0], text.prompt) for event, text in body.content]
+        [(True, 'Hi?')]
+    """
+    content: list[tuple[UsageEvent, ContentIn]] = []
     try:
-        return parse_event(data, now=now)
-    except InvalidEventError as exc:
-        return exc
+        batch = _BATCH.validate_json(body)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        problem = describe_validation_error(exc)
+    else:
+        return ParsedBody(True, [_converted(wire, now, content) for wire in batch.events], content)
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEventError(f"the body is not JSON: {exc}") from None
+    if isinstance(data, dict) and "events" not in data:
+        event = _converted(_validated(data), now, content)
+        if isinstance(event, InvalidEventError):
+            raise event
+        return ParsedBody(False, [event], content)
+    per_event = all(
+        len(e["loc"]) >= 2 and e["loc"][0] == "events" and isinstance(e["loc"][1], int)
+        for e in errors
+    )
+    if not per_event or not isinstance(data, dict):
+        raise InvalidEventError(
+            'the body must be an event or {"events": [...]} with at most '
+            f"{MAX_BATCH} events: {problem}"
+        )
+    return ParsedBody(
+        True, [_event_or_error(item, now, content) for item in data["events"]], content
+    )
 
 
 def parse_body(body: bytes | str, *, now: datetime) -> tuple[bool, list[Parsed]]:
     """A request body holding one event or a batch ``{"events": [...]}``.
 
-    The whole batch is validated in one pass; only when some event is invalid
-    are the events looked at one by one, so each gets its own answer.
+    As :func:`parse_body_with_content`, without the text.
 
     Returns:
         Whether the body was a batch, and per event the event or its error.
@@ -311,33 +419,25 @@ def parse_body(body: bytes | str, *, now: datetime) -> tuple[bool, list[Parsed]]
         >>> batch, [type(p).__name__ for p in parsed]
         (True, ['UsageEvent', 'InvalidEventError'])
     """
-    try:
-        batch = _BATCH.validate_json(body)
-    except pydantic.ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        problem = describe_validation_error(exc)
-    else:
-        return True, [_converted(wire, now) for wire in batch.events]
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEventError(f"the body is not JSON: {exc}") from None
-    if isinstance(data, dict) and "events" not in data:
-        return False, [parse_event(data, now=now)]
-    per_event = all(
-        len(e["loc"]) >= 2 and e["loc"][0] == "events" and isinstance(e["loc"][1], int)
-        for e in errors
-    )
-    if not per_event or not isinstance(data, dict):
-        raise InvalidEventError(
-            'the body must be an event or {"events": [...]} with at most '
-            f"{MAX_BATCH} events: {problem}"
-        )
-    return True, [_event_or_error(item, now) for item in data["events"]]
+    body_read = parse_body_with_content(body, now=now)
+    return body_read.batch, body_read.parsed
 
 
-def _converted(wire: EventIn, now: datetime) -> Parsed:
+def _converted(wire: EventIn, now: datetime, content: list[tuple[UsageEvent, ContentIn]]) -> Parsed:
     try:
-        return to_event(wire, now=now)
+        event = to_event(wire, now=now)
     except InvalidEventError as exc:
         return exc
+    if wire.content is not None:
+        content.append((event, wire.content))
+    return event
+
+
+def _event_or_error(
+    data: Any, now: datetime, content: list[tuple[UsageEvent, ContentIn]]
+) -> Parsed:
+    try:
+        wire = _validated(data)
+    except InvalidEventError as exc:
+        return exc
+    return _converted(wire, now, content)

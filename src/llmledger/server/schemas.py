@@ -13,10 +13,11 @@ from typing import Annotated, Any, Literal
 import pydantic
 
 from llmledger.keys import Role
-from llmledger.wire import EventIn, UsageIn
+from llmledger.wire import EventJson, UsageIn
 
 __all__ = [
     "BatchAnswer",
+    "ContentOut",
     "EventOut",
     "EventPage",
     "HealthOut",
@@ -64,13 +65,21 @@ class UsageOut(UsageIn):
     model_config = pydantic.ConfigDict(extra="allow")
 
 
-class EventOut(EventIn):
-    """An event as stored: the shape ``llmledger logs --json`` prints."""
+class EventOut(EventJson):
+    """An event as stored: the shape ``llmledger logs --json`` prints (no text)."""
 
     model_config = pydantic.ConfigDict(extra="allow")
 
     id: str
     usage: UsageOut
+
+
+class ContentOut(pydantic.BaseModel):
+    """The prompt and response text kept with one event."""
+
+    event_id: str
+    prompt: str | None
+    response: str | None
 
 
 class EventPage(pydantic.BaseModel):

@@ -1,4 +1,5 @@
-"""``/v1/events``: ingest (one event or a batch, idempotent), list with filters, get one."""
+"""``/v1/events``: ingest (one event or a batch, idempotent), list with filters, get one,
+and the prompt and response text kept with one."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
+from llmledger.content import ContentRecord, read_content, write_content
 from llmledger.errors import InvalidEventError
 from llmledger.events import UsageEvent
 from llmledger.query import build_query
@@ -25,11 +27,11 @@ from llmledger.query.periods import to_us
 from llmledger.serialize import event_to_json
 from llmledger.server.auth import Principal, Reader, Writer, get_service
 from llmledger.server.errors import ApiError, NotFoundError
-from llmledger.server.schemas import BatchAnswer, EventOut, EventPage
+from llmledger.server.schemas import BatchAnswer, ContentOut, EventOut, EventPage
 from llmledger.server.state import Service
 from llmledger.store.codec import decode_event
 from llmledger.store.schema import events
-from llmledger.wire import MAX_BATCH, EventIn, parse_body
+from llmledger.wire import MAX_BATCH, ContentIn, EventIn, parse_body_with_content
 
 __all__ = ["router"]
 
@@ -95,15 +97,26 @@ async def _read_body(request: Request, limit: int) -> bytes:
 _inserted = threading.local()
 
 
-def collect_inserted(_conn: Connection, new: Sequence[UsageEvent]) -> None:
-    """Store write hook: note the ids this thread's write inserted (not duplicates)."""
+def collect_inserted(conn: Connection, new: Sequence[UsageEvent]) -> None:
+    """Store write hook: note the ids this thread's write inserted (not duplicates),
+    and keep the text sent with those events, in the same transaction."""
     _inserted.ids = {event.id for event in new}
+    texts: dict[str, tuple[UsageEvent, ContentIn]] | None = getattr(_inserted, "texts", None)
+    if texts:
+        records = []
+        for event in new:
+            sent = texts.get(event.id)
+            if sent is not None and sent[0] is event:
+                text = sent[1]
+                records.append(ContentRecord(event.id, event.ts, text.prompt, text.response))
+        write_content(conn, records)
 
 
 def _ingest(
     service: Service, principal: Principal, body: bytes
 ) -> tuple[bool, list[dict[str, Any]]]:
-    batch, parsed = parse_body(body, now=datetime.now(UTC))
+    read = parse_body_with_content(body, now=datetime.now(UTC))
+    batch, parsed = read.batch, read.parsed
     if not batch and isinstance(parsed[0], InvalidEventError):  # pragma: no cover - raised
         raise parsed[0]
     pricer = service.pricer
@@ -126,7 +139,12 @@ def _ingest(
         refused[event.id] = str(exc)
 
     _inserted.ids = set()
-    service.store.write(to_write, on_error=reject)
+    # The text goes with the occurrence of its id that the store keeps (the first).
+    _inserted.texts = {event.id: (event, text) for event, text in reversed(read.content)}
+    try:
+        service.store.write(to_write, on_error=reject)
+    finally:
+        _inserted.texts = None
     inserted: set[str] = _inserted.ids
     for result in results:
         event_id = result["id"]
@@ -154,7 +172,9 @@ async def ingest(request: Request, principal: Writer) -> JSONResponse:
     Idempotent on the event id: an id already stored is answered `duplicate`.
     In a batch each invalid event is answered `rejected` with the reason and the
     valid ones are stored in one transaction; a single invalid event is a 422.
-    Events sent with an ingest key are put in the key's tenant.  The body may be
+    Events sent with an ingest key are put in the key's tenant.  An event may
+    carry `content` (`{"prompt": …, "response": …}`): it is kept, in the same
+    transaction, for the events stored, never for a duplicate.  The body may be
     gzip-compressed (`Content-Encoding: gzip`).
     """
     service = get_service(request)
@@ -260,10 +280,34 @@ def list_events(
 )
 def get_event(request: Request, principal: Reader, event_id: str) -> JSONResponse:
     """The event with this id; an event outside the key's scope is answered 404."""
-    event = get_service(request).store.get(event_id.upper())
+    return JSONResponse(event_to_json(_visible_event(get_service(request), principal, event_id)))
+
+
+@router.get(
+    "/{event_id}/content",
+    summary="The prompt and response text kept with one event",
+    response_model=ContentOut,
+    responses={404: {"description": "No such event in your scope, or no text kept with it"}},
+)
+def get_event_content(request: Request, principal: Reader, event_id: str) -> JSONResponse:
+    """The text kept with the event (sent as its `content`); 404 for an event
+    outside the key's scope and for one kept without text."""
+    service = get_service(request)
+    event = _visible_event(service, principal, event_id)
+    with service.store.engine.connect() as conn:
+        record = read_content(conn, event.id)
+    if record is None:
+        raise NotFoundError(f"no text was kept with event {event_id!r}")
+    return JSONResponse(
+        {"event_id": record.event_id, "prompt": record.prompt, "response": record.response}
+    )
+
+
+def _visible_event(service: Service, principal: Principal, event_id: str) -> UsageEvent:
+    event = service.store.get(event_id.upper())
     if event is None or not principal.can_see(event):
         raise NotFoundError(f"no event {event_id!r}")
-    return JSONResponse(event_to_json(event))
+    return event
 
 
 # EventIn appears in the OpenAPI document through the ingest body above.
