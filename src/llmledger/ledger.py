@@ -17,8 +17,9 @@ from llmledger.events import UsageEvent
 from llmledger.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from llmledger.content import ContentStore
+    from llmledger.content import ContentStore, PendingContent
     from llmledger.pricing import PriceResolver
+    from llmledger.remote import RemoteSink
     from llmledger.store import SqlStore
     from llmledger.writer import EventSink, Writer
 
@@ -38,10 +39,13 @@ class Ledger:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
+        # Reentrant: the writer is built under it and asks for the pending content.
+        self._lock = threading.RLock()
         self._store: SqlStore | None = None
         self._pricer: PriceResolver | None = None
         self._writer: Writer | None = None
+        self._pending_content: PendingContent | None = None
+        self._remote: RemoteSink | None = None
         self._closed = False
 
     @property
@@ -90,17 +94,36 @@ class Ledger:
 
     @property
     def content_store(self) -> ContentStore:
-        """Where kept prompt and response text goes: this database's ``event_content`` table."""
+        """Where kept prompt and response text goes.
+
+        With ``url`` set, the text goes with its event to the service (held in
+        :class:`~llmledger.content.PendingContent` until the remote sink sends
+        the event); otherwise into this database's ``event_content`` table.
+        """
+        if self.settings.url:
+            return self._pending()
         from llmledger.content import SqlContentStore
 
         return SqlContentStore(self)
+
+    def _pending(self) -> PendingContent:
+        if self._pending_content is None:
+            with self._lock:
+                if self._pending_content is None:
+                    from llmledger.content import PendingContent
+
+                    # Every event waiting in the queue, and the batch being written.
+                    limit = self.settings.queue_limit + self.settings.batch_size
+                    self._pending_content = PendingContent(limit)
+        return self._pending_content
 
     def _sink(self) -> EventSink:
         """The service named by ``url`` when set (remote sink), else the store."""
         if self.settings.url:
             from llmledger.remote import RemoteSink
 
-            return RemoteSink.from_settings(self.settings)
+            self._remote = RemoteSink.from_settings(self.settings, content=self._pending())
+            return self._remote
         return _LazySink(self)
 
     def check_feature(self, feature: str | None) -> None:
@@ -140,12 +163,14 @@ class Ledger:
         return self._writer.flush(timeout)
 
     def close(self) -> None:
-        """Flush, stop the writer and close the store."""
+        """Flush, stop the writer and close the store (or the remote sink's connections)."""
         if self._closed:
             return
         self._closed = True
         if self._writer is not None:
             self._writer.close()
+        if self._remote is not None:
+            self._remote.close()
         if self._store is not None:
             self._store.close()
 

@@ -4,8 +4,11 @@
 background writer keeps doing the batching, the queue bound and the flush at
 exit; this module adds what the network needs:
 
-- batches of up to 1,000 events, gzip-compressed, in the JSON shape of
-  ``llmledger logs --json``;
+- batches of up to 1,000 events and ``max_body_bytes``, gzip-compressed, in the
+  JSON shape of ``llmledger logs --json``; an event whose prompt and response
+  text is kept carries it in ``content`` (taken from the ledger's
+  :class:`~llmledger.content.PendingContent`), so the text is sent, spooled and
+  replayed with its event;
 - retries with growing pauses on 429 and 5xx answers and on connection errors
   (honouring ``Retry-After``), within a time budget per batch so an exiting
   process is never held for long;
@@ -28,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -37,12 +40,18 @@ from llmledger.events import UsageEvent
 from llmledger.ids import new_id
 from llmledger.serialize import event_to_json
 from llmledger.settings import Settings
+from llmledger.wire import MAX_CONTENT_CHARS
+
+if TYPE_CHECKING:
+    from llmledger.content import ContentRecord, PendingContent
 
 __all__ = ["RemoteSink", "RemoteStats", "ServiceUnavailable"]
 
 log = logging.getLogger("llmledger.remote")
 
 _MAX_BATCH = 1000
+_BODY_START = b'{"events":['
+_BODY_END = b"]}"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _SUFFIX = ".json.gz"
 _CLAIMED = ".sending-"
@@ -92,6 +101,10 @@ class RemoteSink:
         replay_interval: Seconds between replay attempts while the service is down.
         background: Replay the spool from a background thread too (not only
             before the next batch).
+        content: Where the kept text of the events waits; each event's text is
+            sent with it.
+        max_body_bytes: Largest request body (uncompressed) the service accepts;
+            batches are split to stay under it.
 
     Example:
         >>> import tempfile
@@ -120,8 +133,12 @@ class RemoteSink:
         replay_interval: float = 5.0,
         background: bool = True,
         sleep: Callable[[float], None] = time.sleep,
+        content: PendingContent | None = None,
+        max_body_bytes: int = 10_000_000,
     ) -> None:
         self.url = url.rstrip("/")
+        self.content = content
+        self.max_body_bytes = max_body_bytes
         self.spool_dir = Path(spool_dir)
         self.spool_limit = spool_limit
         self.retries = retries
@@ -166,6 +183,7 @@ class RemoteSink:
             settings.api_key,
             spool_dir=settings.home / "spool",
             spool_limit=settings.spool_limit,
+            max_body_bytes=settings.max_body_bytes,
             **options,
         )
 
@@ -186,9 +204,8 @@ class RemoteSink:
             if self._spooled_files() and time.monotonic() >= self._down_until:
                 self.replay()
             stored = 0
-            chunks = [list(batch[i : i + _MAX_BATCH]) for i in range(0, len(batch), _MAX_BATCH)]
-            for index, chunk in enumerate(chunks):
-                payload = self._payload(chunk)
+            requests = self._requests(batch)
+            for index, (chunk, payload) in enumerate(requests):
                 if time.monotonic() < self._down_until:
                     self._spool(payload, len(chunk))
                     continue
@@ -198,7 +215,7 @@ class RemoteSink:
                     log.warning(
                         "llmledger: service unavailable (%s); spooling %d events",
                         exc,
-                        sum(len(c) for c in chunks[index:]),
+                        sum(len(c) for c, _ in requests[index:]),
                     )
                     self._mark_down()
                     self._spool(payload, len(chunk))
@@ -231,10 +248,57 @@ class RemoteSink:
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _payload(chunk: Sequence[UsageEvent]) -> bytes:
-        body = json.dumps({"events": [event_to_json(e) for e in chunk]}, separators=(",", ":"))
-        return gzip.compress(body.encode("utf-8"), compresslevel=5)
+    def _requests(self, batch: Sequence[UsageEvent]) -> list[tuple[list[UsageEvent], bytes]]:
+        """The batch as gzipped request bodies, each with its events: at most 1,000
+        events and ``max_body_bytes`` (uncompressed) per body."""
+        requests = []
+        for start in range(0, len(batch), _MAX_BATCH):
+            chunk = list(batch[start : start + _MAX_BATCH])
+            items = [self._event_json(event) for event in chunk]
+            body = _dumps({"events": items})
+            if len(body) <= self.max_body_bytes:
+                requests.append((chunk, _gzip(body)))
+            else:
+                requests.extend(self._split(chunk, items))
+        return requests
+
+    def _split(
+        self, chunk: list[UsageEvent], items: list[dict[str, Any]]
+    ) -> list[tuple[list[UsageEvent], bytes]]:
+        """Bodies under ``max_body_bytes`` for events too large to go in one."""
+        requests: list[tuple[list[UsageEvent], bytes]] = []
+        envelope = len(_BODY_START) + len(_BODY_END)
+        events: list[UsageEvent] = []
+        parts: list[bytes] = []
+        size = envelope
+        for event, item in zip(chunk, items, strict=True):
+            part = _dumps(item)
+            if envelope + len(part) > self.max_body_bytes and "content" in item:
+                log.warning(
+                    "llmledger: the text of event %s makes it larger than one request "
+                    "(%d bytes); the event is sent without it",
+                    event.id,
+                    len(part),
+                )
+                del item["content"]
+                part = _dumps(item)
+            if parts and size + len(part) + 1 > self.max_body_bytes:
+                requests.append((events, _gzip(_BODY_START + b",".join(parts) + _BODY_END)))
+                events, parts, size = [], [], envelope
+            events.append(event)
+            parts.append(part)
+            size += len(part) + 1
+        if parts:
+            requests.append((events, _gzip(_BODY_START + b",".join(parts) + _BODY_END)))
+        return requests
+
+    def _event_json(self, event: UsageEvent) -> dict[str, Any]:
+        data = event_to_json(event)
+        if self.content is not None:
+            record = self.content.take(event.id)
+            if record is not None:
+                data["content"] = _content_json(record)
+        return data
 
     def _send(self, payload: bytes) -> list[dict[str, Any]]:
         """Post one compressed batch; retry 429/5xx and network errors within the budget.
@@ -413,3 +477,44 @@ class RemoteSink:
         self._closed = True
         self._stop.set()
         self._client.close()
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode("utf-8")
+
+
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=5)
+
+
+def _content_json(record: ContentRecord) -> dict[str, str | None]:
+    """The ``content`` of an event's JSON; a text longer than the service keeps is left out."""
+    content: dict[str, str | None] = {"prompt": record.prompt, "response": record.response}
+    for kind, text in content.items():
+        if text is not None and len(text) > MAX_CONTENT_CHARS:
+            log.warning(
+                "llmledger: the %s of event %s has %d characters, more than the %d a service "
+                "keeps; it is not sent",
+                kind,
+                record.event_id,
+                len(text),
+                MAX_CONTENT_CHARS,
+            )
+            content[kind] = None
+        elif text is not None and not text.isascii():
+            content[kind] = _without_lone_surrogates(text)
+    return content
+
+
+def _without_lone_surrogates(text: str) -> str:
+    """The text with each lone surrogate (which JSON parsers refuse) replaced by U+FFFD.
+
+    Example:
+        >>> _without_lone_surrogates("caf\\u00e9 \\ud800!") == "caf\\u00e9 \\ufffd!"
+        True
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
