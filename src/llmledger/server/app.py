@@ -82,7 +82,7 @@ def create_app(
         >>> from llmledger.settings import load_settings
         >>> app = create_app(load_settings(database_url="sqlite://"))
         >>> [path for path in app.openapi()["paths"] if path.startswith("/v1/events")]
-        ['/v1/events', '/v1/events/{event_id}']
+        ['/v1/events', '/v1/events/{event_id}', '/v1/events/{event_id}/content']
     """
     settings = settings if settings is not None else load_settings()
     service = Service(settings, store=store)
