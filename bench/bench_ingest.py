@@ -12,7 +12,7 @@ Reported: events/s over the whole run, the latency distribution per request,
 and the server's CPU time per event (from /proc; steadier than wall time on a
 shared machine).  Target (DESIGN.md §8): ≥ 20,000 events/s on 2 cores.
 
-Run: ``.venv/bin/python bench/bench_ingest.py [--postgres URL] [--requests 100]
+Run: ``.venv/bin/python bench/bench_ingest.py [--postgres URL] [--requests 300]
 [--batch 1000] [--concurrency 4] [--workers 1] [--time-limit 120] [--unpriced] [--json]``
 (URL defaults to ``LLMLEDGER_TEST_POSTGRES_URL``).
 """
@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", help="PostgreSQL URL (default LLMLEDGER_TEST_POSTGRES_URL)")
-    parser.add_argument("--requests", type=int, default=100, help="Batches to send (timed).")
+    parser.add_argument("--requests", type=int, default=300, help="Batches to send (timed).")
     parser.add_argument("--warmup", type=int, default=3, help="Batches sent before the clock.")
     parser.add_argument("--batch", type=int, default=1000, help="Events per request (≤ 1000).")
     parser.add_argument("--concurrency", type=int, default=4, help="Connections in parallel.")
