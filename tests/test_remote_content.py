@@ -39,24 +39,11 @@ from llmledger.serialize import event_to_json
 from llmledger.server import create_app
 from llmledger.server.state import Service
 from llmledger.settings import load_settings
-from llmledger.usage import Usage
 from llmledger.wire import MAX_CONTENT_CHARS, parse_body, parse_body_with_content
 from tests.test_capture_support import JSON, Replay, recorded
+from tests.test_remote import NOW, events
 
-NOW = datetime.now(UTC)
 MESSAGES: Any = [{"role": "user", "content": "my secret question"}]
-
-
-def events(n: int) -> list[UsageEvent]:
-    return [
-        UsageEvent(
-            provider="openai",
-            model="gpt-4o",
-            ts=NOW - timedelta(minutes=1),
-            usage=Usage(input_tokens=10, output_tokens=i),
-        )
-        for i in range(n)
-    ]
 
 
 def wire(**changes: Any) -> dict[str, Any]:
