@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class FakeService:
         self.requests: list[httpx.Request] = []
         self.answers: list[int | Exception] = []
         self.down = False
+        self.most_events: int | None = None  # more in one request: 413
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -57,6 +59,8 @@ class FakeService:
         assert request.headers["content-encoding"] == "gzip"
         assert request.headers["authorization"] == "Bearer llk_test"
         _, parsed = parse_body(gzip.decompress(request.content), now=datetime.now(UTC))
+        if self.most_events is not None and len(parsed) > self.most_events:
+            return httpx.Response(413, json={"ok": False, "message": "too large"})
         results = []
         for item in parsed:
             if isinstance(item, Exception):
@@ -171,8 +175,8 @@ def test_rejected_events_go_to_the_writers_error_hook(tmp_path: Path) -> None:
     sink.close()
 
 
-@pytest.mark.parametrize("status", [401, 403, 413])
-def test_refused_batches_are_kept_for_later(tmp_path: Path, status: int) -> None:
+@pytest.mark.parametrize("status", [401, 403])
+def test_batches_refused_for_the_key_are_kept_for_later(tmp_path: Path, status: int) -> None:
     service = FakeService()
     service.answers = [status]
     sink, _ = make_sink(service, tmp_path, replay_interval=0.0)
@@ -241,3 +245,65 @@ def test_the_ledger_sends_to_the_service_when_url_is_set(tmp_path: Path) -> None
         Ledger(load_settings(home=tmp_path, url="http://127.0.0.1:9"))._sink()
     assert not isinstance(Ledger(load_settings(home=tmp_path))._sink(), RemoteSink)
     assert os.environ.get("LLMLEDGER_URL") is None
+
+
+def _refused_files(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "spool" / "refused"
+    return sorted(folder.glob("*.json.gz")) if folder.exists() else []
+
+
+def test_a_batch_too_large_for_the_service_is_sent_again_in_halves(tmp_path: Path) -> None:
+    service = FakeService()
+    service.most_events = 300
+    sink, _ = make_sink(service, tmp_path)
+    batch = events(1000)
+    assert sink.write(batch) == 1000
+    assert service.stored == [e.id for e in batch]  # every event once, in order
+    assert sink.stats.refused == 0 and sink.spooled_events == 0
+    assert not _refused_files(tmp_path)
+
+
+def test_a_refused_batch_is_set_aside_and_never_blocks_the_next(tmp_path: Path) -> None:
+    service = FakeService()
+    service.answers = [422]
+    sink, pauses = make_sink(service, tmp_path)
+    refused = events(5)
+    assert sink.write(refused) == 0
+    assert pauses == []  # a final answer is not retried
+    assert sink.stats.refused == 5 and sink.spooled_events == 0
+    [kept] = _refused_files(tmp_path)
+    assert [e["id"] for e in json.loads(gzip.decompress(kept.read_bytes()))["events"]] == [
+        e.id for e in refused
+    ]
+    later = events(3)
+    assert sink.write(later) == 3
+    assert service.stored == [e.id for e in later]
+
+
+def test_single_events_too_large_are_set_aside_one_by_one(tmp_path: Path) -> None:
+    service = FakeService()
+    service.most_events = 0
+    sink, _ = make_sink(service, tmp_path)
+    assert sink.write(events(3)) == 0
+    assert sink.stats.refused == 3
+    assert len(_refused_files(tmp_path)) == 3
+    assert sink.spooled_events == 0
+
+
+def test_spool_replay_splits_too_large_batches_and_sets_aside_unreadable_ones(
+    tmp_path: Path,
+) -> None:
+    service = FakeService()
+    sink, _ = make_sink(service, tmp_path)
+    service.down = True
+    batch = events(40)
+    sink.write(batch)
+    assert sink.spooled_events == 40
+    (tmp_path / "spool" / "00000000000000000000000000-2.json.gz").write_bytes(b"not gzip")
+    service.down = False
+    service.most_events = 15
+    assert sink.replay() == 40
+    assert sorted(service.stored) == sorted(e.id for e in batch)
+    assert sink.spooled_events == 0
+    [unreadable] = _refused_files(tmp_path)
+    assert unreadable.read_bytes() == b"not gzip"

@@ -16,7 +16,12 @@ exit; this module adds what the network needs:
   for batches the service could not take, replayed oldest first before the next
   batch is sent and by a background thread while the spool is not empty; event
   ids make every replay idempotent, so each event is stored exactly once;
-- counters of what was sent, spooled, replayed and dropped; every drop is logged.
+- a batch the service refuses for good (a 4xx other than 401, 403, 408 and 429)
+  never blocks the spool: one answered 413 (too large) is split in halves and
+  sent again, and whatever is still refused is set aside in ``spool/refused``
+  (within the same ``spool_limit``) for a person to look at, and logged;
+- counters of what was sent, spooled, replayed, set aside and dropped; every
+  drop is logged.
 """
 
 from __future__ import annotations
@@ -61,6 +66,19 @@ class ServiceUnavailable(Exception):
     """The service could not take a batch now (down, overloaded, refusing the key)."""
 
 
+class BatchRefused(Exception):
+    """The service refused a batch with an answer that a retry would not change."""
+
+    def __init__(self, status: int, problem: str) -> None:
+        super().__init__(problem)
+        self.status = status
+
+
+#: 4xx answers worth retrying: the key may be fixed, the service may catch up.
+_NOT_FINAL = frozenset({401, 403, 408, 429})
+_REFUSED = "refused"
+
+
 @dataclass(slots=True)
 class RemoteStats:
     """What a remote sink did with the events it was given."""
@@ -70,6 +88,7 @@ class RemoteStats:
     rejected: int = 0
     spooled: int = 0
     replayed: int = 0
+    refused: int = 0
     dropped: int = 0
 
 
@@ -210,7 +229,7 @@ class RemoteSink:
                     self._spool(payload, len(chunk))
                     continue
                 try:
-                    results = self._send(payload)
+                    results = self._deliver(payload, [event.id for event in chunk])
                 except ServiceUnavailable as exc:
                     log.warning(
                         "llmledger: service unavailable (%s); spooling %d events",
@@ -236,6 +255,8 @@ class RemoteSink:
                 stored += 1
             elif status == "duplicate":
                 self.stats.duplicates += 1
+            elif status == _REFUSED:
+                continue  # set aside with its batch, counted there
             else:
                 self.stats.rejected += 1
                 error = InvalidEventError(f"the service rejected it: {result.get('reason')}")
@@ -326,6 +347,8 @@ class RemoteSink:
                 if answer.status_code in (401, 403):
                     # Kept: a key fixed later lets the spool through.
                     raise ServiceUnavailable(f"{problem}; check LLMLEDGER_API_KEY")
+                if 400 <= answer.status_code < 500 and answer.status_code not in _NOT_FINAL:
+                    raise BatchRefused(answer.status_code, problem)
                 if answer.status_code not in _RETRY_STATUSES:
                     raise ServiceUnavailable(problem)
                 retry_after = answer.headers.get("retry-after", "")
@@ -341,6 +364,82 @@ class RemoteSink:
             pause *= 2
         raise ServiceUnavailable(problem)
 
+    def _deliver(self, payload: bytes, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Send one compressed batch; the results, one per event of ``ids``.
+
+        A batch answered 413 is sent again in halves; a batch (or a single
+        event) the service still refuses is set aside, and its events are
+        answered ``refused``.
+
+        Raises:
+            ServiceUnavailable: when the service did not take the batch in time.
+        """
+        try:
+            return self._send(payload)
+        except BatchRefused as exc:
+            if exc.status == 413 and len(ids) > 1:
+                items = json.loads(gzip.decompress(payload))["events"]
+                half = len(items) // 2
+                return [
+                    *self._deliver(_gzip(_dumps({"events": items[:half]})), ids[:half]),
+                    *self._deliver(_gzip(_dumps({"events": items[half:]})), ids[half:]),
+                ]
+            self._set_aside(payload, len(ids), str(exc))
+            return [{"id": event_id, "status": _REFUSED, "reason": str(exc)} for event_id in ids]
+
+    def _set_aside(self, payload: bytes, count: int, problem: str) -> None:
+        """Keep a refused batch in ``spool/refused`` (never replayed), within the spool limit."""
+        folder = self.spool_dir / _REFUSED
+        if self._spool_size() + len(payload) > self.spool_limit:
+            self.stats.dropped += count
+            log.error(
+                "llmledger: the service refused %d events for good (%s) and the spool is "
+                "full; dropped",
+                count,
+                problem,
+            )
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"{new_id()}-{count}{_SUFFIX}"
+            partial = folder / f".{name}.tmp"
+            partial.write_bytes(payload)
+            os.replace(partial, folder / name)
+        except OSError as exc:
+            self.stats.dropped += count
+            log.error(
+                "llmledger: the service refused %d events for good (%s); cannot keep them "
+                "in %s (%s); dropped",
+                count,
+                problem,
+                folder,
+                exc,
+            )
+            return
+        self.stats.refused += count
+        log.error(
+            "llmledger: the service refused %d events for good (%s); kept in %s",
+            count,
+            problem,
+            folder / name,
+        )
+
+    def _set_aside_file(self, claimed: Path, name: str, problem: Exception) -> None:
+        """Move a spooled batch that cannot be read to ``spool/refused``."""
+        folder = self.spool_dir / _REFUSED
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(claimed, folder / name)
+        except OSError as exc:  # pragma: no cover - the spool folder went away
+            log.error("llmledger: cannot set aside spooled batch %s: %s", claimed, exc)
+            return
+        log.error(
+            "llmledger: spooled batch %s cannot be read (%s); kept in %s",
+            name,
+            problem,
+            folder / name,
+        )
+
     def _mark_down(self) -> None:
         self._down_until = time.monotonic() + self.replay_interval
         self._start_replayer()
@@ -355,11 +454,14 @@ class RemoteSink:
         return [self.spool_dir / name for name in names]
 
     def _spool_size(self) -> int:
+        """Bytes in the spool, batches set aside included."""
         total = 0
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.spool_dir):
-                with contextlib.suppress(FileNotFoundError):
-                    total += entry.stat().st_size
+        for folder in (self.spool_dir, self.spool_dir / _REFUSED):
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(folder):
+                    if entry.is_file():
+                        with contextlib.suppress(FileNotFoundError):
+                            total += entry.stat().st_size
         return total
 
     def _spool(self, payload: bytes, count: int) -> None:
@@ -416,21 +518,23 @@ class RemoteSink:
                     continue  # another process took it
                 try:
                     payload = claimed.read_bytes()
-                    results = self._send(payload)
+                    ids = _spooled_ids(payload)
+                except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                    self._set_aside_file(claimed, path.name, exc)
+                    continue
+                try:
+                    results = self._deliver(payload, ids)
                 except ServiceUnavailable as exc:
                     os.replace(claimed, path)
                     log.warning("llmledger: spool replay paused (%s)", exc)
                     self._mark_down()
                     break
-                except OSError as exc:  # pragma: no cover - unreadable spool file
-                    log.error("llmledger: cannot read spooled batch %s: %s", claimed, exc)
-                    continue
                 for result in results:
                     if result.get("status") == "accepted":
                         stored += 1
                     elif result.get("status") == "duplicate":
                         self.stats.duplicates += 1
-                    else:
+                    elif result.get("status") != _REFUSED:  # those were set aside
                         self.stats.rejected += 1
                         log.error(
                             "llmledger: spooled event %s dropped: rejected: %s",
@@ -477,6 +581,11 @@ class RemoteSink:
         self._closed = True
         self._stop.set()
         self._client.close()
+
+
+def _spooled_ids(payload: bytes) -> list[str]:
+    """The event ids of a spooled (compressed) batch, in order."""
+    return [str(item.get("id")) for item in json.loads(gzip.decompress(payload))["events"]]
 
 
 def _dumps(data: Any) -> bytes:
