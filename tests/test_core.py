@@ -234,3 +234,11 @@ def test_features_from_the_environment_take_optional_display_names(
 ) -> None:
     monkeypatch.setenv("LLMLEDGER_FEATURES", " chat=Chat assistant ,search,, rag = ")
     assert load_settings().features == {"chat": "Chat assistant", "search": "search", "rag": "rag"}
+
+
+def test_key_cache_seconds_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMLEDGER_KEY_CACHE_SECONDS", "0")
+    assert load_settings().key_cache_seconds == 0.0
+    monkeypatch.setenv("LLMLEDGER_KEY_CACHE_SECONDS", "-1")
+    with pytest.raises(ConfigError, match="key_cache_seconds"):
+        load_settings()

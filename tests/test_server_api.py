@@ -577,3 +577,19 @@ def test_text_is_read_back_within_the_keys_scope(api: Api) -> None:
     assert "/v1/events/{event_id}/content" in schema["paths"]
     assert "content" in schema["components"]["schemas"]["EventIn"]["properties"]
     assert "content" not in schema["components"]["schemas"]["EventOut"]["properties"]
+
+
+def test_the_key_cache_follows_the_key_cache_seconds_setting(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    for seconds, cached in ((0.0, False), (30.0, True)):
+        app = create_app(load_settings(database_url=url, key_cache_seconds=seconds))
+        keys = app.state.service.keys
+        token = keys.create("reader", tenant="acme", now=datetime.now(UTC)).secret
+        with TestClient(app) as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            assert client.get("/v1/events", headers=headers).status_code == 200
+            # Revoked behind this instance's back (as another instance would):
+            other = type(keys)(app.state.service.store.engine, cache_seconds=0)
+            other.revoke(token.split("_")[1], now=datetime.now(UTC))
+            answer = client.get("/v1/events", headers=headers)
+            assert answer.status_code == (200 if cached else 401)

@@ -53,6 +53,9 @@ class Settings:
         spool_limit: Most bytes of events kept on disk (``home/spool``) while the
             service is unreachable; beyond it new batches are dropped and counted.
         max_body_bytes: Largest request body the service accepts.
+        key_cache_seconds: How long the service trusts an API key it verified
+            before reading it again (0: every request); a key revoked through
+            another instance stops working within this time.
     """
 
     home: Path = field(default_factory=default_home)
@@ -69,6 +72,7 @@ class Settings:
     api_key: str | None = None
     spool_limit: int = 100_000_000
     max_body_bytes: int = 10_000_000
+    key_cache_seconds: float = 5.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -125,6 +129,11 @@ def _coerce(name: str, value: Any) -> Any:
             seconds = float(value)
             if seconds <= 0:
                 raise ValueError("must be positive")
+            return seconds
+        if name == "key_cache_seconds":
+            seconds = float(value)
+            if not 0 <= seconds <= 3600:
+                raise ValueError("must be between 0 and 3600")
             return seconds
         if name in ("store_content", "strict"):
             if isinstance(value, bool):

@@ -36,7 +36,7 @@ class Service:
     def __init__(self, settings: Settings, store: SqlStore | None = None) -> None:
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
-        self.keys = KeyStore(self.store.engine)
+        self.keys = KeyStore(self.store.engine, cache_seconds=settings.key_cache_seconds)
         self.prices = PriceDB(self.store.engine)
         self.metrics = Metrics()
         self._lock = threading.Lock()
