@@ -50,7 +50,14 @@ from llmledger.wire import MAX_CONTENT_CHARS
 if TYPE_CHECKING:
     from llmledger.content import ContentRecord, PendingContent
 
-__all__ = ["RemoteSink", "RemoteStats", "ServiceUnavailable"]
+__all__ = [
+    "RemoteSink",
+    "RemoteStats",
+    "ServiceUnavailable",
+    "SpoolStatus",
+    "requeue_refused",
+    "spool_status",
+]
 
 log = logging.getLogger("llmledger.remote")
 
@@ -90,6 +97,85 @@ class RemoteStats:
     replayed: int = 0
     refused: int = 0
     dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStatus:
+    """What a spool folder holds: batches waiting to be sent, and batches set aside."""
+
+    folder: Path
+    waiting_batches: int
+    waiting_events: int
+    refused_batches: int
+    refused_events: int
+    bytes: int
+
+
+def _batch_files(folder: Path) -> list[Path]:
+    """Spooled batch files of a folder, oldest first (their names start with a ULID)."""
+    try:
+        names = sorted(p for p in os.listdir(folder) if p.endswith(_SUFFIX))
+    except FileNotFoundError:
+        return []
+    return [folder / name for name in names]
+
+
+def _events_in(files: Sequence[Path]) -> int:
+    """Events in batch files, from their names (``<ulid>-<count>.json.gz``)."""
+    total = 0
+    for path in files:
+        count = path.name.removesuffix(_SUFFIX).rpartition("-")[2]
+        total += int(count) if count.isdigit() else 0
+    return total
+
+
+def spool_status(folder: str | os.PathLike[str]) -> SpoolStatus:
+    """What the spool folder holds (``$LLMLEDGER_HOME/spool`` for a ledger).
+
+    Example:
+        >>> import tempfile
+        >>> status = spool_status(tempfile.mkdtemp())
+        >>> status.waiting_events, status.refused_events, status.bytes
+        (0, 0, 0)
+    """
+    folder = Path(folder)
+    waiting = _batch_files(folder)
+    refused = _batch_files(folder / _REFUSED)
+    size = 0
+    for path in (*waiting, *refused):
+        with contextlib.suppress(FileNotFoundError):
+            size += path.stat().st_size
+    return SpoolStatus(
+        folder=folder,
+        waiting_batches=len(waiting),
+        waiting_events=_events_in(waiting),
+        refused_batches=len(refused),
+        refused_events=_events_in(refused),
+        bytes=size,
+    )
+
+
+def requeue_refused(folder: str | os.PathLike[str]) -> int:
+    """Move the batches set aside in ``spool/refused`` back into the spool, to be sent again.
+
+    For after the cause is fixed (a service upgraded, its body limit raised);
+    the next replay sends them, oldest first, and event ids keep it idempotent.
+
+    Returns:
+        How many events were moved back.
+
+    Example:
+        >>> import tempfile
+        >>> requeue_refused(tempfile.mkdtemp())
+        0
+    """
+    folder = Path(folder)
+    moved = []
+    for path in _batch_files(folder / _REFUSED):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, folder / path.name)
+            moved.append(path)
+    return _events_in(moved)
 
 
 def _alive(pid: int) -> bool:
@@ -447,11 +533,7 @@ class RemoteSink:
     # -- the spool -----------------------------------------------------------------------
 
     def _spooled_files(self) -> list[Path]:
-        try:
-            names = sorted(p for p in os.listdir(self.spool_dir) if p.endswith(_SUFFIX))
-        except FileNotFoundError:
-            return []
-        return [self.spool_dir / name for name in names]
+        return _batch_files(self.spool_dir)
 
     def _spool_size(self) -> int:
         """Bytes in the spool, batches set aside included."""
@@ -570,11 +652,7 @@ class RemoteSink:
     @property
     def spooled_events(self) -> int:
         """Events waiting in the spool (from the file names)."""
-        total = 0
-        for path in self._spooled_files():
-            count = path.name.removesuffix(_SUFFIX).rpartition("-")[2]
-            total += int(count) if count.isdigit() else 0
-        return total
+        return _events_in(self._spooled_files())
 
     def close(self) -> None:
         """Stop the replay thread and close connections (the spool stays for later)."""

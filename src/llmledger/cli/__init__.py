@@ -42,9 +42,9 @@ def main(ctx: click.Context, home: str | None, database_url: str | None) -> None
 
 
 def _register() -> None:
-    from llmledger.cli import cost, db, demo, keys, logs, prices, report, serve
+    from llmledger.cli import cost, db, demo, keys, logs, prices, report, serve, spool
 
-    for module in (cost, db, demo, logs, prices, report, serve, keys):
+    for module in (cost, db, demo, logs, prices, report, serve, keys, spool):
         for command in module.COMMANDS:
             main.add_command(command)
 
