@@ -12,10 +12,12 @@ record:
 * ``log_post_api_call`` runs when the provider has answered: it closes the scope;
 * the success and failure events (sync or async, whichever LiteLLM sends, from
   whichever thread) record the call from ``standard_logging_object`` when its
-  scope was not seen, once per call id.
+  scope was not seen, once per call id. A failed call gets no ``log_post_api_call``:
+  its failure event, sent in the caller's context, closes the scope.
 
 Usage is read from the response's OpenAI-shaped ``usage`` (falling back to the
-payload's ``prompt_tokens`` / ``completion_tokens``) and priced by llmledger's
+payload's ``prompt_tokens`` / ``completion_tokens``), with Anthropic's cache writes
+split by lifetime when LiteLLM passes the split on, and priced by llmledger's
 catalog like any event; LiteLLM's ``response_cost`` is used only for a model the
 catalog cannot price. A LiteLLM cache hit calls no provider and is not recorded.
 
@@ -33,7 +35,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Unpack
@@ -149,11 +151,22 @@ def _metadata_attribution(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
+def _with_cache_lifetimes(usage: Usage, raw: Any) -> Usage:
+    # Anthropic's cache writes by lifetime, priced apart; LiteLLM passes them on here.
+    split = _get(_get(raw, "prompt_tokens_details"), "cache_creation_token_details")
+    five_minutes = count(_get(split, "ephemeral_5m_input_tokens"))
+    one_hour = count(_get(split, "ephemeral_1h_input_tokens"))
+    if not five_minutes and not one_hour:
+        return usage
+    return replace(usage, cache_write_5m_tokens=five_minutes, cache_write_1h_tokens=one_hour)
+
+
 def _usage(response: Any, payload: Mapping[str, Any]) -> tuple[Usage | None, Any]:
     raw = _get(response, "usage")
     if raw is not None and _get(raw, "prompt_tokens") is not None:
         dump = getattr(raw, "model_dump", None)
-        return openai_style_usage(raw), dump() if callable(dump) else raw
+        usage = _with_cache_lifetimes(openai_style_usage(raw), raw)
+        return usage, dump() if callable(dump) else raw
     if "prompt_tokens" in payload or "completion_tokens" in payload:
         counts = {
             "prompt_tokens": count(payload.get("prompt_tokens")),
@@ -276,7 +289,9 @@ class LiteLLMRecorder(AdapterRecorder):
                 while len(self._recorded) > _REMEMBERED:
                     self._recorded.popitem(last=False)
         if pending is not None:
-            pending.scope.closed = True
+            # LiteLLM skips log_post_api_call for a failed call, but reports the failure in
+            # the caller's context: the scope it left there is taken out here.
+            self._close(pending)
             if pending.scope.seen:
                 return False, pending
         return True, pending
