@@ -2,10 +2,12 @@
 
 LangChain runs for real (``langchain_core``): a fake chat model that reports
 ``usage_metadata``, and a small chat model over the real ``openai`` client against
-a MockTransport. LiteLLM cannot be installed next to ``openai`` 3, so its callback
-is driven as LiteLLM drives it: ``log_pre_api_call`` in the caller's context,
-the provider call, ``log_post_api_call``, then the success or failure event,
-with payloads shaped like LiteLLM's ``standard_logging_object``.
+a MockTransport. Here the LiteLLM callback is driven as LiteLLM drives it:
+``log_pre_api_call`` in the caller's context, the provider call,
+``log_post_api_call``, then the success or failure event, with payloads shaped
+like LiteLLM's ``standard_logging_object``, so these tests run next to
+``openai`` 3 too; tests/test_capture_litellm_real.py runs the real LiteLLM
+where it installs (it pins ``openai`` < 3).
 """
 
 from __future__ import annotations
