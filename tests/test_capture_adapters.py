@@ -283,6 +283,7 @@ def _times() -> tuple[datetime, datetime]:
 def test_litellm_call_no_hook_sees_is_recorded_once(ledger: KeepingLedger) -> None:
     callback = litellm_callback(feature="chat")
     kwargs = _litellm_kwargs("call-1", metadata={"user": "u9", "tags": {"ticket": "42"}})
+    kwargs["response_headers"] = {"Request-Id": "req_011CV", "content-type": "application/json"}
     with llmledger.attribute(tenant="acme"):
         callback.log_pre_api_call(kwargs["model"], [], kwargs)
         assert current_scope.get() is not None
@@ -311,6 +312,7 @@ def test_litellm_call_no_hook_sees_is_recorded_once(ledger: KeepingLedger) -> No
     )
     assert event.duration_ms == pytest.approx(500, abs=1)
     assert event.api_key_fingerprint and "sk-ant" not in event.api_key_fingerprint
+    assert event.request_id == "req_011CV"
 
 
 def test_litellm_call_through_a_hooked_sdk_is_recorded_once_by_the_hook(
@@ -376,7 +378,11 @@ def test_litellm_failure_is_recorded_as_an_error(ledger: KeepingLedger) -> None:
     kwargs["standard_logging_object"].update(
         status="failure",
         error_str="AnthropicException - Overloaded",
-        error_information={"error_class": "InternalServerError", "error_code": "529"},
+        error_information={
+            "error_class": "InternalServerError",
+            "error_code": "529",
+            "error_provider_request_id": "req_011XY",
+        },
     )
     asyncio.run(callback.async_log_failure_event(kwargs, None, *_times()))
     event = ledger.one()
@@ -386,6 +392,7 @@ def test_litellm_failure_is_recorded_as_an_error(ledger: KeepingLedger) -> None:
         "missing",
     )
     assert event.error_message == "AnthropicException - Overloaded"
+    assert event.request_id == "req_011XY"
 
 
 def test_litellm_cache_hits_made_no_provider_call(ledger: KeepingLedger) -> None:

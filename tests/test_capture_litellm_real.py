@@ -291,6 +291,9 @@ def test_an_anthropic_call_is_recorded_once_by_the_callback(
             {"team": "billing", "ticket": "9"},
         )
         assert event.duration_ms is not None and event.duration_ms > 0
+    # The provider's request id, from the response headers LiteLLM keeps.
+    assert write.request_id and read.request_id and write.request_id != read.request_id
+    assert write.request_id.startswith("req_sim")
     cached = count_tokens(INSTRUCTIONS)
     assert write.usage.input_tokens > cached  # the cached part is counted in the input
     assert (write.usage.cache_write_tokens, write.usage.cache_read_tokens) == (cached, 0)
@@ -435,6 +438,7 @@ def test_a_failed_call_is_recorded_once_as_an_error(
     assert "simulated" in event.error_message
     assert (event.usage_source, event.usage.input_tokens) == ("missing", 0)
     assert (event.tenant, event.user) == ("acme", "u13")
+    assert event.request_id is not None and event.request_id.startswith("req_sim")
 
 
 def test_importing_litellm_opens_no_connection() -> None:

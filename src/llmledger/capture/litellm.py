@@ -161,6 +161,33 @@ def _with_cache_lifetimes(usage: Usage, raw: Any) -> Usage:
     return replace(usage, cache_write_5m_tokens=five_minutes, cache_write_1h_tokens=one_hour)
 
 
+# Where LiteLLM passes on the provider's request id, among the response headers it keeps.
+_REQUEST_ID_HEADERS = ("request-id", "x-request-id", "llm_provider-request-id",
+                       "llm_provider-x-request-id")
+
+
+def _request_id(
+    kwargs: Mapping[str, Any], payload: Mapping[str, Any], response: Any, failed: bool
+) -> str | None:
+    """The provider's request id: from the error of a failed call, else the response headers."""
+    if failed:
+        found = _mapping(payload.get("error_information")).get("error_provider_request_id")
+        return found if isinstance(found, str) and found else None
+    hidden = getattr(response, "_hidden_params", None)
+    for headers in (
+        _get(hidden, "additional_headers"),
+        kwargs.get("response_headers"),
+        _get(_mapping(payload.get("hidden_params")), "additional_headers"),
+    ):
+        if isinstance(headers, Mapping):
+            lowered = {str(name).lower(): value for name, value in headers.items()}
+            for name in _REQUEST_ID_HEADERS:
+                value = lowered.get(name)
+                if isinstance(value, str) and value:
+                    return value
+    return None
+
+
 def _usage(response: Any, payload: Mapping[str, Any]) -> tuple[Usage | None, Any]:
     raw = _get(response, "usage")
     if raw is not None and _get(raw, "prompt_tokens") is not None:
@@ -376,6 +403,7 @@ class LiteLLMRecorder(AdapterRecorder):
                 ttft=ttft,
                 usage_raw=raw,
                 response_model=response_model if isinstance(response_model, str) else None,
+                request_id=_request_id(kwargs, payload, response, failed),
                 error_type=error_type,
                 error_message=error_message,
             )
