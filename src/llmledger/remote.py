@@ -475,31 +475,14 @@ class RemoteSink:
 
     def _set_aside(self, payload: bytes, count: int, problem: str) -> None:
         """Keep a refused batch in ``spool/refused`` (never replayed), within the spool limit."""
-        folder = self.spool_dir / _REFUSED
-        if self._spool_size() + len(payload) > self.spool_limit:
+        kept = self._keep(self.spool_dir / _REFUSED, payload, count)
+        if isinstance(kept, str):
             self.stats.dropped += count
             log.error(
-                "llmledger: the service refused %d events for good (%s) and the spool is "
-                "full; dropped",
+                "llmledger: the service refused %d events for good (%s); %s; dropped",
                 count,
                 problem,
-            )
-            return
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            name = f"{new_id()}-{count}{_SUFFIX}"
-            partial = folder / f".{name}.tmp"
-            partial.write_bytes(payload)
-            os.replace(partial, folder / name)
-        except OSError as exc:
-            self.stats.dropped += count
-            log.error(
-                "llmledger: the service refused %d events for good (%s); cannot keep them "
-                "in %s (%s); dropped",
-                count,
-                problem,
-                folder,
-                exc,
+                kept,
             )
             return
         self.stats.refused += count
@@ -507,7 +490,7 @@ class RemoteSink:
             "llmledger: the service refused %d events for good (%s); kept in %s",
             count,
             problem,
-            folder / name,
+            kept,
         )
 
     def _set_aside_file(self, claimed: Path, name: str, problem: Exception) -> None:
@@ -546,28 +529,33 @@ class RemoteSink:
                             total += entry.stat().st_size
         return total
 
-    def _spool(self, payload: bytes, count: int) -> None:
+    def _keep(self, folder: Path, payload: bytes, count: int) -> Path | str:
+        """Write a batch file into ``folder`` within ``spool_limit``: its path, or why not.
+
+        The name starts with a ULID, so batches are replayed oldest first; the
+        file appears whole or not at all.
+        """
         if self._spool_size() + len(payload) > self.spool_limit:
+            return f"spool {self.spool_dir} is full ({self.spool_limit} bytes)"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"{new_id()}-{count}{_SUFFIX}"
+            partial = folder / f".{name}.tmp"
+            partial.write_bytes(payload)
+            os.replace(partial, folder / name)
+        except OSError as exc:
+            return f"cannot write to {folder} ({exc})"
+        return folder / name
+
+    def _spool(self, payload: bytes, count: int) -> None:
+        kept = self._keep(self.spool_dir, payload, count)
+        if isinstance(kept, str):
             self.stats.dropped += count
             log.error(
-                "llmledger: spool %s is full (%d bytes); dropped %d events (%d dropped so far)",
-                self.spool_dir,
-                self.spool_limit,
+                "llmledger: %s; dropped %d events (%d dropped so far)",
+                kept,
                 count,
                 self.stats.dropped,
-            )
-            return
-        try:
-            self.spool_dir.mkdir(parents=True, exist_ok=True)
-            # The name starts with a ULID, so the spool replays oldest first.
-            name = f"{new_id()}-{count}{_SUFFIX}"
-            partial = self.spool_dir / f".{name}.tmp"
-            partial.write_bytes(payload)
-            os.replace(partial, self.spool_dir / name)
-        except OSError as exc:
-            self.stats.dropped += count
-            log.error(
-                "llmledger: cannot spool %d events to %s (%s); dropped", count, self.spool_dir, exc
             )
             return
         self.stats.spooled += count
