@@ -36,10 +36,10 @@ from typing import Any
 import httpx2
 import openai
 
-import llmledger.ledger
+import llmledger.runtime.ledger
 from llmledger.capture import instrument
-from llmledger.ledger import Ledger
-from llmledger.settings import load_settings
+from llmledger.core.settings import load_settings
+from llmledger.runtime.ledger import Ledger
 
 RECORDED = Path(__file__).parent.parent / "tests" / "fixtures" / "recorded"
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--e2e-calls", type=int, default=500, help="end-to-end calls per round")
     args = parser.parse_args()
 
-    llmledger.ledger._ledger = QueueLedger()
+    llmledger.runtime.ledger._ledger = QueueLedger()
     client = _client(200)
 
     plain, hooked = _hook_cost_per_call(client, args.calls, args.rounds)

@@ -38,12 +38,12 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from llmledger.events import UsageEvent
-from llmledger.keys import KeyStore
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import Usage
 from llmledger.pricing import PriceResolver
-from llmledger.serialize import event_to_json
+from llmledger.server.keys import KeyStore
 from llmledger.store import open_store
-from llmledger.usage import Usage
+from llmledger.wire.serialize import event_to_json
 
 MODELS = (
     ("openai", "gpt-4o-mini"),

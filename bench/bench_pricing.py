@@ -17,9 +17,9 @@ from decimal import Decimal
 
 import genai_prices
 
+from llmledger.core.usage import BUCKETS, Usage
 from llmledger.pricing import PriceResolver, to_nano
 from llmledger.pricing.catalog import CATALOG_USAGE_KEYS
-from llmledger.usage import BUCKETS, Usage
 
 CALLS: list[tuple[str, str, str, str | None, Usage]] = [
     # (llmledger provider, genai-prices provider id, model, service tier, usage)

@@ -52,14 +52,54 @@ from llmledger.store.sql import SqlStore
 
 DAYS = 60
 NOW = datetime(2025, 6, 1, 12, 34, 56, tzinfo=UTC)
-MODELS = ("gpt-4o", "gpt-4o-mini", "o3", "o4-mini", "gpt-4.1", "gpt-4.1-mini", "claude-sonnet-4-5",
-          "claude-haiku-4-5", "claude-opus-4-1", "gemini-2.5-pro", "gemini-2.5-flash",
-          "text-embedding-3-small", "mistral-large", "command-r", "llama-3.3-70b")
-PROVIDERS = ("openai", "openai", "openai", "openai", "openai", "openai", "anthropic", "anthropic",
-             "anthropic", "google", "google", "openai", "mistral", "cohere", "bedrock")
-QUERY = Query(since=NOW - timedelta(days=30), until=NOW, by=("model",),
-              metrics=("calls", "errors", "input_tokens", "cache_read_tokens", "output_tokens",
-                       "cost", "unpriced_calls"))
+MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "o3",
+    "o4-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "claude-opus-4-1",
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "text-embedding-3-small",
+    "mistral-large",
+    "command-r",
+    "llama-3.3-70b",
+)
+PROVIDERS = (
+    "openai",
+    "openai",
+    "openai",
+    "openai",
+    "openai",
+    "openai",
+    "anthropic",
+    "anthropic",
+    "anthropic",
+    "google",
+    "google",
+    "openai",
+    "mistral",
+    "cohere",
+    "bedrock",
+)
+QUERY = Query(
+    since=NOW - timedelta(days=30),
+    until=NOW,
+    by=("model",),
+    metrics=(
+        "calls",
+        "errors",
+        "input_tokens",
+        "cache_read_tokens",
+        "output_tokens",
+        "cost",
+        "unpriced_calls",
+    ),
+)
 SOURCES: tuple[tuple[SourceMode, str], ...] = (
     ("auto", "daily + hourly rollups, edge events"),
     ("hourly", "hourly rollups, edge events"),
@@ -98,7 +138,7 @@ def _fill(store: SqlStore, count: int) -> None:
         "id, ts_us, provider, model, operation, status, usage_source, stream, input_tokens, "
         "output_tokens, cache_read_tokens, cache_write_tokens, cache_write_5m_tokens, "
         "cache_write_1h_tokens, input_audio_tokens, input_image_tokens, reasoning_tokens, "
-        "output_audio_tokens, tool_use_prompt_tokens, duration_ms, tenant, \"user\", feature, "
+        'output_audio_tokens, tool_use_prompt_tokens, duration_ms, tenant, "user", feature, '
         "cost_nanos"
     )
     chunk = 1_000_000
@@ -215,8 +255,11 @@ def open_ledger(backend: str, args: argparse.Namespace) -> tuple[SqlStore, str, 
         with admin.begin() as conn:
             conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             version = str(conn.exec_driver_sql("SHOW server_version").scalar_one()).split()[0]
-        url = sa.engine.make_url(args.postgres_url).update_query_dict(
-            {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        url = (
+            sa.engine.make_url(args.postgres_url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
 
         def drop() -> None:
             with admin.begin() as conn:
@@ -252,13 +295,19 @@ def main() -> None:
     global _progress
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all",
-                        help="all: SQLite, and PostgreSQL when a URL is given or in "
-                             "LLMLEDGER_TEST_POSTGRES_URL")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres", "all"),
+        default="all",
+        help="all: SQLite, and PostgreSQL when a URL is given or in LLMLEDGER_TEST_POSTGRES_URL",
+    )
     parser.add_argument("--postgres-url", default=os.environ.get("LLMLEDGER_TEST_POSTGRES_URL"))
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(tempfile.gettempdir()) / "llmledger-bench",
-                        help="Where the SQLite ledger is kept between runs.")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "llmledger-bench",
+        help="Where the SQLite ledger is kept between runs.",
+    )
     parser.add_argument("--fresh", action="store_true", help="Refill even if a ledger exists.")
     parser.add_argument("--drop", action="store_true", help="Remove the ledgers afterwards.")
     parser.add_argument("--runs", type=int, default=15)
@@ -276,33 +325,49 @@ def main() -> None:
     results = [run_backend(backend, args) for backend in backends]
 
     calls = results[0][2][0].answer["total"]["calls"]
-    print(f"`report --by model` over 30 days on a ledger of {args.events:,} events spread over "
-          f"{DAYS} days ({calls:,} calls in range, {len(MODELS)} models). Each source is timed "
-          "in the same run after one warm-up run: median, best and worst of the runs. The "
-          "three sources gave equal reports. Target (DESIGN.md §8): ≤ 200 ms.")
+    print(
+        f"`report --by model` over 30 days on a ledger of {args.events:,} events spread over "
+        f"{DAYS} days ({calls:,} calls in range, {len(MODELS)} models). Each source is timed "
+        "in the same run after one warm-up run: median, best and worst of the runs. The "
+        "three sources gave equal reports. Target (DESIGN.md §8): ≤ 200 ms."
+    )
     print()
-    print("| database | source | statements | rows read | median ms | best ms | worst ms | runs "
-          "| speed-up |")
+    print(
+        "| database | source | statements | rows read | median ms | best ms | worst ms | runs "
+        "| speed-up |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, _, timings in results:
         raw = timings[-1].median
         for t in timings:
-            print(f"| {name} | {t.label} | {t.pieces} | {t.rows:,} | {t.median:,.1f} "
-                  f"| {min(t.runs):,.1f} | {max(t.runs):,.1f} | {len(t.runs)} "
-                  f"| {raw / t.median:,.1f} x |")
+            print(
+                f"| {name} | {t.label} | {t.pieces} | {t.rows:,} | {t.median:,.1f} "
+                f"| {min(t.runs):,.1f} | {max(t.runs):,.1f} | {len(t.runs)} "
+                f"| {raw / t.median:,.1f} x |"
+            )
     print()
     for name, how, _ in results:
         print(f"- {name} ledger: {how}.")
-    spans = [(p.grain, p.period_us, (p.end_us or 0) - (p.start_us or 0))
-             for p in plan(QUERY, None, "auto")]
+    spans = [
+        (p.grain, p.period_us, (p.end_us or 0) - (p.start_us or 0))
+        for p in plan(QUERY, None, "auto")
+    ]
     days = sum(length // DAY_US for grain, period, length in spans if period == DAY_US and grain)
     hours = sum(length // HOUR_US for grain, period, length in spans if period == HOUR_US and grain)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip() or "unknown"
-    print(f"- Run started {started} at commit {commit}, load average {load} (other work on the "
-          "machine slows every figure).")
-    print(f"- auto reads {days} whole UTC days from the daily rollups, {hours} hours around them "
-          "from the hourly rollups and the two partial hours at the edges from the events.")
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        or "unknown"
+    )
+    print(
+        f"- Run started {started} at commit {commit}, load average {load} (other work on the "
+        "machine slows every figure)."
+    )
+    print(
+        f"- auto reads {days} whole UTC days from the daily rollups, {hours} hours around them "
+        "from the hourly rollups and the two partial hours at the edges from the events."
+    )
 
 
 if __name__ == "__main__":

@@ -36,12 +36,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from llmledger.events import UsageEvent
-from llmledger.ids import new_id
+from llmledger.core.events import UsageEvent
+from llmledger.core.ids import new_id
+from llmledger.core.usage import Usage
+from llmledger.runtime.writer import Writer
 from llmledger.store import SqlStore, event_tags, events, open_store
 from llmledger.store.codec import encode_batch
-from llmledger.usage import Usage
-from llmledger.writer import Writer
 
 BATCH_SIZE = 5_000
 MODELS = (("openai", "gpt-4o-mini"), ("openai", "gpt-4.1"), ("anthropic", "claude-sonnet-4-5"))
@@ -214,8 +214,9 @@ def bench_postgres(url: str, built: list[UsageEvent]) -> dict[str, Any]:
         with open_store(scoped.render_as_string(hide_password=False)) as store:
             copy = Timing()
             encoded = [
-                encode_batch(built[start : start + BATCH_SIZE], split_nulls=False,
-                             bool_as_int=False)
+                encode_batch(
+                    built[start : start + BATCH_SIZE], split_nulls=False, bool_as_int=False
+                )
                 for start in range(0, len(built), BATCH_SIZE)
             ]
 

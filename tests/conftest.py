@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llmledger.ledger import shutdown
+from llmledger.runtime.ledger import shutdown
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = FIXTURES / "recorded"

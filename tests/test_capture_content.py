@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 import llmledger
 from llmledger.capture import capture_content, instrument
-from llmledger.content import ContentRecord, SqlContentStore, content_store, event_content
-from llmledger.ledger import Ledger, shutdown
+from llmledger.runtime.content import ContentRecord, SqlContentStore, content_store, event_content
+from llmledger.runtime.ledger import Ledger, shutdown
 from llmledger.store import SqlStore
 from llmledger.store.migrator import current_revision, head_revision, upgrade_connection
 from tests.test_capture_support import JSON, Replay, recorded

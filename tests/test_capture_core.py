@@ -13,7 +13,7 @@ import pytest
 import llmledger
 import llmledger.capture._core as core
 from llmledger.capture import Instrumentation, capture_content, capture_stats, instrument
-from llmledger.content import MemoryContentStore, set_content_store
+from llmledger.runtime.content import MemoryContentStore, set_content_store
 from tests.test_capture_support import JSON, KeepingLedger, Replay, instrumented, ledger, recorded
 
 __all__ = ["instrumented", "ledger"]

@@ -17,10 +17,10 @@ import pytest
 
 import llmledger
 from llmledger.capture import Instrumentation, instrument
-from llmledger.events import UsageEvent
-from llmledger.ledger import Ledger
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import Usage
+from llmledger.runtime.ledger import Ledger
 from llmledger.sim import SimulatedProvider
-from llmledger.usage import Usage
 from tests.test_capture_support import JSON, Replay, recorded
 
 CLAUDE = "claude-haiku-4-5"

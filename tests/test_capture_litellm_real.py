@@ -32,7 +32,7 @@ import llmledger
 from llmledger.capture import Instrumentation
 from llmledger.capture._core import current_scope
 from llmledger.capture.litellm import callback_class
-from llmledger.events import UsageEvent
+from llmledger.core.events import UsageEvent
 from llmledger.sim import SimulatedProvider
 from llmledger.sim.base import count_tokens
 from tests.test_capture_support import KeepingLedger, instrumented, ledger

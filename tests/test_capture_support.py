@@ -22,11 +22,11 @@ import httpx
 import httpx2
 import pytest
 
-import llmledger.ledger
+import llmledger.runtime.ledger
 from llmledger.capture import Instrumentation, instrument
-from llmledger.events import UsageEvent
-from llmledger.ledger import Ledger
-from llmledger.settings import load_settings
+from llmledger.core.events import UsageEvent
+from llmledger.core.settings import load_settings
+from llmledger.runtime.ledger import Ledger
 
 RECORDED = Path(__file__).parent / "fixtures" / "recorded"
 
@@ -66,7 +66,7 @@ class KeepingLedger(Ledger):
 def ledger(monkeypatch: pytest.MonkeyPatch) -> KeepingLedger:
     """The process ledger replaced by a :class:`KeepingLedger`."""
     keeping = KeepingLedger()
-    monkeypatch.setattr(llmledger.ledger, "_ledger", keeping)
+    monkeypatch.setattr(llmledger.runtime.ledger, "_ledger", keeping)
     return keeping
 
 

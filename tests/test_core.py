@@ -15,12 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import llmledger
-from llmledger.context import attribute, current_attribution, propagate
-from llmledger.errors import ConfigError, InvalidEventError, InvalidUsageError, LedgerError
-from llmledger.events import UsageEvent
-from llmledger.ids import id_time_ms, new_id
-from llmledger.settings import load_settings
-from llmledger.usage import BUCKETS, Usage
+from llmledger.core.attribution import attribute, current_attribution, propagate
+from llmledger.core.errors import ConfigError, InvalidEventError, InvalidUsageError, LedgerError
+from llmledger.core.events import UsageEvent
+from llmledger.core.ids import id_time_ms, new_id
+from llmledger.core.settings import load_settings
+from llmledger.core.usage import BUCKETS, Usage
 
 
 def test_public_api_is_complete() -> None:
@@ -38,7 +38,7 @@ def test_public_api_is_complete() -> None:
 
 
 def test_every_error_is_a_ledger_error_and_a_builtin() -> None:
-    from llmledger import errors
+    from llmledger.core import errors
 
     for name in errors.__all__:
         cls = getattr(errors, name)

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from llmledger.cli import main
-from llmledger.errors import ConfigError
-from llmledger.keys import CACHE_SECONDS, KeyStore, UnknownKeyError, api_keys, hash_token
+from llmledger.core.errors import ConfigError
+from llmledger.server.keys import CACHE_SECONDS, KeyStore, UnknownKeyError, api_keys, hash_token
 from llmledger.store import open_store
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)

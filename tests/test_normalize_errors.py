@@ -8,17 +8,26 @@ from pathlib import Path
 import pytest
 
 import llmledger.normalize as normalize
-from llmledger.errors import LedgerError, ResponseParseError, UnknownProviderError
+from llmledger.core.errors import LedgerError, ResponseParseError, UnknownProviderError
+from llmledger.core.usage import Usage
 from llmledger.normalize import read_response, read_stream, read_stream_events
-from llmledger.usage import Usage
 
 RECORDED = Path(__file__).parent / "fixtures" / "recorded"
 
 
 def test_exports_are_complete() -> None:
     public = {name for name in dir(normalize) if not name.startswith("_")} - {"annotations"}
-    modules = {"anthropic", "base", "bedrock", "cohere", "eventstream", "google", "openai",
-               "readers", "sse"}
+    modules = {
+        "anthropic",
+        "base",
+        "bedrock",
+        "cohere",
+        "eventstream",
+        "google",
+        "openai",
+        "readers",
+        "sse",
+    }
     assert public - modules == set(normalize.__all__)
 
 
@@ -56,8 +65,11 @@ def test_unknown_operation_for_provider() -> None:
 
 
 def test_non_integer_count_is_an_error_naming_the_field() -> None:
-    body = {"object": "chat.completion", "choices": [],
-            "usage": {"prompt_tokens": "many", "completion_tokens": 1}}
+    body = {
+        "object": "chat.completion",
+        "choices": [],
+        "usage": {"prompt_tokens": "many", "completion_tokens": 1},
+    }
     with pytest.raises(ResponseParseError, match=r"usage\.prompt_tokens"):
         read_response(body)
     with pytest.raises(ResponseParseError, match=r"usage\.output_tokens"):
@@ -86,17 +98,23 @@ def test_errors_share_the_tree() -> None:
 
 def test_broken_invariants_are_warnings_and_numbers_are_kept() -> None:
     # A gateway reporting more reasoning than output (seen in the wild): keep, flag.
-    body = {"object": "chat.completion", "id": "x", "choices": [], "usage": {
-        "prompt_tokens": 31134, "completion_tokens": 2608,
-        "completion_tokens_details": {"reasoning_tokens": 2624}}}
+    body = {
+        "object": "chat.completion",
+        "id": "x",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 31134,
+            "completion_tokens": 2608,
+            "completion_tokens_details": {"reasoning_tokens": 2624},
+        },
+    }
     reading = read_response(body)
     assert reading.usage == Usage(input_tokens=31134, output_tokens=2608, reasoning_tokens=2624)
     assert reading.warnings == ["reasoning_tokens (2624) exceeds output_tokens (2608)"]
 
 
 def test_negative_counts_are_flagged_not_clamped() -> None:
-    reading = read_response({"type": "message", "usage": {"input_tokens": -3,
-                                                          "output_tokens": 5}})
+    reading = read_response({"type": "message", "usage": {"input_tokens": -3, "output_tokens": 5}})
     assert reading.usage.input_tokens == -3
     assert reading.warnings == ["input_tokens is negative (-3)"]
 
@@ -108,47 +126,86 @@ def test_body_without_usage_is_missing() -> None:
 
 
 def test_shapes_beyond_chat() -> None:
-    image = read_response({"created": 1, "data": [{"b64_json": "..."}], "usage": {
-        "input_tokens": 50, "output_tokens": 4160, "total_tokens": 4210,
-        "input_tokens_details": {"text_tokens": 10, "image_tokens": 40},
-        "output_tokens_details": {"image_tokens": 4160}}})
+    image = read_response(
+        {
+            "created": 1,
+            "data": [{"b64_json": "..."}],
+            "usage": {
+                "input_tokens": 50,
+                "output_tokens": 4160,
+                "total_tokens": 4210,
+                "input_tokens_details": {"text_tokens": 10, "image_tokens": 40},
+                "output_tokens_details": {"image_tokens": 4160},
+            },
+        }
+    )
     assert (image.provider, image.operation) == ("openai", "images")
     assert image.usage == Usage(input_tokens=50, output_tokens=4160, input_image_tokens=40)
     assert image.extra_units == {"output_image_tokens": 4160}
 
-    audio = read_response({"text": "My policy number", "usage": {
-        "type": "tokens", "input_tokens": 59, "output_tokens": 11, "total_tokens": 70,
-        "input_token_details": {"text_tokens": 0, "audio_tokens": 59}}})
+    audio = read_response(
+        {
+            "text": "My policy number",
+            "usage": {
+                "type": "tokens",
+                "input_tokens": 59,
+                "output_tokens": 11,
+                "total_tokens": 70,
+                "input_token_details": {"text_tokens": 0, "audio_tokens": 59},
+            },
+        }
+    )
     assert audio.operation == "audio"
     assert audio.usage == Usage(input_tokens=59, output_tokens=11, input_audio_tokens=59)
 
     seconds = read_response({"text": "hi", "usage": {"type": "duration", "seconds": 3}})
     assert seconds.usage_source == "missing"
 
-    rerank = read_response({"id": "r", "results": [], "meta": {"billed_units":
-                                                                {"search_units": 1}}})
+    rerank = read_response(
+        {"id": "r", "results": [], "meta": {"billed_units": {"search_units": 1}}}
+    )
     assert (rerank.provider, rerank.operation) == ("cohere", "rerank")
     assert rerank.extra_units == {"search_units": 1}
 
-    embed = read_response({"id": "e", "embeddings": {}, "meta": {"billed_units":
-                                                                 {"input_tokens": 7}}})
+    embed = read_response(
+        {"id": "e", "embeddings": {}, "meta": {"billed_units": {"input_tokens": 7}}}
+    )
     assert (embed.operation, embed.usage) == ("embeddings", Usage(input_tokens=7))
 
 
 def test_deepseek_and_mistral_cache_field_variants() -> None:
-    deepseek = read_response({"object": "chat.completion", "choices": [], "usage": {
-        "prompt_tokens": 100, "completion_tokens": 5, "prompt_cache_hit_tokens": 64,
-        "prompt_cache_miss_tokens": 36}}, provider="deepseek")
+    deepseek = read_response(
+        {
+            "object": "chat.completion",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 100,
+                "completion_tokens": 5,
+                "prompt_cache_hit_tokens": 64,
+                "prompt_cache_miss_tokens": 36,
+            },
+        },
+        provider="deepseek",
+    )
     assert deepseek.usage == Usage(input_tokens=100, output_tokens=5, cache_read_tokens=64)
-    mistral = read_response({"object": "chat.completion", "choices": [], "usage": {
-        "prompt_tokens": 268, "completion_tokens": 5, "cached_tokens": 224}},
-        provider="mistral")
+    mistral = read_response(
+        {
+            "object": "chat.completion",
+            "choices": [],
+            "usage": {"prompt_tokens": 268, "completion_tokens": 5, "cached_tokens": 224},
+        },
+        provider="mistral",
+    )
     assert mistral.usage.cache_read_tokens == 224
 
 
 def test_anthropic_without_ttl_split_does_not_guess() -> None:
-    reading = read_response({"type": "message", "usage": {
-        "input_tokens": 5, "cache_creation_input_tokens": 2000, "output_tokens": 1}})
+    reading = read_response(
+        {
+            "type": "message",
+            "usage": {"input_tokens": 5, "cache_creation_input_tokens": 2000, "output_tokens": 1},
+        }
+    )
     assert reading.usage == Usage(input_tokens=2005, output_tokens=1, cache_write_tokens=2000)
 
 

@@ -19,11 +19,21 @@ counts = st.integers(min_value=0, max_value=10**9)
 def test_anthropic_input_is_the_sum_of_its_three_fields(
     uncached: int, read: int, five: int, hour: int, output: int
 ) -> None:
-    reading = read_response({"type": "message", "usage": {
-        "input_tokens": uncached, "cache_read_input_tokens": read,
-        "cache_creation_input_tokens": five + hour,
-        "cache_creation": {"ephemeral_5m_input_tokens": five, "ephemeral_1h_input_tokens": hour},
-        "output_tokens": output}})
+    reading = read_response(
+        {
+            "type": "message",
+            "usage": {
+                "input_tokens": uncached,
+                "cache_read_input_tokens": read,
+                "cache_creation_input_tokens": five + hour,
+                "cache_creation": {
+                    "ephemeral_5m_input_tokens": five,
+                    "ephemeral_1h_input_tokens": hour,
+                },
+                "output_tokens": output,
+            },
+        }
+    )
     usage = reading.usage
     assert usage.input_tokens == uncached + read + five + hour
     assert usage.uncached_input_tokens == uncached
@@ -32,19 +42,24 @@ def test_anthropic_input_is_the_sum_of_its_three_fields(
 
 
 @given(prompt=counts, tool=counts, candidates=counts, thoughts=counts, cached=counts)
-def test_gemini_totals(prompt: int, tool: int, candidates: int, thoughts: int,
-                       cached: int) -> None:
+def test_gemini_totals(prompt: int, tool: int, candidates: int, thoughts: int, cached: int) -> None:
     cached = min(cached, prompt)
-    reading = read_response({"usageMetadata": {
-        "promptTokenCount": prompt, "toolUsePromptTokenCount": tool,
-        "candidatesTokenCount": candidates, "thoughtsTokenCount": thoughts,
-        "cachedContentTokenCount": cached}})
+    reading = read_response(
+        {
+            "usageMetadata": {
+                "promptTokenCount": prompt,
+                "toolUsePromptTokenCount": tool,
+                "candidatesTokenCount": candidates,
+                "thoughtsTokenCount": thoughts,
+                "cachedContentTokenCount": cached,
+            }
+        }
+    )
     assert reading.usage.total_tokens == prompt + tool + candidates + thoughts
     assert reading.warnings == []
 
 
-@given(cuts=st.lists(st.integers(min_value=0, max_value=10**6), max_size=40),
-       crlf=st.booleans())
+@given(cuts=st.lists(st.integers(min_value=0, max_value=10**6), max_size=40), crlf=st.booleans())
 def test_openai_stream_split_anywhere_reads_the_same(cuts: list[int], crlf: bool) -> None:
     raw = (RECORDED / "openai_chat_stream_include_usage.sse").read_bytes()
     if crlf:

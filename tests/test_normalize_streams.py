@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from llmledger.errors import ResponseParseError
+from llmledger.core.errors import ResponseParseError
+from llmledger.core.usage import Usage
 from llmledger.normalize import read_stream, read_stream_events
 from llmledger.normalize.eventstream import iter_messages
 from llmledger.normalize.sse import SSEDecoder, iter_sse, transcript_events
-from llmledger.usage import Usage
 
 RECORDED = Path(__file__).parent / "fixtures" / "recorded"
 
@@ -53,12 +53,20 @@ def test_openai_stream_without_include_usage_is_missing_not_zero() -> None:
 def test_gateway_usage_on_every_chunk_takes_the_last() -> None:
     # Synthetic: some gateways repeat a cumulative usage on every chunk.
     chunks = [
-        {"object": "chat.completion.chunk", "id": "gen-1", "model": "m", "choices": [
-            {"index": 0, "delta": {"content": "a"}, "finish_reason": None}],
-         "usage": {"prompt_tokens": 10, "completion_tokens": 1, "cost": 0.0001}},
-        {"object": "chat.completion.chunk", "id": "gen-1", "model": "m", "choices": [
-            {"index": 0, "delta": {}, "finish_reason": "stop"}],
-         "usage": {"prompt_tokens": 10, "completion_tokens": 7, "cost": 0.00035}},
+        {
+            "object": "chat.completion.chunk",
+            "id": "gen-1",
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": None}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1, "cost": 0.0001},
+        },
+        {
+            "object": "chat.completion.chunk",
+            "id": "gen-1",
+            "model": "m",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 7, "cost": 0.00035},
+        },
     ]
     reading = read_stream(sse(*chunks, done=True))
     assert reading.provider == "openrouter"
@@ -67,9 +75,18 @@ def test_gateway_usage_on_every_chunk_takes_the_last() -> None:
 
 
 def test_byok_cost_adds_the_upstream_charge() -> None:
-    body = {"object": "chat.completion.chunk", "id": "gen-2", "choices": [], "usage": {
-        "prompt_tokens": 5, "completion_tokens": 5, "cost": 0.001, "is_byok": True,
-        "cost_details": {"upstream_inference_cost": 0.019}}}
+    body = {
+        "object": "chat.completion.chunk",
+        "id": "gen-2",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 5,
+            "completion_tokens": 5,
+            "cost": 0.001,
+            "is_byok": True,
+            "cost_details": {"upstream_inference_cost": 0.019},
+        },
+    }
     reading = read_stream_events([body], provider="openrouter")
     assert reading.reported_cost == Decimal("0.020")
 
@@ -78,13 +95,24 @@ def test_byok_cost_adds_the_upstream_charge() -> None:
 
 
 def _response(status: str, usage: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
-    return {"id": "resp_1", "object": "response", "status": status, "model": "gpt-5",
-            "service_tier": "default", "usage": usage, **extra}
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "status": status,
+        "model": "gpt-5",
+        "service_tier": "default",
+        "usage": usage,
+        **extra,
+    }
 
 
-USAGE = {"input_tokens": 120, "input_tokens_details": {"cached_tokens": 100},
-         "output_tokens": 64, "output_tokens_details": {"reasoning_tokens": 64},
-         "total_tokens": 184}
+USAGE = {
+    "input_tokens": 120,
+    "input_tokens_details": {"cached_tokens": 100},
+    "output_tokens": 64,
+    "output_tokens_details": {"reasoning_tokens": 64},
+    "total_tokens": 184,
+}
 
 
 @pytest.mark.parametrize(
@@ -96,17 +124,24 @@ def test_responses_incomplete_and_failed_carry_usage(terminal: str, finish: str)
     status = "incomplete" if terminal == "response.incomplete" else "failed"
     details = {"reason": "max_output_tokens"} if status == "incomplete" else None
     text = sse(
-        {"type": "response.created", "sequence_number": 0,
-         "response": _response("in_progress", None)},
+        {
+            "type": "response.created",
+            "sequence_number": 0,
+            "response": _response("in_progress", None),
+        },
         {"type": "response.output_text.delta", "sequence_number": 1, "delta": "x"},
-        {"type": terminal, "sequence_number": 2,
-         "response": _response(status, USAGE, incomplete_details=details)},
+        {
+            "type": terminal,
+            "sequence_number": 2,
+            "response": _response(status, USAGE, incomplete_details=details),
+        },
         named=True,
     )
     reading = read_stream(text)
     assert (reading.provider, reading.operation) == ("openai", "responses")
-    assert reading.usage == Usage(input_tokens=120, output_tokens=64, cache_read_tokens=100,
-                                  reasoning_tokens=64)
+    assert reading.usage == Usage(
+        input_tokens=120, output_tokens=64, cache_read_tokens=100, reasoning_tokens=64
+    )
     assert reading.finish_reason == finish
     assert reading.usage_raw == USAGE
 
@@ -123,14 +158,30 @@ def test_responses_stream_cut_before_completion_is_missing() -> None:
 
 def test_anthropic_message_delta_overwrites_and_never_adds() -> None:
     events = [
-        {"type": "message_start", "message": {"id": "msg_1", "model": "claude-x", "usage": {
-            "input_tokens": 40, "cache_read_input_tokens": 900,
-            "cache_creation_input_tokens": 0, "output_tokens": 1}}},
-        {"type": "message_delta", "delta": {"stop_reason": None},
-         "usage": {"output_tokens": 50}},
-        {"type": "message_delta", "delta": {"stop_reason": "max_tokens"},
-         "usage": {"input_tokens": 40, "cache_read_input_tokens": 900,
-                   "cache_creation_input_tokens": None, "output_tokens": 120}},
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "model": "claude-x",
+                "usage": {
+                    "input_tokens": 40,
+                    "cache_read_input_tokens": 900,
+                    "cache_creation_input_tokens": 0,
+                    "output_tokens": 1,
+                },
+            },
+        },
+        {"type": "message_delta", "delta": {"stop_reason": None}, "usage": {"output_tokens": 50}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "max_tokens"},
+            "usage": {
+                "input_tokens": 40,
+                "cache_read_input_tokens": 900,
+                "cache_creation_input_tokens": None,
+                "output_tokens": 120,
+            },
+        },
     ]
     reading = read_stream_events(events, provider="anthropic")
     assert reading.usage == Usage(input_tokens=940, output_tokens=120, cache_read_tokens=900)
@@ -141,19 +192,31 @@ def test_anthropic_message_delta_overwrites_and_never_adds() -> None:
 def test_anthropic_stream_via_bedrock_invoke_chunks() -> None:
     # boto3 invoke_model_with_response_stream yields {"chunk": {"bytes": b"..."}}.
     inner = [
-        {"type": "message_start", "message": {"id": "msg_bdrk_1", "model": "claude-x",
-                                              "usage": {"input_tokens": 3,
-                                                        "cache_creation_input_tokens": 500,
-                                                        "output_tokens": 1}}},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-         "usage": {"output_tokens": 9}},
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_bdrk_1",
+                "model": "claude-x",
+                "usage": {
+                    "input_tokens": 3,
+                    "cache_creation_input_tokens": 500,
+                    "output_tokens": 1,
+                },
+            },
+        },
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 9},
+        },
     ]
     events = [{"chunk": {"bytes": json.dumps(e).encode()}} for e in inner]
     reading = read_stream_events(events, provider="bedrock")
     assert reading.provider == "bedrock"
     assert reading.usage == Usage(input_tokens=503, output_tokens=9, cache_write_tokens=500)
-    as_base64 = [{"chunk": {"bytes": base64.b64encode(json.dumps(e).encode()).decode()}}
-                 for e in inner]
+    as_base64 = [
+        {"chunk": {"bytes": base64.b64encode(json.dumps(e).encode()).decode()}} for e in inner
+    ]
     assert read_stream_events(as_base64, provider="bedrock").usage == reading.usage
 
 
@@ -180,8 +243,11 @@ def test_gemini_sdk_model_dump_is_read_like_the_wire() -> None:
 
     dumped = read_stream_events((snake(c) for c in wire), provider="google")
     direct = read_stream_events(wire, provider="google")
-    assert dumped.usage == direct.usage == Usage(input_tokens=18, output_tokens=115,
-                                                 reasoning_tokens=35)
+    assert (
+        dumped.usage
+        == direct.usage
+        == Usage(input_tokens=18, output_tokens=115, reasoning_tokens=35)
+    )
     assert (dumped.request_id, dumped.finish_reason) == (direct.request_id, "STOP")
 
 
@@ -201,8 +267,11 @@ def _header(name: str, value: str) -> bytes:
 
 def frame(event_type: str, payload: dict[str, Any], message_type: str = "event") -> bytes:
     """Our own encoder for the AWS event-stream framing (synthetic frames)."""
-    headers = (_header(":event-type", event_type) + _header(":content-type", "application/json")
-               + _header(":message-type", message_type))
+    headers = (
+        _header(":event-type", event_type)
+        + _header(":content-type", "application/json")
+        + _header(":message-type", message_type)
+    )
     body = json.dumps(payload).encode()
     total = 12 + len(headers) + len(body) + 4
     prelude = struct.pack(">II", total, len(headers))
@@ -218,23 +287,36 @@ def test_recorded_bedrock_stream_frames_verify() -> None:
 
 
 def test_synthetic_bedrock_stream_with_cache_tokens() -> None:
-    data = (frame("messageStart", {"role": "assistant"})
-            + frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hi"}})
-            + frame("messageStop", {"stopReason": "max_tokens"})
-            + frame("metadata", {"usage": {"inputTokens": 7, "outputTokens": 3,
-                                           "cacheReadInputTokens": 1000,
-                                           "cacheWriteInputTokens": 24, "totalTokens": 1034},
-                                 "metrics": {"latencyMs": 200}}))
+    data = (
+        frame("messageStart", {"role": "assistant"})
+        + frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hi"}})
+        + frame("messageStop", {"stopReason": "max_tokens"})
+        + frame(
+            "metadata",
+            {
+                "usage": {
+                    "inputTokens": 7,
+                    "outputTokens": 3,
+                    "cacheReadInputTokens": 1000,
+                    "cacheWriteInputTokens": 24,
+                    "totalTokens": 1034,
+                },
+                "metrics": {"latencyMs": 200},
+            },
+        )
+    )
     reading = read_stream(data)
     assert reading.provider == "bedrock"
-    assert reading.usage == Usage(input_tokens=1031, output_tokens=3, cache_read_tokens=1000,
-                                  cache_write_tokens=24)
+    assert reading.usage == Usage(
+        input_tokens=1031, output_tokens=3, cache_read_tokens=1000, cache_write_tokens=24
+    )
     assert reading.finish_reason == "max_tokens"
 
 
 def test_bedrock_exception_frame_becomes_a_warning() -> None:
     data = frame("messageStart", {"role": "assistant"}) + frame(
-        "throttlingException", {"message": "slow down"}, message_type="exception")
+        "throttlingException", {"message": "slow down"}, message_type="exception"
+    )
     reading = read_stream(data, provider="bedrock")
     assert reading.usage_source == "missing"
     assert any("slow down" in w for w in reading.warnings)

@@ -17,9 +17,9 @@ from genai_prices.units import _get_registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from llmledger.core.usage import BUCKETS, Usage
 from llmledger.pricing import PriceResolver, to_nano
 from llmledger.pricing.catalog import CATALOG_USAGE_KEYS, CatalogModel, ledger_provider_name
-from llmledger.usage import BUCKETS, Usage
 
 TIERS = [None, "flex", "priority", "batch", "fast", "default", "scale"]
 

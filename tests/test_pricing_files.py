@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from llmledger.errors import PriceFileError
+from llmledger.core.errors import PriceFileError
+from llmledger.core.usage import Usage
 from llmledger.pricing import PriceBook, PriceResolver
-from llmledger.usage import Usage
 
 EXAMPLE = Path(__file__).parent / "fixtures" / "prices" / "prices.yaml"
 M = 1_000_000

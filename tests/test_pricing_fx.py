@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmledger.errors import ConfigError, CurrencyError, PriceFileError
+from llmledger.core.errors import ConfigError, CurrencyError, PriceFileError
 from llmledger.pricing import ExchangeRates, Rate
 
 EXAMPLE = Path(__file__).parent / "fixtures" / "prices" / "prices.yaml"

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from llmledger.errors import InvalidEventError, UnknownModelError
-from llmledger.events import UsageEvent
+from llmledger.core.errors import InvalidEventError, UnknownModelError
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import Usage
 from llmledger.pricing import Catalog, PriceResolver
-from llmledger.usage import Usage
 
 AT = datetime(2025, 11, 1, 12, tzinfo=UTC)
 LATE = datetime(2026, 11, 1, 12, tzinfo=UTC)

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmledger.events import UsageEvent
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import BUCKETS, Usage
 from llmledger.pricing.fx import ExchangeRates
 from llmledger.query import (
     METRICS,
@@ -34,7 +35,6 @@ from llmledger.query.spec import COLUMN_DIMENSIONS, PERCENTILE_METRICS
 from llmledger.query.tables import DAILY_GRAINS, GRAINS, daily_rollups, rollup_table
 from llmledger.store import SqlStore, open_store
 from llmledger.store.migrator import upgrade_connection
-from llmledger.usage import BUCKETS, Usage
 
 T0 = datetime(2025, 3, 28, tzinfo=UTC)
 ADDITIVE = ("calls", "successes", "errors", "unpriced_calls", *BUCKETS, "total_tokens")
@@ -61,26 +61,31 @@ def make_events(count: int, seed: int, *, span: timedelta = timedelta(days=6)) -
             tags["env"] = rng.choice(["prod", "test"])
         input_tokens = rng.randint(0, 5000)
         output_tokens = rng.randint(0, 900)
-        out.append(UsageEvent(
-            provider=rng.choice(["openai", "anthropic"]),
-            model=rng.choice(["gpt-4o", "o3", "claude-sonnet"]),
-            response_model=rng.choice([None, "gpt-4o-2024-08-06", "=cmd"]),
-            operation=rng.choice(["chat", "chat", "embeddings"]),
-            status=rng.choice(["ok"] * 7 + ["error", "incomplete", "abandoned"]),
-            ts=T0 + timedelta(microseconds=rng.randrange(int(span.total_seconds() * 1e6))),
-            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens,
-                        cache_read_tokens=rng.randint(0, input_tokens),
-                        reasoning_tokens=rng.randint(0, output_tokens)),
-            cost=rng.choice([None, Decimal(rng.randint(0, 10**7)).scaleb(-9)]),
-            duration_ms=rng.choice([None, round(rng.uniform(50, 4000), 3)]),
-            ttft_ms=rng.choice([None, round(rng.uniform(5, 400), 3)]),
-            tenant=rng.choice([None, "acme", "globex"]),
-            user=rng.choice([None, "ana", "bo", "carla"]),
-            feature=rng.choice([None, "chat", "search", "summary"]),
-            session=rng.choice([None, "s1", "s2"]),
-            api_key_fingerprint=rng.choice([None, "k1", "k2"]),
-            tags=tags,
-        ))
+        out.append(
+            UsageEvent(
+                provider=rng.choice(["openai", "anthropic"]),
+                model=rng.choice(["gpt-4o", "o3", "claude-sonnet"]),
+                response_model=rng.choice([None, "gpt-4o-2024-08-06", "=cmd"]),
+                operation=rng.choice(["chat", "chat", "embeddings"]),
+                status=rng.choice(["ok"] * 7 + ["error", "incomplete", "abandoned"]),
+                ts=T0 + timedelta(microseconds=rng.randrange(int(span.total_seconds() * 1e6))),
+                usage=Usage(
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cache_read_tokens=rng.randint(0, input_tokens),
+                    reasoning_tokens=rng.randint(0, output_tokens),
+                ),
+                cost=rng.choice([None, Decimal(rng.randint(0, 10**7)).scaleb(-9)]),
+                duration_ms=rng.choice([None, round(rng.uniform(50, 4000), 3)]),
+                ttft_ms=rng.choice([None, round(rng.uniform(5, 400), 3)]),
+                tenant=rng.choice([None, "acme", "globex"]),
+                user=rng.choice([None, "ana", "bo", "carla"]),
+                feature=rng.choice([None, "chat", "search", "summary"]),
+                session=rng.choice([None, "s1", "s2"]),
+                api_key_fingerprint=rng.choice([None, "k1", "k2"]),
+                tags=tags,
+            )
+        )
     return out
 
 
@@ -95,11 +100,14 @@ def _sum(rows: list[dict[str, Any]], name: str) -> Any:
     return sum(values, Decimal(0) if name == "cost" else 0)
 
 
-@pytest.mark.parametrize("by", [(d,) for d in COLUMN_DIMENSIONS] + [("tag:podcast_id",),
-                                                                   ("model", "tenant"),
-                                                                   ("user", "tag:env")])
-def test_totals_of_any_grouping_add_up_to_the_ungrouped_total(store: SqlStore,
-                                                              by: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "by",
+    [(d,) for d in COLUMN_DIMENSIONS]
+    + [("tag:podcast_id",), ("model", "tenant"), ("user", "tag:env")],
+)
+def test_totals_of_any_grouping_add_up_to_the_ungrouped_total(
+    store: SqlStore, by: tuple[str, ...]
+) -> None:
     store.write(make_events(400, seed=1))
     metrics = (*ADDITIVE, "cost")
     flat = run_query(store, Query(metrics=metrics))
@@ -121,16 +129,31 @@ def test_grouping_by_a_tag_key_puts_untagged_calls_under_none(store: SqlStore) -
 
 
 def test_grouping_by_every_tag_is_explicit_that_rows_overlap(store: SqlStore) -> None:
-    both = UsageEvent(provider="openai", model="gpt-4o", ts=T0, tags={"env": "prod", "team": "a"},
-                      usage=Usage(input_tokens=10), cost=Decimal("1"))
-    one = UsageEvent(provider="openai", model="gpt-4o", ts=T0, tags={"env": "prod"},
-                     usage=Usage(input_tokens=5), cost=Decimal("2"))
+    both = UsageEvent(
+        provider="openai",
+        model="gpt-4o",
+        ts=T0,
+        tags={"env": "prod", "team": "a"},
+        usage=Usage(input_tokens=10),
+        cost=Decimal("1"),
+    )
+    one = UsageEvent(
+        provider="openai",
+        model="gpt-4o",
+        ts=T0,
+        tags={"env": "prod"},
+        usage=Usage(input_tokens=5),
+        cost=Decimal("2"),
+    )
     none = UsageEvent(provider="openai", model="gpt-4o", ts=T0, usage=Usage(input_tokens=1))
     store.write([both, one, none])
     report = run_query(store, Query(by=("tag",), metrics=("calls", "input_tokens", "cost")))
     rows = {r["tag"]: (r["calls"], r["input_tokens"], r["cost"]) for r in report.rows}
-    assert rows == {"env=prod": (2, 15, Decimal("3")), "team=a": (1, 10, Decimal("1")),
-                    None: (1, 1, None)}
+    assert rows == {
+        "env=prod": (2, 15, Decimal("3")),
+        "team=a": (1, 10, Decimal("1")),
+        None: (1, 1, None),
+    }
     # The total counts each call once, so the rows add up to more than it.
     assert report.total == {"calls": 3, "input_tokens": 16, "cost": Decimal("3")}
     assert any("several tags" in note for note in report.notes)
@@ -145,45 +168,75 @@ def _day_rows(store: SqlStore, tz: str, mode: str = "auto") -> dict[str, int]:
 
 def test_day_buckets_follow_the_time_zone_across_a_daylight_saving_change(store: SqlStore) -> None:
     # Lisbon moved from UTC+0 to UTC+1 at 01:00 UTC on 2025-03-30.
-    times = ["2025-03-29T23:30:00+00:00",  # 23:30 on the 29th, local
-             "2025-03-30T00:30:00+00:00",  # 00:30 on the 30th (still UTC+0)
-             "2025-03-30T22:59:00+00:00",  # 23:59 on the 30th (now UTC+1)
-             "2025-03-30T23:00:00+00:00",  # 00:00 on the 31st
-             "2025-03-31T12:00:00+00:00"]
-    store.write([UsageEvent(provider="openai", model="gpt-4o", ts=datetime.fromisoformat(t))
-                 for t in times])
-    expected = {"2025-03-29T00:00:00+00:00": 1, "2025-03-30T00:00:00+00:00": 2,
-                "2025-03-31T00:00:00+01:00": 2}
+    times = [
+        "2025-03-29T23:30:00+00:00",  # 23:30 on the 29th, local
+        "2025-03-30T00:30:00+00:00",  # 00:30 on the 30th (still UTC+0)
+        "2025-03-30T22:59:00+00:00",  # 23:59 on the 30th (now UTC+1)
+        "2025-03-30T23:00:00+00:00",  # 00:00 on the 31st
+        "2025-03-31T12:00:00+00:00",
+    ]
+    store.write(
+        [UsageEvent(provider="openai", model="gpt-4o", ts=datetime.fromisoformat(t)) for t in times]
+    )
+    expected = {
+        "2025-03-29T00:00:00+00:00": 1,
+        "2025-03-30T00:00:00+00:00": 2,
+        "2025-03-31T00:00:00+01:00": 2,
+    }
     assert _day_rows(store, "Europe/Lisbon") == expected
     assert _day_rows(store, "Europe/Lisbon", "events") == expected
-    assert _day_rows(store, "UTC") == {"2025-03-29T00:00:00+00:00": 1,
-                                       "2025-03-30T00:00:00+00:00": 3,
-                                       "2025-03-31T00:00:00+00:00": 1}
+    assert _day_rows(store, "UTC") == {
+        "2025-03-29T00:00:00+00:00": 1,
+        "2025-03-30T00:00:00+00:00": 3,
+        "2025-03-31T00:00:00+00:00": 1,
+    }
     # UTC+5:30 cannot be served from hourly rollups: the engine reads the events.
-    assert _day_rows(store, "Asia/Kolkata") == {"2025-03-30T00:00:00+05:30": 2,
-                                                "2025-03-31T00:00:00+05:30": 3}
+    assert _day_rows(store, "Asia/Kolkata") == {
+        "2025-03-30T00:00:00+05:30": 2,
+        "2025-03-31T00:00:00+05:30": 3,
+    }
     kolkata = Query(every="day", tz="Asia/Kolkata", since=T0, until=T0 + timedelta(days=9))
     assert [p.grain for p in plan(kolkata, None)] == [None]
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     seed=st.integers(0, 10**6),
-    by=st.lists(st.sampled_from(["provider", "model", "response_model", "status", "tenant",
-                                 "feature", "user", "api_key_fingerprint"]),
-                max_size=2, unique=True),
+    by=st.lists(
+        st.sampled_from(
+            [
+                "provider",
+                "model",
+                "response_model",
+                "status",
+                "tenant",
+                "feature",
+                "user",
+                "api_key_fingerprint",
+            ]
+        ),
+        max_size=2,
+        unique=True,
+    ),
     every=st.sampled_from([None, "hour", "day", "week", "month"]),
-    tz=st.sampled_from(["UTC", "Europe/Lisbon", "Europe/London", "America/New_York",
-                        "Asia/Tokyo"]),
+    tz=st.sampled_from(["UTC", "Europe/Lisbon", "Europe/London", "America/New_York", "Asia/Tokyo"]),
     start_minutes=st.one_of(st.none(), st.integers(0, 6 * 24 * 60)),
     length_minutes=st.one_of(st.none(), st.integers(1, 6 * 24 * 60)),
-    where=st.sampled_from([(), (Filter("model", ("o3",), negate=True),),
-                           (Filter("tenant", ("acme", None)),)]),
+    where=st.sampled_from(
+        [(), (Filter("model", ("o3",), negate=True),), (Filter("tenant", ("acme", None)),)]
+    ),
 )
 def test_reports_from_rollups_equal_reports_from_raw_events(
-    store: SqlStore, seed: int, by: list[str], every: str | None, tz: str,
-    start_minutes: int | None, length_minutes: int | None, where: tuple[Filter, ...],
+    store: SqlStore,
+    seed: int,
+    by: list[str],
+    every: str | None,
+    tz: str,
+    start_minutes: int | None,
+    length_minutes: int | None,
+    where: tuple[Filter, ...],
 ) -> None:
     _reset(store)
     store.write(make_events(60, seed))
@@ -191,8 +244,15 @@ def test_reports_from_rollups_equal_reports_from_raw_events(
     until = None
     if length_minutes is not None:
         until = (since or T0) + timedelta(minutes=length_minutes)
-    query = Query(since=since, until=until, by=tuple(by), every=every, tz=tz,  # type: ignore[arg-type]
-                  where=where, metrics=ROLLUP_METRICS)
+    query = Query(
+        since=since,
+        until=until,
+        by=tuple(by),
+        every=every,
+        tz=tz,  # type: ignore[arg-type]
+        where=where,
+        metrics=ROLLUP_METRICS,
+    )
     from_rollups = run_query(store, query, mode="auto")
     from_hourly = run_query(store, query, mode="hourly")
     from_events = run_query(store, query, mode="events")
@@ -211,8 +271,9 @@ def test_reports_from_rollups_equal_reports_from_raw_events(
 
     for planned in (from_rollups, from_hourly):
         assert exact(planned) == exact(from_events)
-        for a, b in zip([planned.total, *planned.rows],
-                        [from_events.total, *from_events.rows], strict=True):
+        for a, b in zip(
+            [planned.total, *planned.rows], [from_events.total, *from_events.rows], strict=True
+        ):
             for name in ("latency_mean", "ttft_mean"):
                 # Float sums in another order, then rounded to 3 decimals: within one unit.
                 assert a[name] == pytest.approx(b[name], abs=1.5e-3)
@@ -222,17 +283,29 @@ def _level_rows(store: SqlStore, period_us: int, grain: int) -> list[tuple[Any, 
     """(period start, the grain's values, sums…) of one rollup level, from its table."""
     table, time = rollup_table(period_us)
     names = GRAINS[grain]
-    summed = [table.c[name] for name in ("calls", "successes", "errors", "unpriced_calls",
-                                         *BUCKETS, "duration_count", "ttft_count",
-                                         "cost_nanos")]
-    query = sa.select(time, *(table.c[n] for n in names), *summed, table.c.first_us,
-                      table.c.last_us).where(table.c.grain == grain)
+    summed = [
+        table.c[name]
+        for name in (
+            "calls",
+            "successes",
+            "errors",
+            "unpriced_calls",
+            *BUCKETS,
+            "duration_count",
+            "ttft_count",
+            "cost_nanos",
+        )
+    ]
+    query = sa.select(
+        time, *(table.c[n] for n in names), *summed, table.c.first_us, table.c.last_us
+    ).where(table.c.grain == grain)
     with store.engine.connect() as conn:
         return sorted((tuple(r) for r in conn.execute(query)), key=repr)
 
 
-def _expected_level_rows(events: list[UsageEvent], period_us: int,
-                         grain: int) -> list[tuple[Any, ...]]:
+def _expected_level_rows(
+    events: list[UsageEvent], period_us: int, grain: int
+) -> list[tuple[Any, ...]]:
     """The same rows computed in Python from the events, independently of the store."""
     groups: dict[tuple[Any, ...], list[UsageEvent]] = {}
     for event in events:
@@ -241,25 +314,34 @@ def _expected_level_rows(events: list[UsageEvent], period_us: int,
         groups.setdefault(key, []).append(event)
     out = []
     for key, members in groups.items():
-        stamps = [(e.ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-                  for e in members]
+        stamps = [
+            (e.ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) for e in members
+        ]
         costs = [e.cost for e in members if e.cost is not None]
-        out.append((
-            *key, len(members), sum(e.status == "ok" for e in members),
-            sum(e.status == "error" for e in members), len(members) - len(costs),
-            *(sum(getattr(e.usage, b) for e in members) for b in BUCKETS),
-            sum(e.duration_ms is not None for e in members),
-            sum(e.ttft_ms is not None for e in members),
-            sum(int(c.scaleb(9)) for c in costs), min(stamps), max(stamps),
-        ))
+        out.append(
+            (
+                *key,
+                len(members),
+                sum(e.status == "ok" for e in members),
+                sum(e.status == "error" for e in members),
+                len(members) - len(costs),
+                *(sum(getattr(e.usage, b) for e in members) for b in BUCKETS),
+                sum(e.duration_ms is not None for e in members),
+                sum(e.ttft_ms is not None for e in members),
+                sum(int(c.scaleb(9)) for c in costs),
+                min(stamps),
+                max(stamps),
+            )
+        )
     return sorted(out, key=repr)
 
 
 LEVELS = [(HOUR_US, grain) for grain in GRAINS] + [(DAY_US, grain) for grain in DAILY_GRAINS]
 
 
-@settings(max_examples=10, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(seed=st.integers(0, 10**6), batches=st.integers(1, 4))
 def test_every_rollup_level_holds_exactly_the_sums_of_the_raw_events(
     store: SqlStore, seed: int, batches: int
@@ -281,25 +363,37 @@ def test_every_rollup_level_holds_exactly_the_sums_of_the_raw_events(
     ("query", "expected"),
     [
         # 30 days from a partial hour: events, hours to midnight, days, hours, events.
-        (Query(since=T0 + timedelta(hours=13, minutes=5), until=T0 + timedelta(days=30, hours=7,
-               minutes=1), by=("model",)),
-         [(None, None), (1, HOUR_US), (1, DAY_US), (1, HOUR_US), (None, None)]),
+        (
+            Query(
+                since=T0 + timedelta(hours=13, minutes=5),
+                until=T0 + timedelta(days=30, hours=7, minutes=1),
+                by=("model",),
+            ),
+            [(None, None), (1, HOUR_US), (1, DAY_US), (1, HOUR_US), (None, None)],
+        ),
         # Tenant and feature are kept daily (grain 2); user only hourly.
-        (Query(since=T0, until=T0 + timedelta(days=3), by=("tenant", "feature")),
-         [(2, DAY_US)]),
+        (Query(since=T0, until=T0 + timedelta(days=3), by=("tenant", "feature")), [(2, DAY_US)]),
         (Query(since=T0, until=T0 + timedelta(days=3), by=("user",)), [(3, HOUR_US)]),
         # Days in UTC, or in London in winter, are UTC days; in Lisbon in summer they are not.
         (Query(since=T0, until=T0 + timedelta(days=2), every="day"), [(1, DAY_US)]),
-        (Query(since=T0 - timedelta(days=20), until=T0, every="week", tz="Europe/London"),
-         [(1, DAY_US)]),
-        (Query(since=T0 + timedelta(days=60), until=T0 + timedelta(days=62), every="day",
-               tz="Europe/Lisbon"), [(1, HOUR_US)]),
+        (
+            Query(since=T0 - timedelta(days=20), until=T0, every="week", tz="Europe/London"),
+            [(1, DAY_US)],
+        ),
+        (
+            Query(
+                since=T0 + timedelta(days=60),
+                until=T0 + timedelta(days=62),
+                every="day",
+                tz="Europe/Lisbon",
+            ),
+            [(1, HOUR_US)],
+        ),
         (Query(since=T0, until=T0 + timedelta(days=2), every="hour"), [(1, HOUR_US)]),
         # Costs in another currency are converted per UTC day: daily rows serve.
         (Query(since=T0, until=T0 + timedelta(days=2), currency="BRL"), [(1, DAY_US)]),
         (Query(by=("model",)), [(1, DAY_US)]),
-        (Query(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=50)),
-         [(None, None)]),
+        (Query(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=50)), [(None, None)]),
     ],
 )
 def test_the_plan_reads_the_coarsest_rollups_that_answer(
@@ -321,8 +415,10 @@ def test_rebuilt_rollups_equal_rollups_kept_on_write(store: SqlStore) -> None:
         with store.engine.connect() as conn:
             rows = [*conn.execute(sa.select(rollups)), *conn.execute(sa.select(daily_rollups))]
         # Float sums (latency, time to first token) added in another order: rounded.
-        return sorted((tuple(r[:-4]), round(r[-4], 6), round(r[-3], 6), r[-2], r[-1])
-                      for r in (list(row) for row in rows))
+        return sorted(
+            (tuple(r[:-4]), round(r[-4], 6), round(r[-3], 6), r[-2], r[-1])
+            for r in (list(row) for row in rows)
+        )
 
     kept = snapshot()
     assert kept
@@ -353,28 +449,37 @@ def test_filters_with_several_values_negation_and_unset(store: SqlStore) -> None
     store.write(events)
 
     def count(*filters: Filter) -> int:
-        totals = [run_query(store, Query(where=filters, metrics=("calls",)), mode=mode).total
-                  for mode in ("auto", "events")]
+        totals = [
+            run_query(store, Query(where=filters, metrics=("calls",)), mode=mode).total
+            for mode in ("auto", "events")
+        ]
         assert totals[0] == totals[1]
         return int(totals[0]["calls"])
 
     assert count(Filter("model", ("o3", "gpt-4o"))) == sum(
-        e.model in ("o3", "gpt-4o") for e in events)
+        e.model in ("o3", "gpt-4o") for e in events
+    )
     assert count(Filter("tenant", ("acme",), negate=True)) == sum(
-        e.tenant != "acme" for e in events)
+        e.tenant != "acme" for e in events
+    )
     assert count(Filter("tenant", (None,))) == sum(e.tenant is None for e in events)
     assert count(Filter("tenant", (None, "acme"), negate=True)) == sum(
-        e.tenant == "globex" for e in events)
+        e.tenant == "globex" for e in events
+    )
     assert count(Filter("status", ("error",))) == sum(e.status == "error" for e in events)
     assert count(Filter("tag:podcast_id", ("rec1",))) == sum(
-        e.tags.get("podcast_id") == "rec1" for e in events)
+        e.tags.get("podcast_id") == "rec1" for e in events
+    )
     assert count(Filter("tag:podcast_id", ("rec1",), negate=True)) == sum(
-        e.tags.get("podcast_id") != "rec1" for e in events)
+        e.tags.get("podcast_id") != "rec1" for e in events
+    )
     assert count(Filter("tag:env", (None,))) == sum("env" not in e.tags for e in events)
     assert count(Filter("tag:env", (None, "prod"))) == sum(
-        e.tags.get("env") in (None, "prod") for e in events)
+        e.tags.get("env") in (None, "prod") for e in events
+    )
     assert count(Filter("session", ("s1",)), Filter("user", ("ana",))) == sum(
-        e.session == "s1" and e.user == "ana" for e in events)
+        e.session == "s1" and e.user == "ana" for e in events
+    )
 
 
 def test_percentiles_are_exact_and_computed_from_the_events(store: SqlStore) -> None:
@@ -384,8 +489,9 @@ def test_percentiles_are_exact_and_computed_from_the_events(store: SqlStore) -> 
     report = run_query(store, query)
     assert report.source == "events"
     for row in report.rows:
-        durations = sorted(e.duration_ms for e in events
-                           if e.model == row["model"] and e.duration_ms is not None)
+        durations = sorted(
+            e.duration_ms for e in events if e.model == row["model"] and e.duration_ms is not None
+        )
         position = 0.95 * (len(durations) - 1)
         low = int(position)
         expected = durations[low] + (durations[low + 1] - durations[low]) * (position - low)
@@ -401,26 +507,39 @@ def test_limit_keeps_the_top_groups_and_sums_the_rest(store: SqlStore) -> None:
     assert top.other["calls"] + sum(r["calls"] for r in top.rows) == full.total["calls"]
     costs = [r["cost"] for r in full.rows if r["cost"] is not None]
     assert costs == sorted(costs, reverse=True)
-    by_name = run_query(store, Query(by=("user",), metrics=("calls",),
-                                     sort=(SortKey("user", descending=False),)))
+    by_name = run_query(
+        store, Query(by=("user",), metrics=("calls",), sort=(SortKey("user", descending=False),))
+    )
     assert [r["user"] for r in by_name.rows] == ["ana", "bo", "carla", None]
-    by_error_rate = run_query(store, Query(by=("feature",), metrics=("error_rate",),
-                                           sort=(SortKey("error_rate"),)))
+    by_error_rate = run_query(
+        store, Query(by=("feature",), metrics=("error_rate",), sort=(SortKey("error_rate"),))
+    )
     rates = [r["error_rate"] for r in by_error_rate.rows]
     assert rates == sorted(rates, reverse=True)
-    newest = run_query(store, Query(every="day", metrics=("calls",),
-                                    sort=(SortKey("day", descending=True),)))
+    newest = run_query(
+        store, Query(every="day", metrics=("calls",), sort=(SortKey("day", descending=True),))
+    )
     days = [r["day"] for r in newest.rows]
     assert days == sorted(days, reverse=True)
 
 
 def test_costs_in_another_currency_use_the_rate_of_each_day(store: SqlStore) -> None:
-    store.write([
-        UsageEvent(provider="openai", model="a", ts=datetime(2025, 1, 31, 23, tzinfo=UTC),
-                   cost=Decimal("1")),
-        UsageEvent(provider="openai", model="b", ts=datetime(2025, 2, 1, 1, tzinfo=UTC),
-                   cost=Decimal("2")),
-    ])
+    store.write(
+        [
+            UsageEvent(
+                provider="openai",
+                model="a",
+                ts=datetime(2025, 1, 31, 23, tzinfo=UTC),
+                cost=Decimal("1"),
+            ),
+            UsageEvent(
+                provider="openai",
+                model="b",
+                ts=datetime(2025, 2, 1, 1, tzinfo=UTC),
+                cost=Decimal("2"),
+            ),
+        ]
+    )
     rates = ExchangeRates()
     rates.add("BRL", Decimal("6.00"), date(2025, 1, 1))
     rates.add("BRL", Decimal("5.50"), date(2025, 2, 1))
@@ -429,10 +548,12 @@ def test_costs_in_another_currency_use_the_rate_of_each_day(store: SqlStore) -> 
     assert report.total["cost"] == Decimal("17")
     data = report.to_dict()
     assert data["currency"] == "BRL"
-    assert [(r["rate"], r["from"]) for r in data["rates"]] == [("6.00", "2025-01-01"),
-                                                               ("5.50", "2025-02-01")]
+    assert [(r["rate"], r["from"]) for r in data["rates"]] == [
+        ("6.00", "2025-01-01"),
+        ("5.50", "2025-02-01"),
+    ]
     assert "1 USD = 6.00 from 2025-01-01" in data["notes"][0]
-    from llmledger.errors import CurrencyError
+    from llmledger.core.errors import CurrencyError
 
     with pytest.raises(CurrencyError):
         run_query(store, Query(metrics=("cost",), currency="EUR"), rates=rates)
@@ -441,8 +562,11 @@ def test_costs_in_another_currency_use_the_rate_of_each_day(store: SqlStore) -> 
 def test_timeline_and_first_last_seen(store: SqlStore) -> None:
     events = make_events(50, seed=10)
     store.write(events)
-    query = Query(where=(Filter("tag:podcast_id", ("rec2",)),), tz="Europe/Lisbon",
-                  metrics=("calls", "first_seen", "last_seen"))
+    query = Query(
+        where=(Filter("tag:podcast_id", ("rec2",)),),
+        tz="Europe/Lisbon",
+        metrics=("calls", "first_seen", "last_seen"),
+    )
     calls = timeline(store, query)
     chosen = sorted((e for e in events if e.tags.get("podcast_id") == "rec2"), key=lambda e: e.ts)
     assert [c["id"] for c in calls] == [e.id for e in chosen]
@@ -454,8 +578,14 @@ def test_timeline_and_first_last_seen(store: SqlStore) -> None:
 
 def test_month_forecast_uses_the_recent_run_rate(store: SqlStore) -> None:
     now = datetime(2025, 4, 21, tzinfo=UTC)
-    store.write([UsageEvent(provider="openai", model="a", ts=now - timedelta(days=d, hours=1),
-                            cost=Decimal("2")) for d in range(25)])
+    store.write(
+        [
+            UsageEvent(
+                provider="openai", model="a", ts=now - timedelta(days=d, hours=1), cost=Decimal("2")
+            )
+            for d in range(25)
+        ]
+    )
     forecast = month_forecast(store, Query(), now)
     assert forecast.month == "2025-04"
     assert forecast.spent == Decimal("40")  # 20 days of April so far

@@ -56,16 +56,24 @@ def test_where_rejects_malformed_expressions(text: str) -> None:
 
 def test_dimensions_metrics_and_sort_parse() -> None:
     assert parse_dimensions(["model,tag:env", "fingerprint"]) == (
-        "model", "tag:env", "api_key_fingerprint"
+        "model",
+        "tag:env",
+        "api_key_fingerprint",
     )
     assert parse_metrics([]) == DEFAULT_METRICS
     assert parse_metrics(["all"]) == METRICS
     assert parse_metrics(["calls,cost", "calls"]) == ("calls", "cost")
     assert [k.to_text() for k in parse_sort(["cost", "model", "first_seen", "calls:asc"])] == [
-        "cost:desc", "model:asc", "first_seen:asc", "calls:asc"
+        "cost:desc",
+        "model:asc",
+        "first_seen:asc",
+        "calls:asc",
     ]
-    for bad in (lambda: parse_metrics(["speed"]), lambda: parse_dimensions(["colour"]),
-                lambda: parse_sort(["cost:up"])):
+    for bad in (
+        lambda: parse_metrics(["speed"]),
+        lambda: parse_dimensions(["colour"]),
+        lambda: parse_sort(["cost:up"]),
+    ):
         with pytest.raises(InvalidQueryError):
             bad()
 
@@ -232,7 +240,9 @@ def test_metrics_without_data_are_none_not_zero() -> None:
 def test_cost_is_none_when_every_call_is_unpriced() -> None:
     state = State.from_row([2, 2, 0, 2, *[0] * 13], Decimal(0), 0, 0, 1, 2)
     assert derive_metrics(state, ["cost", "cost_per_call", "success_rate"], from_us) == {
-        "cost": None, "cost_per_call": None, "success_rate": 1.0,
+        "cost": None,
+        "cost_per_call": None,
+        "success_rate": 1.0,
     }
 
 
@@ -243,8 +253,14 @@ def test_formula_escaping() -> None:
 
 
 def test_forecast_projects_the_run_rate_to_month_end() -> None:
-    f = project_month(Decimal("30"), Decimal("14"), 7, datetime(2025, 2, 14, 12, tzinfo=UTC),
-                      datetime(2025, 3, 1, tzinfo=UTC), month="2025-02")
+    f = project_month(
+        Decimal("30"),
+        Decimal("14"),
+        7,
+        datetime(2025, 2, 14, 12, tzinfo=UTC),
+        datetime(2025, 3, 1, tzinfo=UTC),
+        month="2025-02",
+    )
     assert f.run_rate_per_day == Decimal("2")
     assert f.remaining_days == Decimal("14.5")
     assert f.projected == Decimal("59")

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from llmledger.errors import ConfigError
-from llmledger.events import UsageEvent
-from llmledger.ledger import Ledger
-from llmledger.remote import RemoteSink
-from llmledger.settings import load_settings
-from llmledger.usage import Usage
-from llmledger.wire import parse_body
+from llmledger.core.errors import ConfigError
+from llmledger.core.events import UsageEvent
+from llmledger.core.settings import load_settings
+from llmledger.core.usage import Usage
+from llmledger.runtime.ledger import Ledger
+from llmledger.runtime.remote import RemoteSink
+from llmledger.wire.parse import parse_body
 
 NOW = datetime.now(UTC)
 
@@ -155,7 +155,7 @@ def test_the_spool_is_bounded_and_drops_are_counted_and_logged(
     service = FakeService()
     service.down = True
     sink, _ = make_sink(service, tmp_path, retries=0, spool_limit=3000)
-    with caplog.at_level(logging.ERROR, logger="llmledger.remote"):
+    with caplog.at_level(logging.ERROR, logger="llmledger.runtime.remote"):
         sink.write(events(5))
         sink.write(events(200))
     assert sink.stats.spooled == 5 and sink.stats.dropped == 200

@@ -24,22 +24,22 @@ import uvicorn
 
 import llmledger
 from llmledger.capture import capture_content, instrument
-from llmledger.content import (
+from llmledger.core.errors import InvalidEventError
+from llmledger.core.events import UsageEvent
+from llmledger.core.settings import load_settings
+from llmledger.runtime.content import (
     ContentRecord,
     PendingContent,
     SqlContentStore,
     content_store,
     event_content,
 )
-from llmledger.errors import InvalidEventError
-from llmledger.events import UsageEvent
-from llmledger.ledger import Ledger, shutdown
-from llmledger.remote import RemoteSink
-from llmledger.serialize import event_to_json
+from llmledger.runtime.ledger import Ledger, shutdown
+from llmledger.runtime.remote import RemoteSink
 from llmledger.server import create_app
 from llmledger.server.state import Service
-from llmledger.settings import load_settings
-from llmledger.wire import MAX_CONTENT_CHARS, parse_body, parse_body_with_content
+from llmledger.wire.parse import MAX_CONTENT_CHARS, parse_body, parse_body_with_content
+from llmledger.wire.serialize import event_to_json
 from tests.test_capture_support import JSON, Replay, recorded
 from tests.test_remote import NOW, events
 
@@ -259,7 +259,7 @@ def test_bodies_stay_under_the_limit_and_text_too_large_is_left_out(
     for event in batch[:10]:
         keep(pending, event, "p" * 4000, "r" * 1000)
     keep(pending, batch[10], "q" * 30_000, None)
-    with caplog.at_level(logging.WARNING, logger="llmledger.remote"):
+    with caplog.at_level(logging.WARNING, logger="llmledger.runtime.remote"):
         assert sink.write(batch) == 12
     assert len(service.bodies) > 1
     assert all(len(body) <= 20_000 for body in service.bodies)
@@ -278,7 +278,7 @@ def test_text_the_service_would_refuse_is_not_sent(
     long_event, odd_event = events(2)
     keep(pending, long_event, "x" * (MAX_CONTENT_CHARS + 1), "short answer")
     keep(pending, odd_event, "caf\u00e9 \ud800", "fine")
-    with caplog.at_level(logging.WARNING, logger="llmledger.remote"):
+    with caplog.at_level(logging.WARNING, logger="llmledger.runtime.remote"):
         assert sink.write([long_event, odd_event]) == 2
     assert service.texts == {
         long_event.id: (None, "short answer"),

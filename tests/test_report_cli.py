@@ -17,9 +17,9 @@ from click.testing import CliRunner
 
 from llmledger.cli import main
 from llmledger.cli.report import rebuild_rollups_command
-from llmledger.events import UsageEvent
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import Usage
 from llmledger.store import open_store
-from llmledger.usage import Usage
 
 DOCS = Path(__file__).parent.parent / "docs" / "reports.md"
 
@@ -30,12 +30,18 @@ def ledger(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[UsageE
     monkeypatch.setenv("LLMLEDGER_DATABASE_URL", db_url)
     now = datetime.now(UTC)
     events = [
-        UsageEvent(provider="openai", model="gpt-4o", ts=now - timedelta(hours=h),
-                   usage=Usage(input_tokens=100 * h, output_tokens=10), cost=Decimal("0.25"),
-                   duration_ms=100.0 + h, feature="chat" if h % 2 else "search",
-                   user="=HYPERLINK(\"http://evil\")" if h == 3 else "ana",
-                   status="error" if h % 5 == 0 else "ok",
-                   tags={"podcast_id": "rec123"} if h < 4 else {})
+        UsageEvent(
+            provider="openai",
+            model="gpt-4o",
+            ts=now - timedelta(hours=h),
+            usage=Usage(input_tokens=100 * h, output_tokens=10),
+            cost=Decimal("0.25"),
+            duration_ms=100.0 + h,
+            feature="chat" if h % 2 else "search",
+            user='=HYPERLINK("http://evil")' if h == 3 else "ana",
+            status="error" if h % 5 == 0 else "ok",
+            tags={"podcast_id": "rec123"} if h < 4 else {},
+        )
         for h in range(1, 30)
     ]
     events.append(UsageEvent(provider="acme", model="mystery", ts=now - timedelta(hours=2)))
@@ -71,7 +77,7 @@ def test_csv_and_xlsx_escape_formulas(ledger: list[UsageEvent], tmp_path: Path) 
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0][0] == "user"
     users = [r[0] for r in rows[1:]]
-    assert "'=HYPERLINK(\"http://evil\")" in users
+    assert '\'=HYPERLINK("http://evil")' in users
     assert rows[-1][0] == "total"
     target = tmp_path / "users.xlsx"
     _run("--by", "user", "--format", "xlsx", "-o", str(target))
@@ -79,7 +85,7 @@ def test_csv_and_xlsx_escape_formulas(ledger: list[UsageEvent], tmp_path: Path) 
 
     sheet = load_workbook(target)["report"]
     cells = [c.value for c in sheet["A"]]
-    assert "'=HYPERLINK(\"http://evil\")" in cells
+    assert '\'=HYPERLINK("http://evil")' in cells
     assert all(c.data_type != "f" for row in sheet.iter_rows() for c in row)
 
 
@@ -123,8 +129,9 @@ def test_errors_are_one_line(ledger: list[UsageEvent]) -> None:
 
 
 def test_rebuild_rollups_command(ledger: list[UsageEvent]) -> None:
-    result = CliRunner().invoke(rebuild_rollups_command, [], obj={"settings": {}},
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        rebuild_rollups_command, [], obj={"settings": {}}, catch_exceptions=False
+    )
     assert result.exit_code == 0
     assert re.search(r"rollups rebuilt: [\d,]+ rows", result.output)
     assert json.loads(_run("--json", "--source", "rollups"))["total"]["calls"] == 30
@@ -133,23 +140,39 @@ def test_rebuild_rollups_command(ledger: list[UsageEvent]) -> None:
 def test_every_source_gives_the_same_report(ledger: list[UsageEvent]) -> None:
     answers = {}
     for source in ("auto", "hourly", "rollups", "events"):
-        data = json.loads(_run("--json", "--by", "model,feature", "--since", "2000-01-01",
-                               "--until", "2100-01-01", "--source", source))
+        data = json.loads(
+            _run(
+                "--json",
+                "--by",
+                "model,feature",
+                "--since",
+                "2000-01-01",
+                "--until",
+                "2100-01-01",
+                "--source",
+                source,
+            )
+        )
         answers[source] = data.pop("source"), data
     assert answers["auto"][0] == "rollups"  # whole UTC days: the daily rollups alone
     assert answers["events"][0] == "events"
     assert len({json.dumps(data, sort_keys=True) for _, data in answers.values()}) == 1
 
 
-def test_every_documented_example_runs(ledger: list[UsageEvent], tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_documented_example_runs(
+    ledger: list[UsageEvent], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "home").mkdir(exist_ok=True)
     (tmp_path / "rates.yaml").write_text(
-        "exchange_rates:\n  BRL:\n    - {from: 2000-01-01, rate: 5.5}\n")
+        "exchange_rates:\n  BRL:\n    - {from: 2000-01-01, rate: 5.5}\n"
+    )
     monkeypatch.setenv("LLMLEDGER_PRICE_FILES", str(tmp_path / "rates.yaml"))
-    examples = [line.split("#")[0].strip() for line in DOCS.read_text().splitlines()
-                if line.startswith("llmledger report")]
+    examples = [
+        line.split("#")[0].strip()
+        for line in DOCS.read_text().splitlines()
+        if line.startswith("llmledger report")
+    ]
     assert len(examples) >= 10
     for example in examples:
         _run(*shlex.split(example)[2:])

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmledger.ids import new_id
+from llmledger.core.ids import new_id
+from llmledger.core.settings import load_settings
 from llmledger.server import create_app
-from llmledger.settings import load_settings
 
 
 @dataclass
@@ -449,7 +449,7 @@ def test_a_serving_process_freezes_its_start_up_objects_out_of_the_collector(
 def _kept_rows(api: Api) -> dict[str, tuple[str | None, str | None]]:
     import sqlalchemy as sa
 
-    from llmledger.content import event_content
+    from llmledger.runtime.content import event_content
 
     service = api.client.app.state.service  # type: ignore[attr-defined]
     with service.store.engine.connect() as conn:
@@ -516,7 +516,7 @@ def test_text_is_written_in_the_events_transaction(api: Api) -> None:
 
 
 def test_malformed_or_too_long_text_refuses_its_event(api: Api) -> None:
-    from llmledger.wire import MAX_CONTENT_CHARS
+    from llmledger.wire.parse import MAX_CONTENT_CHARS
 
     long_text = "x" * (MAX_CONTENT_CHARS + 1)
     single = api.post("/v1/events", make_event(content={"prompt": long_text}))

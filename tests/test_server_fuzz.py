@@ -19,8 +19,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from llmledger.core.settings import load_settings
 from llmledger.server import create_app
-from llmledger.settings import load_settings
 
 EXAMPLES = int(os.environ.get("LLMLEDGER_FUZZ_EXAMPLES", "5"))
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from llmledger.cli import main
-from llmledger.remote import spool_status
+from llmledger.runtime.remote import spool_status
 from tests.test_remote import FakeService, events, make_sink
 from tests.test_remote_content import free_port, serving
 
@@ -50,7 +50,9 @@ def test_status_counts_waiting_and_refused_batches(
 
 
 def test_requeue_then_replay_sends_every_event_once(
-    db_url: str, ledger_home: Path, spooled: tuple[list[str], list[str]],
+    db_url: str,
+    ledger_home: Path,
+    spooled: tuple[list[str], list[str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     waiting, refused = spooled

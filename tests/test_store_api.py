@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 import llmledger.store as store_package
-from llmledger.errors import StoreError
+from llmledger.core.errors import StoreError
 
 
 def test_every_exported_name_exists_and_public_callables_have_examples() -> None:

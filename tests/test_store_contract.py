@@ -18,9 +18,11 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from llmledger.errors import InvalidEventError, StoreError
-from llmledger.events import UsageEvent
-from llmledger.ids import new_id
+from llmledger.core.errors import InvalidEventError, StoreError
+from llmledger.core.events import UsageEvent
+from llmledger.core.ids import new_id
+from llmledger.core.usage import BUCKETS, Usage
+from llmledger.runtime.writer import Writer
 from llmledger.store import (
     GROUP_DIMENSIONS,
     InvalidQueryError,
@@ -31,8 +33,6 @@ from llmledger.store import (
     open_store,
 )
 from llmledger.store.migrator import head_revision
-from llmledger.usage import BUCKETS, Usage
-from llmledger.writer import Writer
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -412,7 +412,7 @@ def test_backup_copies_sqlite_and_points_postgres_to_pg_dump(
 
 
 def test_open_store_with_settings_creates_the_default_folder(ledger_home: Path) -> None:
-    from llmledger.settings import load_settings
+    from llmledger.core.settings import load_settings
 
     assert not ledger_home.exists()
     with open_store(load_settings()) as store:
@@ -535,9 +535,9 @@ def test_concurrent_threads_with_their_own_writers(db_url: str) -> None:
 PRODUCER = """
 import sys
 from datetime import datetime, timezone
-from llmledger.events import UsageEvent
+from llmledger.core.events import UsageEvent
 from llmledger.store import open_store
-from llmledger.writer import Writer
+from llmledger.runtime.writer import Writer
 store = open_store(sys.argv[1])
 writer = Writer(store, strict=True, batch_size=100, flush_interval=0.01, queue_limit=100000)
 for i in range(int(sys.argv[2])):

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from llmledger.errors import InvalidEventError
-from llmledger.events import UsageEvent
-from llmledger.settings import load_settings
+from llmledger.core.errors import InvalidEventError
+from llmledger.core.events import UsageEvent
+from llmledger.core.settings import load_settings
+from llmledger.runtime.writer import Writer, _flush_all_at_exit
 from llmledger.store import WriteError
-from llmledger.writer import Writer, _flush_all_at_exit
 
 
 def event(model: str = "m") -> UsageEvent:

@@ -12,8 +12,8 @@ Example:
 from __future__ import annotations
 
 from llmledger.capture import Instrumentation, capture_content, instrument
-from llmledger.context import Attribution, attribute, current_attribution, propagate
-from llmledger.errors import (
+from llmledger.core.attribution import Attribution, attribute, current_attribution, propagate
+from llmledger.core.errors import (
     ConfigError,
     CurrencyError,
     InvalidEventError,
@@ -26,11 +26,11 @@ from llmledger.errors import (
     UnknownModelError,
     UnknownProviderError,
 )
-from llmledger.events import UsageEvent
-from llmledger.ledger import Ledger, configure, flush, get_ledger
-from llmledger.recording import Tracker, record, track
-from llmledger.settings import Settings, load_settings
-from llmledger.usage import Usage
+from llmledger.core.events import UsageEvent
+from llmledger.core.settings import Settings, load_settings
+from llmledger.core.usage import Usage
+from llmledger.runtime.ledger import Ledger, configure, flush, get_ledger
+from llmledger.runtime.recording import Tracker, record, track
 
 __version__ = "0.1.0"
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from llmledger.capture._core import Call, reading_event, usage_event, with_error
 from llmledger.capture._streams import Tracker
-from llmledger.events import UsageEvent
+from llmledger.core.events import UsageEvent
 
 __all__ = ["BodyTracker", "body_event", "track_body"]
 

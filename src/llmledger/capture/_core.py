@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import llmledger.ledger as _ledger_module
-from llmledger.context import Attribution, current_attribution
-from llmledger.events import UsageEvent
-from llmledger.ledger import Ledger, get_ledger
-from llmledger.usage import Usage
+import llmledger.runtime.ledger as _ledger_module
+from llmledger.core.attribution import Attribution, current_attribution
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import Usage
+from llmledger.runtime.ledger import Ledger, get_ledger
 
 __all__ = [
     "Call",
@@ -323,9 +323,9 @@ def reading_event(
     ``events`` must be a sequence when ``text`` (which extracts the response
     text, used only when content is kept) reads it too.
     """
-    from llmledger.errors import ResponseParseError
+    from llmledger.core.errors import ResponseParseError
     from llmledger.normalize import read_response, read_stream_events
-    from llmledger.recording import build_event
+    from llmledger.runtime.recording import build_event
 
     reader = call.reader or call.provider
     values = _values(call, ended, ttft)
@@ -359,7 +359,7 @@ def error_event(
     call: Call, exc: BaseException, *, ended: float, request_id: str | None
 ) -> UsageEvent:
     """Build the event of a call that failed before any response was read."""
-    from llmledger.recording import build_event
+    from llmledger.runtime.recording import build_event
 
     values = _values(call, ended, None)
     values.setdefault("model", "unknown")
@@ -446,7 +446,7 @@ def usage_event(
     is missing. Counts that break the invariants are kept, with warnings.
     """
     from llmledger.normalize.base import Reading
-    from llmledger.recording import build_event
+    from llmledger.runtime.recording import build_event
 
     values = _values(call, ended, ttft)
     values.setdefault("model", response_model or "unknown")
@@ -540,7 +540,7 @@ def request_id_of(exc: BaseException) -> str | None:
 
 
 def _keep_content(call: Call, event: UsageEvent, response_text: str | None) -> None:
-    from llmledger.content import ContentRecord, content_store
+    from llmledger.runtime.content import ContentRecord, content_store
 
     prompt: str | None = call.prompt
     response = response_text

@@ -30,7 +30,7 @@ from llmledger.capture._core import (
     submit,
     with_error,
 )
-from llmledger.events import UsageEvent
+from llmledger.core.events import UsageEvent
 
 __all__ = [
     "TRACKER_ATTR",

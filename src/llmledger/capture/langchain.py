@@ -40,7 +40,7 @@ from llmledger.capture._core import (
     submit,
     usage_event,
 )
-from llmledger.usage import Usage
+from llmledger.core.usage import Usage
 
 __all__ = ["LangChainRecorder", "handler_class", "langchain_handler", "usage_from_metadata"]
 

@@ -53,8 +53,8 @@ from llmledger.capture._core import (
     submit,
     usage_event,
 )
-from llmledger.context import Attribution, current_attribution
-from llmledger.usage import Usage
+from llmledger.core.attribution import Attribution, current_attribution
+from llmledger.core.usage import Usage
 
 __all__ = ["LiteLLMRecorder", "callback_class", "litellm_callback", "provider_of"]
 
@@ -162,8 +162,12 @@ def _with_cache_lifetimes(usage: Usage, raw: Any) -> Usage:
 
 
 # Where LiteLLM passes on the provider's request id, among the response headers it keeps.
-_REQUEST_ID_HEADERS = ("request-id", "x-request-id", "llm_provider-request-id",
-                       "llm_provider-x-request-id")
+_REQUEST_ID_HEADERS = (
+    "request-id",
+    "x-request-id",
+    "llm_provider-request-id",
+    "llm_provider-x-request-id",
+)
 
 
 def _request_id(

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from llmledger.errors import LedgerError
+from llmledger.core.errors import LedgerError
 
 __all__ = ["main"]
 

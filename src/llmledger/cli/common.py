@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from llmledger.errors import InvalidEventError
-from llmledger.ledger import Ledger, configure
+from llmledger.core.errors import InvalidEventError
+from llmledger.runtime.ledger import Ledger, configure
 
 __all__ = ["echo_json", "ledger_from", "money", "parse_tags", "parse_time", "print_table"]
 
@@ -19,11 +19,11 @@ __all__ = ["echo_json", "ledger_from", "money", "parse_tags", "parse_time", "pri
 def ledger_from(ctx: click.Context) -> Ledger:
     """The ledger named by the global options (or the environment and config)."""
     root = ctx.find_root()
-    cached = root.meta.get("llmledger.ledger")
+    cached = root.meta.get("llmledger.runtime.ledger")
     if cached is None:
         settings = (root.obj or {}).get("settings", {})
         cached = configure(**{k: v for k, v in settings.items() if v is not None})
-        root.meta["llmledger.ledger"] = cached
+        root.meta["llmledger.runtime.ledger"] = cached
         root.call_on_close(cached.close)
     assert isinstance(cached, Ledger)
     return cached

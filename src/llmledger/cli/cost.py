@@ -10,10 +10,10 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 from llmledger.cli.common import echo_json, ledger_from, money, parse_time, print_table
-from llmledger.errors import InvalidEventError, InvalidUsageError, UnknownModelError
+from llmledger.core.errors import InvalidEventError, InvalidUsageError, UnknownModelError
+from llmledger.core.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
 from llmledger.pricing import PriceResolver, PriceResult
-from llmledger.serialize import decimal_text
-from llmledger.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
+from llmledger.wire.serialize import decimal_text
 
 __all__ = ["COMMANDS"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from llmledger.cli.common import ledger_from
-from llmledger.errors import StoreError
+from llmledger.core.errors import StoreError
 
 __all__ = ["COMMANDS"]
 

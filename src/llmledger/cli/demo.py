@@ -47,7 +47,7 @@ def run_scenario(
     import anthropic
     import openai
 
-    from llmledger.context import attribute
+    from llmledger.core.attribution import attribute
 
     rng = random.Random(seed)
     failures = 0

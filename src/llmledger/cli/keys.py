@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import click
 
 from llmledger.cli.common import echo_json, ledger_from, print_table
-from llmledger.keys import ROLES, ApiKey, KeyStore
+from llmledger.server.keys import ROLES, ApiKey, KeyStore
 
 __all__ = ["COMMANDS"]
 

@@ -8,9 +8,9 @@ from typing import Any
 import click
 
 from llmledger.cli.common import echo_json, ledger_from, money, parse_tags, parse_time, print_table
-from llmledger.events import OPERATIONS, STATUSES
-from llmledger.recording import build_event
-from llmledger.serialize import event_to_json
+from llmledger.core.events import OPERATIONS, STATUSES
+from llmledger.runtime.recording import build_event
+from llmledger.wire.serialize import event_to_json
 
 __all__ = ["COMMANDS"]
 

@@ -19,6 +19,7 @@ from typing import Any, cast
 import click
 
 from llmledger.cli.common import echo_json, ledger_from, money, print_table
+from llmledger.core.usage import BUCKETS
 from llmledger.pricing.fx import ExchangeRates
 from llmledger.query import (
     FORMATS,
@@ -36,7 +37,6 @@ from llmledger.query import (
 )
 from llmledger.query.periods import parse_time_in_zone
 from llmledger.query.spec import NONE_VALUE
-from llmledger.usage import BUCKETS
 
 __all__ = ["COMMANDS", "print_report", "rebuild_rollups_command", "render_chart"]
 
@@ -157,16 +157,30 @@ def print_report(
             table.append(cells)
         for label, values in (("other", report.other), ("total", total)):
             if values is not None:
-                table.append([label, *([""] * (len(heads) - 1)),
-                              *(_format(m, values.get(m), currency) for m in query.metrics)])
-        title = " and ".join(([f"by {query.every}"] if query.every else [])
-                             + ([f"by {', '.join(query.by)}"] if query.by else []))
-        print_table(title, [_SHORT.get(c, c) for c in columns], table,
-                    right=[_SHORT.get(m, m) for m in query.metrics])
+                table.append(
+                    [
+                        label,
+                        *([""] * (len(heads) - 1)),
+                        *(_format(m, values.get(m), currency) for m in query.metrics),
+                    ]
+                )
+        title = " and ".join(
+            ([f"by {query.every}"] if query.every else [])
+            + ([f"by {', '.join(query.by)}"] if query.by else [])
+        )
+        print_table(
+            title,
+            [_SHORT.get(c, c) for c in columns],
+            table,
+            right=[_SHORT.get(m, m) for m in query.metrics],
+        )
     else:
-        print_table(None, ("metric", "value"),
-                    [(m, _format(m, total.get(m), currency)) for m in query.metrics],
-                    right=("value",))
+        print_table(
+            None,
+            ("metric", "value"),
+            [(m, _format(m, total.get(m), currency)) for m in query.metrics],
+            right=("value",),
+        )
     if chart and query.every and report.rows:
         _print_trend(report)
     for note in report.notes:
@@ -225,9 +239,12 @@ def _print_timeline(
         )
         for call in calls
     ]
-    print_table(f"timeline ({len(rows)} calls)",
-                ("time", "provider", "model", "feature", "status", "input", "output", "cost", "ms"),
-                rows, right=("input", "output", "cost", "ms"))
+    print_table(
+        f"timeline ({len(rows)} calls)",
+        ("time", "provider", "model", "feature", "status", "input", "output", "cost", "ms"),
+        rows,
+        right=("input", "output", "cost", "ms"),
+    )
 
 
 def _rates(ctx: click.Context) -> ExchangeRates:
@@ -236,52 +253,127 @@ def _rates(ctx: click.Context) -> ExchangeRates:
 
 
 @click.command("report")
-@click.option("--by", "by", multiple=True, metavar="DIM[,DIM…]",
-              help="Group by dimensions: provider, model, response_model, operation, status, "
-                   "tenant, user, feature, session, api_key_fingerprint (or key), tag:KEY, or "
-                   "tag (every tag; a call with several tags counts in each).")
+@click.option(
+    "--by",
+    "by",
+    multiple=True,
+    metavar="DIM[,DIM…]",
+    help="Group by dimensions: provider, model, response_model, operation, status, "
+    "tenant, user, feature, session, api_key_fingerprint (or key), tag:KEY, or "
+    "tag (every tag; a call with several tags counts in each).",
+)
 @click.option("--every", type=click.Choice(TIME_BUCKETS), help="Time buckets (with a trend chart).")
-@click.option("--tz", default="UTC", show_default=True,
-              help="IANA time zone for bucket boundaries, periods and dates without an offset.")
+@click.option(
+    "--tz",
+    default="UTC",
+    show_default=True,
+    help="IANA time zone for bucket boundaries, periods and dates without an offset.",
+)
 @click.option("--since", help="Start of the range: ISO 8601 time or date (in --tz without offset).")
 @click.option("--until", help="End of the range, exclusive (ISO 8601).")
 @click.option("--last", help="The span ending now (or at --until): 30m, 12h, 7d, 2w.")
-@click.option("--period", help="A calendar period in --tz: today, yesterday, this-week, "
-                               "last-week, this-month, last-month, this-year, YYYY, YYYY-MM, "
-                               "YYYY-MM-DD, YYYY-Www.")
-@click.option("--where", "where", multiple=True, metavar="DIM=V[,V…]",
-              help="Keep calls whose DIM is one of the values (DIM!=V drops them; (none) means "
-                   "not set; tag:KEY=V for tags). Repeat to combine.")
-@click.option("--metrics", "metrics", multiple=True, metavar="M[,M…]",
-              help="Metrics to show ('all' for every one; see docs/reports.md).")
-@click.option("--sort", "sort", multiple=True, metavar="NAME[:asc|:desc]",
-              help="Order groups by a metric or dimension (default: cost, then calls).")
-@click.option("--limit", type=click.IntRange(min=1), help="Keep the top N groups; the rest are "
-                                                          "summed in an 'other' row.")
-@click.option("--currency", help="Show costs in this currency, converted with the dated exchange "
-                                 "rates of your price files (default: the currency setting).")
-@click.option("--format", "fmt", type=click.Choice(("text", *FORMATS)), default="text",
-              show_default=True, help="Output format.")
+@click.option(
+    "--period",
+    help="A calendar period in --tz: today, yesterday, this-week, "
+    "last-week, this-month, last-month, this-year, YYYY, YYYY-MM, "
+    "YYYY-MM-DD, YYYY-Www.",
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="DIM=V[,V…]",
+    help="Keep calls whose DIM is one of the values (DIM!=V drops them; (none) means "
+    "not set; tag:KEY=V for tags). Repeat to combine.",
+)
+@click.option(
+    "--metrics",
+    "metrics",
+    multiple=True,
+    metavar="M[,M…]",
+    help="Metrics to show ('all' for every one; see docs/reports.md).",
+)
+@click.option(
+    "--sort",
+    "sort",
+    multiple=True,
+    metavar="NAME[:asc|:desc]",
+    help="Order groups by a metric or dimension (default: cost, then calls).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Keep the top N groups; the rest are summed in an 'other' row.",
+)
+@click.option(
+    "--currency",
+    help="Show costs in this currency, converted with the dated exchange "
+    "rates of your price files (default: the currency setting).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("text", *FORMATS)),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to this file instead of the terminal (required for xlsx).")
-@click.option("--timeline", "with_timeline", is_flag=True,
-              help="Per-entity view: totals, breakdown by feature (unless --by) and every call.")
-@click.option("--forecast", "with_forecast", is_flag=True,
-              help="Add a month-end forecast from the last 7 days' run rate.")
-@click.option("--chart/--no-chart", default=True, show_default=True,
-              help="Draw the trend chart under --every tables.")
-@click.option("--source", type=click.Choice(("auto", "hourly", "rollups", "events")),
-              default="auto", show_default=True,
-              help="Read daily and hourly rollups where exact (auto), hourly rollups only "
-                   "(hourly), rollups or fail (rollups), or raw events only (events).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of the terminal (required for xlsx).",
+)
+@click.option(
+    "--timeline",
+    "with_timeline",
+    is_flag=True,
+    help="Per-entity view: totals, breakdown by feature (unless --by) and every call.",
+)
+@click.option(
+    "--forecast",
+    "with_forecast",
+    is_flag=True,
+    help="Add a month-end forecast from the last 7 days' run rate.",
+)
+@click.option(
+    "--chart/--no-chart",
+    default=True,
+    show_default=True,
+    help="Draw the trend chart under --every tables.",
+)
+@click.option(
+    "--source",
+    type=click.Choice(("auto", "hourly", "rollups", "events")),
+    default="auto",
+    show_default=True,
+    help="Read daily and hourly rollups where exact (auto), hourly rollups only "
+    "(hourly), rollups or fail (rollups), or raw events only (events).",
+)
 @click.pass_context
-def report_command(ctx: click.Context, by: tuple[str, ...], every: str | None, tz: str,
-                   since: str | None, until: str | None, last: str | None, period: str | None,
-                   where: tuple[str, ...], metrics: tuple[str, ...], sort: tuple[str, ...],
-                   limit: int | None, currency: str | None, fmt: str, as_json: bool,
-                   output: Path | None, with_timeline: bool, with_forecast: bool, chart: bool,
-                   source: str) -> None:
+def report_command(
+    ctx: click.Context,
+    by: tuple[str, ...],
+    every: str | None,
+    tz: str,
+    since: str | None,
+    until: str | None,
+    last: str | None,
+    period: str | None,
+    where: tuple[str, ...],
+    metrics: tuple[str, ...],
+    sort: tuple[str, ...],
+    limit: int | None,
+    currency: str | None,
+    fmt: str,
+    as_json: bool,
+    output: Path | None,
+    with_timeline: bool,
+    with_forecast: bool,
+    chart: bool,
+    source: str,
+) -> None:
     """What was spent, on what, for whom: totals, breakdowns, trends and forecasts.
 
     \b
@@ -295,9 +387,21 @@ def report_command(ctx: click.Context, by: tuple[str, ...], every: str | None, t
     """
     ledger = ledger_from(ctx)
     now = datetime.now(UTC)
-    query = build_query(now=now, by=by, every=every, tz=tz, since=since, until=until, last=last,
-                        period=period, where=where, metrics=metrics, sort=sort, limit=limit,
-                        currency=currency or ledger.settings.currency)
+    query = build_query(
+        now=now,
+        by=by,
+        every=every,
+        tz=tz,
+        since=since,
+        until=until,
+        last=last,
+        period=period,
+        where=where,
+        metrics=metrics,
+        sort=sort,
+        limit=limit,
+        currency=currency or ledger.settings.currency,
+    )
     if with_timeline and not query.by:
         query = replace(query, by=("feature",))
     rates = _rates(ctx) if query.currency != "USD" else None
@@ -336,8 +440,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _print_all(report: Report, calls: list[dict[str, Any]] | None, forecast: Forecast | None,
-               chart: bool, features: Mapping[str, str]) -> None:
+def _print_all(
+    report: Report,
+    calls: list[dict[str, Any]] | None,
+    forecast: Forecast | None,
+    chart: bool,
+    features: Mapping[str, str],
+) -> None:
     print_report(report, chart=chart, features=features)
     if calls is not None:
         click.echo()

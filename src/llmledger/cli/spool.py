@@ -11,8 +11,8 @@ from __future__ import annotations
 import click
 
 from llmledger.cli.common import echo_json, ledger_from, print_table
-from llmledger.errors import ConfigError
-from llmledger.remote import RemoteSink, requeue_refused, spool_status
+from llmledger.core.errors import ConfigError
+from llmledger.runtime.remote import RemoteSink, requeue_refused, spool_status
 
 __all__ = ["COMMANDS"]
 

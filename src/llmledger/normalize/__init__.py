@@ -1,7 +1,7 @@
 """Usage normalisation: read any provider's response or stream into canonical token buckets.
 
 Pure functions: no I/O, no clock, no globals. Every reader returns a
-:class:`Reading` whose :class:`~llmledger.usage.Usage` follows DESIGN §3 (totals
+:class:`Reading` whose :class:`~llmledger.core.usage.Usage` follows DESIGN §3 (totals
 include their parts) and whose ``usage_raw`` keeps the provider's usage object.
 
 Example:

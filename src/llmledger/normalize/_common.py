@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from llmledger.errors import ResponseParseError
+from llmledger.core.errors import ResponseParseError
 from llmledger.normalize.base import Reading
 
 __all__ = [
@@ -43,9 +43,7 @@ def load_json(body: object, *, what: str = "response body") -> JSONDict:
         except UnicodeDecodeError as exc:
             raise ResponseParseError(f"{what} is not UTF-8 text: {exc}") from None
     if not isinstance(body, str):
-        raise ResponseParseError(
-            f"{what} must be a dict, str or bytes, got {type(body).__name__}"
-        )
+        raise ResponseParseError(f"{what} must be a dict, str or bytes, got {type(body).__name__}")
     try:
         parsed = json.loads(body, parse_float=Decimal)
     except json.JSONDecodeError as exc:

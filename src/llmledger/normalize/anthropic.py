@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from llmledger.core.usage import Usage
 from llmledger.normalize._common import count, finish, obj, text
 from llmledger.normalize.base import Reading
-from llmledger.usage import Usage
 
 __all__ = ["MessageStream", "messages_usage", "read_message"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from llmledger.usage import Usage
+from llmledger.core.usage import Usage
 
 __all__ = ["Reading"]
 

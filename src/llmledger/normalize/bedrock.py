@@ -22,12 +22,12 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from llmledger.errors import ResponseParseError
+from llmledger.core.errors import ResponseParseError
+from llmledger.core.usage import Usage
 from llmledger.normalize._common import count, count_first, finish, obj, text
 from llmledger.normalize.anthropic import MessageStream
 from llmledger.normalize.base import Reading
 from llmledger.normalize.eventstream import iter_messages
-from llmledger.usage import Usage
 
 __all__ = ["ConverseStream", "converse_usage", "event_stream_events", "read_converse"]
 

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from llmledger.errors import ResponseParseError
+from llmledger.core.errors import ResponseParseError
 
 __all__ = ["EventStreamMessage", "iter_messages", "looks_like_event_stream"]
 

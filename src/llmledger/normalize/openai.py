@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from llmledger.core.usage import Usage
 from llmledger.normalize._common import (
     count,
     count_first,
@@ -35,7 +36,6 @@ from llmledger.normalize._common import (
     to_decimal,
 )
 from llmledger.normalize.base import Reading
-from llmledger.usage import Usage
 
 __all__ = [
     "ChatStream",
@@ -114,9 +114,7 @@ def responses_usage(usage: Mapping[str, Any]) -> Usage:
         reasoning_tokens=count(
             details_out, "reasoning_tokens", where="usage.output_tokens_details"
         ),
-        output_audio_tokens=count(
-            details_out, "audio_tokens", where="usage.output_tokens_details"
-        ),
+        output_audio_tokens=count(details_out, "audio_tokens", where="usage.output_tokens_details"),
     )
 
 

@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from llmledger.errors import ResponseParseError, UnknownProviderError
+from llmledger.core.errors import ResponseParseError, UnknownProviderError
 from llmledger.normalize import anthropic, bedrock, cohere, google, openai
 from llmledger.normalize._common import StreamAccumulator, load_json, obj, text
 from llmledger.normalize.base import Reading
@@ -75,17 +75,40 @@ _MISTRAL_MODELS = (
     "voxtral",
 )
 _ANTHROPIC_EVENTS = frozenset(
-    {"message_start", "message_delta", "message_stop", "content_block_start",
-     "content_block_delta", "content_block_stop"}
+    {
+        "message_start",
+        "message_delta",
+        "message_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+    }
 )
 _COHERE_EVENTS = frozenset(
-    {"message-start", "message-end", "content-start", "content-delta", "content-end",
-     "tool-plan-delta", "tool-call-start", "tool-call-delta", "tool-call-end",
-     "citation-start", "citation-end"}
+    {
+        "message-start",
+        "message-end",
+        "content-start",
+        "content-delta",
+        "content-end",
+        "tool-plan-delta",
+        "tool-call-start",
+        "tool-call-delta",
+        "tool-call-end",
+        "citation-start",
+        "citation-end",
+    }
 )
 _BEDROCK_EVENTS = frozenset(
-    {"messageStart", "messageStop", "contentBlockStart", "contentBlockDelta",
-     "contentBlockStop", "metadata", "chunk"}
+    {
+        "messageStart",
+        "messageStop",
+        "contentBlockStart",
+        "contentBlockDelta",
+        "contentBlockStop",
+        "metadata",
+        "chunk",
+    }
 )
 
 
@@ -130,13 +153,17 @@ def detect_provider(body: Mapping[str, Any]) -> str:
         'anthropic'
     """
     kind = body.get("type")
-    if kind == "message" or (kind is None and body.get("role") == "assistant"
-                             and "stop_reason" in body):
+    if kind == "message" or (
+        kind is None and body.get("role") == "assistant" and "stop_reason" in body
+    ):
         return "bedrock" if (text(body, "id") or "").startswith("msg_bdrk_") else "anthropic"
     if "usageMetadata" in body or "usage_metadata" in body or "candidates" in body:
         return "google"
-    if ("stopReason" in body or "inputTokens" in obj(body, "usage")
-            or isinstance(body.get("output"), Mapping)):
+    if (
+        "stopReason" in body
+        or "inputTokens" in obj(body, "usage")
+        or isinstance(body.get("output"), Mapping)
+    ):
         return "bedrock"
     usage = obj(body, "usage")
     if "billed_units" in usage or "billed_units" in obj(body, "meta"):
@@ -165,8 +192,9 @@ def _openai_operation(body: Mapping[str, Any]) -> str:
         return "images"
     if "text" in body:
         return "audio"
-    raise ResponseParseError("OpenAI-shaped body is neither chat, responses, embeddings, "
-                             "images nor audio")
+    raise ResponseParseError(
+        "OpenAI-shaped body is neither chat, responses, embeddings, images nor audio"
+    )
 
 
 def _cohere_operation(body: Mapping[str, Any]) -> str:
@@ -394,6 +422,7 @@ def read_stream(
         else:
             raise ResponseParseError(
                 "stream transcript has no event of a known provider"
-                if events else "stream transcript has no events"
+                if events
+                else "stream transcript has no events"
             )
     return read_stream_events(events, provider=name, operation=operation)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from llmledger.errors import ResponseParseError
+from llmledger.core.errors import ResponseParseError
 
 __all__ = ["SSEDecoder", "ServerSentEvent", "iter_sse", "transcript_events"]
 

@@ -4,7 +4,7 @@ Pure: no clock, no network; the only I/O is reading price files the caller names
 
 Example:
     >>> from datetime import UTC, datetime
-    >>> from llmledger.usage import Usage
+    >>> from llmledger.core.usage import Usage
     >>> resolver = PriceResolver()
     >>> resolver.price("anthropic", "claude-sonnet-4-5-20250929",
     ...                Usage(input_tokens=2000, cache_read_tokens=1000, output_tokens=100),

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from llmledger.core.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
 from llmledger.pricing.model import NANO_USD, REQUESTS, Price
-from llmledger.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
 
 __all__ = ["BUCKET_PARENTS", "CompiledPrice", "bucket_ancestors", "usage_problem"]
 

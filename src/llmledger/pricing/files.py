@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import pydantic
 
-from llmledger.errors import ConfigError, PriceFileError
+from llmledger.core.errors import ConfigError, PriceFileError
 from llmledger.pricing.catalog import catalog_provider_id, ledger_provider_name, model_candidates
 from llmledger.pricing.compiled import BUCKET_PARENTS
 from llmledger.pricing.fx import ExchangeRates, RateRow

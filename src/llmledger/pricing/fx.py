@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import pydantic
 
-from llmledger.errors import ConfigError, CurrencyError, PriceFileError
+from llmledger.core.errors import ConfigError, CurrencyError, PriceFileError
 
 __all__ = ["USD", "ExchangeRates", "Rate", "RateRow"]
 

@@ -14,7 +14,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
-from llmledger.usage import BUCKETS
+from llmledger.core.usage import BUCKETS
 
 __all__ = [
     "NANO_USD",

@@ -22,13 +22,13 @@ from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 
-from llmledger.errors import InvalidEventError, UnknownModelError
-from llmledger.events import UsageEvent
+from llmledger.core.errors import InvalidEventError, UnknownModelError
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import Usage
 from llmledger.pricing.catalog import Catalog, CatalogModel, day_and_time, ledger_provider_name
 from llmledger.pricing.compiled import CompiledPrice, usage_problem
 from llmledger.pricing.files import Discount, PriceBook
 from llmledger.pricing.model import Price, PriceResult, to_nano
-from llmledger.usage import Usage
 
 __all__ = ["PriceResolver"]
 

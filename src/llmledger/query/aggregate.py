@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from llmledger.usage import BUCKETS
+from llmledger.core.usage import BUCKETS
 
 __all__ = [
     "COUNT_FIELDS",

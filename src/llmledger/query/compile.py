@@ -16,12 +16,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from llmledger.core.usage import BUCKETS
 from llmledger.query.errors import InvalidQueryError
 from llmledger.query.periods import HOUR_US
 from llmledger.query.spec import Filter, tag_key
 from llmledger.query.tables import rollup_table, rollups
 from llmledger.store.schema import event_tags, events
-from llmledger.usage import BUCKETS
 
 __all__ = [
     "TIMELINE_COLUMNS",
@@ -36,9 +36,22 @@ __all__ = [
 
 #: Columns of a timeline row, in order.
 TIMELINE_COLUMNS: tuple[str, ...] = (
-    "id", "ts_us", "provider", "model", "operation", "status", "tenant", "user", "feature",
-    "session", "input_tokens", "cache_read_tokens", "output_tokens", "cost_nanos",
-    "duration_ms", "ttft_ms",
+    "id",
+    "ts_us",
+    "provider",
+    "model",
+    "operation",
+    "status",
+    "tenant",
+    "user",
+    "feature",
+    "session",
+    "input_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "cost_nanos",
+    "duration_ms",
+    "ttft_ms",
 )
 
 
@@ -88,8 +101,16 @@ def rollup_state_columns(table: sa.FromClause = rollups) -> list[Any]:
     """Aggregates over rollup rows, in ``STATE_FIELDS`` order."""
     c = table.c
     summed = (
-        "calls", "successes", "errors", "unpriced_calls", *BUCKETS, "duration_count",
-        "ttft_count", "cost_nanos", "duration_ms_sum", "ttft_ms_sum",
+        "calls",
+        "successes",
+        "errors",
+        "unpriced_calls",
+        *BUCKETS,
+        "duration_count",
+        "ttft_count",
+        "cost_nanos",
+        "duration_ms_sum",
+        "ttft_ms_sum",
     )
     return [
         *(sa.func.sum(c[name]).label(name) for name in summed),
@@ -229,15 +250,18 @@ def _only_needed(columns: list[Any], metrics: Sequence[str] | None) -> list[Any]
     for name in metrics:
         needed.update(_NEEDS.get(name, ()))
     return [
-        column if column.name in needed
-        else sa.literal_column("NULL" if column.name in ("first_us", "last_us") else "0")
-        .label(column.name)
+        column
+        if column.name in needed
+        else sa.literal_column("NULL" if column.name in ("first_us", "last_us") else "0").label(
+            column.name
+        )
         for column in columns
     ]
 
 
-def compile_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter],
-                  metrics: Sequence[str] | None = None) -> sa.Select[Any]:
+def compile_piece(
+    piece: Piece, by: Sequence[str], filters: Sequence[Filter], metrics: Sequence[str] | None = None
+) -> sa.Select[Any]:
     """``SELECT [slot,] dims…, state… GROUP BY [slot,] dims`` for one piece.
 
     With ``metrics``, aggregates that none of them reads are returned as constants.
@@ -259,13 +283,15 @@ def compile_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter],
 
 
 @lru_cache(maxsize=256)
-def _shaped_piece(shape: Piece, by: tuple[str, ...], filters: tuple[Filter, ...],
-                  metrics: tuple[str, ...] | None) -> sa.Select[Any]:
+def _shaped_piece(
+    shape: Piece, by: tuple[str, ...], filters: tuple[Filter, ...], metrics: tuple[str, ...] | None
+) -> sa.Select[Any]:
     return compile_piece(shape, by, filters, metrics)
 
 
-def prepared_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter],
-                   metrics: Sequence[str] | None = None) -> tuple[sa.Select[Any], dict[str, int]]:
+def prepared_piece(
+    piece: Piece, by: Sequence[str], filters: Sequence[Filter], metrics: Sequence[str] | None = None
+) -> tuple[sa.Select[Any], dict[str, int]]:
     """:func:`compile_piece`, built once per shape of piece, and the parameters to run it with.
 
     Building a statement costs more than running it on rollups, and a report
@@ -278,10 +304,16 @@ def prepared_piece(piece: Piece, by: Sequence[str], filters: Sequence[Filter],
         >>> a is b, params
         (True, {'start_us': 0, 'end_us': 3600000000})
     """
-    shape = replace(piece, start_us=None if piece.start_us is None else 0,
-                    end_us=None if piece.end_us is None else 0)
-    params = {name: value for name, value in (("start_us", piece.start_us),
-                                              ("end_us", piece.end_us)) if value is not None}
+    shape = replace(
+        piece,
+        start_us=None if piece.start_us is None else 0,
+        end_us=None if piece.end_us is None else 0,
+    )
+    params = {
+        name: value
+        for name, value in (("start_us", piece.start_us), ("end_us", piece.end_us))
+        if value is not None
+    }
     frozen_metrics = None if metrics is None else tuple(metrics)
     return _shaped_piece(shape, tuple(by), tuple(filters), frozen_metrics), params
 

@@ -109,8 +109,12 @@ class Report:
         if self.other is not None:
             out["other"] = {k: _json(v) for k, v in self.other.items()}
         out["rates"] = [
-            {"currency": r.currency, "rate": str(r.rate), "from": r.valid_from.isoformat(),
-             "source": r.source}
+            {
+                "currency": r.currency,
+                "rate": str(r.rate),
+                "from": r.valid_from.isoformat(),
+                "source": r.source,
+            }
             for r in self.rates
         ]
         out["source"] = self.source
@@ -195,8 +199,9 @@ def plan(query: Query, bounds: tuple[int, int] | None, mode: SourceMode = "auto"
     return pieces
 
 
-def _whole_hours(grain: int, day_grain: int, first: int | None, last: int | None,
-                 slot: int | None) -> list[Piece]:
+def _whole_hours(
+    grain: int, day_grain: int, first: int | None, last: int | None, slot: int | None
+) -> list[Piece]:
     """Rollup pieces for whole UTC hours: daily rows for the whole UTC days among them."""
     first_day = None if first is None else first + (-first % DAY_US)
     last_day = None if last is None else last - last % DAY_US
@@ -392,8 +397,11 @@ def _run(conn: Connection, query: Query, rates: ExchangeRates | None, mode: Sour
     sort = [k for k in query.sort if k.name != query.every] or [SortKey("cost"), SortKey("calls")]
     metric_keys = [k.name for k in sort if k.name in METRICS]
     ranked = [
-        {**dict(zip(query.by, dims, strict=True)), **derive_metrics(state, metric_keys, local),
-         "_dims": dims}
+        {
+            **dict(zip(query.by, dims, strict=True)),
+            **derive_metrics(state, metric_keys, local),
+            "_dims": dims,
+        }
         for dims, state in per_group.items()
     ]
     _sort_rows(ranked, sort, query.by)
@@ -419,14 +427,18 @@ def _run(conn: Connection, query: Query, rates: ExchangeRates | None, mode: Sour
         rows.append(derive_metrics(total_state, metrics, local))
     notes = []
     if overlapping:
-        notes.append("a call with several tags is counted once in each of its tags' rows, "
-                     "so rows add up to more than the total; calls without tags are under "
-                     f"{NONE_VALUE}")
+        notes.append(
+            "a call with several tags is counted once in each of its tags' rows, "
+            "so rows add up to more than the total; calls without tags are under "
+            f"{NONE_VALUE}"
+        )
     used = sorted(folder.used.values(), key=lambda r: (r.currency, r.valid_from))
     if used:
         listed = ", ".join(f"{r.rate} from {r.valid_from} ({r.source})" for r in used)
-        notes.append(f"costs converted from USD at 1 USD = {listed} {query.currency}, "
-                     "by the rate in force on each call's UTC day")
+        notes.append(
+            f"costs converted from USD at 1 USD = {listed} {query.currency}, "
+            "by the rate in force on each call's UTC day"
+        )
     kinds = {"rollups" if p.grain is not None else "events" for p in pieces}
     return Report(
         query=query,
@@ -479,4 +491,3 @@ def timeline(
         }
         out.append(item)
     return out
-

@@ -129,8 +129,9 @@ def to_markdown(report: Report) -> str:
         "|" + "|".join("---:" if c in metrics else "---" for c in header) + "|",
     ]
     for cells in body:
-        text = ["" if v is None else str(v.isoformat() if isinstance(v, datetime) else v)
-                for v in cells]
+        text = [
+            "" if v is None else str(v.isoformat() if isinstance(v, datetime) else v) for v in cells
+        ]
         lines.append("| " + " | ".join(t.replace("|", "\\|") for t in text) + " |")
     return "\n".join(lines) + "\n"
 

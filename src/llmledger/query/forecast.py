@@ -129,5 +129,12 @@ def month_forecast(
     spent = cost(start, now)
     window = cost(now - timedelta(days=basis_days), now)
     local = start.astimezone(query.zone)
-    return project_month(spent, window, basis_days, now, end,
-                         month=f"{local.year:04d}-{local.month:02d}", currency=query.currency)
+    return project_month(
+        spent,
+        window,
+        basis_days,
+        now,
+        end,
+        month=f"{local.year:04d}-{local.month:02d}",
+        currency=query.currency,
+    )

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from llmledger.events import UsageEvent
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import BUCKETS
 from llmledger.query.aggregate import COUNT_FIELDS, STATE_FIELDS
 from llmledger.query.compile import event_state_columns, rollup_state_columns
 from llmledger.query.periods import DAY_US, HOUR_US, to_us
@@ -34,7 +35,6 @@ from llmledger.query.tables import (
     rollups,
 )
 from llmledger.store.schema import events
-from llmledger.usage import BUCKETS
 
 __all__ = ["ROW_COLUMNS", "apply_rollups", "rebuild_rollups", "rollup_rows"]
 
@@ -51,7 +51,8 @@ _ROW_KEY = itemgetter(0, 1, 2)
 # Per grain: its values from a full (hour, values…) key (None: the full key itself);
 # every grain has several dimensions, so itemgetter returns a tuple ...
 _PICKS: dict[int, itemgetter[Any] | None] = {
-    grain: None if names == ROLLUP_DIMENSIONS
+    grain: None
+    if names == ROLLUP_DIMENSIONS
     else itemgetter(*(1 + ROLLUP_DIMENSIONS.index(n) for n in names))
     for grain, names in GRAINS.items()
 }
@@ -141,7 +142,7 @@ def rollup_rows(batch: Iterable[UsageEvent]) -> dict[str, list[tuple[Any, ...]]]
     :data:`~llmledger.query.tables.DAILY_GRAINS`.
 
     Example:
-        >>> from llmledger.usage import Usage
+        >>> from llmledger.core.usage import Usage
         >>> e = UsageEvent(provider="openai", model="gpt-4o", usage=Usage(input_tokens=5),
         ...                ts=datetime(2025, 1, 1, 10, 30, tzinfo=UTC))
         >>> rows = rollup_rows([e, e.replace(id="other")])
@@ -192,8 +193,15 @@ def _upsert_from_batch(table: sa.Table, grains: tuple[int, ...]) -> Any:
     each group's state is added to the stored row.  Rows are inserted in key
     order, so two writers never wait on each other's rows in a cycle.
     """
-    needed = {"ts_us", "status", "cost_nanos", "duration_ms", "ttft_ms", *ROLLUP_DIMENSIONS,
-              *BUCKETS}
+    needed = {
+        "ts_us",
+        "status",
+        "cost_nanos",
+        "duration_ms",
+        "ttft_ms",
+        *ROLLUP_DIMENSIONS,
+        *BUCKETS,
+    }
     ids = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text))
     batch = (
         sa.select(*(c for c in events.c if c.name in needed))
@@ -221,9 +229,7 @@ def _upsert_from_batch(table: sa.Table, grains: tuple[int, ...]) -> Any:
         )
     rows = sa.union_all(*selects).subquery("rows")
     ordered = sa.select(*rows.c).order_by(rows.c.grain, rows.c.start_us, rows.c.dims_key)
-    insert = postgresql.insert(table).from_select(
-        ["grain", time_column, *ROW_COLUMNS[2:]], ordered
-    )
+    insert = postgresql.insert(table).from_select(["grain", time_column, *ROW_COLUMNS[2:]], ordered)
     excluded = insert.excluded
     updates: dict[str, Any] = {name: table.c[name] + excluded[name] for name in _ADDED}
     updates["first_us"] = sa.func.least(table.c.first_us, excluded.first_us)
@@ -337,17 +343,20 @@ def rebuild_rollups(
 
 def _rebuild(connection: Connection, since: datetime | None, until: datetime | None) -> int:
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
-            "LOCK TABLE rollups_hourly, rollups_daily IN EXCLUSIVE MODE"
-        )
+        connection.exec_driver_sql("LOCK TABLE rollups_hourly, rollups_daily IN EXCLUSIVE MODE")
     start, end = _floor(since, HOUR_US), _ceil(until, HOUR_US)
     connection.execute(sa.delete(rollups).where(*_in_range(rollups.c.hour_us, start, end)))
     hour = (events.c.ts_us - events.c.ts_us % HOUR_US).label("hour_us")
     full = max(GRAINS)
     dims = [events.c[name] for name in ROLLUP_DIMENSIONS]
     select_full = (
-        sa.select(sa.literal(full, sa.SmallInteger), hour, dims_key_sql(dims), *dims,
-                  *event_state_columns())
+        sa.select(
+            sa.literal(full, sa.SmallInteger),
+            hour,
+            dims_key_sql(dims),
+            *dims,
+            *event_state_columns(),
+        )
         .where(*_in_range(events.c.ts_us, start, end))
         .group_by(hour, *dims)
     )
@@ -359,16 +368,22 @@ def _rebuild(connection: Connection, since: datetime | None, until: datetime | N
             continue
         kept = [source.c[name] for name in names]
         select_grain = (
-            sa.select(sa.literal(grain, sa.SmallInteger), source.c.hour_us, dims_key_sql(kept),
-                      *kept, *rollup_state_columns(source))
+            sa.select(
+                sa.literal(grain, sa.SmallInteger),
+                source.c.hour_us,
+                dims_key_sql(kept),
+                *kept,
+                *rollup_state_columns(source),
+            )
             .where(source.c.grain == full, *_in_range(source.c.hour_us, start, end))
             .group_by(source.c.hour_us, *kept)
         )
         target_columns = ["grain", "hour_us", "dims_key", *names, *STATE_FIELDS]
         connection.execute(sa.insert(rollups).from_select(target_columns, select_grain))
     counted = sa.select(sa.func.count()).select_from(rollups)
-    total = int(connection.execute(counted.where(*_in_range(rollups.c.hour_us, start, end)))
-                .scalar_one())
+    total = int(
+        connection.execute(counted.where(*_in_range(rollups.c.hour_us, start, end))).scalar_one()
+    )
     return total + _rebuild_daily(connection, _floor(since, DAY_US), _ceil(until, DAY_US))
 
 
@@ -388,5 +403,6 @@ def _rebuild_daily(connection: Connection, start: int | None, end: int | None) -
     columns = ["grain", "day_us", "dims_key", *ROLLUP_DIMENSIONS, *STATE_FIELDS]
     connection.execute(sa.insert(days).from_select(columns, select))
     counted = sa.select(sa.func.count()).select_from(days)
-    return int(connection.execute(counted.where(*_in_range(days.c.day_us, start, end)))
-               .scalar_one())
+    return int(
+        connection.execute(counted.where(*_in_range(days.c.day_us, start, end))).scalar_one()
+    )

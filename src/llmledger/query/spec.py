@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from llmledger.core.usage import BUCKETS
 from llmledger.query.errors import InvalidQueryError
 from llmledger.query.periods import parse_last, parse_period, parse_time_in_zone
-from llmledger.usage import BUCKETS
 
 __all__ = [
     "COLUMN_DIMENSIONS",

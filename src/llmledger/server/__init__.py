@@ -1,7 +1,7 @@
 """The llmledger service: an HTTP API over the ledger database (``llmledger serve``).
 
 Example:
-    >>> from llmledger.settings import load_settings
+    >>> from llmledger.core.settings import load_settings
     >>> app = create_app(load_settings(database_url="sqlite://"))
     >>> app.title
     'llmledger'

@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from llmledger.core.settings import Settings, load_settings
 from llmledger.server.errors import error_response, install_error_handlers
 from llmledger.server.routers import events, health, keys, prices, reports
 from llmledger.server.state import Service
-from llmledger.settings import Settings, load_settings
 from llmledger.store import SqlStore
-from llmledger.wire import EventIn
+from llmledger.wire.parse import EventIn
 
 __all__ = ["create_app"]
 
@@ -79,7 +79,7 @@ def create_app(
             Leave it off when the app is mounted in a larger program.
 
     Example:
-        >>> from llmledger.settings import load_settings
+        >>> from llmledger.core.settings import load_settings
         >>> app = create_app(load_settings(database_url="sqlite://"))
         >>> [path for path in app.openapi()["paths"] if path.startswith("/v1/events")]
         ['/v1/events', '/v1/events/{event_id}', '/v1/events/{event_id}/content']

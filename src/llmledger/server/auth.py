@@ -14,10 +14,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from llmledger.events import UsageEvent
-from llmledger.keys import ApiKey
+from llmledger.core.events import UsageEvent
 from llmledger.query import Filter, Query
 from llmledger.server.errors import ApiError
+from llmledger.server.keys import ApiKey
 from llmledger.server.state import Service
 
 __all__ = [

@@ -20,17 +20,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from llmledger.errors import (
+from llmledger.core.errors import (
     ConfigError,
     CurrencyError,
     InvalidEventError,
     LedgerError,
     StoreError,
 )
-from llmledger.keys import UnknownKeyError
 from llmledger.query import InvalidQueryError
+from llmledger.server.keys import UnknownKeyError
 from llmledger.store import WriteError
-from llmledger.wire import describe_validation_error
+from llmledger.wire.parse import describe_validation_error
 
 __all__ = [
     "ApiError",

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from llmledger.ids import new_id
+from llmledger.core.ids import new_id
 from llmledger.pricing import PriceBook
 from llmledger.server.errors import ConflictError, NotFoundError
 from llmledger.store.schema import metadata

@@ -1,7 +1,7 @@
 """Request and response bodies of the API: separate input and output models.
 
 Inputs refuse unknown fields.  Event bodies are the JSON shape of
-:mod:`llmledger.wire` (input) and :func:`llmledger.serialize.event_to_json` (output).
+:mod:`llmledger.wire.parse` (input) and :func:`llmledger.wire.serialize.event_to_json` (output).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
-from llmledger.keys import Role
-from llmledger.wire import EventJson, UsageIn
+from llmledger.server.keys import Role
+from llmledger.wire.parse import EventJson, UsageIn
 
 __all__ = [
     "BatchAnswer",

@@ -12,11 +12,11 @@ import threading
 import time
 from typing import Any
 
-from llmledger.keys import KeyStore
+from llmledger.core.settings import Settings
 from llmledger.pricing import ExchangeRates, PriceBook, PriceResolver
+from llmledger.server.keys import KeyStore
 from llmledger.server.metrics import Metrics
 from llmledger.server.pricedb import PriceDB
-from llmledger.settings import Settings
 from llmledger.store import SqlStore, open_store
 
 __all__ = ["Service"]

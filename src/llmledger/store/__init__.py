@@ -2,7 +2,7 @@
 
 Example:
     >>> from datetime import datetime, timezone
-    >>> from llmledger.events import UsageEvent
+    >>> from llmledger.core.events import UsageEvent
     >>> store = open_store("sqlite://")
     >>> store.write([UsageEvent(provider="openai", model="gpt-4o",
     ...                         ts=datetime(2025, 1, 1, tzinfo=timezone.utc))])
@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from llmledger.settings import Settings, load_settings
+from llmledger.core.settings import Settings, load_settings
 from llmledger.store.errors import InvalidQueryError, WriteError
 from llmledger.store.schema import (
     FILTER_COLUMNS,

@@ -22,10 +22,10 @@ from itertools import compress
 from operator import attrgetter, is_not
 from typing import Any
 
-from llmledger.errors import InvalidEventError
-from llmledger.events import UsageEvent
+from llmledger.core.errors import InvalidEventError
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import BUCKETS, Usage
 from llmledger.store.schema import events as events_table
-from llmledger.usage import BUCKETS, Usage
 
 __all__ = [
     "FIXED_COLUMNS",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from llmledger.errors import StoreError
+from llmledger.core.errors import StoreError
 
 __all__ = ["InvalidQueryError", "WriteError", "is_transient", "one_line"]
 

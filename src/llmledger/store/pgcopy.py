@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmledger.events import UsageEvent
+from llmledger.core.events import UsageEvent
 from llmledger.store.codec import FIXED_COLUMNS, OPTIONAL_COLUMNS, EncodedBatch
 from llmledger.store.schema import event_tags, events
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from llmledger.usage import BUCKETS
+from llmledger.core.usage import BUCKETS
 
 __all__ = [
     "FILTER_COLUMNS",

@@ -23,8 +23,9 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from llmledger.errors import StoreError
-from llmledger.events import UsageEvent
+from llmledger.core.errors import StoreError
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import BUCKETS
 from llmledger.store import migrator, pgcopy
 from llmledger.store.codec import (
     FIXED_COLUMNS,
@@ -37,7 +38,6 @@ from llmledger.store.codec import (
 )
 from llmledger.store.errors import InvalidQueryError, WriteError, is_transient, one_line
 from llmledger.store.schema import FILTER_COLUMNS, GROUP_DIMENSIONS, event_tags, events
-from llmledger.usage import BUCKETS
 
 __all__ = ["SqlStore", "WriteHook"]
 

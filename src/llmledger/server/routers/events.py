@@ -18,20 +18,20 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
-from llmledger.content import ContentRecord, read_content, write_content
-from llmledger.errors import InvalidEventError
-from llmledger.events import UsageEvent
+from llmledger.core.errors import InvalidEventError
+from llmledger.core.events import UsageEvent
 from llmledger.query import build_query
 from llmledger.query.compile import Piece, compile_timeline
 from llmledger.query.periods import to_us
-from llmledger.serialize import event_to_json
+from llmledger.runtime.content import ContentRecord, read_content, write_content
 from llmledger.server.auth import Principal, Reader, Writer, get_service
 from llmledger.server.errors import ApiError, NotFoundError
 from llmledger.server.schemas import BatchAnswer, ContentOut, EventOut, EventPage
 from llmledger.server.state import Service
 from llmledger.store.codec import decode_event
 from llmledger.store.schema import events
-from llmledger.wire import MAX_BATCH, ContentIn, EventIn, parse_body_with_content
+from llmledger.wire.parse import MAX_BATCH, ContentIn, EventIn, parse_body_with_content
+from llmledger.wire.serialize import event_to_json
 
 __all__ = ["router"]
 

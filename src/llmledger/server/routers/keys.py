@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from llmledger.keys import ApiKey
 from llmledger.server.auth import Admin, get_service
+from llmledger.server.keys import ApiKey
 from llmledger.server.schemas import KeyIn, KeyOut, NewKeyOut
 
 __all__ = ["key_out", "router"]

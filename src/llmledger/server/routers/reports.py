@@ -7,7 +7,7 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Request
 
-from llmledger.errors import InvalidEventError
+from llmledger.core.errors import InvalidEventError
 from llmledger.query import InvalidQueryError, SourceMode, build_query, run_query
 from llmledger.server.auth import Principal, Reader, get_service
 from llmledger.server.schemas import (

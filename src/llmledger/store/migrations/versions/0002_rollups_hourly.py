@@ -52,7 +52,13 @@ _GRAINS = {
     3: _DIMENSIONS,
 }
 _COUNTS = (
-    "calls", "successes", "errors", "unpriced_calls", *_BUCKETS, "duration_count", "ttft_count"
+    "calls",
+    "successes",
+    "errors",
+    "unpriced_calls",
+    *_BUCKETS,
+    "duration_count",
+    "ttft_count",
 )
 _SUMMED = (*_COUNTS, "cost_nanos", "duration_ms_sum", "ttft_ms_sum")
 _STATE = (*_SUMMED, "first_us", "last_us")

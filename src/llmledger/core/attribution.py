@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from llmledger.errors import InvalidEventError
+from llmledger.core.errors import InvalidEventError
 
 __all__ = ["Attribution", "attribute", "current_attribution", "propagate"]
 
@@ -103,7 +103,7 @@ class attribute:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         if feature is not None:
-            from llmledger.ledger import get_ledger
+            from llmledger.runtime.ledger import get_ledger
 
             get_ledger().check_feature(feature)
         self._changes: dict[str, Any] = {

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
-from llmledger.errors import InvalidEventError
-from llmledger.ids import new_id
-from llmledger.usage import Usage
+from llmledger.core.errors import InvalidEventError
+from llmledger.core.ids import new_id
+from llmledger.core.usage import Usage
 
 __all__ = [
     "ATTRIBUTION_FIELDS",

@@ -22,12 +22,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from llmledger.events import UsageEvent
-from llmledger.settings import Settings, load_settings
+from llmledger.core.events import UsageEvent
+from llmledger.core.settings import Settings, load_settings
 
 __all__ = ["EventSink", "Item", "Writer"]
 
-log = logging.getLogger("llmledger.writer")
+log = logging.getLogger("llmledger.runtime.writer")
 
 #: What ``submit`` accepts: an event, or a zero-argument callable that makes one
 #: in the background (e.g. normalising a captured stream).

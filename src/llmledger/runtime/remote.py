@@ -1,13 +1,13 @@
 """The remote sink: the SDK sends its events to an llmledger service instead of a database.
 
-:class:`RemoteSink` is an :class:`~llmledger.writer.EventSink`, so the ledger's
+:class:`RemoteSink` is an :class:`~llmledger.runtime.writer.EventSink`, so the ledger's
 background writer keeps doing the batching, the queue bound and the flush at
 exit; this module adds what the network needs:
 
 - batches of up to 1,000 events and ``max_body_bytes``, gzip-compressed, in the
   JSON shape of ``llmledger logs --json``; an event whose prompt and response
   text is kept carries it in ``content`` (taken from the ledger's
-  :class:`~llmledger.content.PendingContent`), so the text is sent, spooled and
+  :class:`~llmledger.runtime.content.PendingContent`), so the text is sent, spooled and
   replayed with its event;
 - retries with growing pauses on 429 and 5xx answers and on connection errors
   (honouring ``Retry-After``), within a time budget per batch so an exiting
@@ -40,15 +40,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from llmledger.errors import ConfigError, InvalidEventError
-from llmledger.events import UsageEvent
-from llmledger.ids import new_id
-from llmledger.serialize import event_to_json
-from llmledger.settings import Settings
-from llmledger.wire import MAX_CONTENT_CHARS
+from llmledger.core.errors import ConfigError, InvalidEventError
+from llmledger.core.events import UsageEvent
+from llmledger.core.ids import new_id
+from llmledger.core.settings import Settings
+from llmledger.wire.parse import MAX_CONTENT_CHARS
+from llmledger.wire.serialize import event_to_json
 
 if TYPE_CHECKING:
-    from llmledger.content import ContentRecord, PendingContent
+    from llmledger.runtime.content import ContentRecord, PendingContent
 
 __all__ = [
     "RemoteSink",
@@ -59,7 +59,7 @@ __all__ = [
     "spool_status",
 ]
 
-log = logging.getLogger("llmledger.remote")
+log = logging.getLogger("llmledger.runtime.remote")
 
 _MAX_BATCH = 1000
 _BODY_START = b'{"events":['

@@ -12,16 +12,16 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmledger.errors import UnknownFeatureError
-from llmledger.events import UsageEvent
-from llmledger.settings import Settings, load_settings
+from llmledger.core.errors import UnknownFeatureError
+from llmledger.core.events import UsageEvent
+from llmledger.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from llmledger.content import ContentStore, PendingContent
     from llmledger.pricing import PriceResolver
-    from llmledger.remote import RemoteSink
+    from llmledger.runtime.content import ContentStore, PendingContent
+    from llmledger.runtime.remote import RemoteSink
+    from llmledger.runtime.writer import EventSink, Writer
     from llmledger.store import SqlStore
-    from llmledger.writer import EventSink, Writer
 
 __all__ = ["Ledger", "configure", "flush", "get_ledger", "shutdown"]
 
@@ -80,7 +80,7 @@ class Ledger:
         if self._writer is None:
             with self._lock:
                 if self._writer is None:
-                    from llmledger.writer import Writer
+                    from llmledger.runtime.writer import Writer
 
                     self._writer = Writer(
                         self._sink(),
@@ -97,12 +97,12 @@ class Ledger:
         """Where kept prompt and response text goes.
 
         With ``url`` set, the text goes with its event to the service (held in
-        :class:`~llmledger.content.PendingContent` until the remote sink sends
+        :class:`~llmledger.runtime.content.PendingContent` until the remote sink sends
         the event); otherwise into this database's ``event_content`` table.
         """
         if self.settings.url:
             return self._pending()
-        from llmledger.content import SqlContentStore
+        from llmledger.runtime.content import SqlContentStore
 
         return SqlContentStore(self)
 
@@ -110,7 +110,7 @@ class Ledger:
         if self._pending_content is None:
             with self._lock:
                 if self._pending_content is None:
-                    from llmledger.content import PendingContent
+                    from llmledger.runtime.content import PendingContent
 
                     # Every event waiting in the queue, and the batch being written.
                     limit = self.settings.queue_limit + self.settings.batch_size
@@ -120,7 +120,7 @@ class Ledger:
     def _sink(self) -> EventSink:
         """The service named by ``url`` when set (remote sink), else the store."""
         if self.settings.url:
-            from llmledger.remote import RemoteSink
+            from llmledger.runtime.remote import RemoteSink
 
             self._remote = RemoteSink.from_settings(self.settings, content=self._pending())
             return self._remote

@@ -6,7 +6,7 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
-from llmledger.events import UsageEvent
+from llmledger.core.events import UsageEvent
 
 __all__ = ["decimal_text", "event_to_json"]
 
@@ -30,7 +30,7 @@ def event_to_json(event: UsageEvent) -> dict[str, Any]:
 
     Example:
         >>> from datetime import datetime, timezone
-        >>> from llmledger.usage import Usage
+        >>> from llmledger.core.usage import Usage
         >>> e = UsageEvent(provider="openai", model="gpt-4o", id="01J00000000000000000000000",
         ...                ts=datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
         ...                usage=Usage(input_tokens=3, output_tokens=4), cost=Decimal("0.5"))

@@ -12,11 +12,11 @@ from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from llmledger.context import current_attribution
-from llmledger.errors import InvalidEventError, InvalidUsageError
-from llmledger.events import UsageEvent
-from llmledger.ledger import Ledger, get_ledger
-from llmledger.usage import BUCKETS, Usage
+from llmledger.core.attribution import current_attribution
+from llmledger.core.errors import InvalidEventError, InvalidUsageError
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import BUCKETS, Usage
+from llmledger.runtime.ledger import Ledger, get_ledger
 
 if TYPE_CHECKING:
     from llmledger.normalize.base import Reading
@@ -126,9 +126,7 @@ def build_event(
     else:
         if usage is not None and counts:
             raise InvalidEventError("pass usage= or bucket keywords, not both")
-        event_usage = (
-            usage if isinstance(usage, Usage) else Usage.from_dict(dict(usage or counts))
-        )
+        event_usage = usage if isinstance(usage, Usage) else Usage.from_dict(dict(usage or counts))
         problems = event_usage.problems()
         if problems:
             raise InvalidUsageError("; ".join(problems))

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 from llmledger.store.schema import metadata
 
 if TYPE_CHECKING:
-    from llmledger.ledger import Ledger
+    from llmledger.runtime.ledger import Ledger
 
 __all__ = [
     "ContentRecord",
@@ -148,7 +148,7 @@ def read_content(conn: Connection, event_id: str) -> ContentRecord | None:
 class SqlContentStore:
     """Writes records into the ledger database's ``event_content`` table.
 
-    The default of a ledger without ``url`` (:attr:`llmledger.ledger.Ledger.content_store`).
+    The default of a ledger without ``url`` (:attr:`llmledger.runtime.ledger.Ledger.content_store`).
 
     Example:
         >>> import llmledger
@@ -177,7 +177,7 @@ class SqlContentStore:
 class PendingContent:
     """Holds records until the remote sink sends them with their events.
 
-    The default of a ledger with ``url`` (:attr:`llmledger.ledger.Ledger.content_store`):
+    The default of a ledger with ``url`` (:attr:`llmledger.runtime.ledger.Ledger.content_store`):
     nothing is written locally; :meth:`take` hands the sink an event's record as
     the event goes into a request, so the text travels (and is spooled and
     replayed) with it.  At most ``limit`` records wait: past it the oldest is

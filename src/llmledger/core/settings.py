@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from llmledger.errors import ConfigError
+from llmledger.core.errors import ConfigError
 
 __all__ = ["Settings", "default_home", "load_settings"]
 

@@ -1,4 +1,4 @@
-"""Events on the wire: the inverse of :func:`llmledger.serialize.event_to_json`.
+"""Events on the wire: the inverse of :func:`llmledger.wire.serialize.event_to_json`.
 
 ``llmledger logs --json`` prints events in one JSON shape (:class:`EventJson`);
 the service ingests the same shape and the remote sink sends it, each event
@@ -20,10 +20,10 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
-from llmledger.errors import InvalidEventError
-from llmledger.events import CostSource, Operation, Status, UsageEvent, UsageSource
-from llmledger.ids import new_id
-from llmledger.usage import Usage
+from llmledger.core.errors import InvalidEventError
+from llmledger.core.events import CostSource, Operation, Status, UsageEvent, UsageSource
+from llmledger.core.ids import new_id
+from llmledger.core.usage import Usage
 
 __all__ = [
     "MAX_BATCH",

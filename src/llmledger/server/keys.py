@@ -45,7 +45,7 @@ from typing import Literal, get_args
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from llmledger.errors import ConfigError, LedgerError
+from llmledger.core.errors import ConfigError, LedgerError
 from llmledger.store.schema import metadata
 
 __all__ = [

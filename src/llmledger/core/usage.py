@@ -123,7 +123,7 @@ class Usage:
         Raises:
             InvalidUsageError: on an unknown bucket name.
         """
-        from llmledger.errors import InvalidUsageError
+        from llmledger.core.errors import InvalidUsageError
 
         unknown = set(data) - set(BUCKETS)
         if unknown:
