@@ -211,7 +211,7 @@ def _request(
 ) -> dict[str, Any]:
     """The arguments of one LiteLLM chat call to the simulated ``provider``."""
     if provider == "anthropic":
-        where = {
+        where: dict[str, object] = {
             "model": f"anthropic/{ANTHROPIC_MODEL}",
             "api_base": sim.anthropic_base_url,
             "api_key": "sk-ant-test",

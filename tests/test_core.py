@@ -199,9 +199,10 @@ def test_attribution_follows_asyncio_tasks_and_threads() -> None:
 
     seen: list[str | None] = []
     with attribute(tenant="threaded"):
-        worker = threading.Thread(
-            target=propagate(lambda: seen.append(current_attribution().tenant))
-        )
+        def note_tenant() -> None:
+            seen.append(current_attribution().tenant)
+
+        worker = threading.Thread(target=propagate(note_tenant))
         worker.start()
         worker.join()
         with ThreadPoolExecutor(2) as pool:

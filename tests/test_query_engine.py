@@ -248,8 +248,8 @@ def test_reports_from_rollups_equal_reports_from_raw_events(
         since=since,
         until=until,
         by=tuple(by),
-        every=every,
-        tz=tz,  # type: ignore[arg-type]
+        every=every,  # type: ignore[arg-type]
+        tz=tz,
         where=where,
         metrics=ROLLUP_METRICS,
     )

@@ -105,7 +105,7 @@ def test_manual_cost_wins() -> None:
 def test_record_rejects_bad_input_clearly(kwargs: dict[str, object], message: str) -> None:
     values: dict[str, object] = {"provider": "openai", "model": "gpt-4o", **kwargs}
     with pytest.raises(llmledger.InvalidEventError, match=message):
-        llmledger.record(**values)
+        llmledger.record(**values)  # type: ignore[arg-type]  # bad input on purpose
     assert committed() == []
 
 

@@ -100,7 +100,7 @@ class attribute:
         user: str | None = None,
         feature: str | None = None,
         session: str | None = None,
-        tags: Mapping[str, str] | None = None,
+        tags: Mapping[str, str | int] | None = None,
     ) -> None:
         if feature is not None:
             from llmledger.runtime.ledger import get_ledger
