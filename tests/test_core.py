@@ -199,6 +199,7 @@ def test_attribution_follows_asyncio_tasks_and_threads() -> None:
 
     seen: list[str | None] = []
     with attribute(tenant="threaded"):
+
         def note_tenant() -> None:
             seen.append(current_attribution().tenant)
 
