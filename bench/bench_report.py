@@ -1,8 +1,8 @@
 """Report latency on a large ledger: ``report --by model`` over 30 days, rollups vs raw events.
 
 Fills a ledger with N synthetic events spread over 60 days (generated in SQL, so
-filling is quick), builds the rollups with ``rebuild_rollups``, then times the
-query engine on the same query three ways in the same run:
+filling is quick), builds the rollups with ``SqlStore.rebuild_rollups``, then times
+``SqlStore.report`` on the same query three ways in the same run:
 
 * ``auto``: what ``llmledger report`` does: daily rollups for the whole UTC
   days, hourly rollups for the hours around them, raw events for the two
@@ -42,11 +42,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from llmledger.query import Query, SourceMode, plan, rebuild_rollups, run_query
-from llmledger.query.compile import Piece
+from llmledger.query import Query, SourceMode, plan
 from llmledger.query.periods import DAY_US, HOUR_US, to_us
-from llmledger.query.tables import rollup_table
+from llmledger.query.plan import Piece
 from llmledger.store import open_store
+from llmledger.store.rollup_tables import rollup_table
 from llmledger.store.schema import events
 from llmledger.store.sql import SqlStore
 
@@ -189,7 +189,7 @@ def prepare(store: SqlStore, count: int, fresh: bool) -> str:
     _fill(store, count)
     filled = time.perf_counter() - began
     began = time.perf_counter()
-    rows = rebuild_rollups(store)
+    rows = store.rebuild_rollups()
     rebuilt = time.perf_counter() - began
     _analyze(store)
     say(f"  filled in {filled:.0f} s, rollups rebuilt in {rebuilt:.0f} s: {rows:,} rows")
@@ -236,11 +236,11 @@ class Timing:
 def measure(store: SqlStore, mode: SourceMode, label: str, runs: int) -> Timing:
     """One warm-up run, then ``runs`` timed runs of the query from one source."""
     pieces = plan(QUERY, None, mode)
-    report = run_query(store, QUERY, mode=mode)
+    report = store.report(QUERY, mode=mode)
     timings = []
     for _ in range(runs):
         began = time.perf_counter()
-        report = run_query(store, QUERY, mode=mode)
+        report = store.report(QUERY, mode=mode)
         timings.append((time.perf_counter() - began) * 1000)
     answer = report.to_dict()
     answer.pop("source")

@@ -17,24 +17,14 @@ from hypothesis import strategies as st
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import BUCKETS, Usage
 from llmledger.pricing.fx import ExchangeRates
-from llmledger.query import (
-    METRICS,
-    Filter,
-    Query,
-    SortKey,
-    apply_rollups,
-    month_forecast,
-    plan,
-    rebuild_rollups,
-    rollups,
-    run_query,
-    timeline,
-)
+from llmledger.query import METRICS, Filter, InvalidQueryError, Query, SortKey, month_forecast, plan
 from llmledger.query.periods import DAY_US, HOUR_US, to_us
+from llmledger.query.plan import DAILY_GRAINS, GRAINS
 from llmledger.query.spec import COLUMN_DIMENSIONS, PERCENTILE_METRICS
-from llmledger.query.tables import DAILY_GRAINS, GRAINS, daily_rollups, rollup_table
 from llmledger.store import SqlStore, open_store
 from llmledger.store.migrator import upgrade_connection
+from llmledger.store.rollup_tables import daily_rollups, rollup_table, rollups
+from llmledger.store.rollups import apply_rollups
 
 T0 = datetime(2025, 3, 28, tzinfo=UTC)
 ADDITIVE = ("calls", "successes", "errors", "unpriced_calls", *BUCKETS, "total_tokens")
@@ -110,11 +100,11 @@ def test_totals_of_any_grouping_add_up_to_the_ungrouped_total(
 ) -> None:
     store.write(make_events(400, seed=1))
     metrics = (*ADDITIVE, "cost")
-    flat = run_query(store, Query(metrics=metrics))
+    flat = store.report(Query(metrics=metrics))
     assert flat.rows == [flat.total]
     assert flat.total["calls"] == 400
     for every in (None, "day"):
-        report = run_query(store, Query(by=by, every=every, metrics=metrics))
+        report = store.report(Query(by=by, every=every, metrics=metrics))
         assert report.total == flat.total
         for name in metrics:
             assert _sum(report.rows, name) == flat.total[name], name
@@ -122,7 +112,7 @@ def test_totals_of_any_grouping_add_up_to_the_ungrouped_total(
 
 def test_grouping_by_a_tag_key_puts_untagged_calls_under_none(store: SqlStore) -> None:
     store.write(make_events(300, seed=2))
-    report = run_query(store, Query(by=("tag:podcast_id",), metrics=("calls",)))
+    report = store.report(Query(by=("tag:podcast_id",), metrics=("calls",)))
     values = {r["tag:podcast_id"] for r in report.rows}
     assert values == {"rec1", "rec2", "rec3", None}
     assert not report.notes
@@ -147,7 +137,7 @@ def test_grouping_by_every_tag_is_explicit_that_rows_overlap(store: SqlStore) ->
     )
     none = UsageEvent(provider="openai", model="gpt-4o", ts=T0, usage=Usage(input_tokens=1))
     store.write([both, one, none])
-    report = run_query(store, Query(by=("tag",), metrics=("calls", "input_tokens", "cost")))
+    report = store.report(Query(by=("tag",), metrics=("calls", "input_tokens", "cost")))
     rows = {r["tag"]: (r["calls"], r["input_tokens"], r["cost"]) for r in report.rows}
     assert rows == {
         "env=prod": (2, 15, Decimal("3")),
@@ -162,7 +152,7 @@ def test_grouping_by_every_tag_is_explicit_that_rows_overlap(store: SqlStore) ->
 
 def _day_rows(store: SqlStore, tz: str, mode: str = "auto") -> dict[str, int]:
     query = Query(every="day", tz=tz, metrics=("calls",))
-    report = run_query(store, query, mode=mode)  # type: ignore[arg-type]
+    report = store.report(query, mode=mode)  # type: ignore[arg-type]
     return {r["day"].isoformat(): r["calls"] for r in report.rows}
 
 
@@ -253,9 +243,9 @@ def test_reports_from_rollups_equal_reports_from_raw_events(
         where=where,
         metrics=ROLLUP_METRICS,
     )
-    from_rollups = run_query(store, query, mode="auto")
-    from_hourly = run_query(store, query, mode="hourly")
-    from_events = run_query(store, query, mode="events")
+    from_rollups = store.report(query, mode="auto")
+    from_hourly = store.report(query, mode="hourly")
+    from_events = store.report(query, mode="events")
     if length_minutes is None or length_minutes > 120:
         assert "rollups" in from_rollups.source
         assert "rollups" in from_hourly.source
@@ -353,7 +343,7 @@ def test_every_rollup_level_holds_exactly_the_sums_of_the_raw_events(
     for period_us, grain in LEVELS:
         expected = _expected_level_rows(written, period_us, grain)
         assert _level_rows(store, period_us, grain) == expected, (period_us, grain)
-    rebuild_rollups(store)
+    store.rebuild_rollups()
     for period_us, grain in LEVELS:
         expected = _expected_level_rows(written, period_us, grain)
         assert _level_rows(store, period_us, grain) == expected, (period_us, grain)
@@ -422,10 +412,10 @@ def test_rebuilt_rollups_equal_rollups_kept_on_write(store: SqlStore) -> None:
 
     kept = snapshot()
     assert kept
-    assert rebuild_rollups(store) == len(kept)
+    assert store.rebuild_rollups() == len(kept)
     assert snapshot() == kept
     # A partial rebuild (widened to whole hours) leaves the same rows.
-    rebuild_rollups(store.engine, T0 + timedelta(hours=5, minutes=10), T0 + timedelta(days=2))
+    store.rebuild_rollups(T0 + timedelta(hours=5, minutes=10), T0 + timedelta(days=2))
     assert snapshot() == kept
 
 
@@ -438,8 +428,8 @@ def test_rollups_are_filled_when_an_old_ledger_is_migrated(db_url: str) -> None:
         old.write_hooks.clear()  # a ledger from before rollups existed
         old.write(make_events(200, seed=6))
     with open_store(db_url) as store:
-        report = run_query(store, Query(by=("model",), metrics=("calls", "cost")), mode="rollups")
-        raw = run_query(store, Query(by=("model",), metrics=("calls", "cost")), mode="events")
+        report = store.report(Query(by=("model",), metrics=("calls", "cost")), mode="rollups")
+        raw = store.report(Query(by=("model",), metrics=("calls", "cost")), mode="events")
         assert report.to_dict()["rows"] == raw.to_dict()["rows"]
         assert report.total["calls"] == 200
 
@@ -450,7 +440,7 @@ def test_filters_with_several_values_negation_and_unset(store: SqlStore) -> None
 
     def count(*filters: Filter) -> int:
         totals = [
-            run_query(store, Query(where=filters, metrics=("calls",)), mode=mode).total
+            store.report(Query(where=filters, metrics=("calls",)), mode=mode).total
             for mode in ("auto", "events")
         ]
         assert totals[0] == totals[1]
@@ -486,7 +476,7 @@ def test_percentiles_are_exact_and_computed_from_the_events(store: SqlStore) -> 
     events = make_events(250, seed=8)
     store.write(events)
     query = Query(by=("model",), metrics=("latency_p50", "latency_p95", "latency_p99", "ttft_p50"))
-    report = run_query(store, query)
+    report = store.report(query)
     assert report.source == "events"
     for row in report.rows:
         durations = sorted(
@@ -500,24 +490,24 @@ def test_percentiles_are_exact_and_computed_from_the_events(store: SqlStore) -> 
 
 def test_limit_keeps_the_top_groups_and_sums_the_rest(store: SqlStore) -> None:
     store.write(make_events(300, seed=9))
-    full = run_query(store, Query(by=("user",), metrics=("calls", "cost")))
-    top = run_query(store, Query(by=("user",), metrics=("calls", "cost"), limit=2))
+    full = store.report(Query(by=("user",), metrics=("calls", "cost")))
+    top = store.report(Query(by=("user",), metrics=("calls", "cost"), limit=2))
     assert top.rows == full.rows[:2]
     assert top.other is not None
     assert top.other["calls"] + sum(r["calls"] for r in top.rows) == full.total["calls"]
     costs = [r["cost"] for r in full.rows if r["cost"] is not None]
     assert costs == sorted(costs, reverse=True)
-    by_name = run_query(
-        store, Query(by=("user",), metrics=("calls",), sort=(SortKey("user", descending=False),))
+    by_name = store.report(
+        Query(by=("user",), metrics=("calls",), sort=(SortKey("user", descending=False),))
     )
     assert [r["user"] for r in by_name.rows] == ["ana", "bo", "carla", None]
-    by_error_rate = run_query(
-        store, Query(by=("feature",), metrics=("error_rate",), sort=(SortKey("error_rate"),))
+    by_error_rate = store.report(
+        Query(by=("feature",), metrics=("error_rate",), sort=(SortKey("error_rate"),))
     )
     rates = [r["error_rate"] for r in by_error_rate.rows]
     assert rates == sorted(rates, reverse=True)
-    newest = run_query(
-        store, Query(every="day", metrics=("calls",), sort=(SortKey("day", descending=True),))
+    newest = store.report(
+        Query(every="day", metrics=("calls",), sort=(SortKey("day", descending=True),))
     )
     days = [r["day"] for r in newest.rows]
     assert days == sorted(days, reverse=True)
@@ -543,7 +533,7 @@ def test_costs_in_another_currency_use_the_rate_of_each_day(store: SqlStore) -> 
     rates = ExchangeRates()
     rates.add("BRL", Decimal("6.00"), date(2025, 1, 1))
     rates.add("BRL", Decimal("5.50"), date(2025, 2, 1))
-    report = run_query(store, Query(by=("model",), metrics=("cost",), currency="BRL"), rates=rates)
+    report = store.report(Query(by=("model",), metrics=("cost",), currency="BRL"), rates=rates)
     assert {r["model"]: r["cost"] for r in report.rows} == {"a": Decimal("6"), "b": Decimal("11")}
     assert report.total["cost"] == Decimal("17")
     data = report.to_dict()
@@ -556,7 +546,7 @@ def test_costs_in_another_currency_use_the_rate_of_each_day(store: SqlStore) -> 
     from llmledger.core.errors import CurrencyError
 
     with pytest.raises(CurrencyError):
-        run_query(store, Query(metrics=("cost",), currency="EUR"), rates=rates)
+        store.report(Query(metrics=("cost",), currency="EUR"), rates=rates)
 
 
 def test_timeline_and_first_last_seen(store: SqlStore) -> None:
@@ -567,10 +557,10 @@ def test_timeline_and_first_last_seen(store: SqlStore) -> None:
         tz="Europe/Lisbon",
         metrics=("calls", "first_seen", "last_seen"),
     )
-    calls = timeline(store, query)
+    calls = store.timeline(query)
     chosen = sorted((e for e in events if e.tags.get("podcast_id") == "rec2"), key=lambda e: e.ts)
     assert [c["id"] for c in calls] == [e.id for e in chosen]
-    report = run_query(store, query)
+    report = store.report(query)
     assert report.total["first_seen"] == chosen[0].ts
     assert report.total["last_seen"] == chosen[-1].ts
     assert report.to_dict()["total"]["first_seen"].endswith(("+00:00", "+01:00"))
@@ -594,5 +584,5 @@ def test_month_forecast_uses_the_recent_run_rate(store: SqlStore) -> None:
 
 
 def test_an_unanswerable_query_refuses_rollups_only(store: SqlStore) -> None:
-    with pytest.raises(ValueError, match="rollups"):
-        run_query(store, Query(by=("session",)), mode="rollups")
+    with pytest.raises(InvalidQueryError, match="rollups"):
+        store.report(Query(by=("session",)), mode="rollups")

@@ -33,7 +33,8 @@ from llmledger.query.periods import (
     to_us,
     utc_days,
 )
-from llmledger.query.tables import dims_key, grain_for
+from llmledger.query.plan import grain_for
+from llmledger.store.rollup_tables import dims_key
 
 NOW = datetime(2025, 3, 15, 10, 30, tzinfo=UTC)
 

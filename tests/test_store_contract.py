@@ -22,9 +22,10 @@ from llmledger.core.errors import InvalidEventError, StoreError
 from llmledger.core.events import UsageEvent
 from llmledger.core.ids import new_id
 from llmledger.core.usage import BUCKETS, Usage
+from llmledger.query import Query
+from llmledger.query.spec import COLUMN_DIMENSIONS
 from llmledger.runtime.writer import Writer
 from llmledger.store import (
-    GROUP_DIMENSIONS,
     InvalidQueryError,
     SqlStore,
     event_tags,
@@ -211,13 +212,12 @@ def test_bad_queries_are_rejected(store: SqlStore) -> None:
         store.events(colour="red")
     with pytest.raises(InvalidQueryError, match="timezone-aware"):
         store.events(since=datetime(2025, 1, 1))
-    with pytest.raises(InvalidQueryError, match="cannot group by"):
-        store.totals(by="price_ref")
-    with pytest.raises(ValueError):
-        store.totals(until=datetime(2025, 1, 1))
 
 
-# -- totals -----------------------------------------------------------------------
+# -- reports ------------------------------------------------------------------------
+
+#: What a report of totals asks for.
+TOTALS = ("calls", *BUCKETS, "cost", "unpriced_calls")
 
 
 def mixed_events() -> list[UsageEvent]:
@@ -241,10 +241,12 @@ def mixed_events() -> list[UsageEvent]:
     return out
 
 
-def test_ungrouped_totals(store: SqlStore) -> None:
+def test_ungrouped_report(store: SqlStore) -> None:
     events = mixed_events()
     store.write(events)
-    [total] = store.totals()
+    report = store.report(Query(metrics=TOTALS))
+    total = report.total
+    assert report.rows == [total]
     assert total["calls"] == 24
     assert total["input_tokens"] == sum(e.usage.input_tokens for e in events)
     assert total["output_tokens"] == sum(e.usage.output_tokens for e in events)
@@ -253,12 +255,12 @@ def test_ungrouped_totals(store: SqlStore) -> None:
     assert total["unpriced_calls"] == sum(1 for e in events if e.cost is None)
 
 
-@pytest.mark.parametrize("dimension", GROUP_DIMENSIONS)
-def test_totals_by_each_dimension_add_up_to_the_total(store: SqlStore, dimension: str) -> None:
+@pytest.mark.parametrize("dimension", COLUMN_DIMENSIONS)
+def test_reports_by_each_dimension_add_up_to_the_total(store: SqlStore, dimension: str) -> None:
     events = mixed_events()
     store.write(events)
-    [total] = store.totals()
-    groups = store.totals(by=dimension)
+    total = store.report(Query(metrics=TOTALS)).total
+    groups = store.report(Query(by=(dimension,), metrics=TOTALS)).rows
     assert {g[dimension] for g in groups} == {getattr(e, dimension) for e in events}
     for key in ("calls", "unpriced_calls", *BUCKETS):
         assert sum(g[key] for g in groups) == total[key]
@@ -269,16 +271,16 @@ def test_totals_by_each_dimension_add_up_to_the_total(store: SqlStore, dimension
         assert group["input_tokens"] == sum(e.usage.input_tokens for e in members)
 
 
-def test_totals_respect_the_time_range(store: SqlStore) -> None:
+def test_reports_respect_the_time_range(store: SqlStore) -> None:
     store.write(mixed_events())
-    [day] = store.totals(since=T0 + timedelta(hours=2), until=T0 + timedelta(hours=6))
-    assert day["calls"] == 4
+    query = Query(since=T0 + timedelta(hours=2), until=T0 + timedelta(hours=6), metrics=TOTALS)
+    assert store.report(query).total["calls"] == 4
 
 
-def test_totals_of_an_empty_ledger(store: SqlStore) -> None:
-    [total] = store.totals()
+def test_reports_of_an_empty_ledger(store: SqlStore) -> None:
+    total = store.report(Query(metrics=TOTALS)).total
     assert total["calls"] == 0 and total["cost"] is None and total["input_tokens"] == 0
-    assert store.totals(by="model") == []
+    assert store.report(Query(by=("model",), metrics=TOTALS)).rows == []
 
 
 # -- unpriced is NULL, never zero ---------------------------------------------------
@@ -297,7 +299,8 @@ def test_unpriced_is_null_and_free_is_zero(store: SqlStore) -> None:
     assert back_unpriced is not None and back_unpriced.cost is None
     assert back_free is not None and back_free.cost == Decimal(0)
     assert store.unpriced_models() == [("openai", "mystery", 1)]
-    by_model = {g["model"]: g for g in store.totals(by="model")}
+    report = store.report(Query(by=("model",), metrics=("cost", "unpriced_calls")))
+    by_model = {g["model"]: g for g in report.rows}
     assert by_model["mystery"]["cost"] is None and by_model["mystery"]["unpriced_calls"] == 1
     assert by_model["free-tier"]["cost"] == 0 and by_model["free-tier"]["unpriced_calls"] == 0
 

@@ -146,7 +146,7 @@ def demo_command(ctx: click.Context, calls: int) -> None:
 
     from llmledger.capture import instrument
     from llmledger.cli.report import print_report
-    from llmledger.query import Query, run_query
+    from llmledger.query import Query
     from llmledger.sim import SimulatedProvider
 
     ledger = ledger_from(ctx)
@@ -171,7 +171,7 @@ def demo_command(ctx: click.Context, calls: int) -> None:
         f"against {sim.url}; ledger: {ledger.settings.resolved_database_url}\n"
     )
     for by in ("feature", "model", "tenant"):
-        print_report(run_query(ledger.store, Query(since=started, by=(by,))))
+        print_report(ledger.store.report(Query(since=started, by=(by,))))
         click.echo()
     click.echo("next: llmledger logs -n 5; llmledger report --by user; llmledger prices list")
 

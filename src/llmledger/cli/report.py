@@ -1,7 +1,7 @@
 """``llmledger report``: totals, breakdowns, trends, timelines and forecasts from the query engine.
 
 The command parses options into a :class:`~llmledger.query.Query`, runs it with
-:func:`~llmledger.query.run_query` and renders the one report shape as a
+:meth:`llmledger.store.SqlStore.report` and renders the one report shape as a
 table, JSON, CSV, XLSX or Markdown.
 """
 
@@ -31,9 +31,6 @@ from llmledger.query import (
     build_query,
     export,
     month_forecast,
-    rebuild_rollups,
-    run_query,
-    timeline,
 )
 from llmledger.query.periods import parse_time_in_zone
 from llmledger.query.spec import NONE_VALUE
@@ -405,8 +402,8 @@ def report_command(
     if with_timeline and not query.by:
         query = replace(query, by=("feature",))
     rates = _rates(ctx) if query.currency != "USD" else None
-    report = run_query(ledger.store, query, rates=rates, mode=cast(SourceMode, source))
-    calls = timeline(ledger.store, query, rates=rates) if with_timeline else None
+    report = ledger.store.report(query, rates=rates, mode=cast(SourceMode, source))
+    calls = ledger.store.timeline(query, rates=rates) if with_timeline else None
     forecast = month_forecast(ledger.store, query, now, rates=rates) if with_forecast else None
     fmt = "json" if as_json else fmt
     if fmt == "json":
@@ -467,7 +464,7 @@ def rebuild_rollups_command(ctx: click.Context, since: str | None, until: str | 
     """
     start = parse_time_in_zone(since, UTC, "--since")
     end = parse_time_in_zone(until, UTC, "--until")
-    rows = rebuild_rollups(ledger_from(ctx).store, start, end)
+    rows = ledger_from(ctx).store.rebuild_rollups(start, end)
     click.echo(f"rollups rebuilt: {rows:,} rows")
 
 

@@ -10,6 +10,7 @@ __all__ = [
     "ConfigError",
     "CurrencyError",
     "InvalidEventError",
+    "InvalidQueryError",
     "InvalidUsageError",
     "LedgerError",
     "PriceFileError",
@@ -63,3 +64,7 @@ class StoreError(LedgerError, RuntimeError):
 
 class CurrencyError(LedgerError, LookupError):
     """No exchange rate is known for a currency at the requested time."""
+
+
+class InvalidQueryError(StoreError, ValueError):
+    """A read or report was asked for with an unknown filter, dimension or a naive time."""

@@ -1,17 +1,21 @@
-"""One query engine for reports: the CLI, the HTTP API, the dashboard and budgets use it.
+"""One query model for reports: the CLI, the HTTP API, the dashboard and budgets use it.
+
+Everything here is pure: the query spec, time periods, the plan of the sources
+that answer a query, the mergeable aggregates, the :class:`Report` and its
+exports, and the month-end forecast.  The store answers a query
+(``store.report(query)``), running the plan's statements itself.
 
 Example:
     >>> from datetime import UTC, datetime
     >>> from llmledger.store import open_store
     >>> query = build_query(now=datetime(2025, 3, 15, tzinfo=UTC), by=["model"],
     ...                     last="7d")
-    >>> run_query(open_store("sqlite://"), query).to_dict()["rows"]
+    >>> open_store("sqlite://").report(query).to_dict()["rows"]
     []
 """
 
 from __future__ import annotations
 
-from llmledger.query.engine import Report, SourceMode, plan, run_query, timeline
 from llmledger.query.errors import InvalidQueryError
 from llmledger.query.export import (
     FORMATS,
@@ -24,7 +28,8 @@ from llmledger.query.export import (
 )
 from llmledger.query.forecast import Forecast, month_forecast, project_month
 from llmledger.query.periods import parse_last, parse_period
-from llmledger.query.rollups import apply_rollups, rebuild_rollups
+from llmledger.query.plan import SourceMode, plan
+from llmledger.query.report import Report
 from llmledger.query.spec import (
     DEFAULT_METRICS,
     METRICS,
@@ -38,7 +43,6 @@ from llmledger.query.spec import (
     parse_sort,
     parse_where,
 )
-from llmledger.query.tables import rollups
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -52,7 +56,6 @@ __all__ = [
     "Report",
     "SortKey",
     "SourceMode",
-    "apply_rollups",
     "build_query",
     "escape_formula",
     "export",
@@ -65,10 +68,6 @@ __all__ = [
     "parse_where",
     "plan",
     "project_month",
-    "rebuild_rollups",
-    "rollups",
-    "run_query",
-    "timeline",
     "to_csv",
     "to_json",
     "to_markdown",

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from llmledger.store.errors import InvalidQueryError
+from llmledger.core.errors import InvalidQueryError
 
 __all__ = ["InvalidQueryError"]

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from llmledger.query.engine import Report
+from llmledger.query.report import Report
 from llmledger.query.spec import NONE_VALUE
 
 __all__ = [

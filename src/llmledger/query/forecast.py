@@ -11,15 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from llmledger.pricing.fx import ExchangeRates
-from llmledger.query.engine import run_query
 from llmledger.query.errors import InvalidQueryError
 from llmledger.query.periods import month_bounds
+from llmledger.query.report import Report
 from llmledger.query.spec import Query
 
-__all__ = ["Forecast", "month_forecast", "project_month"]
+__all__ = ["Forecast", "Reporter", "month_forecast", "project_month"]
+
+
+class Reporter(Protocol):
+    """What answers a query: a store (``SqlStore.report``)."""
+
+    def report(self, query: Query, *, rates: ExchangeRates | None = None) -> Report:
+        """Answer ``query``, costs in its currency at ``rates``."""
+        ...
+
 
 _MICRO = Decimal("0.000001")
 _DAY_SECONDS = Decimal(86400)
@@ -97,7 +106,7 @@ def project_month(
 
 
 def month_forecast(
-    target: Any,
+    store: Reporter,
     query: Query,
     now: datetime,
     *,
@@ -122,7 +131,7 @@ def month_forecast(
     def cost(since: datetime, until: datetime) -> Decimal:
         if since >= until:
             return Decimal(0)
-        total = run_query(target, replace(flat, since=since, until=until), rates=rates).total
+        total = store.report(replace(flat, since=since, until=until), rates=rates).total
         found: Decimal | None = total["cost"]
         return found or Decimal(0)
 

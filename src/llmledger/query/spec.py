@@ -4,7 +4,7 @@ A :class:`Query` names a time range, a time zone, filters, a grouping, an
 optional time bucket, metrics, a sort order and a limit.  It is pure data: no
 I/O and no clock.  :func:`build_query` turns the strings a command line or an
 HTTP request carries into one, so every view parses options the same way; the
-engine (:mod:`llmledger.query.engine`) compiles it for a store.
+store answers it (``SqlStore.report``, :mod:`llmledger.store.reports`).
 """
 
 from __future__ import annotations

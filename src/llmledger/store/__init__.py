@@ -17,7 +17,6 @@ from llmledger.core.settings import Settings, load_settings
 from llmledger.store.errors import InvalidQueryError, WriteError
 from llmledger.store.schema import (
     FILTER_COLUMNS,
-    GROUP_DIMENSIONS,
     event_tags,
     events,
     metadata,
@@ -26,7 +25,6 @@ from llmledger.store.sql import SqlStore, WriteHook
 
 __all__ = [
     "FILTER_COLUMNS",
-    "GROUP_DIMENSIONS",
     "InvalidQueryError",
     "SqlStore",
     "WriteError",

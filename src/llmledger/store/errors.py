@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from llmledger.core.errors import StoreError
+from llmledger.core.errors import InvalidQueryError, StoreError
 
 __all__ = ["InvalidQueryError", "WriteError", "is_transient", "one_line"]
-
-
-class InvalidQueryError(StoreError, ValueError):
-    """A read was asked for with an unknown filter, dimension or a naive time."""
 
 
 class WriteError(StoreError):

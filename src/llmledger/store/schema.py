@@ -16,7 +16,6 @@ from llmledger.core.usage import BUCKETS
 
 __all__ = [
     "FILTER_COLUMNS",
-    "GROUP_DIMENSIONS",
     "NANOS_PER_USD",
     "event_tags",
     "events",
@@ -94,8 +93,8 @@ event_tags = sa.Table(
     sqlite_with_rowid=False,
 )
 
-#: Columns ``SqlStore.totals`` can group by.
-GROUP_DIMENSIONS: tuple[str, ...] = (
+#: Columns ``SqlStore.events`` accepts as ``name=value`` equality filters.
+FILTER_COLUMNS: tuple[str, ...] = (
     "provider",
     "model",
     "tenant",
@@ -104,11 +103,6 @@ GROUP_DIMENSIONS: tuple[str, ...] = (
     "session",
     "operation",
     "status",
-)
-
-#: Columns ``SqlStore.events`` accepts as ``name=value`` equality filters.
-FILTER_COLUMNS: tuple[str, ...] = (
-    *GROUP_DIMENSIONS,
     "response_model",
     "stream",
     "service_tier",

@@ -25,7 +25,6 @@ from sqlalchemy.pool import StaticPool
 
 from llmledger.core.errors import StoreError
 from llmledger.core.events import UsageEvent
-from llmledger.core.usage import BUCKETS
 from llmledger.store import migrator, pgcopy
 from llmledger.store.codec import (
     FIXED_COLUMNS,
@@ -33,11 +32,12 @@ from llmledger.store.codec import (
     EncodedBatch,
     decode_event,
     encode_batch,
-    from_nanos,
     to_micros,
 )
 from llmledger.store.errors import InvalidQueryError, WriteError, is_transient, one_line
-from llmledger.store.schema import FILTER_COLUMNS, GROUP_DIMENSIONS, event_tags, events
+from llmledger.store.reports import StoreReports
+from llmledger.store.rollups import apply_rollups
+from llmledger.store.schema import FILTER_COLUMNS, event_tags, events
 
 __all__ = ["SqlStore", "WriteHook"]
 
@@ -55,7 +55,7 @@ _TAGS_FROM_JSON = (
 )
 
 
-class SqlStore:
+class SqlStore(StoreReports):
     """The ledger in a SQLite file or a PostgreSQL database.
 
     Args:
@@ -99,8 +99,6 @@ class SqlStore:
         self._path: Path | None = None
         self.write_hooks: list[WriteHook] = list(write_hooks)
         # Hourly rollups are kept in the same transaction as the events they count.
-        from llmledger.query.rollups import apply_rollups  # query imports this module
-
         self.write_hooks.insert(0, apply_rollups)
         if backend == "sqlite":
             self._engine = self._sqlite_engine(parsed, create_parent)
@@ -191,7 +189,7 @@ class SqlStore:
 
     @property
     def engine(self) -> Engine:
-        """The SQLAlchemy engine (for the query layer and tests)."""
+        """The SQLAlchemy engine (for the store's own modules and tests)."""
         self._check_fork()
         return self._engine
 
@@ -464,59 +462,6 @@ class SqlStore:
         """How many events are stored."""
         with self._connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
-
-    def totals(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        by: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Calls, token buckets and cost, in total or per value of one dimension.
-
-        Each dict has the dimension's value under its name (when ``by`` is given),
-        ``calls``, every bucket, ``cost`` (Decimal sum of the priced calls, None
-        when none is priced) and ``unpriced_calls``.  Groups come most costly first.
-
-        Raises:
-            InvalidQueryError: on an unknown dimension or a naive time.
-
-        Example:
-            >>> store = SqlStore("sqlite://")
-            >>> store.migrate()
-            >>> store.totals()[0]["calls"]
-            0
-        """
-        if by is not None and by not in GROUP_DIMENSIONS:
-            raise InvalidQueryError(
-                f"cannot group by {by!r}; choose one of {', '.join(GROUP_DIMENSIONS)}"
-            )
-        cost = sa.func.sum(events.c.cost_nanos)
-        columns: list[Any] = [
-            sa.func.count().label("calls"),
-            *(sa.func.coalesce(sa.func.sum(events.c[name]), 0).label(name) for name in BUCKETS),
-            cost.label("cost_nanos"),
-            sa.func.coalesce(
-                sa.func.sum(sa.case((events.c.cost_nanos.is_(None), 1), else_=0)), 0
-            ).label("unpriced_calls"),
-        ]
-        if by is not None:
-            columns.insert(0, events.c[by])
-        query = self._where(sa.select(*columns), since, until, {})
-        if by is not None:
-            query = query.group_by(events.c[by]).order_by(
-                cost.is_(None), cost.desc(), sa.func.count().desc(), events.c[by].asc().nulls_last()
-            )
-        with self._connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        out: list[dict[str, Any]] = []
-        for row in rows:
-            item: dict[str, Any] = {by: row[by]} if by is not None else {}
-            item["calls"] = int(row["calls"])
-            item.update((name, int(row[name])) for name in BUCKETS)
-            item["cost"] = None if row["cost_nanos"] is None else from_nanos(int(row["cost_nanos"]))
-            item["unpriced_calls"] = int(row["unpriced_calls"])
-            out.append(item)
-        return out
 
     def unpriced_models(self) -> list[tuple[str, str, int]]:
         """``(provider, model, calls)`` of every model seen without a price, most calls first.

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Connection
@@ -21,15 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from llmledger.core.errors import InvalidEventError
 from llmledger.core.events import UsageEvent
 from llmledger.query import build_query
-from llmledger.query.compile import Piece, compile_timeline
 from llmledger.query.periods import to_us
 from llmledger.runtime.content import ContentRecord, read_content, write_content
 from llmledger.server.auth import Principal, Reader, Writer, get_service
 from llmledger.server.errors import ApiError, NotFoundError
 from llmledger.server.schemas import BatchAnswer, ContentOut, EventOut, EventPage
 from llmledger.server.state import Service
-from llmledger.store.codec import decode_event
-from llmledger.store.schema import events
 from llmledger.wire.parse import MAX_BATCH, ContentIn, EventIn, parse_body_with_content
 from llmledger.wire.serialize import event_to_json
 
@@ -239,29 +235,8 @@ def list_events(
             where=where,
         )
     )
-    piece = Piece(
-        None,
-        None if query.since is None else to_us(query.since),
-        None if query.until is None else to_us(query.until),
-        None,
-    )
-    statement = (
-        compile_timeline(piece, query.where, None)
-        .with_only_columns(*events.c)
-        .order_by(None)
-        .order_by(events.c.ts_us.desc(), events.c.id.desc())
-        .limit(limit + 1)
-    )
-    if cursor is not None:
-        micros, event_id = _decode_cursor(cursor)
-        statement = statement.where(
-            sa.or_(
-                events.c.ts_us < micros,
-                sa.and_(events.c.ts_us == micros, events.c.id < event_id),
-            )
-        )
-    with get_service(request).store.engine.connect() as conn:
-        found = [decode_event(row) for row in conn.execute(statement)]
+    before = None if cursor is None else _decode_cursor(cursor)
+    found = get_service(request).store.event_page(query, limit=limit + 1, before=before)
     more = len(found) > limit
     page = found[:limit]
     return JSONResponse(

@@ -8,7 +8,7 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Query, Request
 
 from llmledger.core.errors import InvalidEventError
-from llmledger.query import InvalidQueryError, SourceMode, build_query, run_query
+from llmledger.query import InvalidQueryError, SourceMode, build_query
 from llmledger.server.auth import Principal, Reader, get_service
 from llmledger.server.schemas import (
     FeatureStats,
@@ -45,7 +45,7 @@ def _report(service: Service, principal: Principal, spec: ReportQueryIn) -> dict
     )
     rates = service.exchange_rates if query.currency != "USD" else None
     try:
-        report = run_query(service.store, query, rates=rates, mode=cast(SourceMode, spec.source))
+        report = service.store.report(query, rates=rates, mode=cast(SourceMode, spec.source))
     except ValueError as exc:
         if isinstance(exc, InvalidEventError | InvalidQueryError):
             raise
@@ -97,7 +97,7 @@ def stats(
             sort=["calls"],
         )
     )
-    result = run_query(service.store, query)
+    result = service.store.report(query)
     total = result.to_dict()["total"]
     features = [
         FeatureStats(

@@ -3,8 +3,8 @@
 Revision ID: 0002
 Revises: 0001
 
-The table is kept up to date by the writer (``llmledger.query.apply_rollups``)
-and can be rebuilt with ``llmledger.query.rebuild_rollups``.  This script is
+The table is kept up to date by the writer (``llmledger.store.rollups.apply_rollups``)
+and can be rebuilt with ``SqlStore.rebuild_rollups``.  This script is
 self-contained: it must keep working whatever the library's code becomes.
 """
 
@@ -65,7 +65,7 @@ _STATE = (*_SUMMED, "first_us", "last_us")
 
 
 def _key(columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[str]:
-    # len:value per value, ~ for NULL: the same encoding as llmledger.query.tables.dims_key.
+    # len:value per value, ~ for NULL: the same encoding as llmledger.store.rollup_tables.dims_key.
     key: sa.ColumnElement[Any] | None = None
     for column in columns:
         part = sa.func.coalesce(

@@ -5,7 +5,7 @@ Revises: 0003
 
 ``rollups_daily`` has the columns of ``rollups_hourly`` per UTC day (``day_us``)
 for the coarse grains 1 and 2 (no ``user``).  The writer keeps it up to date
-(``llmledger.query.apply_rollups``) and ``llmledger.query.rebuild_rollups``
+(``llmledger.store.rollups.apply_rollups``) and ``SqlStore.rebuild_rollups``
 recomputes it.  This script is self-contained: it must keep working whatever
 the library's code becomes.
 """

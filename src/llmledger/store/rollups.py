@@ -1,6 +1,6 @@
 """Keeping the rollups: upserted as events are written, rebuilt from the raw events.
 
-The store calls :func:`apply_rollups` inside its write transaction with the
+The store runs :func:`apply_rollups` inside its write transaction with the
 events it has just inserted (never duplicates), so rollups commit or roll back
 with them.  PostgreSQL aggregates the batch itself (one ``INSERT … SELECT …
 ON CONFLICT DO UPDATE`` per rollup table reads the new events back by id); on
@@ -18,22 +18,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import BUCKETS
 from llmledger.query.aggregate import COUNT_FIELDS, STATE_FIELDS
-from llmledger.query.compile import event_state_columns, rollup_state_columns
 from llmledger.query.periods import DAY_US, HOUR_US, to_us
-from llmledger.query.tables import (
-    DAILY_GRAINS,
-    GRAINS,
-    ROLLUP_DIMENSIONS,
-    daily_rollups,
-    dims_key,
-    dims_key_sql,
-    rollups,
-)
+from llmledger.query.plan import DAILY_GRAINS, GRAINS, ROLLUP_DIMENSIONS
+from llmledger.store.compile import event_state_columns, rollup_state_columns
+from llmledger.store.rollup_tables import daily_rollups, dims_key, dims_key_sql, rollups
 from llmledger.store.schema import events
 
 __all__ = ["ROW_COLUMNS", "apply_rollups", "rebuild_rollups", "rollup_rows"]
@@ -139,7 +132,7 @@ def rollup_rows(batch: Iterable[UsageEvent]) -> dict[str, list[tuple[Any, ...]]]
     Each row is a tuple in :data:`ROW_COLUMNS` order: grain, period start (µs),
     ``dims_key``, every rolled-up dimension (None outside the grain), then the
     state fields.  Hourly rows are made for every grain, daily rows for
-    :data:`~llmledger.query.tables.DAILY_GRAINS`.
+    :data:`~llmledger.query.plan.DAILY_GRAINS`.
 
     Example:
         >>> from llmledger.core.usage import Usage
@@ -308,9 +301,7 @@ def _in_range(column: Any, start: int | None, end: int | None) -> list[Any]:
 
 
 def rebuild_rollups(
-    target: Engine | Connection | Any,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    connection: Connection, since: datetime | None = None, until: datetime | None = None
 ) -> int:
     """Recompute the rollups of whole hours (and whole days) from the raw events, in SQL.
 
@@ -318,11 +309,11 @@ def rebuild_rollups(
     whole UTC days for the daily rollups, which are summed from the hourly ones.
     On PostgreSQL the rollup tables are locked for the rebuild so that
     concurrent writes are neither lost nor counted twice; SQLite's write lock
-    does the same.
+    does the same.  :meth:`llmledger.store.SqlStore.rebuild_rollups` runs it in
+    a transaction of its own.
 
     Args:
-        target: A store (anything with ``.engine``), an engine, or a connection
-            (then the caller owns the transaction).
+        connection: A connection in a transaction the caller commits.
         since: Start of the range (aware), or None for the beginning.
         until: End of the range (aware, exclusive), or None for no end.
 
@@ -331,17 +322,10 @@ def rebuild_rollups(
 
     Example:
         >>> from llmledger.store import open_store
-        >>> rebuild_rollups(open_store("sqlite://"))
+        >>> with open_store("sqlite://").engine.begin() as conn:
+        ...     rebuild_rollups(conn)
         0
     """
-    if isinstance(target, Connection):
-        return _rebuild(target, since, until)
-    engine: Engine = target if isinstance(target, Engine) else target.engine
-    with engine.begin() as connection:
-        return _rebuild(connection, since, until)
-
-
-def _rebuild(connection: Connection, since: datetime | None, until: datetime | None) -> int:
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("LOCK TABLE rollups_hourly, rollups_daily IN EXCLUSIVE MODE")
     start, end = _floor(since, HOUR_US), _ceil(until, HOUR_US)

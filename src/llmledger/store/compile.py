@@ -1,7 +1,8 @@
-"""Compiling a query into SQLAlchemy Core statements over events or rollups.
+"""Compiling the pieces of a query plan into SQLAlchemy Core statements over events or rollups.
 
 Both sources yield the same columns: an optional time slot index, the grouped
-dimension values, then the state fields of :mod:`llmledger.query.aggregate`.
+dimension values, then the state fields of :mod:`llmledger.query.aggregate`
+(what :class:`llmledger.query.report.Folder` folds).
 The statements are plain Core and run unchanged on SQLite and PostgreSQL;
 integer division (``//``) and ``||`` are the only operators that matter, and
 SQLAlchemy renders both for each dialect.
@@ -10,22 +11,21 @@ SQLAlchemy renders both for each dialect.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 
 from llmledger.core.usage import BUCKETS
-from llmledger.query.errors import InvalidQueryError
-from llmledger.query.periods import HOUR_US
+from llmledger.query.plan import Piece
 from llmledger.query.spec import Filter, tag_key
-from llmledger.query.tables import rollup_table, rollups
+from llmledger.store.errors import InvalidQueryError
+from llmledger.store.rollup_tables import rollup_table, rollups
 from llmledger.store.schema import event_tags, events
 
 __all__ = [
     "TIMELINE_COLUMNS",
-    "Piece",
     "compile_piece",
     "compile_timeline",
     "compile_values",
@@ -53,25 +53,6 @@ TIMELINE_COLUMNS: tuple[str, ...] = (
     "duration_ms",
     "ttft_ms",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Piece:
-    """One statement of a query plan: a source over a time range.
-
-    Attributes:
-        grain: Rollup grain to read, or None to read the raw events.
-        start_us: Inclusive start (µs), or None.
-        end_us: Exclusive end (µs), or None.
-        slot_us: Size of the time slot to group by, or None for no time grouping.
-        period_us: Rollup period read (``HOUR_US`` or ``DAY_US``); unused for events.
-    """
-
-    grain: int | None
-    start_us: int | None
-    end_us: int | None
-    slot_us: int | None
-    period_us: int = HOUR_US
 
 
 def _count_if(condition: Any) -> Any:

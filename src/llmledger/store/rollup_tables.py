@@ -1,27 +1,11 @@
-"""The rollup tables (hourly and daily) and their grains.
+"""The rollup tables (hourly and daily) and the key of their rows.
 
 ``rollups_hourly`` holds, per UTC hour and combination of dimension values, the
-mergeable aggregates of the calls (see :mod:`llmledger.query.aggregate`).  The
-same hour is kept at three *grains*, each a set of dimensions, so that a report
-reads the smallest grain that has every dimension it groups or filters on:
-
-=====  ==========================================================================
-grain  dimensions
-=====  ==========================================================================
-1      provider, model, response_model, operation, status, api_key_fingerprint
-2      provider, model, operation, status, tenant, feature
-3      all of the above and user
-=====  ==========================================================================
-
-Dimensions outside a row's grain are NULL and never read.  ``session`` and tags
-are not rolled up (they are nearly unique per call); reports on them read the
-raw events, through the indexes the events tables already have.
-
-``rollups_daily`` has the same columns per UTC day (``day_us``) for the coarse
-grains of :data:`DAILY_GRAINS`: a 30-day report then reads about 30 rows per
-group instead of 720.  The finest grain (with ``user``) is kept hourly only: it
-has about as many rows per batch as there are users writing, and a second
-upsert per row would double the cost of the write path for it.
+mergeable aggregates of the calls (see :mod:`llmledger.query.aggregate`), at
+each grain of :data:`llmledger.query.plan.GRAINS`.  Dimensions outside a row's
+grain are NULL and never read.  ``rollups_daily`` has the same columns per UTC
+day (``day_us``) for the grains of :data:`~llmledger.query.plan.DAILY_GRAINS`:
+a 30-day report then reads about 30 rows per group instead of 720.
 
 A row is identified by ``(grain, hour_us, dims_key)``: ``dims_key`` encodes the
 grain's values injectively (``len:value`` per value, ``~`` for NULL) and is
@@ -38,44 +22,16 @@ import sqlalchemy as sa
 
 from llmledger.query.aggregate import COUNT_FIELDS
 from llmledger.query.periods import DAY_US, HOUR_US
+from llmledger.query.plan import ROLLUP_DIMENSIONS
 from llmledger.store.schema import metadata
 
 __all__ = [
-    "DAILY_GRAINS",
-    "GRAINS",
-    "PERIODS",
-    "ROLLUP_DIMENSIONS",
     "daily_rollups",
     "dims_key",
     "dims_key_sql",
-    "grain_for",
     "rollup_table",
     "rollups",
 ]
-
-#: Every dimension kept in rollups, in column order.
-ROLLUP_DIMENSIONS: tuple[str, ...] = (
-    "provider",
-    "model",
-    "response_model",
-    "operation",
-    "status",
-    "api_key_fingerprint",
-    "tenant",
-    "feature",
-    "user",
-)
-#: Grain number -> its dimensions, smallest (fewest rows) first.
-GRAINS: dict[int, tuple[str, ...]] = {
-    1: ("provider", "model", "response_model", "operation", "status", "api_key_fingerprint"),
-    2: ("provider", "model", "operation", "status", "tenant", "feature"),
-    3: ROLLUP_DIMENSIONS,
-}
-
-#: Grains also kept per UTC day (the ones without high-cardinality dimensions).
-DAILY_GRAINS: tuple[int, ...] = (1, 2)
-#: Rollup periods, in µs, coarsest first.
-PERIODS: tuple[int, ...] = (DAY_US, HOUR_US)
 
 
 def _rollup_table(name: str, time_column: str) -> sa.Table:
@@ -113,23 +69,6 @@ def rollup_table(period_us: int) -> tuple[sa.Table, sa.Column[int]]:
     if period_us == DAY_US:
         return daily_rollups, daily_rollups.c.day_us
     raise ValueError(f"no rollups per {period_us} µs")
-
-
-def grain_for(dimensions: set[str], period_us: int = HOUR_US) -> int | None:
-    """The smallest grain kept per ``period_us`` holding every dimension, or None.
-
-    Example:
-        >>> grain_for({"model"}), grain_for({"tenant", "model"}), grain_for({"session"})
-        (1, 2, None)
-        >>> grain_for({"user"}), grain_for({"user"}, DAY_US)
-        (3, None)
-    """
-    for grain, names in GRAINS.items():
-        if period_us == DAY_US and grain not in DAILY_GRAINS:
-            continue
-        if dimensions <= set(names):
-            return grain
-    return None
 
 
 def dims_key(values: Sequence[str | None]) -> str:
