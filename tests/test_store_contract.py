@@ -22,7 +22,7 @@ from llmledger.core.errors import InvalidEventError, StoreError
 from llmledger.core.events import UsageEvent
 from llmledger.core.ids import new_id
 from llmledger.core.usage import BUCKETS, Usage
-from llmledger.query import Query
+from llmledger.query import Filter, Query
 from llmledger.query.spec import COLUMN_DIMENSIONS
 from llmledger.runtime.writer import Writer
 from llmledger.store import (
@@ -33,6 +33,7 @@ from llmledger.store import (
     migrate,
     open_store,
 )
+from llmledger.store.codec import to_micros
 from llmledger.store.migrator import head_revision
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -275,6 +276,34 @@ def test_reports_respect_the_time_range(store: SqlStore) -> None:
     store.write(mixed_events())
     query = Query(since=T0 + timedelta(hours=2), until=T0 + timedelta(hours=6), metrics=TOTALS)
     assert store.report(query).total["calls"] == 4
+
+
+def test_event_pages_go_newest_first_through_a_query_s_range_and_filters(
+    store: SqlStore,
+) -> None:
+    events = mixed_events()
+    # Two calls at the same time: the id breaks the tie, and a page may end between them.
+    events.append(minimal_event(ts=events[9].ts, model="gpt-4o", tenant="t1"))
+    store.write(events)
+    query = Query(
+        since=T0 + timedelta(hours=1),
+        until=T0 + timedelta(hours=20),
+        where=(Filter("model", ("gpt-4o",)),),
+    )
+    seen: list[UsageEvent] = []
+    before = None
+    while page := store.event_page(query, limit=2, before=before):
+        seen.extend(page)
+        before = (to_micros(page[-1].ts), page[-1].id)
+    chosen = [
+        e
+        for e in events
+        if e.model == "gpt-4o" and T0 + timedelta(hours=1) <= e.ts < T0 + timedelta(hours=20)
+    ]
+    assert [e.id for e in seen] == [
+        e.id for e in sorted(chosen, key=lambda e: (e.ts, e.id), reverse=True)
+    ]
+    assert seen[0] == store.get(seen[0].id)
 
 
 def test_reports_of_an_empty_ledger(store: SqlStore) -> None:
