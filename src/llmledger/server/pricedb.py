@@ -20,7 +20,9 @@ from sqlalchemy.engine import Engine
 
 from llmledger.core.ids import new_id
 from llmledger.pricing import PriceBook
+from llmledger.pricing.files import DATABASE_NAME
 from llmledger.server.errors import ConflictError, NotFoundError
+from llmledger.store.price_rows import read_price_rows
 from llmledger.store.schema import metadata
 
 __all__ = ["PriceDB", "StoredPrice", "StoredRate", "user_exchange_rates", "user_prices"]
@@ -55,7 +57,7 @@ user_exchange_rates = sa.Table(
 )
 
 #: Name of the database's price rows in ``price_ref`` (``user:db:acme/acme-1@2025-01-01``).
-BOOK_NAME = "db"
+BOOK_NAME = DATABASE_NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,14 +321,8 @@ class PriceDB:
     # -- for the resolver ------------------------------------------------------------
 
     def book(self) -> PriceBook:
-        """Every row as one price book (``price_ref`` ``user:db:…``)."""
-        rates: dict[str, list[dict[str, Any]]] = {}
-        for rate in self.rates():
-            rates.setdefault(rate.currency, []).append(
-                {"from": rate.valid_from, "rate": rate.rate, "source": rate.source or "user:db"}
-            )
-        data = {"prices": [p.as_file_row() for p in self.prices()], "exchange_rates": rates}
-        return PriceBook.from_mapping(data, name=BOOK_NAME)
+        """Every row as one price book of ``database`` rows (``price_ref`` ``user:db:…``)."""
+        return PriceBook.from_database(read_price_rows(self.engine))
 
     def version(self) -> tuple[Any, ...]:
         """Changes whenever a row is added or verified (cheap: counts and newest times)."""
