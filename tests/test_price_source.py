@@ -382,3 +382,14 @@ def test_pricing_opens_no_database_that_does_not_exist_yet(ledger_home: Path) ->
     result = ledger.pricer.price("openai", "gpt-4o", Usage(input_tokens=M), AT)
     assert (result.cost, result.source) == (usd("2.5"), "catalog")
     assert ledger._store is None and not (ledger_home / "ledger.db").exists()
+
+
+def test_prices_show_says_which_rates_a_supplementary_row_filled() -> None:
+    answer = CliRunner().invoke(
+        main,
+        ["prices", "show", "gpt-4o-audio-preview", "--provider", "openai", "--at", AT.isoformat()],
+        catch_exceptions=False,
+    )
+    assert answer.exit_code == 0, answer.output
+    assert "filled from supplement:openai/gpt-4o-audio-preview: input_audio_tokens" in answer.output
+    assert "read from: https://developers.openai.com/" in answer.output

@@ -180,7 +180,8 @@ class PriceResult:
 
 
 def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
-    """A copy of ``event`` carrying ``result``'s cost fields; ``event`` is left as it was.
+    """``event`` with ``result``'s cost fields: a copy, or ``event`` itself when it
+    carries them already; ``event`` is never changed.
 
     Example:
         >>> from datetime import UTC, datetime
@@ -189,10 +190,21 @@ def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
         >>> with_price(event, result).cost, event.cost
         (Decimal('0.5'), None)
     """
+    breakdown = dict(result.breakdown) if result.cost is not None else None
+    if (
+        event.cost == result.cost
+        and event.cost_source == result.source
+        and event.price_ref == result.ref
+        and event.unpriced_reason == result.unpriced_reason
+        and event.cost_breakdown == breakdown
+    ):
+        # Already priced so (by the SDK, for the service): a copy would cost more
+        # than the pricing did.
+        return event
     return dataclasses.replace(
         event,
         cost=result.cost,
-        cost_breakdown=dict(result.breakdown) if result.cost is not None else None,
+        cost_breakdown=breakdown,
         cost_source=result.source,
         price_ref=result.ref,
         unpriced_reason=result.unpriced_reason,
