@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -33,8 +33,8 @@ from llmledger.pricing.catalog import Catalog, CatalogModel, day_and_time, ledge
 from llmledger.pricing.compiled import CompiledPrice, usage_problem
 from llmledger.pricing.files import Discount, PriceBook
 from llmledger.pricing.fx import ExchangeRates
-from llmledger.pricing.model import REQUESTS, Price, PriceResult, to_nano, with_price
-from llmledger.pricing.supplement import load_supplement
+from llmledger.pricing.model import Price, PriceResult, to_nano, with_price
+from llmledger.pricing.supplement import fill_missing_rates, load_supplement
 
 __all__ = ["KEPT_COST_SOURCES", "PriceResolver"]
 
@@ -392,7 +392,7 @@ class PriceResolver:
         supplement = _first_in_force(route.supplement_groups, day)
         if route.catalog is not None:
             discount = _first_in_force(route.discount_groups, day)
-            price = _filled(
+            price = fill_missing_rates(
                 route.catalog.price_at(
                     at,
                     route.context,
@@ -513,7 +513,7 @@ class PriceResolver:
                     self._supplement_groups(name, entry.info.id, None, entry), day
                 )
                 found.append(
-                    _filled(
+                    fill_missing_rates(
                         entry.price_at(
                             when,
                             None,
@@ -554,43 +554,6 @@ class PriceResolver:
             if group[-1].checked is None or group[-1].checked < before
         ]
         return sorted(found, key=lambda p: (p.checked or date.min, p.provider, p.model))
-
-
-def _filled(price: Price, supplement: Price | None) -> Price:
-    """A catalog price with the rates it lacks taken from a supplementary row.
-
-    The catalog's own rate wins for every bucket it prices; a filled rate gets the
-    catalog row's discount, since both are the provider's list prices.
-    """
-    if supplement is None:
-        return price
-    factor = price.discount if price.discount is not None else Decimal(1)
-    missing = [bucket for bucket in supplement.rates if bucket not in price.rates]
-    per_request = price.per_request
-    if per_request is None and supplement.per_request is not None:
-        per_request = supplement.per_request * factor
-        missing.append(REQUESTS)
-    if not missing:
-        return price
-    rates = dict(price.rates)
-    tiers = dict(price.tiers)
-    for bucket in missing:
-        if bucket in supplement.rates:
-            rates[bucket] = supplement.rates[bucket] * factor
-            if bucket in supplement.tiers:
-                tiers[bucket] = tuple(
-                    replace(tier, usd_per_mtok=tier.usd_per_mtok * factor)
-                    for tier in supplement.tiers[bucket]
-                )
-    return replace(
-        price,
-        rates=rates,
-        tiers=tiers,
-        per_request=per_request,
-        filled=tuple(missing),
-        filled_ref=supplement.ref,
-        source_url=supplement.source_url,
-    )
 
 
 def _nonzero(usage: Usage) -> str:

@@ -10,7 +10,9 @@ from these rows bucket by bucket; the catalog's own rate wins wherever it has on
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,8 +20,15 @@ import pydantic
 
 from llmledger.core.errors import PriceFileError
 from llmledger.pricing.files import PriceBook, PriceRow, read_yaml, row_to_price, validation_message
+from llmledger.pricing.model import REQUESTS, Price
 
-__all__ = ["SUPPLEMENT_NAME", "SUPPLEMENT_PATH", "load_supplement", "supplement_book"]
+__all__ = [
+    "SUPPLEMENT_NAME",
+    "SUPPLEMENT_PATH",
+    "fill_missing_rates",
+    "load_supplement",
+    "supplement_book",
+]
 
 #: The data file shipped with the package.
 SUPPLEMENT_PATH = Path(__file__).parent / "data" / "supplement.yaml"
@@ -84,3 +93,48 @@ def load_supplement(path: str | Path = SUPPLEMENT_PATH) -> PriceBook:
         True
     """
     return supplement_book(read_yaml(Path(path)), where=path)
+
+
+def fill_missing_rates(price: Price, supplement: Price | None) -> Price:
+    """A catalog price with the rates it lacks taken from a supplementary row.
+
+    The catalog's own rate wins for every bucket it prices; a filled rate gets the
+    catalog row's discount, since both are the provider's list prices.
+
+    Example:
+        >>> catalog = Price(provider="openai", model="m", rates={"input_tokens": Decimal("2.5")})
+        >>> row = Price(provider="openai", model="m", source="supplement", ref="supplement:m",
+        ...             rates={"input_tokens": Decimal("9"), "input_audio_tokens": Decimal("40")})
+        >>> filled = fill_missing_rates(catalog, row)
+        >>> filled.rates["input_tokens"], filled.rates["input_audio_tokens"], filled.filled
+        (Decimal('2.5'), Decimal('40'), ('input_audio_tokens',))
+    """
+    if supplement is None:
+        return price
+    factor = price.discount if price.discount is not None else Decimal(1)
+    missing = [bucket for bucket in supplement.rates if bucket not in price.rates]
+    per_request = price.per_request
+    if per_request is None and supplement.per_request is not None:
+        per_request = supplement.per_request * factor
+        missing.append(REQUESTS)
+    if not missing:
+        return price
+    rates = dict(price.rates)
+    tiers = dict(price.tiers)
+    for bucket in missing:
+        if bucket in supplement.rates:
+            rates[bucket] = supplement.rates[bucket] * factor
+            if bucket in supplement.tiers:
+                tiers[bucket] = tuple(
+                    replace(tier, usd_per_mtok=tier.usd_per_mtok * factor)
+                    for tier in supplement.tiers[bucket]
+                )
+    return replace(
+        price,
+        rates=rates,
+        tiers=tiers,
+        per_request=per_request,
+        filled=tuple(missing),
+        filled_ref=supplement.ref,
+        source_url=supplement.source_url,
+    )
