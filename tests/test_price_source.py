@@ -393,3 +393,15 @@ def test_prices_show_says_which_rates_a_supplementary_row_filled() -> None:
     assert answer.exit_code == 0, answer.output
     assert "filled from supplement:openai/gpt-4o-audio-preview: input_audio_tokens" in answer.output
     assert "read from: https://developers.openai.com/" in answer.output
+
+
+def test_an_unreachable_database_leaves_the_other_layers_pricing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from llmledger.runtime.ledger import Ledger
+
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/nothing?connect_timeout=2"
+    ledger = Ledger(load_settings(database_url=url, strict=False))
+    result = ledger.pricer.price("openai", "gpt-4o", Usage(input_tokens=M), AT)
+    assert (result.cost, result.source) == (usd("2.5"), "catalog")
+    assert "could not read the database's prices" in caplog.text

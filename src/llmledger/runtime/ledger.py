@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmledger.core.errors import UnknownFeatureError
+from llmledger.core.errors import LedgerError, UnknownFeatureError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
 
@@ -91,10 +91,20 @@ class Ledger:
             path = self.settings.home / "ledger.db"
             if not path.exists():
                 return None
+        from sqlalchemy.exc import SQLAlchemyError
+
         from llmledger.pricing import PriceBook
         from llmledger.store.price_rows import read_price_rows
 
-        return PriceBook.from_database(read_price_rows(self.store.engine))
+        try:
+            return PriceBook.from_database(read_price_rows(self.store.engine))
+        except (LedgerError, SQLAlchemyError):
+            # An unreachable database must not stop recording: its events wait in
+            # the writer, priced from the other layers.
+            if self.settings.strict:
+                raise
+            log.warning("llmledger: could not read the database's prices", exc_info=True)
+            return None
 
     @property
     def writer(self) -> Writer:
