@@ -74,17 +74,6 @@ class StoredPrice:
     created: datetime
     created_by: str | None
 
-    def as_file_row(self) -> dict[str, Any]:
-        """The row in price-file shape."""
-        row: dict[str, Any] = {"provider": self.provider, "model": self.model, **self.rates}
-        if self.valid_from is not None:
-            row["from"] = self.valid_from
-        if self.checked is not None:
-            row["checked"] = self.checked
-        if self.service_tier is not None:
-            row["service_tier"] = self.service_tier
-        return row
-
 
 @dataclass(frozen=True, slots=True)
 class StoredRate:
@@ -133,7 +122,7 @@ class PriceDB:
             PriceFileError: when the row is not a valid price row.
             ConflictError: when a row for the same model, tier and first day exists.
         """
-        book = PriceBook.from_mapping({"prices": [row]}, name=BOOK_NAME)
+        book = PriceBook.from_database({"prices": [row]})
         price = book.prices[0]
         rates = {
             k: _plain(v)
@@ -245,7 +234,7 @@ class PriceDB:
             ConflictError: when the currency has a rate from that day already.
         """
         probe = {"exchange_rates": {currency: [{"from": valid_from, "rate": rate}]}}
-        book = PriceBook.from_mapping(probe, name=BOOK_NAME)
+        book = PriceBook.from_database(probe)
         code = book.exchange_rates.currencies()[0]
         stored = StoredRate(new_id(), code, rate, valid_from, checked, source, now, by)
         with self.engine.begin() as conn:
