@@ -405,3 +405,10 @@ def test_an_unreachable_database_leaves_the_other_layers_pricing(
     result = ledger.pricer.price("openai", "gpt-4o", Usage(input_tokens=M), AT)
     assert (result.cost, result.source) == (usd("2.5"), "catalog")
     assert "could not read the database's prices" in caplog.text
+
+
+def test_responses_are_read_under_any_spelling_of_their_provider() -> None:
+    from llmledger.normalize import read_response
+
+    body = {"usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 2}}
+    assert read_response(body, provider="vertex_ai").provider == "google"
