@@ -34,6 +34,7 @@ __all__ = [
     "PriceBook",
     "PriceRow",
     "read_yaml",
+    "row_ref",
     "row_to_price",
     "validation_message",
 ]
@@ -408,7 +409,7 @@ def _row_key(price: Price) -> tuple[str, str, str | None, date | None]:
     return (price.provider.lower(), price.model.lower(), price.service_tier, price.valid_from)
 
 
-def _ref(
+def row_ref(
     name: str,
     provider: str,
     model: str,
@@ -417,6 +418,12 @@ def _ref(
     *,
     source: PriceSource = "file",
 ) -> str:
+    """The ``price_ref`` of a price row of a file (or the database, or the supplement).
+
+    Example:
+        >>> row_ref("db", "acme", "acme-1", date(2025, 1, 1), "flex", source="database")
+        'user:db:acme/acme-1@2025-01-01;service_tier=flex'
+    """
     # Supplementary rows are llmledger's, not the user's: their refs say so.
     prefix = f"{name}:" if source == "supplement" else f"user:{name}:"
     ref = f"{prefix}{provider}/{model}"
@@ -448,7 +455,7 @@ def row_to_price(
         per_request=row.per_request,
         valid_from=row.valid_from,
         source=source,
-        ref=_ref(name, row.provider, row.model, row.valid_from, row.service_tier, source=source),
+        ref=row_ref(name, row.provider, row.model, row.valid_from, row.service_tier, source=source),
         checked=row.checked or default_checked,
         service_tier=row.service_tier,
         source_url=source_url,
@@ -461,7 +468,7 @@ def _discount(row: _DiscountRow, default_checked: date | None, name: str) -> Dis
         model=row.model,
         discount=row.discount,
         valid_from=row.valid_from,
-        ref=_ref(name, row.provider, row.model, row.valid_from, row.service_tier).replace(
+        ref=row_ref(name, row.provider, row.model, row.valid_from, row.service_tier).replace(
             f"user:{name}:", f"user:{name}:discount ", 1
         ),
         checked=row.checked or default_checked,
