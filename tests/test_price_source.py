@@ -185,6 +185,11 @@ def test_pricing_returns_a_result_and_leaves_the_event_alone(catalog: Catalog) -
     result = PriceResolver(catalog=catalog).event_price(event)
     assert (result.cost, result.source) == (usd("2.5"), "catalog")
     assert event.cost is None and event.cost_source is None and event.price_ref is None
+    resolver = PriceResolver(catalog=catalog)
+    priced = resolver.priced(event)
+    assert priced is not event and priced.cost == usd("2.5")
+    # An event already priced so (the SDK's, at the service) is not copied again.
+    assert resolver.priced(priced) is priced
 
 
 # -- provider names ---------------------------------------------------------------------------
