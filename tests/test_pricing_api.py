@@ -14,7 +14,7 @@ import yaml
 import llmledger.pricing as pricing
 from llmledger.pricing import PriceBook
 
-MODULES = ["model", "compiled", "catalog", "files", "fx", "resolver"]
+MODULES = ["model", "compiled", "catalog", "files", "fx", "resolver", "supplement"]
 DOCS = Path(__file__).parents[1] / "docs" / "prices.md"
 
 

@@ -47,7 +47,7 @@ def test_example_file_loads() -> None:
     assert book.prices[0].checked == date(2025, 6, 1)  # the file's default
     assert book.prices[1].checked == date(2025, 7, 2)  # the row's own
     assert book.prices[0].rates["input_tokens"] == Decimal("1.00")
-    assert all(p.source == "override" for p in book.prices)
+    assert all(p.source == "file" for p in book.prices)
     assert book.exchange_rates.rate_at("BRL", date(2025, 1, 15)).rate == Decimal("6.18")
 
 
@@ -57,7 +57,7 @@ def test_history_rows_are_all_kept(resolver: PriceResolver) -> None:
     late = resolver.price("acme", "acme-chat-1", usage, at("2025-07-01T00:00:00"))
     assert (early.cost, early.ref) == (usd("5"), "user:prices.yaml:acme/acme-chat-1@2025-01-01")
     assert (late.cost, late.ref) == (usd("4"), "user:prices.yaml:acme/acme-chat-1@2025-07-01")
-    assert early.source == late.source == "override"
+    assert early.source == late.source == "file"
 
 
 def test_before_the_first_row_is_unpriced(resolver: PriceResolver) -> None:
@@ -74,7 +74,7 @@ def test_glob_matches_fine_tuned_models(resolver: PriceResolver) -> None:
         "openai", "ft:gpt-4o-mini-2024-07-18:acme::9abc", Usage(input_tokens=M), at("2025-05-01")
     )
     assert result.cost == usd("0.3")
-    assert result.source == "override"
+    assert result.source == "file"
 
 
 def test_override_applies_from_its_day_and_the_catalog_before(resolver: PriceResolver) -> None:
@@ -83,7 +83,7 @@ def test_override_applies_from_its_day_and_the_catalog_before(resolver: PriceRes
     before = resolver.price("anthropic", model, usage, at("2025-09-30T12:00"))
     after = resolver.price("anthropic", model, usage, at("2025-10-01T00:00"))
     assert (before.cost, before.source) == (usd("1.8"), "catalog")
-    assert (after.cost, after.source) == (usd("1.62"), "override")
+    assert (after.cost, after.source) == (usd("1.62"), "file")
 
 
 def test_user_tiers(resolver: PriceResolver) -> None:
@@ -160,7 +160,7 @@ def test_lookup_and_list_include_user_rows(resolver: PriceResolver) -> None:
     listed = resolver.list_prices("acme", when)
     assert [p.ref for p in listed] == ["user:prices.yaml:acme/acme-chat-1@2025-07-01"]
     everything = resolver.list_prices(at=when)
-    assert any(p.source == "override" for p in everything)
+    assert any(p.source == "file" for p in everything)
     assert any(p.source == "catalog" and p.discount == Decimal("0.8") for p in everything)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -287,12 +288,18 @@ def test_price_event_fills_cost_fields(resolver: PriceResolver) -> None:
         ts=AT,
         usage=Usage(input_tokens=M, output_tokens=M),
     )
-    resolver.price_event(event)
+    original = replace(event)
+    event = resolver.priced(event)
     assert event.cost == usd("12.5")
     assert event.cost_breakdown == {"input_tokens": usd("2.5"), "output_tokens": usd("10")}
     assert event.cost_source == "catalog"
     assert event.price_ref == "genai-prices@0.2.3:openai/gpt-4o"
     assert event.unpriced_reason is None
+    # Pricing returns a priced copy; the event it was given is left as it was.
+    assert original.cost is None and original.cost_source is None
+    assert replace(event, cost=None, cost_breakdown=None, cost_source=None, price_ref=None) == (
+        original
+    )
 
 
 def test_price_event_falls_back_to_the_requested_model(resolver: PriceResolver) -> None:
@@ -303,27 +310,26 @@ def test_price_event_falls_back_to_the_requested_model(resolver: PriceResolver) 
         ts=AT,
         usage=Usage(input_tokens=M),
     )
-    resolver.price_event(event)
-    assert event.cost == usd("2.5")
+    assert resolver.event_price(event).cost == usd("2.5")
 
 
 def test_price_event_unpriced(resolver: PriceResolver) -> None:
     event = UsageEvent(provider="openai", model="nope", ts=AT, usage=Usage(input_tokens=1))
-    resolver.price_event(event)
+    event = resolver.priced(event)
     assert event.cost is None and event.cost_breakdown is None and event.cost_source is None
     assert event.unpriced_reason == "no price for model 'nope' from provider 'openai'"
 
 
 def test_price_event_without_usage_is_unpriced(resolver: PriceResolver) -> None:
     event = UsageEvent(provider="openai", model="gpt-4o", ts=AT, usage_source="missing")
-    resolver.price_event(event)
+    event = resolver.priced(event)
     assert event.cost is None
     assert event.unpriced_reason == "the provider reported no usage for this call"
 
 
 def test_price_event_with_reported_cost(resolver: PriceResolver) -> None:
     event = UsageEvent(provider="openrouter", model="x/y", ts=AT, usage_source="missing")
-    resolver.price_event(event, reported_cost=Decimal("0.5"))
+    event = resolver.priced(event, reported_cost=Decimal("0.5"))
     assert event.cost == usd("0.5")
     assert event.cost_source == "provider-reported"
 
@@ -337,8 +343,40 @@ def test_price_event_keeps_a_manual_cost(resolver: PriceResolver) -> None:
         cost=Decimal("9"),
         cost_source="manual",
     )
-    resolver.price_event(event)
+    event = resolver.priced(event)
     assert event.cost == Decimal("9") and event.cost_source == "manual"
+
+
+def test_a_cost_the_provider_reported_on_the_event_is_kept(resolver: PriceResolver) -> None:
+    event = UsageEvent(
+        provider="openrouter",
+        model="openai/gpt-4o",
+        ts=AT,
+        usage=Usage(input_tokens=M),
+        cost=Decimal("0.25"),
+        cost_source="provider-reported",
+        price_ref="provider-reported:openrouter",
+    )
+    result = resolver.event_price(event)
+    assert (result.cost, result.source, result.ref) == (
+        Decimal("0.25"),
+        "provider-reported",
+        "provider-reported:openrouter",
+    )
+
+
+def test_a_cost_priced_elsewhere_is_priced_again(resolver: PriceResolver) -> None:
+    # A catalog cost computed by another price source (an SDK's) is not taken on trust.
+    event = UsageEvent(
+        provider="openai",
+        model="gpt-4o",
+        ts=AT,
+        usage=Usage(input_tokens=M),
+        cost=Decimal("99"),
+        cost_source="catalog",
+        price_ref="genai-prices@0.0.1:openai/gpt-4o",
+    )
+    assert resolver.priced(event).cost == usd("2.5")
 
 
 def test_lookup(resolver: PriceResolver) -> None:

@@ -40,35 +40,10 @@ from llmledger.capture._core import (
     submit,
     usage_event,
 )
+from llmledger.core.providers import provider_name
 from llmledger.core.usage import Usage
 
 __all__ = ["LangChainRecorder", "handler_class", "langchain_handler", "usage_from_metadata"]
-
-# LangChain's ``ls_provider`` names, as llmledger's providers.
-_PROVIDERS = {
-    "openai": "openai",
-    "azure": "azure",
-    "azure_openai": "azure",
-    "anthropic": "anthropic",
-    "google_genai": "google",
-    "google_vertexai": "google",
-    "google_anthropic_vertex": "google",
-    "google": "google",
-    "bedrock": "bedrock",
-    "amazon_bedrock": "bedrock",
-    "bedrock_converse": "bedrock",
-    "mistralai": "mistral",
-    "mistral": "mistral",
-    "groq": "groq",
-    "deepseek": "deepseek",
-    "xai": "xai",
-    "together": "together",
-    "fireworks": "fireworks",
-    "ollama": "ollama",
-    "cohere": "cohere",
-    "perplexity": "perplexity",
-    "openrouter": "openrouter",
-}
 
 # Class names of well-known chat models, when the run names no provider.
 _CLASS_HINTS = (
@@ -146,7 +121,7 @@ def _provider_and_model(
     serialized: Any, metadata: Mapping[str, Any], params: Mapping[str, Any]
 ) -> tuple[str, str | None]:
     named = metadata.get("ls_provider")
-    provider = _PROVIDERS.get(named, named) if isinstance(named, str) and named else None
+    provider = provider_name(named) if isinstance(named, str) and named else None
     if provider is None:
         ids = serialized.get("id") if isinstance(serialized, Mapping) else None
         name = str(ids[-1]) if isinstance(ids, list) and ids else ""

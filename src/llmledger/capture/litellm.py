@@ -54,25 +54,11 @@ from llmledger.capture._core import (
     usage_event,
 )
 from llmledger.core.attribution import Attribution, current_attribution
+from llmledger.core.providers import provider_name
 from llmledger.core.usage import Usage
+from llmledger.pricing.model import PriceResult, with_price
 
 __all__ = ["LiteLLMRecorder", "callback_class", "litellm_callback", "provider_of"]
-
-# LiteLLM's ``custom_llm_provider`` names, as llmledger's providers.
-_PROVIDERS = {
-    "text-completion-openai": "openai",
-    "azure_ai": "azure",
-    "azure_text": "azure",
-    "gemini": "google",
-    "vertex_ai": "google",
-    "vertex_ai_beta": "google",
-    "together_ai": "together",
-    "fireworks_ai": "fireworks",
-    "ollama_chat": "ollama",
-    "cohere_chat": "cohere",
-    "mistral": "mistral",
-    "codestral": "mistral",
-}
 
 _OPERATIONS = {
     "completion": "chat",
@@ -100,7 +86,7 @@ def provider_of(name: Any) -> str | None:
     """
     if not isinstance(name, str) or not name:
         return None
-    return _PROVIDERS.get(name, name)
+    return provider_name(name)
 
 
 def _operation(call_type: Any) -> str:
@@ -413,12 +399,19 @@ class LiteLLMRecorder(AdapterRecorder):
             )
             reported = None if failed else _reported_cost(payload)
             if reported is not None:
-                call.ledger.prepare(event)
+                # LiteLLM's response_cost is its own estimate: it prices only what
+                # llmledger's price source cannot.
+                event = call.ledger.prepare(event)
                 if event.cost is None:
-                    event.cost = reported
-                    event.cost_source = "provider-reported"
-                    event.price_ref = "litellm:response_cost"
-                    event.unpriced_reason = None
+                    event = with_price(
+                        event,
+                        PriceResult(
+                            cost=reported,
+                            breakdown={},
+                            source="provider-reported",
+                            ref="litellm:response_cost",
+                        ),
+                    )
             return event
 
         submit(call, build)

@@ -43,6 +43,9 @@ def price_json(price: Price) -> dict[str, Any]:
         "per_request": format(price.per_request, "f") if price.per_request is not None else None,
         "discount": format(price.discount, "f") if price.discount is not None else None,
         "uncounted_units": list(price.uncounted_units),
+        "filled": list(price.filled),
+        "filled_ref": price.filled_ref,
+        "source_url": price.source_url,
     }
 
 
@@ -141,6 +144,10 @@ def prices_show(
         click.echo(f"checked: {price.checked.isoformat()}")
     if price.uncounted_units:
         click.echo(f"also billed, not counted by llmledger: {', '.join(price.uncounted_units)}")
+    if price.filled:
+        click.echo(f"filled from {price.filled_ref}: {', '.join(price.filled)}")
+    if price.source_url:
+        click.echo(f"read from: {price.source_url}")
 
 
 @prices_group.command("stale")
@@ -154,14 +161,15 @@ def prices_show(
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 def prices_stale(ctx: click.Context, days: int, as_json: bool) -> None:
-    """Your price rows not checked against the provider's page for a while."""
+    """Price rows (yours, the service's, llmledger's supplementary ones) not checked
+    against the provider's page for a while."""
     before = date.today() - timedelta(days=days)
     rows = ledger_from(ctx).pricer.stale(before)
     if as_json:
         echo_json([price_json(p) for p in rows])
         return
     if not rows:
-        click.echo(f"no user price row unchecked since {before.isoformat()}")
+        click.echo(f"no price row unchecked since {before.isoformat()}")
         return
     print_table(
         f"not checked since {before.isoformat()}",

@@ -15,6 +15,7 @@ from llmledger.core.usage import Usage
 __all__ = [
     "ATTRIBUTION_FIELDS",
     "COST_SOURCES",
+    "DATABASE_PRICE_REF",
     "OPERATIONS",
     "STATUSES",
     "USAGE_SOURCES",
@@ -23,18 +24,41 @@ __all__ = [
     "Status",
     "UsageEvent",
     "UsageSource",
+    "current_cost_source",
 ]
 
 Operation = Literal["chat", "responses", "embeddings", "images", "audio", "rerank", "other"]
 Status = Literal["ok", "error", "incomplete", "abandoned"]
 UsageSource = Literal["provider", "estimated", "missing", "manual"]
-CostSource = Literal["catalog", "override", "provider-reported", "manual"]
+CostSource = Literal["catalog", "supplement", "file", "database", "provider-reported", "manual"]
 
 OPERATIONS: tuple[str, ...] = get_args(Operation)
 STATUSES: tuple[str, ...] = get_args(Status)
 USAGE_SOURCES: tuple[str, ...] = get_args(UsageSource)
 COST_SOURCES: tuple[str, ...] = get_args(CostSource)
 ATTRIBUTION_FIELDS: tuple[str, ...] = ("tenant", "user", "feature", "session")
+
+#: ``price_ref`` prefix of the prices added through the service (database rows).
+DATABASE_PRICE_REF = "user:db:"
+
+
+def current_cost_source(source: str | None, price_ref: str | None) -> str | None:
+    """The cost source of today's vocabulary for one written before it.
+
+    Events stored or sent before price files and database prices were told apart
+    say ``override`` for both; the price ref says which it was.
+
+    Example:
+        >>> current_cost_source("override", "user:db:acme/acme-1")
+        'database'
+        >>> current_cost_source("override", "user:prices.yaml:acme/acme-1")
+        'file'
+        >>> current_cost_source("catalog", "genai-prices@0.2.3:openai/gpt-4o")
+        'catalog'
+    """
+    if source != "override":
+        return source
+    return "database" if (price_ref or "").startswith(DATABASE_PRICE_REF) else "file"
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from llmledger.core.errors import ResponseParseError, UnknownProviderError
+from llmledger.core.providers import provider_name
 from llmledger.normalize import anthropic, bedrock, cohere, google, openai
 from llmledger.normalize._common import StreamAccumulator, load_json, obj, text
 from llmledger.normalize.base import Reading
@@ -113,7 +114,7 @@ _BEDROCK_EVENTS = frozenset(
 
 
 def _provider_name(provider: str) -> str:
-    name = provider.strip().lower() if isinstance(provider, str) else provider
+    name = provider_name(provider) if isinstance(provider, str) else provider
     if name not in PROVIDERS:
         raise UnknownProviderError(
             f"unknown provider {provider!r}; known providers: {', '.join(PROVIDERS)}"

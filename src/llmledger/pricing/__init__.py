@@ -1,6 +1,10 @@
-"""Pricing: what a call cost, from reported costs, user prices and the bundled catalog.
+"""Pricing: what a call cost, from one composed price source.
 
-Pure: no clock, no network; the only I/O is reading price files the caller names.
+The source is, first that knows: a cost reported for the call, the database's
+price rows (passed in, never read here), the user's price files, the bundled
+catalog with its missing rates filled from llmledger's supplementary rows.
+Pure: no clock, no network; the only I/O is reading the price files the caller
+names and the supplementary data file shipped with llmledger.
 
 Example:
     >>> from datetime import UTC, datetime
@@ -12,7 +16,12 @@ Example:
     Decimal('0.004800000')
 """
 
-from llmledger.pricing.catalog import PROVIDER_ALIASES, Catalog, CatalogModel, catalog_provider_id
+from llmledger.pricing.catalog import (
+    CATALOG_PROVIDER_IDS,
+    Catalog,
+    CatalogModel,
+    catalog_provider_id,
+)
 from llmledger.pricing.compiled import CompiledPrice
 from llmledger.pricing.files import RATE_FIELDS, Discount, PriceBook
 from llmledger.pricing.fx import USD, ExchangeRates, Rate
@@ -26,15 +35,19 @@ from llmledger.pricing.model import (
     ResultSource,
     Tier,
     to_nano,
+    with_price,
 )
-from llmledger.pricing.resolver import PriceResolver
+from llmledger.pricing.resolver import KEPT_COST_SOURCES, PriceResolver
+from llmledger.pricing.supplement import SUPPLEMENT_PATH, load_supplement
 
 __all__ = [
+    "CATALOG_PROVIDER_IDS",
+    "KEPT_COST_SOURCES",
     "NANO_USD",
     "PRICE_BUCKETS",
-    "PROVIDER_ALIASES",
     "RATE_FIELDS",
     "REQUESTS",
+    "SUPPLEMENT_PATH",
     "USD",
     "Catalog",
     "CatalogModel",
@@ -50,5 +63,7 @@ __all__ = [
     "ResultSource",
     "Tier",
     "catalog_provider_id",
+    "load_supplement",
     "to_nano",
+    "with_price",
 ]

@@ -21,6 +21,7 @@ from decimal import Decimal
 from importlib.metadata import version as _package_version
 from typing import TYPE_CHECKING
 
+from llmledger.core.providers import provider_name
 from llmledger.pricing.model import Price, Tier
 
 if TYPE_CHECKING:
@@ -29,8 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CATALOG_PRICE_KEYS",
+    "CATALOG_PROVIDER_IDS",
     "CATALOG_USAGE_KEYS",
-    "PROVIDER_ALIASES",
     "Catalog",
     "CatalogModel",
     "catalog_provider_id",
@@ -61,22 +62,11 @@ CATALOG_USAGE_KEYS: dict[str, str] = {
 _BUCKET_BY_PRICE_KEY = {key: bucket for bucket, key in CATALOG_PRICE_KEYS.items()}
 _REQUESTS_KEY = "requests_kcount"
 
-#: llmledger provider names that genai-prices spells differently.
-PROVIDER_ALIASES: dict[str, str] = {
+#: llmledger provider names that genai-prices spells differently (other spellings
+#: of llmledger's names are in :data:`llmledger.core.providers.PROVIDER_ALIASES`).
+CATALOG_PROVIDER_IDS: dict[str, str] = {
     "bedrock": "aws",
-    "aws-bedrock": "aws",
-    "amazon-bedrock": "aws",
     "xai": "x-ai",
-    "gemini": "google",
-    "vertex": "google",
-    "vertex_ai": "google",
-    "vertexai": "google",
-    "google-genai": "google",
-    "azure-openai": "azure",
-    "azure_openai": "azure",
-    "together-ai": "together",
-    "together_ai": "together",
-    "fireworks-ai": "fireworks",
     "moonshot": "moonshotai",
     "voyage": "voyageai",
 }
@@ -111,8 +101,8 @@ def catalog_provider_id(provider: str) -> str:
         >>> catalog_provider_id("bedrock"), catalog_provider_id("OpenAI")
         ('aws', 'openai')
     """
-    name = provider.strip().lower()
-    return PROVIDER_ALIASES.get(name, name)
+    name = provider_name(provider)
+    return CATALOG_PROVIDER_IDS.get(name, name)
 
 
 def ledger_provider_name(catalog_id: str) -> str:

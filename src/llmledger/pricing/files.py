@@ -21,16 +21,29 @@ from typing import Annotated, Any
 import pydantic
 
 from llmledger.core.errors import ConfigError, PriceFileError
+from llmledger.core.events import DATABASE_PRICE_REF
 from llmledger.pricing.catalog import catalog_provider_id, ledger_provider_name, model_candidates
 from llmledger.pricing.compiled import BUCKET_PARENTS
 from llmledger.pricing.fx import ExchangeRates, RateRow
-from llmledger.pricing.model import PRICE_BUCKETS, Price, Tier
+from llmledger.pricing.model import PRICE_BUCKETS, Price, PriceSource, Tier
 
-__all__ = ["RATE_FIELDS", "Discount", "PriceBook", "read_yaml", "validation_message"]
+__all__ = [
+    "DATABASE_NAME",
+    "RATE_FIELDS",
+    "Discount",
+    "PriceBook",
+    "PriceRow",
+    "read_yaml",
+    "row_ref",
+    "row_to_price",
+    "validation_message",
+]
 
 #: Field name in a price file -> bucket it prices (``input`` -> ``input_tokens``).
 RATE_FIELDS: dict[str, str] = {bucket.removesuffix("_tokens"): bucket for bucket in PRICE_BUCKETS}
 _FIELD_OF = {bucket: name for name, bucket in RATE_FIELDS.items()}
+#: Name of the database's price rows in ``price_ref`` (``user:db:acme/acme-1``).
+DATABASE_NAME = DATABASE_PRICE_REF.split(":")[1]
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -81,7 +94,9 @@ class _TierRow(_Rates):
     above: int = pydantic.Field(ge=0)
 
 
-class _PriceRow(_Rates):
+class PriceRow(_Rates):
+    """One row of ``prices`` in a price file, validated."""
+
     provider: _Name
     model: _Name
     valid_from: date | None = pydantic.Field(default=None, alias="from")
@@ -91,7 +106,7 @@ class _PriceRow(_Rates):
     tiers: list[_TierRow] = pydantic.Field(default_factory=list)
 
     @pydantic.model_validator(mode="after")
-    def _check_structure(self) -> _PriceRow:
+    def _check_structure(self) -> PriceRow:
         rates = self.by_bucket()
         if not rates and self.per_request is None:
             raise ValueError(
@@ -132,7 +147,7 @@ class _PriceFile(pydantic.BaseModel):
 
     version: int = pydantic.Field(default=1, ge=1, le=1)
     checked: date | None = None
-    prices: list[_PriceRow] = pydantic.Field(default_factory=list)
+    prices: list[PriceRow] = pydantic.Field(default_factory=list)
     discounts: list[_DiscountRow] = pydantic.Field(default_factory=list)
     exchange_rates: dict[str, list[RateRow]] = pydantic.Field(default_factory=dict)
 
@@ -263,9 +278,20 @@ class PriceBook:
 
     @classmethod
     def from_mapping(
-        cls, data: Mapping[str, Any], *, name: str, path: str | Path | None = None
+        cls,
+        data: Mapping[str, Any],
+        *,
+        name: str,
+        path: str | Path | None = None,
+        source: PriceSource = "file",
     ) -> PriceBook:
         """Validate one file's content (or the same shape from a database or API).
+
+        Args:
+            data: The file's content: ``prices``, ``discounts``, ``exchange_rates``.
+            name: Name recorded in each row's ref (``user:<name>:...``).
+            path: Where the content was read, for error messages.
+            source: What the rows are: ``file`` (a price file) or ``database``.
 
         Raises:
             PriceFileError: naming ``path`` (or ``name``) and the field.
@@ -275,7 +301,9 @@ class PriceBook:
             parsed = _PriceFile.model_validate(data)
         except pydantic.ValidationError as exc:
             raise PriceFileError(validation_message(where, exc)) from None
-        prices = tuple(_row_to_price(row, parsed.checked, name) for row in parsed.prices)
+        prices = tuple(
+            row_to_price(row, parsed.checked, name, source=source) for row in parsed.prices
+        )
         discounts = tuple(_discount(row, parsed.checked, name) for row in parsed.discounts)
         try:
             rates = ExchangeRates.from_rows(parsed.exchange_rates, source=f"user:{name}")
@@ -286,6 +314,22 @@ class PriceBook:
             return book.merged(cls(prices=prices, discounts=discounts), same_file=True)
         except PriceFileError as exc:
             raise PriceFileError(f"{where}: {exc}") from None
+
+    @classmethod
+    def from_database(cls, data: Mapping[str, Any]) -> PriceBook:
+        """The database's price rows and exchange rates (read by the store, in the
+        shape of a price file) as a book of ``database`` rows, refs ``user:db:...``.
+
+        Raises:
+            PriceFileError: when a stored row is not a valid price row.
+
+        Example:
+            >>> book = PriceBook.from_database({"prices": [
+            ...     {"provider": "acme", "model": "acme-1", "input": "1", "from": "2025-01-01"}]})
+            >>> book.prices[0].source, book.prices[0].ref
+            ('database', 'user:db:acme/acme-1@2025-01-01')
+        """
+        return cls.from_mapping(data, name=DATABASE_NAME, source="database")
 
     def merged(self, other: PriceBook, *, same_file: bool = False) -> PriceBook:
         """This book plus ``other``, whose rows rank after (and so above) ours.
@@ -365,8 +409,24 @@ def _row_key(price: Price) -> tuple[str, str, str | None, date | None]:
     return (price.provider.lower(), price.model.lower(), price.service_tier, price.valid_from)
 
 
-def _ref(name: str, provider: str, model: str, valid_from: date | None, tier: str | None) -> str:
-    ref = f"user:{name}:{provider}/{model}"
+def row_ref(
+    name: str,
+    provider: str,
+    model: str,
+    valid_from: date | None,
+    tier: str | None,
+    *,
+    source: PriceSource = "file",
+) -> str:
+    """The ``price_ref`` of a price row of a file (or the database, or the supplement).
+
+    Example:
+        >>> row_ref("db", "acme", "acme-1", date(2025, 1, 1), "flex", source="database")
+        'user:db:acme/acme-1@2025-01-01;service_tier=flex'
+    """
+    # Supplementary rows are llmledger's, not the user's: their refs say so.
+    prefix = f"{name}:" if source == "supplement" else f"user:{name}:"
+    ref = f"{prefix}{provider}/{model}"
     if valid_from is not None:
         ref += f"@{valid_from.isoformat()}"
     if tier is not None:
@@ -374,7 +434,15 @@ def _ref(name: str, provider: str, model: str, valid_from: date | None, tier: st
     return ref
 
 
-def _row_to_price(row: _PriceRow, default_checked: date | None, name: str) -> Price:
+def row_to_price(
+    row: PriceRow,
+    default_checked: date | None,
+    name: str,
+    *,
+    source: PriceSource = "file",
+    source_url: str | None = None,
+) -> Price:
+    """A validated price row as a :class:`Price` of ``source``, with its ref."""
     tiers: dict[str, list[Tier]] = {}
     for tier in row.tiers:
         for bucket, rate in tier.by_bucket().items():
@@ -386,10 +454,11 @@ def _row_to_price(row: _PriceRow, default_checked: date | None, name: str) -> Pr
         tiers={bucket: tuple(values) for bucket, values in tiers.items()},
         per_request=row.per_request,
         valid_from=row.valid_from,
-        source="override",
-        ref=_ref(name, row.provider, row.model, row.valid_from, row.service_tier),
+        source=source,
+        ref=row_ref(name, row.provider, row.model, row.valid_from, row.service_tier, source=source),
         checked=row.checked or default_checked,
         service_tier=row.service_tier,
+        source_url=source_url,
     )
 
 
@@ -399,7 +468,7 @@ def _discount(row: _DiscountRow, default_checked: date | None, name: str) -> Dis
         model=row.model,
         discount=row.discount,
         valid_from=row.valid_from,
-        ref=_ref(name, row.provider, row.model, row.valid_from, row.service_tier).replace(
+        ref=row_ref(name, row.provider, row.model, row.valid_from, row.service_tier).replace(
             f"user:{name}:", f"user:{name}:discount ", 1
         ),
         checked=row.checked or default_checked,

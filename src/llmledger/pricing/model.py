@@ -8,12 +8,14 @@ cost of one call, or the reason there is none.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
+from llmledger.core.events import CostSource, UsageEvent
 from llmledger.core.usage import BUCKETS
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "ResultSource",
     "Tier",
     "to_nano",
+    "with_price",
 ]
 
 #: The smallest amount the ledger stores: costs are kept as integer nano-USD.
@@ -37,8 +40,11 @@ REQUESTS = "requests"
 #: Buckets a price row can name a rate for (every canonical usage bucket).
 PRICE_BUCKETS: tuple[str, ...] = BUCKETS
 
-PriceSource = Literal["catalog", "override"]
-ResultSource = Literal["catalog", "override", "provider-reported"]
+#: Where a price row comes from, lowest layer first: the bundled catalog, llmledger's
+#: supplementary rows, the user's price files, the service's database.
+PriceSource = Literal["catalog", "supplement", "file", "database"]
+#: Where a call's cost comes from: a price row, the provider, or the caller.
+ResultSource = CostSource
 
 
 def to_nano(amount: Decimal) -> Decimal:
@@ -85,15 +91,20 @@ class Price:
         tiers: Long-context tiers per bucket, ascending by ``above``.
         per_request: USD charged once per call, if any.
         valid_from: First UTC day the row applies (``None``: since always).
-        source: ``catalog`` (bundled genai-prices) or ``override`` (user prices).
-        ref: Where the row comes from, e.g. ``genai-prices@0.2.3:openai/gpt-4o``
-            or ``user:prices.yaml:my-model@2025-01-01``.
+        source: ``catalog`` (bundled genai-prices), ``supplement`` (llmledger's own
+            dated rows for rates the catalog lacks), ``file`` (the user's price
+            files) or ``database`` (rows added through the service).
+        ref: Where the row comes from, e.g. ``genai-prices@0.2.3:openai/gpt-4o``,
+            ``user:prices.yaml:my-model@2025-01-01`` or ``user:db:my-model``.
         checked: Day someone last checked the row against the provider's price page.
         service_tier: The service tier the row is restricted to, if any.
         discount: Multiplier applied on top of catalog rates (already included in
             ``rates``), if a user discount matched.
         uncounted_units: Units the price uses that llmledger does not count (e.g.
             ``web_searches``, ``audio_hours``); those parts of a bill are not priced.
+        filled: Buckets of a catalog row whose rates come from a supplementary row.
+        filled_ref: The ref of that supplementary row.
+        source_url: The provider's page a supplementary row was read from.
 
     Example:
         >>> p = Price(provider="openai", model="gpt-4o",
@@ -114,6 +125,9 @@ class Price:
     service_tier: str | None = None
     discount: Decimal | None = None
     uncounted_units: tuple[str, ...] = ()
+    filled: tuple[str, ...] = ()
+    filled_ref: str | None = None
+    source_url: str | None = None
 
     def rate(self, bucket: str, input_tokens: int = 0) -> Decimal | None:
         """The USD-per-million rate of a bucket for a call with ``input_tokens``.
@@ -163,3 +177,35 @@ class PriceResult:
     def priced(self) -> bool:
         """True when a cost is known."""
         return self.cost is not None
+
+
+def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
+    """``event`` with ``result``'s cost fields: a copy, or ``event`` itself when it
+    carries them already; ``event`` is never changed.
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> event = UsageEvent(provider="x", model="m", ts=datetime(2025, 1, 1, tzinfo=UTC))
+        >>> result = PriceResult(cost=Decimal("0.5"), breakdown={}, source="manual", ref=None)
+        >>> with_price(event, result).cost, event.cost
+        (Decimal('0.5'), None)
+    """
+    breakdown = dict(result.breakdown) if result.cost is not None else None
+    if (
+        event.cost == result.cost
+        and event.cost_source == result.source
+        and event.price_ref == result.ref
+        and event.unpriced_reason == result.unpriced_reason
+        and event.cost_breakdown == breakdown
+    ):
+        # Already priced so (by the SDK, for the service): a copy would cost more
+        # than the pricing did.
+        return event
+    return dataclasses.replace(
+        event,
+        cost=result.cost,
+        cost_breakdown=breakdown,
+        cost_source=result.source,
+        price_ref=result.ref,
+        unpriced_reason=result.unpriced_reason,
+    )

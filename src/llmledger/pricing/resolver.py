@@ -1,10 +1,13 @@
-"""Pricing calls: per-call reported cost, then user prices, then the catalog.
+"""Pricing calls from one composed price source.
 
 :class:`PriceResolver` answers "what did this call cost?" for a provider, model,
-usage and time.  Resolution order: a cost the provider or gateway reported for
-the call (``provider-reported``) -> user price files (``override``) -> the
-bundled genai-prices catalog (``catalog``) -> unpriced, with ``cost=None`` and a
-reason.  An unknown price is never reported as zero.
+usage and time.  Resolution order, first that knows: a cost the provider or
+gateway reported for the call (``provider-reported``) -> the database's price
+rows, added through the service (``database``) -> the user's price files
+(``file``) -> the bundled genai-prices catalog (``catalog``), whose missing rates
+are filled bucket by bucket from llmledger's supplementary rows (``supplement``)
+-> unpriced, with ``cost=None`` and a reason.  An unknown price is never
+reported as zero.  Every layer is passed in: the resolver reads no database.
 
 Speed: the first call for a (provider, model, service tier) builds a *route*:
 every day and time of day at which its price in force can change.  Each stretch
@@ -21,6 +24,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeVar
 
 from llmledger.core.errors import InvalidEventError, UnknownModelError
 from llmledger.core.events import UsageEvent
@@ -28,11 +32,18 @@ from llmledger.core.usage import Usage
 from llmledger.pricing.catalog import Catalog, CatalogModel, day_and_time, ledger_provider_name
 from llmledger.pricing.compiled import CompiledPrice, usage_problem
 from llmledger.pricing.files import Discount, PriceBook
-from llmledger.pricing.model import Price, PriceResult, to_nano
+from llmledger.pricing.fx import ExchangeRates
+from llmledger.pricing.model import Price, PriceResult, to_nano, with_price
+from llmledger.pricing.supplement import fill_missing_rates, load_supplement
 
-__all__ = ["PriceResolver"]
+__all__ = ["KEPT_COST_SOURCES", "PriceResolver"]
+
+#: Costs an event arrives with that pricing keeps: the caller's and the provider's.
+KEPT_COST_SOURCES = frozenset({"manual", "provider-reported"})
 
 _NO_PARTS: Mapping[str, Decimal] = MappingProxyType({})
+# Order of price rows of one model in listings: the layer that wins first.
+_LAYER_RANK = {"database": 0, "file": 1, "supplement": 2, "catalog": 3}
 #: Routes kept before the cache starts over (bounds memory against endless model names).
 _ROUTE_LIMIT = 20_000
 
@@ -50,6 +61,7 @@ class _Route:
     service_tier: str | None
     user_groups: list[tuple[Price, ...]]
     discount_groups: list[tuple[Discount, ...]]
+    supplement_groups: list[tuple[Price, ...]]
     catalog: CatalogModel | None
     context: dict[str, str] | None
     days: list[int]
@@ -63,7 +75,11 @@ def _unpriced(reason: str) -> PriceResult:
     )
 
 
-def _in_force(rows: tuple[Price, ...] | tuple[Discount, ...], day: date) -> Price | Discount | None:
+_Row = TypeVar("_Row", Price, Discount)
+
+
+def _in_force(rows: tuple[_Row, ...], day: date) -> _Row | None:
+    """The row of a model's history in force on ``day`` (rows sorted by first day)."""
     found = None
     for row in rows:
         if row.valid_from is None or row.valid_from <= day:
@@ -71,15 +87,30 @@ def _in_force(rows: tuple[Price, ...] | tuple[Discount, ...], day: date) -> Pric
     return found
 
 
+def _first_in_force(groups: Iterable[tuple[_Row, ...]], day: date) -> _Row | None:
+    """The row in force on ``day`` of the first group that has one."""
+    for group in groups:
+        found = _in_force(group, day)
+        if found is not None:
+            return found
+    return None
+
+
 class PriceResolver:
-    """Prices calls from user price files and the bundled catalog.
+    """Prices calls from one composed source: database rows, price files, the
+    bundled catalog and llmledger's supplementary rows.
 
     Args:
         catalog: ``True`` for the bundled genai-prices catalog, ``False`` for none
             (user prices only), or a :class:`Catalog` built from other data.
-        user_prices: A :class:`PriceBook`, or paths of YAML price files.
+        user_prices: The user's price files: a :class:`PriceBook`, or paths of
+            YAML price files.
         now: Default time for :meth:`lookup` and :meth:`list_prices` when the
             caller passes none (the resolver never reads the clock).
+        database: The database's price rows (prices added through the service),
+            as a :class:`PriceBook` the caller read; they win over price files.
+        supplement: ``True`` for the supplementary rows shipped with llmledger,
+            ``False`` for none, or a :class:`PriceBook` of such rows.
 
     Example:
         >>> from datetime import UTC, datetime
@@ -98,6 +129,9 @@ class PriceResolver:
         catalog: bool | Catalog = True,
         user_prices: PriceBook | Iterable[str | Path] | None = None,
         now: datetime | None = None,
+        *,
+        database: PriceBook | None = None,
+        supplement: bool | PriceBook = True,
     ) -> None:
         if catalog is True:
             self.catalog: Catalog | None = Catalog()
@@ -111,6 +145,17 @@ class PriceResolver:
             self.book = user_prices
         else:
             self.book = PriceBook.load(user_prices)
+        self.database = database if database is not None else PriceBook()
+        if supplement is True:
+            self.supplement = load_supplement()
+        elif supplement is False:
+            self.supplement = PriceBook()
+        else:
+            self.supplement = supplement
+        #: Exchange rates of the price files and the database (the database's win).
+        self.exchange_rates = ExchangeRates()
+        self.exchange_rates.merge(self.book.exchange_rates)
+        self.exchange_rates.merge(self.database.exchange_rates)
         if now is not None and now.tzinfo is None:
             raise InvalidEventError(f"now must be timezone-aware, got {now!r}")
         self.now = now
@@ -177,36 +222,64 @@ class PriceResolver:
             )
         total, parts = computed
         price = compiled.price
+        if price.filled and any(bucket in parts for bucket in price.filled):
+            return PriceResult(
+                total, parts, "supplement", f"{price.ref}+{price.filled_ref}", None, price
+            )
         return PriceResult(total, parts, price.source, price.ref, None, price)
 
-    def price_event(self, event: UsageEvent, *, reported_cost: Decimal | None = None) -> None:
-        """Fill an event's cost fields in place.
+    def event_price(
+        self, event: UsageEvent, *, reported_cost: Decimal | None = None
+    ) -> PriceResult:
+        """What an event cost; the event is not changed (see :meth:`priced`).
 
         The returned model name (``response_model``) is tried first, then the
-        requested one.  A ``manual`` cost already on the event is kept.
+        requested one.  A cost the event already carries from its caller
+        (``manual``), from the provider (``provider-reported``) or with no source
+        is kept: the result repeats it.
 
         Example:
             >>> from datetime import UTC, datetime
             >>> e = UsageEvent(provider="openai", model="gpt-4o",
             ...                ts=datetime(2025, 1, 1, tzinfo=UTC),
             ...                usage=Usage(input_tokens=1_000_000))
-            >>> PriceResolver().price_event(e)
-            >>> e.cost, e.cost_source
-            (Decimal('2.500000000'), 'catalog')
+            >>> r = PriceResolver().event_price(e)
+            >>> r.cost, r.source, e.cost
+            (Decimal('2.500000000'), 'catalog', None)
         """
-        if event.cost_source == "manual" and event.cost is not None:
-            return
+        if event.cost is not None and (
+            event.cost_source is None or event.cost_source in KEPT_COST_SOURCES
+        ):
+            return PriceResult(
+                cost=event.cost,
+                breakdown=event.cost_breakdown or _NO_PARTS,
+                source=(
+                    "provider-reported"
+                    if event.cost_source == "provider-reported"
+                    else "manual"
+                    if event.cost_source
+                    else None
+                ),
+                ref=event.price_ref,
+            )
         # A failed request with no usage is billed nothing, so it is priced at its
         # (empty) usage; a successful call without usage has an unknown cost.
         if event.usage_source == "missing" and reported_cost is None and event.status != "error":
-            result = _unpriced("the provider reported no usage for this call")
-        else:
-            result = self._price_names(event, reported_cost)
-        event.cost = result.cost
-        event.cost_breakdown = dict(result.breakdown) if result.cost is not None else None
-        event.cost_source = result.source
-        event.price_ref = result.ref
-        event.unpriced_reason = result.unpriced_reason
+            return _unpriced("the provider reported no usage for this call")
+        return self._price_names(event, reported_cost)
+
+    def priced(self, event: UsageEvent, *, reported_cost: Decimal | None = None) -> UsageEvent:
+        """A copy of ``event`` with the cost :meth:`event_price` finds.
+
+        Example:
+            >>> from datetime import UTC, datetime
+            >>> e = UsageEvent(provider="openai", model="gpt-4o",
+            ...                ts=datetime(2025, 1, 1, tzinfo=UTC),
+            ...                usage=Usage(input_tokens=1_000_000))
+            >>> PriceResolver().priced(e).cost, e.cost
+            (Decimal('2.500000000'), None)
+        """
+        return with_price(event, self.event_price(event, reported_cost=reported_cost))
 
     def _price_names(self, event: UsageEvent, reported_cost: Decimal | None) -> PriceResult:
         names = [event.response_model, event.model]
@@ -263,13 +336,18 @@ class PriceResolver:
         return segment
 
     def _route(self, provider: str, model: str, service_tier: str | None) -> _Route:
-        user_groups = self.book.price_groups(provider, model, service_tier)
-        discount_groups = self.book.discount_groups(provider, model, service_tier)
+        # Database rows first: a price added through the service wins over the files.
+        user_groups = self.database.price_groups(provider, model, service_tier)
+        user_groups += self.book.price_groups(provider, model, service_tier)
+        discount_groups = self.database.discount_groups(provider, model, service_tier)
+        discount_groups += self.book.discount_groups(provider, model, service_tier)
         found = self.catalog.find(provider, model) if self.catalog is not None else None
+        supplement_groups = self._supplement_groups(provider, model, service_tier, found)
         days: set[int] = set()
         times: list[int] = []
         starts = [r.valid_from for rows in user_groups for r in rows]
         starts += [r.valid_from for rows in discount_groups for r in rows]
+        starts += [r.valid_from for rows in supplement_groups for r in rows]
         days.update(start.toordinal() for start in starts if start is not None)
         context = None
         if found is not None:
@@ -282,6 +360,7 @@ class PriceResolver:
             service_tier=service_tier,
             user_groups=user_groups,
             discount_groups=discount_groups,
+            supplement_groups=supplement_groups,
             catalog=found,
             context=context,
             days=sorted(days),
@@ -292,25 +371,36 @@ class PriceResolver:
         self._routes[(provider, model, service_tier)] = route
         return route
 
+    def _supplement_groups(
+        self, provider: str, model: str, service_tier: str | None, found: CatalogModel | None
+    ) -> list[tuple[Price, ...]]:
+        """Supplementary rows for a call: by the catalog's model id (which a dated
+        or prefixed name resolves to), then by the name as sent."""
+        groups: list[tuple[Price, ...]] = []
+        if found is not None:
+            groups += self.supplement.price_groups(provider, found.info.id, service_tier)
+        for group in self.supplement.price_groups(provider, model, service_tier):
+            if not any(group[0] is seen[0] for seen in groups):
+                groups.append(group)
+        return groups
+
     def _resolve(self, route: _Route, at: datetime) -> _Segment:
         day = date.fromordinal(day_and_time(at)[0])
-        for group in route.user_groups:
-            row = _in_force(group, day)
-            if isinstance(row, Price):
-                return _Segment(CompiledPrice(row), None)
+        row = _first_in_force(route.user_groups, day)
+        if row is not None:
+            return _Segment(CompiledPrice(row), None)
+        supplement = _first_in_force(route.supplement_groups, day)
         if route.catalog is not None:
-            discount = None
-            for discounts in route.discount_groups:
-                rule = _in_force(discounts, day)
-                if isinstance(rule, Discount):
-                    discount = rule
-                    break
-            price = route.catalog.price_at(
-                at,
-                route.context,
-                provider_name=route.provider,
-                discount=discount.discount if discount else None,
-                discount_ref=discount.ref if discount else None,
+            discount = _first_in_force(route.discount_groups, day)
+            price = fill_missing_rates(
+                route.catalog.price_at(
+                    at,
+                    route.context,
+                    provider_name=route.provider,
+                    discount=discount.discount if discount else None,
+                    discount_ref=discount.ref if discount else None,
+                ),
+                supplement,
             )
             compiled = CompiledPrice(price)
             if not compiled.counts_anything:
@@ -323,6 +413,8 @@ class PriceResolver:
                     ),
                 )
             return _Segment(compiled, None)
+        if supplement is not None:
+            return _Segment(CompiledPrice(supplement), None)
         reason = f"no price for model '{route.model}' from provider '{route.provider}'"
         starts = [g[0].valid_from for g in route.user_groups if g and g[0].valid_from]
         if starts:
@@ -379,17 +471,19 @@ class PriceResolver:
             found = self.catalog.find(None, model)
             if found is not None:
                 return ledger_provider_name(found.provider.id)
-        for row in self.book.prices:
-            if self.book.price_groups(row.provider, model, row.service_tier):
-                return row.provider
+        for book in (self.database, self.book, self.supplement):
+            for row in book.prices:
+                if book.price_groups(row.provider, model, row.service_tier):
+                    return row.provider
         return None
 
     def list_prices(self, provider: str | None = None, at: datetime | None = None) -> list[Price]:
-        """Every price row in force at ``at``: user rows and catalog models.
+        """Every price row in force at ``at``: database, file and supplementary rows,
+        and catalog models.
 
         Catalog rows show standard prices (no service tier) with user discounts
-        applied; a catalog model a user row overrides is listed too, so both can
-        be compared.
+        applied and missing rates filled from supplementary rows; a catalog model
+        a user row overrides is listed too, so both can be compared.
 
         Example:
             >>> from datetime import UTC, datetime
@@ -400,55 +494,63 @@ class PriceResolver:
         when = self._when(at)
         day = date.fromordinal(day_and_time(when)[0])
         found: list[Price] = []
-        for group in self._user_groups():
+        for group in self._row_groups():
             row = _in_force(group, day)
-            if isinstance(row, Price) and (
-                provider is None or self.book.price_groups(provider, row.model, row.service_tier)
+            if row is not None and (
+                provider is None
+                or PriceBook(prices=(row,)).price_groups(provider, row.model, row.service_tier)
             ):
                 found.append(row)
         if self.catalog is not None:
             for entry in self.catalog.models(provider):
                 name = provider or ledger_provider_name(entry.provider.id)
-                discount = None
-                for discounts in self.book.discount_groups(name, entry.info.id, None):
-                    rule = _in_force(discounts, day)
-                    if isinstance(rule, Discount):
-                        discount = rule
-                        break
+                discount = _first_in_force(
+                    self.database.discount_groups(name, entry.info.id, None)
+                    + self.book.discount_groups(name, entry.info.id, None),
+                    day,
+                )
+                supplement = _first_in_force(
+                    self._supplement_groups(name, entry.info.id, None, entry), day
+                )
                 found.append(
-                    entry.price_at(
-                        when,
-                        None,
-                        provider_name=name,
-                        discount=discount.discount if discount else None,
-                        discount_ref=discount.ref if discount else None,
+                    fill_missing_rates(
+                        entry.price_at(
+                            when,
+                            None,
+                            provider_name=name,
+                            discount=discount.discount if discount else None,
+                            discount_ref=discount.ref if discount else None,
+                        ),
+                        supplement,
                     )
                 )
-        return sorted(found, key=lambda p: (p.provider, p.model, p.source != "override"))
+        return sorted(found, key=lambda p: (p.provider, p.model, _LAYER_RANK[p.source]))
 
-    def _user_groups(self) -> list[tuple[Price, ...]]:
-        groups: dict[tuple[str, str, str | None], list[Price]] = {}
-        for row in self.book.prices:
-            key = (row.provider.lower(), row.model.lower(), row.service_tier)
-            groups.setdefault(key, []).append(row)
+    def _row_groups(self) -> list[tuple[Price, ...]]:
+        """Rows of the database, the files and the supplement, by model and tier."""
+        groups: dict[tuple[str, str, str, str | None], list[Price]] = {}
+        for book in (self.database, self.book, self.supplement):
+            for row in book.prices:
+                key = (row.source, row.provider.lower(), row.model.lower(), row.service_tier)
+                groups.setdefault(key, []).append(row)
         return [
             tuple(sorted(rows, key=lambda p: p.valid_from or date.min)) for rows in groups.values()
         ]
 
     def stale(self, before: date) -> list[Price]:
-        """User price rows not checked since ``before`` (or never).
+        """Database, file and supplementary rows not checked since ``before`` (or never).
 
         Only the latest row of each model (and tier) counts: older rows are
         history.  genai-prices 0.2.3 carries no per-model checked dates, so
         catalog rows are not listed.
 
         Example:
-            >>> PriceResolver(catalog=False).stale(date(2025, 1, 1))
+            >>> PriceResolver(catalog=False, supplement=False).stale(date(2025, 1, 1))
             []
         """
         found = [
             group[-1]
-            for group in self._user_groups()
+            for group in self._row_groups()
             if group[-1].checked is None or group[-1].checked < before
         ]
         return sorted(found, key=lambda p: (p.checked or date.min, p.provider, p.model))

@@ -12,12 +12,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmledger.core.errors import UnknownFeatureError
+from llmledger.core.errors import LedgerError, UnknownFeatureError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from llmledger.pricing import PriceResolver
+    from llmledger.pricing import PriceBook, PriceResolver
     from llmledger.runtime.content import ContentStore, PendingContent
     from llmledger.runtime.remote import RemoteSink
     from llmledger.runtime.writer import EventSink, Writer
@@ -65,14 +65,46 @@ class Ledger:
 
     @property
     def pricer(self) -> PriceResolver:
-        """The price resolver: bundled catalog plus the user's price files."""
+        """The price source: the database's price rows (when this ledger's own
+        database has any), the user's price files, the bundled catalog and
+        llmledger's supplementary rows; the same composition the service uses."""
         if self._pricer is None:
             with self._lock:
                 if self._pricer is None:
                     from llmledger.pricing import PriceResolver
 
-                    self._pricer = PriceResolver(user_prices=self.settings.all_price_files())
+                    self._pricer = PriceResolver(
+                        user_prices=self.settings.all_price_files(),
+                        database=self._database_prices(),
+                    )
         return self._pricer
+
+    def _database_prices(self) -> PriceBook | None:
+        """The price rows of this ledger's own database, if it has one already.
+
+        With ``url`` set the service prices every event it receives, and a local
+        SQLite file that does not exist yet has no rows: neither is opened here.
+        """
+        if self.settings.url:
+            return None
+        if self._store is None and self.settings.database_url is None:
+            path = self.settings.home / "ledger.db"
+            if not path.exists():
+                return None
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from llmledger.pricing import PriceBook
+        from llmledger.store.price_rows import read_price_rows
+
+        try:
+            return PriceBook.from_database(read_price_rows(self.store.engine))
+        except (LedgerError, SQLAlchemyError):
+            # An unreachable database must not stop recording: its events wait in
+            # the writer, priced from the other layers.
+            if self.settings.strict:
+                raise
+            log.warning("llmledger: could not read the database's prices", exc_info=True)
+            return None
 
     @property
     def writer(self) -> Writer:
@@ -139,9 +171,13 @@ class Ledger:
             )
 
     def prepare(self, event: UsageEvent) -> UsageEvent:
-        """Price an event that has no cost yet (runs in the writer thread)."""
+        """The event priced, when it has no cost yet (runs in the writer thread).
+
+        Returns:
+            A priced copy, or ``event`` itself when it was priced already.
+        """
         if event.cost is None and event.cost_source is None and event.unpriced_reason is None:
-            self.pricer.price_event(event)
+            return self.pricer.priced(event)
         return event
 
     def submit(self, item: UsageEvent | Callable[[], UsageEvent]) -> None:

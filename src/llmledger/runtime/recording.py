@@ -194,7 +194,7 @@ def record(
     """
     ledger = get_ledger()
     event = build_event(ledger, response=response, stream=stream, usage=usage, **values)
-    ledger.prepare(event)
+    event = ledger.prepare(event)
     ledger.submit(event)
     return event
 
@@ -280,7 +280,7 @@ class track:
                 if tracker.response is None and not tracker._usage:
                     values.setdefault("usage_source", "missing")
                 event = build_event(ledger, usage=tracker._usage, **values)
-            ledger.prepare(event)
+            event = ledger.prepare(event)
             ledger.submit(event)
             tracker.event = event
         except Exception:

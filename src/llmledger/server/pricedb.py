@@ -20,7 +20,9 @@ from sqlalchemy.engine import Engine
 
 from llmledger.core.ids import new_id
 from llmledger.pricing import PriceBook
+from llmledger.pricing.files import DATABASE_NAME
 from llmledger.server.errors import ConflictError, NotFoundError
+from llmledger.store.price_rows import read_price_rows
 from llmledger.store.schema import metadata
 
 __all__ = ["PriceDB", "StoredPrice", "StoredRate", "user_exchange_rates", "user_prices"]
@@ -55,7 +57,7 @@ user_exchange_rates = sa.Table(
 )
 
 #: Name of the database's price rows in ``price_ref`` (``user:db:acme/acme-1@2025-01-01``).
-BOOK_NAME = "db"
+BOOK_NAME = DATABASE_NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +73,6 @@ class StoredPrice:
     rates: dict[str, Any]
     created: datetime
     created_by: str | None
-
-    def as_file_row(self) -> dict[str, Any]:
-        """The row in price-file shape."""
-        row: dict[str, Any] = {"provider": self.provider, "model": self.model, **self.rates}
-        if self.valid_from is not None:
-            row["from"] = self.valid_from
-        if self.checked is not None:
-            row["checked"] = self.checked
-        if self.service_tier is not None:
-            row["service_tier"] = self.service_tier
-        return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +122,7 @@ class PriceDB:
             PriceFileError: when the row is not a valid price row.
             ConflictError: when a row for the same model, tier and first day exists.
         """
-        book = PriceBook.from_mapping({"prices": [row]}, name=BOOK_NAME)
+        book = PriceBook.from_database({"prices": [row]})
         price = book.prices[0]
         rates = {
             k: _plain(v)
@@ -243,7 +234,7 @@ class PriceDB:
             ConflictError: when the currency has a rate from that day already.
         """
         probe = {"exchange_rates": {currency: [{"from": valid_from, "rate": rate}]}}
-        book = PriceBook.from_mapping(probe, name=BOOK_NAME)
+        book = PriceBook.from_database(probe)
         code = book.exchange_rates.currencies()[0]
         stored = StoredRate(new_id(), code, rate, valid_from, checked, source, now, by)
         with self.engine.begin() as conn:
@@ -319,14 +310,8 @@ class PriceDB:
     # -- for the resolver ------------------------------------------------------------
 
     def book(self) -> PriceBook:
-        """Every row as one price book (``price_ref`` ``user:db:…``)."""
-        rates: dict[str, list[dict[str, Any]]] = {}
-        for rate in self.rates():
-            rates.setdefault(rate.currency, []).append(
-                {"from": rate.valid_from, "rate": rate.rate, "source": rate.source or "user:db"}
-            )
-        data = {"prices": [p.as_file_row() for p in self.prices()], "exchange_rates": rates}
-        return PriceBook.from_mapping(data, name=BOOK_NAME)
+        """Every row as one price book of ``database`` rows (``price_ref`` ``user:db:…``)."""
+        return PriceBook.from_database(read_price_rows(self.engine))
 
     def version(self) -> tuple[Any, ...]:
         """Changes whenever a row is added or verified (cheap: counts and newest times)."""

@@ -59,15 +59,21 @@ class Service:
             if not force and self._pricer is not None and version == self._version:
                 return
             files = PriceBook.load(self.settings.all_price_files())
-            book = files.merged(self.prices.book())
-            catalog = True if self._pricer is None else self._pricer.catalog
-            self._pricer = PriceResolver(catalog=catalog or False, user_prices=book)
-            self._rates = book.exchange_rates
+            previous = self._pricer
+            # The catalog and the supplementary rows never change while running.
+            self._pricer = PriceResolver(
+                catalog=(previous.catalog or False) if previous is not None else True,
+                user_prices=files,
+                database=self.prices.book(),
+                supplement=previous.supplement if previous is not None else True,
+            )
+            self._rates = self._pricer.exchange_rates
             self._version = version
 
     @property
     def pricer(self) -> PriceResolver:
-        """The resolver: database prices over price files over the bundled catalog."""
+        """The price source: database rows, price files, the catalog and the
+        supplementary rows (the composition the SDK's ledger uses too)."""
         self._refresh()
         assert self._pricer is not None
         return self._pricer

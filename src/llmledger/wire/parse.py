@@ -21,7 +21,14 @@ from typing import Annotated, Any, Literal
 import pydantic
 
 from llmledger.core.errors import InvalidEventError
-from llmledger.core.events import CostSource, Operation, Status, UsageEvent, UsageSource
+from llmledger.core.events import (
+    CostSource,
+    Operation,
+    Status,
+    UsageEvent,
+    UsageSource,
+    current_cost_source,
+)
 from llmledger.core.ids import new_id
 from llmledger.core.usage import Usage
 
@@ -104,9 +111,10 @@ class EventJson(pydantic.BaseModel):
 
     ``id`` (a ULID) makes ingestion idempotent; without one the receiver makes a
     new id, so a retried request would record the call twice.  ``cost`` is a
-    decimal string in USD; when it, ``cost_source`` and ``unpriced_reason`` are
-    all absent the service prices the event.  Token parts larger than their
-    totals, negative counts and times in the future are refused.
+    decimal string in USD; the service prices every event again and keeps only
+    a ``manual`` or ``provider-reported`` cost (or one sent without a source).
+    Token parts larger than their totals, negative counts and times in the
+    future are refused.
     """
 
     model_config = pydantic.ConfigDict(extra="forbid")
@@ -132,7 +140,9 @@ class EventJson(pydantic.BaseModel):
     cost: _Amount | None = None
     currency: Literal["USD"] = "USD"
     cost_breakdown: dict[_Text, _Amount] | None = None
-    cost_source: CostSource | None = None
+    # ``override``: what events written before file and database prices were
+    # told apart say for both (mapped by ``price_ref`` on the way in).
+    cost_source: CostSource | Literal["override"] | None = None
     price_ref: _Message | None = None
     unpriced_reason: _Message | None = None
     tenant: _Text | None = None
@@ -285,7 +295,7 @@ def to_event(wire: EventJson, *, now: datetime) -> UsageEvent:
         usage_source=wire.usage_source,
         cost=cost,
         cost_breakdown=None if breakdown is None else {k: Decimal(v) for k, v in breakdown.items()},
-        cost_source=wire.cost_source,
+        cost_source=current_cost_source(wire.cost_source, wire.price_ref),
         price_ref=wire.price_ref,
         unpriced_reason=wire.unpriced_reason,
         tenant=wire.tenant,

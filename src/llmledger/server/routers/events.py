@@ -119,16 +119,19 @@ def _ingest(
     tenant = principal.tenant
     results: list[dict[str, Any]] = []
     to_write: list[UsageEvent] = []
+    # Each event as parsed -> the priced copy written in its place.
+    written: dict[int, UsageEvent] = {}
     for item in parsed:
         if isinstance(item, InvalidEventError):
             results.append({"id": None, "status": "rejected", "reason": str(item)})
             continue
         if tenant is not None:
             item.tenant = tenant
-        if item.cost is None and item.cost_source is None and item.unpriced_reason is None:
-            pricer.price_event(item)
-        to_write.append(item)
-        results.append({"id": item.id, "status": "accepted", "reason": None})
+        # The service is authoritative: it prices every event it receives with its
+        # own price source, keeping only costs the caller or the provider gave.
+        priced = written[id(item)] = pricer.priced(item)
+        to_write.append(priced)
+        results.append({"id": priced.id, "status": "accepted", "reason": None})
     refused: dict[str, str] = {}
 
     def reject(event: UsageEvent, exc: Exception) -> None:
@@ -136,7 +139,9 @@ def _ingest(
 
     _inserted.ids = set()
     # The text goes with the occurrence of its id that the store keeps (the first).
-    _inserted.texts = {event.id: (event, text) for event, text in reversed(read.content)}
+    _inserted.texts = {
+        event.id: (written.get(id(event), event), text) for event, text in reversed(read.content)
+    }
     try:
         service.store.write(to_write, on_error=reject)
     finally:

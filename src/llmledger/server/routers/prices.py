@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from llmledger.pricing.files import row_ref
 from llmledger.server.auth import Admin, Reader, get_service
 from llmledger.server.pricedb import BOOK_NAME, StoredPrice, StoredRate
 from llmledger.server.schemas import PriceIn, PriceOut, RateIn, RateOut, VerifyIn
@@ -17,11 +18,9 @@ router = APIRouter(prefix="/v1", tags=["prices"])
 
 
 def _price_out(row: StoredPrice) -> PriceOut:
-    ref = f"user:{BOOK_NAME}:{row.provider}/{row.model}"
-    if row.valid_from is not None:
-        ref += f"@{row.valid_from.isoformat()}"
-    if row.service_tier is not None:
-        ref += f";service_tier={row.service_tier}"
+    ref = row_ref(
+        BOOK_NAME, row.provider, row.model, row.valid_from, row.service_tier, source="database"
+    )
     return PriceOut.model_validate(
         {
             "id": row.id,

@@ -1,0 +1,58 @@
+"""Provider names: the other spellings of llmledger's provider names, in one table.
+
+Frameworks and people name providers their own way (LiteLLM's ``vertex_ai``,
+LangChain's ``google_genai``, ``aws-bedrock`` in a price file).  Capture, pricing
+and price files all turn such a name into llmledger's with :func:`provider_name`,
+so a spelling added here is understood everywhere at once.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PROVIDER_ALIASES", "provider_name"]
+
+#: Another spelling (lower case) -> llmledger's provider name.
+PROVIDER_ALIASES: dict[str, str] = {
+    # Google: the Gemini API and Vertex AI, as SDKs, LiteLLM and LangChain name them.
+    "gemini": "google",
+    "vertex": "google",
+    "vertexai": "google",
+    "vertex_ai": "google",
+    "vertex_ai_beta": "google",
+    "google-genai": "google",
+    "google_genai": "google",
+    "google_vertexai": "google",
+    "google_anthropic_vertex": "google",
+    # AWS Bedrock.
+    "aws": "bedrock",
+    "aws-bedrock": "bedrock",
+    "amazon-bedrock": "bedrock",
+    "amazon_bedrock": "bedrock",
+    "bedrock_converse": "bedrock",
+    # Azure OpenAI and Azure AI.
+    "azure-openai": "azure",
+    "azure_openai": "azure",
+    "azure_ai": "azure",
+    "azure_text": "azure",
+    # OpenAI-compatible providers, by LiteLLM's and LangChain's names.
+    "text-completion-openai": "openai",
+    "x-ai": "xai",
+    "together-ai": "together",
+    "together_ai": "together",
+    "fireworks-ai": "fireworks",
+    "fireworks_ai": "fireworks",
+    "mistralai": "mistral",
+    "codestral": "mistral",
+    "ollama_chat": "ollama",
+    "cohere_chat": "cohere",
+}
+
+
+def provider_name(name: str) -> str:
+    """llmledger's name for a provider, however it was spelled.
+
+    Example:
+        >>> provider_name("vertex_ai"), provider_name("AWS-Bedrock"), provider_name("acme")
+        ('google', 'bedrock', 'acme')
+    """
+    lowered = name.strip().lower()
+    return PROVIDER_ALIASES.get(lowered, lowered)

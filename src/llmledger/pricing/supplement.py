@@ -1,0 +1,140 @@
+"""Supplementary prices: llmledger's own dated rows for rates the catalog lacks.
+
+genai-prices leaves some published rates out (the audio tokens of the GPT-4o audio
+models, for one).  Those rates are shipped with llmledger in
+``pricing/data/supplement.yaml``, in the price-file row format plus the page each
+row was read from (``source``) and the day it was last checked against it
+(``checked``), both required.  The resolver fills a catalog price's missing rates
+from these rows bucket by bucket; the catalog's own rate wins wherever it has one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+
+from llmledger.core.errors import PriceFileError
+from llmledger.pricing.files import PriceBook, PriceRow, read_yaml, row_to_price, validation_message
+from llmledger.pricing.model import REQUESTS, Price
+
+__all__ = [
+    "SUPPLEMENT_NAME",
+    "SUPPLEMENT_PATH",
+    "fill_missing_rates",
+    "load_supplement",
+    "supplement_book",
+]
+
+#: The data file shipped with the package.
+SUPPLEMENT_PATH = Path(__file__).parent / "data" / "supplement.yaml"
+
+#: Name of the supplementary rows in ``price_ref`` (``supplement:openai/gpt-4o-audio-preview``).
+SUPPLEMENT_NAME = "supplement"
+
+_Page = Annotated[str, pydantic.StringConstraints(strip_whitespace=True, pattern=r"^https://\S+$")]
+
+
+class SupplementRow(PriceRow):
+    """A price-file row that must say where it was read and when it was checked."""
+
+    source: _Page
+    checked: date
+
+
+class _SupplementFile(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    version: int = pydantic.Field(default=1, ge=1, le=1)
+    prices: list[SupplementRow] = pydantic.Field(default_factory=list)
+
+
+def supplement_book(data: Any, *, where: str | Path = SUPPLEMENT_NAME) -> PriceBook:
+    """Validate supplementary rows (the data file's content) into a price book.
+
+    Raises:
+        PriceFileError: naming ``where`` and the field, e.g. a row without ``source``.
+
+    Example:
+        >>> book = supplement_book({"prices": [{
+        ...     "provider": "openai", "model": "m", "input": 1, "input_audio": 8,
+        ...     "source": "https://example.com/pricing", "checked": date(2026, 1, 2)}]})
+        >>> row = book.prices[0]
+        >>> row.source, row.ref, row.source_url
+        ('supplement', 'supplement:openai/m', 'https://example.com/pricing')
+    """
+    try:
+        parsed = _SupplementFile.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise PriceFileError(validation_message(where, exc)) from None
+    prices = tuple(
+        row_to_price(row, None, SUPPLEMENT_NAME, source="supplement", source_url=row.source)
+        for row in parsed.prices
+    )
+    try:
+        return PriceBook().merged(PriceBook(prices=prices), same_file=True)
+    except PriceFileError as exc:
+        raise PriceFileError(f"{where}: {exc}") from None
+
+
+def load_supplement(path: str | Path = SUPPLEMENT_PATH) -> PriceBook:
+    """The supplementary rows shipped with llmledger (or those of another file).
+
+    Raises:
+        PriceFileError: when the file is unreadable or a row is invalid.
+
+    Example:
+        >>> rows = load_supplement().prices
+        >>> all(p.source == "supplement" and p.checked and p.source_url for p in rows)
+        True
+    """
+    return supplement_book(read_yaml(Path(path)), where=path)
+
+
+def fill_missing_rates(price: Price, supplement: Price | None) -> Price:
+    """A catalog price with the rates it lacks taken from a supplementary row.
+
+    The catalog's own rate wins for every bucket it prices; a filled rate gets the
+    catalog row's discount, since both are the provider's list prices.
+
+    Example:
+        >>> catalog = Price(provider="openai", model="m", rates={"input_tokens": Decimal("2.5")})
+        >>> row = Price(provider="openai", model="m", source="supplement", ref="supplement:m",
+        ...             rates={"input_tokens": Decimal("9"), "input_audio_tokens": Decimal("40")})
+        >>> filled = fill_missing_rates(catalog, row)
+        >>> filled.rates["input_tokens"], filled.rates["input_audio_tokens"], filled.filled
+        (Decimal('2.5'), Decimal('40'), ('input_audio_tokens',))
+    """
+    if supplement is None:
+        return price
+    factor = price.discount if price.discount is not None else Decimal(1)
+    missing = [bucket for bucket in supplement.rates if bucket not in price.rates]
+    per_request = price.per_request
+    if per_request is None and supplement.per_request is not None:
+        per_request = supplement.per_request * factor
+        missing.append(REQUESTS)
+    if not missing:
+        return price
+    rates = dict(price.rates)
+    tiers = dict(price.tiers)
+    for bucket in missing:
+        if bucket in supplement.rates:
+            rates[bucket] = supplement.rates[bucket] * factor
+            if bucket in supplement.tiers:
+                tiers[bucket] = tuple(
+                    replace(tier, usd_per_mtok=tier.usd_per_mtok * factor)
+                    for tier in supplement.tiers[bucket]
+                )
+    return replace(
+        price,
+        rates=rates,
+        tiers=tiers,
+        per_request=per_request,
+        filled=tuple(missing),
+        filled_ref=supplement.ref,
+        source_url=supplement.source_url,
+    )
