@@ -77,7 +77,7 @@ def test_usage_raw_keeps_every_iteration(name: str) -> None:
     body = _body(name)
     reading = read_response(body)
     assert reading.usage_raw == body["usage"]
-    assert len(reading.usage_raw["iterations"]) == len(reading.parts)
+    assert len(reading.usage_raw["iterations"]) == len(reading.usage_parts)
 
 
 def test_streamed_usage_raw_keeps_the_iterations_of_message_delta() -> None:
@@ -103,9 +103,9 @@ def test_a_stream_reads_as_its_whole_message(name: str) -> None:
     body = _body(name)
     whole = read_response(body)
     streamed = read_stream_events(_message_stream(body), provider="anthropic")
-    assert (streamed.usage, streamed.parts, streamed.warnings) == (
+    assert (streamed.usage, streamed.usage_parts, streamed.warnings) == (
         whole.usage,
-        whole.parts,
+        whole.usage_parts,
         [],
     )
     assert streamed.stream and not whole.stream
@@ -121,7 +121,7 @@ def test_a_stream_without_iterations_that_drops_a_count_is_flagged() -> None:
             event["usage"] = {k: v for k, v in event["usage"].items() if k != "iterations"}
     reading = read_stream_events(events, provider="anthropic")
     assert reading.usage == Usage(input_tokens=181, output_tokens=8)
-    assert reading.parts == ()
+    assert reading.usage_parts == ()
     assert reading.warnings == [
         "the stream reported cache_read_input_tokens 55096 that the final usage does not cover (0)"
     ]
@@ -143,7 +143,7 @@ def test_an_iteration_naming_the_calls_own_model_is_the_calls_part() -> None:
     # Derived: the advisor step's model set to the response's own model.
     body = _body("anthropic_messages_advisor_tool.json")
     body["usage"]["iterations"][1]["model"] = body["model"]
-    assert [part.model for part in read_response(body).parts] == [None, None, None]
+    assert [part.model for part in read_response(body).usage_parts] == [None, None, None]
 
 
 def test_a_bad_count_inside_an_iteration_names_where_it_is() -> None:
@@ -165,8 +165,8 @@ def test_parts_add_up_to_the_usage_on_every_recorded_response() -> None:
             if path.suffix == ".json"
             else read_stream(data, provider="bedrock" if path.suffix == ".bin" else None)
         )
-        if reading.parts:
-            assert sum((p.usage for p in reading.parts), Usage()) == reading.usage, path.name
+        if reading.usage_parts:
+            assert sum((p.usage for p in reading.usage_parts), Usage()) == reading.usage, path.name
 
 
 # -- service tiers ---------------------------------------------------------------------
@@ -328,5 +328,5 @@ def test_an_openai_responses_stream_counts_its_web_search_calls() -> None:
 
 def test_parts_are_usage_parts() -> None:
     reading = read_response(_body("anthropic_messages_advisor_tool.json"))
-    assert all(isinstance(part, UsagePart) for part in reading.parts)
-    assert reading.parts[1] == ("claude-opus-4-8", Usage(input_tokens=2518, output_tokens=22))
+    assert all(isinstance(part, UsagePart) for part in reading.usage_parts)
+    assert reading.usage_parts[1] == ("claude-opus-4-8", Usage(input_tokens=2518, output_tokens=22))

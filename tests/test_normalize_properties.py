@@ -146,11 +146,11 @@ def test_iterations_sum_to_the_usage_and_the_parts(
         reasoning_tokens=thinking,
     )
     assert reading.usage == expected
-    assert sum((part.usage for part in reading.parts), Usage()) == reading.usage
-    assert [part.model for part in reading.parts] == [
+    assert sum((part.usage for part in reading.usage_parts), Usage()) == reading.usage
+    assert [part.model for part in reading.usage_parts] == [
         None if s["model"] in (None, own) else s["model"] for s in steps
     ]
-    for part, step in zip(reading.parts, steps, strict=True):
+    for part, step in zip(reading.usage_parts, steps, strict=True):
         assert part.usage.input_tokens == (
             step["input_tokens"] + step["cache_read_input_tokens"] + step["five"] + step["hour"]
         )
@@ -168,8 +168,8 @@ def test_iterations_sum_to_the_usage_and_the_parts(
         {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage},
     ]
     streamed = read_stream_events(events, provider="anthropic")
-    assert (streamed.usage, streamed.parts, streamed.warnings) == (
+    assert (streamed.usage, streamed.usage_parts, streamed.warnings) == (
         reading.usage,
-        reading.parts,
+        reading.usage_parts,
         [],
     )

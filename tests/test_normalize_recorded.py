@@ -32,7 +32,7 @@ class Case:
     service_tier: ServiceTier | None = None
     reported_cost: Decimal | None = None
     extra_units: dict[str, int] = field(default_factory=dict)
-    parts: tuple[UsagePart, ...] = ()
+    usage_parts: tuple[UsagePart, ...] = ()
     fee_counts: dict[Fee, int] = field(default_factory=dict)
 
 
@@ -59,7 +59,7 @@ CASES: dict[str, Case] = {
         "msg_01F14qCbQK62eHkEDj6yvZsi",
         "end_turn",
         "standard",
-        parts=(
+        usage_parts=(
             UsagePart(None, Usage(input_tokens=55196, output_tokens=125)),
             UsagePart(None, Usage(input_tokens=220, output_tokens=8)),
         ),
@@ -81,7 +81,7 @@ CASES: dict[str, Case] = {
         "msg_011CduoCGqnmwXgi7jhzyVZM",
         "end_turn",
         "standard",
-        parts=(
+        usage_parts=(
             UsagePart(
                 None,
                 Usage(
@@ -106,7 +106,7 @@ CASES: dict[str, Case] = {
         "msg_011CdD8kCHePDwkWhKt6aCDv",
         "end_turn",
         "standard",
-        parts=(
+        usage_parts=(
             UsagePart(None, Usage(input_tokens=1128, output_tokens=110, reasoning_tokens=28)),
             UsagePart("claude-opus-4-8", Usage(input_tokens=2518, output_tokens=22)),
             UsagePart(None, Usage(input_tokens=1262, output_tokens=11)),
@@ -137,7 +137,7 @@ CASES: dict[str, Case] = {
         "msg_011CduoCRono7pFKoTWpPAia",
         "end_turn",
         "standard",
-        parts=(
+        usage_parts=(
             UsagePart(None, Usage(input_tokens=55196, output_tokens=83, cache_read_tokens=55096)),
             UsagePart(None, Usage(input_tokens=181, output_tokens=8)),
         ),
@@ -152,7 +152,7 @@ CASES: dict[str, Case] = {
         "msg_011CdD8kd2BCHcbXAHcYxvaf",
         "end_turn",
         "standard",
-        parts=(
+        usage_parts=(
             UsagePart(None, Usage(input_tokens=1128, output_tokens=135, reasoning_tokens=47)),
             UsagePart("claude-opus-4-8", Usage(input_tokens=2543, output_tokens=18)),
             UsagePart(None, Usage(input_tokens=1283, output_tokens=10)),
@@ -450,7 +450,7 @@ def test_recorded_reads_exactly(name: str, with_provider: bool) -> None:
     assert reading.service_tier == case.service_tier
     assert reading.reported_cost == case.reported_cost
     assert reading.extra_units == case.extra_units
-    assert reading.parts == case.parts
+    assert reading.usage_parts == case.usage_parts
     assert reading.fee_counts == case.fee_counts
     assert reading.stream is (Path(name).suffix in STREAM_SUFFIXES)
     assert reading.usage_source == "provider"

@@ -192,7 +192,7 @@ def _read(
         stream=stream,
     )
     if isinstance(usage_raw, Mapping):
-        reading.usage, reading.parts, reading.warnings = billed_usage(
+        reading.usage, reading.usage_parts, reading.warnings = billed_usage(
             usage_raw, model=model, seen=seen
         )
         reading.usage_source = "provider"

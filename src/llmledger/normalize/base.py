@@ -25,7 +25,7 @@ class Reading:
     are informational, and when they are tokens they are already inside the
     canonical totals, so nothing is lost and nothing is counted twice.
 
-    ``parts`` splits ``usage`` by billed step when the provider reports steps
+    ``usage_parts`` splits ``usage`` by billed step when the provider reports steps
     (Anthropic ``usage.iterations``: context compaction, advisor calls), one
     :class:`~llmledger.core.billing.UsagePart` per step, in the provider's order.
     A part whose model is None ran on the call's own model; a named model's rates
@@ -50,5 +50,5 @@ class Reading:
     reported_cost: Decimal | None = None
     warnings: list[str] = field(default_factory=list)
     extra_units: dict[str, int] = field(default_factory=dict)
-    parts: tuple[UsagePart, ...] = ()
+    usage_parts: tuple[UsagePart, ...] = ()
     fee_counts: dict[Fee, int] = field(default_factory=dict)
