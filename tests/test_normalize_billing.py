@@ -18,7 +18,13 @@ import pytest
 
 from llmledger.core.billing import SERVICE_TIERS, ServiceTier, UsagePart
 from llmledger.core.usage import Usage
-from llmledger.normalize import Reading, read_response, read_stream, read_stream_events
+from llmledger.normalize import (
+    Reading,
+    read_response,
+    read_stream,
+    read_stream_events,
+    read_usage,
+)
 from llmledger.normalize.sse import transcript_events
 
 RECORDED = Path(__file__).parent / "fixtures" / "recorded"
@@ -330,3 +336,58 @@ def test_parts_are_usage_parts() -> None:
     reading = read_response(_body("anthropic_messages_advisor_tool.json"))
     assert all(isinstance(part, UsagePart) for part in reading.usage_parts)
     assert reading.usage_parts[1] == ("claude-opus-4-8", Usage(input_tokens=2518, output_tokens=22))
+
+
+# -- reading a kept usage object again ---------------------------------------------------
+
+
+def _recorded_readings() -> list[tuple[str, Reading]]:
+    readings = []
+    for path in sorted(RECORDED.iterdir()):
+        if path.suffix == ".md":
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".json":
+            readings.append((path.name, read_response(data)))
+        else:
+            provider = "bedrock" if path.suffix == ".bin" else None
+            readings.append((path.name, read_stream(data, provider=provider)))
+    return readings
+
+
+@pytest.mark.parametrize(("name", "reading"), _recorded_readings(), ids=lambda v: str(v)[:60])
+def test_a_kept_usage_object_reads_back_the_same(name: str, reading: Reading) -> None:
+    again = read_usage(
+        reading.usage_raw,
+        provider=reading.provider,
+        operation=reading.operation,
+        response_model=reading.response_model,
+    )
+    assert (again.usage, again.usage_parts, again.extra_units) == (
+        reading.usage,
+        reading.usage_parts,
+        reading.extra_units,
+    ), name
+    assert again.reported_cost == reading.reported_cost
+    assert again.usage_source == reading.usage_source
+    if reading.provider == "anthropic":
+        # Anthropic states its tier and web searches inside usage.
+        assert (again.service_tier, again.fee_counts) == (
+            reading.service_tier,
+            reading.fee_counts,
+        )
+
+
+def test_a_kept_advisor_usage_knows_its_own_model_only_when_told() -> None:
+    usage = _body("anthropic_messages_advisor_tool.json")["usage"]
+    told = read_usage(usage, provider="anthropic", response_model="claude-sonnet-5")
+    assert [p.model for p in told.usage_parts] == [None, "claude-opus-4-8", None]
+    # Without the response's model a step naming the advisor is still the advisor's.
+    untold = read_usage(usage, provider="anthropic")
+    assert [p.model for p in untold.usage_parts] == [None, "claude-opus-4-8", None]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "google", "bedrock", "cohere"])
+def test_no_kept_usage_reads_as_missing(provider: str) -> None:
+    reading = read_usage(None, provider=provider)
+    assert (reading.usage, reading.usage_source, reading.usage_parts) == (Usage(), "missing", ())
