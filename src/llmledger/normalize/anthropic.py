@@ -31,9 +31,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from llmledger.core.billing import Fee, UsagePart
+from llmledger.core.billing import UsagePart
 from llmledger.core.usage import Usage
-from llmledger.normalize._common import count, finish, obj, text
+from llmledger.normalize._common import count, fee_counts, finish, obj, text
 from llmledger.normalize._tiers import read_tier
 from llmledger.normalize.base import Reading
 
@@ -164,13 +164,6 @@ def billed_usage(
     return total, parts, warnings
 
 
-def _fee_counts(usage: Mapping[str, Any]) -> dict[Fee, int]:
-    searches = count(
-        obj(usage, "server_tool_use"), "web_search_requests", where="usage.server_tool_use"
-    )
-    return {"web_searches": searches} if searches else {}
-
-
 def _read(
     body: Mapping[str, Any],
     provider: str,
@@ -198,7 +191,13 @@ def _read(
         reading.usage_source = "provider"
         reading.service_tier, unknown = read_tier(usage_raw.get("service_tier"), "anthropic")
         reading.warnings += unknown
-        reading.fee_counts = _fee_counts(usage_raw)
+        reading.fee_counts = fee_counts(
+            web_searches=count(
+                obj(usage_raw, "server_tool_use"),
+                "web_search_requests",
+                where="usage.server_tool_use",
+            )
+        )
     return finish(reading)
 
 

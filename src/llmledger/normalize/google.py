@@ -25,7 +25,7 @@ from typing import Any
 
 from llmledger.core.billing import ServiceTier
 from llmledger.core.usage import Usage
-from llmledger.normalize._common import count, count_first, finish, obj, text
+from llmledger.normalize._common import count, count_first, fee_counts, finish, obj, text
 from llmledger.normalize._tiers import read_tier
 from llmledger.normalize.base import Reading
 
@@ -217,9 +217,7 @@ def read_generate(body: Mapping[str, Any], provider: str, *, stream: bool = Fals
     )
     if isinstance(usage_raw, Mapping):
         reading.service_tier, reading.warnings = _tier(usage_raw)
-    searches = web_searches(body)
-    if searches:
-        reading.fee_counts = {"web_searches": searches}
+    reading.fee_counts = fee_counts(web_searches=web_searches(body))
     return finish(reading)
 
 
@@ -267,7 +265,5 @@ class GenerateStream:
         if self._finish:
             body["candidates"] = [{"finishReason": self._finish}]
         reading = read_generate(body, self._provider, stream=True)
-        searches = sum(self._searches.values())
-        if searches:
-            reading.fee_counts = {"web_searches": searches}
+        reading.fee_counts = fee_counts(web_searches=sum(self._searches.values()))
         return reading

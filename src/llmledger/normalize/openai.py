@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from llmledger.core.billing import Fee
 from llmledger.core.usage import Usage
 from llmledger.normalize._common import (
     count,
     count_first,
+    fee_counts,
     finish,
     has_any,
     obj,
@@ -167,19 +167,16 @@ def _set_tier(reading: Reading, body: Mapping[str, Any]) -> None:
     reading.warnings += unknown
 
 
-def _responses_fees(body: Mapping[str, Any]) -> dict[Fee, int]:
+def _web_search_calls(body: Mapping[str, Any]) -> int:
     # OpenAI bills web search per tool call, and each call is one
     # web_search_call output item. Items are counted whatever their status:
     # the response does not say whether a failed call is billed.
     output = body.get("output")
-    searches = 0
-    if isinstance(output, list):
-        searches = sum(
-            1
-            for item in output
-            if isinstance(item, Mapping) and item.get("type") == "web_search_call"
-        )
-    return {"web_searches": searches} if searches else {}
+    if not isinstance(output, list):
+        return 0
+    return sum(
+        1 for item in output if isinstance(item, Mapping) and item.get("type") == "web_search_call"
+    )
 
 
 def _first_choice_finish(body: Mapping[str, Any]) -> str | None:
@@ -231,7 +228,7 @@ def read_responses(body: Mapping[str, Any], provider: str, *, stream: bool = Fal
     reading.request_id = text(body, "id")
     reading.finish_reason = _responses_finish(body)
     _set_tier(reading, body)
-    reading.fee_counts = _responses_fees(body)
+    reading.fee_counts = fee_counts(web_searches=_web_search_calls(body))
     return finish(reading)
 
 
