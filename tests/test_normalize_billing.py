@@ -300,6 +300,29 @@ def test_an_unspecified_tier_is_no_tier_and_no_warning() -> None:
     assert (reading.service_tier, reading.warnings) == (None, [])
 
 
+def test_a_queued_background_response_has_no_tier_yet() -> None:
+    # Derived: OpenAI answers a background request with the response queued,
+    # no usage and service_tier "auto" (the completed response later says
+    # "default"); here the recorded reasoning response put in that state.
+    body = _body("openai_responses_reasoning.json")
+    body.update(status="queued", service_tier="auto", usage=None, output=[])
+    reading = read_response(body)
+    assert (reading.service_tier, reading.warnings, reading.usage_source) == (
+        None,
+        [],
+        "missing",
+    )
+
+
+def test_a_gateway_passing_on_provisioned_throughput() -> None:
+    # Derived: OpenRouter's chat body names the upstream tier; for Gemini from
+    # Vertex AI provisioned throughput it says "provisioned".
+    body = _body("openrouter_chat_cost.json")
+    body["service_tier"] = "provisioned"
+    reading = read_response(body)
+    assert (reading.provider, reading.service_tier) == ("openrouter", "provisioned")
+
+
 # -- per-use fees ----------------------------------------------------------------------
 
 

@@ -19,8 +19,12 @@ TierField = Literal["openai", "anthropic", "gemini", "vertex", "bedrock"]
 # None: the provider says it did not specify a tier; that is not a problem to flag.
 _WORDS: dict[TierField, dict[str, ServiceTier | None]] = {
     # OpenAI and OpenAI-shaped bodies: top-level ``service_tier``. ``default`` is
-    # the standard tier; ``on_demand`` is Groq's word for the same thing.
+    # the standard tier; ``on_demand`` is Groq's word for the same thing. A
+    # background response still queued or in progress says ``auto``: the tier
+    # is decided later, and the completed response names it. OpenRouter passes
+    # on ``provisioned`` for Gemini served from provisioned throughput.
     "openai": {
+        "auto": None,
         "default": "standard",
         "standard": "standard",
         "on_demand": "standard",
@@ -29,6 +33,7 @@ _WORDS: dict[TierField, dict[str, ServiceTier | None]] = {
         "scale": "scale",
         "batch": "batch",
         "fast": "fast",
+        "provisioned": "provisioned",
     },
     # Anthropic: ``usage.service_tier``; Message Batches results say ``batch``.
     "anthropic": {"standard": "standard", "priority": "priority", "batch": "batch"},
