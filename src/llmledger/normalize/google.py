@@ -253,7 +253,11 @@ class GenerateStream:
             reason = _finish_reason(event)
             if reason:
                 self._finish = reason
-            self._searches.update(_queries_by_candidate(event))
+            for candidate in candidates:
+                # Most chunks carry no grounding: count only when one does.
+                if isinstance(candidate, Mapping) and candidate.get("groundingMetadata"):
+                    self._searches.update(_queries_by_candidate(event))
+                    break
 
     def result(self) -> Reading:
         """The reading of the stream so far."""
