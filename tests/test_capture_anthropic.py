@@ -171,3 +171,44 @@ def test_failed_call_records_the_request_id(
     event = ledger.one()
     assert (event.status, event.request_id, event.model) == ("error", "req_x", MODEL)
     assert event.error_type is not None and "Overloaded" in (event.error_message or "")
+
+
+def _steps_client(body: bytes, headers: dict[str, str]) -> anthropic.Anthropic:
+    replay = Replay({"/v1/messages": (200, body, headers)})
+    return replay.sdk_client(anthropic.Anthropic, "anthropic", **_OPTIONS)
+
+
+def test_an_advisor_call_keeps_its_steps_and_models_on_the_event(
+    ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    client = _steps_client(recorded("anthropic_messages_advisor_tool.json"), JSON)
+    client.messages.create(model="claude-sonnet-5", max_tokens=1024, messages=MESSAGES)
+    event = ledger.one()
+    # 1128 + 2518 + 1262 in, 110 + 22 + 11 out: every step billed, under the call's model
+    assert (event.model, event.usage.input_tokens, event.usage.output_tokens) == (
+        "claude-sonnet-5",
+        4908,
+        143,
+    )
+    assert [(p.model, p.usage.input_tokens) for p in event.usage_parts] == [
+        (None, 1128),
+        ("claude-opus-4-8", 2518),
+        (None, 1262),
+    ]
+    assert event.service_tier == "standard"
+
+
+def test_a_compaction_stream_and_a_web_search_reach_the_event(
+    ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    stream = _steps_client(recorded("anthropic_stream_compaction_cache_read.sse"), SSE)
+    for _event in _create(stream, stream=True):
+        pass
+    searched = _steps_client(recorded("anthropic_messages_web_search.json"), JSON)
+    _create(searched)
+    compacted, search = ledger.events()
+    # compaction 100 + 55096 read, 83 out; message 181, 8 out
+    assert (compacted.usage.input_tokens, compacted.usage.cache_read_tokens) == (55377, 55096)
+    assert [p.usage.output_tokens for p in compacted.usage_parts] == [83, 8]
+    assert (compacted.fee_counts, search.fee_counts) == ({}, {"web_searches": 1})
+    assert compacted.warnings == []

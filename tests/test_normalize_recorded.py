@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from llmledger.core.billing import Fee, ServiceTier, UsagePart
 from llmledger.core.usage import Usage
 from llmledger.normalize import Reading, read_response, read_stream
 
@@ -28,9 +29,11 @@ class Case:
     model: str | None = None
     request_id: str | None = None
     finish_reason: str | None = None
-    service_tier: str | None = None
+    service_tier: ServiceTier | None = None
     reported_cost: Decimal | None = None
     extra_units: dict[str, int] = field(default_factory=dict)
+    usage_parts: tuple[UsagePart, ...] = ()
+    fee_counts: dict[Fee, int] = field(default_factory=dict)
 
 
 CASES: dict[str, Case] = {
@@ -43,6 +46,117 @@ CASES: dict[str, Case] = {
         "msg_01UUPT9QdZnZSRzcQJkjG25U",
         "end_turn",
         "standard",
+    ),
+    # Every iteration is billed; the top level (220 in / 8 out) is the message step alone.
+    #   compaction: 55196 + 0 read + 0 write = 55196 in, 125 out
+    #   message:      220 + 0 + 0           =   220 in,   8 out
+    #   call:       55196 + 220 = 55416 in, 125 + 8 = 133 out
+    "anthropic_messages_compaction_end_to_end.json": Case(
+        "anthropic",
+        "chat",
+        Usage(input_tokens=55416, output_tokens=133),
+        "claude-sonnet-4-6",
+        "msg_01F14qCbQK62eHkEDj6yvZsi",
+        "end_turn",
+        "standard",
+        usage_parts=(
+            UsagePart(None, Usage(input_tokens=55196, output_tokens=125)),
+            UsagePart(None, Usage(input_tokens=220, output_tokens=8)),
+        ),
+    ),
+    # The compaction step wrote the cache (5m TTL); the message step read nothing.
+    #   compaction: 100 + 0 read + 55096 write = 55196 in, 131 out
+    #   message:    229 + 0 + 0                =   229 in,   5 out
+    #   call: 55425 in (55096 written, all 5m), 136 out
+    "anthropic_messages_compaction_cache_write.json": Case(
+        "anthropic",
+        "chat",
+        Usage(
+            input_tokens=55425,
+            output_tokens=136,
+            cache_write_tokens=55096,
+            cache_write_5m_tokens=55096,
+        ),
+        "claude-sonnet-4-6",
+        "msg_011CduoCGqnmwXgi7jhzyVZM",
+        "end_turn",
+        "standard",
+        usage_parts=(
+            UsagePart(
+                None,
+                Usage(
+                    input_tokens=55196,
+                    output_tokens=131,
+                    cache_write_tokens=55096,
+                    cache_write_5m_tokens=55096,
+                ),
+            ),
+            UsagePart(None, Usage(input_tokens=229, output_tokens=5)),
+        ),
+    ),
+    # Two message steps on the call's model around one advisor step on claude-opus-4-8;
+    # the top level (2390 = 1128 + 1262 in, 121 = 110 + 11 out) leaves the advisor out.
+    #   call: 1128 + 2518 + 1262 = 4908 in, 110 + 22 + 11 = 143 out
+    #   thinking 28 (top level only) goes to the first step of the call's model (110 out)
+    "anthropic_messages_advisor_tool.json": Case(
+        "anthropic",
+        "chat",
+        Usage(input_tokens=4908, output_tokens=143, reasoning_tokens=28),
+        "claude-sonnet-5",
+        "msg_011CdD8kCHePDwkWhKt6aCDv",
+        "end_turn",
+        "standard",
+        usage_parts=(
+            UsagePart(None, Usage(input_tokens=1128, output_tokens=110, reasoning_tokens=28)),
+            UsagePart("claude-opus-4-8", Usage(input_tokens=2518, output_tokens=22)),
+            UsagePart(None, Usage(input_tokens=1262, output_tokens=11)),
+        ),
+    ),
+    # server_tool_use.web_search_requests 1; input 8984 + 0 + 0
+    "anthropic_messages_web_search.json": Case(
+        "anthropic",
+        "chat",
+        Usage(input_tokens=8984, output_tokens=520),
+        "claude-sonnet-4-20250514",
+        "msg_0119wM5YxCLg3hwUWrxEQ9Y8",
+        "end_turn",
+        "standard",
+        fee_counts={"web_searches": 1},
+    ),
+    # message_start: 100 in + 55096 cache read (the compaction step's), 7 out so far.
+    # message_delta's top level (181 in, read 0, 8 out) is the message step alone; its
+    # iterations hold both steps:
+    #   compaction: 100 + 55096 read = 55196 in, 83 out
+    #   message:    181              =   181 in,  8 out
+    #   call: 55377 in (55096 read), 91 out; message_start's counts are all inside it
+    "anthropic_stream_compaction_cache_read.sse": Case(
+        "anthropic",
+        "chat",
+        Usage(input_tokens=55377, output_tokens=91, cache_read_tokens=55096),
+        "claude-sonnet-4-6",
+        "msg_011CduoCRono7pFKoTWpPAia",
+        "end_turn",
+        "standard",
+        usage_parts=(
+            UsagePart(None, Usage(input_tokens=55196, output_tokens=83, cache_read_tokens=55096)),
+            UsagePart(None, Usage(input_tokens=181, output_tokens=8)),
+        ),
+    ),
+    # message_delta iterations: 1128/135, advisor claude-opus-4-8 2543/18, 1283/10
+    #   call: 1128 + 2543 + 1283 = 4954 in, 135 + 18 + 10 = 163 out; thinking 47 on step 1
+    "anthropic_stream_advisor_tool.sse": Case(
+        "anthropic",
+        "chat",
+        Usage(input_tokens=4954, output_tokens=163, reasoning_tokens=47),
+        "claude-sonnet-5",
+        "msg_011CdD8kd2BCHcbXAHcYxvaf",
+        "end_turn",
+        "standard",
+        usage_parts=(
+            UsagePart(None, Usage(input_tokens=1128, output_tokens=135, reasoning_tokens=47)),
+            UsagePart("claude-opus-4-8", Usage(input_tokens=2543, output_tokens=18)),
+            UsagePart(None, Usage(input_tokens=1283, output_tokens=10)),
+        ),
     ),
     # message_start input 11; message_delta output 6 (cumulative, replaces 1)
     "anthropic_sdk_basic_stream.sse": Case(
@@ -153,6 +267,19 @@ CASES: dict[str, Case] = {
         "STOP",
         extra_units={"output_image_tokens": 1120},
     ),
+    # input = prompt 17 + toolUsePrompt 119 = 136; output = 201 + thoughts 213 = 414;
+    # one webSearchQueries entry; no tier field
+    "gemini_generate_web_search.json": Case(
+        "google",
+        "chat",
+        Usage(
+            input_tokens=136, output_tokens=414, reasoning_tokens=213, tool_use_prompt_tokens=119
+        ),
+        "gemini-2.5-pro",
+        "btnJaOrqE4_6qtsP7bOboQs",
+        "STOP",
+        fee_counts={"web_searches": 1},
+    ),
     # output = candidates 9 + thoughts 34
     "gemini_generate_thoughts.json": Case(
         "google",
@@ -187,7 +314,18 @@ CASES: dict[str, Case] = {
         "gpt-4o-audio-preview-2025-06-03",
         "chatcmpl-CXEuXGd0MagiwenLiOtDhLNMHZs63",
         "length",
-        "default",
+        "standard",
+    ),
+    # prompt 81 = audio 69 + text 12 (text has no bucket: it is the rest of input)
+    "openai_chat_audio_url_input.json": Case(
+        "openai",
+        "chat",
+        Usage(input_tokens=81, output_tokens=72, input_audio_tokens=69),
+        "gpt-4o-audio-preview-2024-12-17",
+        "chatcmpl-BQFlHSj56WMjKA8bTAEuRxfL5V9zm",
+        "stop",
+        # OpenAI's "default" is the standard tier
+        "standard",
     ),
     "openai_chat_o3mini_reasoning.json": Case(
         "openai",
@@ -196,7 +334,7 @@ CASES: dict[str, Case] = {
         "o3-mini-2025-01-31",
         "chatcmpl-Dr3KNfXKBS1oDOrhqYDuLYdjX9PM4",
         "stop",
-        "default",
+        "standard",
     ),
     "openai_chat_prompt_cache_hit.json": Case(
         "openai",
@@ -205,7 +343,7 @@ CASES: dict[str, Case] = {
         "gpt-5.6-sol",
         "chatcmpl-E1mBQt42vYTsKNd5wnyJlT0db7v9S",
         "stop",
-        "default",
+        "standard",
     ),
     "openai_chat_stream_include_usage.sse": Case(
         "openai",
@@ -214,7 +352,7 @@ CASES: dict[str, Case] = {
         "gpt-4o-mini-2024-07-18",
         "chatcmpl-Dx0XpqH8w09uBXwq1zFGYdETjtnEl",
         "tool_calls",
-        "default",
+        "standard",
     ),
     "openai_embeddings.json": Case(
         "openai",
@@ -229,7 +367,7 @@ CASES: dict[str, Case] = {
         "gpt-5-pro-2025-10-06",
         "resp_0715fbcff7ba1d57006914d5f34eb881a384862fa55f301aa3",
         "completed",
-        "default",
+        "standard",
     ),
     "openai_responses_stream.sse": Case(
         "openai",
@@ -239,6 +377,18 @@ CASES: dict[str, Case] = {
         "resp_0050471a34b36ae60068c97b94a480819587a9d70cf2979b33",
         "completed",
         "flex",
+    ),
+    # input 9299 includes cached 8448; output 577 includes reasoning 512;
+    # one web_search_call output item
+    "openai_responses_web_search.json": Case(
+        "openai",
+        "responses",
+        Usage(input_tokens=9299, output_tokens=577, cache_read_tokens=8448, reasoning_tokens=512),
+        "gpt-5-2025-08-07",
+        "resp_028829e50fbcad090068c9c82e1e0081958ddc581008b39428",
+        "completed",
+        "standard",
+        fee_counts={"web_searches": 1},
     ),
     "openrouter_chat_cost.json": Case(
         "openrouter",
@@ -256,6 +406,18 @@ CASES: dict[str, Case] = {
         "gemini-2.0-flash",
         "RUVVaZaHPI3UhMIPlvb66AY",
         "STOP",
+        # trafficType ON_DEMAND: Vertex AI's pay-as-you-go standard capacity
+        "standard",
+    ),
+    # output = candidates 1 + thoughts 51; trafficType ON_DEMAND_FLEX is Flex PayGo
+    "vertex_generate_flex.json": Case(
+        "google",
+        "chat",
+        Usage(input_tokens=5, output_tokens=52, reasoning_tokens=51),
+        "gemini-3-flash-preview",
+        "T9--adqvDqL4vdIPz7X2iQ4",
+        "STOP",
+        "flex",
     ),
 }
 
@@ -288,6 +450,8 @@ def test_recorded_reads_exactly(name: str, with_provider: bool) -> None:
     assert reading.service_tier == case.service_tier
     assert reading.reported_cost == case.reported_cost
     assert reading.extra_units == case.extra_units
+    assert reading.usage_parts == case.usage_parts
+    assert reading.fee_counts == case.fee_counts
     assert reading.stream is (Path(name).suffix in STREAM_SUFFIXES)
     assert reading.usage_source == "provider"
     assert reading.warnings == []
@@ -331,6 +495,10 @@ def test_totals_match_what_the_provider_says_where_it_says_it() -> None:
         ("gemini_generate_code_execution.json", ("usageMetadata", "totalTokenCount")),
         ("gemini_generate_image_output.json", ("usageMetadata", "totalTokenCount")),
         ("gemini_generate_cached_content.json", ("usageMetadata", "totalTokenCount")),
+        ("gemini_generate_web_search.json", ("usageMetadata", "totalTokenCount")),
+        ("vertex_generate_flex.json", ("usageMetadata", "totalTokenCount")),
+        ("openai_chat_audio_url_input.json", ("usage", "total_tokens")),
+        ("openai_responses_web_search.json", ("usage", "total_tokens")),
         ("bedrock_converse_cache_read.json", ("usage", "totalTokens")),
         ("openai_chat_audio.json", ("usage", "total_tokens")),
         ("openrouter_chat_cost.json", ("usage", "total_tokens")),

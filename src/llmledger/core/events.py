@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
+from llmledger.core.billing import UsagePart
 from llmledger.core.errors import InvalidEventError
 from llmledger.core.ids import new_id
 from llmledger.core.usage import Usage
@@ -107,6 +108,11 @@ class UsageEvent:
     tags: dict[str, str] = field(default_factory=dict)
     api_key_fingerprint: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # The call's usage by billed step and the units it paid per use, as read
+    # from the response (llmledger.normalize.Reading): what pricing needs to
+    # price an advisor step at its own model and a web search at its fee.
+    usage_parts: tuple[UsagePart, ...] = ()
+    fee_counts: dict[str, int] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Check the fields a store relies on; usage invariants become warnings.

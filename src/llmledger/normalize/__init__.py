@@ -24,6 +24,7 @@ from llmledger.normalize.readers import (
     read_response,
     read_stream,
     read_stream_events,
+    read_usage,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "read_response",
     "read_stream",
     "read_stream_events",
+    "read_usage",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from llmledger.core.billing import Fee
 from llmledger.core.errors import ResponseParseError
 from llmledger.normalize.base import Reading
 
@@ -20,6 +21,7 @@ __all__ = [
     "StreamAccumulator",
     "count",
     "count_first",
+    "fee_counts",
     "finish",
     "has_any",
     "load_json",
@@ -132,6 +134,16 @@ def to_decimal(value: object, field: str) -> Decimal | None:
         except InvalidOperation:
             pass
     raise ResponseParseError(f"{field} is not a number: {value!r}")
+
+
+def fee_counts(*, web_searches: int) -> dict[Fee, int]:
+    """The per-use fees of a reading, zero counts left out.
+
+    Example:
+        >>> fee_counts(web_searches=2), fee_counts(web_searches=0)
+        ({'web_searches': 2}, {})
+    """
+    return {"web_searches": web_searches} if web_searches else {}
 
 
 def finish(reading: Reading) -> Reading:

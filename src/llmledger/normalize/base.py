@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from llmledger.core.billing import Fee, ServiceTier, UsagePart
 from llmledger.core.usage import Usage
 
 __all__ = ["Reading"]
@@ -23,6 +24,17 @@ class Reading:
     bucket (Gemini output image tokens, Cohere rerank search units, ...): they
     are informational, and when they are tokens they are already inside the
     canonical totals, so nothing is lost and nothing is counted twice.
+
+    ``usage_parts`` splits ``usage`` by billed step when the provider reports steps
+    (Anthropic ``usage.iterations``: context compaction, advisor calls), one
+    :class:`~llmledger.core.billing.UsagePart` per step, in the provider's order.
+    A part whose model is None ran on the call's own model; a named model's rates
+    apply to its part. The parts add up to ``usage`` exactly. Empty means one
+    step on the call's own model: ``usage`` is the whole of it.
+    ``service_tier`` is the tier the response says the call ran on, in
+    llmledger's vocabulary (:data:`~llmledger.core.billing.SERVICE_TIERS`).
+    ``fee_counts`` counts units billed per use (web searches), zero counts left
+    out.
     """
 
     provider: str
@@ -33,8 +45,10 @@ class Reading:
     response_model: str | None = None
     request_id: str | None = None
     finish_reason: str | None = None
-    service_tier: str | None = None
+    service_tier: ServiceTier | None = None
     stream: bool = False
     reported_cost: Decimal | None = None
     warnings: list[str] = field(default_factory=list)
     extra_units: dict[str, int] = field(default_factory=dict)
+    usage_parts: tuple[UsagePart, ...] = ()
+    fee_counts: dict[Fee, int] = field(default_factory=dict)

@@ -25,6 +25,7 @@ from typing import Any
 from llmledger.core.errors import ResponseParseError
 from llmledger.core.usage import Usage
 from llmledger.normalize._common import count, count_first, finish, obj, text
+from llmledger.normalize._tiers import read_tier
 from llmledger.normalize.anthropic import MessageStream
 from llmledger.normalize.base import Reading
 from llmledger.normalize.eventstream import iter_messages
@@ -66,8 +67,10 @@ def read_converse(body: Mapping[str, Any], provider: str, *, stream: bool = Fals
         usage_raw=usage_raw,
         usage_source="provider" if isinstance(usage_raw, Mapping) else "missing",
         finish_reason=text(body, "stopReason"),
-        service_tier=text(obj(body, "serviceTier"), "type"),
         stream=stream,
+    )
+    reading.service_tier, reading.warnings = read_tier(
+        obj(body, "serviceTier").get("type"), "bedrock"
     )
     return finish(reading)
 

@@ -23,11 +23,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from llmledger.core.billing import ServiceTier
 from llmledger.core.usage import Usage
-from llmledger.normalize._common import count, count_first, finish, obj, text
+from llmledger.normalize._common import count, count_first, fee_counts, finish, obj, text
+from llmledger.normalize._tiers import read_tier
 from llmledger.normalize.base import Reading
 
-__all__ = ["GenerateStream", "generate_usage", "read_generate", "wire_shape"]
+__all__ = ["GenerateStream", "generate_usage", "read_generate", "web_searches", "wire_shape"]
 
 
 def _by_modality(details: object, where: str) -> dict[str, int]:
@@ -77,7 +79,13 @@ def wire_shape(event: Mapping[str, Any]) -> Mapping[str, Any]:
     candidates = event.get("candidates")
     if isinstance(candidates, list):
         view["candidates"] = [
-            {"finishReason": getattr(c.get("finish_reason"), "value", c.get("finish_reason"))}
+            {
+                "index": c.get("index"),
+                "finishReason": getattr(c.get("finish_reason"), "value", c.get("finish_reason")),
+                "groundingMetadata": {
+                    "webSearchQueries": obj(c, "grounding_metadata").get("web_search_queries")
+                },
+            }
             for c in candidates
             if isinstance(c, Mapping)
         ]
@@ -141,6 +149,43 @@ def _finish_reason(body: Mapping[str, Any]) -> str | None:
     return text(obj(body, "promptFeedback"), "blockReason")
 
 
+def _tier(usage: Mapping[str, Any]) -> tuple[ServiceTier | None, list[str]]:
+    # Vertex AI names the capacity a call ran on in trafficType; the Gemini API
+    # in serviceTier. A response with both is read by the more specific one.
+    traffic, unknown = read_tier(usage.get("trafficType"), "vertex")
+    if traffic is not None or unknown:
+        return traffic, unknown
+    return read_tier(usage.get("serviceTier"), "gemini")
+
+
+def _queries_by_candidate(body: Mapping[str, Any]) -> dict[object, int]:
+    candidates = body.get("candidates")
+    found: dict[object, int] = {}
+    if isinstance(candidates, list):
+        for position, candidate in enumerate(candidates):
+            if isinstance(candidate, Mapping):
+                queries = obj(candidate, "groundingMetadata").get("webSearchQueries")
+                if isinstance(queries, list):
+                    index = candidate.get("index")
+                    found[position if index is None else index] = len(queries)
+    return found
+
+
+def web_searches(body: Mapping[str, Any]) -> int:
+    """Search queries grounding ran for a response, over all its candidates.
+
+    Grounding with Google Search is billed per search query on newer models and
+    per grounded prompt (a response with at least one query) on older ones; the
+    count serves both.
+
+    Example:
+        >>> web_searches({"candidates": [{"groundingMetadata":
+        ...     {"webSearchQueries": ["weather in San Francisco today"]}}]})
+        1
+    """
+    return sum(_queries_by_candidate(body).values())
+
+
 def read_generate(body: Mapping[str, Any], provider: str, *, stream: bool = False) -> Reading:
     """Read a ``generateContent`` body (Gemini API or Vertex AI).
 
@@ -167,17 +212,23 @@ def read_generate(body: Mapping[str, Any], provider: str, *, stream: bool = Fals
         response_model=text(body, "modelVersion"),
         request_id=text(body, "responseId"),
         finish_reason=_finish_reason(body),
-        service_tier=text(usage_raw, "serviceTier") if isinstance(usage_raw, Mapping) else None,
         stream=stream,
         extra_units=extra,
     )
+    if isinstance(usage_raw, Mapping):
+        reading.service_tier, reading.warnings = _tier(usage_raw)
+    reading.fee_counts = fee_counts(web_searches=web_searches(body))
     return finish(reading)
 
 
 class GenerateStream:
-    """Accumulates ``streamGenerateContent`` chunks: the last usage snapshot wins."""
+    """Accumulates ``streamGenerateContent`` chunks: the last usage snapshot wins.
 
-    __slots__ = ("_finish", "_id", "_model", "_provider", "_usage")
+    Grounding queries come with a candidate in some chunk (usually the last);
+    the last list seen for each candidate counts.
+    """
+
+    __slots__ = ("_finish", "_id", "_model", "_provider", "_searches", "_usage")
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
@@ -185,6 +236,7 @@ class GenerateStream:
         self._id: str | None = None
         self._model: str | None = None
         self._finish: str | None = None
+        self._searches: dict[object, int] = {}
 
     def feed(self, event: Mapping[str, Any]) -> None:
         """Take one chunk (a ``GenerateContentResponse``, wire JSON or SDK dump)."""
@@ -201,6 +253,11 @@ class GenerateStream:
             reason = _finish_reason(event)
             if reason:
                 self._finish = reason
+            for candidate in candidates:
+                # Most chunks carry no grounding: count only when one does.
+                if isinstance(candidate, Mapping) and candidate.get("groundingMetadata"):
+                    self._searches.update(_queries_by_candidate(event))
+                    break
 
     def result(self) -> Reading:
         """The reading of the stream so far."""
@@ -211,4 +268,6 @@ class GenerateStream:
         }
         if self._finish:
             body["candidates"] = [{"finishReason": self._finish}]
-        return read_generate(body, self._provider, stream=True)
+        reading = read_generate(body, self._provider, stream=True)
+        reading.fee_counts = fee_counts(web_searches=sum(self._searches.values()))
+        return reading

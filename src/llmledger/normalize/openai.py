@@ -29,12 +29,14 @@ from llmledger.core.usage import Usage
 from llmledger.normalize._common import (
     count,
     count_first,
+    fee_counts,
     finish,
     has_any,
     obj,
     text,
     to_decimal,
 )
+from llmledger.normalize._tiers import read_tier
 from llmledger.normalize.base import Reading
 
 __all__ = [
@@ -160,6 +162,23 @@ def _reading(
     )
 
 
+def _set_tier(reading: Reading, body: Mapping[str, Any]) -> None:
+    reading.service_tier, unknown = read_tier(body.get("service_tier"), "openai")
+    reading.warnings += unknown
+
+
+def _web_search_calls(body: Mapping[str, Any]) -> int:
+    # OpenAI bills web search per tool call, and each call is one
+    # web_search_call output item. Items are counted whatever their status:
+    # the response does not say whether a failed call is billed.
+    output = body.get("output")
+    if not isinstance(output, list):
+        return 0
+    return sum(
+        1 for item in output if isinstance(item, Mapping) and item.get("type") == "web_search_call"
+    )
+
+
 def _first_choice_finish(body: Mapping[str, Any]) -> str | None:
     choices = body.get("choices")
     if isinstance(choices, list):
@@ -184,7 +203,7 @@ def read_chat(body: Mapping[str, Any], provider: str) -> Reading:
     reading.response_model = text(body, "model")
     reading.request_id = text(body, "id")
     reading.finish_reason = _first_choice_finish(body)
-    reading.service_tier = text(body, "service_tier")
+    _set_tier(reading, body)
     return finish(reading)
 
 
@@ -208,7 +227,8 @@ def read_responses(body: Mapping[str, Any], provider: str, *, stream: bool = Fal
     reading.response_model = text(body, "model")
     reading.request_id = text(body, "id")
     reading.finish_reason = _responses_finish(body)
-    reading.service_tier = text(body, "service_tier")
+    _set_tier(reading, body)
+    reading.fee_counts = fee_counts(web_searches=_web_search_calls(body))
     return finish(reading)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "read_response",
     "read_stream",
     "read_stream_events",
+    "read_usage",
 ]
 
 #: Providers whose APIs use OpenAI's Chat Completions shape (read by one reader).
@@ -274,6 +275,65 @@ def read_response(
         if operation is not None:
             _check_operation(name, operation)
     return _read(data, name, operation)
+
+
+def read_usage(
+    usage_raw: Mapping[str, Any] | None,
+    *,
+    provider: str,
+    operation: str | None = None,
+    response_model: str | None = None,
+) -> Reading:
+    """Read a usage object kept from an earlier reading (an event's ``usage_raw``) again.
+
+    What pricing needs after the response is gone (a reprice, or a service
+    pricing events sent to it): the buckets, the steps (``usage_parts``) and what
+    else the usage object itself states (Anthropic's web searches and tier, the
+    Gemini tier). Facts a response holds outside its usage object (OpenAI's
+    ``service_tier`` and web search calls, Gemini's grounding queries) are not in
+    it, so they come back empty.
+
+    Args:
+        usage_raw: the usage object as the provider sent it; None reads as a
+            reading whose usage is missing.
+        provider: one of :data:`PROVIDERS`.
+        operation: the reading's operation; for OpenAI-shaped usage ``chat``
+            (``prompt_tokens``) or ``responses`` (``input_tokens``) when omitted.
+        response_model: the model the response named, so that a step naming
+            that same model counts as the call's own.
+
+    Raises:
+        UnknownProviderError: on an unknown provider name.
+        ResponseParseError: on an operation the provider does not have, or a
+            non-integer count.
+
+    Example:
+        >>> r = read_usage({"input_tokens": 220, "output_tokens": 8, "iterations": [
+        ...     {"type": "compaction", "input_tokens": 55196, "output_tokens": 125},
+        ...     {"type": "message", "input_tokens": 220, "output_tokens": 8}]},
+        ...     provider="anthropic")
+        >>> (r.usage.input_tokens, len(r.usage_parts))
+        (55416, 2)
+    """
+    name = _provider_name(provider)
+    if operation is not None:
+        _check_operation(name, operation)
+    fields = usage_raw if isinstance(usage_raw, Mapping) else {}
+    body: dict[str, Any]
+    if name in OPENAI_COMPATIBLE:
+        operation = operation or ("chat" if "prompt_tokens" in fields else "responses")
+        body = {"usage": usage_raw, "model": response_model}
+    elif name == "google":
+        body = {"usageMetadata": usage_raw, "modelVersion": response_model}
+    elif name == "cohere" and operation not in (None, "chat"):
+        body = {"meta": {"billed_units": usage_raw}}
+    elif name == "bedrock" and "inputTokens" in fields:
+        body = {"usage": usage_raw}
+    elif name in ("anthropic", "bedrock"):
+        body = {"type": "message", "model": response_model, "usage": usage_raw}
+    else:
+        body = {"usage": usage_raw}
+    return _read(body, name, operation)
 
 
 def _accumulator(provider: str, operation: str) -> StreamAccumulator:

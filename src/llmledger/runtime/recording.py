@@ -117,6 +117,8 @@ def build_event(
         values.setdefault("usage_raw", reading.usage_raw)
         values.setdefault("usage_source", reading.usage_source)
         values.setdefault("warnings", list(reading.warnings))
+        values.setdefault("usage_parts", reading.usage_parts)
+        values.setdefault("fee_counts", dict(reading.fee_counts))
         if counts or usage is not None:
             raise InvalidEventError("pass token counts or a response, not both")
         event_usage = reading.usage
