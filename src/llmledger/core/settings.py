@@ -56,6 +56,8 @@ class Settings:
         key_cache_seconds: How long the service trusts an API key it verified
             before reading it again (0: every request); a key revoked through
             another instance stops working within this time.
+        query_timeout: Seconds one report query of the service may run (0: no
+            limit); a query stopped at the limit is answered 503 ``query_timeout``.
     """
 
     home: Path = field(default_factory=default_home)
@@ -73,6 +75,7 @@ class Settings:
     spool_limit: int = 100_000_000
     max_body_bytes: int = 10_000_000
     key_cache_seconds: float = 5.0
+    query_timeout: float = 30.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -130,7 +133,7 @@ def _coerce(name: str, value: Any) -> Any:
             if seconds <= 0:
                 raise ValueError("must be positive")
             return seconds
-        if name == "key_cache_seconds":
+        if name in ("key_cache_seconds", "query_timeout"):
             seconds = float(value)
             if not 0 <= seconds <= 3600:
                 raise ValueError("must be between 0 and 3600")

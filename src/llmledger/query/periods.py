@@ -17,7 +17,9 @@ from llmledger.query.errors import InvalidQueryError
 
 __all__ = [
     "DAY_US",
+    "EARLIEST",
     "HOUR_US",
+    "LATEST",
     "bucket_start_us",
     "from_us",
     "month_bounds",
@@ -32,6 +34,10 @@ __all__ = [
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The range a report's times must fall in: the ledger holds nothing outside
+#: it, and a wall-clock time in any zone inside it is a valid date.
+EARLIEST = _EPOCH
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _LAST = re.compile(r"^(\d+)\s*(m|min|h|d|w)$")
 _UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
@@ -72,7 +78,10 @@ def parse_last(text: str) -> timedelta:
     match = _LAST.match(text.strip())
     if not match or int(match.group(1)) == 0:
         raise InvalidQueryError(f"--last takes a span like 30m, 12h, 7d or 2w, got {text!r}")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise InvalidQueryError(f"--last {text!r} is longer than any ledger") from None
 
 
 def parse_time_in_zone(text: str | None, zone: tzinfo, name: str = "time") -> datetime | None:
@@ -121,6 +130,15 @@ def parse_period(text: str, now: datetime, zone: tzinfo) -> tuple[datetime, date
         >>> s.isoformat(), e.isoformat()
         ('2025-03-01T00:00:00-05:00', '2025-04-01T00:00:00-04:00')
     """
+    try:
+        return _period(text, now, zone)
+    except InvalidQueryError:
+        raise
+    except (ValueError, OverflowError):
+        raise InvalidQueryError(f"no such period: {text!r}") from None
+
+
+def _period(text: str, now: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
     today = now.astimezone(zone).date()
     name = text.strip().lower()
     first: date

@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from llmledger.core.usage import BUCKETS
 from llmledger.query.errors import InvalidQueryError
-from llmledger.query.periods import parse_last, parse_period, parse_time_in_zone
+from llmledger.query.periods import (
+    EARLIEST,
+    LATEST,
+    parse_last,
+    parse_period,
+    parse_time_in_zone,
+)
 
 __all__ = [
     "COLUMN_DIMENSIONS",
@@ -208,6 +214,12 @@ class Query:
         for moment in (self.since, self.until):
             if moment is not None and moment.tzinfo is None:
                 raise InvalidQueryError(f"query times must be timezone-aware, got {moment!r}")
+        for moment in (self.since, self.until):
+            if moment is not None and not EARLIEST <= moment <= LATEST:
+                raise InvalidQueryError(
+                    f"query times must fall between {EARLIEST.year} and {LATEST.year}, "
+                    f"got {moment.isoformat()}"
+                )
         if self.since and self.until and self.since >= self.until:
             raise InvalidQueryError("the start of the range must be before its end")
         object.__setattr__(self, "_zone", zone(self.tz))
@@ -390,6 +402,9 @@ def build_query(
     """
     if now.tzinfo is None:
         raise InvalidQueryError("now must be timezone-aware")
+    texts = (by, where, metrics, sort, (every, tz, since, until, last, period, currency))
+    if any("\x00" in text for group in texts for text in group if text):
+        raise InvalidQueryError("a report option holds a NUL character (\\u0000)")
     tz_name = tz or "UTC"
     local = zone(tz_name)
     start = parse_time_in_zone(since, local, "--since")
@@ -402,7 +417,10 @@ def build_query(
         if start is not None:
             raise InvalidQueryError("give --since or --last, not both")
         span: timedelta = parse_last(last)
-        start = (end or now) - span
+        try:
+            start = (end or now) - span
+        except OverflowError:
+            raise InvalidQueryError(f"--last {last} reaches further back than any ledger") from None
     if every is not None and every not in TIME_BUCKETS:
         raise InvalidQueryError(f"--every takes one of {', '.join(TIME_BUCKETS)}, got {every!r}")
     return Query(

@@ -44,6 +44,28 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
+class RefuseNul:
+    """Answer 400 to a request whose path or query holds a NUL character (``%00``).
+
+    No name, id or value the service keeps can hold one (PostgreSQL refuses it
+    in text), so such a request is refused here, the same on every database.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")
+        ):
+            response = error_response(
+                400, "the URL holds a NUL character (%00), which no parameter takes"
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
@@ -115,6 +137,7 @@ def create_app(
     for module in (events, reports, prices, keys, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RefuseNul)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

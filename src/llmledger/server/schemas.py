@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 
 from llmledger.server.keys import Role
-from llmledger.wire.parse import EventJson, UsageIn
+from llmledger.wire.parse import EventJson, UsageIn, storable
 
 __all__ = [
     "BatchAnswer",
@@ -38,7 +38,9 @@ __all__ = [
 ]
 
 _Forbid = pydantic.ConfigDict(extra="forbid")
-_Label = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=256)]
+_Label = Annotated[
+    str, pydantic.StringConstraints(min_length=1, max_length=256), pydantic.AfterValidator(storable)
+]
 _Money = Annotated[Decimal, pydantic.Field(ge=0, allow_inf_nan=False, max_digits=30)]
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 
 from llmledger.core.errors import StoreError
 from llmledger.core.events import UsageEvent
-from llmledger.store import migrator, pgcopy
+from llmledger.store import budget, migrator, pgcopy
 from llmledger.store.codec import (
     FIXED_COLUMNS,
     OPTIONAL_COLUMNS,
@@ -111,6 +111,7 @@ class SqlStore(StoreReports):
                 "postgresql+psycopg://USER@HOST/DB"
             )
         self._sqlite = backend == "sqlite"
+        budget.install(self._engine, sqlite=self._sqlite)
         # SQLite's INSERTs are compiled once per shape from the Core tables.
         self._dialect = sqlite.dialect(paramstyle="qmark")
         self._base_insert = sqlite.insert(events).on_conflict_do_nothing(index_elements=["id"])

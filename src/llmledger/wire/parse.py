@@ -37,6 +37,8 @@ __all__ = [
     "MAX_CLOCK_SKEW",
     "MAX_CONTENT_CHARS",
     "MAX_COST",
+    "MAX_MILLIS",
+    "MAX_RAW_DEPTH",
     "MAX_TOKENS",
     "BatchIn",
     "ContentIn",
@@ -45,10 +47,12 @@ __all__ = [
     "Parsed",
     "ParsedBody",
     "UsageIn",
+    "cost_over_limit",
     "describe_validation_error",
     "parse_body",
     "parse_body_with_content",
     "parse_event",
+    "storable",
     "to_event",
 ]
 
@@ -59,16 +63,81 @@ _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_BATCH = 1000
 
 #: Most tokens in one bucket of one call, and most USD one call costs: far above
-#: any real call, low enough that sums over billions of calls fit in 64 bits.
+#: any real call.  Every number of an event has a bound, so no sum a report or a
+#: rollup makes of them is out of reach of the types that hold it.
 MAX_TOKENS = 10**10
 MAX_COST = 10**6
+#: Longest duration (and time to first token) of one call: about 11.6 days.
+MAX_MILLIS = 10**9
+#: Deepest nesting of arrays and objects in ``usage_raw``.
+MAX_RAW_DEPTH = 32
+#: Integers in ``usage_raw`` fit in 64 bits, as every database and JSON reader holds them.
+_RAW_INT = 2**63
 #: Most characters of a prompt, and of a response, sent with one event.
 MAX_CONTENT_CHARS = 1_000_000
+
+
+def storable(value: str) -> str:
+    """The text, when every store can hold it: PostgreSQL refuses NUL, UTF-8 has
+    no lone surrogates.
+
+    Raises:
+        ValueError: naming what the text holds that no store can.
+
+    Example:
+        >>> storable("gpt-4o")
+        'gpt-4o'
+        >>> storable("a\\x00b")
+        Traceback (most recent call last):
+        ...
+        ValueError: must not contain NUL characters (\\u0000)
+    """
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must not contain lone surrogates (\\ud800-\\udfff)") from None
+    return value
+
+
+def _raw_value(value: Any, depth: int = 0) -> None:
+    if isinstance(value, str):
+        storable(value)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if not -_RAW_INT < value < _RAW_INT:
+            raise ValueError(f"holds an integer outside 64 bits: {value}")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("holds a number that is not finite (NaN or Infinity)")
+    elif isinstance(value, dict | list):
+        if depth >= MAX_RAW_DEPTH:
+            raise ValueError(f"is nested more than {MAX_RAW_DEPTH} levels deep")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                storable(key)
+            _raw_value(item, depth + 1)
+    else:
+        raise ValueError(f"holds a {type(value).__name__}, which JSON has not")
+
+
+def _raw_usage(value: Any) -> Any:
+    _raw_value(value)
+    return value
+
+
+_Storable = pydantic.AfterValidator(storable)
 _Count = Annotated[int, pydantic.Field(strict=True, ge=0, le=MAX_TOKENS)]
-_Name = Annotated[str, pydantic.StringConstraints(strict=True, min_length=1, max_length=256)]
-_Text = Annotated[str, pydantic.StringConstraints(strict=True, max_length=256)]
-_Message = Annotated[str, pydantic.StringConstraints(strict=True, max_length=10_000)]
-_Millis = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
+_Name = Annotated[
+    str, pydantic.StringConstraints(strict=True, min_length=1, max_length=256), _Storable
+]
+_Text = Annotated[str, pydantic.StringConstraints(strict=True, max_length=256), _Storable]
+_Message = Annotated[str, pydantic.StringConstraints(strict=True, max_length=10_000), _Storable]
+_Millis = Annotated[float, pydantic.Field(ge=0, le=MAX_MILLIS, allow_inf_nan=False)]
 _Amount = Annotated[
     str,
     pydantic.StringConstraints(strict=True, max_length=32, pattern=r"^[0-9]{1,7}(\.[0-9]{1,18})?$"),
@@ -135,7 +204,7 @@ class EventJson(pydantic.BaseModel):
     error_type: _Text | None = None
     error_message: _Message | None = None
     usage: UsageIn = pydantic.Field(default_factory=UsageIn)
-    usage_raw: Any = None
+    usage_raw: Annotated[Any, pydantic.AfterValidator(_raw_usage)] = None
     usage_source: UsageSource = "provider"
     cost: _Amount | None = None
     currency: Literal["USD"] = "USD"
@@ -158,7 +227,9 @@ class EventJson(pydantic.BaseModel):
     )
 
 
-_Content = Annotated[str, pydantic.StringConstraints(strict=True, max_length=MAX_CONTENT_CHARS)]
+_Content = Annotated[
+    str, pydantic.StringConstraints(strict=True, max_length=MAX_CONTENT_CHARS), _Storable
+]
 
 
 class ContentIn(pydantic.BaseModel):
@@ -274,6 +345,11 @@ def to_event(wire: EventJson, *, now: datetime) -> UsageEvent:
     cost = None if wire.cost is None else Decimal(wire.cost)
     if cost is not None and cost > MAX_COST:
         raise InvalidEventError(f"cost: {wire.cost} USD is more than one call can cost")
+    for part, amount in (breakdown or {}).items():
+        if Decimal(amount) > MAX_COST:
+            raise InvalidEventError(
+                f"cost_breakdown.{part}: {amount} USD is more than one call can cost"
+            )
     return UsageEvent(
         provider=wire.provider,
         model=wire.model,
@@ -305,6 +381,25 @@ def to_event(wire: EventJson, *, now: datetime) -> UsageEvent:
         tags=wire.tags,
         api_key_fingerprint=wire.api_key_fingerprint,
         warnings=wire.warnings,
+    )
+
+
+def cost_over_limit(cost: Decimal | None) -> str | None:
+    """Why a cost is more than one call can cost (``MAX_COST`` USD), or None.
+
+    Costs the receiver computes are held to the same limit as costs it is sent,
+    so no price, however wrong, can make a total overflow.
+
+    Example:
+        >>> cost_over_limit(Decimal("2.5")) is None
+        True
+        >>> cost_over_limit(Decimal("1e9"))
+        'the price gives 1000000000 USD for this call, more than one call can cost (1000000 USD)'
+    """
+    if cost is None or cost <= MAX_COST:
+        return None
+    return (
+        f"the price gives {cost:f} USD for this call, more than one call can cost ({MAX_COST} USD)"
     )
 
 
@@ -391,6 +486,10 @@ def parse_body_with_content(body: bytes | str, *, now: datetime) -> ParsedBody:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidEventError(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEventError(
+            "the body is not JSON this service reads: nested too deeply"
+        ) from None
     if isinstance(data, dict) and "events" not in data:
         event = _converted(_validated(data), now, content)
         if isinstance(event, InvalidEventError):
@@ -438,6 +537,9 @@ def _converted(wire: EventIn, now: datetime, content: list[tuple[UsageEvent, Con
         event = to_event(wire, now=now)
     except InvalidEventError as exc:
         return exc
+    except (OverflowError, ValueError) as exc:
+        # A value no calendar or number type holds answers for its event alone.
+        return InvalidEventError(f"an event's value is out of range: {exc}")
     if wire.content is not None:
         content.append((event, wire.content))
     return event

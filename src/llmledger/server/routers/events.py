@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import threading
 import time
 import zlib
@@ -26,7 +27,14 @@ from llmledger.server.auth import Principal, Reader, Writer, get_service
 from llmledger.server.errors import ApiError, NotFoundError
 from llmledger.server.schemas import BatchAnswer, ContentOut, EventOut, EventPage
 from llmledger.server.state import Service
-from llmledger.wire.parse import MAX_BATCH, ContentIn, EventIn, parse_body_with_content
+from llmledger.store.budget import time_budget
+from llmledger.wire.parse import (
+    MAX_BATCH,
+    ContentIn,
+    EventIn,
+    cost_over_limit,
+    parse_body_with_content,
+)
 from llmledger.wire.serialize import event_to_json
 
 __all__ = ["router"]
@@ -85,6 +93,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ApiError(400, f"the body is not valid gzip: {exc}") from None
         if len(body) > limit or inflater.unconsumed_tail:
             raise ApiError(413, f"the body is larger than {limit} bytes once decompressed")
+        # One whole gzip member: a truncated stream or a second member (which
+        # zlib would leave unread) is refused rather than read in part.
+        if not inflater.eof:
+            raise ApiError(400, "the body is not valid gzip: the stream is truncated")
+        if inflater.unused_data:
+            raise ApiError(400, "the body is not valid gzip: send one gzip member, not several")
     elif encoding != "identity":
         raise ApiError(415, f"Content-Encoding {encoding!r} is not supported (use gzip)")
     return body
@@ -129,7 +143,19 @@ def _ingest(
             item.tenant = tenant
         # The service is authoritative: it prices every event it receives with its
         # own price source, keeping only costs the caller or the provider gave.
-        priced = written[id(item)] = pricer.priced(item)
+        priced = pricer.priced(item)
+        too_much = cost_over_limit(priced.cost)
+        if too_much is not None:
+            # Never a total out of range, never $0: the call is stored unpriced.
+            priced = dataclasses.replace(
+                priced,
+                cost=None,
+                cost_breakdown=None,
+                cost_source=None,
+                price_ref=None,
+                unpriced_reason=too_much,
+            )
+        written[id(item)] = priced
         to_write.append(priced)
         results.append({"id": priced.id, "status": "accepted", "reason": None})
     refused: dict[str, str] = {}
@@ -241,7 +267,9 @@ def list_events(
         )
     )
     before = None if cursor is None else _decode_cursor(cursor)
-    found = get_service(request).store.event_page(query, limit=limit + 1, before=before)
+    service = get_service(request)
+    with time_budget(service.settings.query_timeout):
+        found = service.store.event_page(query, limit=limit + 1, before=before)
     more = len(found) > limit
     page = found[:limit]
     return JSONResponse(

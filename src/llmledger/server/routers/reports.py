@@ -19,6 +19,7 @@ from llmledger.server.schemas import (
     StatsOut,
 )
 from llmledger.server.state import Service
+from llmledger.store.budget import time_budget
 
 __all__ = ["router"]
 
@@ -45,7 +46,10 @@ def _report(service: Service, principal: Principal, spec: ReportQueryIn) -> dict
     )
     rates = service.exchange_rates if query.currency != "USD" else None
     try:
-        report = service.store.report(query, rates=rates, mode=cast(SourceMode, spec.source))
+        with time_budget(service.settings.query_timeout):
+            report = service.store.report(
+                query, rates=rates, mode=cast(SourceMode, spec.source)
+            )
     except ValueError as exc:
         if isinstance(exc, InvalidEventError | InvalidQueryError):
             raise
@@ -97,7 +101,8 @@ def stats(
             sort=["calls"],
         )
     )
-    result = service.store.report(query)
+    with time_budget(service.settings.query_timeout):
+        result = service.store.report(query)
     total = result.to_dict()["total"]
     features = [
         FeatureStats(
