@@ -13,6 +13,7 @@ import pytest
 
 import llmledger
 from llmledger.capture import Instrumentation, instrument
+from llmledger.capture._core import fingerprint
 from tests.test_capture_support import (
     JSON,
     SSE,
@@ -105,6 +106,24 @@ def test_chat_create_is_recorded_with_usage_attribution_and_request_id(
     )
     assert event.stream is False and event.duration_ms is not None and event.ts.tzinfo is not None
     assert event.api_key_fingerprint and "sk-test" not in event.api_key_fingerprint
+
+
+def test_the_fingerprint_names_the_key_extra_headers_send_instead_of_the_clients(
+    client: openai.OpenAI, replay: Replay, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        extra_headers={"Authorization": "Bearer sk-other-project"},
+    )
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert [h["authorization"] for h in replay.headers] == [
+        "Bearer sk-other-project",
+        "Bearer sk-test",
+    ]
+    overridden, plain = ledger.events()
+    assert overridden.api_key_fingerprint == fingerprint("sk-other-project")
+    assert plain.api_key_fingerprint == fingerprint("sk-test")
 
 
 def test_chat_parse_is_recorded_and_still_parses(

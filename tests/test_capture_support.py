@@ -112,18 +112,20 @@ class Replay:
     """A ``MockTransport`` handler answering each route with a recorded response.
 
     ``routes`` maps a path suffix to ``(status, body, headers)``, or to a callable
-    of the parsed request body giving one. Requests are kept in ``requests``.
-    ``sync_client(sdk)`` and ``async_client(sdk)`` give a client of the HTTP library
+    of the parsed request body giving one. Requests are kept in ``requests``, their
+    headers in ``headers``.  ``sync_client(sdk)`` and ``async_client(sdk)`` give a client of the HTTP library
     that SDK takes (:func:`http_library`).
     """
 
     def __init__(self, routes: dict[str, Any]) -> None:
         self.routes = routes
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
 
     def __call__(self, request: Any) -> Any:
         body = json.loads(request.content or b"{}")
         self.requests.append(body)
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         path = request.url.path
         # An answer of the request's own library (httpx or httpx2).
         library = importlib.import_module(type(request).__module__.partition(".")[0])

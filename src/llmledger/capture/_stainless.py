@@ -108,6 +108,27 @@ def _route(sdk: StainlessSDK, url: Any) -> str | None:
     return operation
 
 
+#: Headers that carry the provider key (lower case), the client's own or per call.
+_KEY_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
+
+
+def _key_in_headers(headers: Any) -> str | None:
+    """The key a call's ``extra_headers`` send instead of the client's, or None.
+
+    Example:
+        >>> _key_in_headers({"Authorization": "Bearer sk-other"}), _key_in_headers({})
+        ('sk-other', None)
+    """
+    if type(headers) is not dict or not headers:
+        return None
+    for name, value in headers.items():
+        if type(value) is str and type(name) is str and name.lower() in _KEY_HEADERS:
+            scheme, _, token = value.strip().partition(" ")
+            key = token.strip() if scheme.lower() == "bearer" else value.strip()
+            return key or None
+    return None
+
+
 def _reads_body_itself(request_options: Any) -> bool:
     # ``with_streaming_response``: the caller reads the raw bytes, so nothing can be hidden.
     headers = request_options.headers
@@ -133,7 +154,12 @@ def _start(
         model = body.get("model") if type(body) is dict else None
         # Positional: keyword arguments cost more, and this runs on every call.
         call = begin(
-            sdk.provider, operation, model if type(model) is str else None, stream, None, body
+            sdk.provider,
+            operation,
+            model if type(model) is str else None,
+            stream,
+            _key_in_headers(request_options.headers),
+            body,
         )
         if stream and options.include_usage:
             request_options = _asking_usage(sdk, call, request_options)
@@ -171,8 +197,9 @@ def _resolve(sdk: StainlessSDK, client: Any, call: Call) -> None:
     makes a new client).
     """
     sdk.resolve(client, call)
-    api_key = getattr(client, "api_key", None)
-    call.api_key = api_key if isinstance(api_key, str) else None
+    if call.api_key is None:  # else the request's own headers named the key sent
+        api_key = getattr(client, "api_key", None)
+        call.api_key = api_key if isinstance(api_key, str) else None
 
 
 def _failed(sdk: StainlessSDK, client: Any, call: Call, exc: BaseException) -> None:

@@ -3,7 +3,9 @@
 CSV and XLSX cells that a spreadsheet would run as a formula (text starting
 with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) are written with a
 leading apostrophe, so a model name or tag value such as ``=HYPERLINK(…)``
-shows as text instead of running.  Numbers stay numbers.
+shows as text instead of running.  So is text holding a line break (CR or LF):
+a reader that splits rows at it would see a line of its own, which may start
+with a formula.  CSV quotes every such cell.  Numbers stay numbers.
 """
 
 from __future__ import annotations
@@ -43,8 +45,12 @@ def escape_formula(text: str) -> str:
     Example:
         >>> escape_formula("=HYPERLINK(\\"http://x\\")"), escape_formula("gpt-4o")
         ('\\'=HYPERLINK("http://x")', 'gpt-4o')
+        >>> escape_formula("a\\r@SUM(A1)")
+        "'a\\r@SUM(A1)"
     """
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    if text.startswith(_FORMULA_STARTS) or "\n" in text or "\r" in text:
+        return "'" + text
+    return text
 
 
 def _cell(value: Any) -> Any:
@@ -103,9 +109,16 @@ def to_csv(report: Report) -> str:
         <BLANKLINE>
     """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # The csv module quotes the characters of its line terminator only: with
+    # "\n" a bare CR would go out unquoted.  Rows are written ending "\r\n",
+    # so cells holding either are quoted, and end "\n" as before.
+    row = io.StringIO()
+    writer = csv.writer(row, lineterminator="\r\n")
     for cells in table_rows(report):
+        row.seek(0)
+        row.truncate()
         writer.writerow(["" if v is None else _cell(v) for v in cells])
+        out.write(row.getvalue()[:-2] + "\n")
     return out.getvalue()
 
 
@@ -136,6 +149,13 @@ def to_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _xlsx_text(text: str) -> str:
+    # XML cannot hold most control characters; openpyxl refuses them outright.
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return escape_formula(ILLEGAL_CHARACTERS_RE.sub("\ufffd", text))
+
+
 def write_xlsx(report: Report, path: str | Path) -> Path:
     """Write an Excel workbook: a report sheet and a sheet with the query and rates.
 
@@ -158,7 +178,7 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
             elif isinstance(value, datetime):
                 value = value.isoformat()
             elif isinstance(value, str):
-                value = escape_formula(value)
+                value = _xlsx_text(value)
             converted.append(value)
         sheet.append(converted)
     from openpyxl.styles import Font
@@ -168,13 +188,13 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
     about = workbook.create_sheet("query")
     data = report.to_dict()
     for key, value in data["query"].items():
-        about.append([key, escape_formula(json.dumps(value))])
+        about.append([key, _xlsx_text(json.dumps(value))])
     about.append(["currency", data["currency"]])
     about.append(["source", data["source"]])
     for rate in data["rates"]:
         about.append(["rate", f"1 USD = {rate['rate']} {rate['currency']} from {rate['from']}"])
     for note in data["notes"]:
-        about.append(["note", escape_formula(note)])
+        about.append(["note", _xlsx_text(note)])
     target = Path(path)
     workbook.save(target)
     return target

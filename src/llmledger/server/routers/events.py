@@ -181,9 +181,22 @@ def _ingest(
             result.update(status="rejected", reason=refused[event_id])
         elif event_id in inserted:
             inserted.discard(event_id)  # a repeat within the batch is a duplicate
-        else:
+        elif _seen_by(service, tenant, event_id):
             result["status"] = "duplicate"
     return batch, results
+
+
+def _seen_by(service: Service, tenant: str | None, event_id: str) -> bool:
+    """Whether a key of ``tenant`` may learn that ``event_id`` is stored.
+
+    A key scoped to a tenant is told ``duplicate`` only for its tenant's own
+    events; an id stored in another tenant gets the answer a new id gets, so
+    ingest cannot be used to probe other tenants' ids.
+    """
+    if tenant is None:
+        return True
+    stored = service.store.get(event_id)
+    return stored is None or stored.tenant == tenant
 
 
 @router.post(
