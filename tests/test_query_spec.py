@@ -251,6 +251,10 @@ def test_formula_escaping() -> None:
     for dangerous in ("=1+1", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"):
         assert escape_formula(dangerous) == "'" + dangerous
     assert escape_formula("gpt-4o") == "gpt-4o"
+    # A line break: the cell and each line inside that starts like a formula.
+    assert escape_formula("ok\r@SUM(A1)") == "'ok\r'@SUM(A1)"
+    assert escape_formula("=1\n+2\r\n-3") == "'=1\n'+2\r\n'-3"
+    assert escape_formula("two\nlines") == "'two\nlines"
 
 
 def test_forecast_projects_the_run_rate_to_month_end() -> None:

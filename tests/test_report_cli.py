@@ -89,6 +89,35 @@ def test_csv_and_xlsx_escape_formulas(ledger: list[UsageEvent], tmp_path: Path) 
     assert all(c.data_type != "f" for row in sheet.iter_rows() for c in row)
 
 
+def test_line_breaks_in_values_are_quoted_and_escaped(db_url: str, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    users = ["ok\r@SUM(A1)", "a\n=1+1", "bell\x07", "plain"]
+    with open_store(db_url) as store:
+        store.write(
+            [
+                UsageEvent(provider="openai", model="gpt-4o", ts=now, user=user, cost=Decimal(1))
+                for user in users
+            ]
+        )
+    url = ["--database-url", db_url]
+    result = CliRunner().invoke(main, [*url, "report", "--by", "user", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert sorted(r[0] for r in rows[1:-1]) == ["'a\n'=1+1", "'ok\r'@SUM(A1)", "bell\x07", "plain"]
+    # A reader that starts a row at every CR or LF never sees one start like a formula.
+    assert not [line for line in re.split(r"[\r\n]", text) if line.startswith(("=", "+", "@"))]
+    target = tmp_path / "users.xlsx"
+    args = [*url, "report", "--by", "user", "--format", "xlsx", "-o", str(target)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    from openpyxl import load_workbook
+
+    cells = [c.value for c in load_workbook(target)["report"]["A"]]
+    # XML reads a CR back as LF.
+    assert "'ok\n'@SUM(A1)" in cells and "'a\n'=1+1" in cells and "bell\ufffd" in cells
+
+
 def test_markdown_and_text_views(ledger: list[UsageEvent], tmp_path: Path) -> None:
     md = _run("--by", "feature", "--format", "md")
     assert md.startswith("| feature |")

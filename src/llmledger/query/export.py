@@ -4,8 +4,9 @@ CSV and XLSX cells that a spreadsheet would run as a formula (text starting
 with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) are written with a
 leading apostrophe, so a model name or tag value such as ``=HYPERLINK(…)``
 shows as text instead of running.  So is text holding a line break (CR or LF):
-a reader that splits rows at it would see a line of its own, which may start
-with a formula.  CSV quotes every such cell.  Numbers stay numbers.
+a reader that splits rows at it would see a line of its own, so each line
+inside that starts like a formula is escaped too, and CSV quotes every such
+cell.  Numbers stay numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -37,6 +39,8 @@ __all__ = [
 ExportFormat = Literal["json", "csv", "xlsx", "md"]
 FORMATS: tuple[str, ...] = ("json", "csv", "xlsx", "md")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: A line inside a cell that starts like a formula (for readers that split rows there).
+_LINE_FORMULA = re.compile(r"([\r\n])(?=[=+\-@\t])")
 
 
 def escape_formula(text: str) -> str:
@@ -46,11 +50,11 @@ def escape_formula(text: str) -> str:
         >>> escape_formula("=HYPERLINK(\\"http://x\\")"), escape_formula("gpt-4o")
         ('\\'=HYPERLINK("http://x")', 'gpt-4o')
         >>> escape_formula("a\\r@SUM(A1)")
-        "'a\\r@SUM(A1)"
+        "'a\\r'@SUM(A1)"
     """
-    if text.startswith(_FORMULA_STARTS) or "\n" in text or "\r" in text:
-        return "'" + text
-    return text
+    if "\n" in text or "\r" in text:
+        return "'" + _LINE_FORMULA.sub("\\1'", text)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _cell(value: Any) -> Any:
