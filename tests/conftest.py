@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,24 +60,27 @@ def _postgres_url() -> str | None:
     return url
 
 
+def backends() -> list[str]:
+    """The databases the suite runs on: SQLite, and PostgreSQL when a server is given."""
+    return ["sqlite", "postgres"] if _postgres_url() is not None else ["sqlite"]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every test that asks for ``db_url`` once per backend."""
     if "db_url" in metafunc.fixturenames:
-        backends = ["sqlite"]
-        if _postgres_url() is not None:
-            backends.append("postgres")
-        metafunc.parametrize("db_backend", backends, ids=backends, scope="function")
+        names = backends()
+        metafunc.parametrize("db_backend", names, ids=names, scope="function")
 
 
-@pytest.fixture
-def db_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database URL: a SQLite file, or a PostgreSQL schema of its own.
+@contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file in ``folder``, or a PostgreSQL schema.
 
-    Each PostgreSQL test gets a new schema (put first on ``search_path`` through
+    Each PostgreSQL database is a new schema (put first on ``search_path`` through
     the URL), dropped afterwards, so test runs sharing one server never meet.
     """
-    if db_backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'ledger.db'}"
         return
     import uuid
 
@@ -99,3 +103,10 @@ def db_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def db_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL (see :func:`fresh_database`), one per backend."""
+    with fresh_database(db_backend, tmp_path) as url:
+        yield url

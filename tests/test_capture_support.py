@@ -113,8 +113,8 @@ class Replay:
 
     ``routes`` maps a path suffix to ``(status, body, headers)``, or to a callable
     of the parsed request body giving one. Requests are kept in ``requests``, their
-    headers in ``headers``.  ``sync_client(sdk)`` and ``async_client(sdk)`` give a client of the HTTP library
-    that SDK takes (:func:`http_library`).
+    headers in ``headers``.  ``sync_client(sdk)`` and ``async_client(sdk)`` give a
+    client of the HTTP library that SDK takes (:func:`http_library`).
     """
 
     def __init__(self, routes: dict[str, Any]) -> None:

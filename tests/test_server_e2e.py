@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,20 +28,22 @@ def free_port() -> int:
     return port
 
 
-def cli(db_url: str, *args: str) -> str:
+def cli(db_url: str, *args: str, env: Mapping[str, str] | None = None) -> str:
     done = subprocess.run(
         [LLMLEDGER, "--database-url", db_url, *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
+        env=None if env is None else {**os.environ, **env},
     )
     return done.stdout
 
 
 @contextmanager
-def serve(db_url: str, port: int) -> Iterator[str]:
-    """``llmledger serve`` on loopback, stopped afterwards."""
+def serve(db_url: str, port: int, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """``llmledger serve`` on loopback (with ``env`` added to its environment), stopped
+    afterwards."""
     process = subprocess.Popen(
         [
             LLMLEDGER,
@@ -56,6 +58,7 @@ def serve(db_url: str, port: int) -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=None if env is None else {**os.environ, **env},
     )
     url = f"http://127.0.0.1:{port}"
     try:

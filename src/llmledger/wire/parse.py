@@ -499,6 +499,13 @@ def parse_body_with_content(body: bytes | str, *, now: datetime) -> ParsedBody:
         len(e["loc"]) >= 2 and e["loc"][0] == "events" and isinstance(e["loc"][1], int)
         for e in errors
     )
+    # Text the fast parser refuses (a lone surrogate) is one event's problem too.
+    per_event = per_event or (
+        isinstance(data, dict)
+        and list(data) == ["events"]
+        and isinstance(data["events"], list)
+        and len(data["events"]) <= MAX_BATCH
+    )
     if not per_event or not isinstance(data, dict):
         raise InvalidEventError(
             'the body must be an event or {"events": [...]} with at most '
