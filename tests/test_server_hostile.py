@@ -276,7 +276,7 @@ IMPOSSIBLE_QUERIES = [
     "/v1/events/%00",
     "/v1/events/%00/content",
     "/v1/prices?model=a%00",
-    "/v1/prices/rates?currency=a%00",
+    "/v1/exchange-rates?currency=a%00",
 ]
 
 
@@ -299,7 +299,7 @@ def test_every_impossible_query_input_is_a_4xx_in_the_one_shape(
         ("/v1/report/batch", {"queries": [{"period": "9999-12"}]}),
         ("/v1/report/batch", {"queries": [{"last": "3000000d"}]}),
         ("/v1/prices", {"provider": "acme\x00", "model": "m", "input": "1"}),
-        ("/v1/prices/rates", {"currency": "BR\x00", "rate": "5"}),
+        ("/v1/exchange-rates", {"currency": "BR\x00", "rate": "5"}),
         ("/v1/keys", {"role": "reader", "tenant": "acme\x00"}),
     ],
 )
