@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from llmledger.core.ids import new_id
 from llmledger.core.settings import load_settings
@@ -139,7 +140,7 @@ _URL_TEXT = st.sampled_from([text for text in HOSTILE_TEXT if text.isascii()])
 _ANY = _TEXT | st.sampled_from(HOSTILE_NUMBERS) | st.just(nested(200))
 
 
-def _schema(app: FastAPI) -> Any:
+def _schema(app: FastAPI) -> OpenApiSchema:
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     # Query and path values travel as text; JSON bodies also take numbers and nesting.
     schema.hook("flatmap_query")(_sometimes_hostile(_URL_TEXT | st.sampled_from(HOSTILE_NUMBERS)))
