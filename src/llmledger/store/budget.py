@@ -84,6 +84,13 @@ def install(engine: Engine, *, sqlite: bool) -> None:
     """Make the engine's connections keep the deadline of :func:`time_budget`.
 
     Called once per engine, by the store that owns it.
+
+    Example:
+        >>> engine = sa.create_engine("sqlite://")
+        >>> install(engine, sqlite=True)
+        >>> with time_budget(5.0), engine.connect() as conn:
+        ...     conn.exec_driver_sql("SELECT 1").scalar()
+        1
     """
 
     @sa_event.listens_for(engine, "checkout")
