@@ -69,8 +69,9 @@ def time_budget(seconds: float | None) -> Iterator[None]:
     _local.deadline = deadline if previous is None else min(previous, deadline)
     try:
         yield
-    except sa.exc.OperationalError as exc:
-        if time.monotonic() < _local.deadline:
+    except (sa.exc.OperationalError, StoreError) as exc:
+        # The database stopped the statement (or a store read wrapped that failure).
+        if isinstance(exc, QueryTimeoutError) or time.monotonic() < _local.deadline:
             raise
         raise QueryTimeoutError(
             f"the query took longer than its time budget ({seconds:g} s, query_timeout) "
