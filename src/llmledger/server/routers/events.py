@@ -209,7 +209,9 @@ def _seen_by(service: Service, tenant: str | None, event_id: str) -> bool:
 async def ingest(request: Request, principal: Writer) -> JSONResponse:
     """Store events sent in the JSON shape of `llmledger logs --json`.
 
-    Idempotent on the event id: an id already stored is answered `duplicate`.
+    Idempotent on the event id: an id already stored is answered `duplicate`
+    (to a key scoped to a tenant, only an id of its own tenant; another tenant's
+    id is answered as a new one is, and nothing is written).
     In a batch each invalid event is answered `rejected` with the reason and the
     valid ones are stored in one transaction; a single invalid event is a 422.
     Events sent with an ingest key are put in the key's tenant.  An event may
