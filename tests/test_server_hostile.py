@@ -122,7 +122,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("NUL in model", {"model": "gpt-4o\x00"}, "model: must not contain NUL"),
     ("NUL in provider", {"provider": "\x00openai"}, "provider: must not contain NUL"),
     ("NUL in response_model", {"response_model": "x\x00"}, "response_model: must not"),
-    ("NUL in a tag key", {"tags": {"k\x00": "v"}}, "must not contain NUL"),
+    ("NUL in a tag key", {"tags": {"k\x00": "v"}}, "tags.k\\u0000.[key]: must not contain NUL"),
     ("NUL in a tag value", {"tags": {"k": "v\x00"}}, "tags.k: must not contain NUL"),
     (
         "NUL in error_message",

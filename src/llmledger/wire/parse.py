@@ -4,7 +4,8 @@
 the service ingests the same shape and the remote sink sends it, each event
 optionally with the prompt and response text kept for it (:class:`EventIn`,
 field ``content``).  The models refuse unknown fields, take counts as strict
-non-negative integers and money as a decimal string; :func:`parse_event` turns
+non-negative integers and money as a decimal string, bound every number and
+refuse text no store can hold (NUL, lone surrogates); :func:`parse_event` turns
 one JSON object into a :class:`UsageEvent`, or raises :class:`InvalidEventError`
 with every problem in one readable sentence, and
 :func:`parse_body_with_content` reads a request body, text included.
@@ -293,7 +294,8 @@ def describe_validation_error(error: pydantic.ValidationError, skip: int = 0) ->
     """
     parts = []
     for item in error.errors(include_url=False):
-        where = ".".join(str(p) for p in item["loc"][skip:])
+        # A key holding a NUL is named with it escaped, so the answer can be logged as text.
+        where = ".".join(str(p) for p in item["loc"][skip:]).replace("\x00", "\\u0000")
         message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
         message = message.removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)
