@@ -202,6 +202,28 @@ def test_nothing_is_half_written_when_the_database_fails(api: Api) -> None:
     assert "llmledger_ingest_failed_requests_total 1" in api.client.get("/metrics").text
 
 
+def test_an_unexpected_error_is_answered_in_the_one_shape_not_raised_to_the_server(
+    db_url: str,
+) -> None:
+    app = create_app(load_settings(database_url=db_url))
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/broken", broken)
+    # The test client raises what reaches the server (which would close the connection).
+    with TestClient(app, raise_server_exceptions=True) as client:
+        answer = client.get("/broken")
+        assert answer.status_code == 500
+        assert answer.json() == {
+            "ok": False,
+            "status": 500,
+            "error": "internal_error",
+            "message": "internal error",
+        }
+        assert client.get("/healthz").status_code == 200
+
+
 def test_events_are_priced_with_prices_added_through_the_api(api: Api) -> None:
     row = {"provider": "acme", "model": "acme-1", "from": "2020-01-01", "input": "1", "output": 2}
     added = api.post("/v1/prices", row)

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmledger.core.errors import (
     ConfigError,
@@ -36,6 +37,7 @@ from llmledger.store.errors import is_transient
 from llmledger.wire.parse import describe_validation_error
 
 __all__ = [
+    "AnswerUnexpected",
     "ApiError",
     "ConflictError",
     "NotFoundError",
@@ -140,8 +142,41 @@ def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
     return 500, "internal_error", None
 
 
+class AnswerUnexpected:
+    """Answer an error no handler knows with the one shape, keeping the connection open.
+
+    Starlette's outermost layer answers such an error too, then raises it again
+    to the server, which closes the connection; here it is answered and logged,
+    and the client's connection stays usable.  An error after the answer has
+    started goes on up.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:
+                raise
+            log.error("llmledger service: unexpected error", exc_info=exc)
+            await error_response(500, "internal error")(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error through :func:`error_response`."""
+    app.add_middleware(AnswerUnexpected)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
