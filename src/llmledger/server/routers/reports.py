@@ -47,9 +47,7 @@ def _report(service: Service, principal: Principal, spec: ReportQueryIn) -> dict
     rates = service.exchange_rates if query.currency != "USD" else None
     try:
         with time_budget(service.settings.query_timeout):
-            report = service.store.report(
-                query, rates=rates, mode=cast(SourceMode, spec.source)
-            )
+            report = service.store.report(query, rates=rates, mode=cast(SourceMode, spec.source))
     except ValueError as exc:
         if isinstance(exc, InvalidEventError | InvalidQueryError):
             raise
