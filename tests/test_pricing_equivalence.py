@@ -26,7 +26,9 @@ TIERS = [None, "flex", "priority", "batch", "fast", "default", "scale"]
 
 @cache
 def resolver() -> PriceResolver:
-    return PriceResolver()
+    # The catalog alone: the supplementary rows fill rates genai-prices does not have, so
+    # with them the two would rightly differ (tests/test_price_source.py covers that layer).
+    return PriceResolver(supplement=False)
 
 
 @cache
