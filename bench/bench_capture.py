@@ -37,7 +37,7 @@ import httpx2
 import openai
 
 import llmledger.runtime.ledger
-from llmledger.capture import instrument
+from llmledger.capture import CaptureOptions, instrument
 from llmledger.core.settings import load_settings
 from llmledger.runtime.ledger import Ledger
 
@@ -122,7 +122,7 @@ def _hook_cost_per_call(client: openai.OpenAI, iterations: int, rounds: int) -> 
     def stand_in(self: Any, cast_to: Any, request_options: Any, **kwargs: Any) -> Any:
         return completion
 
-    hooked = _sync_request(openai_capture.sdk(), stand_in)
+    hooked = _sync_request(openai_capture.sdk(), CaptureOptions(), stand_in)
     plain_runs: list[float] = []
     hooked_runs: list[float] = []
     clock = time.perf_counter
@@ -172,7 +172,7 @@ def _hook_cost_per_chunk(client: openai.OpenAI, chunks: int, rounds: int) -> tup
         stream._iterator = iter(parsed)
         return stream
 
-    hooked = _sync_request(openai_capture.sdk(), stand_in)
+    hooked = _sync_request(openai_capture.sdk(), CaptureOptions(), stand_in)
     plain_runs: list[float] = []
     hooked_runs: list[float] = []
     clock = time.perf_counter

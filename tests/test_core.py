@@ -4,10 +4,15 @@ from __future__ import annotations
 import __future__
 
 import asyncio
+import copy
+import dataclasses
 import inspect
+import json
+import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import llmledger
-from llmledger.core.attribution import attribute, current_attribution, propagate
+from llmledger.core.attribution import attribute, check_feature, current_attribution, propagate
 from llmledger.core.errors import ConfigError, InvalidEventError, InvalidUsageError, LedgerError
 from llmledger.core.events import UsageEvent
 from llmledger.core.ids import id_time_ms, new_id
@@ -118,9 +123,51 @@ def test_event_validation_keeps_broken_usage_with_a_warning() -> None:
         ts=datetime.now(UTC),
         usage=Usage(input_tokens=1, cache_read_tokens=2),
     )
-    event.validate()
-    assert event.usage.cache_read_tokens == 2  # never silently fixed
-    assert event.warnings and "exceed input_tokens" in event.warnings[0]
+    checked = event.validate()
+    assert checked.usage.cache_read_tokens == 2  # never silently fixed
+    assert checked.warnings and "exceed input_tokens" in checked.warnings[0]
+    assert event.warnings == ()  # the event checked is left as it was
+    assert checked.validate() is checked
+
+
+def test_events_are_immutable_and_keep_no_reference_to_the_callers_collections() -> None:
+    tags = {"env": "prod"}
+    warnings = ["a warning"]
+    breakdown = {"input_tokens": Decimal("0.5")}
+    event = UsageEvent(
+        provider="openai",
+        model="m",
+        ts=datetime.now(UTC),
+        tags=tags,
+        warnings=warnings,  # type: ignore[arg-type]
+        cost_breakdown=breakdown,
+    )
+    tags["env"] = "dev"
+    warnings.append("another")
+    breakdown["output_tokens"] = Decimal("1")
+    assert event.tags == {"env": "prod"} and event.warnings == ("a warning",)
+    assert event.cost_breakdown == {"input_tokens": Decimal("0.5")}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.cost = Decimal("1")  # type: ignore[misc]
+    for change in (
+        lambda: event.tags.__setitem__("env", "dev"),  # type: ignore[index]
+        lambda: event.tags.update(env="dev"),  # type: ignore[attr-defined]
+        lambda: event.tags.pop("env"),  # type: ignore[attr-defined]
+        lambda: event.tags.clear(),  # type: ignore[attr-defined]
+    ):
+        with pytest.raises(TypeError, match="cannot be changed"):
+            change()
+    assert event.tags == {"env": "prod"}
+    # Read-only, yet still a dict for the JSON encoders, pickling and copying.
+    assert json.dumps(event.tags) == '{"env": "prod"}'
+    assert pickle.loads(pickle.dumps(event)) == event
+    assert copy.deepcopy(event) == event
+    changed = event.replace(tags={"env": "dev"}, status="blocked")
+    assert (changed.tags, changed.status, event.tags) == (
+        {"env": "dev"},
+        "blocked",
+        {"env": "prod"},
+    )
 
 
 # -- settings -----------------------------------------------------------------------
@@ -220,15 +267,38 @@ def test_attribute_rejects_bad_values() -> None:
         attribute(tags={"x": [1]})  # type: ignore[dict-item]
 
 
-def test_declared_features_refuse_unknown_ones() -> None:
+def test_declared_features_refuse_unknown_ones_where_the_call_is_recorded() -> None:
     llmledger.configure(features={"search": "Search", "chat": "Chat"})
     try:
         with attribute(feature="search"):
-            pass
-        with pytest.raises(llmledger.UnknownFeatureError, match=r"'serach'.*chat, search"):
-            attribute(feature="serach")
+            assert llmledger.record(provider="openai", model="gpt-4o").feature == "search"
+        with attribute(feature="serach"):  # opening the block asks nothing of the ledger
+            with pytest.raises(llmledger.UnknownFeatureError, match=r"'serach'.*chat, search"):
+                llmledger.record(provider="openai", model="gpt-4o")
+            with pytest.raises(llmledger.UnknownFeatureError, match=r"'serach'"):
+                with llmledger.track(provider="openai", model="gpt-4o"):
+                    pass
+        with pytest.raises(llmledger.UnknownFeatureError, match=r"'serach'"):
+            llmledger.record(provider="openai", model="gpt-4o", feature="serach")
     finally:
         llmledger.configure()
+
+
+def test_attribute_never_builds_the_process_ledger() -> None:
+    import llmledger.runtime.ledger as ledger_module
+
+    assert ledger_module._ledger is None
+    with attribute(feature="anything", user="u1") as attribution:
+        assert attribution.feature == "anything"
+    assert ledger_module._ledger is None
+
+
+def test_check_feature_is_given_the_declared_features() -> None:
+    check_feature("search", {"search"})
+    check_feature("whatever", ())
+    check_feature(None, {"search"})
+    with pytest.raises(llmledger.UnknownFeatureError):
+        check_feature("chat", {"search"})
 
 
 def test_features_from_the_environment_take_optional_display_names(

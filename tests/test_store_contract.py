@@ -111,7 +111,7 @@ def test_minimal_event_round_trips_with_defaults(store: SqlStore) -> None:
     store.write([event])
     back = store.get(event.id)
     assert back == event
-    assert back is not None and back.tags == {} and back.warnings == [] and back.cost is None
+    assert back is not None and back.tags == {} and back.warnings == () and back.cost is None
 
 
 def test_other_time_zones_are_stored_as_the_same_instant_in_utc(store: SqlStore) -> None:

@@ -17,16 +17,22 @@ Example:
 
 from __future__ import annotations
 
+import enum
 import importlib
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from llmledger.capture._core import Redactor, capture_content, options
+from llmledger.capture._core import CaptureOptions, Redactor, capture_content, internal_errors
 from llmledger.capture._patch import Patch
+from llmledger.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llmledger.runtime.ledger import Ledger
 
 __all__ = [
+    "CaptureOptions",
     "Instrumentation",
     "Redactor",
     "capture_content",
@@ -41,20 +47,35 @@ _lock = threading.Lock()
 _active: Instrumentation | None = None
 
 
-class Instrumentation:
-    """The handle :func:`instrument` returns: which SDKs are hooked, and how to undo it.
+class _Unset(enum.Enum):
+    UNSET = "unset"
 
+
+_UNSET = _Unset.UNSET
+
+
+class Instrumentation:
+    """The handle :func:`instrument` returns: which SDKs are hooked, with which options,
+    and how to undo it.
+
+    The options are fixed for the handle's life: its hooks were made with them.
     Also a context manager: the hooks are removed when the block ends.
 
     Example:
         >>> import llmledger
         >>> with llmledger.instrument(google=False) as handle:
-        ...     "google" in handle.sdks
-        False
+        ...     "google" in handle.sdks, handle.options.include_usage
+        (False, False)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, options: CaptureOptions | None = None) -> None:
+        self._options = options or CaptureOptions()
         self._patches: dict[str, list[Patch]] = {}
+
+    @property
+    def options(self) -> CaptureOptions:
+        """The options every hook of this handle follows."""
+        return self._options
 
     @property
     def sdks(self) -> tuple[str, ...]:
@@ -66,10 +87,10 @@ class Instrumentation:
         """Whether the hooks are in place."""
         return any(self._patches.values())
 
-    def _add(self, name: str, make: Callable[[], list[Patch]]) -> None:
+    def _add(self, name: str, make: Callable[[CaptureOptions], list[Patch]]) -> None:
         if self._patches.get(name):
             return
-        patches = make()
+        patches = make(self._options)
         for patch in patches:
             patch.apply()
         self._patches[name] = patches
@@ -114,15 +135,21 @@ def instrument(
     openai: bool = True,
     anthropic: bool = True,
     google: bool = True,
-    include_usage: bool = False,
-    store_content: bool | None = None,
-    redact: Redactor | None = None,
+    include_usage: bool | Literal[_Unset.UNSET] = _UNSET,
+    store_content: bool | Literal[_Unset.UNSET] | None = _UNSET,
+    redact: Redactor | Literal[_Unset.UNSET] | None = _UNSET,
+    ledger: Ledger | Literal[_Unset.UNSET] | None = _UNSET,
 ) -> Instrumentation:
     """Record every call the installed provider SDKs make, from now on.
 
     Safe to call more than once: the hooks are installed once, and a later call
-    updates the options and adds SDKs not hooked yet. Attribution in force at the
-    start of each call (:func:`llmledger.attribute`) is recorded with it.
+    returns the same handle, hooking the SDKs asked for that are not hooked yet
+    (and unhooking those passed as ``False``). The options (``include_usage``,
+    ``store_content``, ``redact``, ``ledger``) are the handle's for its life: a later
+    call may repeat them or leave them out, but naming a different value is a
+    :class:`~llmledger.ConfigError`; ``uninstrument()`` first to change them.
+    Attribution in force at the start of each call (:func:`llmledger.attribute`)
+    is recorded with it.
 
     Args:
         openai: Hook the ``openai`` SDK (chat completions, Responses, embeddings;
@@ -139,23 +166,50 @@ def instrument(
             decides per block of calls.
         redact: Called as ``redact("prompt" | "response", text)`` before any text
             is kept; returns the text to keep.
+        ledger: Record into this ledger instead of the process ledger
+            (:func:`llmledger.get_ledger`, followed as :func:`llmledger.configure`
+            replaces it).
 
     Returns:
         The :class:`Instrumentation` handle; ``.uninstrument()`` undoes it.
 
+    Raises:
+        ConfigError: when instrumentation is already on with other options.
+
     Example:
         >>> import llmledger
         >>> handle = llmledger.instrument(include_usage=True)
-        >>> handle is llmledger.instrument()
+        >>> handle is llmledger.instrument() is llmledger.instrument(include_usage=True)
         True
+        >>> llmledger.instrument(include_usage=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        llmledger.core.errors.ConfigError: instrument() is already on with include_usage=True; ...
         >>> handle.uninstrument()
     """
     global _active
+    given: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("include_usage", include_usage),
+            ("store_content", store_content),
+            ("redact", redact),
+            ("ledger", ledger),
+        )
+        if value is not _UNSET
+    }
     with _lock:
-        options.include_usage = include_usage
-        options.store_content = store_content
-        options.redact = redact
-        handle = _active if _active is not None else Instrumentation()
+        if _active is None:
+            handle = Instrumentation(CaptureOptions(**given))
+        else:
+            handle = _active
+            for name, value in given.items():
+                current = getattr(handle.options, name)
+                if value is not current and value != current:
+                    raise ConfigError(
+                        f"instrument() is already on with {name}={current!r}; "
+                        "call uninstrument() on its handle first to change it"
+                    )
         wanted = {"openai": openai, "anthropic": anthropic, "google": google}
         for name in _SDKS:
             module = _module(name)
@@ -198,4 +252,4 @@ def capture_stats() -> dict[str, int]:
         >>> capture_stats()["internal_errors"] >= 0
         True
     """
-    return {"internal_errors": options.internal_errors}
+    return {"internal_errors": internal_errors()}

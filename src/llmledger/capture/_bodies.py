@@ -22,12 +22,12 @@ from typing import Any
 
 from llmledger.capture._core import Call, reading_event, usage_event, with_error
 from llmledger.capture._streams import Tracker
-from llmledger.core.events import UsageEvent
+from llmledger.core.events import Status, UsageEvent
 
 __all__ = ["BodyTracker", "body_event", "track_body"]
 
 #: Builds the event of a read body: ``(call, body, ended, status, ttft, exc)``.
-Build = Callable[[Call, bytes, float, str, float | None, BaseException | None], Any]
+Build = Callable[[Call, bytes, float, Status, float | None, BaseException | None], Any]
 
 
 class BodyTracker(Tracker):
@@ -56,7 +56,7 @@ class BodyTracker(Tracker):
             self.finish("error", exc)
 
     def _builder(
-        self, status: str, exc: BaseException | None, ended: float
+        self, status: Status, exc: BaseException | None, ended: float
     ) -> Callable[[], UsageEvent]:
         call, chunks, first, build = self.call, self.chunks, self.first, self.build
         return lambda: build(call, b"".join(chunks), ended, status, first, exc)
@@ -152,7 +152,7 @@ def body_event(request_id: str | None, text: Callable[[str, Any], str | None]) -
         call: Call,
         body: bytes,
         ended: float,
-        status: str,
+        status: Status,
         ttft: float | None,
         exc: BaseException | None,
     ) -> Any:

@@ -3,14 +3,22 @@
 The caller's thread only takes a :class:`Call` (timestamps, the attribution in
 force, the requested model, references) and hands the ledger a zero-argument
 callable; reading the response, pricing and writing happen in the ledger's
-background writer.  Every hook body runs under :func:`internal_error`'s guard,
-so a tracking failure is logged and counted and never reaches the caller (it is
-re-raised only when ``settings.strict`` is on, as in the test suite).
+background writer. A call made inside a :func:`llmledger.track` block hands that
+callable to the block instead, which records it as its own event.
+
+The options a hook follows (:class:`CaptureOptions`) belong to the
+:class:`~llmledger.capture.Instrumentation` that installed it and are bound into
+the hook when it is made; nothing here is a module-wide setting.
+
+Every hook body runs under :func:`internal_error`'s guard, so a tracking failure
+is logged and counted and never reaches the caller (it is re-raised only when
+``settings.strict`` is on, as in the test suite).
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,11 +31,13 @@ from typing import Any
 
 import llmledger.runtime.ledger as _ledger_module
 from llmledger.core.attribution import Attribution, current_attribution
-from llmledger.core.events import UsageEvent
+from llmledger.core.events import FrozenDict, Operation, Status, UsageEvent
 from llmledger.core.usage import Usage
 from llmledger.runtime.ledger import Ledger, get_ledger
+from llmledger.runtime.recording import Block, current_block
 
 __all__ = [
+    "DEFAULT_OPTIONS",
     "Call",
     "CaptureOptions",
     "Redactor",
@@ -40,9 +50,8 @@ __all__ = [
     "current_scope",
     "error_event",
     "internal_error",
+    "internal_errors",
     "merge_attribution",
-    "openai_style_usage",
-    "options",
     "reading_event",
     "submit",
     "usage_event",
@@ -57,29 +66,51 @@ Redactor = Callable[[str, str], str]
 _MAX_ERROR_MESSAGE = 1000
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CaptureOptions:
-    """The options :func:`llmledger.instrument` was given, read by every hook."""
+    """The options :func:`llmledger.instrument` was given, bound into every hook it installs.
+
+    Attributes:
+        include_usage: Ask OpenAI chat streams for their usage chunk, and hide it.
+        store_content: Keep prompt and response text; None follows the setting.
+        redact: Called on any text before it is kept.
+        ledger: The ledger the calls are recorded in; None: the process ledger in
+            force when each call starts.
+
+    Example:
+        >>> CaptureOptions(include_usage=True).store_content is None
+        True
+    """
 
     include_usage: bool = False
     store_content: bool | None = None
     redact: Redactor | None = None
-    internal_errors: int = 0
+    ledger: Ledger | None = None
 
 
-options = CaptureOptions()
+#: What adapters and hooks made outside :func:`llmledger.instrument` follow.
+DEFAULT_OPTIONS = CaptureOptions()
+
 _errors_lock = threading.Lock()
+_internal_errors = 0
 
 
-def internal_error(where: str) -> None:
+def internal_errors() -> int:
+    """How many internal capture errors were caught (and logged) in this process."""
+    return _internal_errors
+
+
+def internal_error(where: str, ledger: Ledger | None = None) -> None:
     """Count and log the exception being handled; re-raise it when the ledger is strict.
 
-    Call it only from an ``except`` block.
+    Call it only from an ``except`` block. ``ledger`` is the one the call records
+    into, when known; otherwise the process ledger's setting decides.
     """
+    global _internal_errors
     with _errors_lock:
-        options.internal_errors += 1
+        _internal_errors += 1
     try:
-        strict = get_ledger().settings.strict
+        strict = (ledger or get_ledger()).settings.strict
     except Exception:
         strict = False
     if strict:
@@ -206,7 +237,7 @@ class Call:
     """What is known when a provider call starts, taken on the caller's thread."""
 
     provider: str
-    operation: str
+    operation: Operation
     model: str | None
     wall: float
     started: float
@@ -218,11 +249,14 @@ class Call:
     prompt: str | None = None
     extra: Mapping[str, Any] | None = None
     hide_usage_chunk: bool = False
+    options: CaptureOptions = DEFAULT_OPTIONS
+    block: Block | None = None
 
 
 def begin(
+    options: CaptureOptions,
     provider: str,
-    operation: str,
+    operation: Operation,
     model: str | None,
     stream: bool = False,
     api_key: Any = None,
@@ -236,7 +270,7 @@ def begin(
     """
     # The process ledger is read directly: this runs on every call, and
     # get_ledger() only differs before the first ledger is built.
-    ledger = _ledger_module._ledger or get_ledger()
+    ledger = options.ledger or _ledger_module._ledger or get_ledger()
     call = Call(
         provider,
         operation,
@@ -248,10 +282,15 @@ def begin(
         stream,
         api_key if type(api_key) is str else None,
     )
+    call.options = options
     scope = current_scope.get()
     if scope is not None and not scope.closed:
         scope.seen += 1
         call.extra = scope.attribution
+    block = current_block.get()
+    if block is not None and not block.closed:
+        block.seen += 1
+        call.block = block
     if request is not None:
         wanted = _content_override.get()
         if wanted is None:
@@ -264,8 +303,16 @@ def begin(
 
 
 def submit(call: Call, build: Callable[[], UsageEvent]) -> None:
-    """Hand the ledger the deferred work that builds the call's event."""
-    call.ledger.submit(build)
+    """Hand over the deferred work that builds the call's event.
+
+    To the :func:`llmledger.track` block the call started in while that block is
+    open (it records the event itself), otherwise to the ledger.
+    """
+    block = call.block
+    if block is None:
+        call.ledger.submit(build)
+    elif not block.take(build):
+        block.ledger.submit(block.deferred(build))
 
 
 # -- building events (background thread) --------------------------------------------------
@@ -289,13 +336,14 @@ def _values(call: Call, ended: float, ttft: float | None) -> dict[str, Any]:
     values: dict[str, Any] = {
         "provider": call.provider,
         "operation": call.operation,
+        "stream": call.stream,
         "ts": datetime.fromtimestamp(call.wall, UTC),
         "duration_ms": round(max(ended - call.started, 0.0) * 1000, 3),
         "tenant": attribution.tenant,
         "user": attribution.user,
         "feature": attribution.feature,
         "session": attribution.session,
-        "tags": dict(attribution.tags),
+        "tags": FrozenDict(attribution.tags),
         "api_key_fingerprint": fingerprint(call.api_key),
     }
     if call.model:
@@ -311,7 +359,7 @@ def reading_event(
     body: Any = None,
     events: Iterable[Mapping[str, Any]] | None = None,
     ended: float,
-    status: str = "ok",
+    status: Status = "ok",
     ttft: float | None = None,
     request_id: str | None = None,
     text: Callable[[], str | None] | None = None,
@@ -325,7 +373,7 @@ def reading_event(
     """
     from llmledger.core.errors import ResponseParseError
     from llmledger.normalize import read_response, read_stream_events
-    from llmledger.runtime.recording import build_event
+    from llmledger.runtime.recording import assemble_event
 
     reader = call.reader or call.provider
     values = _values(call, ended, ttft)
@@ -341,15 +389,14 @@ def reading_event(
         if call.operation == "chat" or call.operation == "responses":
             raise
         reading = None
+    features = call.ledger.features
     if reading is None:
         values["usage_source"] = "missing"
-        event = build_event(call.ledger, usage={}, **values)
+        event = assemble_event(values, features=features, usage={})
     else:
         if reading.request_id and values.get("request_id") is None:
             values["request_id"] = reading.request_id
-        event = build_event(call.ledger, reading=reading, **values)
-    # ``stream`` names build_event's transcript argument, so the flag is set here.
-    event.stream = call.stream
+        event = assemble_event(values, features=features, reading=reading)
     if call.prompt is not None:
         _keep_content(call, event, text() if text is not None else None)
     return event
@@ -359,7 +406,7 @@ def error_event(
     call: Call, exc: BaseException, *, ended: float, request_id: str | None
 ) -> UsageEvent:
     """Build the event of a call that failed before any response was read."""
-    from llmledger.runtime.recording import build_event
+    from llmledger.runtime.recording import assemble_event
 
     values = _values(call, ended, None)
     values.setdefault("model", "unknown")
@@ -371,15 +418,14 @@ def error_event(
     )
     if request_id:
         values["request_id"] = request_id
-    event = build_event(call.ledger, usage={}, **values)
-    event.stream = call.stream
+    event = assemble_event(values, features=call.ledger.features, usage={})
     if call.prompt is not None:
         _keep_content(call, event, None)
     return event
 
 
 def with_error(event: UsageEvent, exc: BaseException | None) -> UsageEvent:
-    """The event, naming the exception that ended its call when there is one.
+    """The event, naming the exception that ended its call when there is one (a copy).
 
     Example:
         >>> from datetime import UTC, datetime
@@ -387,15 +433,18 @@ def with_error(event: UsageEvent, exc: BaseException | None) -> UsageEvent:
         >>> with_error(event, TimeoutError("read timed out")).error_type
         'TimeoutError'
     """
-    if exc is not None:
-        event.error_type = type(exc).__name__
-        event.error_message = str(exc)[:_MAX_ERROR_MESSAGE] or None
-    return event
+    if exc is None:
+        return event
+    return dataclasses.replace(
+        event,
+        error_type=type(exc).__name__,
+        error_message=str(exc)[:_MAX_ERROR_MESSAGE] or None,
+    )
 
 
 def adapter_call(
     provider: str,
-    operation: str,
+    operation: Operation,
     model: str | None,
     *,
     extra: Mapping[str, Any] | None = None,
@@ -431,7 +480,7 @@ def usage_event(
     usage: Usage | None,
     *,
     ended: float,
-    status: str = "ok",
+    status: Status = "ok",
     ttft: float | None = None,
     usage_raw: Any = None,
     response_model: str | None = None,
@@ -446,7 +495,7 @@ def usage_event(
     is missing. Counts that break the invariants are kept, with warnings.
     """
     from llmledger.normalize.base import Reading
-    from llmledger.runtime.recording import build_event
+    from llmledger.runtime.recording import assemble_event
 
     values = _values(call, ended, ttft)
     values.setdefault("model", response_model or "unknown")
@@ -466,9 +515,7 @@ def usage_event(
         stream=call.stream,
         warnings=usage.problems() if usage is not None else [],
     )
-    event = build_event(call.ledger, reading=reading, **values)
-    event.stream = call.stream
-    return event
+    return assemble_event(values, features=call.ledger.features, reading=reading)
 
 
 def count(value: Any) -> int:
@@ -481,47 +528,6 @@ def count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return 0
     return value
-
-
-def _field(source: Any, name: str) -> Any:
-    if isinstance(source, Mapping):
-        return source.get(name)
-    return getattr(source, name, None)
-
-
-def openai_style_usage(raw: Any) -> Usage:
-    """Usage in the OpenAI chat shape (a mapping or an object), as frameworks pass it on.
-
-    ``prompt_tokens`` includes its cached part (``prompt_tokens_details.cached_tokens``,
-    or LiteLLM's ``cache_read_input_tokens``); a cache write
-    (``cache_creation_input_tokens``) is added when the total leaves it out.
-
-    Example:
-        >>> usage = openai_style_usage({"prompt_tokens": 100, "completion_tokens": 9,
-        ...     "prompt_tokens_details": {"cached_tokens": 60}})
-        >>> usage.input_tokens, usage.cache_read_tokens, usage.output_tokens
-        (100, 60, 9)
-    """
-    details = _field(raw, "prompt_tokens_details")
-    output_details = _field(raw, "completion_tokens_details")
-    input_tokens = count(_field(raw, "prompt_tokens"))
-    cache_read = count(_field(details, "cached_tokens")) or count(
-        _field(raw, "cache_read_input_tokens")
-    )
-    cache_write = count(_field(raw, "cache_creation_input_tokens")) or count(
-        _field(details, "cache_creation_tokens")
-    )
-    if input_tokens < cache_read + cache_write:
-        input_tokens += cache_write
-    return Usage(
-        input_tokens=input_tokens,
-        output_tokens=count(_field(raw, "completion_tokens")),
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        input_audio_tokens=count(_field(details, "audio_tokens")),
-        reasoning_tokens=count(_field(output_details, "reasoning_tokens")),
-        output_audio_tokens=count(_field(output_details, "audio_tokens")),
-    )
 
 
 def request_id_of(exc: BaseException) -> str | None:
@@ -544,7 +550,7 @@ def _keep_content(call: Call, event: UsageEvent, response_text: str | None) -> N
 
     prompt: str | None = call.prompt
     response = response_text
-    redact = options.redact
+    redact = call.options.redact
     if redact is not None:
         prompt = redact("prompt", prompt) if prompt is not None else None
         response = redact("response", response) if response is not None else None

@@ -25,10 +25,10 @@ from typing import Any
 from llmledger.capture._bodies import body_event, track_body
 from llmledger.capture._core import (
     Call,
+    CaptureOptions,
     begin,
     error_event,
     internal_error,
-    options,
     reading_event,
     request_id_of,
     submit,
@@ -136,7 +136,7 @@ def _reads_body_itself(request_options: Any) -> bool:
 
 
 def _start(
-    sdk: StainlessSDK, client: Any, request_options: Any, stream: bool
+    sdk: StainlessSDK, options: CaptureOptions, client: Any, request_options: Any, stream: bool
 ) -> tuple[Call, Any] | None:
     """The call record, and the request options to send (a copy when usage is asked for).
 
@@ -154,8 +154,9 @@ def _start(
         model = body.get("model") if type(body) is dict else None
         # Positional: keyword arguments cost more, and this runs on every call.
         call = begin(
+            options,
             sdk.provider,
-            operation,
+            operation,  # type: ignore[arg-type]
             model if type(model) is str else None,
             stream,
             _key_in_headers(request_options.headers),
@@ -165,7 +166,7 @@ def _start(
             request_options = _asking_usage(sdk, call, request_options)
         return call, request_options
     except Exception:
-        internal_error(f"{sdk.provider} call start")
+        internal_error(f"{sdk.provider} call start", options.ledger)
         return None
 
 
@@ -212,15 +213,15 @@ def _failed(sdk: StainlessSDK, client: Any, call: Call, exc: BaseException) -> N
 
         submit(call, build)
     except Exception:
-        internal_error(f"{sdk.provider} failed call")
+        internal_error(f"{sdk.provider} failed call", call.ledger)
 
 
 def _response_done(
     sdk: StainlessSDK, client: Any, call: Call, result: Any, http_response: Any = None
 ) -> None:
     """Record a non-streamed response: a model, or the read body of a raw response."""
-    call.ledger.submit(
-        functools.partial(_build_response, sdk, client, call, result, http_response, _clock())
+    submit(
+        call, functools.partial(_build_response, sdk, client, call, result, http_response, _clock())
     )
 
 
@@ -310,9 +311,11 @@ def _done(sdk: StainlessSDK, client: Any, call: Call, result: Any, asynchronous:
     if kind is None:
         kind = _kind(sdk, result)
     if kind == _MODEL:
-        call.ledger.submit(
-            functools.partial(_build_response, sdk, client, call, result, None, _clock())
-        )
+        build = functools.partial(_build_response, sdk, client, call, result, None, _clock())
+        if call.block is None:
+            call.ledger.submit(build)
+        else:
+            submit(call, build)
         return None
     if kind == _STREAM:
         _track(sdk, client, call, result, asynchronous)
@@ -329,9 +332,11 @@ def _done(sdk: StainlessSDK, client: Any, call: Call, result: Any, asynchronous:
     return None
 
 
-def _sync_request(sdk: StainlessSDK, original: Callable[..., Any]) -> Callable[..., Any]:
+def _sync_request(
+    sdk: StainlessSDK, options: CaptureOptions, original: Callable[..., Any]
+) -> Callable[..., Any]:
     def request(self: Any, cast_to: Any, request_options: Any, *args: Any, **kwargs: Any) -> Any:
-        started = _start(sdk, self, request_options, bool(kwargs.get("stream")))
+        started = _start(sdk, options, self, request_options, bool(kwargs.get("stream")))
         if started is None:
             return original(self, cast_to, request_options, *args, **kwargs)
         call, request_options = started
@@ -345,17 +350,19 @@ def _sync_request(sdk: StainlessSDK, original: Callable[..., Any]) -> Callable[.
             if parsed is not None:
                 _track(sdk, self, call, parsed, asynchronous=False)
         except Exception:
-            internal_error(f"{sdk.provider} call end")
+            internal_error(f"{sdk.provider} call end", call.ledger)
         return result
 
     return request
 
 
-def _async_request(sdk: StainlessSDK, original: Callable[..., Any]) -> Callable[..., Any]:
+def _async_request(
+    sdk: StainlessSDK, options: CaptureOptions, original: Callable[..., Any]
+) -> Callable[..., Any]:
     async def request(
         self: Any, cast_to: Any, request_options: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        started = _start(sdk, self, request_options, bool(kwargs.get("stream")))
+        started = _start(sdk, options, self, request_options, bool(kwargs.get("stream")))
         if started is None:
             return await original(self, cast_to, request_options, *args, **kwargs)
         call, request_options = started
@@ -371,7 +378,7 @@ def _async_request(sdk: StainlessSDK, original: Callable[..., Any]) -> Callable[
                     parsed = await parsed
                 _track(sdk, self, call, parsed, asynchronous=True)
         except Exception:
-            internal_error(f"{sdk.provider} call end")
+            internal_error(f"{sdk.provider} call end", call.ledger)
         return result
 
     return request
@@ -429,11 +436,15 @@ def raw_response_types(package: str) -> tuple[type, ...]:
     return tuple(cls for cls in found if cls is not None)
 
 
-def patches(sdk: StainlessSDK) -> list[Patch]:
-    """The patches that hook this SDK (not yet applied)."""
+def patches(sdk: StainlessSDK, options: CaptureOptions) -> list[Patch]:
+    """The patches that hook this SDK with these options (not yet applied)."""
     found = [
-        Patch.of(sdk.sync_client, "request", lambda original: _sync_request(sdk, original)),
-        Patch.of(sdk.async_client, "request", lambda original: _async_request(sdk, original)),
+        Patch.of(
+            sdk.sync_client, "request", lambda original: _sync_request(sdk, options, original)
+        ),
+        Patch.of(
+            sdk.async_client, "request", lambda original: _async_request(sdk, options, original)
+        ),
     ]
     for cls, get_raw in sdk.stream_classes:
         found.append(

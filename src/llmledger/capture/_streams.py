@@ -30,7 +30,7 @@ from llmledger.capture._core import (
     submit,
     with_error,
 )
-from llmledger.core.events import UsageEvent
+from llmledger.core.events import Status, UsageEvent
 
 __all__ = [
     "TRACKER_ATTR",
@@ -86,7 +86,7 @@ class Tracker:
         self.chunks: list[Any] = []
         self.done = False
 
-    def finish(self, status: str, exc: BaseException | None = None) -> None:
+    def finish(self, status: Status, exc: BaseException | None = None) -> None:
         """Record the call with this ending, unless it was already recorded."""
         if self.done:
             return
@@ -117,7 +117,7 @@ class Tracker:
         return None
 
     def _builder(
-        self, status: str, exc: BaseException | None, ended: float
+        self, status: Status, exc: BaseException | None, ended: float
     ) -> Callable[[], UsageEvent]:
         raise NotImplementedError
 
@@ -137,7 +137,7 @@ class StreamTracker(Tracker):
         return _request_id(self.spec, self.source, exc)
 
     def _builder(
-        self, status: str, exc: BaseException | None, ended: float
+        self, status: Status, exc: BaseException | None, ended: float
     ) -> Callable[[], UsageEvent]:
         call, spec, chunks, times, source = (
             self.call,

@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llmledger.capture._core import Call
+from llmledger.capture._core import Call, CaptureOptions
 from llmledger.capture._patch import Patch
 from llmledger.capture._stainless import (
     StainlessSDK,
@@ -69,8 +69,8 @@ def available() -> bool:
     return True
 
 
-def make_patches() -> list[Patch]:
-    """The patches that capture the ``anthropic`` SDK's calls."""
+def make_patches(options: CaptureOptions) -> list[Patch]:
+    """The patches that capture the ``anthropic`` SDK's calls, with these options."""
     base = importlib.import_module("anthropic._base_client")
     streaming = importlib.import_module("anthropic._streaming")
     # ``with_raw_response`` returns a ``LegacyAPIResponse`` in the 0.x releases.
@@ -93,4 +93,4 @@ def make_patches() -> list[Patch]:
             (streaming.AsyncStream, lambda stream: stream),
         ),
     )
-    return patches(sdk)
+    return patches(sdk, options)

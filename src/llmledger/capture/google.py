@@ -10,6 +10,7 @@ which is what the usage normaliser reads.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import time
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 from llmledger.capture._core import (
     Call,
+    CaptureOptions,
     begin,
     error_event,
     internal_error,
@@ -27,12 +29,13 @@ from llmledger.capture._core import (
 )
 from llmledger.capture._patch import Patch
 from llmledger.capture._streams import StreamSpec, StreamTracker, aiterate, iterate
+from llmledger.core.events import Operation
 
 __all__ = ["available", "body_text", "make_patches"]
 
 T = TypeVar("T")
 
-_METHODS = {
+_METHODS: dict[str, Operation] = {
     "generateContent": "chat",
     "streamGenerateContent": "chat",
     "embedContent": "embeddings",
@@ -40,7 +43,7 @@ _METHODS = {
 }
 
 
-def _route(path: Any) -> tuple[str, str] | None:
+def _route(path: Any) -> tuple[Operation, str] | None:
     """The operation and model of an API path (``models/gemini-2.5-flash:generateContent``)."""
     if not isinstance(path, str):
         return None
@@ -54,7 +57,9 @@ def _route(path: Any) -> tuple[str, str] | None:
     return operation, model
 
 
-def _start(client: Any, path: Any, request_dict: Any, stream: bool) -> Call | None:
+def _start(
+    options: CaptureOptions, client: Any, path: Any, request_dict: Any, stream: bool
+) -> Call | None:
     """The call to record, or None for a path that is not a billed call (or on failure)."""
     try:
         route = _route(path)
@@ -62,6 +67,7 @@ def _start(client: Any, path: Any, request_dict: Any, stream: bool) -> Call | No
             return None
         operation, model = route
         call = begin(
+            options,
             "google",
             operation,
             model or None,
@@ -72,7 +78,7 @@ def _start(client: Any, path: Any, request_dict: Any, stream: bool) -> Call | No
         call.reader = "google"
         return call
     except Exception:
-        internal_error("google stream start" if stream else "google call start")
+        internal_error("google stream start" if stream else "google call start", options.ledger)
         return None
 
 
@@ -118,7 +124,7 @@ def _failed(call: Call, exc: BaseException) -> None:
         ended = time.perf_counter()
         submit(call, lambda: error_event(call, exc, ended=ended, request_id=request_id_of(exc)))
     except Exception:
-        internal_error("google failed call")
+        internal_error("google failed call", call.ledger)
 
 
 def _response_done(call: Call, response: Any) -> None:
@@ -133,7 +139,7 @@ def _response_done(call: Call, response: Any) -> None:
 
         submit(call, build)
     except Exception:
-        internal_error("google call end")
+        internal_error("google call end", call.ledger)
 
 
 def _tracked(call: Call, inner: T, wrap: Callable[[T, StreamTracker], T]) -> T:
@@ -141,15 +147,15 @@ def _tracked(call: Call, inner: T, wrap: Callable[[T, StreamTracker], T]) -> T:
     try:
         return wrap(inner, StreamTracker(call, _STREAM))
     except Exception:
-        internal_error("google stream start")
+        internal_error("google stream start", call.ledger)
         return inner
 
 
-def _sync_request(original: Callable[..., Any]) -> Callable[..., Any]:
+def _sync_request(options: CaptureOptions, original: Callable[..., Any]) -> Callable[..., Any]:
     def request(
         self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        call = _start(self, path, request_dict, stream=False)
+        call = _start(options, self, path, request_dict, stream=False)
         if call is None:
             return original(self, http_method, path, request_dict, *args, **kwargs)
         try:
@@ -163,11 +169,11 @@ def _sync_request(original: Callable[..., Any]) -> Callable[..., Any]:
     return request
 
 
-def _async_request(original: Callable[..., Any]) -> Callable[..., Any]:
+def _async_request(options: CaptureOptions, original: Callable[..., Any]) -> Callable[..., Any]:
     async def async_request(
         self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        call = _start(self, path, request_dict, stream=False)
+        call = _start(options, self, path, request_dict, stream=False)
         if call is None:
             return await original(self, http_method, path, request_dict, *args, **kwargs)
         try:
@@ -181,23 +187,23 @@ def _async_request(original: Callable[..., Any]) -> Callable[..., Any]:
     return async_request
 
 
-def _sync_streamed(original: Callable[..., Any]) -> Callable[..., Any]:
+def _sync_streamed(options: CaptureOptions, original: Callable[..., Any]) -> Callable[..., Any]:
     def request_streamed(
         self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
     ) -> Iterator[Any]:
         inner: Iterator[Any] = original(self, http_method, path, request_dict, *args, **kwargs)
-        call = _start(self, path, request_dict, stream=True)
+        call = _start(options, self, path, request_dict, stream=True)
         # The SDK's generator sends the request on its first step, inside ours.
         return inner if call is None else _tracked(call, inner, iterate)
 
     return request_streamed
 
 
-def _async_streamed(original: Callable[..., Any]) -> Callable[..., Any]:
+def _async_streamed(options: CaptureOptions, original: Callable[..., Any]) -> Callable[..., Any]:
     async def async_request_streamed(
         self: Any, http_method: Any, path: Any, request_dict: Any, *args: Any, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        call = _start(self, path, request_dict, stream=True)
+        call = _start(options, self, path, request_dict, stream=True)
         if call is None:
             return await original(self, http_method, path, request_dict, *args, **kwargs)  # type: ignore[no-any-return]
         try:
@@ -219,13 +225,16 @@ def available() -> bool:
     return True
 
 
-def make_patches() -> list[Patch]:
-    """The patches that capture the ``google-genai`` SDK's calls."""
+def make_patches(options: CaptureOptions) -> list[Patch]:
+    """The patches that capture the ``google-genai`` SDK's calls, with these options."""
     client = importlib.import_module("google.genai._api_client").BaseApiClient
     found = [
-        Patch.of(client, "request", _sync_request),
-        Patch.of(client, "async_request", _async_request),
-        Patch.of(client, "request_streamed", _sync_streamed),
-        Patch.of(client, "async_request_streamed", _async_streamed),
+        Patch.of(client, name, functools.partial(make, options))
+        for name, make in (
+            ("request", _sync_request),
+            ("async_request", _async_request),
+            ("request_streamed", _sync_streamed),
+            ("async_request_streamed", _async_streamed),
+        )
     ]
     return [patch for patch in found if patch is not None]

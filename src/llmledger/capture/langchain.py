@@ -36,12 +36,13 @@ from llmledger.capture._core import (
     count,
     current_scope,
     internal_error,
-    openai_style_usage,
     submit,
     usage_event,
 )
+from llmledger.core.events import Status
 from llmledger.core.providers import provider_name
 from llmledger.core.usage import Usage
+from llmledger.normalize.openai import openai_style_usage
 
 __all__ = ["LangChainRecorder", "handler_class", "langchain_handler", "usage_from_metadata"]
 
@@ -253,7 +254,7 @@ class LangChainRecorder(AdapterRecorder):
             if run is None:
                 return
             call, ttft = run.call, run.first_token
-            status = "ok"
+            status: Status = "ok"
             if error is not None:
                 status = "error"
                 if isinstance(error, (GeneratorExit, KeyboardInterrupt)) or (

@@ -35,7 +35,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Unpack
@@ -49,18 +49,19 @@ from llmledger.capture._core import (
     current_scope,
     internal_error,
     merge_attribution,
-    openai_style_usage,
     submit,
     usage_event,
 )
 from llmledger.core.attribution import Attribution, current_attribution
+from llmledger.core.events import Operation
 from llmledger.core.providers import provider_name
 from llmledger.core.usage import Usage
+from llmledger.normalize.openai import openai_style_usage
 from llmledger.pricing.model import PriceResult, with_price
 
 __all__ = ["LiteLLMRecorder", "callback_class", "litellm_callback", "provider_of"]
 
-_OPERATIONS = {
+_OPERATIONS: dict[str, Operation] = {
     "completion": "chat",
     "text_completion": "chat",
     "embedding": "embeddings",
@@ -89,7 +90,7 @@ def provider_of(name: Any) -> str | None:
     return provider_name(name)
 
 
-def _operation(call_type: Any) -> str:
+def _operation(call_type: Any) -> Operation:
     if not isinstance(call_type, str):
         return "chat"
     return _OPERATIONS.get(call_type.removeprefix("a"), _OPERATIONS.get(call_type, "other"))
@@ -137,16 +138,6 @@ def _metadata_attribution(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _with_cache_lifetimes(usage: Usage, raw: Any) -> Usage:
-    # Anthropic's cache writes by lifetime, priced apart; LiteLLM passes them on here.
-    split = _get(_get(raw, "prompt_tokens_details"), "cache_creation_token_details")
-    five_minutes = count(_get(split, "ephemeral_5m_input_tokens"))
-    one_hour = count(_get(split, "ephemeral_1h_input_tokens"))
-    if not five_minutes and not one_hour:
-        return usage
-    return replace(usage, cache_write_5m_tokens=five_minutes, cache_write_1h_tokens=one_hour)
-
-
 # Where LiteLLM passes on the provider's request id, among the response headers it keeps.
 _REQUEST_ID_HEADERS = (
     "request-id",
@@ -182,8 +173,8 @@ def _usage(response: Any, payload: Mapping[str, Any]) -> tuple[Usage | None, Any
     raw = _get(response, "usage")
     if raw is not None and _get(raw, "prompt_tokens") is not None:
         dump = getattr(raw, "model_dump", None)
-        usage = _with_cache_lifetimes(openai_style_usage(raw), raw)
-        return usage, dump() if callable(dump) else raw
+        usage_raw = dump() if callable(dump) else raw
+        return openai_style_usage(usage_raw), usage_raw
     if "prompt_tokens" in payload or "completion_tokens" in payload:
         counts = {
             "prompt_tokens": count(payload.get("prompt_tokens")),

@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llmledger.capture._core import Call
+from llmledger.capture._core import Call, CaptureOptions
 from llmledger.capture._patch import Patch
 from llmledger.capture._stainless import (
     StainlessSDK,
@@ -162,9 +162,9 @@ def available() -> bool:
     return True
 
 
-def make_patches() -> list[Patch]:
-    """The patches that capture the ``openai`` SDK's calls."""
-    return patches(sdk())
+def make_patches(options: CaptureOptions) -> list[Patch]:
+    """The patches that capture the ``openai`` SDK's calls, with these options."""
+    return patches(sdk(), options)
 
 
 def sdk() -> StainlessSDK:

@@ -129,7 +129,9 @@ def record_command(
     """
     ledger = ledger_from(ctx)
     fields = {k: v for k, v in values.items() if v is not None}
-    event = build_event(ledger, tags=parse_tags(tags), ts=parse_time(ts, "--ts"), **fields)
+    event = build_event(
+        features=ledger.features, tags=parse_tags(tags), ts=parse_time(ts, "--ts"), **fields
+    )
     event = ledger.prepare(event)
     ledger.store.write([event])
     if as_json:

@@ -3,6 +3,10 @@
 A ``contextvars.ContextVar`` follows asyncio tasks by itself; for threads,
 :func:`propagate` (or :func:`llmledger.submit_with_context`) copies the current
 context into the worker.
+
+Nothing here knows the ledger: whether a feature is declared is checked where an
+event is built (:func:`check_feature`, given the declared features), so opening
+an :func:`attribute` block never builds or reads a ledger.
 """
 
 from __future__ import annotations
@@ -10,13 +14,13 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from llmledger.core.errors import InvalidEventError
+from llmledger.core.errors import InvalidEventError, UnknownFeatureError
 
-__all__ = ["Attribution", "attribute", "current_attribution", "propagate"]
+__all__ = ["Attribution", "attribute", "check_feature", "current_attribution", "propagate"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,6 +61,26 @@ def current_attribution() -> Attribution:
     return _current.get()
 
 
+def check_feature(feature: str | None, declared: Collection[str]) -> None:
+    """Refuse a feature that is not declared, when features are declared.
+
+    Raises:
+        UnknownFeatureError: naming the feature and the declared ones.
+
+    Example:
+        >>> check_feature("search", {"search", "chat"})
+        >>> check_feature("anything", ())  # nothing declared: every feature is fine
+        >>> check_feature("serach", {"search", "chat"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        llmledger.core.errors.UnknownFeatureError: unknown feature 'serach'; declared ...
+    """
+    if feature is not None and declared and feature not in declared:
+        raise UnknownFeatureError(
+            f"unknown feature {feature!r}; declared features: {', '.join(sorted(declared))}"
+        )
+
+
 def _check(tenant: Any, user: Any, feature: Any, session: Any, tags: Any) -> dict[str, str]:
     for name, value in (
         ("tenant", tenant),
@@ -86,6 +110,8 @@ class attribute:
 
     Nested blocks refine the outer ones: given fields replace, tags merge. Works as a
     context manager (sync and async) and as a decorator of sync or async functions.
+    When features are declared, a feature that is not is refused where the call is
+    recorded (``record()``, ``track()``, capture), not here.
 
     Example:
         >>> with attribute(tenant="acme", feature="search", tags={"doc": "42"}):
@@ -102,10 +128,6 @@ class attribute:
         session: str | None = None,
         tags: Mapping[str, str | int] | None = None,
     ) -> None:
-        if feature is not None:
-            from llmledger.runtime.ledger import get_ledger
-
-            get_ledger().check_feature(feature)
         self._changes: dict[str, Any] = {
             "tenant": tenant,
             "user": user,

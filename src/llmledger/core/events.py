@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NoReturn, TypeVar, get_args
 
 from llmledger.core.billing import UsagePart
 from llmledger.core.errors import InvalidEventError
@@ -21,6 +22,7 @@ __all__ = [
     "STATUSES",
     "USAGE_SOURCES",
     "CostSource",
+    "FrozenDict",
     "Operation",
     "Status",
     "UsageEvent",
@@ -29,14 +31,14 @@ __all__ = [
 ]
 
 Operation = Literal["chat", "responses", "embeddings", "images", "audio", "rerank", "other"]
-Status = Literal["ok", "error", "incomplete", "abandoned"]
+Status = Literal["ok", "error", "incomplete", "abandoned", "blocked"]
 UsageSource = Literal["provider", "estimated", "missing", "manual"]
 CostSource = Literal["catalog", "supplement", "file", "database", "provider-reported", "manual"]
 
-OPERATIONS: tuple[str, ...] = get_args(Operation)
-STATUSES: tuple[str, ...] = get_args(Status)
-USAGE_SOURCES: tuple[str, ...] = get_args(UsageSource)
-COST_SOURCES: tuple[str, ...] = get_args(CostSource)
+OPERATIONS: tuple[Operation, ...] = get_args(Operation)
+STATUSES: tuple[Status, ...] = get_args(Status)
+USAGE_SOURCES: tuple[UsageSource, ...] = get_args(UsageSource)
+COST_SOURCES: tuple[CostSource, ...] = get_args(CostSource)
 ATTRIBUTION_FIELDS: tuple[str, ...] = ("tenant", "user", "feature", "session")
 
 #: ``price_ref`` prefix of the prices added through the service (database rows).
@@ -62,9 +64,60 @@ def current_cost_source(source: str | None, price_ref: str | None) -> str | None
     return "database" if (price_ref or "").startswith(DATABASE_PRICE_REF) else "file"
 
 
-@dataclass(slots=True)
+V = TypeVar("V")
+
+
+class FrozenDict(dict[str, V]):
+    """A ``dict`` that refuses every change: an event's tags and cost breakdown.
+
+    A ``dict`` underneath rather than a ``MappingProxyType``, so the JSON encoders,
+    pickling and ``isinstance(x, dict)`` checks of the store and the wire keep working.
+
+    Example:
+        >>> tags = FrozenDict({"env": "prod"})
+        >>> tags == {"env": "prod"}
+        True
+        >>> tags["env"] = "dev"
+        Traceback (most recent call last):
+        ...
+        TypeError: an event's FrozenDict cannot be changed; build a new event with replace()
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("an event's FrozenDict cannot be changed; build a new event with replace()")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle and copy rebuild it whole; the default path would call __setitem__.
+        return (type(self), (dict(self),))
+
+    def __copy__(self) -> FrozenDict[V]:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> FrozenDict[V]:
+        return self
+
+
+def _frozen(value: Mapping[str, V]) -> FrozenDict[V]:
+    return value if type(value) is FrozenDict else FrozenDict(value)
+
+
+def _tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return value if type(value) is tuple else tuple(value)
+
+
+@dataclass(frozen=True, slots=True)
 class UsageEvent:
     """One provider call (or one manual ``record()``), priced and attributed.
+
+    Immutable: pricing, capture and the service make a changed copy
+    (:meth:`replace`), so an event handed to the caller and one the background
+    writer stores can never change under each other. ``tags`` and
+    ``cost_breakdown`` are read-only mappings, ``warnings`` a tuple.
 
     ``cost`` is ``None`` with ``unpriced_reason`` set when no price is known: an
     unknown price is never reported as zero.
@@ -76,6 +129,8 @@ class UsageEvent:
         ...                usage=Usage(input_tokens=10, output_tokens=5))
         >>> e.usage.total_tokens
         15
+        >>> e.replace(feature="search").feature, e.feature
+        ('search', None)
     """
 
     provider: str
@@ -85,41 +140,78 @@ class UsageEvent:
     duration_ms: float | None = None
     ttft_ms: float | None = None
     response_model: str | None = None
-    operation: str = "chat"
+    operation: Operation = "chat"
     stream: bool = False
     service_tier: str | None = None
     request_id: str | None = None
     finish_reason: str | None = None
-    status: str = "ok"
+    status: Status = "ok"
     error_type: str | None = None
     error_message: str | None = None
     usage: Usage = field(default_factory=Usage)
     usage_raw: Any = None
-    usage_source: str = "provider"
+    usage_source: UsageSource = "provider"
     cost: Decimal | None = None
-    cost_breakdown: dict[str, Decimal] | None = None
-    cost_source: str | None = None
+    cost_breakdown: Mapping[str, Decimal] | None = None
+    cost_source: CostSource | None = None
     price_ref: str | None = None
     unpriced_reason: str | None = None
     tenant: str | None = None
     user: str | None = None
     feature: str | None = None
     session: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=FrozenDict)
     api_key_fingerprint: str | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
     # The call's usage by billed step and the units it paid per use, as read
     # from the response (llmledger.normalize.Reading): what pricing needs to
     # price an advisor step at its own model and a web search at its fee.
     usage_parts: tuple[UsagePart, ...] = ()
-    fee_counts: dict[str, int] = field(default_factory=dict)
+    fee_counts: Mapping[str, int] = field(default_factory=FrozenDict)
 
-    def validate(self) -> None:
-        """Check the fields a store relies on; usage invariants become warnings.
+    def __post_init__(self) -> None:
+        # Copies of the caller's collections, so changing those later changes no event.
+        tags, warnings, breakdown = self.tags, self.warnings, self.cost_breakdown
+        parts, fees = self.usage_parts, self.fee_counts
+        if type(tags) is not FrozenDict:
+            if not isinstance(tags, Mapping):
+                raise InvalidEventError("tags must map strings to strings")
+            object.__setattr__(self, "tags", FrozenDict(tags))
+        if type(warnings) is not tuple:
+            if isinstance(warnings, str) or not isinstance(warnings, Iterable):
+                raise InvalidEventError("warnings must be a list of strings")
+            object.__setattr__(self, "warnings", tuple(warnings))
+        if breakdown is not None and type(breakdown) is not FrozenDict:
+            if not isinstance(breakdown, Mapping):
+                raise InvalidEventError("cost_breakdown must map names to amounts")
+            object.__setattr__(self, "cost_breakdown", FrozenDict(breakdown))
+        if type(parts) is not tuple:
+            object.__setattr__(self, "usage_parts", tuple(parts))
+        if type(fees) is not FrozenDict:
+            if not isinstance(fees, Mapping):
+                raise InvalidEventError("fee_counts must map fee names to counts")
+            object.__setattr__(self, "fee_counts", FrozenDict(fees))
+
+    def validate(self) -> UsageEvent:
+        """Check the fields a store relies on; broken usage invariants become warnings.
+
+        Returns:
+            The event, or a copy whose ``warnings`` name the usage invariants it
+            breaks (a usage is never silently fixed).
 
         Raises:
             InvalidEventError: on a naive time, an unknown status or operation, a
                 malformed tag map, or a negative duration.
+
+        Example:
+            >>> from datetime import datetime, timezone
+            >>> e = UsageEvent(provider="openai", model="m",
+            ...                ts=datetime(2025, 1, 1, tzinfo=timezone.utc),
+            ...                usage=Usage(input_tokens=1, cache_read_tokens=2))
+            >>> e.validate().warnings[0]
+            'cache_read_tokens + cache_write_tokens (2 + 0) exceed input_tokens (1)'
+            >>> e.warnings
+            ()
         """
         if not isinstance(self.ts, datetime) or self.ts.tzinfo is None:
             raise InvalidEventError(f"ts must be a timezone-aware datetime, got {self.ts!r}")
@@ -143,18 +235,18 @@ class UsageEvent:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise InvalidEventError(f"{name} must be a non-negative number, got {value!r}")
-        if not isinstance(self.tags, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in self.tags.items()
-        ):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.tags.items()):
             raise InvalidEventError("tags must map strings to strings")
         if self.cost is not None and (not isinstance(self.cost, Decimal) or self.cost < 0):
             raise InvalidEventError(f"cost must be a non-negative Decimal, got {self.cost!r}")
-        for problem in self.usage.problems():
-            if problem not in self.warnings:
-                self.warnings.append(problem)
-        bad = [p for p in self.usage.problems() if "integer" in p]
+        problems = self.usage.problems()
+        if not problems:
+            return self
+        bad = [p for p in problems if "integer" in p]
         if bad:
             raise InvalidEventError(bad[0])
+        new = [p for p in problems if p not in self.warnings]
+        return dataclasses.replace(self, warnings=(*self.warnings, *new)) if new else self
 
     def replace(self, **changes: Any) -> UsageEvent:
         """A copy with some fields changed."""

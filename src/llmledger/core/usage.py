@@ -13,21 +13,6 @@ from typing import Any
 
 __all__ = ["BUCKETS", "INPUT_PARTS", "OUTPUT_PARTS", "Usage"]
 
-#: Every bucket name, in display order.
-BUCKETS: tuple[str, ...] = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "input_audio_tokens",
-    "input_image_tokens",
-    "reasoning_tokens",
-    "output_audio_tokens",
-    "tool_use_prompt_tokens",
-)
-
 #: Buckets that are parts of ``input_tokens``.
 INPUT_PARTS: tuple[str, ...] = (
     "cache_read_tokens",
@@ -53,6 +38,7 @@ class Usage:
         []
     """
 
+    # The buckets, in display order; BUCKETS is read from these fields.
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -136,3 +122,7 @@ class Usage:
     def is_empty(self) -> bool:
         """True when every bucket is zero."""
         return not any(getattr(self, name) for name in BUCKETS)
+
+
+#: Every bucket name, in display order: the fields of :class:`Usage`, defined there once.
+BUCKETS: tuple[str, ...] = tuple(f.name for f in fields(Usage))

@@ -22,6 +22,7 @@ OpenRouter's fee, so the two are added.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "ResponsesStream",
     "chat_usage",
     "gateway_cost",
+    "openai_style_usage",
     "read_audio",
     "read_chat",
     "read_embeddings",
@@ -91,6 +93,54 @@ def chat_usage(usage: Mapping[str, Any]) -> tuple[Usage, dict[str, int]]:
             ),
         ),
         extra,
+    )
+
+
+def openai_style_usage(raw: Any) -> Usage:
+    """Usage in the Chat Completions shape as frameworks pass it on (LiteLLM, LangChain).
+
+    ``raw`` is a ``usage`` mapping or an SDK object with ``model_dump()``. Read as
+    :func:`chat_usage` reads a provider's, plus what LiteLLM adds to the shape:
+    ``cache_read_input_tokens`` (a part of ``prompt_tokens``), a cache write
+    (``cache_creation_input_tokens``) added to ``prompt_tokens`` when the total
+    leaves it out, and Anthropic's cache writes by lifetime
+    (``prompt_tokens_details.cache_creation_token_details``).
+
+    Raises:
+        ResponseParseError: on a count that is not an integer.
+
+    Example:
+        >>> usage = openai_style_usage({"prompt_tokens": 100, "completion_tokens": 9,
+        ...     "prompt_tokens_details": {"cached_tokens": 60}})
+        >>> usage.input_tokens, usage.cache_read_tokens, usage.output_tokens
+        (100, 60, 9)
+        >>> openai_style_usage({"prompt_tokens": 10, "completion_tokens": 1,
+        ...     "cache_creation_input_tokens": 90}).input_tokens
+        100
+    """
+    if not isinstance(raw, Mapping):
+        dump = getattr(raw, "model_dump", None)
+        raw = dump() if callable(dump) else {}
+    usage, _ = chat_usage(raw)
+    details = obj(raw, "prompt_tokens_details")
+    cache_read = usage.cache_read_tokens or count(raw, "cache_read_input_tokens")
+    cache_write = (
+        usage.cache_write_tokens
+        or count(raw, "cache_creation_input_tokens")
+        or count(details, "cache_creation_tokens", where="usage.prompt_tokens_details")
+    )
+    input_tokens = usage.input_tokens
+    if input_tokens < cache_read + cache_write:
+        input_tokens += cache_write
+    split = obj(details, "cache_creation_token_details")
+    where = "usage.prompt_tokens_details.cache_creation_token_details"
+    return replace(
+        usage,
+        input_tokens=input_tokens,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        cache_write_5m_tokens=count(split, "ephemeral_5m_input_tokens", where=where),
+        cache_write_1h_tokens=count(split, "ephemeral_1h_input_tokens", where=where),
     )
 
 

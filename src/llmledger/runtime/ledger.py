@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmledger.core.errors import LedgerError, UnknownFeatureError
+from llmledger.core.errors import LedgerError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
 
@@ -158,17 +158,10 @@ class Ledger:
             return self._remote
         return _LazySink(self)
 
-    def check_feature(self, feature: str | None) -> None:
-        """Refuse a feature that is not declared, when features are declared.
-
-        Raises:
-            UnknownFeatureError: naming the feature and the declared ones.
-        """
-        declared = self.settings.features
-        if feature is not None and declared and feature not in declared:
-            raise UnknownFeatureError(
-                f"unknown feature {feature!r}; declared features: {', '.join(sorted(declared))}"
-            )
+    @property
+    def features(self) -> Collection[str]:
+        """The declared feature names (none declared: every feature is fine)."""
+        return self.settings.features
 
     def prepare(self, event: UsageEvent) -> UsageEvent:
         """The event priced, when it has no cost yet (runs in the writer thread).

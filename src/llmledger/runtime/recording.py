@@ -1,27 +1,42 @@
 """The manual recording paths: :func:`record` for known counts or a saved response,
-:func:`track` to time any call and take usage from what it returns."""
+:func:`track` to time any call and take usage from what it returns.
+
+A :func:`track` block and the capture hooks never both record one call: a
+provider call that a hook captures inside the block is the block's event (see
+:class:`Block`), and the block records its own event only when no hook did.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import fields
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from llmledger.core.attribution import current_attribution
+from llmledger.core.attribution import check_feature, current_attribution
 from llmledger.core.errors import InvalidEventError, InvalidUsageError
-from llmledger.core.events import UsageEvent
+from llmledger.core.events import ATTRIBUTION_FIELDS, FrozenDict, UsageEvent
 from llmledger.core.usage import BUCKETS, Usage
 from llmledger.runtime.ledger import Ledger, get_ledger
 
 if TYPE_CHECKING:
     from llmledger.normalize.base import Reading
 
-__all__ = ["Tracker", "build_event", "record", "track"]
+__all__ = [
+    "Block",
+    "Tracker",
+    "assemble_event",
+    "build_event",
+    "current_block",
+    "record",
+    "track",
+]
 
 log = logging.getLogger("llmledger")
 
@@ -72,8 +87,8 @@ def _as_utc(value: Any) -> datetime:
 
 
 def build_event(
-    ledger: Ledger,
     *,
+    features: Collection[str] = (),
     response: Any = None,
     stream: Any = None,
     reading: Reading | None = None,
@@ -83,19 +98,31 @@ def build_event(
 ) -> UsageEvent:
     """Build a validated event from keyword values, as :func:`record` does, without queuing it.
 
-    ``reading`` is a response already read by :mod:`llmledger.normalize` (what the
-    capture hooks pass), used like ``response``.
+    ``reading`` is a response already read by :mod:`llmledger.normalize`, used like
+    ``response``; ``stream`` is a whole stream transcript to read.
+
+    Args:
+        features: The declared feature names; when not empty, the event's feature
+            must be one of them.
+        response: A provider response to read usage from.
+        stream: A stream transcript to read usage from.
+        reading: A response already read.
+        usage: Token counts.
+        now: The event's time when ``ts`` is not given (default: the clock).
+        **values: Fields of :class:`UsageEvent` and token counts named after the buckets.
 
     Raises:
         InvalidEventError: on an unknown field or a bad value.
+        UnknownFeatureError: on a feature that is not declared.
+
+    Example:
+        >>> event = build_event(features={"search"}, provider="openai", model="gpt-4o",
+        ...                     input_tokens=10, feature="search")
+        >>> event.usage.input_tokens, event.usage_source
+        (10, 'manual')
     """
-    counts = {name: values.pop(name) for name in BUCKETS if name in values}
-    unknown = set(values) - _EVENT_FIELDS
-    if unknown:
-        raise InvalidEventError(f"unknown event field(s): {', '.join(sorted(unknown))}")
     if (response is not None) + (stream is not None) + (reading is not None) > 1:
         raise InvalidEventError("pass one of response=, stream= or reading=")
-
     if reading is None and (response is not None or stream is not None):
         from llmledger.normalize import read_response, read_stream
 
@@ -106,6 +133,34 @@ def build_event(
             if response is not None
             else read_stream(stream, provider=provider, operation=operation)
         )
+    return assemble_event(values, features=features, reading=reading, usage=usage, now=now)
+
+
+def assemble_event(
+    values: dict[str, Any],
+    *,
+    features: Collection[str] = (),
+    reading: Reading | None = None,
+    usage: Usage | Mapping[str, int] | None = None,
+    now: datetime | None = None,
+) -> UsageEvent:
+    """Build a validated event from a dict of field values (consumed) and what was read.
+
+    Unlike :func:`build_event`, ``values["stream"]`` is the event's ``stream`` flag
+    (what the capture hooks pass), not a transcript.
+
+    Raises:
+        InvalidEventError: on an unknown field or a bad value.
+        UnknownFeatureError: on a feature that is not declared.
+
+    Example:
+        >>> assemble_event({"provider": "openai", "model": "gpt-4o", "stream": True}).stream
+        True
+    """
+    counts = {name: values.pop(name) for name in BUCKETS if name in values}
+    unknown = set(values) - _EVENT_FIELDS
+    if unknown:
+        raise InvalidEventError(f"unknown event field(s): {', '.join(sorted(unknown))}")
     if reading is not None:
         values.setdefault("provider", reading.provider)
         values.setdefault("operation", reading.operation)
@@ -116,9 +171,9 @@ def build_event(
         values.setdefault("stream", reading.stream)
         values.setdefault("usage_raw", reading.usage_raw)
         values.setdefault("usage_source", reading.usage_source)
-        values.setdefault("warnings", list(reading.warnings))
+        values.setdefault("warnings", tuple(reading.warnings))
         values.setdefault("usage_parts", reading.usage_parts)
-        values.setdefault("fee_counts", dict(reading.fee_counts))
+        values.setdefault("fee_counts", reading.fee_counts)
         if counts or usage is not None:
             raise InvalidEventError("pass token counts or a response, not both")
         event_usage = reading.usage
@@ -135,14 +190,16 @@ def build_event(
         values.setdefault("usage_source", "manual")
 
     attribution = current_attribution()
-    for name in ("tenant", "user", "feature", "session"):
+    for name in ATTRIBUTION_FIELDS:
         if values.get(name) is None:
             values[name] = getattr(attribution, name)
     tags = values.get("tags")
     if tags is not None and not isinstance(tags, Mapping):
         raise InvalidEventError("tags must be a mapping of strings to strings")
-    values["tags"] = {**attribution.tags, **{k: str(v) for k, v in (tags or {}).items()}}
-    ledger.check_feature(values["feature"])
+    values["tags"] = FrozenDict(
+        {**attribution.tags, **{k: str(v) for k, v in (tags or {}).items()}}
+    )
+    check_feature(values["feature"], features)
 
     if values.get("cost") is not None:
         values["cost"] = _as_decimal("cost", values["cost"])
@@ -154,9 +211,7 @@ def build_event(
         raise InvalidEventError("provider is required")
     if not values.get("model"):
         raise InvalidEventError("model is required (the response did not name one)")
-    event = UsageEvent(usage=event_usage, **values)
-    event.validate()
-    return event
+    return UsageEvent(usage=event_usage, **values).validate()
 
 
 def record(
@@ -181,7 +236,8 @@ def record(
             counts named after the buckets (``input_tokens=…``, ``cache_read_tokens=…``).
 
     Returns:
-        The recorded event, with its cost (or ``cost=None`` and the reason it is unpriced).
+        The recorded event, with its cost (or ``cost=None`` and the reason it is
+        unpriced). Events are immutable: the writer stores this very value.
 
     Example:
         >>> import llmledger
@@ -193,26 +249,127 @@ def record(
     Raises:
         InvalidEventError: on an unknown field, a bad value or counts that break the
             invariants (a part larger than its total, a negative count).
+        UnknownFeatureError: when features are declared and this one is not.
     """
     ledger = get_ledger()
-    event = build_event(ledger, response=response, stream=stream, usage=usage, **values)
+    event = build_event(
+        features=ledger.features, response=response, stream=stream, usage=usage, **values
+    )
     event = ledger.prepare(event)
     ledger.submit(event)
     return event
 
 
+#: What a captured call hands over once it ends: the deferred work building its event.
+Build = Callable[[], UsageEvent]
+
+# Fields a block never gives a captured call's event: the hook measured them.
+_MEASURED = frozenset({"id", "ts", "duration_ms", "ttft_ms", "usage", "usage_raw", "usage_source"})
+
+
+@dataclass(eq=False, slots=True)
+class Block:
+    """A :func:`track` block open in a context; the provider calls hooked inside it are its own.
+
+    The capture hooks mark the block ``seen`` when a call starts inside it and hand
+    it the call's deferred event when the call ends (:meth:`take`); the block
+    builds those at its exit, gives them its attribution and fields
+    (:meth:`apply`), prices and records them. A call still running when the block
+    exits (a stream read later) is recorded by its hook when it ends, still with
+    the block's attribution and fields.
+    """
+
+    ledger: Ledger
+    values: dict[str, Any]
+    parent: Block | None = None
+    seen: int = 0
+    closed: bool = False
+    builds: list[Build] = field(default_factory=list)
+    recorded: list[UsageEvent] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, build: Build) -> bool:
+        """Keep the deferred event of a call that ended inside the block (False once closed)."""
+        with self.lock:
+            if self.closed:
+                return False
+            self.builds.append(build)
+            return True
+
+    def close(self) -> list[Build]:
+        """Close the block; the deferred events it was handed."""
+        with self.lock:
+            self.closed = True
+            builds, self.builds = self.builds, []
+        return builds
+
+    def named(self) -> dict[str, Any]:
+        """What this block and the blocks around it name; the innermost wins, tags merge."""
+        outer = self.parent.named() if self.parent is not None else {}
+        tags = {**outer.get("tags", {}), **(self.values.get("tags") or {})}
+        merged = {**outer, **{k: v for k, v in self.values.items() if v is not None}}
+        if tags:
+            merged["tags"] = tags
+        return merged
+
+    def apply(self, event: UsageEvent) -> UsageEvent:
+        """A captured call's event with the block's attribution, and its other fields
+        where the hook saw none (the hook's measurements and usage always stay).
+
+        Raises:
+            InvalidEventError: on a field the event does not have.
+            UnknownFeatureError: on a feature that is not declared.
+        """
+        named = self.named()
+        unknown = set(named) - _EVENT_FIELDS - set(BUCKETS)
+        if unknown:
+            raise InvalidEventError(f"unknown event field(s): {', '.join(sorted(unknown))}")
+        changes: dict[str, Any] = {}
+        for name, value in named.items():
+            if name == "tags":
+                if not isinstance(value, Mapping):
+                    raise InvalidEventError("tags must be a mapping of strings to strings")
+                changes["tags"] = {**event.tags, **{k: str(v) for k, v in value.items()}}
+            elif name in ATTRIBUTION_FIELDS:
+                changes[name] = value
+            elif name in _MEASURED or name in BUCKETS:
+                continue
+            elif getattr(event, name) is None or (name == "model" and event.model == "unknown"):
+                changes[name] = value
+        check_feature(changes.get("feature", event.feature), self.ledger.features)
+        return event.replace(**changes).validate() if changes else event
+
+    def deferred(self, build: Build) -> Build:
+        """The work building a call's event after the block closed, the block's fields applied."""
+        return lambda: self.apply(build())
+
+
+current_block: contextvars.ContextVar[Block | None] = contextvars.ContextVar(
+    "llmledger_track_block", default=None
+)
+
+
 class Tracker:
-    """What :func:`track` yields: hand it the response (or counts) of the call."""
+    """What :func:`track` yields: hand it the response (or counts) of the call.
+
+    After the block, ``event`` is the recorded event with its cost, and ``events``
+    every event the block recorded (several when it made several hooked calls).
+    """
 
     def __init__(self, ledger: Ledger, values: dict[str, Any]) -> None:
         self._ledger = ledger
         self._values = values
         self.response: Any = None
         self.event: UsageEvent | None = None
+        self.events: tuple[UsageEvent, ...] = ()
         self._usage: dict[str, int] = {}
 
     def set_response(self, response: Any) -> None:
-        """Take usage, model and request id from this provider response."""
+        """Take usage, model and request id from this provider response.
+
+        When a capture hook recorded the call inside the block, its reading of the
+        same response is used instead.
+        """
         self.response = response
 
     def set_usage(self, **counts: int) -> None:
@@ -233,6 +390,12 @@ class track:
     When the block raises, the event is recorded with status ``error`` and the
     exception type, and the exception goes on to the caller unchanged.
 
+    With :func:`llmledger.instrument` on, a provider call made inside the block is
+    recorded once: the hook's event (usage, timings, status, request id) with the
+    block's attribution and fields, and ``t.event`` is that event with its cost.
+    Each hooked call is its own event (``t.events``); the block records an event of
+    its own only when no hook saw a call inside it. See ``docs/capture.md``.
+
     Example:
         >>> import llmledger
         >>> with llmledger.track(provider="openai", model="gpt-4o", feature="chat") as t:
@@ -244,16 +407,21 @@ class track:
     def __init__(self, **values: Any) -> None:
         self._values = values
         self._tracker: Tracker | None = None
+        self._block: Block | None = None
+        self._token: contextvars.Token[Block | None] | None = None
         self._started = 0.0
         self._ts: datetime | None = None
 
     def __enter__(self) -> Tracker:
         ledger = get_ledger()
-        ledger.check_feature(self._values.get("feature") or current_attribution().feature)
-        self._tracker = Tracker(ledger, dict(self._values))
+        check_feature(self._values.get("feature") or current_attribution().feature, ledger.features)
+        tracker = Tracker(ledger, dict(self._values))
+        self._tracker = tracker
+        self._block = Block(ledger, tracker._values, current_block.get())
+        self._token = current_block.set(self._block)
         self._ts = datetime.now(UTC)
         self._started = time.perf_counter()
-        return self._tracker
+        return tracker
 
     def __exit__(
         self,
@@ -262,8 +430,48 @@ class track:
         tb: TracebackType | None,
     ) -> None:
         duration_ms = (time.perf_counter() - self._started) * 1000
-        tracker = self._tracker
-        assert tracker is not None
+        tracker, block, token = self._tracker, self._block, self._token
+        assert tracker is not None and block is not None and token is not None
+        current_block.reset(token)
+        builds = block.close()
+        ledger = tracker._ledger
+        try:
+            if block.seen:
+                events = [*block.recorded, *self._hooked(block, builds)]
+            else:
+                events = [self._own(tracker, duration_ms, exc)]
+            tracker.events = tuple(events)
+            tracker.event = events[-1] if events else None
+            parent = block.parent
+            if parent is not None and not parent.closed:
+                # The calls of a nested block are the outer block's calls too.
+                parent.seen += 1
+                parent.recorded.extend(events)
+        except Exception:
+            # Bookkeeping never breaks the tracked call; tests run strict to see it.
+            if ledger.settings.strict:
+                raise
+            log.exception("llmledger: could not record a tracked call")
+
+    def _hooked(self, block: Block, builds: list[Build]) -> list[UsageEvent]:
+        """Record the events of the hooked calls that ended inside the block."""
+        ledger = block.ledger
+        events = []
+        for build in builds:
+            try:
+                event = ledger.prepare(block.apply(build()))
+            except Exception:
+                # One call that cannot be recorded leaves the others recorded.
+                if ledger.settings.strict:
+                    raise
+                log.exception("llmledger: could not record a call made in a tracked block")
+                continue
+            ledger.submit(event)
+            events.append(event)
+        return events
+
+    def _own(self, tracker: Tracker, duration_ms: float, exc: BaseException | None) -> UsageEvent:
+        """Record the block's own event: no hook saw a call inside it."""
         values = dict(tracker._values)
         values.setdefault("ts", self._ts)
         values["duration_ms"] = round(duration_ms, 3)
@@ -275,18 +483,12 @@ class track:
             if isinstance(request_id, str):
                 values.setdefault("request_id", request_id)
         ledger = tracker._ledger
-        try:
-            if tracker.response is not None and exc is None:
-                event = build_event(ledger, response=tracker.response, **values)
-            else:
-                if tracker.response is None and not tracker._usage:
-                    values.setdefault("usage_source", "missing")
-                event = build_event(ledger, usage=tracker._usage, **values)
-            event = ledger.prepare(event)
-            ledger.submit(event)
-            tracker.event = event
-        except Exception:
-            # Bookkeeping never breaks the tracked call; tests run strict to see it.
-            if ledger.settings.strict:
-                raise
-            log.exception("llmledger: could not record a tracked call")
+        if tracker.response is not None and exc is None:
+            event = build_event(features=ledger.features, response=tracker.response, **values)
+        else:
+            if tracker.response is None and not tracker._usage:
+                values.setdefault("usage_source", "missing")
+            event = build_event(features=ledger.features, usage=tracker._usage, **values)
+        event = ledger.prepare(event)
+        ledger.submit(event)
+        return event

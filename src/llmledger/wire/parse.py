@@ -382,7 +382,7 @@ def to_event(wire: EventJson, *, now: datetime) -> UsageEvent:
         session=wire.session,
         tags=wire.tags,
         api_key_fingerprint=wire.api_key_fingerprint,
-        warnings=wire.warnings,
+        warnings=tuple(wire.warnings),
     )
 
 

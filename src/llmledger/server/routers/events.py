@@ -139,11 +139,12 @@ def _ingest(
         if isinstance(item, InvalidEventError):
             results.append({"id": None, "status": "rejected", "reason": str(item)})
             continue
-        if tenant is not None:
-            item.tenant = tenant
+        event = item
+        if tenant is not None and event.tenant != tenant:
+            event = dataclasses.replace(event, tenant=tenant)
         # The service is authoritative: it prices every event it receives with its
         # own price source, keeping only costs the caller or the provider gave.
-        priced = pricer.priced(item)
+        priced = pricer.priced(event)
         too_much = cost_over_limit(priced.cost)
         if too_much is not None:
             # Never a total out of range, never $0: the call is stored unpriced.
