@@ -347,3 +347,18 @@ def test_async_streaming_response(
         True,
     )
     assert plain.usage.output_tokens > 0
+
+
+# -- track() around an instrumented call -----------------------------------------------------
+
+
+def test_track_around_an_instrumented_call_stores_one_priced_event(
+    ledger: Ledger, hooks: Instrumentation, oa: openai.OpenAI
+) -> None:
+    with llmledger.track(provider="openai", model="gpt-4o-mini", feature="summary") as t:
+        t.set_response(oa.chat.completions.create(model="gpt-4o-mini", messages=QUESTION))
+    event = only(ledger)
+    assert t.event is not None and t.event.id == event.id
+    assert t.event.cost == event.cost and t.event.usage == event.usage
+    assert event.feature == "summary" and event.request_id is not None
+    assert_priced(event)
