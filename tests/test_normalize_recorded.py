@@ -505,3 +505,32 @@ def test_totals_match_what_the_provider_says_where_it_says_it() -> None:
     ]:
         body = json.loads((RECORDED / name).read_text())
         assert read_response(body).usage.total_tokens == body[key[0]][key[1]], name
+
+
+def test_framework_usage_in_the_chat_shape_is_read_like_the_providers() -> None:
+    from llmledger.normalize.openai import openai_style_usage
+
+    body = json.loads((RECORDED / "openai_chat_prompt_cache_hit.json").read_text())
+    assert openai_style_usage(body["usage"]) == read_response(body, provider="openai").usage
+    # LiteLLM's additions: Anthropic's cache read and write beside an input total that
+    # leaves the write out, and the write split by lifetime.
+    litellm_anthropic = {
+        "prompt_tokens": 1010,
+        "completion_tokens": 20,
+        "cache_read_input_tokens": 1000,
+        "cache_creation_input_tokens": 300,
+        "prompt_tokens_details": {
+            "cache_creation_token_details": {
+                "ephemeral_5m_input_tokens": 100,
+                "ephemeral_1h_input_tokens": 200,
+            }
+        },
+    }
+    assert openai_style_usage(litellm_anthropic) == Usage(
+        input_tokens=1310,
+        output_tokens=20,
+        cache_read_tokens=1000,
+        cache_write_tokens=300,
+        cache_write_5m_tokens=100,
+        cache_write_1h_tokens=200,
+    )
