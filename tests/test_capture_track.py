@@ -81,12 +81,13 @@ def _priced(event: UsageEvent | None) -> UsageEvent:
 def test_track_around_an_instrumented_call_records_one_event(
     client: openai.OpenAI, ledger: KeepingLedger, instrumented: Instrumentation
 ) -> None:
-    with llmledger.attribute(user="context-user", tenant="acme", tags={"env": "prod"}):
-        with llmledger.track(
-            provider="openai", model="gpt-4o-mini", feature="summary", user="u42", tags={"doc": 7}
-        ) as t:
-            completion = _create(client)
-            t.set_response(completion)
+    context = llmledger.attribute(user="context-user", tenant="acme", tags={"env": "prod"})
+    block = llmledger.track(
+        provider="openai", model="gpt-4o-mini", feature="summary", user="u42", tags={"doc": 7}
+    )
+    with context, block as t:
+        completion = _create(client)
+        t.set_response(completion)
     [event] = ledger.events()
     assert t.event is event and t.events == (event,)
     _priced(event)
@@ -195,9 +196,9 @@ def test_a_failed_call_in_a_block_is_one_error_event(
         {**JSON, "x-request-id": "req_429"},
     )
     client = replay.sdk_client(openai.OpenAI, "openai", **_OPTIONS)
-    with pytest.raises(openai.RateLimitError):
-        with llmledger.track(provider="openai", model="gpt-4o-mini", feature="f") as t:
-            _create(client)
+    block = llmledger.track(provider="openai", model="gpt-4o-mini", feature="f")
+    with pytest.raises(openai.RateLimitError), block as t:
+        _create(client)
     [event] = ledger.events()
     assert t.event is event
     assert (event.status, event.error_type, event.request_id) == (
@@ -211,10 +212,9 @@ def test_a_failed_call_in_a_block_is_one_error_event(
 def test_an_error_of_the_app_after_the_call_leaves_the_call_ok(
     client: openai.OpenAI, ledger: KeepingLedger, instrumented: Instrumentation
 ) -> None:
-    with pytest.raises(KeyError):
-        with llmledger.track(provider="openai", model="gpt-4o-mini") as t:
-            _create(client)
-            raise KeyError("the app's own bug")
+    with pytest.raises(KeyError), llmledger.track(provider="openai", model="gpt-4o-mini") as t:
+        _create(client)
+        raise KeyError("the app's own bug")
     [event] = ledger.events()
     assert t.event is event and event.status == "ok" and event.error_type is None
 
@@ -273,13 +273,16 @@ def test_a_call_in_another_context_is_not_the_blocks(
 
 def test_an_undeclared_feature_of_the_block_is_refused_when_it_opens() -> None:
     llmledger.configure(features=["search"])
-    with pytest.raises(llmledger.UnknownFeatureError, match="'chat'"):
-        with llmledger.track(provider="openai", model="gpt-4o", feature="chat"):
-            pass
-    with llmledger.attribute(feature="chat"):
-        with pytest.raises(llmledger.UnknownFeatureError, match="'chat'"):
-            with llmledger.track(provider="openai", model="gpt-4o"):
-                pass
+    refused = pytest.raises(llmledger.UnknownFeatureError, match="'chat'")
+    with refused, llmledger.track(provider="openai", model="gpt-4o", feature="chat"):
+        pass
+    refused = pytest.raises(llmledger.UnknownFeatureError, match="'chat'")
+    with (
+        llmledger.attribute(feature="chat"),
+        refused,
+        llmledger.track(provider="openai", model="gpt-4o"),
+    ):
+        pass
 
 
 # -- the instrument() handle keeps its options ---------------------------------------------

@@ -10,6 +10,7 @@ import inspect
 import json
 import pickle
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -111,7 +112,12 @@ def test_event_validation_rejects_naive_time_and_unknown_status() -> None:
     naive = UsageEvent(provider="openai", model="m", ts=datetime(2025, 1, 1))
     with pytest.raises(InvalidEventError, match="timezone-aware"):
         naive.validate()
-    bad = UsageEvent(provider="openai", model="m", ts=datetime.now(UTC), status="fine")
+    bad = UsageEvent(
+        provider="openai",
+        model="m",
+        ts=datetime.now(UTC),
+        status="fine",  # type: ignore[arg-type]
+    )
     with pytest.raises(InvalidEventError, match="status must be one of"):
         bad.validate()
 
@@ -149,12 +155,14 @@ def test_events_are_immutable_and_keep_no_reference_to_the_callers_collections()
     assert event.cost_breakdown == {"input_tokens": Decimal("0.5")}
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.cost = Decimal("1")  # type: ignore[misc]
-    for change in (
-        lambda: event.tags.__setitem__("env", "dev"),  # type: ignore[index]
-        lambda: event.tags.update(env="dev"),  # type: ignore[attr-defined]
-        lambda: event.tags.pop("env"),  # type: ignore[attr-defined]
-        lambda: event.tags.clear(),  # type: ignore[attr-defined]
-    ):
+    tags_as_dict: dict[str, str] = event.tags  # type: ignore[assignment]
+    changes: list[Callable[[], object]] = [
+        lambda: tags_as_dict.__setitem__("env", "dev"),
+        lambda: tags_as_dict.update(env="dev"),
+        lambda: tags_as_dict.pop("env"),
+        tags_as_dict.clear,
+    ]
+    for change in changes:
         with pytest.raises(TypeError, match="cannot be changed"):
             change()
     assert event.tags == {"env": "prod"}
@@ -275,9 +283,9 @@ def test_declared_features_refuse_unknown_ones_where_the_call_is_recorded() -> N
         with attribute(feature="serach"):  # opening the block asks nothing of the ledger
             with pytest.raises(llmledger.UnknownFeatureError, match=r"'serach'.*chat, search"):
                 llmledger.record(provider="openai", model="gpt-4o")
-            with pytest.raises(llmledger.UnknownFeatureError, match=r"'serach'"):
-                with llmledger.track(provider="openai", model="gpt-4o"):
-                    pass
+            refused = pytest.raises(llmledger.UnknownFeatureError, match=r"'serach'")
+            with refused, llmledger.track(provider="openai", model="gpt-4o"):
+                pass
         with pytest.raises(llmledger.UnknownFeatureError, match=r"'serach'"):
             llmledger.record(provider="openai", model="gpt-4o", feature="serach")
     finally:
@@ -314,3 +322,10 @@ def test_key_cache_seconds_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMLEDGER_KEY_CACHE_SECONDS", "-1")
     with pytest.raises(ConfigError, match="key_cache_seconds"):
         load_settings()
+
+
+def test_the_buckets_are_the_fields_of_usage_and_of_the_wire_shape() -> None:
+    from llmledger.wire.parse import UsageIn
+
+    assert tuple(field.name for field in dataclasses.fields(Usage)) == BUCKETS
+    assert tuple(name for name in UsageIn.model_fields if name != "total_tokens") == BUCKETS

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmledger.core.events import UsageEvent
+from llmledger.core.events import Status, UsageEvent
 from llmledger.core.usage import BUCKETS, Usage
 from llmledger.pricing.fx import ExchangeRates
 from llmledger.query import METRICS, Filter, InvalidQueryError, Query, SortKey, month_forecast, plan
@@ -27,6 +27,18 @@ from llmledger.store.rollup_tables import daily_rollups, rollup_table, rollups
 from llmledger.store.rollups import apply_rollups
 
 T0 = datetime(2025, 3, 28, tzinfo=UTC)
+_STATUSES: list[Status] = [
+    "ok",
+    "ok",
+    "ok",
+    "ok",
+    "ok",
+    "ok",
+    "ok",
+    "error",
+    "incomplete",
+    "abandoned",
+]
 ADDITIVE = ("calls", "successes", "errors", "unpriced_calls", *BUCKETS, "total_tokens")
 # Every metric rollups can answer (percentiles always come from the events).
 ROLLUP_METRICS = tuple(m for m in METRICS if m not in PERCENTILE_METRICS)
@@ -57,7 +69,7 @@ def make_events(count: int, seed: int, *, span: timedelta = timedelta(days=6)) -
                 model=rng.choice(["gpt-4o", "o3", "claude-sonnet"]),
                 response_model=rng.choice([None, "gpt-4o-2024-08-06", "=cmd"]),
                 operation=rng.choice(["chat", "chat", "embeddings"]),
-                status=rng.choice(["ok"] * 7 + ["error", "incomplete", "abandoned"]),
+                status=rng.choice(_STATUSES),
                 ts=T0 + timedelta(microseconds=rng.randrange(int(span.total_seconds() * 1e6))),
                 usage=Usage(
                     input_tokens=input_tokens,

@@ -167,7 +167,7 @@ def test_rejected_events_go_to_the_writers_error_hook(tmp_path: Path) -> None:
     service = FakeService()
     sink, _ = make_sink(service, tmp_path)
     batch = events(2)
-    batch[1].model = "bad"
+    batch[1] = batch[1].replace(model="bad")
     failed: list[tuple[str, str]] = []
     assert sink.write(batch, on_error=lambda e, exc: failed.append((e.id, str(exc)))) == 1
     assert failed == [(batch[1].id, "the service rejected it: bad model")]

@@ -80,7 +80,7 @@ def full_event(**changes: Any) -> UsageEvent:
         session="conv-9",
         tags={"environment": "prod", "podcast_id": "p-1", "emoji": "🎧"},
         api_key_fingerprint="sk-…a1b2",
-        warnings=["cache_read_tokens exceed input_tokens"],
+        warnings=("cache_read_tokens exceed input_tokens",),
     )
     return event.replace(**changes) if changes else event
 

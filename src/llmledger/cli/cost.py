@@ -11,7 +11,7 @@ import click
 
 from llmledger.cli.common import echo_json, ledger_from, money, parse_time, print_table
 from llmledger.core.errors import InvalidEventError, InvalidUsageError, UnknownModelError
-from llmledger.core.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
+from llmledger.core.usage import BUCKETS, INPUT_PARTS, OUTPUT_PARTS, Usage
 from llmledger.pricing import PriceResolver, PriceResult
 from llmledger.wire.serialize import decimal_text
 
@@ -19,26 +19,16 @@ __all__ = ["COMMANDS"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_COUNT_OPTIONS = {
-    "input": "input_tokens",
-    "output": "output_tokens",
-    "cache_read": "cache_read_tokens",
-    "cache_write": "cache_write_tokens",
-    "cache_write_5m": "cache_write_5m_tokens",
-    "cache_write_1h": "cache_write_1h_tokens",
-    "reasoning": "reasoning_tokens",
-    "input_audio": "input_audio_tokens",
-    "output_audio": "output_audio_tokens",
-    "input_image": "input_image_tokens",
-}
+# One option per bucket, named after it: --input, --cache-read, --cache-write-5m, ...
+_COUNT_OPTIONS = {bucket.removesuffix("_tokens"): bucket for bucket in BUCKETS}
 
 
-def _count_option(name: str) -> Callable[[F], F]:
-    flag = "--" + name.replace("_", "-")
-    bucket = _COUNT_OPTIONS[name]
-    return click.option(
-        flag, name, type=int, default=None, help=f"{bucket} (with --model, instead of FILE)."
-    )
+def _count_options(command: F) -> F:
+    for name, bucket in reversed(_COUNT_OPTIONS.items()):
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{bucket} (with --model, instead of FILE)."
+        command = click.option(flag, name, type=int, default=None, help=help_text)(command)
+    return command
 
 
 def _price(
@@ -70,16 +60,7 @@ def _price(
 @click.option("--at", "at", help="Price as of this ISO 8601 time (default: now).")
 @click.option("--tier", "service_tier", help="Service tier to price (e.g. flex, priority).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@_count_option("input")
-@_count_option("output")
-@_count_option("cache_read")
-@_count_option("cache_write")
-@_count_option("cache_write_5m")
-@_count_option("cache_write_1h")
-@_count_option("reasoning")
-@_count_option("input_audio")
-@_count_option("output_audio")
-@_count_option("input_image")
+@_count_options
 @click.pass_context
 def cost_command(
     ctx: click.Context,

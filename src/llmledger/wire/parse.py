@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -31,7 +32,7 @@ from llmledger.core.events import (
     current_cost_source,
 )
 from llmledger.core.ids import new_id
-from llmledger.core.usage import Usage
+from llmledger.core.usage import BUCKETS, Usage
 
 __all__ = [
     "MAX_BATCH",
@@ -313,6 +314,10 @@ def _check_time(moment: datetime, now: datetime) -> datetime:
     return moment
 
 
+# Usage's fields are the buckets, in BUCKETS order: one attrgetter reads them all.
+_bucket_values = attrgetter(*BUCKETS)
+
+
 def to_event(wire: EventJson, *, now: datetime) -> UsageEvent:
     """The :class:`UsageEvent` of a validated :class:`EventIn`.
 
@@ -322,19 +327,7 @@ def to_event(wire: EventJson, *, now: datetime) -> UsageEvent:
     """
     ts = _check_time(wire.ts, now)
     u = wire.usage
-    usage = Usage(
-        u.input_tokens,
-        u.output_tokens,
-        u.cache_read_tokens,
-        u.cache_write_tokens,
-        u.cache_write_5m_tokens,
-        u.cache_write_1h_tokens,
-        u.input_audio_tokens,
-        u.input_image_tokens,
-        u.reasoning_tokens,
-        u.output_audio_tokens,
-        u.tool_use_prompt_tokens,
-    )
+    usage = Usage(*_bucket_values(u))
     problems = usage.problems()
     if problems:
         raise InvalidEventError("usage: " + "; ".join(problems))
