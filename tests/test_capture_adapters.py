@@ -454,3 +454,37 @@ def test_adapter_failures_stay_inside(
     handler = langchain_handler()
     handler.on_llm_end(object(), run_id="not-a-run")
     assert ledger.events()[0].model == "unknown"
+
+
+# -- adapters inside a track() block ----------------------------------------------------------
+
+
+def test_a_langchain_run_in_a_track_block_is_the_blocks_one_event(ledger: KeepingLedger) -> None:
+    with llmledger.track(provider="anthropic", model="claude-sonnet-4-5", feature="qa") as t:
+        _fake_model().invoke("Capital of France?", config={"callbacks": [langchain_handler()]})
+    event = ledger.one()
+    assert t.event is event and event.feature == "qa"
+    assert event.usage.input_tokens == 1200  # the run's usage, not an empty block of its own
+
+
+def test_a_hooked_call_under_langchain_in_a_track_block_is_recorded_once(
+    ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    model = OpenAIChat(client=_openai_client())
+    with llmledger.track(provider="openai", model="gpt-4o-mini", user="u3") as t:
+        model.invoke("hi", config={"callbacks": [langchain_handler(feature="qa")]})
+    event = ledger.one()
+    assert t.event is event and event.request_id == "req_1"
+    assert (event.user, event.feature) == ("u3", "qa")
+
+
+def test_a_litellm_call_in_a_track_block_is_the_blocks_one_event(ledger: KeepingLedger) -> None:
+    callback = litellm_callback()
+    kwargs = _litellm_kwargs("call-track")
+    with llmledger.track(provider="anthropic", model="claude-sonnet-4-5", tenant="acme") as t:
+        callback.log_pre_api_call(kwargs["model"], [], kwargs)
+        callback.log_post_api_call(kwargs, None, *_times())
+        callback.log_success_event(kwargs, _litellm_response(), *_times())
+    event = ledger.one()
+    assert t.event is event and event.tenant == "acme"
+    assert event.usage.cache_read_tokens == 1200

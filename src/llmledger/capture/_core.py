@@ -52,6 +52,7 @@ __all__ = [
     "internal_error",
     "internal_errors",
     "merge_attribution",
+    "open_block",
     "reading_event",
     "submit",
     "usage_event",
@@ -302,6 +303,18 @@ def begin(
     return call
 
 
+def open_block() -> Block | None:
+    """The :func:`llmledger.track` block open in this context, one more call counted in it.
+
+    For a framework adapter, in the caller's context when the framework's call starts.
+    """
+    block = current_block.get()
+    if block is None or block.closed:
+        return None
+    block.seen += 1
+    return block
+
+
 def submit(call: Call, build: Callable[[], UsageEvent]) -> None:
     """Hand over the deferred work that builds the call's event.
 
@@ -452,12 +465,15 @@ def adapter_call(
     started: float | None = None,
     stream: bool = False,
     api_key: Any = None,
+    block: Block | None = None,
 ) -> Call:
     """Start recording a call seen by a framework adapter rather than a provider hook.
 
     ``started`` is the call's start as seconds since the epoch when the framework
     gives it (then durations are measured in the same clock); by default it is now.
-    Unlike :func:`begin` this never marks a :class:`Scope` seen.
+    ``block`` is the :func:`llmledger.track` block the framework's call started in
+    (:func:`open_block`), which then records the event. Unlike :func:`begin` this
+    never marks a :class:`Scope` seen.
     """
     wall = time.time() if started is None else started
     clock = time.perf_counter() if started is None else started
@@ -472,6 +488,7 @@ def adapter_call(
         stream,
         api_key if isinstance(api_key, str) else None,
         extra=extra,
+        block=block,
     )
 
 

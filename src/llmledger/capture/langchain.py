@@ -36,6 +36,7 @@ from llmledger.capture._core import (
     count,
     current_scope,
     internal_error,
+    open_block,
     submit,
     usage_event,
 )
@@ -203,7 +204,12 @@ class LangChainRecorder(AdapterRecorder):
             extra = self._attribution(attribution_from(metadata))
             provider, model = _provider_and_model(serialized, metadata, params)
             call = adapter_call(
-                provider, "chat", model, extra=extra, stream=bool(params.get("stream"))
+                provider,
+                "chat",
+                model,
+                extra=extra,
+                stream=bool(params.get("stream")),
+                block=open_block(),
             )
             current = current_scope.get()
             with self._lock:

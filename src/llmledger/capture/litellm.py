@@ -49,6 +49,7 @@ from llmledger.capture._core import (
     current_scope,
     internal_error,
     merge_attribution,
+    open_block,
     submit,
     usage_event,
 )
@@ -58,6 +59,7 @@ from llmledger.core.providers import provider_name
 from llmledger.core.usage import Usage
 from llmledger.normalize.openai import openai_style_usage
 from llmledger.pricing.model import PriceResult, with_price
+from llmledger.runtime.recording import Block
 
 __all__ = ["LiteLLMRecorder", "callback_class", "litellm_callback", "provider_of"]
 
@@ -121,6 +123,7 @@ class _Pending:
     scope: Scope
     attribution: Attribution
     previous: Scope | None
+    block: Block | None = None
 
 
 def _metadata_attribution(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -221,7 +224,7 @@ class LiteLLMRecorder(AdapterRecorder):
                 pending = self._pending.get(call_id)
                 if pending is None:
                     extra = self._attribution(_metadata_attribution(kwargs))
-                    pending = _Pending(Scope(extra), current_attribution(), None)
+                    pending = _Pending(Scope(extra), current_attribution(), None, open_block())
                     self._pending[call_id] = pending
                     while len(self._pending) > _REMEMBERED:
                         self._pending.popitem(last=False)
@@ -348,9 +351,11 @@ class LiteLLMRecorder(AdapterRecorder):
         stream = bool(payload.get("stream") or kwargs.get("stream"))
         if pending is not None:
             extra, attribution = pending.scope.attribution, pending.attribution
+            block = pending.block
         else:
             extra = self._attribution(_metadata_attribution(kwargs))
             attribution = current_attribution()
+            block = open_block()
         call = adapter_call(
             provider,
             _operation(payload.get("call_type") or kwargs.get("call_type")),
@@ -360,6 +365,7 @@ class LiteLLMRecorder(AdapterRecorder):
             started=started,
             stream=stream,
             api_key=kwargs.get("api_key") or params.get("api_key"),
+            block=block,
         )
         error_type = error_message = None
         if failed:
