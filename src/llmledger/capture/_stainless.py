@@ -42,6 +42,7 @@ from llmledger.capture._streams import (
     iterate,
     tracker_of,
 )
+from llmledger.core.events import Operation
 
 __all__ = ["StainlessSDK", "optional", "patches", "raw_response_types"]
 
@@ -68,7 +69,7 @@ class StainlessSDK:
     """
 
     provider: str
-    routes: Mapping[str, str]
+    routes: Mapping[str, Operation]
     streams: Mapping[str, StreamSpec]
     body_text: Callable[[str, Mapping[str, Any]], str | None]
     request_id_header: str
@@ -98,7 +99,7 @@ def as_dict(model: Any) -> Mapping[str, Any]:
     raise TypeError(f"cannot read a {type(model).__name__} as a response body")
 
 
-def _route(sdk: StainlessSDK, url: Any) -> str | None:
+def _route(sdk: StainlessSDK, url: Any) -> Operation | None:
     operation = sdk.routes.get(url)
     if operation is None and isinstance(url, str) and "://" in url:
         path = url.split("://", 1)[1].partition("/")[2].partition("?")[0]
@@ -156,7 +157,7 @@ def _start(
         call = begin(
             options,
             sdk.provider,
-            operation,  # type: ignore[arg-type]
+            operation,
             model if type(model) is str else None,
             stream,
             _key_in_headers(request_options.headers),
