@@ -471,11 +471,13 @@ def test_a_hooked_call_under_langchain_in_a_track_block_is_recorded_once(
     ledger: KeepingLedger, instrumented: Instrumentation
 ) -> None:
     model = OpenAIChat(client=_openai_client())
-    with llmledger.track(provider="openai", model="gpt-4o-mini", user="u3") as t:
-        model.invoke("hi", config={"callbacks": [langchain_handler(feature="qa")]})
+    handler = langchain_handler(feature="qa")
+    with llmledger.track(provider="openai", model="gpt-4o-mini", user="u3", tenant="t") as t:
+        model.invoke("hi", config={"callbacks": [handler], "metadata": {"user": "u4"}})
     event = ledger.one()
     assert t.event is event and event.request_id == "req_1"
-    assert (event.user, event.feature) == ("u3", "qa")
+    # The run's metadata, inside the block, refines the block's attribution.
+    assert (event.tenant, event.user, event.feature) == ("t", "u4", "qa")
 
 
 def test_a_litellm_call_in_a_track_block_is_the_blocks_one_event(ledger: KeepingLedger) -> None:

@@ -240,6 +240,22 @@ def test_nested_blocks_record_the_call_once_and_the_inner_block_wins(
     assert (own.user, own.usage.input_tokens) == ("manual", 10)
 
 
+def test_attribution_nested_inside_the_block_refines_it_for_the_call(
+    client: openai.OpenAI, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    block = llmledger.track(provider="openai", model="gpt-4o-mini", feature="outer", user="u1")
+    with block as t, llmledger.attribute(feature="inner", tags={"k": "v"}):
+        _create(client)
+        t.set(session="later")  # named after the call started: still given to it
+    [event] = ledger.events()
+    assert (event.feature, event.user, event.session, event.tags) == (
+        "inner",
+        "u1",
+        "later",
+        {"k": "v"},
+    )
+
+
 def test_async_calls_in_a_block(
     replay: Replay, ledger: KeepingLedger, instrumented: Instrumentation
 ) -> None:

@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from llmledger.core.attribution import check_feature, current_attribution
+from llmledger.core.attribution import Attribution, attribute, check_feature, current_attribution
 from llmledger.core.errors import InvalidEventError, InvalidUsageError
 from llmledger.core.events import ATTRIBUTION_FIELDS, FrozenDict, UsageEvent
 from llmledger.core.usage import BUCKETS, Usage
@@ -265,6 +265,7 @@ Build = Callable[[], UsageEvent]
 
 # Fields a block never gives a captured call's event: the hook measured them.
 _MEASURED = frozenset({"id", "ts", "duration_ms", "ttft_ms", "usage", "usage_raw", "usage_source"})
+_ATTRIBUTED = frozenset({*ATTRIBUTION_FIELDS, "tags"})
 
 
 @dataclass(eq=False, slots=True)
@@ -282,6 +283,7 @@ class Block:
     ledger: Ledger
     values: dict[str, Any]
     parent: Block | None = None
+    entered: Attribution = field(default_factory=Attribution)
     seen: int = 0
     closed: bool = False
     builds: list[Build] = field(default_factory=list)
@@ -313,8 +315,13 @@ class Block:
         return merged
 
     def apply(self, event: UsageEvent) -> UsageEvent:
-        """A captured call's event with the block's attribution, and its other fields
-        where the hook saw none (the hook's measurements and usage always stay).
+        """A captured call's event with what the block names: its other fields where the
+        hook saw none (the hook's measurements and usage always stay), and attribution
+        set with ``t.set()`` after the block opened.
+
+        The attribution the block opened with needs nothing here: it was in force (as
+        an :func:`~llmledger.attribute` block) when the call started, beneath any
+        block or framework metadata nested inside it.
 
         Raises:
             InvalidEventError: on a field the event does not have.
@@ -326,16 +333,22 @@ class Block:
             raise InvalidEventError(f"unknown event field(s): {', '.join(sorted(unknown))}")
         changes: dict[str, Any] = {}
         for name, value in named.items():
-            if name == "tags":
-                if not isinstance(value, Mapping):
-                    raise InvalidEventError("tags must be a mapping of strings to strings")
-                changes["tags"] = {**event.tags, **{k: str(v) for k, v in value.items()}}
-            elif name in ATTRIBUTION_FIELDS:
-                changes[name] = value
-            elif name in _MEASURED or name in BUCKETS:
+            if name in _ATTRIBUTED or name in _MEASURED or name in BUCKETS:
                 continue
-            elif getattr(event, name) is None or (name == "model" and event.model == "unknown"):
+            if getattr(event, name) is None or (name == "model" and event.model == "unknown"):
                 changes[name] = value
+        entered = self.entered
+        for name in ATTRIBUTION_FIELDS:
+            value = self.values.get(name)
+            if value is not None and value != getattr(entered, name):
+                changes[name] = value
+        tags = self.values.get("tags")
+        if tags:
+            if not isinstance(tags, Mapping):
+                raise InvalidEventError("tags must be a mapping of strings to strings")
+            later = {k: str(v) for k, v in tags.items() if entered.tags.get(k) != str(v)}
+            if later:
+                changes["tags"] = {**event.tags, **later}
         check_feature(changes.get("feature", event.feature), self.ledger.features)
         return event.replace(**changes).validate() if changes else event
 
@@ -409,6 +422,7 @@ class track:
         self._tracker: Tracker | None = None
         self._block: Block | None = None
         self._token: contextvars.Token[Block | None] | None = None
+        self._attribution: attribute | None = None
         self._started = 0.0
         self._ts: datetime | None = None
 
@@ -416,8 +430,13 @@ class track:
         ledger = get_ledger()
         check_feature(self._values.get("feature") or current_attribution().feature, ledger.features)
         tracker = Tracker(ledger, dict(self._values))
+        # What the block names is in force for the calls inside it, as attribute() is,
+        # so blocks and framework metadata nested inside refine it.
+        named = {name: self._values.get(name) for name in ATTRIBUTION_FIELDS}
+        self._attribution = attribute(**named, tags=self._values.get("tags"))
+        entered = self._attribution.__enter__()
         self._tracker = tracker
-        self._block = Block(ledger, tracker._values, current_block.get())
+        self._block = Block(ledger, tracker._values, current_block.get(), entered)
         self._token = current_block.set(self._block)
         self._ts = datetime.now(UTC)
         self._started = time.perf_counter()
@@ -432,7 +451,9 @@ class track:
         duration_ms = (time.perf_counter() - self._started) * 1000
         tracker, block, token = self._tracker, self._block, self._token
         assert tracker is not None and block is not None and token is not None
+        assert self._attribution is not None
         current_block.reset(token)
+        self._attribution.__exit__()
         builds = block.close()
         ledger = tracker._ledger
         try:
