@@ -324,6 +324,10 @@ def test_a_second_instrument_with_other_options_is_an_error(ledger: KeepingLedge
         assert handle.active and handle.options.include_usage
     with instrument(include_usage=False) as again:  # once undone, any options
         assert again is not handle and not again.options.include_usage
+    idle = instrument(openai=False, anthropic=False, google=False)
+    assert not idle.active  # nothing hooked: other options contradict nothing
+    with instrument(include_usage=True) as hooked:
+        assert hooked.active and hooked.options.include_usage
 
 
 def test_instrument_records_into_the_ledger_it_is_given(

@@ -199,17 +199,22 @@ def instrument(
         if value is not _UNSET
     }
     with _lock:
-        if _active is None:
-            handle = Instrumentation(CaptureOptions(**given))
-        else:
-            handle = _active
+        handle = _active
+        if handle is not None:
             for name, value in given.items():
                 current = getattr(handle.options, name)
-                if value is not current and value != current:
-                    raise ConfigError(
-                        f"instrument() is already on with {name}={current!r}; "
-                        "call uninstrument() on its handle first to change it"
-                    )
+                if value is current or value == current:
+                    continue
+                if not handle.active:
+                    # Nothing is hooked with the old options: nothing for new ones to contradict.
+                    handle = None
+                    break
+                raise ConfigError(
+                    f"instrument() is already on with {name}={current!r}; "
+                    "call uninstrument() on its handle first to change it"
+                )
+        if handle is None:
+            handle = Instrumentation(CaptureOptions(**given))
         wanted = {"openai": openai, "anthropic": anthropic, "google": google}
         for name in _SDKS:
             module = _module(name)
