@@ -43,7 +43,7 @@ def test_a_bug_in_the_hook_never_reaches_the_caller(
     def broken() -> Any:
         raise RuntimeError("bug in the hook")
 
-    monkeypatch.setattr(core, "current_attribution", broken)
+    monkeypatch.setattr(core, "attribution_in_force", broken)
     before = capture_stats()["internal_errors"]
     with instrument():
         completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
@@ -68,7 +68,7 @@ def test_a_store_that_is_down_never_reaches_the_caller(
 def test_under_strict_settings_hook_bugs_are_raised(
     client: openai.OpenAI, ledger: KeepingLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core, "current_attribution", lambda: 1 / 0)
+    monkeypatch.setattr(core, "attribution_in_force", lambda: 1 / 0)
     with instrument(), pytest.raises(ZeroDivisionError):
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import llmledger.runtime.ledger as _ledger_module
-from llmledger.core.attribution import Attribution, current_attribution
+from llmledger.core.attribution import Attribution, attribution_in_force, current_attribution
 from llmledger.core.events import FrozenDict, Operation, Status, UsageEvent
 from llmledger.core.usage import Usage
 from llmledger.runtime.ledger import Ledger, get_ledger
@@ -94,6 +94,10 @@ DEFAULT_OPTIONS = CaptureOptions()
 
 _errors_lock = threading.Lock()
 _internal_errors = 0
+
+# Bound once: begin() runs on every captured call, on the caller's thread.
+_wall_clock = time.time
+_clock = time.perf_counter
 
 
 def internal_errors() -> int:
@@ -244,13 +248,13 @@ class Call:
     started: float
     attribution: Attribution
     ledger: Ledger
+    options: CaptureOptions
     stream: bool = False
     api_key: str | None = None
     reader: str | None = None
     prompt: str | None = None
     extra: Mapping[str, Any] | None = None
     hide_usage_chunk: bool = False
-    options: CaptureOptions = DEFAULT_OPTIONS
     block: Block | None = None
 
 
@@ -276,14 +280,14 @@ def begin(
         provider,
         operation,
         model,
-        time.time(),
-        time.perf_counter(),
-        current_attribution(),
+        _wall_clock(),
+        _clock(),
+        attribution_in_force(),
         ledger,
+        options,
         stream,
         api_key if type(api_key) is str else None,
     )
-    call.options = options
     scope = current_scope.get()
     if scope is not None and not scope.closed:
         scope.seen += 1
@@ -485,6 +489,7 @@ def adapter_call(
         clock,
         current_attribution() if attribution is None else attribution,
         get_ledger(),
+        DEFAULT_OPTIONS,
         stream,
         api_key if isinstance(api_key, str) else None,
         extra=extra,

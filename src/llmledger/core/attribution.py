@@ -20,7 +20,14 @@ from typing import Any, ParamSpec, TypeVar
 
 from llmledger.core.errors import InvalidEventError, UnknownFeatureError
 
-__all__ = ["Attribution", "attribute", "check_feature", "current_attribution", "propagate"]
+__all__ = [
+    "Attribution",
+    "attribute",
+    "attribution_in_force",
+    "check_feature",
+    "current_attribution",
+    "propagate",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,6 +66,10 @@ _current: contextvars.ContextVar[Attribution] = contextvars.ContextVar(
 def current_attribution() -> Attribution:
     """The attribution in force in this thread or task."""
     return _current.get()
+
+
+#: :func:`current_attribution` without the function call, for the capture hooks' hot path.
+attribution_in_force = _current.get
 
 
 def check_feature(feature: str | None, declared: Collection[str]) -> None:
