@@ -211,4 +211,4 @@ def test_a_compaction_stream_and_a_web_search_reach_the_event(
     assert (compacted.usage.input_tokens, compacted.usage.cache_read_tokens) == (55377, 55096)
     assert [p.usage.output_tokens for p in compacted.usage_parts] == [83, 8]
     assert (compacted.fee_counts, search.fee_counts) == ({}, {"web_searches": 1})
-    assert compacted.warnings == []
+    assert compacted.warnings == ()

@@ -45,7 +45,9 @@ ATTRIBUTION_FIELDS: tuple[str, ...] = ("tenant", "user", "feature", "session")
 DATABASE_PRICE_REF = "user:db:"
 
 
-def current_cost_source(source: str | None, price_ref: str | None) -> str | None:
+def current_cost_source(
+    source: CostSource | Literal["override"] | None, price_ref: str | None
+) -> CostSource | None:
     """The cost source of today's vocabulary for one written before it.
 
     Events stored or sent before price files and database prices were told apart
@@ -59,9 +61,9 @@ def current_cost_source(source: str | None, price_ref: str | None) -> str | None
         >>> current_cost_source("catalog", "genai-prices@0.2.3:openai/gpt-4o")
         'catalog'
     """
-    if source != "override":
-        return source
-    return "database" if (price_ref or "").startswith(DATABASE_PRICE_REF) else "file"
+    if source == "override":
+        return "database" if (price_ref or "").startswith(DATABASE_PRICE_REF) else "file"
+    return source
 
 
 V = TypeVar("V")
