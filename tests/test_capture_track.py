@@ -118,7 +118,7 @@ def test_what_the_hook_saw_wins_over_the_fields_the_block_names(
     # What the hook saw wins: the host's provider, the requested model, the finish reason
     # and the service tier the response names.
     assert (event.provider, event.model) == ("openai", "gpt-4o-mini")
-    assert (event.finish_reason, event.service_tier) == ("stop", "default")
+    assert (event.finish_reason, event.service_tier) == ("stop", "standard")
     # The block's attribution is added.
     assert (event.session, event.tags) == ("s1", {"step": "2"})
     assert ledger.events() == [event]
