@@ -141,7 +141,7 @@ def test_each_hooked_call_in_a_block_is_its_own_event(
     with llmledger.track(provider="openai", model="gpt-4o-mini", feature="rag") as t:
         client.embeddings.create(model="text-embedding-3-small", input="capital of France")
         t.set_response(_create(client))
-        claude.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES)
+        claude.messages.create(model="claude-haiku-4-5", max_tokens=64, messages=MESSAGES)
     events = ledger.events()
     assert [e.operation for e in events] == ["embeddings", "chat", "chat"]
     assert [e.provider for e in events] == ["openai", "openai", "anthropic"]
