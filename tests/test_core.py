@@ -44,7 +44,32 @@ def test_every_error_is_a_ledger_error_and_a_builtin() -> None:
         cls = getattr(errors, name)
         assert issubclass(cls, LedgerError)
         if cls is not LedgerError:
-            assert any(issubclass(cls, b) for b in (ValueError, LookupError, RuntimeError))
+            builtins = (ValueError, LookupError, RuntimeError, OSError, ImportError)
+            assert any(issubclass(cls, b) for b in builtins), name
+
+
+def test_every_exception_llmledger_defines_is_in_the_tree() -> None:
+    """Errors defined anywhere in the package derive from LedgerError (the CLI's own
+    click exceptions are how errors are shown, not errors of their own)."""
+    import importlib
+    import pkgutil
+
+    import click
+
+    outside = []
+    for info in pkgutil.walk_packages(llmledger.__path__, "llmledger."):
+        if ".migrations" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == info.name
+                and not issubclass(value, LedgerError | click.ClickException)
+            ):
+                outside.append(f"{info.name}.{name}")
+    assert outside == []
 
 
 # -- usage -------------------------------------------------------------------------

@@ -7,14 +7,19 @@ builtin a caller would naturally catch, so ``except ValueError`` keeps working.
 from __future__ import annotations
 
 __all__ = [
+    "BatchRefused",
     "ConfigError",
     "CurrencyError",
+    "ExportError",
+    "FileAccessError",
     "InvalidEventError",
     "InvalidQueryError",
     "InvalidUsageError",
     "LedgerError",
+    "MissingDependencyError",
     "PriceFileError",
     "ResponseParseError",
+    "ServiceUnavailable",
     "StoreError",
     "UnknownFeatureError",
     "UnknownModelError",
@@ -68,3 +73,53 @@ class CurrencyError(LedgerError, LookupError):
 
 class InvalidQueryError(StoreError, ValueError):
     """A read or report was asked for with an unknown filter, dimension or a naive time."""
+
+
+class ExportError(LedgerError, ValueError):
+    """A report cannot be rendered in the format asked for (or not without a file)."""
+
+
+class FileAccessError(LedgerError, OSError):
+    """A file or folder llmledger was asked to use cannot be read, written or created.
+
+    Example:
+        >>> try:
+        ...     open("/no/such/folder/report.csv", "w")
+        ... except OSError as exc:
+        ...     print(FileAccessError.from_os_error(exc, "cannot write the report"))
+        cannot write the report: /no/such/folder/report.csv: No such file or directory
+    """
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, doing: str) -> FileAccessError:
+        """One line saying what failed, on which path, and the system's reason.
+
+        Args:
+            exc: The error the operating system raised.
+            doing: What llmledger was doing, e.g. ``"cannot write the report"``.
+        """
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        where = f"{exc.filename}: " if exc.filename else ""
+        error = cls(f"{doing}: {where}{reason}")
+        error.errno = exc.errno
+        return error
+
+
+class MissingDependencyError(LedgerError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class ServiceUnavailable(LedgerError, ConnectionError):
+    """The llmledger service could not take a batch now (down, overloaded, refusing the key)."""
+
+
+class BatchRefused(LedgerError, RuntimeError):
+    """The service refused a batch with an answer that a retry would not change.
+
+    Attributes:
+        status: The HTTP status of the answer.
+    """
+
+    def __init__(self, status: int, problem: str) -> None:
+        super().__init__(problem)
+        self.status = status
