@@ -158,6 +158,8 @@ def _record(*extra: str) -> list[str]:
         (["--home", "{tmp}/a-file/home", "logs"], "cannot create the home folder"),
         (["--home", "{tmp}/a-file/home", "report"], "cannot create the home folder"),
         (["--home", "{tmp}/a-file", "logs"], "a-file"),
+        (_record("--ts", "2035-01-01T00:00:00Z"), "in the future"),
+        (_record("--ts", "2025-01-01T00:00:00"), "offset"),
         (_record("--ts", "yesterday"), "ISO 8601"),
         (["cost", "{tmp}/no-such-response.json"], "No such file"),
     ],

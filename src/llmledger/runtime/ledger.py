@@ -12,9 +12,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmledger.core.errors import FileAccessError, LedgerError, UnknownFeatureError
+from llmledger.core.errors import FileAccessError, LedgerError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
+from llmledger.core.validation import check_feature
 
 if TYPE_CHECKING:
     from llmledger.pricing import PriceBook, PriceResolver
@@ -169,11 +170,7 @@ class Ledger:
         Raises:
             UnknownFeatureError: naming the feature and the declared ones.
         """
-        declared = self.settings.features
-        if feature is not None and declared and feature not in declared:
-            raise UnknownFeatureError(
-                f"unknown feature {feature!r}; declared features: {', '.join(sorted(declared))}"
-            )
+        check_feature(feature, self.settings.features)
 
     def prepare(self, event: UsageEvent) -> UsageEvent:
         """The event priced, when it has no cost yet (runs in the writer thread).
