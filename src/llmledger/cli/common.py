@@ -79,6 +79,14 @@ def money(value: Decimal | None, places: int = 6) -> str:
     return f"${value:,.{places}f}"
 
 
+def _cell_text(cell: Any) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, Decimal):
+        return format(cell, "f")  # never 2E-8
+    return str(cell)
+
+
 def print_table(
     title: str | None,
     columns: Sequence[str],
@@ -95,7 +103,7 @@ def print_table(
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left")
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*(_cell_text(cell) for cell in row))
     console = Console()
     if not console.is_terminal:
         # Piped output is read by people in files and by tools: never truncate cells.
