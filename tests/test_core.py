@@ -35,6 +35,21 @@ def test_public_api_is_complete() -> None:
     assert public - exported == set()
     for name in exported:
         assert hasattr(llmledger, name), name
+    from llmledger.core import errors
+
+    # Every error of the tree is public: callers catch them by name.
+    assert set(errors.__all__) <= exported
+
+
+def test_importing_llmledger_loads_nothing_until_used() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, llmledger; print(sorted(m for m in sys.modules if 'llmledger' in m))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "['llmledger']"
 
 
 def test_every_error_is_a_ledger_error_and_a_builtin() -> None:

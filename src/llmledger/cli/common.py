@@ -11,9 +11,29 @@ from typing import Any
 import click
 
 from llmledger.core.errors import InvalidEventError
+from llmledger.core.settings import Settings, load_settings
 from llmledger.runtime.ledger import Ledger, configure
 
-__all__ = ["echo_json", "ledger_from", "money", "parse_tags", "parse_time", "print_table"]
+__all__ = [
+    "echo_json",
+    "ledger_from",
+    "money",
+    "parse_tags",
+    "parse_time",
+    "print_table",
+    "settings_from",
+]
+
+
+def _given(ctx: click.Context) -> dict[str, Any]:
+    settings = (ctx.find_root().obj or {}).get("settings", {})
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    """The settings named by the global options (or the environment and config),
+    without opening anything."""
+    return load_settings(**_given(ctx))
 
 
 def ledger_from(ctx: click.Context) -> Ledger:
@@ -21,8 +41,7 @@ def ledger_from(ctx: click.Context) -> Ledger:
     root = ctx.find_root()
     cached = root.meta.get("llmledger.runtime.ledger")
     if cached is None:
-        settings = (root.obj or {}).get("settings", {})
-        cached = configure(**{k: v for k, v in settings.items() if v is not None})
+        cached = configure(**_given(ctx))
         root.meta["llmledger.runtime.ledger"] = cached
         root.call_on_close(cached.close)
     assert isinstance(cached, Ledger)

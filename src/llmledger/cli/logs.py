@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from llmledger.cli.common import echo_json, ledger_from, money, parse_tags, print_table
+from llmledger.cli.common import (
+    echo_json,
+    ledger_from,
+    money,
+    parse_tags,
+    print_table,
+    settings_from,
+)
 from llmledger.core.events import OPERATIONS, STATUSES
 from llmledger.runtime.recording import build_event
 from llmledger.wire.serialize import event_to_json
@@ -35,7 +42,12 @@ def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
       llmledger logs -n 5
       llmledger logs --json | jq '.[0].usage'
     """
-    events = ledger_from(ctx).store.recent(limit=count)
+    from llmledger.store.quick import recent_events
+
+    # A SQLite ledger at the newest schema is read without loading SQLAlchemy.
+    events = recent_events(settings_from(ctx).resolved_database_url, count)
+    if events is None:
+        events = ledger_from(ctx).store.recent(limit=count)
     if as_json:
         echo_json([event_to_json(e) for e in events])
         return
