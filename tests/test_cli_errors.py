@@ -5,6 +5,7 @@ command is covered without touching this file."""
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from llmledger.cli import COMMANDS, main
+from llmledger.core.errors import (
+    FileAccessError,
+    ServiceUnavailable,
+    StoreError,
+    as_ledger_error,
+)
 
 CommandPath = tuple[str, ...]
 
@@ -206,3 +213,25 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path: Path) -> None
     assert result.stderr.strip().splitlines() == ["Error: xlsx needs an output file (-o FILE)"], (
         result.stderr
     )
+
+
+def test_a_damaged_database_is_one_line(ledger_home: Path) -> None:
+    assert invoke(["db", "migrate"]).exit_code == 0
+    with sqlite3.connect(ledger_home / "ledger.db") as conn:
+        conn.execute("DROP TABLE api_keys")
+        conn.execute("DROP TABLE events")
+    assert_one_line_error(invoke(["keys", "list"]), code=1, says="api_keys")
+    assert_one_line_error(invoke(["logs"]), code=1, says="events")
+
+
+def test_library_errors_become_errors_of_the_tree() -> None:
+    import httpx
+
+    stored = as_ledger_error(sqlite3.OperationalError("database is locked\nmore"))
+    assert isinstance(stored, StoreError) and str(stored) == "database error: database is locked"
+    unreachable = as_ledger_error(httpx.ConnectError("connection refused"))
+    assert isinstance(unreachable, ServiceUnavailable)
+    missing = as_ledger_error(FileNotFoundError(2, "No such file or directory", "/x/y"))
+    assert isinstance(missing, FileAccessError) and isinstance(missing, OSError)
+    assert str(missing) == "cannot use a file or folder: /x/y: No such file or directory"
+    assert as_ledger_error(ZeroDivisionError()) is None  # a bug keeps its traceback

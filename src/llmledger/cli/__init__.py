@@ -7,7 +7,8 @@ pricing libraries at start-up.
 
 Every error a person can cause prints as one line on stderr with a non-zero
 exit: llmledger's own errors (:class:`~llmledger.core.errors.LedgerError`),
-file-system errors and click's usage errors alike.
+errors of the file system, the database and the HTTP client (see
+:func:`~llmledger.core.errors.as_ledger_error`) and click's usage errors alike.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 import click
 from click.exceptions import NoArgsIsHelpError
 
-from llmledger.core.errors import FileAccessError, LedgerError
+from llmledger.core.errors import as_ledger_error
 
 __all__ = ["COMMANDS", "CommandEntry", "main", "one_line"]
 
@@ -145,15 +146,16 @@ class _LazyGroup(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:
             raise _usage_error(exc) from None
-        except LedgerError as exc:
-            raise click.ClickException(one_line(exc)) from None
-        except OSError as exc:
-            if exc.errno == errno.EPIPE:
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
                 raise  # click handles a closed pipe (``llmledger logs | head``)
-            # A file or folder the person named, or the home folder: their environment.
-            raise click.ClickException(
-                one_line(FileAccessError.from_os_error(exc, "cannot use a file or folder"))
-            ) from None
+            # The person's environment (a file, the database, the service), not a bug.
+            error = as_ledger_error(exc)
+            if error is None:
+                raise
+            raise click.ClickException(one_line(error)) from None
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

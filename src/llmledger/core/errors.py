@@ -24,6 +24,7 @@ __all__ = [
     "UnknownFeatureError",
     "UnknownModelError",
     "UnknownProviderError",
+    "as_ledger_error",
 ]
 
 
@@ -123,3 +124,38 @@ class BatchRefused(LedgerError, RuntimeError):
     def __init__(self, status: int, problem: str) -> None:
         super().__init__(problem)
         self.status = status
+
+
+# Libraries whose errors stand for a database that failed, or a service that cannot be reached.
+_DATABASE_LIBRARIES = frozenset({"sqlalchemy", "alembic", "sqlite3", "psycopg", "psycopg2"})
+_HTTP_LIBRARIES = frozenset({"httpx", "httpcore"})
+
+
+def as_ledger_error(exc: BaseException) -> LedgerError | None:
+    """The error of this tree that a library's error stands for at an edge, or None.
+
+    File-system errors become :class:`FileAccessError`; errors of the database
+    libraries (SQLAlchemy, Alembic, sqlite3, psycopg) :class:`StoreError`; errors of
+    the HTTP client :class:`ServiceUnavailable`.  Anything else (None) is a bug,
+    whose traceback is wanted.  Nothing is imported: a library that was never
+    loaded cannot have raised.
+
+    Example:
+        >>> import sqlite3
+        >>> as_ledger_error(sqlite3.OperationalError("database is locked"))
+        StoreError('database error: database is locked')
+        >>> as_ledger_error(KeyError("x")) is None
+        True
+    """
+    if isinstance(exc, LedgerError):
+        return exc
+    if isinstance(exc, OSError):
+        return FileAccessError.from_os_error(exc, "cannot use a file or folder")
+    roots = {cls.__module__.partition(".")[0] for cls in type(exc).__mro__}
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    message = lines[0] if lines else type(exc).__name__
+    if roots & _DATABASE_LIBRARIES:
+        return StoreError(f"database error: {message}")
+    if roots & _HTTP_LIBRARIES:
+        return ServiceUnavailable(f"cannot reach the service: {message}")
+    return None
