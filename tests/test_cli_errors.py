@@ -235,3 +235,17 @@ def test_library_errors_become_errors_of_the_tree() -> None:
     assert isinstance(missing, FileAccessError) and isinstance(missing, OSError)
     assert str(missing) == "cannot use a file or folder: /x/y: No such file or directory"
     assert as_ledger_error(ZeroDivisionError()) is None  # a bug keeps its traceback
+
+
+@pytest.mark.parametrize(
+    ("args", "package", "extra"),
+    [
+        (["serve"], "uvicorn", "llmledger[server]"),
+        (["demo", "--calls", "1"], "anthropic", "llmledger[demo]"),
+    ],
+)
+def test_a_missing_extra_is_named(
+    args: list[str], package: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, package, None)
+    assert_one_line_error(invoke(args), code=1, says=f"pip install '{extra}'")
