@@ -152,8 +152,10 @@ def as_ledger_error(exc: BaseException) -> LedgerError | None:
     if isinstance(exc, OSError):
         return FileAccessError.from_os_error(exc, "cannot use a file or folder")
     roots = {cls.__module__.partition(".")[0] for cls in type(exc).__mro__}
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    message = lines[0] if lines else type(exc).__name__
+    # SQLAlchemy wraps the driver's error (``orig``) in lines of SQL and links.
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    message = lines[0] if lines else type(cause).__name__
     if roots & _DATABASE_LIBRARIES:
         return StoreError(f"database error: {message}")
     if roots & _HTTP_LIBRARIES:
