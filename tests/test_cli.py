@@ -172,7 +172,10 @@ def test_every_command_and_option_has_help() -> None:
             if isinstance(param, click.Option):
                 assert param.help, f"{path} {param.opts} has no help"
         if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None, name
                 walk(sub, f"{path} {name}")
 
     walk(main, "llmledger")
@@ -180,5 +183,7 @@ def test_every_command_and_option_has_help() -> None:
 
 def test_every_command_is_in_the_readme() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    for name in main.commands:
+    import click
+
+    for name in main.list_commands(click.Context(main)):
         assert f"llmledger {name}" in readme, name

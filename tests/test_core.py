@@ -41,6 +41,21 @@ def test_public_api_is_complete() -> None:
     assert public - exported == set()
     for name in exported:
         assert hasattr(llmledger, name), name
+    from llmledger.core import errors
+
+    # Every error of the tree is public: callers catch them by name.
+    assert {name for name in errors.__all__ if inspect.isclass(getattr(errors, name))} <= exported
+
+
+def test_importing_llmledger_loads_nothing_until_used() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, llmledger; print(sorted(m for m in sys.modules if 'llmledger' in m))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "['llmledger']"
 
 
 def test_every_error_is_a_ledger_error_and_a_builtin() -> None:
@@ -48,9 +63,36 @@ def test_every_error_is_a_ledger_error_and_a_builtin() -> None:
 
     for name in errors.__all__:
         cls = getattr(errors, name)
+        if not inspect.isclass(cls):
+            continue
         assert issubclass(cls, LedgerError)
         if cls is not LedgerError:
-            assert any(issubclass(cls, b) for b in (ValueError, LookupError, RuntimeError))
+            builtins = (ValueError, LookupError, RuntimeError, OSError, ImportError)
+            assert any(issubclass(cls, b) for b in builtins), name
+
+
+def test_every_exception_llmledger_defines_is_in_the_tree() -> None:
+    """Errors defined anywhere in the package derive from LedgerError (the CLI's own
+    click exceptions are how errors are shown, not errors of their own)."""
+    import importlib
+    import pkgutil
+
+    import click
+
+    outside = []
+    for info in pkgutil.walk_packages(llmledger.__path__, "llmledger."):
+        if ".migrations" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == info.name
+                and not issubclass(value, LedgerError | click.ClickException)
+            ):
+                outside.append(f"{info.name}.{name}")
+    assert outside == []
 
 
 # -- usage -------------------------------------------------------------------------

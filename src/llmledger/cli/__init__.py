@@ -1,27 +1,164 @@
-"""The ``llmledger`` command: thin views that parse, call the library and render."""
+"""The ``llmledger`` command: thin views that parse, call the library and render.
+
+Commands are loaded on demand: ``llmledger --help`` lists them from
+:data:`COMMANDS` without importing any of them, and ``llmledger logs`` imports
+the logs module only, so no command pays for another's database, HTTP or
+pricing libraries at start-up.
+
+Every error a person can cause prints as one line on stderr with a non-zero
+exit: llmledger's own errors (:class:`~llmledger.core.errors.LedgerError`),
+errors of the file system, the database and the HTTP client (see
+:func:`~llmledger.core.errors.as_ledger_error`) and click's usage errors alike.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import errno
+import importlib
+import sys
+from typing import Any, NamedTuple
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
-from llmledger.core.errors import LedgerError
+from llmledger.core.errors import as_ledger_error
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "CommandEntry", "main", "one_line"]
 
 
-class _Group(click.Group):
-    """Prints llmledger's own errors as one line on stderr, with exit status 1."""
+class CommandEntry(NamedTuple):
+    """Where a top-level command lives, and its help line for ``llmledger --help``.
+
+    Attributes:
+        target: ``module:attribute`` of the click command.
+        summary: The first line of the command's help (a test keeps them equal).
+    """
+
+    target: str
+    summary: str
+
+
+#: Every top-level command, loaded only when it runs (or its own help is asked for).
+COMMANDS: dict[str, CommandEntry] = {
+    "cost": CommandEntry("llmledger.cli.cost:cost_command", "What a call cost, bucket by bucket."),
+    "db": CommandEntry("llmledger.cli.db:db_group", "The ledger database."),
+    "demo": CommandEntry(
+        "llmledger.cli.demo:demo_command",
+        "Fill the ledger from real SDK calls to a local simulated provider, then report.",
+    ),
+    "keys": CommandEntry(
+        "llmledger.cli.keys:keys_group", "API keys of the service: create, list, revoke."
+    ),
+    "logs": CommandEntry(
+        "llmledger.cli.logs:logs_command", "The most recent events, newest first."
+    ),
+    "prices": CommandEntry(
+        "llmledger.cli.prices:prices_group",
+        "Prices: the bundled catalog with your own price files on top.",
+    ),
+    "record": CommandEntry("llmledger.cli.logs:record_command", "Record one call from the shell."),
+    "report": CommandEntry(
+        "llmledger.cli.report:report_command",
+        "What was spent, on what, for whom: totals, breakdowns, trends and forecasts.",
+    ),
+    "serve": CommandEntry(
+        "llmledger.cli.serve:serve_command",
+        "Run the llmledger service: ingest, events, reports, prices and keys over HTTP.",
+    ),
+    "spool": CommandEntry(
+        "llmledger.cli.spool:spool_group",
+        "Events waiting on this machine for the llmledger service: status, replay, requeue.",
+    ),
+}
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (a driver's or a list's line breaks joined).
+
+    Example:
+        >>> one_line(ValueError("cannot open\\n  the file"))
+        'cannot open; the file'
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
+def _shorten(text: str, limit: int) -> str:
+    """Text cut at a word to fit ``limit`` characters, as click shortens help lines."""
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - 3, 1)].rsplit(" ", 1)[0] + "..."
+
+
+class _UsageError(click.UsageError):
+    """A usage error shown as one line, pointing at the command's help."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {one_line(self)}{hint}", file=file or sys.stderr)
+
+
+def _usage_error(exc: click.UsageError) -> click.UsageError:
+    # Asked for the help by giving no arguments: that is help, not an error.
+    if isinstance(exc, NoArgsIsHelpError | _UsageError):
+        return exc
+    return _UsageError(exc.format_message(), exc.ctx)
+
+
+class _LazyGroup(click.Group):
+    """The top-level group: loads a command's module only when that command is used,
+    and prints every error a person can cause as one line with exit status 1 (2 for
+    usage errors)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, _, attribute = entry.target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The summaries come from the table, so listing commands imports none of them.
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, _shorten(COMMANDS[name].summary, limit)) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except LedgerError as exc:
-            raise click.ClickException(str(exc)) from None
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+                raise  # click handles a closed pipe (``llmledger logs | head``)
+            # The person's environment (a file, the database, the service), not a bug.
+            error = as_ledger_error(exc)
+            if error is None:
+                raise
+            raise click.ClickException(one_line(error)) from None
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llmledger")
 @click.option(
     "--home",
@@ -39,14 +176,3 @@ def main(ctx: click.Context, home: str | None, database_url: str | None) -> None
     """Record, price and report LLM provider usage."""
     ctx.ensure_object(dict)
     ctx.obj["settings"] = {"home": home, "database_url": database_url}
-
-
-def _register() -> None:
-    from llmledger.cli import cost, db, demo, keys, logs, prices, report, serve, spool
-
-    for module in (cost, db, demo, logs, prices, report, serve, keys, spool):
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register()

@@ -11,9 +11,29 @@ from typing import Any
 import click
 
 from llmledger.core.errors import InvalidEventError
+from llmledger.core.settings import Settings, load_settings
 from llmledger.runtime.ledger import Ledger, configure
 
-__all__ = ["echo_json", "ledger_from", "money", "parse_tags", "parse_time", "print_table"]
+__all__ = [
+    "echo_json",
+    "ledger_from",
+    "money",
+    "parse_tags",
+    "parse_time",
+    "print_table",
+    "settings_from",
+]
+
+
+def _given(ctx: click.Context) -> dict[str, Any]:
+    settings = (ctx.find_root().obj or {}).get("settings", {})
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    """The settings named by the global options (or the environment and config),
+    without opening anything."""
+    return load_settings(**_given(ctx))
 
 
 def ledger_from(ctx: click.Context) -> Ledger:
@@ -21,8 +41,7 @@ def ledger_from(ctx: click.Context) -> Ledger:
     root = ctx.find_root()
     cached = root.meta.get("llmledger.runtime.ledger")
     if cached is None:
-        settings = (root.obj or {}).get("settings", {})
-        cached = configure(**{k: v for k, v in settings.items() if v is not None})
+        cached = configure(**_given(ctx))
         root.meta["llmledger.runtime.ledger"] = cached
         root.call_on_close(cached.close)
     assert isinstance(cached, Ledger)
@@ -79,6 +98,14 @@ def money(value: Decimal | None, places: int = 6) -> str:
     return f"${value:,.{places}f}"
 
 
+def _cell_text(cell: Any) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, Decimal):
+        return format(cell, "f")  # never 2E-8
+    return str(cell)
+
+
 def print_table(
     title: str | None,
     columns: Sequence[str],
@@ -95,7 +122,7 @@ def print_table(
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left")
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*(_cell_text(cell) for cell in row))
     console = Console()
     if not console.is_terminal:
         # Piped output is read by people in files and by tools: never truncate cells.

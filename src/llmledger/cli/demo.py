@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from llmledger.cli.common import ledger_from
+from llmledger.core.errors import MissingDependencyError
 
 __all__ = ["COMMANDS", "run_scenario"]
 
@@ -140,7 +141,7 @@ def demo_command(ctx: click.Context, calls: int) -> None:
         import anthropic
         import openai
     except ImportError:
-        raise click.ClickException(
+        raise MissingDependencyError(
             "the demo needs the openai and anthropic packages: pip install 'llmledger[demo]'"
         ) from None
 

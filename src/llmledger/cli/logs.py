@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from llmledger.cli.common import echo_json, ledger_from, money, parse_tags, parse_time, print_table
+from llmledger.cli.common import (
+    echo_json,
+    ledger_from,
+    money,
+    parse_tags,
+    print_table,
+    settings_from,
+)
 from llmledger.core.events import OPERATIONS, STATUSES
 from llmledger.runtime.recording import build_event
 from llmledger.wire.serialize import event_to_json
@@ -35,7 +42,12 @@ def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
       llmledger logs -n 5
       llmledger logs --json | jq '.[0].usage'
     """
-    events = ledger_from(ctx).store.recent(limit=count)
+    from llmledger.store.quick import recent_events
+
+    # A SQLite ledger at the newest schema is read without loading SQLAlchemy.
+    events = recent_events(settings_from(ctx).resolved_database_url, count)
+    if events is None:
+        events = ledger_from(ctx).store.recent(limit=count)
     if as_json:
         echo_json([event_to_json(e) for e in events])
         return
@@ -109,7 +121,9 @@ def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
 )
 @click.option("--duration-ms", type=float, help="How long the call took.")
 @click.option("--cost", help="Cost in USD, when known (otherwise priced from the catalog).")
-@click.option("--ts", help="Start time, ISO 8601 (default: now); for backfills.")
+@click.option(
+    "--ts", help="Start time, ISO 8601 with an offset such as Z (default: now); for backfills."
+)
 @click.option("--tenant", help="Organisation or customer the call was for.")
 @click.option("--user", help="User who caused the call.")
 @click.option("--feature", help="Feature or workflow that made the call.")
@@ -129,9 +143,8 @@ def record_command(
     """
     ledger = ledger_from(ctx)
     fields = {k: v for k, v in values.items() if v is not None}
-    event = build_event(
-        features=ledger.features, tags=parse_tags(tags), ts=parse_time(ts, "--ts"), **fields
-    )
+    # The time goes as given: build_event refuses one without an offset or in the future.
+    event = build_event(features=ledger.features, tags=parse_tags(tags), ts=ts, **fields)
     event = ledger.prepare(event)
     ledger.store.write([event])
     if as_json:

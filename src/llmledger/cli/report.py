@@ -8,6 +8,7 @@ table, JSON, CSV, XLSX or Markdown.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -32,6 +33,7 @@ from llmledger.query import (
     export,
     month_forecast,
 )
+from llmledger.query.export import write_text
 from llmledger.query.periods import parse_time_in_zone
 from llmledger.query.spec import NONE_VALUE
 
@@ -415,7 +417,7 @@ def report_command(
         if output is None:
             echo_json(data)
         else:
-            output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            write_text(output, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return
     if fmt != "text":
         text = export(report, fmt, output)
@@ -423,8 +425,10 @@ def report_command(
             click.echo(text, nl=False)
         return
     if output is not None:
-        with output.open("w", encoding="utf-8") as handle, contextlib.redirect_stdout(handle):
+        rendered = io.StringIO()
+        with contextlib.redirect_stdout(rendered):
             _print_all(report, calls, forecast, chart, ledger.settings.features)
+        write_text(output, rendered.getvalue())
         return
     _print_all(report, calls, forecast, chart, ledger.settings.features)
 

@@ -7,6 +7,7 @@ import os
 import click
 
 from llmledger.cli.common import ledger_from
+from llmledger.core.errors import MissingDependencyError
 
 __all__ = ["COMMANDS"]
 
@@ -50,8 +51,8 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, log_le
         import uvicorn
 
         from llmledger.server.app import create_app
-    except ImportError as exc:  # pragma: no cover - the server extra is missing
-        raise click.ClickException(
+    except ImportError as exc:
+        raise MissingDependencyError(
             f"the service needs its extra: pip install 'llmledger[server]' ({exc})"
         ) from None
     ledger = ledger_from(ctx)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+from llmledger.core.errors import InvalidEventError
+
 __all__ = ["id_time_ms", "new_id"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -36,14 +38,18 @@ def id_time_ms(ulid: str) -> int:
     """The millisecond timestamp carried by a ULID.
 
     Raises:
-        ValueError: when the string is not a ULID.
+        InvalidEventError: when the string is not a ULID.
+
+    Example:
+        >>> id_time_ms("01JZ4Q3M6X2V8K9T0B1C2D3E4F")
+        1751431368925
     """
     if len(ulid) != 26:
-        raise ValueError(f"not a ULID: {ulid!r}")
+        raise InvalidEventError(f"not a ULID: {ulid!r}")
     value = 0
     try:
         for char in ulid.upper():
             value = (value << 5) | _DECODE[char]
     except KeyError:
-        raise ValueError(f"not a ULID: {ulid!r}") from None
+        raise InvalidEventError(f"not a ULID: {ulid!r}") from None
     return value >> 80

@@ -21,8 +21,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from llmledger.core.errors import ExportError, FileAccessError, MissingDependencyError
 from llmledger.query.report import Report
 from llmledger.query.spec import NONE_VALUE
+from llmledger.wire.serialize import decimal_text
 
 __all__ = [
     "FORMATS",
@@ -33,6 +35,7 @@ __all__ = [
     "to_csv",
     "to_json",
     "to_markdown",
+    "write_text",
     "write_xlsx",
 ]
 
@@ -57,12 +60,17 @@ def escape_formula(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def _cell(value: Any) -> Any:
+def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, str):
-        return escape_formula(value)
+    if isinstance(value, Decimal):
+        # str() would print a small cost as 2E-8, which people and spreadsheets misread.
+        return decimal_text(value)
     return value
+
+
+def _cell(value: Any) -> Any:
+    return escape_formula(value) if isinstance(value, str) else _plain(value)
 
 
 def table_rows(report: Report, *, total_row: bool = True) -> Iterator[list[Any]]:
@@ -146,9 +154,7 @@ def to_markdown(report: Report) -> str:
         "|" + "|".join("---:" if c in metrics else "---" for c in header) + "|",
     ]
     for cells in body:
-        text = [
-            "" if v is None else str(v.isoformat() if isinstance(v, datetime) else v) for v in cells
-        ]
+        text = ["" if v is None else str(_plain(v)) for v in cells]
         lines.append("| " + " | ".join(t.replace("|", "\\|") for t in text) + " |")
     return "\n".join(lines) + "\n"
 
@@ -167,9 +173,15 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
     numbers, text cells as text (formulas escaped).
 
     Raises:
-        ImportError: when openpyxl is not installed.
+        MissingDependencyError: when openpyxl is not installed.
+        FileAccessError: when the file cannot be written.
     """
-    from openpyxl import Workbook
+    try:
+        from openpyxl import Workbook
+    except ImportError:
+        raise MissingDependencyError(
+            "xlsx reports need openpyxl: pip install 'llmledger[xlsx]'", name="openpyxl"
+        ) from None
 
     workbook = Workbook()
     sheet = workbook.worksheets[0]
@@ -200,7 +212,29 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
     for note in data["notes"]:
         about.append(["note", _xlsx_text(note)])
     target = Path(path)
-    workbook.save(target)
+    try:
+        workbook.save(target)
+    except OSError as exc:
+        raise FileAccessError.from_os_error(exc, "cannot write the report") from None
+    return target
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a rendered report to a file, as UTF-8 with the text's own line ends.
+
+    Raises:
+        FileAccessError: when the file cannot be written (a missing folder, no permission).
+
+    Example:
+        >>> import tempfile
+        >>> write_text(Path(tempfile.mkdtemp()) / "r.csv", "model,cost\\n").name
+        'r.csv'
+    """
+    target = Path(path)
+    try:
+        target.write_text(text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise FileAccessError.from_os_error(exc, "cannot write the report") from None
     return target
 
 
@@ -210,17 +244,19 @@ def export(report: Report, fmt: str, path: str | Path | None = None) -> str | No
     Returns the text (None for XLSX, which needs a path).
 
     Raises:
-        ValueError: on an unknown format, or XLSX without a path.
+        ExportError: on an unknown format, or XLSX without a path.
+        MissingDependencyError: for XLSX when openpyxl is not installed.
+        FileAccessError: when the file cannot be written.
     """
     if fmt == "xlsx":
         if path is None:
-            raise ValueError("xlsx needs an output file (-o FILE)")
+            raise ExportError("xlsx needs an output file (-o FILE)")
         write_xlsx(report, path)
         return None
     renderers = {"json": to_json, "csv": to_csv, "md": to_markdown}
     if fmt not in renderers:
-        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     text = renderers[fmt](report)
     if path is not None:
-        Path(path).write_text(text, encoding="utf-8", newline="")
+        write_text(path, text)
     return text

@@ -149,7 +149,10 @@ def plan(query: Query, bounds: tuple[int, int] | None, mode: SourceMode = "auto"
         and (slot is None or slot % HOUR_US == 0)
     )
     if mode == "rollups" and not rollable:
-        raise InvalidQueryError("this query cannot be answered from rollups alone")
+        raise InvalidQueryError(
+            "this query cannot be answered from rollups alone (it needs raw events: "
+            "percentiles, tags, sessions or sub-hour buckets); use source auto or events"
+        )
     if not rollable or grain is None:
         return [Piece(None, start, end, slot)]
     first = None if start is None else start + (-start % HOUR_US)

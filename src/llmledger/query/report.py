@@ -21,6 +21,7 @@ from typing import Any
 
 from llmledger.pricing.fx import ExchangeRates, Rate
 from llmledger.query.aggregate import COUNT_FIELDS, State, derive_metrics
+from llmledger.query.errors import InvalidQueryError
 from llmledger.query.periods import DAY_US, bucket_start_us, from_us
 from llmledger.query.plan import Piece
 from llmledger.query.spec import METRICS, NONE_VALUE, Query, SortKey
@@ -150,7 +151,7 @@ class Folder:
         if self.query.currency == "USD" or not usd:
             return usd
         if slot_start is None or self.rates is None:  # pragma: no cover - plan() slots by day
-            raise ValueError("converting costs needs exchange rates and day slots")
+            raise InvalidQueryError("converting costs needs exchange rates and day slots")
         day = slot_start // DAY_US
         rate = self._day_rates.get(day)
         if rate is None:

@@ -417,8 +417,10 @@ def build_query(
         if start is not None:
             raise InvalidQueryError("give --since or --last, not both")
         span: timedelta = parse_last(last)
+        # The span ends too, so events stamped in the future never count in "the last 30 days".
+        end = end or now
         try:
-            start = (end or now) - span
+            start = end - span
         except OverflowError:
             raise InvalidQueryError(f"--last {last} reaches further back than any ledger") from None
     if every is not None and every not in TIME_BUCKETS:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmledger.core.errors import LedgerError
+from llmledger.core.errors import FileAccessError, LedgerError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
 
@@ -57,7 +57,12 @@ class Ledger:
                     from llmledger.store import open_store
 
                     if self.settings.database_url is None:
-                        self.settings.home.mkdir(parents=True, exist_ok=True)
+                        try:
+                            self.settings.home.mkdir(parents=True, exist_ok=True)
+                        except OSError as exc:
+                            raise FileAccessError.from_os_error(
+                                exc, "cannot create the home folder"
+                            ) from None
                     store = open_store(self.settings.resolved_database_url)
                     store.migrate()
                     self._store = store

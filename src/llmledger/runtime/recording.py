@@ -23,6 +23,7 @@ from llmledger.core.attribution import Attribution, attribute, check_feature, cu
 from llmledger.core.errors import InvalidEventError, InvalidUsageError
 from llmledger.core.events import ATTRIBUTION_FIELDS, FrozenDict, UsageEvent
 from llmledger.core.usage import BUCKETS, Usage
+from llmledger.core.validation import event_time
 from llmledger.runtime.ledger import Ledger, get_ledger
 
 if TYPE_CHECKING:
@@ -71,19 +72,6 @@ def _as_decimal(name: str, value: Any) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise InvalidEventError(f"{name} must be a non-negative amount, got {value!r}")
     return amount
-
-
-def _as_utc(value: Any) -> datetime:
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidEventError(f"ts is not an ISO 8601 time: {value!r}") from None
-    if not isinstance(value, datetime):
-        raise InvalidEventError(f"ts must be a datetime or ISO 8601 text, got {value!r}")
-    if value.tzinfo is None:
-        raise InvalidEventError(f"ts must carry a time zone (got naive {value.isoformat()})")
-    return value.astimezone(UTC)
 
 
 def build_event(
@@ -204,9 +192,8 @@ def assemble_event(
     if values.get("cost") is not None:
         values["cost"] = _as_decimal("cost", values["cost"])
         values.setdefault("cost_source", "manual")
-    values["ts"] = (
-        _as_utc(values["ts"]) if values.get("ts") is not None else (now or datetime.now(UTC))
-    )
+    clock = now or datetime.now(UTC)
+    values["ts"] = event_time(values["ts"], clock) if values.get("ts") is not None else clock
     if not values.get("provider"):
         raise InvalidEventError("provider is required")
     if not values.get("model"):

@@ -40,7 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from llmledger.core.errors import ConfigError, InvalidEventError
+from llmledger.core.errors import (
+    BatchRefused,
+    ConfigError,
+    InvalidEventError,
+    ServiceUnavailable,
+)
 from llmledger.core.events import UsageEvent
 from llmledger.core.ids import new_id
 from llmledger.core.settings import Settings
@@ -51,6 +56,7 @@ if TYPE_CHECKING:
     from llmledger.runtime.content import ContentRecord, PendingContent
 
 __all__ = [
+    "BatchRefused",
     "RemoteSink",
     "RemoteStats",
     "ServiceUnavailable",
@@ -67,18 +73,6 @@ _BODY_END = b"]}"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _SUFFIX = ".json.gz"
 _CLAIMED = ".sending-"
-
-
-class ServiceUnavailable(Exception):
-    """The service could not take a batch now (down, overloaded, refusing the key)."""
-
-
-class BatchRefused(Exception):
-    """The service refused a batch with an answer that a retry would not change."""
-
-    def __init__(self, status: int, problem: str) -> None:
-        super().__init__(problem)
-        self.status = status
 
 
 #: 4xx answers worth retrying: the key may be fixed, the service may catch up.
@@ -427,7 +421,13 @@ class RemoteSink:
                     spent += self.timeout
             else:
                 if answer.status_code == 200:
-                    results: list[dict[str, Any]] = answer.json()["results"]
+                    try:
+                        results: list[dict[str, Any]] = answer.json()["results"]
+                    except (ValueError, KeyError, TypeError):
+                        # Not an llmledger service (a proxy's page, say): keep the batch.
+                        raise ServiceUnavailable(
+                            f"HTTP 200 without a results list: {answer.text[:200]}"
+                        ) from None
                     return results
                 problem = f"HTTP {answer.status_code}: {answer.text[:200]}"
                 if answer.status_code in (401, 403):

@@ -13,15 +13,20 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from llmledger.core.settings import Settings, load_settings
-from llmledger.store.errors import InvalidQueryError, WriteError
-from llmledger.store.schema import (
-    FILTER_COLUMNS,
-    event_tags,
-    events,
-    metadata,
-)
-from llmledger.store.sql import SqlStore, WriteHook
+
+if TYPE_CHECKING:
+    from llmledger.store.errors import InvalidQueryError, WriteError
+    from llmledger.store.schema import (
+        FILTER_COLUMNS,
+        event_tags,
+        events,
+        metadata,
+    )
+    from llmledger.store.sql import SqlStore, WriteHook
 
 __all__ = [
     "FILTER_COLUMNS",
@@ -35,6 +40,29 @@ __all__ = [
     "migrate",
     "open_store",
 ]
+
+
+# Loaded on first use: importing a light part of the store (``llmledger.store.quick``)
+# must not import SQLAlchemy, which every name below needs.
+_LAZY = {
+    "FILTER_COLUMNS": "llmledger.store.schema",
+    "InvalidQueryError": "llmledger.store.errors",
+    "SqlStore": "llmledger.store.sql",
+    "WriteError": "llmledger.store.errors",
+    "WriteHook": "llmledger.store.sql",
+    "event_tags": "llmledger.store.schema",
+    "events": "llmledger.store.schema",
+    "metadata": "llmledger.store.schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def open_store(url_or_settings: str | Settings | None = None, *, upgrade: bool = True) -> SqlStore:
@@ -54,6 +82,8 @@ def open_store(url_or_settings: str | Settings | None = None, *, upgrade: bool =
         >>> store.schema_version() is not None
         True
     """
+    from llmledger.store.sql import SqlStore
+
     if url_or_settings is None:
         url_or_settings = load_settings()
     if isinstance(url_or_settings, Settings):

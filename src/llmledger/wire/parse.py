@@ -14,8 +14,9 @@ with every problem in one readable sentence, and
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
 from typing import Annotated, Any, Literal
@@ -33,6 +34,7 @@ from llmledger.core.events import (
 )
 from llmledger.core.ids import new_id
 from llmledger.core.usage import BUCKETS, Usage
+from llmledger.core.validation import MAX_CLOCK_SKEW, check_feature, check_time
 
 __all__ = [
     "MAX_BATCH",
@@ -58,9 +60,6 @@ __all__ = [
     "to_event",
 ]
 
-#: How far in the future an event's start time may be (client clocks drift).
-MAX_CLOCK_SKEW = timedelta(minutes=5)
-_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 #: Most events in one batch.
 MAX_BATCH = 1000
 
@@ -303,29 +302,24 @@ def describe_validation_error(error: pydantic.ValidationError, skip: int = 0) ->
     return "; ".join(parts)
 
 
-def _check_time(moment: datetime, now: datetime) -> datetime:
-    if moment.tzinfo is None:
-        raise InvalidEventError("ts: needs a UTC offset (e.g. Z or +00:00)")
-    moment = moment.astimezone(UTC)
-    if moment < _EARLIEST:
-        raise InvalidEventError(f"ts: {moment.isoformat()} is before 2000")
-    if moment > now + MAX_CLOCK_SKEW:
-        raise InvalidEventError(f"ts: {moment.isoformat()} is in the future")
-    return moment
-
-
 # Usage's fields are the buckets, in BUCKETS order: one attrgetter reads them all.
 _bucket_values = attrgetter(*BUCKETS)
 
 
-def to_event(wire: EventJson, *, now: datetime) -> UsageEvent:
+def to_event(wire: EventJson, *, now: datetime, features: Collection[str] = ()) -> UsageEvent:
     """The :class:`UsageEvent` of a validated :class:`EventIn`.
+
+    Args:
+        wire: The validated event.
+        now: The receiver's clock (aware), to refuse times in the future.
+        features: The declared features; when not empty, any other feature is refused.
 
     Raises:
         InvalidEventError: on a time that is naive, before 2000 or in the future,
-            or token counts whose parts exceed their totals.
+            an undeclared feature, or token counts whose parts exceed their totals.
     """
-    ts = _check_time(wire.ts, now)
+    ts = check_time(wire.ts, now)
+    check_feature(wire.feature, features)
     u = wire.usage
     usage = Usage(*_bucket_values(u))
     problems = usage.problems()
@@ -398,25 +392,27 @@ def cost_over_limit(cost: Decimal | None) -> str | None:
     )
 
 
-def parse_event(data: Any, *, now: datetime) -> UsageEvent:
+def parse_event(data: Any, *, now: datetime, features: Collection[str] = ()) -> UsageEvent:
     """One event from its JSON shape (a dict as ``json.loads`` returns it).
 
     Args:
         data: The decoded JSON object.
         now: The receiver's clock (aware), to refuse times in the future.
+        features: The declared features; when not empty, any other feature is refused.
 
     Raises:
         InvalidEventError: naming every field that is unknown, of the wrong type
             or out of range, or the invariant that is broken.
 
     Example:
+        >>> from datetime import UTC
         >>> e = parse_event({"ts": "2025-01-01T00:00:00Z", "provider": "openai",
         ...                  "model": "gpt-4o", "usage": {"input_tokens": 3}},
         ...                 now=datetime(2025, 6, 1, tzinfo=UTC))
         >>> e.usage.input_tokens, e.cost
         (3, None)
     """
-    return to_event(_validated(data), now=now)
+    return to_event(_validated(data), now=now, features=features)
 
 
 def _validated(data: Any) -> EventIn:
@@ -449,18 +445,22 @@ class ParsedBody:
     content: list[tuple[UsageEvent, ContentIn]]
 
 
-def parse_body_with_content(body: bytes | str, *, now: datetime) -> ParsedBody:
+def parse_body_with_content(
+    body: bytes | str, *, now: datetime, features: Collection[str] = ()
+) -> ParsedBody:
     """A request body holding one event or a batch ``{"events": [...]}``, with its text.
 
     The whole batch is validated in one pass; only when some event is invalid
     are the events looked at one by one, so each gets its own answer.  An event
-    whose ``content`` is malformed or too long is refused like any invalid event.
+    whose ``content`` is malformed or too long is refused like any invalid event,
+    and so is one whose feature is not in ``features`` (when features are declared).
 
     Raises:
         InvalidEventError: when the body is not JSON, is neither an event nor a
             batch, holds more than ``MAX_BATCH`` events, or is a single invalid event.
 
     Example:
+        >>> from datetime import UTC
         >>> now = datetime(2025, 6, 1, tzinfo=UTC)
         >>> body = parse_body_with_content(b'{"events": [{"ts": "2025-01-01T00:00:00Z", '
         ...     b'"provider": "openai", "model": "gpt-4o", "content": {"prompt": "Hi?"}}, '
@@ -476,7 +476,9 @@ def parse_body_with_content(body: bytes | str, *, now: datetime) -> ParsedBody:
         errors = exc.errors(include_url=False)
         problem = describe_validation_error(exc)
     else:
-        return ParsedBody(True, [_converted(wire, now, content) for wire in batch.events], content)
+        return ParsedBody(
+            True, [_converted(wire, now, features, content) for wire in batch.events], content
+        )
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -486,7 +488,7 @@ def parse_body_with_content(body: bytes | str, *, now: datetime) -> ParsedBody:
             "the body is not JSON this service reads: nested too deeply"
         ) from None
     if isinstance(data, dict) and "events" not in data:
-        event = _converted(_validated(data), now, content)
+        event = _converted(_validated(data), now, features, content)
         if isinstance(event, InvalidEventError):
             raise event
         return ParsedBody(False, [event], content)
@@ -507,7 +509,9 @@ def parse_body_with_content(body: bytes | str, *, now: datetime) -> ParsedBody:
             f"{MAX_BATCH} events: {problem}"
         )
     return ParsedBody(
-        True, [_event_or_error(item, now, content) for item in data["events"]], content
+        True,
+        [_event_or_error(item, now, features, content) for item in data["events"]],
+        content,
     )
 
 
@@ -524,6 +528,7 @@ def parse_body(body: bytes | str, *, now: datetime) -> tuple[bool, list[Parsed]]
             batch, holds more than ``MAX_BATCH`` events, or is a single invalid event.
 
     Example:
+        >>> from datetime import UTC
         >>> now = datetime(2025, 6, 1, tzinfo=UTC)
         >>> batch, parsed = parse_body(b'{"events": [{"ts": "2025-01-01T00:00:00Z", '
         ...     b'"provider": "openai", "model": "gpt-4o"}, {"ts": 1}]}', now=now)
@@ -534,9 +539,14 @@ def parse_body(body: bytes | str, *, now: datetime) -> tuple[bool, list[Parsed]]
     return body_read.batch, body_read.parsed
 
 
-def _converted(wire: EventIn, now: datetime, content: list[tuple[UsageEvent, ContentIn]]) -> Parsed:
+def _converted(
+    wire: EventIn,
+    now: datetime,
+    features: Collection[str],
+    content: list[tuple[UsageEvent, ContentIn]],
+) -> Parsed:
     try:
-        event = to_event(wire, now=now)
+        event = to_event(wire, now=now, features=features)
     except InvalidEventError as exc:
         return exc
     except (OverflowError, ValueError) as exc:
@@ -548,10 +558,13 @@ def _converted(wire: EventIn, now: datetime, content: list[tuple[UsageEvent, Con
 
 
 def _event_or_error(
-    data: Any, now: datetime, content: list[tuple[UsageEvent, ContentIn]]
+    data: Any,
+    now: datetime,
+    features: Collection[str],
+    content: list[tuple[UsageEvent, ContentIn]],
 ) -> Parsed:
     try:
         wire = _validated(data)
     except InvalidEventError as exc:
         return exc
-    return _converted(wire, now, content)
+    return _converted(wire, now, features, content)

@@ -125,7 +125,7 @@ def collect_inserted(conn: Connection, new: Sequence[UsageEvent]) -> None:
 def _ingest(
     service: Service, principal: Principal, body: bytes
 ) -> tuple[bool, list[dict[str, Any]]]:
-    read = parse_body_with_content(body, now=datetime.now(UTC))
+    read = parse_body_with_content(body, now=datetime.now(UTC), features=service.settings.features)
     batch, parsed = read.batch, read.parsed
     if not batch and isinstance(parsed[0], InvalidEventError):  # pragma: no cover - raised
         raise parsed[0]
