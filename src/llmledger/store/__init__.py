@@ -5,7 +5,7 @@ Example:
     >>> from llmledger.core.events import UsageEvent
     >>> store = open_store("sqlite://")
     >>> store.write([UsageEvent(provider="openai", model="gpt-4o",
-    ...                         ts=datetime(2025, 1, 1, tzinfo=timezone.utc))])
+    ...                         ts=datetime(2025, 1, 1, tzinfo=timezone.utc))]).count
     1
     >>> store.count()
     1
@@ -14,7 +14,11 @@ Example:
 from __future__ import annotations
 
 from llmledger.core.settings import Settings, load_settings
-from llmledger.store.errors import InvalidQueryError, WriteError
+from llmledger.store.content import ContentRecord
+from llmledger.store.errors import InvalidQueryError, RowExistsError, WriteError
+from llmledger.store.keys import ApiKey, StoredKey
+from llmledger.store.prices import DatabasePrices, StoredPrice, StoredRate
+from llmledger.store.protocol import Store, WriteResult
 from llmledger.store.schema import (
     FILTER_COLUMNS,
     event_tags,
@@ -25,10 +29,19 @@ from llmledger.store.sql import SqlStore, WriteHook
 
 __all__ = [
     "FILTER_COLUMNS",
+    "ApiKey",
+    "ContentRecord",
+    "DatabasePrices",
     "InvalidQueryError",
+    "RowExistsError",
     "SqlStore",
+    "Store",
+    "StoredKey",
+    "StoredPrice",
+    "StoredRate",
     "WriteError",
     "WriteHook",
+    "WriteResult",
     "event_tags",
     "events",
     "metadata",
