@@ -174,11 +174,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server: subprocess.Popen[bytes] | None = None
     try:
         with open_store(url) as store:
-            token = (
-                KeyStore(store.engine)
-                .create("ingest", tenant="bench", now=datetime.now(UTC))
-                .secret
-            )
+            token = KeyStore(store).create("ingest", tenant="bench", now=datetime.now(UTC)).secret
         pricer = PriceResolver()
         total = args.requests + args.warmup
         bodies = []

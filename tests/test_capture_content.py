@@ -12,9 +12,10 @@ import sqlalchemy as sa
 
 import llmledger
 from llmledger.capture import capture_content, instrument
-from llmledger.runtime.content import ContentRecord, SqlContentStore, content_store, event_content
+from llmledger.runtime.content import ContentRecord, SqlContentStore, content_store
 from llmledger.runtime.ledger import Ledger, shutdown
 from llmledger.store import SqlStore
+from llmledger.store.content import event_content
 from llmledger.store.migrator import current_revision, head_revision, upgrade_connection
 from tests.test_capture_support import JSON, Replay, recorded
 
@@ -36,8 +37,14 @@ def client() -> openai.OpenAI:
     return openai.OpenAI(api_key="sk-test", http_client=replay.sync_client(), max_retries=0)
 
 
+def _engine(ledger: Ledger) -> sa.Engine:
+    """The ledger's database, for tests that check what the tables themselves hold."""
+    assert isinstance(ledger.store, SqlStore)
+    return ledger.store.engine
+
+
 def _rows(ledger: Ledger) -> list[dict[str, Any]]:
-    with ledger.store.engine.connect() as conn:
+    with _engine(ledger).connect() as conn:
         return [dict(row) for row in conn.execute(sa.select(event_content)).mappings()]
 
 
@@ -65,7 +72,7 @@ def test_text_is_kept_only_when_asked_and_found_by_event_id(
     assert record.response
     assert record.ts == kept.ts
     # The usage ledger itself holds no text.
-    with ledger.store.engine.connect() as conn:
+    with _engine(ledger).connect() as conn:
         stored = conn.execute(sa.text("SELECT * FROM events")).mappings().all()
     assert all("secret" not in str(dict(row)) for row in stored)
 

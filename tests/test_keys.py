@@ -12,16 +12,21 @@ from click.testing import CliRunner
 
 from llmledger.cli import main
 from llmledger.core.errors import ConfigError
-from llmledger.server.keys import CACHE_SECONDS, KeyStore, UnknownKeyError, api_keys, hash_token
-from llmledger.store import open_store
+from llmledger.server.keys import CACHE_SECONDS, KeyStore, UnknownKeyError, hash_token
+from llmledger.store import SqlStore, open_store
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def keys(db_url: str) -> Iterator[KeyStore]:
-    with open_store(db_url) as store:
-        yield KeyStore(store.engine)
+def store(db_url: str) -> Iterator[SqlStore]:
+    with open_store(db_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def keys(store: SqlStore) -> KeyStore:
+    return KeyStore(store)
 
 
 class FakeClock:
@@ -42,11 +47,11 @@ def clock() -> FakeClock:
 @pytest.fixture
 def cached(keys: KeyStore, clock: FakeClock) -> KeyStore:
     """A store over the same database as ``keys``, caching on a fake clock."""
-    return KeyStore(keys.engine, clock=clock)
+    return KeyStore(keys.store, clock=clock)
 
 
 @pytest.fixture
-def queries(keys: KeyStore) -> Iterator[list[str]]:
+def queries(store: SqlStore) -> Iterator[list[str]]:
     """Every statement sent about API keys while the test runs."""
     statements: list[str] = []
 
@@ -61,9 +66,9 @@ def queries(keys: KeyStore) -> Iterator[list[str]]:
         if "api_keys" in statement:
             statements.append(statement)
 
-    sa.event.listen(keys.engine, "before_cursor_execute", record)
+    sa.event.listen(store.engine, "before_cursor_execute", record)
     yield statements
-    sa.event.remove(keys.engine, "before_cursor_execute", record)
+    sa.event.remove(store.engine, "before_cursor_execute", record)
 
 
 def _other_secret(token: str) -> str:
@@ -74,8 +79,9 @@ def _other_secret(token: str) -> str:
 def test_only_the_hash_is_stored_and_tokens_verify(keys: KeyStore) -> None:
     new = keys.create("ingest", tenant="acme", name="app", now=NOW)
     assert new.secret.startswith(f"llk_{new.key.id}_") and len(new.secret) > 50
-    with keys.engine.connect() as conn:
-        (stored,) = conn.execute(sa.select(api_keys.c.secret_hash)).one()
+    row = keys.store.get_key(new.key.id)
+    assert row is not None
+    stored = row.secret_hash
     assert stored == hash_token(new.secret) and new.secret not in stored
     assert keys.verify(new.secret) == new.key
     secret_part = new.secret.rsplit("_", 1)[1]
@@ -133,7 +139,7 @@ def test_keys_commands_bootstrap_the_first_admin(db_url: str) -> None:
     plain = run("create", "--role", "reader", "--tenant", "acme", "--user", "ana")
     token = plain.splitlines()[0]
     with open_store(db_url) as opened:
-        store = KeyStore(opened.engine)
+        store = KeyStore(opened)
         assert store.verify(made["secret"]) is not None
         reader = store.verify(token)
     assert reader is not None and (reader.tenant, reader.user) == ("acme", "ana")
@@ -192,7 +198,7 @@ def test_a_revoke_through_another_store_is_seen_after_cache_seconds(
     new = cached.create("reader", tenant="acme", now=NOW)
     assert cached.verify(new.secret) == new.key
     with open_store(db_url) as elsewhere:
-        KeyStore(elsewhere.engine).revoke(new.key.id, now=NOW)
+        KeyStore(elsewhere).revoke(new.key.id, now=NOW)
     clock.now += 4.5
     assert cached.verify(new.secret) == new.key
     clock.now += 0.5
@@ -202,7 +208,7 @@ def test_a_revoke_through_another_store_is_seen_after_cache_seconds(
 
 
 def test_a_revoke_during_a_verify_is_not_undone_by_the_cache(
-    cached: KeyStore, keys: KeyStore
+    cached: KeyStore, store: SqlStore
 ) -> None:
     new = cached.create("ingest", tenant="acme", now=NOW)
     revoking: list[str] = []
@@ -219,11 +225,11 @@ def test_a_revoke_during_a_verify_is_not_undone_by_the_cache(
             revoking.append(new.key.id)
             cached.revoke(new.key.id, now=NOW)
 
-    sa.event.listen(keys.engine, "after_cursor_execute", revoke_once_read)
+    sa.event.listen(store.engine, "after_cursor_execute", revoke_once_read)
     try:
         in_flight = cached.verify(new.secret)
     finally:
-        sa.event.remove(keys.engine, "after_cursor_execute", revoke_once_read)
+        sa.event.remove(store.engine, "after_cursor_execute", revoke_once_read)
     assert revoking and in_flight == new.key
     assert cached.verify(new.secret) is None
 
@@ -247,7 +253,7 @@ def test_tokens_that_do_not_verify_are_refused_and_never_cached(
 def test_the_cache_keeps_only_the_newest_keys(
     keys: KeyStore, clock: FakeClock, queries: list[str]
 ) -> None:
-    small = KeyStore(keys.engine, cache_size=2, clock=clock)
+    small = KeyStore(keys.store, cache_size=2, clock=clock)
     first, second, third = (small.create("ingest", tenant="acme", now=NOW) for _ in range(3))
     for new in (first, second, third):
         assert small.verify(new.secret) == new.key
@@ -264,7 +270,7 @@ def test_the_cache_keeps_only_the_newest_keys(
 def test_cache_seconds_zero_reads_the_database_every_time(
     keys: KeyStore, clock: FakeClock, queries: list[str]
 ) -> None:
-    uncached = KeyStore(keys.engine, cache_seconds=0, clock=clock)
+    uncached = KeyStore(keys.store, cache_seconds=0, clock=clock)
     new = uncached.create("ingest", tenant="acme", now=NOW)
     queries.clear()
     for _ in range(3):
@@ -274,6 +280,6 @@ def test_cache_seconds_zero_reads_the_database_every_time(
 
 def test_negative_cache_settings_are_refused(keys: KeyStore) -> None:
     with pytest.raises(ConfigError, match="cannot be negative"):
-        KeyStore(keys.engine, cache_seconds=-1)
+        KeyStore(keys.store, cache_seconds=-1)
     with pytest.raises(ConfigError, match="cannot be negative"):
-        KeyStore(keys.engine, cache_size=-1)
+        KeyStore(keys.store, cache_size=-1)

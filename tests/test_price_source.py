@@ -355,7 +355,7 @@ def test_the_sdk_and_cost_read_the_price_rows_of_their_own_database(
     service = Service(load_settings(database_url=db_url))
     try:
         service.store.migrate()
-        PriceDB(service.store.engine).add_price(
+        PriceDB(service.store).add_price(
             {"provider": "acme", "model": "acme-chat-1", "from": date(2025, 1, 1), "input": 3},
             now=datetime.now(UTC),
             by=None,

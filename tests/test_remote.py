@@ -98,10 +98,10 @@ def test_batches_of_at_most_1000_compressed(tmp_path: Path) -> None:
     service = FakeService()
     sink, _ = make_sink(service, tmp_path)
     batch = events(2500)
-    assert sink.write(batch) == 2500
+    assert sink.write(batch).count == 2500
     assert [len(gzip.decompress(r.content)) > 0 for r in service.requests] == [True] * 3
     assert service.stored == [e.id for e in batch]
-    assert sink.write(batch[:10]) == 0 and sink.stats.duplicates == 10
+    assert sink.write(batch[:10]).count == 0 and sink.stats.duplicates == 10
     assert sink.stats.sent == 2500
     sink.close()
 
@@ -110,7 +110,7 @@ def test_retries_429_and_5xx_with_growing_pauses(tmp_path: Path) -> None:
     service = FakeService()
     service.answers = [503, 429, httpx.ReadTimeout("slow")]
     sink, pauses = make_sink(service, tmp_path, retries=3, backoff=0.5, budget=60.0)
-    assert sink.write(events(3)) == 3
+    assert sink.write(events(3)).count == 3
     # Retry-After: 2 wins over the first pauses; the network error pause doubles again
     assert pauses == [2.0, 2.0, 2.0]
     assert len(service.requests) == 4
@@ -122,14 +122,14 @@ def test_an_unreachable_service_spools_then_replays_exactly_once(tmp_path: Path)
     service.down = True
     sink, pauses = make_sink(service, tmp_path, retries=2, replay_interval=0.0)
     first, second = events(5), events(1200)
-    assert sink.write(first) == 0
-    assert sink.write(second) == 0
+    assert sink.write(first).count == 0
+    assert sink.write(second).count == 0
     assert sink.stats.spooled == 1205 and sink.spooled_events == 1205
     assert len(list((tmp_path / "spool").iterdir())) == 3
     assert pauses[:2] == [0.25, 0.5]
     service.down = False
     third = events(2)
-    assert sink.write(third) == 2
+    assert sink.write(third).count == 2
     assert sink.stats.replayed == 1205 and sink.spooled_events == 0
     assert sorted(service.stored) == sorted(e.id for e in first + second + third)
     assert len(set(service.stored)) == len(service.stored)
@@ -169,9 +169,12 @@ def test_rejected_events_go_to_the_writers_error_hook(tmp_path: Path) -> None:
     batch = events(2)
     batch[1] = batch[1].replace(model="bad")
     failed: list[tuple[str, str]] = []
-    assert sink.write(batch, on_error=lambda e, exc: failed.append((e.id, str(exc)))) == 1
+    result = sink.write(batch, on_error=lambda e, exc: failed.append((e.id, str(exc))))
+    assert result.inserted == (batch[0],) and result.rejected == (batch[1].id,)
     assert failed == [(batch[1].id, "the service rejected it: bad model")]
     assert sink.stats.rejected == 1
+    again = sink.write(batch[:1])
+    assert again.count == 0 and again.duplicates == (batch[0].id,)
     sink.close()
 
 
@@ -180,7 +183,7 @@ def test_batches_refused_for_the_key_are_kept_for_later(tmp_path: Path, status: 
     service = FakeService()
     service.answers = [status]
     sink, _ = make_sink(service, tmp_path, replay_interval=0.0)
-    assert sink.write(events(3)) == 0
+    assert sink.write(events(3)).count == 0
     assert sink.spooled_events == 3
     assert sink.replay() == 3
     sink.close()
@@ -190,7 +193,7 @@ def test_the_time_budget_bounds_one_batch(tmp_path: Path) -> None:
     service = FakeService()
     service.answers = [httpx.ReadTimeout("slow")] * 10
     sink, _ = make_sink(service, tmp_path, retries=10, timeout=2.0, budget=5.0)
-    assert sink.write(events(1)) == 0
+    assert sink.write(events(1)).count == 0
     assert len(service.requests) <= 3
     assert sink.spooled_events == 1
     sink.close()
@@ -257,7 +260,7 @@ def test_a_batch_too_large_for_the_service_is_sent_again_in_halves(tmp_path: Pat
     service.most_events = 300
     sink, _ = make_sink(service, tmp_path)
     batch = events(1000)
-    assert sink.write(batch) == 1000
+    assert sink.write(batch).count == 1000
     assert service.stored == [e.id for e in batch]  # every event once, in order
     assert sink.stats.refused == 0 and sink.spooled_events == 0
     assert not _refused_files(tmp_path)
@@ -268,7 +271,7 @@ def test_a_refused_batch_is_set_aside_and_never_blocks_the_next(tmp_path: Path) 
     service.answers = [422]
     sink, pauses = make_sink(service, tmp_path)
     refused = events(5)
-    assert sink.write(refused) == 0
+    assert sink.write(refused).count == 0
     assert pauses == []  # a final answer is not retried
     assert sink.stats.refused == 5 and sink.spooled_events == 0
     [kept] = _refused_files(tmp_path)
@@ -276,7 +279,7 @@ def test_a_refused_batch_is_set_aside_and_never_blocks_the_next(tmp_path: Path) 
         e.id for e in refused
     ]
     later = events(3)
-    assert sink.write(later) == 3
+    assert sink.write(later).count == 3
     assert service.stored == [e.id for e in later]
 
 
@@ -284,7 +287,7 @@ def test_single_events_too_large_are_set_aside_one_by_one(tmp_path: Path) -> Non
     service = FakeService()
     service.most_events = 0
     sink, _ = make_sink(service, tmp_path)
-    assert sink.write(events(3)) == 0
+    assert sink.write(events(3)).count == 0
     assert sink.stats.refused == 3
     assert len(_refused_files(tmp_path)) == 3
     assert sink.spooled_events == 0

@@ -32,12 +32,13 @@ from llmledger.runtime.content import (
     PendingContent,
     SqlContentStore,
     content_store,
-    event_content,
 )
 from llmledger.runtime.ledger import Ledger, shutdown
 from llmledger.runtime.remote import RemoteSink
 from llmledger.server import create_app
 from llmledger.server.state import Service
+from llmledger.store import SqlStore
+from llmledger.store.content import event_content
 from llmledger.wire.parse import MAX_CONTENT_CHARS, parse_body, parse_body_with_content
 from llmledger.wire.serialize import event_to_json
 from tests.test_capture_support import JSON, Replay, recorded
@@ -223,7 +224,7 @@ def test_each_event_carries_its_text_once(tmp_path: Path) -> None:
     batch = events(3)
     keep(pending, batch[0], "first?", "first.")
     keep(pending, batch[2], "third?", None)
-    assert sink.write(batch) == 3
+    assert sink.write(batch).count == 3
     assert service.texts == {batch[0].id: ("first?", "first."), batch[2].id: ("third?", None)}
     assert len(pending) == 0
     service.texts.clear()
@@ -239,7 +240,7 @@ def test_spooled_batches_hold_the_text_and_replay_it(tmp_path: Path) -> None:
     sink = text_sink(service, tmp_path, content=pending, retries=0)
     batch = events(2)
     keep(pending, batch[1], "while down?", "spooled.")
-    assert sink.write(batch) == 0
+    assert sink.write(batch).count == 0
     (spooled,) = (tmp_path / "spool").iterdir()
     assert b"while down?" in gzip.decompress(spooled.read_bytes())
     assert len(pending) == 0
@@ -260,7 +261,7 @@ def test_bodies_stay_under_the_limit_and_text_too_large_is_left_out(
         keep(pending, event, "p" * 4000, "r" * 1000)
     keep(pending, batch[10], "q" * 30_000, None)
     with caplog.at_level(logging.WARNING, logger="llmledger.runtime.remote"):
-        assert sink.write(batch) == 12
+        assert sink.write(batch).count == 12
     assert len(service.bodies) > 1
     assert all(len(body) <= 20_000 for body in service.bodies)
     assert {e.id for e in batch[:10]} == set(service.texts)
@@ -279,7 +280,7 @@ def test_text_the_service_would_refuse_is_not_sent(
     keep(pending, long_event, "x" * (MAX_CONTENT_CHARS + 1), "short answer")
     keep(pending, odd_event, "caf\u00e9 \ud800", "fine")
     with caplog.at_level(logging.WARNING, logger="llmledger.runtime.remote"):
-        assert sink.write([long_event, odd_event]) == 2
+        assert sink.write([long_event, odd_event]).count == 2
     assert service.texts == {
         long_event.id: (None, "short answer"),
         odd_event.id: ("caf\u00e9 \ufffd", "fine"),
@@ -317,6 +318,8 @@ def serving(db_url: str, port: int) -> Iterator[Service]:
 
 
 def kept_in(service: Service) -> dict[str, tuple[str | None, str | None]]:
+    """Every row of the service's text table (the table itself, not one event's text)."""
+    assert isinstance(service.store, SqlStore)
     with service.store.engine.connect() as conn:
         rows = conn.execute(sa.select(event_content)).mappings().all()
     return {row["event_id"]: (row["prompt"], row["response"]) for row in rows}

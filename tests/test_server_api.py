@@ -471,7 +471,7 @@ def test_a_serving_process_freezes_its_start_up_objects_out_of_the_collector(
 def _kept_rows(api: Api) -> dict[str, tuple[str | None, str | None]]:
     import sqlalchemy as sa
 
-    from llmledger.runtime.content import event_content
+    from llmledger.store.content import event_content
 
     service = api.client.app.state.service  # type: ignore[attr-defined]
     with service.store.engine.connect() as conn:
@@ -611,7 +611,7 @@ def test_the_key_cache_follows_the_key_cache_seconds_setting(tmp_path: Path) -> 
             headers = {"Authorization": f"Bearer {token}"}
             assert client.get("/v1/events", headers=headers).status_code == 200
             # Revoked behind this instance's back (as another instance would):
-            other = type(keys)(app.state.service.store.engine, cache_seconds=0)
+            other = type(keys)(app.state.service.store, cache_seconds=0)
             other.revoke(token.split("_")[1], now=datetime.now(UTC))
             answer = client.get("/v1/events", headers=headers)
             assert answer.status_code == (200 if cached else 401)

@@ -355,14 +355,14 @@ def test_the_remote_sink_goes_on_past_events_the_service_refuses(
         timeout=2.0,
     )
     for batch in (first, second, third):
-        assert down.write(batch) == 0
+        assert down.write(batch).count == 0
     down.close()
     assert down.stats.spooled == 6
     sink = RemoteSink(service.url, service.acme, spool_dir=spool, retries=0, background=False)
     assert sink.replay() == 4
     assert sink.stats.rejected == 2 and sink.spooled_events == 0
     direct = [made(), made(feature="\x00"), made()]
-    assert sink.write(direct) == 2
+    assert sink.write(direct).count == 2
     sink.close()
     listed = service.admin.get("/v1/events", params={"where": f"tag:run={run}"}).json()
     expected = {e.id for e in (*first, *second, *third, *direct)} - {

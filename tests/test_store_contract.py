@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,15 @@ from llmledger.query import Filter, Query
 from llmledger.query.spec import COLUMN_DIMENSIONS
 from llmledger.runtime.writer import Writer
 from llmledger.store import (
+    ApiKey,
+    ContentRecord,
     InvalidQueryError,
+    RowExistsError,
     SqlStore,
+    Store,
+    StoredPrice,
+    StoredRate,
+    WriteResult,
     event_tags,
     metadata,
     migrate,
@@ -95,7 +102,7 @@ def minimal_event(**changes: Any) -> UsageEvent:
 
 def test_every_field_round_trips_exactly(store: SqlStore) -> None:
     event = full_event()
-    assert store.write([event]) == 1
+    assert store.write([event]).count == 1
     back = store.get(event.id)
     assert back == event
     assert back is not None
@@ -139,16 +146,16 @@ def test_large_token_counts_and_costs_fit(store: SqlStore) -> None:
 
 def test_duplicate_ids_in_one_batch_store_one_row(store: SqlStore) -> None:
     event = full_event()
-    assert store.write([event, event, event]) == 1
+    assert store.write([event, event, event]).count == 1
     assert store.count() == 1
 
 
 def test_duplicate_ids_across_batches_are_skipped(store: SqlStore) -> None:
     first = [minimal_event() for _ in range(5)]
-    assert store.write(first) == 5
+    assert store.write(first).count == 5
     again = [*first[:3], minimal_event(), minimal_event()]
-    assert store.write(again) == 2
-    assert store.write(first) == 0
+    assert store.write(again).count == 2
+    assert store.write(first).count == 0
     assert store.count() == 7
 
 
@@ -163,8 +170,24 @@ def test_a_duplicate_never_changes_the_stored_event_or_its_tags(store: SqlStore)
 
 
 def test_empty_batch_writes_nothing(store: SqlStore) -> None:
-    assert store.write([]) == 0
+    assert store.write([]) == WriteResult()
     assert store.count() == 0
+
+
+def test_the_write_result_sorts_every_event_of_the_batch(store: SqlStore) -> None:
+    stored = minimal_event()
+    store.write([stored])
+    new, again, naive = minimal_event(), minimal_event(), minimal_event(ts=datetime(2025, 1, 1))
+    batch = [new, stored, naive, again, new, naive]
+    reasons: list[str] = []
+    result = store.write(batch, on_error=lambda e, exc: reasons.append(e.id))
+    assert result.inserted == (new, again) and result.count == 2
+    assert result.duplicates == (stored.id, new.id)
+    assert result.rejected == (naive.id, naive.id) and reasons == [naive.id]
+    assert result.count + len(result.duplicates) + len(result.rejected) == len(batch)
+    with pytest.raises(AttributeError):
+        result.inserted = ()  # type: ignore[misc]
+    assert store.write([new, again]) == WriteResult(duplicates=(new.id, again.id))
 
 
 # -- reads ------------------------------------------------------------------------
@@ -423,7 +446,7 @@ def test_invalid_events_fail_the_batch_or_go_to_on_error(store: SqlStore) -> Non
         store.write([good, naive])
     assert store.count() == 0
     rejected: list[UsageEvent] = []
-    assert store.write([good, naive], on_error=lambda e, exc: rejected.append(e)) == 1
+    assert store.write([good, naive], on_error=lambda e, exc: rejected.append(e)).count == 1
     assert rejected == [naive]
 
 
@@ -634,7 +657,7 @@ def test_write_hooks_see_exactly_the_new_events_inside_the_transaction(db_url: s
         old = minimal_event(tags={"k": "v"})
         store.write([old])
         fresh = [minimal_event(tags={"k": "w"}) for _ in range(3)]
-        assert store.write([fresh[0], old, fresh[1], fresh[1], fresh[2]]) == 3
+        assert store.write([fresh[0], old, fresh[1], fresh[1], fresh[2]]).count == 3
         assert seen == [[old.id], [e.id for e in fresh]]
 
         def failing(conn: sa.Connection, new: Sequence[UsageEvent]) -> None:
@@ -646,3 +669,210 @@ def test_write_hooks_see_exactly_the_new_events_inside_the_transaction(db_url: s
         assert store.count() == 4
         with store.engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(event_tags)).scalar() == 4
+
+
+# -- the protocol -------------------------------------------------------------------
+
+
+def test_sql_store_has_every_operation_of_the_protocol(store: SqlStore) -> None:
+    names = {
+        name
+        for name in vars(Store)
+        if not name.startswith("_") or name in ("__enter__", "__exit__")
+    } - {"__protocol_attrs__", "__non_callable_proto_members__"}
+    assert {"write", "get_content", "add_key", "add_price", "database_prices"} <= names
+    missing = [name for name in sorted(names) if not hasattr(store, name)]
+    assert missing == []
+
+
+# -- kept text ----------------------------------------------------------------------
+
+
+def test_text_round_trips_and_a_second_record_replaces_the_first(store: SqlStore) -> None:
+    ts = datetime(2025, 3, 1, 9, 0, 0, 7, tzinfo=timezone(timedelta(hours=-3)))
+    first = ContentRecord("01JTEXT", ts, "Olá? — ✓ 🎧", None)
+    store.save_content([first])
+    back = store.get_content("01JTEXT")
+    assert back == first and back is not None and back.ts.utcoffset() == timedelta(0)
+    store.save_content([ContentRecord("01JTEXT", ts, None, "second"), first])
+    assert store.get_content("01JTEXT") == first  # the last record of an event wins
+    store.save_content([ContentRecord("01JTEXT", ts, None, "answer")])
+    assert store.get_content("01JTEXT") == ContentRecord("01JTEXT", ts, None, "answer")
+    assert store.get_content("01JNONE") is None
+    store.save_content([])
+
+
+def test_text_is_written_only_for_the_events_a_write_inserts(store: SqlStore) -> None:
+    old, new, naive = minimal_event(), minimal_event(), minimal_event(ts=datetime(2025, 1, 1))
+    store.write([old], content={old.id: ContentRecord(old.id, old.ts, "kept?", "yes")})
+    texts = {
+        e.id: ContentRecord(e.id, T0, f"{e.id}?", None)
+        for e in (old, new, naive, minimal_event())  # the last one is not in the batch
+    }
+    result = store.write([old, new, naive], on_error=lambda e, exc: None, content=texts)
+    assert result.inserted == (new,)
+    assert store.get_content(new.id) == texts[new.id]
+    assert store.get_content(old.id) == ContentRecord(old.id, old.ts, "kept?", "yes")
+    assert store.get_content(naive.id) is None
+    assert all(store.get_content(i) is None for i in texts if i not in (old.id, new.id))
+
+
+def test_text_is_rolled_back_with_the_events_it_came_with(db_url: str) -> None:
+    def failing(conn: sa.Connection, new: Sequence[UsageEvent]) -> None:
+        raise RuntimeError("rollups are broken")
+
+    with open_store(db_url) as store:
+        store.write_hooks.append(failing)
+        event = minimal_event()
+        with pytest.raises(StoreError, match="rollups are broken"):
+            store.write([event], content={event.id: ContentRecord(event.id, T0, "lost?", None)})
+        assert store.count() == 0 and store.get_content(event.id) is None
+
+
+# -- API keys -------------------------------------------------------------------------
+
+
+def api_key(key_id: str, created: datetime, **changes: Any) -> ApiKey:
+    fields: dict[str, Any] = {
+        "id": key_id,
+        "role": "reader",
+        "tenant": "acme",
+        "user": "ana",
+        "name": "dashboard ✓",
+        "created": created,
+        **changes,
+    }
+    return ApiKey(**fields)
+
+
+def test_keys_are_stored_listed_and_revoked(store: SqlStore) -> None:
+    later = api_key("0BBBBBBBBBBB", T0 + timedelta(seconds=1), role="admin", tenant=None)
+    first = api_key("0AAAAAAAAAAA", T0, user=None, name=None)
+    store.add_key(later, "b" * 64)
+    store.add_key(first, "a" * 64)
+    found = store.get_key(first.id)
+    assert found is not None and found.key == first and found.secret_hash == "a" * 64
+    assert found.key.created.microsecond == 123456
+    assert store.get_key("0CCCCCCCCCCC") is None
+    assert store.list_keys() == [first, later]
+    revoked = store.revoke_key(first.id, now=T0 + timedelta(days=1))
+    assert revoked == api_key(first.id, T0, user=None, name=None, revoked=T0 + timedelta(days=1))
+    again = store.revoke_key(first.id, now=T0 + timedelta(days=2))
+    assert again is not None and again.revoked == T0 + timedelta(days=1)  # the first time stays
+    assert store.revoke_key("0CCCCCCCCCCC", now=T0) is None
+    assert store.list_keys() == [later]
+    assert store.list_keys(include_revoked=True) == [revoked, later]
+
+
+def test_a_key_id_is_stored_once(store: SqlStore) -> None:
+    key = api_key("0AAAAAAAAAAA", T0)
+    store.add_key(key, "a" * 64)
+    with pytest.raises(RowExistsError, match="0AAAAAAAAAAA") as raised:
+        store.add_key(api_key("0AAAAAAAAAAA", T0, role="admin"), "b" * 64)
+    assert raised.value.existing == "0AAAAAAAAAAA"
+    assert store.list_keys() == [key]
+
+
+# -- prices and exchange rates -------------------------------------------------------------
+
+
+def price_row(**changes: Any) -> StoredPrice:
+    fields: dict[str, Any] = {
+        "id": new_id(),
+        "provider": "acme",
+        "model": "acme-1",
+        "service_tier": None,
+        "valid_from": date(2025, 1, 1),
+        "checked": None,
+        "rates": {"input_mtok": "1.25", "tiers": [{"start": 1000, "output_mtok": "0.000001"}]},
+        "created": T0,
+        "created_by": "ops",
+        **changes,
+    }
+    return StoredPrice(**fields)
+
+
+def rate_row(**changes: Any) -> StoredRate:
+    fields: dict[str, Any] = {
+        "id": new_id(),
+        "currency": "BRL",
+        "rate": Decimal("5.123456789012"),
+        "valid_from": date(2025, 1, 1),
+        "checked": None,
+        "source": "central bank",
+        "created": T0,
+        "created_by": None,
+        **changes,
+    }
+    return StoredRate(**fields)
+
+
+def test_price_rows_are_history_never_replaced(store: SqlStore) -> None:
+    first = price_row()
+    store.add_price(first)
+    with pytest.raises(RowExistsError, match="ACME/Acme-1 from 2025-01-01") as raised:
+        store.add_price(price_row(provider="ACME", model="Acme-1", rates={"input_mtok": "9"}))
+    assert raised.value.existing == first.id
+    with pytest.raises(RowExistsError):
+        store.add_price(price_row(valid_from=date(2025, 1, 1), created=T0 + timedelta(days=1)))
+    tier = price_row(service_tier="flex")
+    later = price_row(valid_from=date(2025, 6, 1))
+    always = price_row(valid_from=None, model="acme-0")
+    other = price_row(provider="zeta", model="z-1")
+    for row in (other, later, tier, always):
+        store.add_price(row)
+    assert store.list_prices() == [always, first, later, tier, other]
+    assert store.list_prices(provider="acme", model="acme-1") == [first, later, tier]
+    assert store.list_prices(model="z-1") == [other]
+    with pytest.raises(RowExistsError, match="from the beginning"):
+        store.add_price(price_row(valid_from=None, model="acme-0"))
+
+
+def test_checking_a_price_row_sets_its_day(store: SqlStore) -> None:
+    row = price_row()
+    store.add_price(row)
+    checked = store.check_price(row.id, date(2025, 3, 2))
+    assert checked == price_row(**{**_fields(row), "checked": date(2025, 3, 2)})
+    assert store.list_prices() == [checked]
+    assert store.check_price("01JNONE", date(2025, 3, 2)) is None
+
+
+def test_rates_are_history_and_keep_every_digit(store: SqlStore) -> None:
+    first = rate_row()
+    store.add_rate(first)
+    with pytest.raises(RowExistsError, match="BRL rate from 2025-01-01") as raised:
+        store.add_rate(rate_row(rate=Decimal("6")))
+    assert raised.value.existing == first.id
+    later = rate_row(valid_from=date(2025, 2, 1), source=None, created_by="ops")
+    euro = rate_row(currency="EUR", rate=Decimal("0.9"))
+    store.add_rate(euro)
+    store.add_rate(later)
+    assert store.list_rates() == [first, later, euro]
+    assert store.list_rates(currency="brl") == [first, later]
+    assert str(store.list_rates(currency="BRL")[0].rate) == "5.123456789012"
+    checked = store.check_rate(later.id, date(2025, 3, 2))
+    assert checked is not None and checked.checked == date(2025, 3, 2)
+    assert store.check_rate("01JNONE", date(2025, 3, 2)) is None
+
+
+def test_database_prices_hold_every_row_and_a_version_that_moves(store: SqlStore) -> None:
+    empty = store.database_prices()
+    assert (empty.prices, empty.rates) == ((), ())
+    assert empty.version == store.prices_version()
+    price, rate = price_row(), rate_row()
+    store.add_price(price)
+    assert store.prices_version() != empty.version
+    store.add_rate(rate)
+    both = store.database_prices()
+    assert (both.prices, both.rates) == ((price,), (rate,))
+    assert both.version == store.prices_version() != empty.version
+    assert both.as_price_file() == {
+        "prices": [{"provider": "acme", "model": "acme-1", "from": "2025-01-01", **price.rates}],
+        "exchange_rates": {
+            "BRL": [{"from": "2025-01-01", "rate": "5.123456789012", "source": "central bank"}]
+        },
+    }
+
+
+def _fields(row: StoredPrice) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in StoredPrice.__slots__}

@@ -12,7 +12,7 @@ from llmledger.core.errors import InvalidEventError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import load_settings
 from llmledger.runtime.writer import Writer, _flush_all_at_exit
-from llmledger.store import WriteError
+from llmledger.store import WriteError, WriteResult
 
 
 def event(model: str = "m") -> UsageEvent:
@@ -33,7 +33,7 @@ class Sink:
         batch: Sequence[UsageEvent],
         *,
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
-    ) -> int:
+    ) -> WriteResult:
         self.calls += 1
         if self.failures:
             raise self.failures.pop(0)
@@ -41,7 +41,7 @@ class Sink:
             raise WriteError("constraint failed", retryable=False)
         new = [e for e in batch if e.id not in self.rows]
         self.rows.update((e.id, e) for e in new)
-        return len(new)
+        return WriteResult(tuple(new))
 
 
 def make_writer(sink: Sink, **options: object) -> Writer:
@@ -200,7 +200,7 @@ def test_flush_waits_for_a_batch_already_taken_from_the_queue() -> None:
             batch: Sequence[UsageEvent],
             *,
             on_error: Callable[[UsageEvent, Exception], None] | None = None,
-        ) -> int:
+        ) -> WriteResult:
             started.set()
             release.wait(10)
             return super().write(batch, on_error=on_error)

@@ -17,7 +17,7 @@ __all__ = ["COMMANDS"]
 
 
 def _store(ctx: click.Context) -> KeyStore:
-    return KeyStore(ledger_from(ctx).store.engine)
+    return KeyStore(ledger_from(ctx).store)
 
 
 def _as_json(key: ApiKey) -> dict[str, object]:

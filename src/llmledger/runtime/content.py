@@ -2,12 +2,11 @@
 
 Text is kept only when asked (the ``store_content`` setting,
 ``llmledger.instrument(store_content=True)`` or a ``capture_content()`` block),
-after the redaction hook has seen it. It lives in its own table,
-``event_content``, keyed by the event id, so it can have its own retention (and
-be dropped) without touching the usage ledger.  A ledger that sends its events
+after the redaction hook has seen it. The store keeps it in its own table,
+keyed by the event id, so it can have its own retention (and be dropped) without
+touching the usage ledger (:mod:`llmledger.store.content`).  A ledger that sends its events
 to a service (``url``) holds each record in :class:`PendingContent` until the
-remote sink sends it with its event; the service keeps it in its own
-``event_content`` table.
+remote sink sends it with its event; the service keeps it in its own store.
 
 Example:
     >>> from datetime import datetime, timezone
@@ -22,15 +21,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
-from llmledger.store.schema import metadata
+from llmledger.store.content import ContentRecord
 
 if TYPE_CHECKING:
     from llmledger.runtime.ledger import Ledger
@@ -42,37 +36,10 @@ __all__ = [
     "PendingContent",
     "SqlContentStore",
     "content_store",
-    "event_content",
-    "read_content",
     "set_content_store",
-    "write_content",
 ]
 
 log = logging.getLogger("llmledger")
-
-#: The content table (migration 0005), on the ledger's metadata. No foreign key to
-#: ``events``: the text is saved while its event is still being written, and
-#: either can be deleted on its own schedule. ``ts_us`` (the event's start) is
-#: indexed for retention.
-event_content = sa.Table(
-    "event_content",
-    metadata,
-    sa.Column("event_id", sa.Text, primary_key=True),
-    sa.Column("ts_us", sa.BigInteger, nullable=False),
-    sa.Column("prompt", sa.Text, nullable=True),
-    sa.Column("response", sa.Text, nullable=True),
-    sa.Index(None, "ts_us"),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ContentRecord:
-    """The (redacted) prompt and response text of one event."""
-
-    event_id: str
-    ts: datetime
-    prompt: str | None
-    response: str | None
 
 
 class ContentStore(Protocol):
@@ -97,56 +64,8 @@ class MemoryContentStore:
         return next((r for r in reversed(self.records) if r.event_id == event_id), None)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def write_content(conn: Connection, records: Sequence[ContentRecord]) -> None:
-    """Write records into ``event_content`` in the connection's open transaction.
-
-    A record replaces what was kept for its event before.
-
-    Example:
-        >>> from llmledger.store import open_store
-        >>> store = open_store("sqlite://")
-        >>> store.migrate()
-        >>> ts = datetime(2025, 1, 1, tzinfo=UTC)
-        >>> with store.engine.begin() as conn:
-        ...     write_content(conn, [ContentRecord("01JDOC", ts, "Hi?", None)])
-        ...     read_content(conn, "01JDOC").prompt
-        'Hi?'
-    """
-    if not records:
-        return
-    rows = [
-        {
-            "event_id": record.event_id,
-            "ts_us": (record.ts - _EPOCH) // timedelta(microseconds=1),
-            "prompt": record.prompt,
-            "response": record.response,
-        }
-        for record in records
-    ]
-    ids = [record.event_id for record in records]
-    conn.execute(sa.delete(event_content).where(event_content.c.event_id.in_(ids)))
-    conn.execute(sa.insert(event_content), rows)
-
-
-def read_content(conn: Connection, event_id: str) -> ContentRecord | None:
-    """The text kept for one event, or None when none was kept."""
-    query = sa.select(event_content).where(event_content.c.event_id == event_id)
-    row = conn.execute(query).mappings().first()
-    if row is None:
-        return None
-    return ContentRecord(
-        event_id=row["event_id"],
-        ts=_EPOCH + timedelta(microseconds=row["ts_us"]),
-        prompt=row["prompt"],
-        response=row["response"],
-    )
-
-
 class SqlContentStore:
-    """Writes records into the ledger database's ``event_content`` table.
+    """Keeps records in the ledger's own store.
 
     The default of a ledger without ``url`` (:attr:`llmledger.runtime.ledger.Ledger.content_store`).
 
@@ -154,6 +73,7 @@ class SqlContentStore:
         >>> import llmledger
         >>> ledger = llmledger.configure(database_url="sqlite://")
         >>> store = SqlContentStore(ledger)
+        >>> from datetime import UTC, datetime
         >>> ts = datetime(2025, 1, 1, tzinfo=UTC)
         >>> store.save(ContentRecord("01JDOC", ts, "Hi?", "Hello."))
         >>> store.get("01JDOC").response
@@ -165,13 +85,11 @@ class SqlContentStore:
 
     def save(self, record: ContentRecord) -> None:
         """Keep one record (a second record for the same event replaces the first)."""
-        with self._ledger.store.engine.begin() as conn:
-            write_content(conn, [record])
+        self._ledger.store.save_content([record])
 
     def get(self, event_id: str) -> ContentRecord | None:
         """The kept text of one event, or None when none was kept."""
-        with self._ledger.store.engine.connect() as conn:
-            return read_content(conn, event_id)
+        return self._ledger.store.get_content(event_id)
 
 
 class PendingContent:
@@ -185,6 +103,7 @@ class PendingContent:
 
     Example:
         >>> pending = PendingContent(limit=1)
+        >>> from datetime import UTC, datetime
         >>> ts = datetime(2025, 1, 1, tzinfo=UTC)
         >>> pending.save(ContentRecord("01JA", ts, "first?", None))
         >>> pending.save(ContentRecord("01JB", ts, "second?", None))

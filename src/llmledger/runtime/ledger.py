@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from llmledger.runtime.content import ContentStore, PendingContent
     from llmledger.runtime.remote import RemoteSink
     from llmledger.runtime.writer import EventSink, Writer
-    from llmledger.store import SqlStore
+    from llmledger.store import Store, WriteResult
 
 __all__ = ["Ledger", "configure", "flush", "get_ledger", "shutdown"]
 
@@ -41,7 +41,7 @@ class Ledger:
         self.settings = settings
         # Reentrant: the writer is built under it and asks for the pending content.
         self._lock = threading.RLock()
-        self._store: SqlStore | None = None
+        self._store: Store | None = None
         self._pricer: PriceResolver | None = None
         self._writer: Writer | None = None
         self._pending_content: PendingContent | None = None
@@ -49,7 +49,7 @@ class Ledger:
         self._closed = False
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         """The store, opened and migrated on first use."""
         if self._store is None:
             with self._lock:
@@ -99,10 +99,9 @@ class Ledger:
         from sqlalchemy.exc import SQLAlchemyError
 
         from llmledger.pricing import PriceBook
-        from llmledger.store.price_rows import read_price_rows
 
         try:
-            return PriceBook.from_database(read_price_rows(self.store.engine))
+            return PriceBook.from_database(self.store.database_prices().as_price_file())
         except (LedgerError, SQLAlchemyError):
             # An unreachable database must not stop recording: its events wait in
             # the writer, priced from the other layers.
@@ -135,7 +134,7 @@ class Ledger:
 
         With ``url`` set, the text goes with its event to the service (held in
         :class:`~llmledger.runtime.content.PendingContent` until the remote sink sends
-        the event); otherwise into this database's ``event_content`` table.
+        the event); otherwise into this ledger's store.
         """
         if self.settings.url:
             return self._pending()
@@ -228,7 +227,7 @@ class _LazySink:
         batch: Sequence[UsageEvent],
         *,
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
-    ) -> int:
+    ) -> WriteResult:
         return self._ledger.store.write(batch, on_error=on_error)
 
 

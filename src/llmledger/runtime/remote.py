@@ -34,7 +34,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,7 @@ from llmledger.wire.serialize import event_to_json
 
 if TYPE_CHECKING:
     from llmledger.runtime.content import ContentRecord, PendingContent
+    from llmledger.store.protocol import WriteResult
 
 __all__ = [
     "BatchRefused",
@@ -182,6 +183,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@dataclass
+class _Answered:
+    """What the service said about the events of one write, as the answers come."""
+
+    stored: list[UsageEvent] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+
 class RemoteSink:
     """Sends event batches to ``POST /v1/events`` of an llmledger service.
 
@@ -209,7 +219,7 @@ class RemoteSink:
         >>> import tempfile
         >>> sink = RemoteSink("http://127.0.0.1:9", "llk_x_y", spool_dir=tempfile.mkdtemp(),
         ...                   retries=0, background=False)
-        >>> sink.write([])
+        >>> sink.write([]).count
         0
         >>> sink.stats.sent, sink.spooled_events
         (0, 0)
@@ -293,16 +303,19 @@ class RemoteSink:
         batch: Sequence[UsageEvent],
         *,
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
-    ) -> int:
+    ) -> WriteResult:
         """Send events (spooling them when the service is unreachable).
 
         Returns:
-            How many the service stored (duplicates and spooled events not counted).
+            What the service answered: the events it stored, the ids it already
+            had and those it rejected.  Spooled events are in none of them.
         """
+        from llmledger.store.protocol import WriteResult  # the store's imports wait for a write
+
         with self._lock:
             if self._spooled_files() and time.monotonic() >= self._down_until:
                 self.replay()
-            stored = 0
+            answered = _Answered()
             requests = self._requests(batch)
             for index, (chunk, payload) in enumerate(requests):
                 if time.monotonic() < self._down_until:
@@ -319,33 +332,38 @@ class RemoteSink:
                     self._mark_down()
                     self._spool(payload, len(chunk))
                     continue
-                stored += self._account(chunk, results, on_error)
-            return stored
+                self._account(chunk, results, on_error, answered)
+            return WriteResult(
+                tuple(answered.stored), tuple(answered.duplicates), tuple(answered.rejected)
+            )
 
     def _account(
         self,
         chunk: Sequence[UsageEvent],
         results: list[dict[str, Any]],
         on_error: Callable[[UsageEvent, Exception], None] | None,
-    ) -> int:
+        answered: _Answered,
+    ) -> None:
         stored = 0
         for event, result in zip(chunk, results, strict=False):
             status = result.get("status")
             if status == "accepted":
                 stored += 1
+                answered.stored.append(event)
             elif status == "duplicate":
                 self.stats.duplicates += 1
+                answered.duplicates.append(event.id)
             elif status == _REFUSED:
                 continue  # set aside with its batch, counted there
             else:
                 self.stats.rejected += 1
+                answered.rejected.append(event.id)
                 error = InvalidEventError(f"the service rejected it: {result.get('reason')}")
                 if on_error is not None:
                     on_error(event, error)
                 else:
                     log.error("llmledger: event %s dropped: %s", event.id, error)
         self.stats.sent += stored
-        return stored
 
     # -- HTTP ----------------------------------------------------------------------------
 

@@ -20,10 +20,13 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from llmledger.store.protocol import WriteResult
 
 __all__ = ["EventSink", "Item", "Writer"]
 
@@ -35,15 +38,15 @@ Item = UsageEvent | Callable[[], UsageEvent]
 
 
 class EventSink(Protocol):
-    """Where a writer puts its batches: ``SqlStore`` or any store with this method."""
+    """Where a writer puts its batches: a store, the remote sink, or anything with this method."""
 
     def write(
         self,
         batch: Sequence[UsageEvent],
         *,
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
-    ) -> int:
-        """Insert the events in one transaction; return how many rows were new."""
+    ) -> WriteResult:
+        """Insert the events in one transaction; say which were new."""
         ...
 
 
@@ -85,7 +88,7 @@ class Writer:
     """Batches events onto a store from one background thread.
 
     Args:
-        store: Where batches go (``SqlStore`` or anything with its ``write``).
+        store: Where batches go: a store, the remote sink, or anything with their ``write``.
         settings: Source of the defaults below (loaded from the environment when None).
         batch_size: Most events per transaction.
         flush_interval: Seconds to wait for a batch to fill before writing what is there.
@@ -389,7 +392,7 @@ class Writer:
         from llmledger.store.errors import WriteError
 
         try:
-            return self.store.write(batch, on_error=self._reject)
+            return self.store.write(batch, on_error=self._reject).count
         except WriteError as exc:
             if exc.retryable or len(batch) == 1:
                 if len(batch) == 1 and not exc.retryable:

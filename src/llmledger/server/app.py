@@ -14,7 +14,7 @@ from llmledger.core.settings import Settings, load_settings
 from llmledger.server.errors import error_response, install_error_handlers
 from llmledger.server.routers import events, health, keys, prices, reports
 from llmledger.server.state import Service
-from llmledger.store import SqlStore
+from llmledger.store import Store
 from llmledger.wire.parse import EventIn
 
 __all__ = ["create_app"]
@@ -86,7 +86,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(
     settings: Settings | None = None,
     *,
-    store: SqlStore | None = None,
+    store: Store | None = None,
     own_process: bool = False,
 ) -> FastAPI:
     """The llmledger service as an ASGI app.
@@ -108,7 +108,6 @@ def create_app(
     """
     settings = settings if settings is not None else load_settings()
     service = Service(settings, store=store)
-    service.store.write_hooks.append(events.collect_inserted)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

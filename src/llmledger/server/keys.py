@@ -2,7 +2,8 @@
 
 A key looks like ``llk_0ABCDEFGH1JK_<secret>``: ``llk_`` and the key's id are
 the visible prefix (shown in listings and logs), the secret is 256 random bits.
-Only the SHA-256 of the whole token is stored; a presented token is looked up
+Only the SHA-256 of the whole token is stored (by the store,
+:mod:`llmledger.store.keys`); a presented token is looked up
 by its id and its hash compared in constant time.  The token is shown once, when
 the key is created.
 
@@ -21,7 +22,7 @@ Roles:
 Example:
     >>> from datetime import UTC, datetime, timedelta
     >>> from llmledger.store import open_store
-    >>> keys = KeyStore(open_store("sqlite://").engine)
+    >>> keys = KeyStore(open_store("sqlite://"))
     >>> new = keys.create("reader", tenant="acme", now=datetime(2025, 1, 1, tzinfo=UTC))
     >>> new.secret.startswith(new.key.prefix + "_"), keys.verify(new.secret) == new.key
     (True, True)
@@ -39,14 +40,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal, get_args
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-
 from llmledger.core.errors import ConfigError, LedgerError
-from llmledger.store.schema import metadata
+from llmledger.store.keys import TOKEN_PREFIX, ApiKey
+from llmledger.store.protocol import Store
 
 __all__ = [
     "CACHE_SECONDS",
@@ -58,14 +57,12 @@ __all__ = [
     "NewKey",
     "Role",
     "UnknownKeyError",
-    "api_keys",
     "check_scope",
     "hash_token",
 ]
 
 Role = Literal["admin", "reader", "ingest"]
 ROLES: tuple[str, ...] = get_args(Role)
-TOKEN_PREFIX = "llk_"
 _ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ID_LENGTH = 12
 
@@ -74,57 +71,9 @@ CACHE_SECONDS = 5.0
 #: Verified keys a :class:`KeyStore` remembers at most, by default.
 CACHE_SIZE = 1024
 
-# Created by migration 0003; described here, on the ledger's shared metadata,
-# because only keys and the server use the table.
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("id", sa.Text, primary_key=True),
-    sa.Column("secret_hash", sa.Text, nullable=False),
-    sa.Column("role", sa.Text, nullable=False),
-    sa.Column("tenant", sa.Text),
-    sa.Column("user", sa.Text),
-    sa.Column("name", sa.Text),
-    sa.Column("created_us", sa.BigInteger, nullable=False),
-    sa.Column("revoked_us", sa.BigInteger),
-)
-
 
 class UnknownKeyError(LedgerError, LookupError):
     """No API key has this id."""
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """An API key as stored (never its secret).
-
-    Attributes:
-        id: The key's id, part of its visible prefix.
-        role: ``admin``, ``reader`` or ``ingest``.
-        tenant: The tenant the key is confined to (None for admin keys).
-        user: For reader keys, the one user whose calls it sees, or None.
-        name: A label for people.
-        created: When the key was made.
-        revoked: When it was revoked, or None while it works.
-    """
-
-    id: str
-    role: str
-    tenant: str | None
-    user: str | None
-    name: str | None
-    created: datetime
-    revoked: datetime | None = None
-
-    @property
-    def prefix(self) -> str:
-        """The visible start of the token: ``llk_`` and the id."""
-        return TOKEN_PREFIX + self.id
-
-    @property
-    def active(self) -> bool:
-        """True until the key is revoked."""
-        return self.revoked is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,33 +101,10 @@ def hash_token(token: str) -> str:
 _NO_KEY_HASH = hash_token("llk_none")
 
 
-def _micros(moment: datetime) -> int:
+def _aware(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ConfigError(f"times must be timezone-aware, got {moment!r}")
-    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return delta // timedelta(microseconds=1)
-
-
-def _moment(micros: int | None) -> datetime | None:
-    if micros is None:
-        return None
-    return datetime.fromtimestamp(micros / 1_000_000, UTC)
-
-
-def _row_to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
-    m = row._mapping
-    created = _moment(int(m["created_us"]))
-    assert created is not None
-    revoked = m["revoked_us"]
-    return ApiKey(
-        id=str(m["id"]),
-        role=str(m["role"]),
-        tenant=m["tenant"],
-        user=m["user"],
-        name=m["name"],
-        created=created,
-        revoked=_moment(None if revoked is None else int(revoked)),
-    )
+    return moment.astimezone(UTC)
 
 
 def check_scope(role: str, tenant: str | None, user: str | None) -> None:
@@ -257,7 +183,7 @@ class _VerifiedKeys:
 
 
 class KeyStore:
-    """Create, list, revoke and verify API keys in the ledger database.
+    """Create, list, revoke and verify API keys kept in the ledger's store.
 
     Keys that verify are remembered for ``cache_seconds``, so a busy client does
     not cost a database query per request.  A revoke through this store takes
@@ -265,7 +191,7 @@ class KeyStore:
     ``llmledger keys`` command) is seen here within ``cache_seconds``.
 
     Args:
-        engine: The ledger's engine (``SqlStore.engine``), migrated to 0003 or later.
+        store: The ledger's store (migrated).
         cache_seconds: How long a verified key is trusted without asking the
             database again; 0 asks every time.
         cache_size: How many verified keys are remembered at most (the oldest go first).
@@ -276,12 +202,12 @@ class KeyStore:
 
     Example:
         >>> from llmledger.store import open_store
-        >>> keys = KeyStore(open_store("sqlite://").engine, cache_seconds=0)
+        >>> keys = KeyStore(open_store("sqlite://"), cache_seconds=0)
     """
 
     def __init__(
         self,
-        engine: Engine,
+        store: Store,
         *,
         cache_seconds: float = CACHE_SECONDS,
         cache_size: int = CACHE_SIZE,
@@ -292,7 +218,7 @@ class KeyStore:
                 f"cache_seconds and cache_size cannot be negative, "
                 f"got {cache_seconds!r} and {cache_size!r}"
             )
-        self.engine = engine
+        self.store = store
         self._verified = _VerifiedKeys(cache_seconds, cache_size, clock)
 
     def create(
@@ -312,28 +238,13 @@ class KeyStore:
         check_scope(role, tenant, user)
         key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
         token = f"{TOKEN_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        with self.engine.begin() as conn:
-            conn.execute(
-                api_keys.insert().values(
-                    id=key_id,
-                    secret_hash=hash_token(token),
-                    role=role,
-                    tenant=tenant,
-                    user=user,
-                    name=name,
-                    created_us=_micros(now),
-                )
-            )
-        key = ApiKey(key_id, role, tenant, user, name, now.astimezone(UTC))
+        key = ApiKey(key_id, role, tenant, user, name, _aware(now))
+        self.store.add_key(key, hash_token(token))
         return NewKey(key, token)
 
     def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
         """Every key, oldest first."""
-        query = sa.select(api_keys).order_by(api_keys.c.created_us, api_keys.c.id)
-        if not include_revoked:
-            query = query.where(api_keys.c.revoked_us.is_(None))
-        with self.engine.connect() as conn:
-            return [_row_to_key(row) for row in conn.execute(query)]
+        return self.store.list_keys(include_revoked=include_revoked)
 
     def get(self, key_id: str) -> ApiKey:
         """The key with this id (or visible prefix).
@@ -342,11 +253,10 @@ class KeyStore:
             UnknownKeyError: when there is none.
         """
         key_id = key_id.removeprefix(TOKEN_PREFIX)
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
-        if row is None:
+        stored = self.store.get_key(key_id)
+        if stored is None:
             raise UnknownKeyError(f"no API key {key_id!r}")
-        return _row_to_key(row)
+        return stored.key
 
     def revoke(self, key_id: str, *, now: datetime) -> ApiKey:
         """Revoke a key (revoking twice keeps the first time).
@@ -358,14 +268,11 @@ class KeyStore:
             UnknownKeyError: when there is no such key.
         """
         key_id = key_id.removeprefix(TOKEN_PREFIX)
-        with self.engine.begin() as conn:
-            conn.execute(
-                api_keys.update()
-                .where(api_keys.c.id == key_id, api_keys.c.revoked_us.is_(None))
-                .values(revoked_us=_micros(now))
-            )
+        key = self.store.revoke_key(key_id, now=_aware(now))
         self._verified.forget(key_id)
-        return self.get(key_id)
+        if key is None:
+            raise UnknownKeyError(f"no API key {key_id!r}")
+        return key
 
     def verify(self, token: str) -> ApiKey | None:
         """The active key this token belongs to, or None.
@@ -387,16 +294,12 @@ class KeyStore:
 
     def _verify_in_database(self, token: str, digest: str) -> ApiKey | None:
         key_id = _token_id(token)
-        row = None
-        if key_id is not None:
-            with self.engine.connect() as conn:
-                row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
-        stored = _NO_KEY_HASH if row is None else str(row._mapping["secret_hash"])
-        matches = hmac.compare_digest(digest, stored)
-        if row is None or not matches:
+        stored = None if key_id is None else self.store.get_key(key_id)
+        expected = _NO_KEY_HASH if stored is None else stored.secret_hash
+        matches = hmac.compare_digest(digest, expected)
+        if stored is None or not matches:
             return None
-        key = _row_to_key(row)
-        return key if key.active else None
+        return stored.key if stored.key.active else None
 
 
 def _token_id(token: str) -> str | None:

@@ -17,7 +17,7 @@ from llmledger.pricing import ExchangeRates, PriceBook, PriceResolver
 from llmledger.server.keys import KeyStore
 from llmledger.server.metrics import Metrics
 from llmledger.server.pricedb import PriceDB
-from llmledger.store import SqlStore, open_store
+from llmledger.store import Store, open_store
 
 __all__ = ["Service"]
 
@@ -33,11 +33,11 @@ class Service:
         store: An open store to use instead of opening ``settings``' database.
     """
 
-    def __init__(self, settings: Settings, store: SqlStore | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store if store is not None else open_store(settings)
-        self.keys = KeyStore(self.store.engine, cache_seconds=settings.key_cache_seconds)
-        self.prices = PriceDB(self.store.engine)
+        self.store: Store = store if store is not None else open_store(settings)
+        self.keys = KeyStore(self.store, cache_seconds=settings.key_cache_seconds)
+        self.prices = PriceDB(self.store)
         self.metrics = Metrics()
         self._lock = threading.Lock()
         self._pricer: PriceResolver | None = None

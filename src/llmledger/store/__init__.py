@@ -5,7 +5,7 @@ Example:
     >>> from llmledger.core.events import UsageEvent
     >>> store = open_store("sqlite://")
     >>> store.write([UsageEvent(provider="openai", model="gpt-4o",
-    ...                         ts=datetime(2025, 1, 1, tzinfo=timezone.utc))])
+    ...                         ts=datetime(2025, 1, 1, tzinfo=timezone.utc))]).count
     1
     >>> store.count()
     1
@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, Any
 from llmledger.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from llmledger.store.errors import InvalidQueryError, WriteError
+    from llmledger.store.content import ContentRecord
+    from llmledger.store.errors import InvalidQueryError, RowExistsError, WriteError
+    from llmledger.store.keys import ApiKey, StoredKey
+    from llmledger.store.prices import DatabasePrices, StoredPrice, StoredRate
+    from llmledger.store.protocol import Store, WriteResult
     from llmledger.store.schema import (
         FILTER_COLUMNS,
         event_tags,
@@ -30,10 +34,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FILTER_COLUMNS",
+    "ApiKey",
+    "ContentRecord",
+    "DatabasePrices",
     "InvalidQueryError",
+    "RowExistsError",
     "SqlStore",
+    "Store",
+    "StoredKey",
+    "StoredPrice",
+    "StoredRate",
     "WriteError",
     "WriteHook",
+    "WriteResult",
     "event_tags",
     "events",
     "metadata",
@@ -47,6 +60,15 @@ __all__ = [
 _LAZY = {
     "FILTER_COLUMNS": "llmledger.store.schema",
     "InvalidQueryError": "llmledger.store.errors",
+    "RowExistsError": "llmledger.store.errors",
+    "ApiKey": "llmledger.store.keys",
+    "StoredKey": "llmledger.store.keys",
+    "ContentRecord": "llmledger.store.content",
+    "DatabasePrices": "llmledger.store.prices",
+    "StoredPrice": "llmledger.store.prices",
+    "StoredRate": "llmledger.store.prices",
+    "Store": "llmledger.store.protocol",
+    "WriteResult": "llmledger.store.protocol",
     "SqlStore": "llmledger.store.sql",
     "WriteError": "llmledger.store.errors",
     "WriteHook": "llmledger.store.sql",

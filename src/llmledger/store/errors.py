@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import sqlalchemy as sa
 
 from llmledger.core.errors import InvalidQueryError, StoreError
 
-__all__ = ["InvalidQueryError", "WriteError", "is_transient", "one_line"]
+__all__ = [
+    "InvalidQueryError",
+    "RowExistsError",
+    "WriteError",
+    "database_errors",
+    "is_transient",
+    "one_line",
+]
+
+
+class RowExistsError(StoreError, ValueError):
+    """A row would repeat one the store keeps once (a price for the same model,
+    tier and first day; a rate for the same currency and day).
+
+    Attributes:
+        existing: The id of the row already stored, when known.
+
+    Example:
+        >>> RowExistsError("a BRL rate from 2025-01-01 exists", existing="01JR").existing
+        '01JR'
+    """
+
+    def __init__(self, message: str, *, existing: str | None = None) -> None:
+        super().__init__(message)
+        self.existing = existing
 
 
 class WriteError(StoreError):
@@ -48,3 +75,21 @@ def one_line(exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc
     text = str(cause).strip().splitlines()
     return text[0] if text else type(cause).__name__
+
+
+@contextlib.contextmanager
+def database_errors(doing: str) -> Iterator[None]:
+    """Turn the database's errors inside the block into a one-line ``StoreError``.
+
+    Example:
+        >>> try:
+        ...     with database_errors("read the keys"):
+        ...         raise sa.exc.OperationalError("SELECT", {}, Exception("no such table"))
+        ... except StoreError as exc:
+        ...     print(exc)
+        cannot read the keys: no such table
+    """
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot {doing}: {one_line(exc)}") from exc

@@ -258,7 +258,7 @@ def apply_rollups(connection: Connection, batch: Iterable[UsageEvent]) -> None:
         >>> e = UsageEvent(provider="openai", model="gpt-4o",
         ...                ts=datetime(2025, 1, 1, tzinfo=UTC))
         >>> store.write_hooks.clear()  # the store would apply them itself
-        >>> store.write([e])
+        >>> store.write([e]).count
         1
         >>> with store.engine.begin() as conn:
         ...     apply_rollups(conn, [e])

@@ -18,10 +18,8 @@ from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import StaticPool
 
 from llmledger.core.errors import StoreError
 from llmledger.core.events import UsageEvent
@@ -34,7 +32,12 @@ from llmledger.store.codec import (
     encode_batch,
     to_micros,
 )
+from llmledger.store.content import ContentRecord, ContentRows, write_content
+from llmledger.store.engines import WRITE_OPTION, postgres_engine, sqlite_engine, sqlite_path
 from llmledger.store.errors import InvalidQueryError, WriteError, is_transient, one_line
+from llmledger.store.keys import KeyRows
+from llmledger.store.prices import PriceRows
+from llmledger.store.protocol import WriteResult
 from llmledger.store.reports import StoreReports
 from llmledger.store.rollups import apply_rollups
 from llmledger.store.schema import FILTER_COLUMNS, event_tags, events
@@ -45,7 +48,6 @@ __all__ = ["SqlStore", "WriteHook"]
 #: (never a duplicate), e.g. to keep rollups in step; raising rolls the batch back.
 WriteHook = Callable[[Connection, Sequence[UsageEvent]], object]
 
-_WRITE = "llmledger_write"
 _LAST_ROWID = f"SELECT coalesce(max(rowid), 0) FROM {events.name}"
 _IDS_AFTER = f"SELECT id FROM {events.name} WHERE rowid > ?"
 _TAGS_FROM_JSON = (
@@ -55,8 +57,8 @@ _TAGS_FROM_JSON = (
 )
 
 
-class SqlStore(StoreReports):
-    """The ledger in a SQLite file or a PostgreSQL database.
+class SqlStore(StoreReports, ContentRows, KeyRows, PriceRows):
+    """The ledger in a SQLite file or a PostgreSQL database (a :class:`~llmledger.store.Store`).
 
     Args:
         url: SQLAlchemy URL: ``sqlite:///path/ledger.db`` or
@@ -74,7 +76,7 @@ class SqlStore(StoreReports):
         >>> store.migrate()
         >>> e = UsageEvent(provider="openai", model="gpt-4o",
         ...                ts=datetime(2025, 1, 1, tzinfo=timezone.utc))
-        >>> store.write([e, e])
+        >>> store.write([e, e]).count
         1
         >>> store.get(e.id) == e
         True
@@ -101,10 +103,11 @@ class SqlStore(StoreReports):
         # Hourly rollups are kept in the same transaction as the events they count.
         self.write_hooks.insert(0, apply_rollups)
         if backend == "sqlite":
-            self._engine = self._sqlite_engine(parsed, create_parent)
+            self._path = sqlite_path(parsed, create_parent)
+            self._engine = sqlite_engine(parsed, memory=self._path is None)
         elif backend == "postgresql":
             # PostgreSQL writes go through COPY (llmledger.store.pgcopy).
-            self._engine = self._postgres_engine(parsed)
+            self._engine = postgres_engine(parsed)
         else:
             raise StoreError(
                 f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or "
@@ -121,57 +124,6 @@ class SqlStore(StoreReports):
         except Exception as exc:
             self._engine.dispose()
             raise StoreError(f"cannot open ledger database {self.url}: {one_line(exc)}") from None
-
-    # -- opening -----------------------------------------------------------------
-
-    def _sqlite_engine(self, url: sa.URL, create_parent: bool) -> Engine:
-        database = url.database or ""
-        memory = database in ("", ":memory:") or database.startswith("file::memory:")
-        if not memory:
-            self._path = Path(database).expanduser()
-            if create_parent:
-                try:
-                    self._path.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise StoreError(f"cannot create folder for {self._path}: {exc}") from None
-        engine = sa.create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30.0},
-            # One shared connection is the only way to share an in-memory database.
-            poolclass=StaticPool if memory else None,
-        )
-
-        @sa_event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Let SQLAlchemy's "begin" event below own transactions instead of
-            # the sqlite3 module's implicit ones, so DDL is transactional too.
-            dbapi_connection.isolation_level = None
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-                dbapi_connection.execute(f"PRAGMA {pragma}")
-
-        @sa_event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # A writer takes the write lock up front: a deferred transaction that
-            # reads first cannot wait for the lock and fails with "locked".
-            immediate = conn.get_execution_options().get(_WRITE)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-        return engine
-
-    def _postgres_engine(self, url: sa.URL) -> Engine:
-        if url.drivername in ("postgresql", "postgres"):
-            url = url.set(drivername="postgresql+psycopg")
-        if url.drivername != "postgresql+psycopg":
-            raise StoreError(
-                f"unsupported PostgreSQL driver {url.drivername!r}: use postgresql+psycopg://"
-            )
-        connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
-        try:
-            return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-        except ImportError as exc:
-            raise StoreError(
-                f"PostgreSQL needs psycopg 3: pip install 'llmledger[postgres]' ({exc})"
-            ) from None
 
     @property
     def url(self) -> str:
@@ -203,7 +155,7 @@ class SqlStore(StoreReports):
     def _connect(self, *, write: bool = False) -> Connection:
         self._check_fork()
         conn = self._engine.connect()
-        return conn.execution_options(**{_WRITE: True}) if write else conn
+        return conn.execution_options(**{WRITE_OPTION: True}) if write else conn
 
     def close(self) -> None:
         """Close every pooled connection; the store can be reopened by using it again."""
@@ -254,16 +206,19 @@ class SqlStore(StoreReports):
         batch: Sequence[UsageEvent],
         *,
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
-    ) -> int:
+        content: Mapping[str, ContentRecord] | None = None,
+    ) -> WriteResult:
         """Insert events in one transaction; an id already stored is skipped.
 
         Args:
             batch: The events.
             on_error: Called with each event that cannot be encoded, which is then
                 skipped; without it such an event fails the whole batch.
+            content: Text to keep, by event id: written in the same transaction
+                for the events this write inserts, never for a duplicate.
 
         Returns:
-            How many rows were inserted (duplicates are not counted).
+            The events inserted, and the ids that were duplicates or rejected.
 
         Raises:
             InvalidEventError: on a malformed event when ``on_error`` is not given.
@@ -274,38 +229,42 @@ class SqlStore(StoreReports):
             >>> store = SqlStore("sqlite://")
             >>> store.migrate()
             >>> store.write([UsageEvent(provider="openai", model="gpt-4o",
-            ...                         ts=datetime.now(timezone.utc))])
+            ...                         ts=datetime.now(timezone.utc))]).count
             1
         """
         if not batch:
-            return 0
+            return WriteResult()
+        unique = batch
         if len({event.id for event in batch}) != len(batch):
             # A repeated id keeps its first occurrence, as a second write would.
             first: dict[str, UsageEvent] = {}
             for event in batch:
                 first.setdefault(event.id, event)
-            batch = list(first.values())
-        encoded = self._encode(batch, on_error)
-        if not encoded.accepted:
-            return 0
-        try:
-            with self._connect(write=True) as conn:
-                conn.begin()
-                if self._sqlite:
-                    new = self._write_sqlite(conn, encoded)
-                else:
-                    new = self._write_postgres(conn, encoded)
-                for hook in self.write_hooks:
-                    hook(conn, new)
-                conn.commit()
-                if not self._sqlite:
-                    pgcopy.mark_tables_created(conn.connection.info)
-        except Exception as exc:
-            raise WriteError(
-                f"cannot write {len(encoded.accepted)} events to {self.url}: {one_line(exc)}",
-                retryable=is_transient(exc),
-            ) from exc
-        return len(new)
+            unique = list(first.values())
+        encoded = self._encode(unique, on_error)
+        new: list[UsageEvent] = []
+        if encoded.accepted:
+            try:
+                with self._connect(write=True) as conn:
+                    conn.begin()
+                    if self._sqlite:
+                        new = self._write_sqlite(conn, encoded)
+                    else:
+                        new = self._write_postgres(conn, encoded)
+                    for hook in self.write_hooks:
+                        hook(conn, new)
+                    if content:
+                        texts = [content[e.id] for e in new if e.id in content]
+                        write_content(conn, texts)
+                    conn.commit()
+                    if not self._sqlite:
+                        pgcopy.mark_tables_created(conn.connection.info)
+            except Exception as exc:
+                raise WriteError(
+                    f"cannot write {len(encoded.accepted)} events to {self.url}: {one_line(exc)}",
+                    retryable=is_transient(exc),
+                ) from exc
+        return _result(batch, encoded.accepted, new)
 
     def _write_sqlite(self, conn: Connection, encoded: EncodedBatch) -> list[UsageEvent]:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -521,3 +480,23 @@ class SqlStore(StoreReports):
         finally:
             target.close()
         return target_path
+
+
+def _result(
+    batch: Sequence[UsageEvent], accepted: Sequence[UsageEvent], new: Sequence[UsageEvent]
+) -> WriteResult:
+    """Sort each event of a batch into inserted, duplicate or rejected."""
+    if len(new) == len(batch):
+        return WriteResult(tuple(new))
+    encoded = {event.id for event in accepted}
+    fresh = {event.id for event in new}
+    duplicates: list[str] = []
+    rejected: list[str] = []
+    for event in batch:
+        if event.id not in encoded:
+            rejected.append(event.id)
+        elif event.id in fresh:
+            fresh.discard(event.id)  # a later repeat within the batch is a duplicate
+        else:
+            duplicates.append(event.id)
+    return WriteResult(tuple(new), tuple(duplicates), tuple(rejected))

@@ -6,31 +6,27 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import threading
 import time
 import zlib
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from llmledger.core.errors import InvalidEventError
 from llmledger.core.events import UsageEvent
 from llmledger.query import build_query
 from llmledger.query.periods import to_us
-from llmledger.runtime.content import ContentRecord, read_content, write_content
 from llmledger.server.auth import Principal, Reader, Writer, get_service
 from llmledger.server.errors import ApiError, NotFoundError
 from llmledger.server.schemas import BatchAnswer, ContentOut, EventOut, EventPage
 from llmledger.server.state import Service
+from llmledger.store import ContentRecord
 from llmledger.store.budget import time_budget
 from llmledger.wire.parse import (
     MAX_BATCH,
-    ContentIn,
     EventIn,
     cost_over_limit,
     parse_body_with_content,
@@ -104,24 +100,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-_inserted = threading.local()
-
-
-def collect_inserted(conn: Connection, new: Sequence[UsageEvent]) -> None:
-    """Store write hook: note the ids this thread's write inserted (not duplicates),
-    and keep the text sent with those events, in the same transaction."""
-    _inserted.ids = {event.id for event in new}
-    texts: dict[str, tuple[UsageEvent, ContentIn]] | None = getattr(_inserted, "texts", None)
-    if texts:
-        records = []
-        for event in new:
-            sent = texts.get(event.id)
-            if sent is not None and sent[0] is event:
-                text = sent[1]
-                records.append(ContentRecord(event.id, event.ts, text.prompt, text.response))
-        write_content(conn, records)
-
-
 def _ingest(
     service: Service, principal: Principal, body: bytes
 ) -> tuple[bool, list[dict[str, Any]]]:
@@ -133,12 +111,15 @@ def _ingest(
     tenant = principal.tenant
     results: list[dict[str, Any]] = []
     to_write: list[UsageEvent] = []
-    # Each event as parsed -> the priced copy written in its place.
-    written: dict[int, UsageEvent] = {}
+    sent = {id(event): text for event, text in read.content}
+    # The text goes with the occurrence of its id that the store keeps (the first).
+    texts: dict[str, ContentRecord] = {}
+    seen: set[str] = set()
     for item in parsed:
         if isinstance(item, InvalidEventError):
             results.append({"id": None, "status": "rejected", "reason": str(item)})
             continue
+        text = sent.get(id(item))
         event = item
         if tenant is not None and event.tenant != tenant:
             event = dataclasses.replace(event, tenant=tenant)
@@ -156,7 +137,9 @@ def _ingest(
                 price_ref=None,
                 unpriced_reason=too_much,
             )
-        written[id(item)] = priced
+        if text is not None and priced.id not in seen:
+            texts[priced.id] = ContentRecord(priced.id, priced.ts, text.prompt, text.response)
+        seen.add(priced.id)
         to_write.append(priced)
         results.append({"id": priced.id, "status": "accepted", "reason": None})
     refused: dict[str, str] = {}
@@ -164,16 +147,8 @@ def _ingest(
     def reject(event: UsageEvent, exc: Exception) -> None:
         refused[event.id] = str(exc)
 
-    _inserted.ids = set()
-    # The text goes with the occurrence of its id that the store keeps (the first).
-    _inserted.texts = {
-        event.id: (written.get(id(event), event), text) for event, text in reversed(read.content)
-    }
-    try:
-        service.store.write(to_write, on_error=reject)
-    finally:
-        _inserted.texts = None
-    inserted: set[str] = _inserted.ids
+    written = service.store.write(to_write, on_error=reject, content=texts)
+    inserted = {event.id for event in written.inserted}
     for result in results:
         event_id = result["id"]
         if result["status"] != "accepted":
@@ -318,8 +293,7 @@ def get_event_content(request: Request, principal: Reader, event_id: str) -> JSO
     outside the key's scope and for one kept without text."""
     service = get_service(request)
     event = _visible_event(service, principal, event_id)
-    with service.store.engine.connect() as conn:
-        record = read_content(conn, event.id)
+    record = service.store.get_content(event.id)
     if record is None:
         raise NotFoundError(f"no text was kept with event {event_id!r}")
     return JSONResponse(

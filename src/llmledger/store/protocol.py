@@ -1,0 +1,247 @@
+"""The store protocol: every operation the code above the store asks of it.
+
+The runtime, the service and the CLI hold a :class:`Store`, never an engine or a
+connection, so another implementation (a fake for tests, a columnar engine for
+very large ledgers) can sit behind them.  :class:`~llmledger.store.SqlStore`
+implements it for SQLite and PostgreSQL; the contract suite
+(``tests/test_store_contract.py``) says what each operation must do.
+
+Example:
+    >>> from datetime import UTC, datetime
+    >>> from llmledger.core.events import UsageEvent
+    >>> from llmledger.store import open_store
+    >>> store: Store = open_store("sqlite://")
+    >>> event = UsageEvent(provider="openai", model="gpt-4o", ts=datetime(2025, 1, 1, tzinfo=UTC))
+    >>> result = store.write([event, event])
+    >>> [e.id for e in result.inserted] == [event.id], result.duplicates == (event.id,)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from llmledger.core.events import UsageEvent
+
+if TYPE_CHECKING:
+    from llmledger.pricing.fx import ExchangeRates
+    from llmledger.query.plan import SourceMode
+    from llmledger.query.report import Report
+    from llmledger.query.spec import Query
+    from llmledger.store.content import ContentRecord
+    from llmledger.store.keys import ApiKey, StoredKey
+    from llmledger.store.prices import DatabasePrices, StoredPrice, StoredRate
+
+__all__ = ["Store", "WriteResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a write did with each event of its batch.
+
+    Every event of the batch is in exactly one of the three, in batch order.
+
+    Attributes:
+        inserted: The events stored by this write.
+        duplicates: Ids not stored because the id was stored before, or came
+            earlier in the same batch (one entry per such event).
+        rejected: Ids of the events refused as malformed (reported to the
+            write's ``on_error``), one entry per such event.
+
+    Example:
+        >>> WriteResult().count
+        0
+    """
+
+    inserted: tuple[UsageEvent, ...] = ()
+    duplicates: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """How many events were stored."""
+        return len(self.inserted)
+
+
+class Store(Protocol):
+    """The ledger's storage: events, kept text, API keys, price and rate rows, and its schema.
+
+    Times are aware datetimes; money is ``Decimal``.  Errors are
+    :class:`~llmledger.core.errors.StoreError` and its subclasses.
+    """
+
+    # -- the database ----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Where the ledger is, any password hidden."""
+        ...
+
+    @property
+    def dialect(self) -> str:
+        """The kind of database: ``"sqlite"``, ``"postgresql"``…"""
+        ...
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest version (a no-op when it is)."""
+        ...
+
+    def schema_version(self) -> str | None:
+        """The schema version the database is at (None before the first migration)."""
+        ...
+
+    def backup(self, dest: str | os.PathLike[str]) -> Path:
+        """Copy the ledger to ``dest`` while it stays in use; the path written."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; using the store again reopens them."""
+        ...
+
+    def __enter__(self) -> Store: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    # -- events ----------------------------------------------------------------------
+
+    def write(
+        self,
+        batch: Sequence[UsageEvent],
+        *,
+        on_error: Callable[[UsageEvent, Exception], None] | None = None,
+        content: Mapping[str, ContentRecord] | None = None,
+    ) -> WriteResult:
+        """Insert events in one transaction, skipping ids already stored.
+
+        ``content`` maps event ids to their text, written in the same
+        transaction for the events inserted (never for a duplicate).
+        """
+        ...
+
+    def get(self, event_id: str) -> UsageEvent | None:
+        """The event with this id, or None."""
+        ...
+
+    def recent(self, limit: int = 50, offset: int = 0) -> list[UsageEvent]:
+        """The newest events first."""
+        ...
+
+    def events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        **equals: Any,
+    ) -> Iterator[UsageEvent]:
+        """Events in time order with column equality and tag filters, streamed."""
+        ...
+
+    def event_page(
+        self, query: Query, *, limit: int, before: tuple[int, str] | None = None
+    ) -> list[UsageEvent]:
+        """Events in a report query's range and filters, newest first, at most ``limit``,
+        strictly older than ``before`` (``(ts_us, id)`` of a previous page's last event)."""
+        ...
+
+    def count(self) -> int:
+        """How many events are stored."""
+        ...
+
+    def unpriced_models(self) -> list[tuple[str, str, int]]:
+        """``(provider, model, calls)`` of the models seen without a price, most calls first."""
+        ...
+
+    # -- reports ---------------------------------------------------------------------
+
+    def report(
+        self, query: Query, *, rates: ExchangeRates | None = None, mode: SourceMode = "auto"
+    ) -> Report:
+        """Answer a query of the report model (from rollups where they answer exactly)."""
+        ...
+
+    def timeline(
+        self, query: Query, *, limit: int | None = 1000, rates: ExchangeRates | None = None
+    ) -> list[dict[str, Any]]:
+        """The calls of a query's range and filters, oldest first, costs in its currency."""
+        ...
+
+    def rebuild_rollups(self, since: datetime | None = None, until: datetime | None = None) -> int:
+        """Recompute the rollups of a range from the raw events; the rollup rows it now has."""
+        ...
+
+    # -- kept text -------------------------------------------------------------------
+
+    def save_content(self, records: Sequence[ContentRecord]) -> None:
+        """Keep text; a record replaces what its event had."""
+        ...
+
+    def get_content(self, event_id: str) -> ContentRecord | None:
+        """The text kept for one event, or None."""
+        ...
+
+    # -- API keys --------------------------------------------------------------------
+
+    def add_key(self, key: ApiKey, secret_hash: str) -> None:
+        """Store a new key with the hash of its token."""
+        ...
+
+    def get_key(self, key_id: str) -> StoredKey | None:
+        """A key and its token's hash, or None."""
+        ...
+
+    def list_keys(self, *, include_revoked: bool = False) -> list[ApiKey]:
+        """The keys, oldest first."""
+        ...
+
+    def revoke_key(self, key_id: str, *, now: datetime) -> ApiKey | None:
+        """Revoke a key (keeping an earlier revoke's time); None when there is no such key."""
+        ...
+
+    # -- price and exchange rate rows ------------------------------------------------
+
+    def add_price(self, price: StoredPrice) -> None:
+        """Store a price row; ``RowExistsError`` for a second one of a model, tier and day."""
+        ...
+
+    def list_prices(
+        self, *, provider: str | None = None, model: str | None = None
+    ) -> list[StoredPrice]:
+        """Price rows, by provider, model, tier and first day."""
+        ...
+
+    def check_price(self, price_id: str, checked: date) -> StoredPrice | None:
+        """Set a price row's checked day; the row after, or None when missing."""
+        ...
+
+    def add_rate(self, rate: StoredRate) -> None:
+        """Store an exchange rate row; ``RowExistsError`` for a second one of a currency and day."""
+        ...
+
+    def list_rates(self, *, currency: str | None = None) -> list[StoredRate]:
+        """Exchange rate rows, by currency and first day."""
+        ...
+
+    def check_rate(self, rate_id: str, checked: date) -> StoredRate | None:
+        """Set a rate row's checked day; the row after, or None when missing."""
+        ...
+
+    def database_prices(self) -> DatabasePrices:
+        """Every price and rate row, with their version, read together."""
+        ...
+
+    def prices_version(self) -> tuple[Any, ...]:
+        """A cheap value that changes whenever a price or rate row is added."""
+        ...
