@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator, Mapping
@@ -44,42 +45,50 @@ def cli(db_url: str, *args: str, env: Mapping[str, str] | None = None) -> str:
 def serve(db_url: str, port: int, env: Mapping[str, str] | None = None) -> Iterator[str]:
     """``llmledger serve`` on loopback (with ``env`` added to its environment), stopped
     afterwards."""
-    process = subprocess.Popen(
-        [
-            LLMLEDGER,
-            "--database-url",
-            db_url,
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=None if env is None else {**os.environ, **env},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
+    # The log goes to a file: a pipe nobody reads while the test runs fills up, and the
+    # server would then block on its next log line.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [
+                LLMLEDGER,
+                "--database-url",
+                db_url,
+                "serve",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=None if env is None else {**os.environ, **env},
+        )
+
+        def output() -> str:
+            log.seek(0)
+            return log.read()
+
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a stuck server
-            process.kill()
-            process.communicate()
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, output()
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "the service did not start"
+                time.sleep(0.1)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck server
+                process.kill()
+                process.wait()
 
 
 def test_a_real_service_ingests_reports_and_scopes(db_url: str) -> None:
