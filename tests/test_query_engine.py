@@ -431,6 +431,7 @@ def test_rebuilt_rollups_equal_rollups_kept_on_write(store: SqlStore) -> None:
     assert snapshot() == kept
 
 
+@pytest.mark.unmigrated
 def test_rollups_are_filled_when_an_old_ledger_is_migrated(db_url: str) -> None:
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
