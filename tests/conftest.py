@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import shutil
@@ -23,6 +24,28 @@ collect_ignore = [] if importlib.util.find_spec("litellm") else ["test_capture_l
 # LiteLLM reads its bundled price map and Anthropic settings, never downloads them.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS"] = "True"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def frozen_gc() -> None:
+    """Put what is alive when a test module starts out of the garbage collector's reach.
+
+    Tests call ``gc.collect()`` to finalise streams dropped unread; each call would
+    otherwise walk the hundreds of thousands of objects the SDKs, the price catalog and
+    the test modules made, a good part of a second every time. Garbage is collected
+    first, so nothing that is already unreachable is kept.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture
+def unfrozen_gc() -> Iterator[None]:
+    """The garbage collector as a process starts with it, nothing frozen (then frozen again)."""
+    gc.unfreeze()
+    yield
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
