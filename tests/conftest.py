@@ -6,14 +6,17 @@ import gc
 import importlib.util
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from llmledger.runtime.ledger import shutdown
+
+if TYPE_CHECKING:
+    from llmledger.store import SqlStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = FIXTURES / "recorded"
@@ -99,7 +102,7 @@ def backends() -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every test that asks for a ledger database once per backend."""
-    if "db_url" in metafunc.fixturenames:
+    if "db_backend" in metafunc.fixturenames:
         names = backends()
         metafunc.parametrize("db_backend", names, ids=names, scope="function")
 
@@ -278,3 +281,46 @@ def db_url(
         yield schema_url(postgres.base, schema)
     finally:
         postgres.drop(schema)
+
+
+class SharedLedgers:
+    """Ledgers that several tests of one module read and none writes, each filled once."""
+
+    def __init__(self, templates: LedgerTemplates, folder: Path) -> None:
+        self.templates = templates
+        self.folder = folder
+        self._stores: dict[tuple[str, str], SqlStore] = {}
+        self._schemas: list[str] = []
+
+    def store(self, backend: str, name: str, fill: Callable[[SqlStore], object]) -> SqlStore:
+        """The open store called ``name`` on ``backend``, made and filled on first use."""
+        key = (backend, name)
+        if key not in self._stores:
+            from llmledger.store import open_store
+
+            if backend == "sqlite":
+                url = self.templates.sqlite_copy(self.folder / f"shared-{len(self._stores)}.db")
+            else:
+                schema = self.templates.postgres.migrated_copy()
+                self._schemas.append(schema)
+                url = schema_url(self.templates.postgres.base, schema)
+            store = open_store(url)
+            fill(store)
+            self._stores[key] = store
+        return self._stores[key]
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+        for schema in self._schemas:
+            self.templates.postgres.drop(schema)
+
+
+@pytest.fixture(scope="module")
+def shared_ledgers(
+    ledger_templates: LedgerTemplates, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedLedgers]:
+    """Ledgers filled once for a whole module, for tests that only read them."""
+    shared = SharedLedgers(ledger_templates, tmp_path_factory.mktemp("shared-ledgers"))
+    yield shared
+    shared.close()
