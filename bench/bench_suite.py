@@ -11,7 +11,7 @@ copies into docs/benchmarks.md.
 PostgreSQL is used when ``LLMLEDGER_TEST_POSTGRES_URL`` is set, as in the suite itself.
 
     .venv/bin/python bench/bench_suite.py                 # HEAD's parent vs this tree
-    BENCH_SUITE_BASE=7edbaff bench/run bench/bench_suite.py
+    BENCH_SUITE_BASE=7edbaff BENCH_SUITE_RUNS=2 bench/run bench/bench_suite.py
     .venv/bin/python bench/bench_suite.py --base 7edbaff --runs 2
     .venv/bin/python bench/bench_suite.py -- tests/test_store_contract.py   # part of it
 """
@@ -88,7 +88,12 @@ def main() -> None:
         default=os.environ.get("BENCH_SUITE_BASE", "HEAD~1"),
         help="Commit to compare with (default: $BENCH_SUITE_BASE, else HEAD's parent).",
     )
-    parser.add_argument("--runs", type=int, default=1, help="Runs of each tree, alternated.")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=int(os.environ.get("BENCH_SUITE_RUNS", "1")),
+        help="Runs of each tree, alternated (default: $BENCH_SUITE_RUNS, else 1).",
+    )
     parser.add_argument(
         "--keep-logs", action="store_true", help="Keep pytest's output of each run and say where."
     )
