@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument(
         "--keep-logs", action="store_true", help="Keep pytest's output of each run and say where."
     )
+    parser.add_argument("--progress", action="store_true", help="Say when each run ends.")
     parser.add_argument("pytest_args", nargs="*", help="Passed on to pytest (after --).")
     args = parser.parse_args()
 
@@ -116,7 +117,8 @@ def main() -> None:
                 log = logs / f"{'base' if tree == base_tree else 'current'}-{i + 1}.log"
                 run = run_suite(tree, label, args.pytest_args, log)
                 runs.append(run)
-                print(f"  {label}: {run.wall_s:.1f} s, {run.summary}", file=sys.stderr)
+                if args.progress:
+                    print(f"  {label}: {run.wall_s:.1f} s, {run.summary}", file=sys.stderr)
     finally:
         shutil.rmtree(base_tree)
         if not args.keep_logs:
