@@ -1,4 +1,4 @@
-"""Test-wide settings: every test gets its own LLMLEDGER_HOME and strict error handling."""
+"""Test-wide settings: each test's own LLMLEDGER_HOME, strict error handling, ledger databases."""
 
 from __future__ import annotations
 
