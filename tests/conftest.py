@@ -102,7 +102,7 @@ def backends() -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every test that asks for a ledger database once per backend."""
-    if "db_backend" in metafunc.fixturenames:
+    if {"db_url", "shared_ledgers"} & set(metafunc.fixturenames):
         names = backends()
         metafunc.parametrize("db_backend", names, ids=names, scope="function")
 
