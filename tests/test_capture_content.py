@@ -112,6 +112,7 @@ def test_saving_again_replaces_the_record(ledger: Ledger) -> None:
     assert store.get("01JCONTENT") == ContentRecord("01JCONTENT", ts, "second", "answer")
 
 
+@pytest.mark.unmigrated
 def test_migration_adds_the_table_to_a_database_at_the_previous_revision(db_url: str) -> None:
     with SqlStore(db_url) as store:
         with store.engine.begin() as conn:

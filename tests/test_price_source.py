@@ -219,6 +219,7 @@ def test_override_reads_as_file_or_database_by_its_price_ref() -> None:
     assert current_cost_source("manual", None) == "manual"
 
 
+@pytest.mark.unmigrated
 def test_the_migration_renames_override_by_price_ref(db_url: str) -> None:
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
     try:

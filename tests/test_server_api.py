@@ -451,7 +451,7 @@ def test_instances_over_one_database_answer_alike(db_url: str) -> None:
 
 
 def test_a_serving_process_freezes_its_start_up_objects_out_of_the_collector(
-    tmp_path: Path,
+    tmp_path: Path, unfrozen_gc: None
 ) -> None:
     settings = load_settings(database_url=f"sqlite:///{tmp_path / 'ledger.db'}")
     assert gc.get_freeze_count() == 0
