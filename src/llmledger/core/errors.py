@@ -21,6 +21,7 @@ __all__ = [
     "ResponseParseError",
     "ServiceUnavailable",
     "StoreError",
+    "StoreUnavailableError",
     "UnknownFeatureError",
     "UnknownModelError",
     "UnknownProviderError",
@@ -66,6 +67,11 @@ class ResponseParseError(LedgerError, ValueError):
 
 class StoreError(LedgerError, RuntimeError):
     """The ledger database cannot be opened, migrated or written."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached, or is locked or busy, right now: the same
+    operation may succeed later."""
 
 
 class CurrencyError(LedgerError, LookupError):

@@ -96,13 +96,11 @@ class Ledger:
             path = self.settings.home / "ledger.db"
             if not path.exists():
                 return None
-        from sqlalchemy.exc import SQLAlchemyError
-
         from llmledger.pricing import PriceBook
 
         try:
             return PriceBook.from_database(self.store.database_prices().as_price_file())
-        except (LedgerError, SQLAlchemyError):
+        except LedgerError:
             # An unreachable database must not stop recording: its events wait in
             # the writer, priced from the other layers.
             if self.settings.strict:

@@ -15,7 +15,6 @@ import logging
 from typing import Any
 
 import pydantic
-import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,13 +26,12 @@ from llmledger.core.errors import (
     CurrencyError,
     InvalidEventError,
     LedgerError,
-    StoreError,
+    StoreUnavailableError,
 )
 from llmledger.query import InvalidQueryError
 from llmledger.server.keys import UnknownKeyError
 from llmledger.store import WriteError
 from llmledger.store.budget import QueryTimeoutError
-from llmledger.store.errors import is_transient
 from llmledger.wire.parse import describe_validation_error
 
 __all__ = [
@@ -137,7 +135,8 @@ def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
         return 500, "internal_error", None
     if isinstance(exc, QueryTimeoutError):
         return 503, "query_timeout", {"Retry-After": "5"}
-    if isinstance(exc, StoreError):
+    if isinstance(exc, StoreUnavailableError | WriteError):
+        # The database unreachable, restarting, locked or out of connections.
         return 503, "unavailable", {"Retry-After": "1"}
     return 500, "internal_error", None
 
@@ -212,21 +211,6 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             message = str(exc)
         return error_response(status, message, code=code, headers=headers)
-
-    @app.exception_handler(sa.exc.SQLAlchemyError)
-    async def _database_error(_request: Request, exc: sa.exc.SQLAlchemyError) -> JSONResponse:
-        # The database unreachable, restarting or out of connections: try again soon.
-        if isinstance(exc, sa.exc.TimeoutError | sa.exc.DisconnectionError) or (
-            isinstance(exc, sa.exc.DBAPIError) and (exc.connection_invalidated or is_transient(exc))
-        ):
-            log.warning("llmledger service: database unavailable: %s", exc)
-            return error_response(
-                503,
-                "the database is unavailable; try again shortly",
-                headers={"Retry-After": "1"},
-            )
-        log.error("llmledger service: database error", exc_info=exc)
-        return error_response(500, "internal error")
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

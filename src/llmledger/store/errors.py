@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from llmledger.core.errors import InvalidQueryError, StoreError
+from llmledger.core.errors import InvalidQueryError, StoreError, StoreUnavailableError
 
 __all__ = [
     "InvalidQueryError",
@@ -16,7 +19,10 @@ __all__ = [
     "database_errors",
     "is_transient",
     "one_line",
+    "translate_database_errors",
 ]
+
+T = TypeVar("T", bound=type)
 
 
 class RowExistsError(StoreError, ValueError):
@@ -65,6 +71,13 @@ def is_transient(exc: BaseException) -> bool:
     return type(exc).__name__ == "OperationalError" or isinstance(exc, sa.exc.OperationalError)
 
 
+def _unavailable(exc: sa.exc.SQLAlchemyError) -> bool:
+    """The database unreachable, restarting, locked or out of connections."""
+    if isinstance(exc, sa.exc.TimeoutError | sa.exc.DisconnectionError):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and (exc.connection_invalidated or is_transient(exc))
+
+
 def one_line(exc: BaseException) -> str:
     """The first line of the driver's message, for one-line errors.
 
@@ -92,4 +105,60 @@ def database_errors(doing: str) -> Iterator[None]:
     try:
         yield
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"cannot {doing}: {one_line(exc)}") from exc
+        error = StoreUnavailableError if _unavailable(exc) else StoreError
+        raise error(f"cannot {doing}: {one_line(exc)}") from exc
+
+
+def translate_database_errors(cls: T) -> T:
+    """Wrap every public method of a store class in :func:`database_errors`.
+
+    What leaves the store is a ``StoreError`` (``StoreUnavailableError`` when the
+    same call may succeed later), never the database library's own exception, so
+    nothing above the store needs to know which library it runs on.  Generator
+    methods are wrapped around their iteration, where their queries run.
+
+    Example:
+        >>> import sqlite3
+        >>> locked = sqlite3.OperationalError("database is locked")
+        >>> @translate_database_errors
+        ... class Rows:
+        ...     def count(self) -> int:
+        ...         raise sa.exc.OperationalError("SELECT", {}, locked)
+        >>> try:
+        ...     Rows().count()
+        ... except StoreUnavailableError as exc:
+        ...     print(exc)
+        cannot count: database is locked
+    """
+    for name in dir(cls):
+        if name.startswith("_"):
+            continue
+        method = inspect.getattr_static(cls, name)
+        if not inspect.isfunction(method):
+            continue
+        setattr(cls, name, _translated(method, name.replace("_", " ")))
+    return cls
+
+
+def _translated(method: Callable[..., Any], doing: str) -> Callable[..., Any]:
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            yield from _translated_iteration(method(*args, **kwargs), doing)
+
+        return generator
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with database_errors(doing):
+            result = method(*args, **kwargs)
+        # A method that hands back a generator runs its queries as it is iterated.
+        return _translated_iteration(result, doing) if inspect.isgenerator(result) else result
+
+    return call
+
+
+def _translated_iteration(rows: Iterator[Any], doing: str) -> Iterator[Any]:
+    with database_errors(doing):
+        yield from rows

@@ -34,7 +34,13 @@ from llmledger.store.codec import (
 )
 from llmledger.store.content import ContentRecord, ContentRows, write_content
 from llmledger.store.engines import WRITE_OPTION, postgres_engine, sqlite_engine, sqlite_path
-from llmledger.store.errors import InvalidQueryError, WriteError, is_transient, one_line
+from llmledger.store.errors import (
+    InvalidQueryError,
+    WriteError,
+    is_transient,
+    one_line,
+    translate_database_errors,
+)
 from llmledger.store.keys import KeyRows
 from llmledger.store.prices import PriceRows
 from llmledger.store.protocol import WriteResult
@@ -57,6 +63,7 @@ _TAGS_FROM_JSON = (
 )
 
 
+@translate_database_errors
 class SqlStore(StoreReports, ContentRows, KeyRows, PriceRows):
     """The ledger in a SQLite file or a PostgreSQL database (a :class:`~llmledger.store.Store`).
 
