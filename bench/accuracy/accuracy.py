@@ -139,6 +139,10 @@ def load_cases(path: Path) -> list[Case]:
                 unknown=tuple(raw.get("unknown", ())),
             )
         )
+    for case in cases:
+        lacking = [k for k in ("derivation", "sources") if not case.raw.get(k)]
+        if lacking:
+            raise SystemExit(f"{case.file}: the truth needs its {' and '.join(lacking)}")
     recorded = {p.name for p in FIXTURES.iterdir() if p.name != "SOURCES.md"}
     missing = recorded - {c.file for c in cases}
     if missing:
@@ -176,9 +180,18 @@ def run_llmledger(case: Case, resolver: PriceResolver) -> Outcome:
     )
     result = resolver.event_price(event, reported_cost=reading.reported_cost)
     notes = []
-    status = getattr(result, "status", None)
+    # The price status (priced / incomplete) is read by name so that the table says
+    # whether a wrong figure at least carried a flag.
+    status = getattr(result, "price_status", None) or getattr(result, "status", None)
     if status not in (None, "priced"):
-        reason = getattr(result, "incomplete_reason", None) or getattr(result, "reason", None)
+        reason = next(
+            (
+                getattr(result, name)
+                for name in ("incomplete_reason", "status_reason", "reason")
+                if getattr(result, name, None)
+            ),
+            None,
+        )
         notes.append(f"flagged {status}" + (f": {reason}" if reason else ""))
     if result.cost is None:
         notes.append(f"unpriced: {result.unpriced_reason}")
@@ -382,30 +395,33 @@ def render(cases: list[Case], tools: list[tuple[str, dict[str, Outcome], str]]) 
             f"| {name} | {len(read)} of {n} | {exact_b} | {exact_c} | {both} | {n - len(read)} |"
         )
     ours = tools[0][1]
-    lines += ["", "Cases where a peer is right and llmledger is wrong:", ""]
-    found = False
+    mine_exact = [c for c in cases if _exact(c, ours[c.file])]
+    lines += [
+        "",
+        f"llmledger is exact (buckets and cost) on {len(mine_exact)} of {n} cases.",
+        "",
+        "Cases where a peer is right and llmledger is wrong:",
+        "",
+    ]
+    beaten = []
     for c in cases:
         mine = ours[c.file]
-        for name, outcomes, _ in tools[1:]:
-            peer = outcomes[c.file]
-            if not peer.supported:
-                continue
-            if cost_exact(c, peer.cost) and not cost_exact(c, mine.cost):
-                lines.append(
-                    f"- `{c.file}`: {name} cost {fmt_cost(peer.cost)} is right; llmledger "
-                    f"says {fmt_cost(mine.cost)} (want {fmt_cost(c.cost)})"
-                )
-                found = True
-            elif not bucket_errors(c, peer) and bucket_errors(c, mine):
-                shared = [b for b in peer.compared if b in mine.compared]
-                wrong = [b for b in shared if mine.buckets.get(b, 0) != c.buckets.get(b, 0)]
-                if wrong:
-                    lines.append(
-                        f"- `{c.file}`: {name} buckets are right; llmledger's "
-                        + ", ".join(bucket_errors(c, mine))
-                    )
-                    found = True
-    if not found:
+        right = [
+            name
+            for name, outcomes, _ in tools[1:]
+            if outcomes[c.file].supported and _better(c, outcomes[c.file], mine)
+        ]
+        if right:
+            beaten.append(c.file)
+            lines.append(
+                f"- `{c.file}`: {' and '.join(right)} right; llmledger " + _verdict(c, mine)
+            )
+    if not beaten:
+        lines.append("- none")
+    lines += ["", "Other cases llmledger gets wrong (no peer right either):", ""]
+    others = [c for c in cases if c not in mine_exact and c.file not in beaten]
+    lines += [f"- `{c.file}`: llmledger " + _verdict(c, ours[c.file]) for c in others]
+    if not others:
         lines.append("- none")
     lines += [
         "",
@@ -448,6 +464,30 @@ def render(cases: list[Case], tools: list[tuple[str, dict[str, Outcome], str]]) 
             lines += ["", "Note: " + " ".join(str(c.raw["note"]).split()) + "."]
         lines += ["", "Sources: " + ", ".join(f"<{s}>" for s in c.raw["sources"]), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _exact(case: Case, outcome: Outcome) -> bool:
+    return cost_exact(case, outcome.cost) and not bucket_errors(case, outcome)
+
+
+def _better(case: Case, peer: Outcome, mine: Outcome) -> bool:
+    """The peer has right what llmledger has wrong: the cost, or a bucket both count."""
+    if cost_exact(case, peer.cost) and not cost_exact(case, mine.cost):
+        return True
+    shared = [b for b in peer.compared if b not in case.unknown]
+    return not bucket_errors(case, peer) and any(
+        mine.buckets.get(b, 0) != case.buckets.get(b, 0) for b in shared
+    )
+
+
+def _verdict(case: Case, outcome: Outcome) -> str:
+    said = []
+    errors = bucket_errors(case, outcome)
+    if errors:
+        said.append("buckets " + "; ".join(errors))
+    if not cost_exact(case, outcome.cost):
+        said.append(f"cost {fmt_cost(outcome.cost)} (want {fmt_cost(case.cost)})")
+    return ", ".join(said)
 
 
 def _buckets_text(buckets: Mapping[str, int]) -> str:
