@@ -340,7 +340,7 @@ def main() -> int:
     genai = {c.file: run_genai_prices(c) for c in cases}
     litellm_version, litellm = run_litellm(cases, args.litellm_python)
     tools = [
-        ("llmledger", ours, version("llmledger") if _installed("llmledger") else "source"),
+        ("llmledger", ours, "as of this commit"),
         ("genai-prices", genai, version("genai-prices")),
         ("LiteLLM", litellm, litellm_version),
     ]
@@ -351,16 +351,15 @@ def main() -> int:
     return 0
 
 
-def _installed(name: str) -> bool:
-    try:
-        version(name)
-    except Exception:
-        return False
-    return True
-
-
 def render(cases: list[Case], tools: list[tuple[str, dict[str, Outcome], str]]) -> str:
     commit = _git("rev-parse", "--short", "HEAD")
+    changed = [
+        line
+        for line in _git("status", "--porcelain", "--", "src", "bench").splitlines()
+        if line.strip()
+    ]
+    if changed:
+        commit += " with uncommitted changes"
     lines = [
         "# Billing accuracy",
         "",
@@ -373,8 +372,9 @@ def render(cases: list[Case], tools: list[tuple[str, dict[str, Outcome], str]]) 
         "",
         f"Run on commit `{commit}`: "
         + ", ".join(f"{name} {ver}" for name, _, ver in tools)
-        + " (LiteLLM with its bundled price map, `LITELLM_LOCAL_MODEL_COST_MAP=True`, in",
-        "its own virtual environment, calling a loopback server that replays the recording).",
+        + ". LiteLLM runs in its own virtual environment with its bundled price map",
+        "(`LITELLM_LOCAL_MODEL_COST_MAP=True`) and calls a server on 127.0.0.1 that replays",
+        "the recording, so its own parsing of each body is what is measured.",
         "",
         "## Summary",
         "",
@@ -430,8 +430,11 @@ def render(cases: list[Case], tools: list[tuple[str, dict[str, Outcome], str]]) 
         "image in, reasoning, audio out, tool prompt. A tool is judged only on the buckets it",
         "has a notion of (genai-prices: all but tool prompt; LiteLLM: in, out, cache read,",
         "cache write, audio and image in, reasoning, audio out). **cost** is exact when it",
-        "rounds to the same nano-USD (LiteLLM's float costs within 1e-15 USD). A tool that",
-        "cannot read a shape (genai-prices reads no streams) is *not supported*, not wrong.",
+        "rounds to the same nano-USD (LiteLLM's float costs within 1e-15 USD). A bucket the",
+        "provider does not report (Anthropic thinking inside `output_tokens` when no",
+        "`thinking_tokens` is sent) is held against no tool. A tool that cannot read a shape",
+        "(genai-prices reads no streams; LiteLLM cannot call Vertex AI offline) is *not",
+        "supported*, not wrong; **read** counts the cases it could read.",
         "",
         "## Every case",
         "",
