@@ -91,9 +91,7 @@ def _buckets(usage: Any) -> dict[str, int]:
 
 def _call(case: dict[str, Any], base: str) -> Any:
     peer = case["litellm"]
-    kwargs: dict[str, Any] = {"api_key": "sk-bench", **peer.get("kwargs", {})}
-    if peer.get("base_arg", "api_base"):
-        kwargs[peer.get("base_arg", "api_base")] = base + peer.get("base_path", "")
+    kwargs: dict[str, Any] = {"api_key": "sk-bench", "api_base": base, **peer.get("kwargs", {})}
     kind = peer.get("call", "completion")
     messages = [{"role": "user", "content": "hello"}]
     if kind == "embedding":
