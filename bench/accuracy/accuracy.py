@@ -32,11 +32,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
-from llmledger.core.events import UsageEvent
+from llmledger.core.events import Operation, UsageEvent, UsageSource
 from llmledger.core.usage import Usage
 from llmledger.normalize import read_response, read_stream
 from llmledger.pricing import PriceResolver
@@ -168,13 +168,13 @@ def run_llmledger(case: Case, resolver: PriceResolver) -> Outcome:
         model=case.model,
         ts=case.at,
         response_model=reading.response_model,
-        operation=reading.operation,
+        operation=cast(Operation, reading.operation),
         stream=reading.stream,
         service_tier=reading.service_tier or case.tier,
         usage=usage,
         usage_raw=reading.usage_raw,
-        usage_source=reading.usage_source,
-        warnings=list(reading.warnings),
+        usage_source=cast(UsageSource, reading.usage_source),
+        warnings=tuple(reading.warnings),
         usage_parts=reading.usage_parts,
         fee_counts={str(fee): count for fee, count in reading.fee_counts.items()},
     )
