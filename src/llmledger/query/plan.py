@@ -3,12 +3,13 @@
 Rollups keep, per UTC hour (and per UTC day for the coarse grains), the
 mergeable aggregates of the calls at three *grains*, each a set of dimensions,
 so that a report reads the smallest grain that has every dimension it groups or
-filters on:
+filters on.  Every grain has ``tenant``: one tenant's rows never hold another's
+calls, so a tenant's writes never touch (or lock) another's rows:
 
 =====  ==========================================================================
 grain  dimensions
 =====  ==========================================================================
-1      provider, model, response_model, operation, status, api_key_fingerprint
+1      provider, model, response_model, operation, status, api_key_fingerprint, tenant
 2      provider, model, operation, status, tenant, feature
 3      all of the above and user
 =====  ==========================================================================
@@ -64,7 +65,15 @@ ROLLUP_DIMENSIONS: tuple[str, ...] = (
 )
 #: Grain number -> its dimensions, smallest (fewest rows) first.
 GRAINS: dict[int, tuple[str, ...]] = {
-    1: ("provider", "model", "response_model", "operation", "status", "api_key_fingerprint"),
+    1: (
+        "provider",
+        "model",
+        "response_model",
+        "operation",
+        "status",
+        "api_key_fingerprint",
+        "tenant",
+    ),
     2: ("provider", "model", "operation", "status", "tenant", "feature"),
     3: ROLLUP_DIMENSIONS,
 }

@@ -1,8 +1,10 @@
 """Compiling the pieces of a query plan into SQLAlchemy Core statements over events or rollups.
 
 Both sources yield the same columns: an optional time slot index, the grouped
-dimension values, then the state fields of :mod:`llmledger.query.aggregate`
-(what :class:`llmledger.query.report.Folder` folds).
+dimension values, then the state fields of :mod:`llmledger.query.aggregate` as
+stored (``STORED_FIELDS``: wide sums in two columns, which
+:func:`~llmledger.store.rollup_tables.state_values` joins before
+:class:`llmledger.query.report.Folder` folds them).
 The statements are plain Core and run unchanged on SQLite and PostgreSQL;
 integer division (``//``) and ``||`` are the only operators that matter, and
 SQLAlchemy renders both for each dialect.
@@ -18,10 +20,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from llmledger.core.usage import BUCKETS
+from llmledger.query.aggregate import STATE_FIELDS
 from llmledger.query.plan import Piece
 from llmledger.query.spec import Filter, tag_key
 from llmledger.store.errors import InvalidQueryError
-from llmledger.store.rollup_tables import rollup_table, rollups
+from llmledger.store.rollup_tables import WIDE_BASE, WIDE_FIELDS, rollup_table, rollups
 from llmledger.store.schema import event_tags, events
 
 __all__ = [
@@ -59,18 +62,41 @@ def _count_if(condition: Any) -> Any:
     return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
 
+def _wide(low: Any, high: Any, name: str) -> list[Any]:
+    """A wide sum's two columns from sums of remainders and of multiples of ``WIDE_BASE``.
+
+    Both sums are cast to 64 bits (they are far from its limit; see
+    :mod:`llmledger.store.rollup_tables`), so PostgreSQL divides integers as
+    SQLite does, and the remainder is carried over: stored remainders stay below
+    ``WIDE_BASE`` however many rows are merged.
+    """
+    low = sa.cast(sa.func.coalesce(low, 0), sa.BigInteger)
+    high = sa.cast(sa.func.coalesce(high, 0), sa.BigInteger)
+    return [(low % WIDE_BASE).label(name), (high + low // WIDE_BASE).label(f"{name}_e9")]
+
+
 def event_state_columns(table: sa.FromClause = events) -> list[Any]:
-    """Aggregates over events, in ``STATE_FIELDS`` order."""
+    """Aggregates over events, in ``STORED_FIELDS`` order."""
     c = table.c
     return [
         sa.func.count().label("calls"),
         _count_if(c.status == "ok").label("successes"),
         _count_if(c.status == "error").label("errors"),
         _count_if(c.cost_nanos.is_(None)).label("unpriced_calls"),
-        *(sa.func.coalesce(sa.func.sum(c[name]), 0).label(name) for name in BUCKETS),
+        *(
+            column
+            for name in BUCKETS
+            for column in _wide(
+                sa.func.sum(c[name] % WIDE_BASE), sa.func.sum(c[name] // WIDE_BASE), name
+            )
+        ),
         sa.func.count(c.duration_ms).label("duration_count"),
         sa.func.count(c.ttft_ms).label("ttft_count"),
-        sa.func.coalesce(sa.func.sum(c.cost_nanos), 0).label("cost_nanos"),
+        *_wide(
+            sa.func.sum(c.cost_nanos % WIDE_BASE),
+            sa.func.sum(c.cost_nanos // WIDE_BASE),
+            "cost_nanos",
+        ),
         sa.func.coalesce(sa.func.sum(c.duration_ms), 0.0).label("duration_ms_sum"),
         sa.func.coalesce(sa.func.sum(c.ttft_ms), 0.0).label("ttft_ms_sum"),
         sa.func.min(c.ts_us).label("first_us"),
@@ -79,25 +105,19 @@ def event_state_columns(table: sa.FromClause = events) -> list[Any]:
 
 
 def rollup_state_columns(table: sa.FromClause = rollups) -> list[Any]:
-    """Aggregates over rollup rows, in ``STATE_FIELDS`` order."""
+    """Aggregates over rollup rows, in ``STORED_FIELDS`` order."""
     c = table.c
-    summed = (
-        "calls",
-        "successes",
-        "errors",
-        "unpriced_calls",
-        *BUCKETS,
-        "duration_count",
-        "ttft_count",
-        "cost_nanos",
-        "duration_ms_sum",
-        "ttft_ms_sum",
-    )
-    return [
-        *(sa.func.sum(c[name]).label(name) for name in summed),
-        sa.func.min(c.first_us).label("first_us"),
-        sa.func.max(c.last_us).label("last_us"),
-    ]
+    columns: list[Any] = []
+    for name in STATE_FIELDS:
+        if name in WIDE_FIELDS:
+            columns += _wide(sa.func.sum(c[name]), sa.func.sum(c[f"{name}_e9"]), name)
+        elif name == "first_us":
+            columns.append(sa.func.min(c.first_us).label(name))
+        elif name == "last_us":
+            columns.append(sa.func.max(c.last_us).label(name))
+        else:
+            columns.append(sa.func.sum(c[name]).label(name))
+    return columns
 
 
 def _bound(name: str, value: int) -> Any:
@@ -232,7 +252,7 @@ def _only_needed(columns: list[Any], metrics: Sequence[str] | None) -> list[Any]
         needed.update(_NEEDS.get(name, ()))
     return [
         column
-        if column.name in needed
+        if column.name.removesuffix("_e9") in needed
         else sa.literal_column("NULL" if column.name in ("first_us", "last_us") else "0").label(
             column.name
         )

@@ -29,6 +29,7 @@ from llmledger.store.compile import (
     compile_values,
     prepared_piece,
 )
+from llmledger.store.rollup_tables import state_values
 from llmledger.store.rollups import rebuild_rollups
 from llmledger.store.schema import events
 
@@ -49,7 +50,8 @@ def _execute(
     for piece in pieces:
         statement, params = prepared_piece(piece, query.by, query.where, query.metrics)
         rows = conn.execute(statement, params).all()
-        folder.add_rows(rows, piece.slot_us, n_dims)
+        head = n_dims + (piece.slot_us is not None)
+        folder.add_rows([[*r[:head], *state_values(r[head:])] for r in rows], piece.slot_us, n_dims)
         if wants_values:
             values = conn.execute(compile_values(piece, query.by, query.where)).all()
             folder.add_values(values, piece.slot_us, n_dims)

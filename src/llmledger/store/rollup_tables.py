@@ -11,6 +11,15 @@ A row is identified by ``(grain, hour_us, dims_key)``: ``dims_key`` encodes the
 grain's values injectively (``len:value`` per value, ``~`` for NULL) and is
 computed the same way in Python (:func:`dims_key`) and in SQL
 (:func:`dims_key_sql`), so writes can upsert and a rebuild can run in SQL.
+Every grain has ``tenant``, so one tenant's writes never touch another's rows.
+
+Sums that a ledger could push past 64 bits (tokens and nano-USD) are kept in two
+integer columns, as SQLite has no wider integer: ``<field>`` holds the sum
+modulo :data:`WIDE_BASE` and ``<field>_e9`` the multiples of it, and each write
+carries the remainder over.  At the per-event limits (10^10 tokens per bucket,
+10^6 USD per call) the high column grows by at most 10 and 10^6 per event, so it
+cannot overflow before 9e12 calls in one row; reads and rebuilds only ever
+sum remainders below 10^9, and the exact total is put together in Python.
 """
 
 from __future__ import annotations
@@ -20,18 +29,72 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from llmledger.query.aggregate import COUNT_FIELDS
+from llmledger.core.usage import BUCKETS
+from llmledger.query.aggregate import STATE_FIELDS
 from llmledger.query.periods import DAY_US, HOUR_US
 from llmledger.query.plan import ROLLUP_DIMENSIONS
 from llmledger.store.schema import metadata
 
 __all__ = [
+    "STORED_FIELDS",
+    "WIDE_BASE",
+    "WIDE_FIELDS",
     "daily_rollups",
     "dims_key",
     "dims_key_sql",
     "rollup_table",
     "rollups",
+    "split_wide",
+    "state_values",
 ]
+
+#: The base of a wide sum's two columns: ``sum = <field>_e9 * WIDE_BASE + <field>``.
+WIDE_BASE = 10**9
+#: State fields kept as wide sums (two columns each).
+WIDE_FIELDS: tuple[str, ...] = (*BUCKETS, "cost_nanos")
+#: Stored columns of a state, in order: each wide field is followed by its ``_e9`` column.
+STORED_FIELDS: tuple[str, ...] = tuple(
+    column
+    for name in STATE_FIELDS
+    for column in ((name, f"{name}_e9") if name in WIDE_FIELDS else (name,))
+)
+_WIDE_AT = tuple(i for i, name in enumerate(STORED_FIELDS) if name in WIDE_FIELDS)
+
+
+def split_wide(state: Sequence[Any]) -> list[Any]:
+    """A state in ``STATE_FIELDS`` order, as stored (each wide sum split in two).
+
+    Example:
+        >>> stored = split_wide([1] * 4 + [3 * WIDE_BASE + 7] + [0] * 10 + [0] * 2 + [5] + [0] * 4)
+        >>> stored[4:6], stored[STORED_FIELDS.index("cost_nanos")]
+        ([7, 3], 5)
+    """
+    out: list[Any] = []
+    for name, value in zip(STATE_FIELDS, state, strict=True):
+        if name in WIDE_FIELDS:
+            high, low = divmod(value, WIDE_BASE)
+            out += (low, high)
+        else:
+            out.append(value)
+    return out
+
+
+def state_values(stored: Sequence[Any]) -> list[Any]:
+    """Stored sums (``STORED_FIELDS`` order) back in ``STATE_FIELDS`` order, exact.
+
+    The database returns each half of a wide sum as an integer (or a Decimal,
+    or None for an empty group); Python's integers hold the whole.
+
+    Example:
+        >>> state_values(split_wide(list(range(len(STATE_FIELDS))))) == list(
+        ...     range(len(STATE_FIELDS)))
+        True
+    """
+    out = list(stored)
+    for at in reversed(_WIDE_AT):
+        low, high = out[at], out[at + 1]
+        out[at : at + 2] = [int(low or 0) + int(high or 0) * WIDE_BASE]
+    return out
 
 
 def _rollup_table(name: str, time_column: str) -> sa.Table:
@@ -42,12 +105,12 @@ def _rollup_table(name: str, time_column: str) -> sa.Table:
         sa.Column(time_column, sa.BigInteger, primary_key=True),
         sa.Column("dims_key", sa.Text, primary_key=True),
         *(sa.Column(name, sa.Text, nullable=True) for name in ROLLUP_DIMENSIONS),
-        *(sa.Column(name, sa.BigInteger, nullable=False) for name in COUNT_FIELDS),
-        sa.Column("cost_nanos", sa.BigInteger, nullable=False),
-        sa.Column("duration_ms_sum", sa.Double, nullable=False),
-        sa.Column("ttft_ms_sum", sa.Double, nullable=False),
-        sa.Column("first_us", sa.BigInteger, nullable=False),
-        sa.Column("last_us", sa.BigInteger, nullable=False),
+        *(
+            sa.Column(
+                name, sa.Double if name.endswith("_ms_sum") else sa.BigInteger, nullable=False
+            )
+            for name in STORED_FIELDS
+        ),
         sqlite_with_rowid=False,
     )
 

@@ -26,20 +26,32 @@ from llmledger.query.aggregate import COUNT_FIELDS, STATE_FIELDS
 from llmledger.query.periods import DAY_US, HOUR_US, to_us
 from llmledger.query.plan import DAILY_GRAINS, GRAINS, ROLLUP_DIMENSIONS
 from llmledger.store.compile import event_state_columns, rollup_state_columns
-from llmledger.store.rollup_tables import daily_rollups, dims_key, dims_key_sql, rollups
+from llmledger.store.rollup_tables import (
+    STORED_FIELDS,
+    WIDE_BASE,
+    WIDE_FIELDS,
+    daily_rollups,
+    dims_key,
+    dims_key_sql,
+    rollups,
+    split_wide,
+)
 from llmledger.store.schema import events
 
 __all__ = ["ROW_COLUMNS", "apply_rollups", "rebuild_rollups", "rollup_rows"]
 
 #: Columns of a rollup row (the period start is ``hour_us`` or ``day_us``).
-ROW_COLUMNS: tuple[str, ...] = ("grain", "start_us", "dims_key", *ROLLUP_DIMENSIONS, *STATE_FIELDS)
+ROW_COLUMNS: tuple[str, ...] = ("grain", "start_us", "dims_key", *ROLLUP_DIMENSIONS, *STORED_FIELDS)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _dimensions = attrgetter(*ROLLUP_DIMENSIONS)
 _bucket_values = attrgetter(*BUCKETS)
-_ADDED = (*COUNT_FIELDS, "cost_nanos", "duration_ms_sum", "ttft_ms_sum")
-_SUMMED = len(_ADDED)  # state fields that add; the last two take min and max
+# Stored columns that add as they are (the wide sums carry over; first and last take min and max).
+_ADDED = tuple(
+    name for name in (*COUNT_FIELDS, "duration_ms_sum", "ttft_ms_sum") if name not in WIDE_FIELDS
+)
+_SUMMED = STATE_FIELDS.index("first_us")  # state fields before it add
 _ROW_KEY = itemgetter(0, 1, 2)
 # Per grain: its values from a full (hour, values…) key (None: the full key itself);
 # every grain has several dimensions, so itemgetter returns a tuple ...
@@ -158,7 +170,7 @@ def rollup_rows(batch: Iterable[UsageEvent]) -> dict[str, list[tuple[Any, ...]]]
             for key, state in found.items():
                 values = key[1:]
                 dims = [None if i is None else values[i] for i in layout]
-                rows.append((grain, key[0], dims_key(values), *dims, *state))
+                rows.append((grain, key[0], dims_key(values), *dims, *split_wide(state)))
     return {daily_rollups.name: daily, rollups.name: hourly}
 
 
@@ -167,6 +179,10 @@ def _upsert_sql(table: sa.Table) -> str:
     name = table.name
     time = table.primary_key.columns.values()[1].name
     updates = [f'"{c}" = {name}."{c}" + excluded."{c}"' for c in _ADDED]
+    for c in WIDE_FIELDS:
+        low = f'({name}."{c}" + excluded."{c}")'
+        updates.append(f'"{c}" = {low} % {WIDE_BASE}')
+        updates.append(f'"{c}_e9" = {name}."{c}_e9" + excluded."{c}_e9" + {low} / {WIDE_BASE}')
     updates.append(f'"first_us" = min({name}."first_us", excluded."first_us")')
     updates.append(f'"last_us" = max({name}."last_us", excluded."last_us")')
     columns = ", ".join(f'"{c}"' for c in (ROW_COLUMNS[0], time, *ROW_COLUMNS[2:]))
@@ -225,6 +241,10 @@ def _upsert_from_batch(table: sa.Table, grains: tuple[int, ...]) -> Any:
     insert = postgresql.insert(table).from_select(["grain", time_column, *ROW_COLUMNS[2:]], ordered)
     excluded = insert.excluded
     updates: dict[str, Any] = {name: table.c[name] + excluded[name] for name in _ADDED}
+    for name in WIDE_FIELDS:
+        low = table.c[name] + excluded[name]
+        updates[name] = low % WIDE_BASE
+        updates[f"{name}_e9"] = table.c[f"{name}_e9"] + excluded[f"{name}_e9"] + low // WIDE_BASE
     updates["first_us"] = sa.func.least(table.c.first_us, excluded.first_us)
     updates["last_us"] = sa.func.greatest(table.c.last_us, excluded.last_us)
     return insert.on_conflict_do_update(
@@ -344,7 +364,7 @@ def rebuild_rollups(
         .where(*_in_range(events.c.ts_us, start, end))
         .group_by(hour, *dims)
     )
-    columns = ["grain", "hour_us", "dims_key", *ROLLUP_DIMENSIONS, *STATE_FIELDS]
+    columns = ["grain", "hour_us", "dims_key", *ROLLUP_DIMENSIONS, *STORED_FIELDS]
     connection.execute(sa.insert(rollups).from_select(columns, select_full))
     source = rollups.alias("finest")
     for grain, names in GRAINS.items():
@@ -362,7 +382,7 @@ def rebuild_rollups(
             .where(source.c.grain == full, *_in_range(source.c.hour_us, start, end))
             .group_by(source.c.hour_us, *kept)
         )
-        target_columns = ["grain", "hour_us", "dims_key", *names, *STATE_FIELDS]
+        target_columns = ["grain", "hour_us", "dims_key", *names, *STORED_FIELDS]
         connection.execute(sa.insert(rollups).from_select(target_columns, select_grain))
     counted = sa.select(sa.func.count()).select_from(rollups)
     total = int(
@@ -384,7 +404,7 @@ def _rebuild_daily(connection: Connection, start: int | None, end: int | None) -
         .where(hourly.c.grain.in_(DAILY_GRAINS), *_in_range(hourly.c.hour_us, start, end))
         .group_by(*keys)
     )
-    columns = ["grain", "day_us", "dims_key", *ROLLUP_DIMENSIONS, *STATE_FIELDS]
+    columns = ["grain", "day_us", "dims_key", *ROLLUP_DIMENSIONS, *STORED_FIELDS]
     connection.execute(sa.insert(days).from_select(columns, select))
     counted = sa.select(sa.func.count()).select_from(days)
     return int(

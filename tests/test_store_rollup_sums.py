@@ -1,0 +1,123 @@
+"""Rollup rows per tenant, and sums past 64 bits kept exact, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import Usage
+from llmledger.query import Filter, Query
+from llmledger.query.plan import SourceMode
+from llmledger.store import SqlStore, open_store
+from llmledger.store.migrator import upgrade_connection
+from llmledger.wire.parse import MAX_COST, MAX_TOKENS
+from tests.test_query_engine import make_events
+
+DAY = datetime(2025, 6, 2, tzinfo=UTC)
+# Calls at the largest accepted cost that pass 2^63 nano-USD: one more than fits.
+AT_LIMIT = 2**63 // (MAX_COST * 10**9) + 1
+
+
+def _largest(tenant: str, index: int) -> UsageEvent:
+    return UsageEvent(
+        provider="openai",
+        model="gpt-4o",
+        tenant=tenant,
+        usage=Usage(input_tokens=MAX_TOKENS, output_tokens=MAX_TOKENS),
+        cost=Decimal(MAX_COST),
+        ts=DAY + timedelta(seconds=8 * index),
+    )
+
+
+def _totals(store: SqlStore, mode: SourceMode, tenant: str | None = None) -> dict[str, Any]:
+    where = () if tenant is None else (Filter("tenant", (tenant,)),)
+    query = Query(where=where, metrics=("calls", "cost", "input_tokens"))
+    return dict(store.report(query, mode=mode).total)
+
+
+def test_sums_past_64_bits_stay_exact_and_other_tenants_keep_writing(db_url: str) -> None:
+    with open_store(db_url) as store:
+        events = [_largest("acme", i) for i in range(AT_LIMIT)]
+        # One nano-dollar more: a float total could not hold it.
+        events.append(_largest("acme", AT_LIMIT).replace(cost=Decimal("1e-9")))
+        for start in range(0, len(events), 2000):
+            assert store.write(events[start : start + 2000]).count == len(
+                events[start : start + 2000]
+            )
+        cost = Decimal(MAX_COST * AT_LIMIT) + Decimal("1e-9")
+        assert cost.scaleb(9) > 2**63
+        expected = {
+            "calls": AT_LIMIT + 1,
+            "cost": cost,
+            "input_tokens": (AT_LIMIT + 1) * MAX_TOKENS,
+        }
+        modes: tuple[SourceMode, ...] = ("auto", "rollups", "hourly", "events")
+        for mode in modes:
+            totals = _totals(store, mode)
+            assert totals == expected, mode
+            assert isinstance(totals["cost"], Decimal)
+
+        # Another tenant's call on the same model and day is stored, in rows of its own.
+        other = _largest("globex", 1).replace(id="other-tenant", cost=Decimal("0.5"))
+        assert store.write([other]).count == 1
+        for mode in modes:
+            assert _totals(store, mode, "globex") == {
+                "calls": 1,
+                "cost": Decimal("0.5"),
+                "input_tokens": MAX_TOKENS,
+            }
+            assert _totals(store, mode, "acme") == expected
+        with store.engine.connect() as conn:
+            tenants = conn.execute(
+                sa.text("SELECT tenant, calls FROM rollups_daily WHERE grain = 1 ORDER BY tenant")
+            ).all()
+        assert [tuple(row) for row in tenants] == [("acme", AT_LIMIT + 1), ("globex", 1)]
+
+        # Rebuilt from the events in SQL, the rollups hold the same exact sums.
+        store.rebuild_rollups()
+        assert _totals(store, "rollups", "acme") == expected
+
+
+@pytest.mark.unmigrated
+def test_migration_keys_every_grain_by_tenant_and_rebuilds_from_events(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        upgrade_connection(conn, "0006")
+        # A row the old grain 1 kept for every tenant at once; the rebuild replaces it.
+        old = sa.Table("rollups_hourly", sa.MetaData(), autoload_with=conn)
+        zeros = {c.name: 0 for c in old.c if not c.nullable}
+        conn.execute(old.insert().values({**zeros, "grain": 1, "dims_key": "~", "calls": 999}))
+    engine.dispose()
+    events = make_events(300, seed=11)
+    with SqlStore(db_url) as before:
+        before.write_hooks.clear()  # the events as an old ledger holds them
+        before.write(events)
+    with open_store(db_url) as store:
+        with store.engine.connect() as conn:
+            grain_1 = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM rollups_hourly WHERE grain = 1 AND tenant IS NOT NULL"
+                )
+            ).scalar_one()
+        assert grain_1 > 0
+        for by in (("model",), ("tenant", "model"), ("tenant",)):
+            query = Query(by=by, metrics=("calls", "cost", "input_tokens", "latency_mean"))
+            rolled = store.report(query, mode="rollups").to_dict()
+            raw = store.report(query, mode="events").to_dict()
+            assert rolled["rows"] == raw["rows"]
+            assert rolled["total"]["calls"] == len(events)
+        with store.engine.connect() as conn:
+            snapshot = conn.execute(
+                sa.text("SELECT * FROM rollups_daily ORDER BY grain, day_us, dims_key")
+            ).all()
+        store.rebuild_rollups()
+        with store.engine.connect() as conn:
+            rebuilt = conn.execute(
+                sa.text("SELECT * FROM rollups_daily ORDER BY grain, day_us, dims_key")
+            ).all()
+        assert rebuilt == snapshot
