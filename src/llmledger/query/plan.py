@@ -104,7 +104,7 @@ def grain_for(dimensions: set[str], period_us: int = HOUR_US) -> int | None:
     """The smallest grain kept per ``period_us`` holding every dimension, or None.
 
     Example:
-        >>> grain_for({"model"}), grain_for({"tenant", "model"}), grain_for({"session"})
+        >>> grain_for({"model"}), grain_for({"tenant", "feature"}), grain_for({"session"})
         (1, 2, None)
         >>> grain_for({"user"}), grain_for({"user"}, DAY_US)
         (3, None)
