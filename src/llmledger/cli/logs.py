@@ -63,6 +63,7 @@ def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
             f"{e.usage.input_tokens:,}",
             f"{e.usage.output_tokens:,}",
             money(e.cost),
+            e.price_status,
         )
         for e in events
     ]
@@ -79,6 +80,7 @@ def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
             "input",
             "output",
             "cost",
+            "price",
         ),
         rows,
         right=("input", "output", "cost"),

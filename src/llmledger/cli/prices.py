@@ -185,18 +185,23 @@ def prices_stale(ctx: click.Context, days: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 def prices_unpriced(ctx: click.Context, as_json: bool) -> None:
-    """Models the ledger has seen but could not price (add them to a price file)."""
-    rows = ledger_from(ctx).store.unpriced_models()
+    """Models seen without a price, or priced without a rate for some billed unit.
+
+    ``unpriced`` calls have no cost; ``incomplete`` ones were priced from the rates
+    there were (each event's incomplete_reason names what was left out). Add the
+    missing prices to a price file.
+    """
+    rows = ledger_from(ctx).store.price_gaps()
     if as_json:
-        echo_json([{"provider": p, "model": m, "calls": n} for p, m, n in rows])
+        echo_json([{"provider": p, "model": m, "price": s, "calls": n} for p, m, s, n in rows])
         return
     if not rows:
         click.echo("every recorded call is priced")
         return
     print_table(
-        "calls without a price",
-        ("provider", "model", "calls"),
-        [(p, m, f"{n:,}") for p, m, n in rows],
+        "calls without a price or with an incomplete one",
+        ("provider", "model", "price", "calls"),
+        [(p, m, s, f"{n:,}") for p, m, s, n in rows],
         right=("calls",),
     )
 

@@ -34,6 +34,7 @@ from llmledger.pricing.compiled import CompiledPrice, usage_problem
 from llmledger.pricing.files import Discount, PriceBook
 from llmledger.pricing.fx import ExchangeRates
 from llmledger.pricing.model import Price, PriceResult, to_nano, with_price
+from llmledger.pricing.parts import price_parts
 from llmledger.pricing.supplement import fill_missing_rates, load_supplement
 
 __all__ = ["KEPT_COST_SOURCES", "PriceResolver"]
@@ -172,6 +173,7 @@ class PriceResolver:
         *,
         service_tier: str | None = None,
         reported_cost: Decimal | None = None,
+        fee_counts: Mapping[str, int] | None = None,
     ) -> PriceResult:
         """The cost of one call, or why it has none.
 
@@ -185,10 +187,13 @@ class PriceResolver:
                 ``priority``, ``batch``, ...), selecting the catalog's variant.
             reported_cost: USD the provider or a gateway reported for this call; it
                 wins over every price list.
+            fee_counts: Units billed per use (``{"web_searches": 2}``).
 
         Returns:
             A :class:`PriceResult`; ``cost`` is ``None`` with ``unpriced_reason``
-            when no price is known or the usage breaks its invariants.
+            when no price is known or the usage breaks its invariants.  When the
+            usage holds a bucket or a fee the price has no rate for, the cost is
+            that of the rates it has and ``incomplete_reason`` names what had none.
 
         Raises:
             InvalidEventError: when ``at`` is naive.
@@ -214,7 +219,7 @@ class PriceResolver:
             return segment.unpriced
         compiled = segment.compiled
         assert compiled is not None
-        computed = compiled.compute(usage)
+        computed = compiled.compute(usage, fee_counts)
         if computed is None:
             return _unpriced(
                 f"usage parts priced separately by {compiled.price.ref} add up to more than "
@@ -222,11 +227,23 @@ class PriceResolver:
             )
         total, parts = computed
         price = compiled.price
+        missing = compiled.unpriced_units(usage, fee_counts)
+        incomplete = (
+            f"no rate for {', '.join(missing)} in {price.ref}; priced from the rates it has"
+            if missing
+            else None
+        )
         if price.filled and any(bucket in parts for bucket in price.filled):
             return PriceResult(
-                total, parts, "supplement", f"{price.ref}+{price.filled_ref}", None, price
+                total,
+                parts,
+                "supplement",
+                f"{price.ref}+{price.filled_ref}",
+                None,
+                price,
+                incomplete,
             )
-        return PriceResult(total, parts, price.source, price.ref, None, price)
+        return PriceResult(total, parts, price.source, price.ref, None, price, incomplete)
 
     def event_price(
         self, event: UsageEvent, *, reported_cost: Decimal | None = None
@@ -282,16 +299,29 @@ class PriceResolver:
         return with_price(event, self.event_price(event, reported_cost=reported_cost))
 
     def _price_names(self, event: UsageEvent, reported_cost: Decimal | None) -> PriceResult:
+        if reported_cost is None and any(part.model for part in event.usage_parts):
+            return price_parts(self._price_as_called, event)
+        return self._price_as_called(event, event.usage, event.fee_counts, reported_cost)
+
+    def _price_as_called(
+        self,
+        event: UsageEvent,
+        usage: Usage,
+        fee_counts: Mapping[str, int],
+        reported_cost: Decimal | None = None,
+    ) -> PriceResult:
+        """Price usage at the event's model: the returned name first, then the requested."""
         names = [event.response_model, event.model]
         result: PriceResult | None = None
         for name in dict.fromkeys(n for n in names if n):
             result = self.price(
                 event.provider,
                 name,
-                event.usage,
+                usage,
                 event.ts,
                 service_tier=event.service_tier,
                 reported_cost=reported_cost,
+                fee_counts=fee_counts,
             )
             if result.cost is not None:
                 return result
