@@ -160,6 +160,18 @@ class CatalogModel:
         """Whether the model is the provider's own (service-tier variants apply only then)."""
         return any(self.info is model for model in self.provider.models)
 
+    def service_tiers(self) -> tuple[str, ...]:
+        """The service tiers the catalog prices apart for this model (``standard``
+        first: the catalog's ``default`` variant and the base price)."""
+        found = ["standard"]
+        if self.in_provider:
+            for variant in self.info.price_variants or ():
+                for value in variant.when.values():
+                    tier = "standard" if value == "default" else value
+                    if tier not in found:
+                        found.append(tier)
+        return tuple(found)
+
     def breaks(self) -> tuple[list[int], list[int]]:
         """UTC days and microseconds of day at which the price in force can change."""
         from genai_prices.types import StartDateConstraint, TimeOfDateConstraint

@@ -131,7 +131,9 @@ class PriceRow(_Rates):
         return self
 
 
-class _DiscountRow(pydantic.BaseModel):
+class DiscountRow(pydantic.BaseModel):
+    """One row of ``discounts`` in a price file, validated."""
+
     model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
 
     provider: _Name
@@ -148,7 +150,7 @@ class _PriceFile(pydantic.BaseModel):
     version: int = pydantic.Field(default=1, ge=1, le=1)
     checked: date | None = None
     prices: list[PriceRow] = pydantic.Field(default_factory=list)
-    discounts: list[_DiscountRow] = pydantic.Field(default_factory=list)
+    discounts: list[DiscountRow] = pydantic.Field(default_factory=list)
     exchange_rates: dict[str, list[RateRow]] = pydantic.Field(default_factory=dict)
 
 
@@ -462,7 +464,7 @@ def row_to_price(
     )
 
 
-def _discount(row: _DiscountRow, default_checked: date | None, name: str) -> Discount:
+def _discount(row: DiscountRow, default_checked: date | None, name: str) -> Discount:
     return Discount(
         provider=row.provider,
         model=row.model,
