@@ -121,3 +121,24 @@ def test_the_record_command_checks_its_tier() -> None:
     assert done.exit_code == 0, done.output
     assert '"service_tier": "flex"' in done.output
     assert "0.625" in done.output
+
+
+# -- floating aliases ----------------------------------------------------------------------------
+
+
+def test_a_floating_alias_the_catalog_lists_is_priced_as_it_says(resolver: PriceResolver) -> None:
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    # The catalog lists mistral-large-latest by name under mistral-large ($2/M in, $6/M out).
+    result = resolver.price("mistral", "mistral-large-latest", usage, AT)
+    assert (result.cost, result.status) == (usd("0.0026"), "priced")
+
+
+def test_a_floating_alias_reached_by_prefix_is_priced_and_flagged(resolver: PriceResolver) -> None:
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    result = resolver.price("anthropic", "claude-sonnet-4-5-latest", usage, AT)
+    # Priced as claude-sonnet-4-5: 1000 * 3/M + 100 * 15/M.
+    assert result.cost == usd("0.0045")
+    assert result.incomplete_reason == (
+        "'claude-sonnet-4-5-latest' is a floating alias the catalog does not list; "
+        "priced as claude-sonnet-4-5"
+    )

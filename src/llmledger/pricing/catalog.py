@@ -160,6 +160,20 @@ class CatalogModel:
         """Whether the model is the provider's own (service-tier variants apply only then)."""
         return any(self.info is model for model in self.provider.models)
 
+    def names_exactly(self, model: str) -> bool:
+        """Whether the catalog lists ``model`` by that very name (its id, or an exact
+        name it matches), rather than reaching it by a prefix or a pattern.
+
+        Example:
+            >>> Catalog().find("google", "gemini-flash-latest").names_exactly("gemini-flash-latest")
+            True
+            >>> Catalog().find("anthropic", "claude-sonnet-4-5-latest").names_exactly(
+            ...     "claude-sonnet-4-5-latest")
+            False
+        """
+        names = {name.lower() for name in model_candidates(model)}
+        return self.info.id.lower() in names or bool(names & _exact_names(self.info.match))
+
     def service_tiers(self) -> tuple[str, ...]:
         """The service tiers the catalog prices apart for this model (``standard``
         first: the catalog's ``default`` variant and the base price)."""
@@ -270,6 +284,15 @@ class CatalogModel:
             service_tier=next(iter(effective.values())) if effective else None,
             discount=discount,
         )
+
+
+def _exact_names(clause: object) -> set[str]:
+    """The names a genai-prices match clause accepts by equality."""
+    equals = getattr(clause, "equals", None)
+    found = {equals.lower()} if isinstance(equals, str) else set()
+    for inner in getattr(clause, "or_", None) or ():
+        found |= _exact_names(inner)
+    return found
 
 
 def _price_items(model_price: ModelPrice) -> list[tuple[str, object]]:

@@ -1,4 +1,5 @@
-"""Pricing a call whose usage spans models, each part at its own model's rates.
+"""Which model a call is priced at: each part of a call spanning models at its own,
+and a floating alias (``*-latest``) at what the catalog says it points to.
 
 A call can run another model inside it (Anthropic's advisor tool): its
 ``usage_parts`` then name that model for the steps it ran.  The call stays one
@@ -15,7 +16,7 @@ from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
 from llmledger.pricing.model import PriceResult
 
-__all__ = ["PART_REF_SEPARATOR", "part_key", "price_parts"]
+__all__ = ["PART_REF_SEPARATOR", "floating_note", "is_floating", "part_key", "price_parts"]
 
 #: Joins the price refs of a call's parts in ``price_ref`` (the call's own first).
 PART_REF_SEPARATOR = " & "
@@ -95,3 +96,24 @@ def price_parts(price_as_called: PriceAsCalled, event: UsageEvent) -> PriceResul
         price=own.price,
         incomplete_reason="; ".join(incomplete) or None,
     )
+
+
+def is_floating(model: str) -> bool:
+    """Whether a model name is a floating alias (``*-latest``), which providers move
+    from one model to the next without a new name.
+
+    Example:
+        >>> is_floating("mistral-large-latest"), is_floating("claude-sonnet-4-5-20250929")
+        (True, False)
+    """
+    return model.lower().rstrip().endswith("-latest")
+
+
+def floating_note(alias: str, priced_as: str) -> str:
+    """Why a floating alias the catalog does not list by name is an incomplete price.
+
+    Example:
+        >>> floating_note("gemini-2.5-flash-latest", "gemini-2.5-flash")  # doctest: +ELLIPSIS
+        "'gemini-2.5-flash-latest' is a floating alias ...; priced as gemini-2.5-flash"
+    """
+    return f"'{alias}' is a floating alias the catalog does not list; priced as {priced_as}"

@@ -31,7 +31,7 @@ from llmledger.pricing.compiled import CompiledPrice, usage_problem
 from llmledger.pricing.files import PriceBook
 from llmledger.pricing.fx import ExchangeRates
 from llmledger.pricing.model import Price, PriceResult, to_nano, with_price
-from llmledger.pricing.parts import price_parts
+from llmledger.pricing.parts import floating_note, is_floating, price_parts
 from llmledger.pricing.routes import NO_PARTS as _NO_PARTS
 from llmledger.pricing.routes import Route as _Route
 from llmledger.pricing.routes import Segment as _Segment
@@ -410,6 +410,10 @@ class PriceResolver:
                 missing_tier = (
                     f"no price for service tier '{tier}' of model '{route.model}'; "
                     "priced at the standard rates"
+                )
+            if is_floating(route.model) and not route.catalog.names_exactly(route.model):
+                missing_tier = "; ".join(
+                    n for n in (missing_tier, floating_note(route.model, price.model)) if n
                 )
             if not compiled.counts_anything:
                 units = ", ".join(price.uncounted_units)
