@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import llmledger
 from llmledger.cli import main
 from llmledger.core.billing import UsagePart
 from llmledger.core.errors import InvalidEventError
@@ -27,12 +28,14 @@ from llmledger.pricing import PriceBook, PriceResolver
 from llmledger.pricing.compiled import BUCKET_PARENTS, OWN_RATE_BUCKETS
 from llmledger.pricing.model import Price
 from llmledger.query import Query
+from llmledger.runtime.ledger import shutdown
 from llmledger.store import SqlStore, open_store
 from llmledger.store.migrator import upgrade_connection
 from llmledger.store.schema import events as events_table
 from llmledger.wire.parse import parse_event
 from llmledger.wire.serialize import event_to_json
 from tests.conftest import RECORDED
+from tests.test_remote_content import free_port, serving
 
 AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
 M = 1_000_000
@@ -392,3 +395,37 @@ def test_the_migration_gives_stored_events_their_price_status(db_url: str) -> No
             Query(metrics=("calls", "unpriced_calls", "incomplete_calls")), mode="rollups"
         ).total
         assert (total["calls"], total["unpriced_calls"], total["incomplete_calls"]) == (2, 1, 0)
+
+
+def test_the_service_prices_the_parts_and_fees_the_sdk_sends(db_url: str) -> None:
+    port = free_port()
+    with serving(db_url, port) as service:
+        now = datetime.now(UTC)
+        ingest = service.keys.create("ingest", tenant="acme", now=now).secret
+        llmledger.configure(url=f"http://127.0.0.1:{port}", api_key=ingest)
+        try:
+            at = now - timedelta(minutes=1)
+            advisor = llmledger.record(
+                response=(RECORDED / "anthropic_messages_advisor_tool.json").read_bytes(),
+                provider="anthropic",
+                ts=at,
+            )
+            searched = llmledger.record(
+                provider="openai",
+                model="gpt-4o-audio-preview",
+                ts=at,
+                usage=AUDIO,
+                fee_counts={"web_searches": 2},
+            )
+            assert llmledger.flush(30)
+        finally:
+            shutdown()
+        stored = {e.id: e for e in service.store.events()}
+    # The same hand derivation as above: the advisor step at claude-opus-4-8's rates.
+    assert stored[advisor.id].cost == advisor.cost == usd("0.01913")
+    assert stored[advisor.id].cost_breakdown == advisor.cost_breakdown
+    assert stored[advisor.id].model == "claude-sonnet-5"
+    flagged = stored[searched.id]
+    assert flagged.price_status == searched.price_status == "incomplete"
+    assert flagged.incomplete_reason == searched.incomplete_reason
+    assert flagged.incomplete_reason is not None and "web_searches=2" in flagged.incomplete_reason
