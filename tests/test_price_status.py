@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -27,6 +27,7 @@ from llmledger.normalize import read_response
 from llmledger.pricing import PriceBook, PriceResolver
 from llmledger.pricing.compiled import BUCKET_PARENTS, OWN_RATE_BUCKETS
 from llmledger.pricing.model import Price
+from llmledger.pricing.supplement import supplement_book
 from llmledger.query import Query
 from llmledger.runtime.ledger import shutdown
 from llmledger.store import SqlStore, open_store
@@ -429,3 +430,39 @@ def test_the_service_prices_the_parts_and_fees_the_sdk_sends(db_url: str) -> Non
     assert flagged.price_status == searched.price_status == "incomplete"
     assert flagged.incomplete_reason == searched.incomplete_reason
     assert flagged.incomplete_reason is not None and "web_searches=2" in flagged.incomplete_reason
+
+
+def test_a_web_search_fee_from_a_price_row_and_from_a_supplementary_row() -> None:
+    book = PriceBook.from_mapping(
+        {"prices": [{"provider": "acme", "model": "acme-1", "input": 1, "web_search": "0.02"}]},
+        name="inline",
+    )
+    pricer = PriceResolver(catalog=False, user_prices=book, supplement=False)
+    result = pricer.price(
+        "acme", "acme-1", Usage(input_tokens=M), AT, fee_counts={"web_searches": 3}
+    )
+    # 1M input at $1/M + 3 searches at $0.02.
+    assert (result.cost, result.breakdown["web_searches"]) == (usd("1.06"), usd("0.06"))
+    assert result.status == "priced"
+    # gpt-4o-audio-preview has no search fee in the catalog; a supplementary row fills it.
+    filled = PriceResolver(
+        supplement=supplement_book(
+            {
+                "prices": [
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4o-audio-preview",
+                        "input": 2.5,
+                        "web_search": "0.01",
+                        "source": "https://example.com/pricing",
+                        "checked": date(2026, 1, 1),
+                    }
+                ]
+            }
+        )
+    ).price("openai", "gpt-4o-audio-preview", AUDIO, AT, fee_counts={"web_searches": 2})
+    assert filled.breakdown["web_searches"] == usd("0.02")
+    assert (filled.source, filled.status) == (
+        "supplement",
+        "incomplete",
+    )  # audio still lacks a rate

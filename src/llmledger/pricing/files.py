@@ -103,12 +103,14 @@ class PriceRow(_Rates):
     checked: date | None = None
     service_tier: _Name | None = None
     per_request: _Money | None = None
+    # USD per web search run for the call (a server-side tool or grounding).
+    web_search: _Money | None = None
     tiers: list[_TierRow] = pydantic.Field(default_factory=list)
 
     @pydantic.model_validator(mode="after")
     def _check_structure(self) -> PriceRow:
         rates = self.by_bucket()
-        if not rates and self.per_request is None:
+        if not rates and self.per_request is None and self.web_search is None:
             raise ValueError(
                 "a price row needs at least one rate (input, output, ...) or per_request"
             )
@@ -455,6 +457,7 @@ def row_to_price(
         rates=row.by_bucket(),
         tiers={bucket: tuple(values) for bucket, values in tiers.items()},
         per_request=row.per_request,
+        fees={} if row.web_search is None else {"web_searches": row.web_search},
         valid_from=row.valid_from,
         source=source,
         ref=row_ref(name, row.provider, row.model, row.valid_from, row.service_tier, source=source),

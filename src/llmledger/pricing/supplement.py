@@ -159,6 +159,8 @@ def fill_missing_rates(price: Price, supplement: Price | None) -> Price:
     if per_request is None and supplement.per_request is not None:
         per_request = supplement.per_request * factor
         missing.append(REQUESTS)
+    fees = {**{k: v * factor for k, v in supplement.fees.items()}, **price.fees}
+    missing += [fee for fee in supplement.fees if fee not in price.fees]
     if not missing:
         return price
     rates = dict(price.rates)
@@ -176,6 +178,7 @@ def fill_missing_rates(price: Price, supplement: Price | None) -> Price:
         rates=rates,
         tiers=tiers,
         per_request=per_request,
+        fees=fees,
         filled=tuple(missing),
         filled_ref=supplement.ref,
         source_url=supplement.source_url,
