@@ -41,6 +41,7 @@ def price_json(price: Price) -> dict[str, Any]:
             for bucket, tiers in price.tiers.items()
         },
         "per_request": format(price.per_request, "f") if price.per_request is not None else None,
+        "fees": {fee: format(rate, "f") for fee, rate in price.fees.items()},
         "discount": format(price.discount, "f") if price.discount is not None else None,
         "uncounted_units": list(price.uncounted_units),
         "filled": list(price.filled),
@@ -131,6 +132,8 @@ def prices_show(
             )
     if price.per_request is not None:
         rows.append(("per request", f"${price.per_request.normalize():f}"))
+    for fee, rate in price.fees.items():
+        rows.append((f"per use: {fee}", f"${rate.normalize():f}"))
     print_table(
         f"{price.provider} / {price.model} (USD per million tokens)",
         ("bucket", "rate"),
