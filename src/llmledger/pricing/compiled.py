@@ -143,9 +143,11 @@ class CompiledPrice:
             ...     Usage(input_tokens=900, input_audio_tokens=800), {"web_searches": 2})
             ['input_audio_tokens=800', 'web_searches=2']
         """
-        found = [
-            f"{bucket}={count}" for bucket in self._unrated if (count := getattr(usage, bucket))
-        ]
+        found: list[str] = []
+        for bucket in self._unrated:
+            count = getattr(usage, bucket)
+            if count:
+                found.append(f"{bucket}={count}")
         if fee_counts:
             found += [
                 f"{fee}={count}"

@@ -181,13 +181,11 @@ class PriceResolver:
             )
         total, parts = computed
         price = compiled.price
+        incomplete = segment.missing_tier
         missing = compiled.unpriced_units(usage, fee_counts)
-        notes = [segment.missing_tier] if segment.missing_tier else []
         if missing:
-            notes.append(
-                f"no rate for {', '.join(missing)} in {price.ref}; priced from the rates it has"
-            )
-        incomplete = "; ".join(notes) or None
+            note = f"no rate for {', '.join(missing)} in {price.ref}; priced from the rates it has"
+            incomplete = f"{incomplete}; {note}" if incomplete else note
         if segment.tier_supplement or (
             price.filled and any(bucket in parts for bucket in price.filled)
         ):
