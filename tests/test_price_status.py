@@ -23,7 +23,7 @@ from llmledger.core.errors import InvalidEventError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import load_settings
 from llmledger.core.usage import BUCKETS, Usage
-from llmledger.normalize import read_response
+from llmledger.normalize import read_response, read_stream
 from llmledger.pricing import PriceBook, PriceResolver
 from llmledger.pricing.compiled import BUCKET_PARENTS, OWN_RATE_BUCKETS
 from llmledger.pricing.model import Price
@@ -232,6 +232,22 @@ def test_the_advisor_step_is_priced_at_the_advisor_model(resolver: PriceResolver
         " & genai-prices@0.2.3:anthropic/claude-opus-4-8"
     )
     assert resolver.priced(event).model == "claude-sonnet-5"
+
+
+def test_the_streamed_advisor_step_is_priced_at_the_advisor_model(resolver: PriceResolver) -> None:
+    reading = read_stream((RECORDED / "anthropic_stream_advisor_tool.sse").read_bytes())
+    event = UsageEvent(
+        provider="anthropic",
+        model="claude-sonnet-5",
+        ts=AT,
+        usage=reading.usage,
+        usage_parts=reading.usage_parts,
+    )
+    result = resolver.event_price(event)
+    # claude-sonnet-5: 1128 + 1283 = 2411 in, 135 + 10 = 145 out: 0.004822 + 0.001450;
+    # claude-opus-4-8: 2543 in, 18 out: 0.012715 + 0.000450.  Together 0.019437.
+    assert result.cost == usd("0.019437")
+    assert result.breakdown["input_tokens@claude-opus-4-8"] == usd("0.012715")
 
 
 def test_a_part_on_a_model_without_a_price_leaves_the_call_unpriced(
