@@ -207,7 +207,9 @@ def test_units_without_a_bucket_are_listed_and_the_rest_priced(resolver: PriceRe
     result = resolver.price("openai", "gpt-4o", Usage(input_tokens=M), AT)
     assert result.cost == usd("2.5")
     assert result.price is not None
-    assert result.price.uncounted_units == ("web_searches", "storage_searches")
+    assert result.price.uncounted_units == ("storage_searches",)
+    # Web searches are counted, so the catalog's $10 per thousand is a fee (per search).
+    assert result.price.fees == {"web_searches": Decimal("0.01")}
 
 
 def test_catalog_model_listed_as_free_costs_zero(resolver: PriceResolver) -> None:

@@ -22,9 +22,11 @@ from llmledger.query.periods import DAY_US, HOUR_US, to_us
 from llmledger.query.plan import DAILY_GRAINS, GRAINS
 from llmledger.query.spec import COLUMN_DIMENSIONS, PERCENTILE_METRICS
 from llmledger.store import SqlStore, open_store
+from llmledger.store.codec import FIXED_COLUMNS, OPTIONAL_COLUMNS, encode_batch
 from llmledger.store.migrator import upgrade_connection
 from llmledger.store.rollup_tables import daily_rollups, rollup_table, rollups
 from llmledger.store.rollups import apply_rollups
+from llmledger.store.schema import events as events_table
 from tests.conftest import SharedLedgers
 
 T0 = datetime(2025, 3, 28, tzinfo=UTC)
@@ -445,10 +447,19 @@ def test_rollups_are_filled_when_an_old_ledger_is_migrated(db_url: str) -> None:
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
         upgrade_connection(conn, "0001")
+        # Rows in the shape of that schema: a ledger from before rollups existed.
+        old_columns = {column["name"] for column in sa.inspect(conn).get_columns("events")}
+        encoded = encode_batch(make_events(200, seed=6), split_nulls=False, bool_as_int=False)
+        names = FIXED_COLUMNS + OPTIONAL_COLUMNS
+        conn.execute(
+            sa.insert(events_table),
+            [
+                {name: value for name, value in zip(names, row, strict=True) if name in old_columns}
+                for rows in encoded.groups.values()
+                for row in rows
+            ],
+        )
     engine.dispose()
-    with SqlStore(db_url) as old:
-        old.write_hooks.clear()  # a ledger from before rollups existed
-        old.write(make_events(200, seed=6))
     with open_store(db_url) as store:
         report = store.report(Query(by=("model",), metrics=("calls", "cost")), mode="rollups")
         raw = store.report(Query(by=("model",), metrics=("calls", "cost")), mode="events")

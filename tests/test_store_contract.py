@@ -81,6 +81,7 @@ def full_event(**changes: Any) -> UsageEvent:
         cost_source="catalog",
         price_ref="genai-prices@0.2.3:anthropic/claude-sonnet-4-5",
         unpriced_reason=None,
+        incomplete_reason="no rate for input_audio_tokens=106 in genai-prices@0.2.3:x/y",
         tenant="acme",
         user="u-42",
         feature="summarise",

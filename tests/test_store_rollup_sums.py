@@ -14,7 +14,7 @@ from llmledger.core.usage import Usage
 from llmledger.query import Filter, Query
 from llmledger.query.plan import SourceMode
 from llmledger.store import SqlStore, open_store
-from llmledger.store.migrator import upgrade_connection
+from llmledger.store.migrator import downgrade_connection
 from llmledger.wire.parse import MAX_COST, MAX_TOKENS
 from tests.test_query_engine import make_events
 
@@ -85,18 +85,19 @@ def test_sums_past_64_bits_stay_exact_and_other_tenants_keep_writing(db_url: str
 
 @pytest.mark.unmigrated
 def test_migration_keys_every_grain_by_tenant_and_rebuilds_from_events(db_url: str) -> None:
+    events = make_events(300, seed=11)
+    with open_store(db_url) as before:
+        before.write_hooks.clear()  # no rollups: the old ones are made below
+        before.write(events)
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
-        upgrade_connection(conn, "0006")
+        # The events as a ledger at 0006 holds them (later columns dropped).
+        downgrade_connection(conn, "0006")
         # A row the old grain 1 kept for every tenant at once; the rebuild replaces it.
         old = sa.Table("rollups_hourly", sa.MetaData(), autoload_with=conn)
         zeros = {c.name: 0 for c in old.c if not c.nullable}
         conn.execute(old.insert().values({**zeros, "grain": 1, "dims_key": "~", "calls": 999}))
     engine.dispose()
-    events = make_events(300, seed=11)
-    with SqlStore(db_url) as before:
-        before.write_hooks.clear()  # the events as an old ledger holds them
-        before.write(events)
     with open_store(db_url) as store:
         with store.engine.connect() as conn:
             grain_1 = conn.execute(

@@ -10,7 +10,9 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 from llmledger.cli.common import echo_json, ledger_from, money, parse_time, print_table
+from llmledger.core.billing import UsagePart
 from llmledger.core.errors import InvalidEventError, InvalidUsageError, UnknownModelError
+from llmledger.core.events import UsageEvent
 from llmledger.core.usage import BUCKETS, INPUT_PARTS, OUTPUT_PARTS, Usage
 from llmledger.pricing import PriceResolver, PriceResult
 from llmledger.wire.serialize import decimal_text
@@ -91,6 +93,8 @@ def cost_command(
     when = parse_time(at, "--at") or datetime.now(UTC)
     reported_cost = None
     usage_source = "manual"
+    parts: tuple[UsagePart, ...] = ()
+    fee_counts: dict[str, int] = {}
     if file is not None:
         if given:
             raise InvalidEventError("give FILE or token counts, not both")
@@ -105,6 +109,8 @@ def cost_command(
         reported_cost = reading.reported_cost
         service_tier = service_tier or reading.service_tier
         usage_source = reading.usage_source
+        parts = reading.usage_parts
+        fee_counts = {str(fee): uses for fee, uses in reading.fee_counts.items()}
         warnings = list(reading.warnings)
         if not model:
             raise InvalidEventError("the response names no model; pass --model")
@@ -117,7 +123,20 @@ def cost_command(
             raise InvalidUsageError("; ".join(problems))
         warnings = []
     ledger = ledger_from(ctx)
-    result = _price(ledger.pricer, provider, model, usage, when, service_tier, reported_cost)
+    if provider is not None and (parts or fee_counts):
+        # Priced as the ledger prices the call: each step at its model, fees per use.
+        call = UsageEvent(
+            provider=provider,
+            model=model,
+            ts=when,
+            usage=usage,
+            service_tier=service_tier,
+            usage_parts=parts,
+            fee_counts=fee_counts,
+        )
+        result = ledger.pricer.event_price(call, reported_cost=reported_cost)
+    else:
+        result = _price(ledger.pricer, provider, model, usage, when, service_tier, reported_cost)
     if provider is None and result.price is not None:
         provider = result.price.provider
     usage_dict: dict[str, Any] = usage.as_dict()
@@ -134,7 +153,8 @@ def cost_command(
                     "total": decimal_text(result.cost),
                     "currency": "USD",
                     "source": result.source,
-                    "reason": result.unpriced_reason,
+                    "status": result.status,
+                    "reason": result.unpriced_reason or result.incomplete_reason,
                     "price_ref": result.ref,
                     "breakdown": {k: decimal_text(v) for k, v in (result.breakdown or {}).items()},
                 },
@@ -143,15 +163,19 @@ def cost_command(
         )
         return
     breakdown = result.breakdown or {}
+    own = usage_dict
+    if any(part.model for part in parts):
+        # The bucket rows are the call's own model's share; other models' follow.
+        own = sum((p.usage for p in parts if not p.model), Usage()).as_dict()
     rows = []
-    for bucket, count in usage_dict.items():
+    for bucket, count in own.items():
         if not count and bucket not in ("input_tokens", "output_tokens"):
             continue
         billed = count
         # A total's own rate applies to what its separately priced parts leave over.
         if bucket in ("input_tokens", "output_tokens"):
-            parts = INPUT_PARTS if bucket == "input_tokens" else OUTPUT_PARTS
-            billed = count - sum(usage_dict[p] for p in parts if p in breakdown)
+            bucket_parts = INPUT_PARTS if bucket == "input_tokens" else OUTPUT_PARTS
+            billed = count - sum(own[p] for p in bucket_parts if p in breakdown)
         part = breakdown.get(bucket)
         rows.append(
             (
@@ -163,6 +187,13 @@ def cost_command(
         )
     if "requests" in breakdown:
         rows.append(("per request", "", "1", money(breakdown["requests"], 9)))
+    for name, count in fee_counts.items():
+        if count:
+            part = breakdown.get(name)
+            shown = "no rate" if part is None else money(part, 9)
+            rows.append((name, f"{count:,}", "" if part is None else f"{count:,}", shown))
+    # Parts of the call priced at another model (an advisor step) name that model.
+    rows += [(key, "", "", money(part, 9)) for key, part in breakdown.items() if "@" in key]
     print_table(
         f"{provider or '?'} / {model}",
         ("bucket", "tokens", "billed at its rate", "cost"),
@@ -177,6 +208,8 @@ def cost_command(
             else f"  ({result.unpriced_reason})"
         )
     )
+    if result.incomplete_reason:
+        click.echo(f"incomplete: {result.incomplete_reason}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
 

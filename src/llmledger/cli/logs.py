@@ -16,7 +16,7 @@ from llmledger.cli.common import (
     settings_from,
 )
 from llmledger.core.events import OPERATIONS, STATUSES
-from llmledger.runtime.recording import build_event
+from llmledger.runtime.recording import build_event, check_service_tier
 from llmledger.wire.serialize import event_to_json
 
 __all__ = ["COMMANDS"]
@@ -63,6 +63,7 @@ def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
             f"{e.usage.input_tokens:,}",
             f"{e.usage.output_tokens:,}",
             money(e.cost),
+            e.price_status,
         )
         for e in events
     ]
@@ -79,6 +80,7 @@ def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
             "input",
             "output",
             "cost",
+            "price",
         ),
         rows,
         right=("input", "output", "cost"),
@@ -119,6 +121,12 @@ def logs_command(ctx: click.Context, count: int, as_json: bool) -> None:
     show_default=True,
     help="Outcome of the call.",
 )
+@click.option(
+    "--tier",
+    "service_tier",
+    help="Service tier the call ran on (standard, flex, priority, batch, ...); "
+    "one no price knows for the model is refused.",
+)
 @click.option("--duration-ms", type=float, help="How long the call took.")
 @click.option("--cost", help="Cost in USD, when known (otherwise priced from the catalog).")
 @click.option(
@@ -145,6 +153,7 @@ def record_command(
     fields = {k: v for k, v in values.items() if v is not None}
     # The time goes as given: build_event refuses one without an offset or in the future.
     event = build_event(features=ledger.features, tags=parse_tags(tags), ts=ts, **fields)
+    check_service_tier(ledger.pricer, event)
     event = ledger.prepare(event)
     ledger.store.write([event])
     if as_json:

@@ -41,6 +41,7 @@ def price_json(price: Price) -> dict[str, Any]:
             for bucket, tiers in price.tiers.items()
         },
         "per_request": format(price.per_request, "f") if price.per_request is not None else None,
+        "fees": {fee: format(rate, "f") for fee, rate in price.fees.items()},
         "discount": format(price.discount, "f") if price.discount is not None else None,
         "uncounted_units": list(price.uncounted_units),
         "filled": list(price.filled),
@@ -131,6 +132,8 @@ def prices_show(
             )
     if price.per_request is not None:
         rows.append(("per request", f"${price.per_request.normalize():f}"))
+    for fee, rate in price.fees.items():
+        rows.append((f"per use: {fee}", f"${rate.normalize():f}"))
     print_table(
         f"{price.provider} / {price.model} (USD per million tokens)",
         ("bucket", "rate"),
@@ -185,18 +188,23 @@ def prices_stale(ctx: click.Context, days: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 def prices_unpriced(ctx: click.Context, as_json: bool) -> None:
-    """Models the ledger has seen but could not price (add them to a price file)."""
-    rows = ledger_from(ctx).store.unpriced_models()
+    """Models seen without a price, or priced without a rate for some billed unit.
+
+    ``unpriced`` calls have no cost; ``incomplete`` ones were priced from the rates
+    there were (each event's incomplete_reason names what was left out). Add the
+    missing prices to a price file.
+    """
+    rows = ledger_from(ctx).store.price_gaps()
     if as_json:
-        echo_json([{"provider": p, "model": m, "calls": n} for p, m, n in rows])
+        echo_json([{"provider": p, "model": m, "price": s, "calls": n} for p, m, s, n in rows])
         return
     if not rows:
         click.echo("every recorded call is priced")
         return
     print_table(
-        "calls without a price",
-        ("provider", "model", "calls"),
-        [(p, m, f"{n:,}") for p, m, n in rows],
+        "calls without a price or with an incomplete one",
+        ("provider", "model", "price", "calls"),
+        [(p, m, s, f"{n:,}") for p, m, s, n in rows],
         right=("calls",),
     )
 

@@ -39,7 +39,9 @@ from llmledger.query.spec import NONE_VALUE
 
 __all__ = ["COMMANDS", "print_report", "rebuild_rollups_command", "render_chart"]
 
-_COUNTS = frozenset({"calls", "successes", "errors", "unpriced_calls", "total_tokens", *BUCKETS})
+_COUNTS = frozenset(
+    {"calls", "successes", "errors", "unpriced_calls", "incomplete_calls", "total_tokens", *BUCKETS}
+)
 _SHORT = {
     "input_tokens": "input",
     "output_tokens": "output",
@@ -48,6 +50,7 @@ _SHORT = {
     "reasoning_tokens": "reasoning",
     "total_tokens": "tokens",
     "unpriced_calls": "unpriced",
+    "incomplete_calls": "incomplete",
     "api_key_fingerprint": "key",
 }
 _BAR = "█"
@@ -144,6 +147,9 @@ def print_report(
         summary.append(_amount(total["cost"], currency))
     if total.get("unpriced_calls"):
         summary.append(f"{total['unpriced_calls']:,} unpriced")
+    if total.get("incomplete_calls"):
+        # Their cost is in the total but leaves out units no price had a rate for.
+        summary.append(f"{total['incomplete_calls']:,} priced incompletely")
     click.echo(", ".join(summary) + f" ({_describe_range(query)})")
     heads = [*([query.every] if query.every else []), *query.by]
     if heads:

@@ -19,11 +19,13 @@ __all__ = [
     "COST_SOURCES",
     "DATABASE_PRICE_REF",
     "OPERATIONS",
+    "PRICE_STATUSES",
     "STATUSES",
     "USAGE_SOURCES",
     "CostSource",
     "FrozenDict",
     "Operation",
+    "PriceStatus",
     "Status",
     "UsageEvent",
     "UsageSource",
@@ -34,11 +36,16 @@ Operation = Literal["chat", "responses", "embeddings", "images", "audio", "reran
 Status = Literal["ok", "error", "incomplete", "abandoned", "blocked"]
 UsageSource = Literal["provider", "estimated", "missing", "manual"]
 CostSource = Literal["catalog", "supplement", "file", "database", "provider-reported", "manual"]
+#: How far a call's cost is known, apart from how the call went: ``priced`` (every
+#: billed unit had a rate), ``incomplete`` (priced from the rates there were; some
+#: billed unit had none, ``incomplete_reason`` names it) or ``unpriced`` (no cost).
+PriceStatus = Literal["priced", "incomplete", "unpriced"]
 
 OPERATIONS: tuple[Operation, ...] = get_args(Operation)
 STATUSES: tuple[Status, ...] = get_args(Status)
 USAGE_SOURCES: tuple[UsageSource, ...] = get_args(UsageSource)
 COST_SOURCES: tuple[CostSource, ...] = get_args(CostSource)
+PRICE_STATUSES: tuple[PriceStatus, ...] = get_args(PriceStatus)
 ATTRIBUTION_FIELDS: tuple[str, ...] = ("tenant", "user", "feature", "session")
 
 #: ``price_ref`` prefix of the prices added through the service (database rows).
@@ -122,7 +129,9 @@ class UsageEvent:
     ``cost_breakdown`` are read-only mappings, ``warnings`` a tuple.
 
     ``cost`` is ``None`` with ``unpriced_reason`` set when no price is known: an
-    unknown price is never reported as zero.
+    unknown price is never reported as zero.  A cost that leaves out billed units
+    the price in force has no rate for carries ``incomplete_reason`` naming them;
+    :attr:`price_status` says which of the three an event is.
 
     Example:
         >>> from datetime import datetime, timezone
@@ -158,6 +167,7 @@ class UsageEvent:
     cost_source: CostSource | None = None
     price_ref: str | None = None
     unpriced_reason: str | None = None
+    incomplete_reason: str | None = None
     tenant: str | None = None
     user: str | None = None
     feature: str | None = None
@@ -253,6 +263,22 @@ class UsageEvent:
     def replace(self, **changes: Any) -> UsageEvent:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def price_status(self) -> PriceStatus:
+        """``unpriced`` without a cost, ``incomplete`` when the cost leaves billed
+        units out (``incomplete_reason``), else ``priced``.
+
+        Example:
+            >>> from datetime import timezone
+            >>> e = UsageEvent(provider="openai", model="m",
+            ...                ts=datetime(2025, 1, 1, tzinfo=timezone.utc))
+            >>> e.price_status, e.replace(cost=Decimal("0.1")).price_status
+            ('unpriced', 'priced')
+        """
+        if self.cost is None:
+            return "unpriced"
+        return "incomplete" if self.incomplete_reason else "priced"
 
     @property
     def ts_utc(self) -> datetime:

@@ -5,11 +5,12 @@ own (never the library's global one, never refreshed from the network).  This
 module finds a model from the names people actually send and turns the
 genai-prices price in force at a moment into an llmledger :class:`Price` row.
 
-genai-prices prices more units than llmledger counts (web searches, audio
-seconds, output image tokens, cached audio tokens, ...).  Those rates are listed
-in :attr:`Price.uncounted_units` and not charged: the tokens they would claim are
+genai-prices prices more units than llmledger counts (audio seconds, output
+image tokens, cached audio tokens, ...).  Those rates are listed in
+:attr:`Price.uncounted_units` and not charged: the tokens they would claim are
 paid at their total's rate (cached audio as cached text, output image tokens as
-output tokens), and per-use fees such as web searches are left out.
+output tokens).  Per-use fees llmledger counts (web searches) become
+:attr:`Price.fees`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ CATALOG_USAGE_KEYS: dict[str, str] = {
 
 _BUCKET_BY_PRICE_KEY = {key: bucket for bucket, key in CATALOG_PRICE_KEYS.items()}
 _REQUESTS_KEY = "requests_kcount"
+#: genai-prices keys of per-use fees (USD per thousand uses) and the fee each prices.
+_FEE_KEYS: dict[str, str] = {"web_searches_kcount": "web_searches"}
 
 #: llmledger provider names that genai-prices spells differently (other spellings
 #: of llmledger's names are in :data:`llmledger.core.providers.PROVIDER_ALIASES`).
@@ -156,6 +159,32 @@ class CatalogModel:
     def in_provider(self) -> bool:
         """Whether the model is the provider's own (service-tier variants apply only then)."""
         return any(self.info is model for model in self.provider.models)
+
+    def names_exactly(self, model: str) -> bool:
+        """Whether the catalog lists ``model`` by that very name (its id, or an exact
+        name it matches), rather than reaching it by a prefix or a pattern.
+
+        Example:
+            >>> Catalog().find("google", "gemini-flash-latest").names_exactly("gemini-flash-latest")
+            True
+            >>> Catalog().find("anthropic", "claude-sonnet-4-5-latest").names_exactly(
+            ...     "claude-sonnet-4-5-latest")
+            False
+        """
+        names = {name.lower() for name in model_candidates(model)}
+        return self.info.id.lower() in names or bool(names & _exact_names(self.info.match))
+
+    def service_tiers(self) -> tuple[str, ...]:
+        """The service tiers the catalog prices apart for this model (``standard``
+        first: the catalog's ``default`` variant and the base price)."""
+        found = ["standard"]
+        if self.in_provider:
+            for variant in self.info.price_variants or ():
+                for value in variant.when.values():
+                    tier = "standard" if value == "default" else value
+                    if tier not in found:
+                        found.append(tier)
+        return tuple(found)
 
     def breaks(self) -> tuple[list[int], list[int]]:
         """UTC days and microseconds of day at which the price in force can change."""
@@ -257,6 +286,15 @@ class CatalogModel:
         )
 
 
+def _exact_names(clause: object) -> set[str]:
+    """The names a genai-prices match clause accepts by equality."""
+    equals = getattr(clause, "equals", None)
+    found = {equals.lower()} if isinstance(equals, str) else set()
+    for inner in getattr(clause, "or_", None) or ():
+        found |= _exact_names(inner)
+    return found
+
+
 def _price_items(model_price: ModelPrice) -> list[tuple[str, object]]:
     return [
         (key, value)
@@ -282,6 +320,7 @@ def _to_price(
     tiers: dict[str, tuple[Tier, ...]] = {}
     per_request: Decimal | None = None
     uncounted: list[str] = []
+    fees: dict[str, Decimal] = {}
     for key, value in _price_items(model_price):
         bucket = _BUCKET_BY_PRICE_KEY.get(key)
         if isinstance(value, TieredPrices):
@@ -294,6 +333,8 @@ def _to_price(
             rates[bucket] = base * factor
         elif key == _REQUESTS_KEY:
             per_request = base * factor / 1000
+        elif key in _FEE_KEYS:
+            fees[_FEE_KEYS[key]] = base * factor / 1000
         else:
             uncounted.append(_usage_key(key))
     return Price(
@@ -308,6 +349,7 @@ def _to_price(
         service_tier=service_tier,
         discount=discount,
         uncounted_units=tuple(uncounted),
+        fees=fees,
     )
 
 

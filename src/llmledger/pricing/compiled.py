@@ -11,12 +11,19 @@ to it) while a call costs a few microseconds instead of hundreds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from llmledger.core.usage import INPUT_PARTS, OUTPUT_PARTS, Usage
 from llmledger.pricing.model import NANO_USD, REQUESTS, Price
 
-__all__ = ["BUCKET_PARENTS", "CompiledPrice", "bucket_ancestors", "usage_problem"]
+__all__ = [
+    "BUCKET_PARENTS",
+    "OWN_RATE_BUCKETS",
+    "CompiledPrice",
+    "bucket_ancestors",
+    "usage_problem",
+]
 
 _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
@@ -29,6 +36,25 @@ BUCKET_PARENTS: dict[str, str] = {
     "cache_write_5m_tokens": "cache_write_tokens",
     "cache_write_1h_tokens": "cache_write_tokens",
 }
+
+
+#: Parts some provider bills at a rate of their own (cache, audio, image, tool-use
+#: prompt, cache writes by how long they live): paid at their total's rate when a
+#: price has no rate for them, which can be wrong, so such a cost is incomplete.
+#: Reasoning tokens are output tokens at every provider, so they are not here.
+OWN_RATE_BUCKETS: tuple[str, ...] = (
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "input_image_tokens",
+    "output_audio_tokens",
+    "tool_use_prompt_tokens",
+)
+#: A part whose rate, when a price names none, is rightly its total's: a cache
+#: write rate without a lifetime is the five-minute one (Anthropic's, the catalog's).
+_RATED_BY_TOTAL = frozenset({"cache_write_5m_tokens"})
 
 
 def bucket_ancestors(bucket: str) -> tuple[str, ...]:
@@ -65,7 +91,7 @@ class CompiledPrice:
         ['cache_read_tokens', 'input_tokens', 'output_tokens']
     """
 
-    __slots__ = ("_per_request", "_steps", "price")
+    __slots__ = ("_fees", "_per_request", "_steps", "_unrated", "price")
 
     def __init__(self, price: Price) -> None:
         self.price = price
@@ -87,18 +113,58 @@ class CompiledPrice:
             steps.append((bucket, inside, price.rates[bucket] / _MILLION, tiers))
         self._steps: tuple[_Step, ...] = tuple(steps)
         self._per_request = price.per_request
+        self._fees = dict(price.fees)
+        self._unrated = tuple(
+            bucket
+            for bucket in OWN_RATE_BUCKETS
+            if bucket not in price.rates
+            and not (bucket in _RATED_BY_TOTAL and BUCKET_PARENTS[bucket] in price.rates)
+        )
 
     @property
     def counts_anything(self) -> bool:
         """False when the row prices only units llmledger does not count."""
-        return bool(self._steps) or self._per_request is not None or self.price.is_free
+        return (
+            bool(self._steps)
+            or self._per_request is not None
+            or bool(self._fees)
+            or self.price.is_free
+        )
 
-    def compute(self, usage: Usage) -> tuple[Decimal, dict[str, Decimal]] | None:
+    def unpriced_units(
+        self, usage: Usage, fee_counts: Mapping[str, int] | None = None
+    ) -> list[str]:
+        """The billed units this price has no rate for, as ``name=count``.
+
+        Example:
+            >>> p = Price(provider="openai", model="m", rates={
+            ...     "input_tokens": Decimal("2.5"), "output_tokens": Decimal("10")})
+            >>> CompiledPrice(p).unpriced_units(
+            ...     Usage(input_tokens=900, input_audio_tokens=800), {"web_searches": 2})
+            ['input_audio_tokens=800', 'web_searches=2']
+        """
+        found: list[str] = []
+        for bucket in self._unrated:
+            count = getattr(usage, bucket)
+            if count:
+                found.append(f"{bucket}={count}")
+        if fee_counts:
+            found += [
+                f"{fee}={count}"
+                for fee, count in sorted(fee_counts.items())
+                if count and fee not in self._fees
+            ]
+        return found
+
+    def compute(
+        self, usage: Usage, fee_counts: Mapping[str, int] | None = None
+    ) -> tuple[Decimal, dict[str, Decimal]] | None:
         """Cost and per-bucket parts, each rounded to nano-USD; ``None`` when a
         priced bucket's parts exceed it (the usage breaks its invariants).
 
-        The total is summed exactly and rounded once, so it equals what
-        genai-prices computes, rounded the same way.
+        Per-use fees the price has a rate for are charged per count (a part named
+        after the fee).  The total is summed exactly and rounded once, so it
+        equals what genai-prices computes, rounded the same way.
         """
         leaves: list[int] = []
         parts: dict[str, Decimal] = {}
@@ -122,6 +188,13 @@ class CompiledPrice:
         if self._per_request is not None:
             total += self._per_request
             parts[REQUESTS] = self._per_request.quantize(NANO_USD, ROUND_HALF_EVEN)
+        if fee_counts:
+            for fee, uses in fee_counts.items():
+                fee_rate = self._fees.get(fee)
+                if fee_rate is not None and uses:
+                    amount = fee_rate * uses
+                    total += amount
+                    parts[fee] = amount.quantize(NANO_USD, ROUND_HALF_EVEN)
         return total.quantize(NANO_USD, ROUND_HALF_EVEN), parts
 
 

@@ -103,12 +103,14 @@ class PriceRow(_Rates):
     checked: date | None = None
     service_tier: _Name | None = None
     per_request: _Money | None = None
+    # USD per web search run for the call (a server-side tool or grounding).
+    web_search: _Money | None = None
     tiers: list[_TierRow] = pydantic.Field(default_factory=list)
 
     @pydantic.model_validator(mode="after")
     def _check_structure(self) -> PriceRow:
         rates = self.by_bucket()
-        if not rates and self.per_request is None:
+        if not rates and self.per_request is None and self.web_search is None:
             raise ValueError(
                 "a price row needs at least one rate (input, output, ...) or per_request"
             )
@@ -131,7 +133,9 @@ class PriceRow(_Rates):
         return self
 
 
-class _DiscountRow(pydantic.BaseModel):
+class DiscountRow(pydantic.BaseModel):
+    """One row of ``discounts`` in a price file, validated."""
+
     model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
 
     provider: _Name
@@ -148,7 +152,7 @@ class _PriceFile(pydantic.BaseModel):
     version: int = pydantic.Field(default=1, ge=1, le=1)
     checked: date | None = None
     prices: list[PriceRow] = pydantic.Field(default_factory=list)
-    discounts: list[_DiscountRow] = pydantic.Field(default_factory=list)
+    discounts: list[DiscountRow] = pydantic.Field(default_factory=list)
     exchange_rates: dict[str, list[RateRow]] = pydantic.Field(default_factory=dict)
 
 
@@ -453,6 +457,7 @@ def row_to_price(
         rates=row.by_bucket(),
         tiers={bucket: tuple(values) for bucket, values in tiers.items()},
         per_request=row.per_request,
+        fees={} if row.web_search is None else {"web_searches": row.web_search},
         valid_from=row.valid_from,
         source=source,
         ref=row_ref(name, row.provider, row.model, row.valid_from, row.service_tier, source=source),
@@ -462,7 +467,7 @@ def row_to_price(
     )
 
 
-def _discount(row: _DiscountRow, default_checked: date | None, name: str) -> Discount:
+def _discount(row: DiscountRow, default_checked: date | None, name: str) -> Discount:
     return Discount(
         provider=row.provider,
         model=row.model,

@@ -15,7 +15,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
-from llmledger.core.events import CostSource, UsageEvent
+from llmledger.core.events import CostSource, PriceStatus, UsageEvent
 from llmledger.core.usage import BUCKETS
 
 __all__ = [
@@ -105,6 +105,7 @@ class Price:
         filled: Buckets of a catalog row whose rates come from a supplementary row.
         filled_ref: The ref of that supplementary row.
         source_url: The provider's page a supplementary row was read from.
+        fees: USD per use of each per-use unit the row prices (``web_searches``).
 
     Example:
         >>> p = Price(provider="openai", model="gpt-4o",
@@ -128,6 +129,7 @@ class Price:
     filled: tuple[str, ...] = ()
     filled_ref: str | None = None
     source_url: str | None = None
+    fees: Mapping[str, Decimal] = field(default_factory=dict)
 
     def rate(self, bucket: str, input_tokens: int = 0) -> Decimal | None:
         """The USD-per-million rate of a bucket for a call with ``input_tokens``.
@@ -147,7 +149,9 @@ class Price:
     @property
     def is_free(self) -> bool:
         """True when the row charges nothing for anything llmledger counts or not."""
-        return not self.rates and not self.per_request and not self.uncounted_units
+        return (
+            not self.rates and not self.per_request and not self.uncounted_units and not self.fees
+        )
 
 
 @dataclass(slots=True)
@@ -157,7 +161,9 @@ class PriceResult:
     ``cost`` is ``None`` (never zero) when no price is known; ``unpriced_reason``
     then says why.  ``cost`` and each ``breakdown`` value are rounded to whole
     nano-USD independently, so the parts may differ from the total by a few
-    nano-USD.
+    nano-USD.  ``incomplete_reason`` names the billed units (token buckets, per-use
+    fees) the price had no rate for: the cost is then a floor, priced from the
+    rates there were.
 
     Example:
         >>> r = PriceResult(cost=None, breakdown={}, source=None, ref=None,
@@ -172,11 +178,19 @@ class PriceResult:
     ref: str | None
     unpriced_reason: str | None = None
     price: Price | None = None
+    incomplete_reason: str | None = None
 
     @property
     def priced(self) -> bool:
         """True when a cost is known."""
         return self.cost is not None
+
+    @property
+    def status(self) -> PriceStatus:
+        """``priced``, ``incomplete`` or ``unpriced`` (see :class:`UsageEvent`)."""
+        if self.cost is None:
+            return "unpriced"
+        return "incomplete" if self.incomplete_reason else "priced"
 
 
 def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
@@ -196,6 +210,7 @@ def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
         and event.cost_source == result.source
         and event.price_ref == result.ref
         and event.unpriced_reason == result.unpriced_reason
+        and event.incomplete_reason == result.incomplete_reason
         and event.cost_breakdown == breakdown
     ):
         # Already priced so (by the SDK, for the service): a copy would cost more
@@ -208,4 +223,5 @@ def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
         cost_source=result.source,
         price_ref=result.ref,
         unpriced_reason=result.unpriced_reason,
+        incomplete_reason=result.incomplete_reason,
     )

@@ -19,21 +19,25 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from types import MappingProxyType
-from typing import TypeVar
 
 from llmledger.core.errors import InvalidEventError, UnknownModelError
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
 from llmledger.pricing.catalog import Catalog, CatalogModel, day_and_time, ledger_provider_name
 from llmledger.pricing.compiled import CompiledPrice, usage_problem
-from llmledger.pricing.files import Discount, PriceBook
+from llmledger.pricing.files import PriceBook
 from llmledger.pricing.fx import ExchangeRates
 from llmledger.pricing.model import Price, PriceResult, to_nano, with_price
+from llmledger.pricing.parts import floating_note, is_floating, price_parts
+from llmledger.pricing.routes import NO_PARTS as _NO_PARTS
+from llmledger.pricing.routes import Route as _Route
+from llmledger.pricing.routes import Segment as _Segment
+from llmledger.pricing.routes import first_in_force as _first_in_force
+from llmledger.pricing.routes import in_force as _in_force
+from llmledger.pricing.routes import unpriced as _unpriced
 from llmledger.pricing.supplement import fill_missing_rates, load_supplement
 
 __all__ = ["KEPT_COST_SOURCES", "PriceResolver"]
@@ -41,59 +45,10 @@ __all__ = ["KEPT_COST_SOURCES", "PriceResolver"]
 #: Costs an event arrives with that pricing keeps: the caller's and the provider's.
 KEPT_COST_SOURCES = frozenset({"manual", "provider-reported"})
 
-_NO_PARTS: Mapping[str, Decimal] = MappingProxyType({})
 # Order of price rows of one model in listings: the layer that wins first.
 _LAYER_RANK = {"database": 0, "file": 1, "supplement": 2, "catalog": 3}
 #: Routes kept before the cache starts over (bounds memory against endless model names).
 _ROUTE_LIMIT = 20_000
-
-
-@dataclass(slots=True)
-class _Segment:
-    compiled: CompiledPrice | None
-    unpriced: PriceResult | None
-
-
-@dataclass(slots=True)
-class _Route:
-    provider: str
-    model: str
-    service_tier: str | None
-    user_groups: list[tuple[Price, ...]]
-    discount_groups: list[tuple[Discount, ...]]
-    supplement_groups: list[tuple[Price, ...]]
-    catalog: CatalogModel | None
-    context: dict[str, str] | None
-    days: list[int]
-    times: list[int]
-    segments: dict[tuple[int, int], _Segment] = field(default_factory=dict)
-
-
-def _unpriced(reason: str) -> PriceResult:
-    return PriceResult(
-        cost=None, breakdown=_NO_PARTS, source=None, ref=None, unpriced_reason=reason
-    )
-
-
-_Row = TypeVar("_Row", Price, Discount)
-
-
-def _in_force(rows: tuple[_Row, ...], day: date) -> _Row | None:
-    """The row of a model's history in force on ``day`` (rows sorted by first day)."""
-    found = None
-    for row in rows:
-        if row.valid_from is None or row.valid_from <= day:
-            found = row
-    return found
-
-
-def _first_in_force(groups: Iterable[tuple[_Row, ...]], day: date) -> _Row | None:
-    """The row in force on ``day`` of the first group that has one."""
-    for group in groups:
-        found = _in_force(group, day)
-        if found is not None:
-            return found
-    return None
 
 
 class PriceResolver:
@@ -172,6 +127,7 @@ class PriceResolver:
         *,
         service_tier: str | None = None,
         reported_cost: Decimal | None = None,
+        fee_counts: Mapping[str, int] | None = None,
     ) -> PriceResult:
         """The cost of one call, or why it has none.
 
@@ -185,10 +141,13 @@ class PriceResolver:
                 ``priority``, ``batch``, ...), selecting the catalog's variant.
             reported_cost: USD the provider or a gateway reported for this call; it
                 wins over every price list.
+            fee_counts: Units billed per use (``{"web_searches": 2}``).
 
         Returns:
             A :class:`PriceResult`; ``cost`` is ``None`` with ``unpriced_reason``
-            when no price is known or the usage breaks its invariants.
+            when no price is known or the usage breaks its invariants.  When the
+            usage holds a bucket or a fee the price has no rate for, the cost is
+            that of the rates it has and ``incomplete_reason`` names what had none.
 
         Raises:
             InvalidEventError: when ``at`` is naive.
@@ -214,7 +173,7 @@ class PriceResolver:
             return segment.unpriced
         compiled = segment.compiled
         assert compiled is not None
-        computed = compiled.compute(usage)
+        computed = compiled.compute(usage, fee_counts)
         if computed is None:
             return _unpriced(
                 f"usage parts priced separately by {compiled.price.ref} add up to more than "
@@ -222,11 +181,25 @@ class PriceResolver:
             )
         total, parts = computed
         price = compiled.price
-        if price.filled and any(bucket in parts for bucket in price.filled):
+        incomplete = segment.missing_tier
+        missing = compiled.unpriced_units(usage, fee_counts)
+        if missing:
+            note = f"no rate for {', '.join(missing)} in {price.ref}; priced from the rates it has"
+            incomplete = f"{incomplete}; {note}" if incomplete else note
+        if segment.tier_supplement or (
+            price.filled and any(bucket in parts for bucket in price.filled)
+        ):
+            ref = f"{price.ref}+{price.filled_ref}" if price.filled_ref else price.ref
             return PriceResult(
-                total, parts, "supplement", f"{price.ref}+{price.filled_ref}", None, price
+                total,
+                parts,
+                "supplement",
+                ref,
+                None,
+                price,
+                incomplete,
             )
-        return PriceResult(total, parts, price.source, price.ref, None, price)
+        return PriceResult(total, parts, price.source, price.ref, None, price, incomplete)
 
     def event_price(
         self, event: UsageEvent, *, reported_cost: Decimal | None = None
@@ -282,16 +255,29 @@ class PriceResolver:
         return with_price(event, self.event_price(event, reported_cost=reported_cost))
 
     def _price_names(self, event: UsageEvent, reported_cost: Decimal | None) -> PriceResult:
+        if reported_cost is None and any(part.model for part in event.usage_parts):
+            return price_parts(self._price_as_called, event)
+        return self._price_as_called(event, event.usage, event.fee_counts, reported_cost)
+
+    def _price_as_called(
+        self,
+        event: UsageEvent,
+        usage: Usage,
+        fee_counts: Mapping[str, int],
+        reported_cost: Decimal | None = None,
+    ) -> PriceResult:
+        """Price usage at the event's model: the returned name first, then the requested."""
         names = [event.response_model, event.model]
         result: PriceResult | None = None
         for name in dict.fromkeys(n for n in names if n):
             result = self.price(
                 event.provider,
                 name,
-                event.usage,
+                usage,
                 event.ts,
                 service_tier=event.service_tier,
                 reported_cost=reported_cost,
+                fee_counts=fee_counts,
             )
             if result.cost is not None:
                 return result
@@ -341,12 +327,15 @@ class PriceResolver:
         user_groups += self.book.price_groups(provider, model, service_tier)
         discount_groups = self.database.discount_groups(provider, model, service_tier)
         discount_groups += self.book.discount_groups(provider, model, service_tier)
+        tier_groups = (
+            self.supplement.discount_groups(provider, model, service_tier) if service_tier else []
+        )
         found = self.catalog.find(provider, model) if self.catalog is not None else None
         supplement_groups = self._supplement_groups(provider, model, service_tier, found)
         days: set[int] = set()
         times: list[int] = []
         starts = [r.valid_from for rows in user_groups for r in rows]
-        starts += [r.valid_from for rows in discount_groups for r in rows]
+        starts += [r.valid_from for rows in discount_groups + tier_groups for r in rows]
         starts += [r.valid_from for rows in supplement_groups for r in rows]
         days.update(start.toordinal() for start in starts if start is not None)
         context = None
@@ -360,6 +349,7 @@ class PriceResolver:
             service_tier=service_tier,
             user_groups=user_groups,
             discount_groups=discount_groups,
+            tier_groups=tier_groups,
             supplement_groups=supplement_groups,
             catalog=found,
             context=context,
@@ -392,17 +382,37 @@ class PriceResolver:
         supplement = _first_in_force(route.supplement_groups, day)
         if route.catalog is not None:
             discount = _first_in_force(route.discount_groups, day)
+            tier = route.service_tier
+            priced_tier = not tier or tier in route.catalog.service_tiers()
+            # A tier the catalog has no variant for: a supplementary multiplier on
+            # its standard rates, on top of any discount of the user's.
+            multiplier = None if priced_tier else _first_in_force(route.tier_groups, day)
+            factors = [d for d in (discount, multiplier) if d is not None]
+            factor = None
+            if factors:
+                factor = factors[0].discount * (factors[1].discount if len(factors) > 1 else 1)
             price = fill_missing_rates(
                 route.catalog.price_at(
                     at,
                     route.context,
                     provider_name=route.provider,
-                    discount=discount.discount if discount else None,
-                    discount_ref=discount.ref if discount else None,
+                    discount=factor,
+                    discount_ref=" * ".join(d.ref for d in factors) or None,
                 ),
                 supplement,
             )
             compiled = CompiledPrice(price)
+            missing_tier = None
+            tier_row = supplement is not None and supplement.service_tier == tier
+            if not priced_tier and multiplier is None and not tier_row:
+                missing_tier = (
+                    f"no price for service tier '{tier}' of model '{route.model}'; "
+                    "priced at the standard rates"
+                )
+            if is_floating(route.model) and not route.catalog.names_exactly(route.model):
+                missing_tier = "; ".join(
+                    n for n in (missing_tier, floating_note(route.model, price.model)) if n
+                )
             if not compiled.counts_anything:
                 units = ", ".join(price.uncounted_units)
                 return _Segment(
@@ -412,7 +422,7 @@ class PriceResolver:
                         f"({price.ref}) is only for units llmledger does not count: {units}"
                     ),
                 )
-            return _Segment(compiled, None)
+            return _Segment(compiled, None, missing_tier, multiplier is not None)
         if supplement is not None:
             return _Segment(CompiledPrice(supplement), None)
         reason = f"no price for model '{route.model}' from provider '{route.provider}'"
@@ -465,6 +475,38 @@ class PriceResolver:
             assert segment.unpriced is not None and segment.unpriced.unpriced_reason
             raise UnknownModelError(segment.unpriced.unpriced_reason)
         return segment.compiled.price
+
+    def service_tiers(
+        self, provider: str, model: str, at: datetime | None = None
+    ) -> tuple[str, ...]:
+        """The service tiers some price knows for a model (empty when none prices it).
+
+        ``standard`` when the model is priced at all, the catalog's tier variants,
+        and the tiers of database, file and supplementary rows for the model.
+
+        Example:
+            >>> from datetime import UTC, datetime
+            >>> PriceResolver().service_tiers("openai", "gpt-5", datetime(2025, 11, 1, tzinfo=UTC))
+            ('standard', 'flex', 'priority', 'fast', 'batch')
+        """
+        when = self._when(at)
+        found: list[str] = []
+        try:
+            self.lookup(provider, model, when)
+        except UnknownModelError:
+            return ()
+        catalog = self.catalog.find(provider, model) if self.catalog is not None else None
+        found += catalog.service_tiers() if catalog is not None else ["standard"]
+        for book in (self.database, self.book, self.supplement):
+            for row in book.prices:
+                tier = row.service_tier
+                if tier and tier not in found and book.price_groups(provider, model, tier):
+                    found.append(tier)
+            for rule in book.discounts:
+                tier = rule.service_tier
+                if tier and tier not in found and book.discount_groups(provider, model, tier):
+                    found.append(tier)
+        return tuple(found)
 
     def _guess_provider(self, model: str) -> str | None:
         if self.catalog is not None:

@@ -6,6 +6,8 @@ models, for one).  Those rates are shipped with llmledger in
 row was read from (``source``) and the day it was last checked against it
 (``checked``), both required.  The resolver fills a catalog price's missing rates
 from these rows bucket by bucket; the catalog's own rate wins wherever it has one.
+``tiers`` rows are multipliers on the catalog's standard rates for a service tier
+the catalog has no variant for (the discount-row format, with a required tier).
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from typing import Annotated, Any
 import pydantic
 
 from llmledger.core.errors import PriceFileError
-from llmledger.pricing.files import PriceBook, PriceRow, read_yaml, row_to_price, validation_message
+from llmledger.pricing.files import (
+    Discount,
+    DiscountRow,
+    PriceBook,
+    PriceRow,
+    read_yaml,
+    row_ref,
+    row_to_price,
+    validation_message,
+)
 from llmledger.pricing.model import REQUESTS, Price
 
 __all__ = [
@@ -46,11 +57,41 @@ class SupplementRow(PriceRow):
     checked: date
 
 
+class TierRow(DiscountRow):
+    """A service tier's multiplier on the catalog's standard rates, where the
+    catalog has no variant for the tier (Vertex AI Flex PayGo: half price)."""
+
+    service_tier: Annotated[str, pydantic.StringConstraints(strip_whitespace=True, min_length=1)]
+    source: _Page
+    checked: date
+
+
 class _SupplementFile(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     version: int = pydantic.Field(default=1, ge=1, le=1)
     prices: list[SupplementRow] = pydantic.Field(default_factory=list)
+    tiers: list[TierRow] = pydantic.Field(default_factory=list)
+
+
+def _tier(row: TierRow) -> Discount:
+    ref = row_ref(
+        SUPPLEMENT_NAME,
+        row.provider,
+        row.model,
+        row.valid_from,
+        row.service_tier,
+        source="supplement",
+    )
+    return Discount(
+        provider=row.provider,
+        model=row.model,
+        discount=row.discount,
+        valid_from=row.valid_from,
+        ref=ref.replace(f"{SUPPLEMENT_NAME}:", f"{SUPPLEMENT_NAME}:tier ", 1),
+        checked=row.checked,
+        service_tier=row.service_tier,
+    )
 
 
 def supplement_book(data: Any, *, where: str | Path = SUPPLEMENT_NAME) -> PriceBook:
@@ -75,8 +116,9 @@ def supplement_book(data: Any, *, where: str | Path = SUPPLEMENT_NAME) -> PriceB
         row_to_price(row, None, SUPPLEMENT_NAME, source="supplement", source_url=row.source)
         for row in parsed.prices
     )
+    tiers = tuple(_tier(row) for row in parsed.tiers)
     try:
-        return PriceBook().merged(PriceBook(prices=prices), same_file=True)
+        return PriceBook().merged(PriceBook(prices=prices, discounts=tiers), same_file=True)
     except PriceFileError as exc:
         raise PriceFileError(f"{where}: {exc}") from None
 
@@ -117,6 +159,8 @@ def fill_missing_rates(price: Price, supplement: Price | None) -> Price:
     if per_request is None and supplement.per_request is not None:
         per_request = supplement.per_request * factor
         missing.append(REQUESTS)
+    fees = {**{k: v * factor for k, v in supplement.fees.items()}, **price.fees}
+    missing += [fee for fee in supplement.fees if fee not in price.fees]
     if not missing:
         return price
     rates = dict(price.rates)
@@ -134,6 +178,7 @@ def fill_missing_rates(price: Price, supplement: Price | None) -> Price:
         rates=rates,
         tiers=tiers,
         per_request=per_request,
+        fees=fees,
         filled=tuple(missing),
         filled_ref=supplement.ref,
         source_url=supplement.source_url,

@@ -32,6 +32,7 @@ COUNT_FIELDS: tuple[str, ...] = (
     "successes",
     "errors",
     "unpriced_calls",
+    "incomplete_calls",
     *BUCKETS,
     "duration_count",
     "ttft_count",
@@ -49,8 +50,9 @@ _CALLS = 0
 _SUCCESSES = 1
 _ERRORS = 2
 _UNPRICED = 3
-_BUCKET_INDEX = {name: 4 + i for i, name in enumerate(BUCKETS)}
-_DURATION_COUNT = 4 + len(BUCKETS)
+_INCOMPLETE = 4
+_BUCKET_INDEX = {name: 5 + i for i, name in enumerate(BUCKETS)}
+_DURATION_COUNT = 5 + len(BUCKETS)
 _TTFT_COUNT = _DURATION_COUNT + 1
 _NANO = Decimal("1e-9")
 
@@ -70,8 +72,8 @@ class State:
         ttfts: Every ``ttft_ms`` (likewise).
 
     Example:
-        >>> a = State.from_row([1, 1, 0, 0, *[10] * 11, 1, 0], Decimal("0.5"), 120.0, 0.0, 5, 5)
-        >>> b = State.from_row([2, 1, 1, 1, *[1] * 11, 2, 0], Decimal("0.25"), 30.0, 0.0, 1, 9)
+        >>> a = State.from_row([1, 1, 0, 0, 0, *[10] * 11, 1, 0], Decimal("0.5"), 120.0, 0.0, 5, 5)
+        >>> b = State.from_row([2, 1, 1, 1, 0, *[1] * 11, 2, 0], Decimal("0.25"), 30.0, 0.0, 1, 9)
         >>> a.merge(b)
         >>> a.counts[0], a.cost, a.first_us, a.last_us
         (3, Decimal('0.75'), 1, 9)
@@ -154,7 +156,7 @@ def derive_metrics(state: State, names: Sequence[str], from_us: Any) -> dict[str
     ``first_seen``/``last_seen`` whatever ``from_us`` makes of microseconds.
 
     Example:
-        >>> s = State.from_row([4, 3, 1, 0, *[2] * 11, 2, 0], Decimal("0.01"), 300.0, 0.0, 0, 9)
+        >>> s = State.from_row([4, 3, 1, 0, 0, *[2] * 11, 2, 0], Decimal("0.01"), 300.0, 0.0, 0, 9)
         >>> m = derive_metrics(s, ["calls", "error_rate", "cost_per_call", "latency_mean"], int)
         >>> m["error_rate"], m["cost_per_call"], m["latency_mean"]
         (0.25, Decimal('0.002500000'), 150.0)
@@ -175,6 +177,8 @@ def derive_metrics(state: State, names: Sequence[str], from_us: Any) -> dict[str
             value = counts[_ERRORS]
         elif name == "unpriced_calls":
             value = counts[_UNPRICED]
+        elif name == "incomplete_calls":
+            value = counts[_INCOMPLETE]
         elif name == "success_rate":
             value = _ratio(counts[_SUCCESSES], calls)
         elif name == "error_rate":

@@ -120,7 +120,7 @@ class Folder:
 
     Example:
         >>> folder = Folder(Query(by=("model",)), None)
-        >>> folder.add_rows([("gpt-4o", 2, 2, 0, 0, *[1] * 11, 0, 0, 1500, 0, 0, 5, 9)], None, 1)
+        >>> folder.add_rows([("gpt-4o", 2, 2, 0, 0, 0, *[1] * 11, 0, 0, 1500, 0, 0, 5, 9)], None, 1)
         >>> folder.groups[(None, ("gpt-4o",))].cost
         Decimal('0.000001500')
     """

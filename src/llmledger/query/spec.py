@@ -81,6 +81,7 @@ METRICS: tuple[str, ...] = (
     "cost",
     "cost_per_call",
     "unpriced_calls",
+    "incomplete_calls",
     "latency_mean",
     "latency_p50",
     "latency_p95",
@@ -104,6 +105,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "output_tokens",
     "cost",
     "unpriced_calls",
+    "incomplete_calls",
 )
 _ASCENDING_BY_DEFAULT = frozenset({"first_seen"})
 

@@ -28,12 +28,14 @@ from llmledger.runtime.ledger import Ledger, get_ledger
 
 if TYPE_CHECKING:
     from llmledger.normalize.base import Reading
+    from llmledger.pricing import PriceResolver
 
 __all__ = [
     "Block",
     "Tracker",
     "assemble_event",
     "build_event",
+    "check_service_tier",
     "current_block",
     "record",
     "track",
@@ -234,14 +236,18 @@ def record(
         Decimal('0.003500000')
 
     Raises:
-        InvalidEventError: on an unknown field, a bad value or counts that break the
-            invariants (a part larger than its total, a negative count).
+        InvalidEventError: on an unknown field, a bad value, counts that break the
+            invariants (a part larger than its total, a negative count), or a
+            ``service_tier`` no price knows for a model that is priced.
         UnknownFeatureError: when features are declared and this one is not.
     """
     ledger = get_ledger()
+    given_tier = values.get("service_tier")
     event = build_event(
         features=ledger.features, response=response, stream=stream, usage=usage, **values
     )
+    if given_tier is not None:
+        check_service_tier(ledger.pricer, event)
     event = ledger.prepare(event)
     ledger.submit(event)
     return event
@@ -347,6 +353,43 @@ class Block:
 current_block: contextvars.ContextVar[Block | None] = contextvars.ContextVar(
     "llmledger_track_block", default=None
 )
+
+
+def check_service_tier(pricer: PriceResolver, event: UsageEvent) -> None:
+    """Refuse a service tier given by a user that no price knows for the event's model.
+
+    A tier read from a response is never refused (it is priced and flagged when
+    no price knows it); one a user typed is checked, so a typo is not recorded
+    as a call on a tier nobody sells.  A model no price knows is not checked: it
+    is recorded unpriced whatever its tier.
+
+    Raises:
+        InvalidEventError: naming the tier and the tiers known for the model.
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> from llmledger.pricing import PriceResolver
+        >>> e = UsageEvent(provider="openai", model="gpt-4o", service_tier="turbo",
+        ...                ts=datetime(2025, 11, 1, tzinfo=UTC))
+        >>> check_service_tier(PriceResolver(), e)
+        Traceback (most recent call last):
+        ...
+        llmledger.core.errors.InvalidEventError: unknown service tier 'turbo' for ...
+    """
+    tier = event.service_tier
+    if tier is None:
+        return
+    names = dict.fromkeys(n for n in (event.response_model, event.model) if n)
+    known: tuple[str, ...] = ()
+    for name in names:
+        known = pricer.service_tiers(event.provider, name, event.ts)
+        if known:
+            break
+    if known and tier not in known:
+        raise InvalidEventError(
+            f"unknown service tier {tier!r} for {event.provider}/{event.model}; "
+            f"known: {', '.join(known)}"
+        )
 
 
 class Tracker:

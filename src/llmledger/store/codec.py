@@ -79,6 +79,8 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "cost_breakdown",
     "usage_raw",
     "warnings",
+    "price_status",
+    "incomplete_reason",
 )
 
 _ALL_SET = (True,) * len(OPTIONAL_COLUMNS)
@@ -217,6 +219,8 @@ def encode_batch(
                 None if breakdown is None else to_json({k: str(v) for k, v in breakdown.items()}),
                 None if raw is None else _raw_to_json(raw),
                 to_json(warnings) if warnings else None,
+                event.price_status,
+                event.incomplete_reason,
             )
             fixed = (
                 event.id,
@@ -269,7 +273,8 @@ def decode_event(row: Sequence[Any]) -> UsageEvent:
     ) = row[:8]
     usage = Usage(*(int(value) for value in row[8 : 8 + len(BUCKETS)]))
     plain = dict(zip(_PLAIN_OPTIONAL, row[8 + len(BUCKETS) :], strict=False))
-    cost_nanos, tags, breakdown, raw, warnings = row[-5:]
+    # The stored price status is derived from the cost and the incomplete reason.
+    cost_nanos, tags, breakdown, raw, warnings, _status, incomplete_reason = row[-7:]
     return UsageEvent(
         id=event_id,
         ts=_EPOCH + timedelta(microseconds=ts_us),
@@ -287,5 +292,6 @@ def decode_event(row: Sequence[Any]) -> UsageEvent:
         else {k: Decimal(v) for k, v in json.loads(breakdown).items()},
         usage_raw=None if raw is None else json.loads(raw),
         warnings=json.loads(warnings) if warnings else [],
+        incomplete_reason=incomplete_reason,
         **plain,
     )

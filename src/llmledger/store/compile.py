@@ -83,6 +83,7 @@ def event_state_columns(table: sa.FromClause = events) -> list[Any]:
         _count_if(c.status == "ok").label("successes"),
         _count_if(c.status == "error").label("errors"),
         _count_if(c.cost_nanos.is_(None)).label("unpriced_calls"),
+        _count_if(c.price_status == "incomplete").label("incomplete_calls"),
         *(
             column
             for name in BUCKETS
@@ -236,6 +237,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "cost": ("cost_nanos", "unpriced_calls"),
     "cost_per_call": ("cost_nanos", "unpriced_calls"),
     "unpriced_calls": ("unpriced_calls",),
+    "incomplete_calls": ("incomplete_calls",),
     "latency_mean": ("duration_ms_sum", "duration_count"),
     "ttft_mean": ("ttft_ms_sum", "ttft_count"),
     "first_seen": ("first_us",),

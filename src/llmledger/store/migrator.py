@@ -52,6 +52,24 @@ def upgrade_connection(connection: Connection, revision: str = "head") -> None:
     command.upgrade(config, revision)
 
 
+def downgrade_connection(connection: Connection, revision: str) -> None:
+    """Take the database behind ``connection`` back to ``revision`` inside its transaction
+    (for tests that rebuild an older ledger; data a later migration added is dropped).
+
+    Example:
+        >>> import sqlalchemy as sa
+        >>> engine = sa.create_engine("sqlite://")
+        >>> with engine.begin() as conn:
+        ...     upgrade_connection(conn)
+        ...     downgrade_connection(conn, "0006")
+        ...     current_revision(conn)
+        '0006'
+    """
+    config = _config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at, or None before the first migration."""
     return MigrationContext.configure(connection).get_current_revision()

@@ -164,6 +164,12 @@ class Store(Protocol):
         """``(provider, model, calls)`` of the models seen without a price, most calls first."""
         ...
 
+    def price_gaps(self) -> list[tuple[str, str, str, int]]:
+        """``(provider, model, price status, calls)`` of the models seen without a
+        price (``unpriced``) or priced without a rate for some billed unit
+        (``incomplete``), most calls first."""
+        ...
+
     # -- reports ---------------------------------------------------------------------
 
     def report(

@@ -65,8 +65,9 @@ def split_wide(state: Sequence[Any]) -> list[Any]:
     """A state in ``STATE_FIELDS`` order, as stored (each wide sum split in two).
 
     Example:
-        >>> stored = split_wide([1] * 4 + [3 * WIDE_BASE + 7] + [0] * 10 + [0] * 2 + [5] + [0] * 4)
-        >>> stored[4:6], stored[STORED_FIELDS.index("cost_nanos")]
+        >>> counts = [1] * STATE_FIELDS.index("input_tokens")
+        >>> stored = split_wide(counts + [3 * WIDE_BASE + 7] + [0] * 12 + [5] + [0] * 4)
+        >>> stored[len(counts) : len(counts) + 2], stored[STORED_FIELDS.index("cost_nanos")]
         ([7, 3], 5)
     """
     out: list[Any] = []

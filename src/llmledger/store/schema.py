@@ -71,6 +71,10 @@ events = sa.Table(
     sa.Column("cost_breakdown", sa.Text, nullable=True),
     sa.Column("usage_raw", sa.Text, nullable=True),
     sa.Column("warnings", sa.Text, nullable=True),
+    # Added later (migration 0007), so last: ``priced``, ``incomplete`` or
+    # ``unpriced`` (UsageEvent.price_status), and what an incomplete price left out.
+    sa.Column("price_status", sa.Text, nullable=True),
+    sa.Column("incomplete_reason", sa.Text, nullable=True),
     sa.Index(None, "ts_us"),
     sa.Index(None, "tenant", "ts_us"),
     sa.Index(None, "model", "ts_us"),
@@ -112,5 +116,6 @@ FILTER_COLUMNS: tuple[str, ...] = (
     "usage_source",
     "cost_source",
     "price_ref",
+    "price_status",
     "api_key_fingerprint",
 )

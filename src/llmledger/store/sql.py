@@ -439,15 +439,29 @@ class SqlStore(StoreReports, ContentRows, KeyRows, PriceRows):
             >>> store.unpriced_models()
             []
         """
+        return [(p, m, n) for p, m, status, n in self.price_gaps() if status == "unpriced"]
+
+    def price_gaps(self) -> list[tuple[str, str, str, int]]:
+        """``(provider, model, price status, calls)`` of every model seen without a
+        price (``unpriced``) or priced without a rate for some billed unit
+        (``incomplete``), most calls first.
+
+        Example:
+            >>> store = SqlStore("sqlite://")
+            >>> store.migrate()
+            >>> store.price_gaps()
+            []
+        """
         calls = sa.func.count()
+        status = sa.case((events.c.cost_nanos.is_(None), "unpriced"), else_="incomplete")
         query = (
-            sa.select(events.c.provider, events.c.model, calls)
-            .where(events.c.cost_nanos.is_(None))
-            .group_by(events.c.provider, events.c.model)
-            .order_by(calls.desc(), events.c.provider, events.c.model)
+            sa.select(events.c.provider, events.c.model, status, calls)
+            .where(sa.or_(events.c.cost_nanos.is_(None), events.c.price_status == "incomplete"))
+            .group_by(events.c.provider, events.c.model, status)
+            .order_by(calls.desc(), events.c.provider, events.c.model, status)
         )
         with self._connect() as conn:
-            return [(provider, model, int(n)) for provider, model, n in conn.execute(query)]
+            return [(p, m, str(s), int(n)) for p, m, s, n in conn.execute(query)]
 
     # -- maintenance ---------------------------------------------------------------
 

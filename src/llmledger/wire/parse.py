@@ -23,10 +23,12 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
+from llmledger.core.billing import Fee, UsagePart
 from llmledger.core.errors import InvalidEventError
 from llmledger.core.events import (
     CostSource,
     Operation,
+    PriceStatus,
     Status,
     UsageEvent,
     UsageSource,
@@ -51,6 +53,7 @@ __all__ = [
     "Parsed",
     "ParsedBody",
     "UsageIn",
+    "UsagePartIn",
     "cost_over_limit",
     "describe_validation_error",
     "parse_body",
@@ -176,6 +179,15 @@ class UsageIn(pydantic.BaseModel):
     total_tokens: _Count | None = None
 
 
+class UsagePartIn(pydantic.BaseModel):
+    """One billed step of a call: its buckets and the model it ran on, if not the call's."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    model: _Name | None = None
+    usage: UsageIn
+
+
 class EventJson(pydantic.BaseModel):
     """One usage event in the JSON shape ``llmledger logs --json`` prints.
 
@@ -205,6 +217,10 @@ class EventJson(pydantic.BaseModel):
     error_type: _Text | None = None
     error_message: _Message | None = None
     usage: UsageIn = pydantic.Field(default_factory=UsageIn)
+    usage_parts: Annotated[list[UsagePartIn], pydantic.Field(max_length=64)] = pydantic.Field(
+        default_factory=list
+    )
+    fee_counts: dict[Fee, _Count] = pydantic.Field(default_factory=dict)
     usage_raw: Annotated[Any, pydantic.AfterValidator(_raw_usage)] = None
     usage_source: UsageSource = "provider"
     cost: _Amount | None = None
@@ -215,6 +231,9 @@ class EventJson(pydantic.BaseModel):
     cost_source: CostSource | Literal["override"] | None = None
     price_ref: _Message | None = None
     unpriced_reason: _Message | None = None
+    # Derived from the cost and incomplete_reason: accepted, never trusted.
+    price_status: PriceStatus | None = None
+    incomplete_reason: _Message | None = None
     tenant: _Text | None = None
     user: _Text | None = None
     feature: _Text | None = None
@@ -306,6 +325,14 @@ def describe_validation_error(error: pydantic.ValidationError, skip: int = 0) ->
 _bucket_values = attrgetter(*BUCKETS)
 
 
+def _usage_of(u: UsageIn, where: str) -> Usage:
+    usage = Usage(*_bucket_values(u))
+    problems = usage.problems()
+    if problems:
+        raise InvalidEventError(f"{where}: " + "; ".join(problems))
+    return usage
+
+
 def to_event(wire: EventJson, *, now: datetime, features: Collection[str] = ()) -> UsageEvent:
     """The :class:`UsageEvent` of a validated :class:`EventIn`.
 
@@ -321,10 +348,14 @@ def to_event(wire: EventJson, *, now: datetime, features: Collection[str] = ()) 
     ts = check_time(wire.ts, now)
     check_feature(wire.feature, features)
     u = wire.usage
-    usage = Usage(*_bucket_values(u))
-    problems = usage.problems()
-    if problems:
-        raise InvalidEventError("usage: " + "; ".join(problems))
+    usage = _usage_of(u, "usage")
+    parts = tuple(
+        UsagePart(part.model, _usage_of(part.usage, f"usage_parts[{i}].usage"))
+        for i, part in enumerate(wire.usage_parts)
+    )
+    if parts and sum((part.usage for part in parts), Usage()) != usage:
+        # Parts priced at their own models must be the very usage the event reports.
+        raise InvalidEventError("usage_parts do not add up to usage")
     if u.total_tokens is not None and u.total_tokens != usage.total_tokens:
         raise InvalidEventError(
             f"usage.total_tokens ({u.total_tokens}) is not input_tokens + output_tokens "
@@ -356,6 +387,8 @@ def to_event(wire: EventJson, *, now: datetime, features: Collection[str] = ()) 
         error_type=wire.error_type,
         error_message=wire.error_message,
         usage=usage,
+        usage_parts=parts,
+        fee_counts={str(fee): uses for fee, uses in wire.fee_counts.items()},
         usage_raw=wire.usage_raw,
         usage_source=wire.usage_source,
         cost=cost,
@@ -363,6 +396,7 @@ def to_event(wire: EventJson, *, now: datetime, features: Collection[str] = ()) 
         cost_source=current_cost_source(wire.cost_source, wire.price_ref),
         price_ref=wire.price_ref,
         unpriced_reason=wire.unpriced_reason,
+        incomplete_reason=wire.incomplete_reason,
         tenant=wire.tenant,
         user=wire.user,
         feature=wire.feature,

@@ -58,6 +58,10 @@ def event_to_json(event: UsageEvent) -> dict[str, Any]:
         "error_type": event.error_type,
         "error_message": event.error_message,
         "usage": usage,
+        "usage_parts": [
+            {"model": part.model, "usage": part.usage.as_dict()} for part in event.usage_parts
+        ],
+        "fee_counts": dict(event.fee_counts),
         "usage_raw": event.usage_raw,
         "usage_source": event.usage_source,
         "cost": decimal_text(event.cost),
@@ -70,6 +74,8 @@ def event_to_json(event: UsageEvent) -> dict[str, Any]:
         "cost_source": event.cost_source,
         "price_ref": event.price_ref,
         "unpriced_reason": event.unpriced_reason,
+        "price_status": event.price_status,
+        "incomplete_reason": event.incomplete_reason,
         "tenant": event.tenant,
         "user": event.user,
         "feature": event.feature,
