@@ -41,9 +41,11 @@ from llmledger.core.ids import new_id
 from llmledger.core.usage import Usage
 from llmledger.runtime.writer import Writer
 from llmledger.store import SqlStore, event_tags, events, open_store
-from llmledger.store.codec import encode_batch
+from llmledger.store.codec import FIXED_COLUMNS, OPTIONAL_COLUMNS, encode_batch
 
 BATCH_SIZE = 5_000
+#: Where the tags are in a row encoded whole (every column, in the codec's order).
+TAGS_AT = (*FIXED_COLUMNS, *OPTIONAL_COLUMNS).index("tags")
 MODELS = (("openai", "gpt-4o-mini"), ("openai", "gpt-4.1"), ("anthropic", "claude-sonnet-4-5"))
 FEATURES = ("chat", "summarise", "search", "classify")
 
@@ -142,7 +144,11 @@ def same_rows(built: list[UsageEvent]) -> tuple[list[tuple[Any, ...]], list[list
     tag_batches = []
     for start in range(0, len(rows), BATCH_SIZE):
         batch = rows[start : start + BATCH_SIZE]
-        tags = [(k, v, row[1], row[0]) for row in batch for k, v in json.loads(row[-4]).items()]
+        tags = [
+            (k, v, row[1], row[0])
+            for row in batch
+            for k, v in json.loads(row[TAGS_AT] or "{}").items()
+        ]
         tag_batches.append(sorted(tags))
     return rows, tag_batches
 
@@ -238,7 +244,11 @@ def bench_postgres(url: str, built: list[UsageEvent]) -> dict[str, Any]:
             f"INSERT INTO events ({columns}) VALUES ({', '.join(['%s'] * len(events.columns))}) "
             "ON CONFLICT (id) DO NOTHING"
         )
-        tags = [(k, v, row[1], row[0]) for row in rows for k, v in json.loads(row[-4]).items()]
+        tags = [
+            (k, v, row[1], row[0])
+            for row in rows
+            for k, v in json.loads(row[TAGS_AT] or "{}").items()
+        ]
         insert_tags = "INSERT INTO event_tags VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
         libpq = (
             sa.engine.make_url(url)
