@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "BatchRefused",
+    "BudgetError",
     "ConfigError",
     "CurrencyError",
     "ExportError",
@@ -17,6 +18,7 @@ __all__ = [
     "InvalidUsageError",
     "LedgerError",
     "MissingDependencyError",
+    "NotificationError",
     "PriceFileError",
     "ResponseParseError",
     "ServiceUnavailable",
@@ -59,6 +61,14 @@ class UnknownFeatureError(InvalidEventError):
 
 class PriceFileError(ConfigError):
     """A user price file cannot be read or is invalid."""
+
+
+class BudgetError(LedgerError, ValueError):
+    """A budget or an alert setting is malformed (amount, period, scope, thresholds, recipients)."""
+
+
+class NotificationError(LedgerError, ConnectionError):
+    """A notification could not be delivered (the mail server or the webhook refused it)."""
 
 
 class ResponseParseError(LedgerError, ValueError):

@@ -32,6 +32,7 @@ from llmledger.store.codec import (
     encode_batch,
     to_micros,
 )
+from llmledger.store.alerting import AlertRows
 from llmledger.store.content import ContentRecord, ContentRows, write_content
 from llmledger.store.engines import WRITE_OPTION, postgres_engine, sqlite_engine, sqlite_path
 from llmledger.store.errors import (
@@ -64,7 +65,7 @@ _TAGS_FROM_JSON = (
 
 
 @translate_database_errors
-class SqlStore(StoreReports, ContentRows, KeyRows, PriceRows):
+class SqlStore(StoreReports, ContentRows, KeyRows, PriceRows, AlertRows):
     """The ledger in a SQLite file or a PostgreSQL database (a :class:`~llmledger.store.Store`).
 
     Args:
