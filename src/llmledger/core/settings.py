@@ -58,6 +58,33 @@ class Settings:
             another instance stops working within this time.
         query_timeout: Seconds one report query of the service may run (0: no
             limit); a query stopped at the limit is answered 503 ``query_timeout``.
+        run_jobs: ``llmledger serve`` runs the scheduled jobs (budget and alert
+            checks, deliveries, the weekly price check); one instance leads.
+        check_interval: Seconds between two budget and alert checks.
+        alert_recipients: Who is told of alerts other than budgets' and of the
+            weekly price check (``email:…``, ``webhook:…``, ``slack:…``).
+        error_rate_threshold: Error share (0 to 1) above which the error-rate alert fires.
+        error_rate_window: Seconds of the error-rate and authentication windows.
+        alert_min_calls: Fewest calls a window needs before its error rate or p95 counts.
+        spike_factor: How many times its baseline makes a spend or token spike.
+        spike_window: Seconds of the spike window.
+        baseline_days: Days the spike and latency baselines cover.
+        spike_min_cost: Least USD spent in the spike window for a spend spike.
+        spike_min_tokens: Least tokens in the spike window for a token spike.
+        latency_factor: How many times the baseline p95 makes a latency alert.
+        latency_window: Seconds of the latency window.
+        stale_price_days: Days after which a price row not checked is stale.
+        alert_cooldown: Seconds a resolved alert stays quiet before it may fire again.
+        price_refresh: Let the weekly price check refresh the catalog from the
+            network (off: the bundled catalog is used as pinned).
+        smtp_host: Mail server for ``email:`` recipients.
+        smtp_port: Its port.
+        smtp_security: ``starttls``, ``tls`` (implicit TLS) or ``none``.
+        smtp_user: Login, when the server needs one.
+        smtp_password: Its password.
+        smtp_sender: The ``From`` address.
+        webhook_secret: Key of the ``X-Llmledger-Signature`` HMAC-SHA256 of webhook bodies.
+        notify_timeout: Seconds one delivery attempt may take.
     """
 
     home: Path = field(default_factory=default_home)
@@ -76,6 +103,30 @@ class Settings:
     max_body_bytes: int = 10_000_000
     key_cache_seconds: float = 5.0
     query_timeout: float = 30.0
+    run_jobs: bool = True
+    check_interval: float = 300.0
+    alert_recipients: tuple[str, ...] = ()
+    error_rate_threshold: float = 0.05
+    error_rate_window: float = 900.0
+    alert_min_calls: int = 20
+    spike_factor: float = 3.0
+    spike_window: float = 3600.0
+    baseline_days: int = 7
+    spike_min_cost: float = 1.0
+    spike_min_tokens: int = 100_000
+    latency_factor: float = 1.5
+    latency_window: float = 900.0
+    stale_price_days: int = 30
+    alert_cooldown: float = 3600.0
+    price_refresh: bool = False
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = "llmledger@localhost"
+    webhook_secret: str | None = None
+    notify_timeout: float = 10.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -138,7 +189,18 @@ def _coerce(name: str, value: Any) -> Any:
             if not 0 <= seconds <= 3600:
                 raise ValueError("must be between 0 and 3600")
             return seconds
-        if name in ("store_content", "strict"):
+        if name in _RANGES:
+            return _in_range(name, value)
+        if name == "alert_recipients":
+            if isinstance(value, str):
+                value = [item for item in value.split(",") if item.strip()]
+            return tuple(str(item).strip() for item in value)
+        if name == "smtp_security":
+            text = str(value).strip().lower()
+            if text not in ("starttls", "tls", "none"):
+                raise ValueError("must be starttls, tls or none")
+            return text
+        if name in ("store_content", "strict", "run_jobs", "price_refresh"):
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()
@@ -152,6 +214,36 @@ def _coerce(name: str, value: Any) -> Any:
         return None if value in (None, "") else str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name}: {value!r} is not valid ({exc})") from None
+
+
+#: Numeric settings checked by range: name -> (type, least, most).
+_RANGES: dict[str, tuple[type, float, float]] = {
+    "check_interval": (float, 0.1, 86_400),
+    "error_rate_threshold": (float, 0.0001, 0.9999),
+    "error_rate_window": (float, 60, 86_400),
+    "alert_min_calls": (int, 1, 1_000_000),
+    "spike_factor": (float, 1.01, 1_000),
+    "spike_window": (float, 60, 86_400),
+    "baseline_days": (int, 1, 90),
+    "spike_min_cost": (float, 0, 1e9),
+    "spike_min_tokens": (int, 0, 10**15),
+    "latency_factor": (float, 1.01, 1_000),
+    "latency_window": (float, 60, 86_400),
+    "stale_price_days": (int, 1, 3650),
+    "alert_cooldown": (float, 0, 30 * 86_400),
+    "smtp_port": (int, 1, 65_535),
+    "notify_timeout": (float, 0.1, 600),
+}
+
+
+def _in_range(name: str, value: Any) -> Any:
+    kind, least, most = _RANGES[name]
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    number = kind(value)
+    if not least <= number <= most:
+        raise ValueError(f"must be between {least:g} and {most:g}")
+    return number
 
 
 _NAMES = tuple(f.name for f in fields(Settings))

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmledger.core.settings import Settings, load_settings
 from llmledger.server.errors import error_response, install_error_handlers
-from llmledger.server.routers import events, health, keys, prices, reports
+from llmledger.server.routers import alerts, budgets, events, health, keys, prices, reports
 from llmledger.server.state import Service
 from llmledger.store import Store
 from llmledger.wire.parse import EventIn
@@ -115,9 +115,13 @@ def create_app(
             service.pricer  # noqa: B018 - loads the catalog and the database prices
             gc.collect()
             gc.freeze()
+            if settings.run_jobs:
+                service.start_jobs()
         yield
         if store is None:
             service.close()
+        elif service.scheduler is not None:
+            service.scheduler.stop()
 
     app = FastAPI(
         title="llmledger",
@@ -133,7 +137,7 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
-    for module in (events, reports, prices, keys, health):
+    for module in (events, reports, prices, keys, budgets, alerts, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RefuseNul)

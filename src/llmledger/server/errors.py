@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmledger.core.errors import (
+    BudgetError,
     ConfigError,
     CurrencyError,
     InvalidEventError,
@@ -129,6 +130,8 @@ def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
         return 400, "unknown_currency", None
     if isinstance(exc, InvalidEventError):
         return 422, "invalid_event", None
+    if isinstance(exc, BudgetError):
+        return 422, "invalid_budget", None
     if isinstance(exc, ConfigError):
         return 422, "invalid_request", None
     if isinstance(exc, WriteError) and not exc.retryable:

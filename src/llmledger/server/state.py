@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from llmledger.core.settings import Settings
+from llmledger.monitor import Monitor, Scheduler
 from llmledger.pricing import ExchangeRates, PriceBook, PriceResolver
 from llmledger.server.keys import KeyStore
 from llmledger.server.metrics import Metrics
@@ -44,6 +45,19 @@ class Service:
         self._rates: ExchangeRates | None = None
         self._version: tuple[Any, ...] | None = None
         self._checked_at = float("-inf")
+        self.monitor = Monitor(self.store, settings, lambda: self.pricer)
+        self.scheduler: Scheduler | None = None
+
+    def start_jobs(self) -> None:
+        """Run the scheduled jobs in this process (one instance over the database leads)."""
+        if self.scheduler is None:
+            self.scheduler = Scheduler(self.monitor)
+            self.scheduler.start()
+
+    def wrote(self) -> None:
+        """Events were stored: ask the scheduled check to run soon (when jobs run here)."""
+        if self.scheduler is not None:
+            self.scheduler.poke()
 
     def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -90,5 +104,8 @@ class Service:
         self._refresh(force=True)
 
     def close(self) -> None:
-        """Close the store's connections."""
+        """Stop the scheduled jobs and close the store's connections."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         self.store.close()

@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -30,6 +30,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmledger.core.events import UsageEvent
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from llmledger.alerts import Alert, Budget, Message
     from llmledger.pricing.fx import ExchangeRates
     from llmledger.query.plan import SourceMode
     from llmledger.query.report import Report
@@ -250,4 +253,110 @@ class Store(Protocol):
 
     def prices_version(self) -> tuple[Any, ...]:
         """A cheap value that changes whenever a price or rate row is added."""
+        ...
+
+    # -- budgets, alerts, the outbox, the scheduler's jobs (store/alerting.py) -------
+
+    def add_budget(self, budget: Budget, *, now: datetime) -> None:
+        """Store a new budget; ``RowExistsError`` when its name is taken."""
+        ...
+
+    def get_budget(self, id_or_name: str) -> Budget | None:
+        """The budget with this id or name, or None."""
+        ...
+
+    def list_budgets(self, *, tenant: str | None = "*", active_only: bool = False) -> list[Budget]:
+        """Budgets by name: every one (``"*"``), or only a tenant's (None: of no tenant)."""
+        ...
+
+    def update_budget(self, budget: Budget, *, now: datetime) -> Budget | None:
+        """Replace a stored budget; None when there is none with its id."""
+        ...
+
+    def remove_budget(self, budget_id: str) -> bool:
+        """Delete a budget (its alerts stay); whether there was one."""
+        ...
+
+    def open_alerts(self) -> list[Alert]:
+        """The alerts not resolved yet."""
+        ...
+
+    def last_resolved(self, since: datetime) -> dict[str, datetime]:
+        """Key -> when its latest alert resolved, for those resolved after ``since``."""
+        ...
+
+    def record_alerts(
+        self,
+        fired: Sequence[tuple[Alert, Sequence[Message]]],
+        resolved: Iterable[str],
+        *,
+        now: datetime,
+    ) -> list[Alert]:
+        """Store fired alerts with their messages and resolve alerts, in one transaction."""
+        ...
+
+    def list_alerts(
+        self,
+        *,
+        tenant: str | None = "*",
+        state: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[Alert]:
+        """Alerts newest first, of every tenant (``"*"``) or of one."""
+        ...
+
+    def get_alert(self, alert_id: str) -> Alert | None:
+        """The alert with this id, or None."""
+        ...
+
+    def ack_alert(self, alert_id: str, *, by: str | None, now: datetime) -> Alert | None:
+        """Acknowledge an alert; the alert after, or None."""
+        ...
+
+    def auth_failures(
+        self, since: datetime, until: datetime, error_types: Iterable[str]
+    ) -> list[tuple[str, str | None, int, str | None]]:
+        """Calls refused for their provider key: ``(provider, fingerprint, count, message)``."""
+        ...
+
+    def queue_messages(
+        self, messages: Sequence[Message], *, job: tuple[str, datetime] | None = None
+    ) -> int:
+        """Queue messages once per dedupe key, recording a job's run with them."""
+        ...
+
+    def due_messages(self, now: datetime, *, limit: int = 100) -> list[Message]:
+        """Messages whose next delivery attempt is due."""
+        ...
+
+    def list_messages(self, *, alert_id: str | None = None, limit: int = 100) -> list[Message]:
+        """Messages newest first."""
+        ...
+
+    def message_attempted(
+        self,
+        message: Message,
+        *,
+        now: datetime,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> Message:
+        """Record a delivery attempt; the message after."""
+        ...
+
+    def lead(self, holder: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Take or keep the scheduler's lease; whether ``holder`` leads."""
+        ...
+
+    def release(self, holder: str) -> None:
+        """Give the scheduler's lease up."""
+        ...
+
+    def job_last_run(self, name: str) -> datetime | None:
+        """When a scheduled job last ran."""
+        ...
+
+    def job_ran(self, name: str, *, now: datetime) -> None:
+        """Record a scheduled job's run."""
         ...

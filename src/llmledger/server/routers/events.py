@@ -149,6 +149,8 @@ def _ingest(
 
     written = service.store.write(to_write, on_error=reject, content=texts)
     inserted = {event.id for event in written.inserted}
+    if inserted:
+        service.wrote()
     for result in results:
         event_id = result["id"]
         if result["status"] != "accepted":

@@ -1,0 +1,18 @@
+"""Running budgets and alerts: the checks, the outbox's delivery and the scheduled jobs.
+
+Example:
+    >>> from datetime import UTC, datetime
+    >>> from llmledger.core.settings import load_settings
+    >>> from llmledger.pricing import PriceResolver
+    >>> from llmledger.store import open_store
+    >>> monitor = Monitor(open_store("sqlite://"), load_settings(), PriceResolver)
+    >>> monitor.check(datetime(2025, 3, 1, tzinfo=UTC)).fired
+    []
+"""
+
+from __future__ import annotations
+
+from llmledger.monitor.checks import CheckResult, Delivery, Monitor, alert_settings
+from llmledger.monitor.scheduler import Scheduler
+
+__all__ = ["CheckResult", "Delivery", "Monitor", "Scheduler", "alert_settings"]
