@@ -272,7 +272,7 @@ def budget_status(
     """A budget's status from its window's spend and the spend of the last ``basis_days``.
 
     The forecast is the run-rate projection of :func:`~llmledger.query.project_month`
-    taken to the window's end: ``spent + recent / basis_days × days left``.
+    taken to the window's end: ``spent + recent / basis_days x days left``.
 
     Example:
         >>> from datetime import UTC

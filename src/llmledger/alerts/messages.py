@@ -208,4 +208,5 @@ def retry_delay(attempts: int) -> timedelta:
     """How long to wait after the ``attempts``-th failure: 30 s doubling, at most 1 h."""
     if attempts >= 8:
         return _LAST_RETRY
-    return min(_FIRST_RETRY * 2 ** max(attempts - 1, 0), _LAST_RETRY)
+    delay: timedelta = _FIRST_RETRY * (1 << max(attempts - 1, 0))
+    return min(delay, _LAST_RETRY)

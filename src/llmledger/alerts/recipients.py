@@ -46,9 +46,7 @@ class Recipient:
         kind, sep, target = text.strip().partition(":")
         target = target.strip()
         if not sep or kind not in RECIPIENT_KINDS:
-            raise BudgetError(
-                f"recipient {text!r}: write email:ADDRESS, webhook:URL or slack:URL"
-            )
+            raise BudgetError(f"recipient {text!r}: write email:ADDRESS, webhook:URL or slack:URL")
         if kind == "email":
             if len(target) > 254 or not _EMAIL.match(target):
                 raise BudgetError(f"recipient {text!r}: not an email address")

@@ -8,13 +8,13 @@ Each function takes rows of a report (or of a store listing) and returns the
 * **spend and token spikes**: per tenant, the spend (or total tokens) of the
   last ``spike_window`` (1 h), ``current``, against the mean of the same length
   over the ``baseline_days`` (7) before it:
-  ``baseline = spend(before) × spike_window / baseline_days``.  A spike is
-  ``current > spike_factor × baseline`` (3×) and ``current ≥ spike_min_cost``
+  ``baseline = spend(before) x spike_window / baseline_days``.  A spike is
+  ``current > spike_factor x baseline`` (3x) and ``current ≥ spike_min_cost``
   ($1; ``spike_min_tokens``, 100,000, for tokens), so a quiet tenant's first
   dollar is no spike but a new tenant spending fast is.
 * **latency**: per provider, the p95 duration of the last ``latency_window``
   (15 min) against the p95 of the ``baseline_days`` before it, each over at
-  least ``min_calls`` calls: ``p95(now) > latency_factor × p95(baseline)`` (1.5×).
+  least ``min_calls`` calls: ``p95(now) > latency_factor x p95(baseline)`` (1.5x).
 * **provider authentication failures**: any call in the last
   ``error_window`` that failed with an authentication or permission error
   (a revoked or wrong provider key), per provider and key fingerprint.
@@ -220,7 +220,7 @@ def spike_conditions(
                 tenant,
                 f"{what} spike for {who}: {shown} in {hours:g} h",
                 f"{shown} in the last {hours:g} h against {usual} per {hours:g} h over the "
-                f"previous {cfg.baseline_days} days (threshold {cfg.spike_factor:g}×).",
+                f"previous {cfg.baseline_days} days (threshold {cfg.spike_factor:g}x).",
                 {
                     "tenant": tenant,
                     "current": format(value.normalize(), "f"),
@@ -264,7 +264,7 @@ def latency_conditions(
                 f"p95 {float(p95):,.0f} ms over the last "
                 f"{int(cfg.latency_window.total_seconds() // 60)} minutes against "
                 f"{usual:,.0f} ms over the previous {cfg.baseline_days} days "
-                f"(threshold {cfg.latency_factor:g}×).",
+                f"(threshold {cfg.latency_factor:g}x).",
                 {"provider": provider, "p95_ms": float(p95), "baseline_p95_ms": usual},
                 cfg.recipients,
             )

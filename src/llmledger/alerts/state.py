@@ -179,9 +179,6 @@ def transition(
             continue
         fire.append(condition)
     resolve = tuple(
-        alert
-        for alert in open_alerts
-        if alert.rule in checked and alert.key not in holding_keys
+        alert for alert in open_alerts if alert.rule in checked and alert.key not in holding_keys
     )
     return Transition(tuple(fire), resolve)
-

@@ -40,6 +40,13 @@ class CommandEntry(NamedTuple):
 
 #: Every top-level command, loaded only when it runs (or its own help is asked for).
 COMMANDS: dict[str, CommandEntry] = {
+    "alerts": CommandEntry(
+        "llmledger.cli.budgets:alerts_group", "The alert history: list, acknowledge."
+    ),
+    "budgets": CommandEntry(
+        "llmledger.cli.budgets:budgets_group",
+        "Money budgets: add, list, show, check, test, remove.",
+    ),
     "cost": CommandEntry("llmledger.cli.cost:cost_command", "What a call cost, bucket by bucket."),
     "db": CommandEntry("llmledger.cli.db:db_group", "The ledger database."),
     "demo": CommandEntry(
@@ -64,6 +71,10 @@ COMMANDS: dict[str, CommandEntry] = {
     "serve": CommandEntry(
         "llmledger.cli.serve:serve_command",
         "Run the llmledger service: ingest, events, reports, prices and keys over HTTP.",
+    ),
+    "worker": CommandEntry(
+        "llmledger.cli.budgets:worker_command",
+        "Run the scheduled jobs alone: budget and alert checks, deliveries, the price check.",
     ),
     "spool": CommandEntry(
         "llmledger.cli.spool:spool_group",

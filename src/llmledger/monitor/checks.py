@@ -216,9 +216,7 @@ class Monitor:
                 fired=now,
             )
             fired.append((alert, alert_messages(alert, now)))
-        result.fired = self.store.record_alerts(
-            fired, [a.id for a in change.resolve], now=now
-        )
+        result.fired = self.store.record_alerts(fired, [a.id for a in change.resolve], now=now)
         result.resolved = list(change.resolve)
         return result
 
@@ -227,7 +225,9 @@ class Monitor:
         w = windows(now, cfg)
         report = self.store.report
 
-        def rows(window: tuple[datetime, datetime], by: str, *metrics: str) -> list[dict[str, object]]:
+        def rows(
+            window: tuple[datetime, datetime], by: str, *metrics: str
+        ) -> list[dict[str, object]]:
             query = Query(since=window[0], until=window[1], by=(by,), metrics=metrics)
             return report(query).rows
 
@@ -260,7 +260,7 @@ class Monitor:
             listed = []
             for row in found:
                 for status in ("unpriced", "incomplete"):
-                    calls = int(row.get(f"{status}_calls") or 0)  # type: ignore[call-overload]
+                    calls = int(row.get(f"{status}_calls") or 0)
                     if calls:
                         listed.append((row["provider"], row["model"], status, calls))
             return price_gap_conditions(listed, cfg)
@@ -380,7 +380,8 @@ def catalog_differences(pricer: PriceResolver, now: datetime) -> list[str]:
         ]
         if differ:
             lines.append(
-                f"{price.provider}/{price.model} ({price.source}): " + ", ".join(differ)
+                f"{price.provider}/{price.model} ({price.source}): "
+                + ", ".join(differ)
                 + " USD/Mtok (yours vs catalog)"
             )
     return lines

@@ -127,6 +127,11 @@ class Scheduler:
             self._thread = threading.Thread(target=self.run, name="llmledger-jobs", daemon=True)
             self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the loop to end after the tick in progress (safe in a signal handler)."""
+        self._stop.set()
+        self._wake.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         """End the loop, wait for the tick in progress, and give the lease up."""
         self._stop.set()

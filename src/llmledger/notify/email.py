@@ -68,6 +68,5 @@ def send_email(message: Message, settings: Settings) -> None:
             client.send_message(mail)
     except (OSError, smtplib.SMTPException) as exc:
         raise NotificationError(
-            f"{message.recipient}: mail via {settings.smtp_host}:{settings.smtp_port} failed: "
-            f"{exc}"
+            f"{message.recipient}: mail via {settings.smtp_host}:{settings.smtp_port} failed: {exc}"
         ) from None

@@ -255,12 +255,15 @@ class AlertRows:
         """Queue messages (a dedupe key queued before is skipped) and, in the same
         transaction, record a job's run; how many were queued."""
         queued = 0
-        with database_errors("queue the messages"), self._connect(write=True) as conn:
-            with conn.begin():
-                for message in messages:
-                    queued += _insert_new(conn, outbox, message_values(message), "dedupe")
-                if job is not None:
-                    _set_job(conn, job[0], last_run_us=to_micros(job[1]))
+        with (
+            database_errors("queue the messages"),
+            self._connect(write=True) as conn,
+            conn.begin(),
+        ):
+            for message in messages:
+                queued += _insert_new(conn, outbox, message_values(message), "dedupe")
+            if job is not None:
+                _set_job(conn, job[0], last_run_us=to_micros(job[1]))
         return queued
 
     def due_messages(self, now: datetime, *, limit: int = 100) -> list[Message]:
@@ -306,12 +309,10 @@ class AlertRows:
         )
         values = message_values(after)
         changes = {
-            k: values[k]
-            for k in ("attempts", "delivered_us", "failed_us", "next_us", "last_error")
+            k: values[k] for k in ("attempts", "delivered_us", "failed_us", "next_us", "last_error")
         }
-        with database_errors("update the outbox"), self._connect(write=True) as conn:
-            with conn.begin():
-                conn.execute(outbox.update().where(outbox.c.id == message.id).values(**changes))
+        with database_errors("update the outbox"), self._connect(write=True) as conn, conn.begin():
+            conn.execute(outbox.update().where(outbox.c.id == message.id).values(**changes))
         return after
 
     # -- jobs ------------------------------------------------------------------------
@@ -342,13 +343,12 @@ class AlertRows:
 
     def release(self, holder: str) -> None:
         """Give the lease up (when ``holder`` has it), so another instance leads at once."""
-        with database_errors("release the lease"), self._connect(write=True) as conn:
-            with conn.begin():
-                conn.execute(
-                    jobs.update()
-                    .where(jobs.c.name == "leader", jobs.c.holder == holder)
-                    .values(holder=None, lease_until_us=None)
-                )
+        with database_errors("release the lease"), self._connect(write=True) as conn, conn.begin():
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.name == "leader", jobs.c.holder == holder)
+                .values(holder=None, lease_until_us=None)
+            )
 
     def job_last_run(self, name: str) -> datetime | None:
         """When the job last ran, or None."""

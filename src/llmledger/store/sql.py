@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from llmledger.core.errors import StoreError
 from llmledger.core.events import UsageEvent
 from llmledger.store import budget, migrator, pgcopy
+from llmledger.store.alerting import AlertRows
 from llmledger.store.codec import (
     FIXED_COLUMNS,
     OPTIONAL_COLUMNS,
@@ -32,7 +33,6 @@ from llmledger.store.codec import (
     encode_batch,
     to_micros,
 )
-from llmledger.store.alerting import AlertRows
 from llmledger.store.content import ContentRecord, ContentRows, write_content
 from llmledger.store.engines import WRITE_OPTION, postgres_engine, sqlite_engine, sqlite_path
 from llmledger.store.errors import (

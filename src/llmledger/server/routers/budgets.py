@@ -127,9 +127,7 @@ def remove_budget(request: Request, principal: Admin, budget_id: str) -> dict[st
     return budget.to_dict()
 
 
-@router.post(
-    "/{budget_id}/test", summary="Send a test notification", response_model=list[TestOut]
-)
+@router.post("/{budget_id}/test", summary="Send a test notification", response_model=list[TestOut])
 def test_budget(request: Request, principal: Admin, budget_id: str) -> list[dict[str, Any]]:
     """A test notification to each of the budget's recipients, sent now."""
     service = get_service(request)
