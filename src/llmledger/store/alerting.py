@@ -54,8 +54,14 @@ ALL = "*"
 def _insert_new(conn: Connection, table: sa.Table, values: dict[str, Any], key: str) -> bool:
     """Insert a row unless one with the same ``key`` exists; whether it was inserted."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-    return bool(conn.execute(statement).rowcount)
+    statement = (
+        dialect.insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[key])
+        .returning(table.c[key])
+    )
+    # RETURNING, not the row count: psycopg counts a skipped row of ON CONFLICT as written.
+    return conn.execute(statement).first() is not None
 
 
 class AlertRows:
