@@ -216,7 +216,7 @@ def spike_conditions(
         out.append(
             _condition(
                 rule,
-                f"{kind}_spike:{tenant if tenant is not None else '-'}",
+                f"{rule}:{tenant if tenant is not None else '-'}",
                 tenant,
                 f"{what} spike for {who}: {shown} in {hours:g} h",
                 f"{shown} in the last {hours:g} h against {usual} per {hours:g} h over the "
