@@ -54,7 +54,9 @@ def _run(
     cooldown: timedelta = HOUR,
 ) -> tuple[list[Alert], dict[str, datetime], list[str]]:
     """One check: what fires (as open alerts after) and what resolves."""
-    change = transition(open_alerts, resolved, holding, {c.rule for c in holding} | {"x"}, now, cooldown)
+    change = transition(
+        open_alerts, resolved, holding, {c.rule for c in holding} | {"x"}, now, cooldown
+    )
     fired = [_alert(c, now) for c in change.fire]
     still = [a for a in open_alerts if a not in change.resolve] + fired
     after = dict(resolved) | {a.key: now for a in change.resolve}
@@ -85,7 +87,9 @@ def test_a_flapping_condition_does_not_storm() -> None:
         fired_total += len(change.fire)
         for alert in change.resolve:
             resolved[alert.key] = now
-        open_ = [a for a in open_ if a not in change.resolve] + [_alert(c, now) for c in change.fire]
+        open_ = [a for a in open_ if a not in change.resolve] + [
+            _alert(c, now) for c in change.fire
+        ]
     assert fired_total == 2  # once, then once more after an hour's cooldown
 
 
@@ -116,9 +120,7 @@ def test_repeated_conditions_in_one_check_fire_once() -> None:
         ("rolling", 7, "UTC", "2025-03-08T12:00:00+00:00", "2025-03-15T12:00:00+00:00"),
     ],
 )
-def test_budget_windows(
-    period: str, days: int | None, tz: str, since: str, until: str
-) -> None:
+def test_budget_windows(period: str, days: int | None, tz: str, since: str, until: str) -> None:
     budget = Budget(name="b", amount=Decimal(1), period=period, rolling_days=days, tz=tz)  # type: ignore[arg-type]
     start, end = budget_window(budget, NOW)
     assert (start.isoformat(), end.isoformat()) == (since, until)
@@ -238,15 +240,20 @@ def test_spend_spike_against_the_trailing_mean() -> None:
 
 def test_token_spike_and_latency_against_baselines() -> None:
     cfg = AlertSettings(spike_min_tokens=1000)
-    assert spike_conditions(
-        "tokens", [{"tenant": None, "total_tokens": 5000}], [], cfg
-    )[0].key == "token_spike:-"
+    assert (
+        spike_conditions("tokens", [{"tenant": None, "total_tokens": 5000}], [], cfg)[0].key
+        == "token_spike:-"
+    )
     current = [{"provider": "openai", "calls": 30, "latency_p95": 1600.0}]
-    assert latency_conditions(current, [{"provider": "openai", "calls": 500, "latency_p95": 1000.0}], cfg)
+    assert latency_conditions(
+        current, [{"provider": "openai", "calls": 500, "latency_p95": 1000.0}], cfg
+    )
     assert not latency_conditions(
         current, [{"provider": "openai", "calls": 500, "latency_p95": 1100.0}], cfg
     )
-    assert not latency_conditions(current, [{"provider": "openai", "calls": 5, "latency_p95": 1.0}], cfg)
+    assert not latency_conditions(
+        current, [{"provider": "openai", "calls": 5, "latency_p95": 1.0}], cfg
+    )
 
 
 def test_stale_prices_are_one_condition() -> None:

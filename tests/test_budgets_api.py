@@ -82,7 +82,10 @@ def test_readers_cannot_manage_budgets_or_ack_alerts(api: Api, seeded: dict[str,
     own = seeded["acme"]["id"]
     headers = api.auth(reader)
     assert api.post("/v1/budgets", {"name": "x", "amount": "1"}, reader).status_code == 403
-    assert api.client.patch(f"/v1/budgets/{own}", json={"amount": "2"}, headers=headers).status_code == 403
+    assert (
+        api.client.patch(f"/v1/budgets/{own}", json={"amount": "2"}, headers=headers).status_code
+        == 403
+    )
     assert api.client.delete(f"/v1/budgets/{own}", headers=headers).status_code == 403
     assert api.post(f"/v1/budgets/{own}/test", {}, reader).status_code == 403
     assert api.post(f"/v1/alerts/{seeded['acme_alert']}/ack", {}, reader).status_code == 403
@@ -143,9 +146,7 @@ def test_the_test_notification_reaches_a_webhook(api: Api) -> None:
     with webhook_server() as (url, hook):
         budget = _budget(api, "hooked", None, recipients=[f"slack:{url}"])
         answer = api.post(f"/v1/budgets/{budget['id']}/test", {})
-        assert answer.json() == [
-            {"recipient": f"slack:{url}", "delivered": True, "error": None}
-        ]
+        assert answer.json() == [{"recipient": f"slack:{url}", "delivered": True, "error": None}]
         (body,) = hook.bodies()
         assert body["text"].startswith("*[llmledger] Test notification (budget hooked)*")
         hook.answers = [500]

@@ -149,8 +149,12 @@ def list_command(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
     )
 
 
-def _print_statuses(monitor: Monitor, budgets: list[Budget], as_json: bool) -> None:
-    found = monitor.budget_statuses(budgets, datetime.now(UTC))
+def _print_statuses(
+    monitor: Monitor, budgets: list[Budget], as_json: bool, errors: list[str] | None = None
+) -> None:
+    found = monitor.budget_statuses(budgets, datetime.now(UTC), errors=errors)
+    for error in errors or ():
+        click.echo(f"not checked: {error}", err=True)
     if as_json:
         echo_json([s.to_dict() for s in found])
         return
@@ -197,7 +201,7 @@ def check_command(ctx: click.Context, alert: bool, as_json: bool) -> None:
     """Check every active budget (and, with --alert, every alert rule) now."""
     monitor = _monitor(ctx)
     if not alert:
-        _print_statuses(monitor, monitor.store.list_budgets(active_only=True), as_json)
+        _print_statuses(monitor, monitor.store.list_budgets(active_only=True), as_json, [])
         return
     now = datetime.now(UTC)
     result = monitor.check(now)

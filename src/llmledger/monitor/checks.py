@@ -156,16 +156,32 @@ class Monitor:
 
     # -- budgets ---------------------------------------------------------------------
 
-    def budget_statuses(self, budgets: Sequence[Budget], now: datetime) -> list[BudgetStatus]:
-        """The status of each budget at ``now``, in order, from as few reports as they allow."""
-        if not budgets:
-            return []
-        plan = plan_budgets(budgets, now)
-        rates = None
-        if any(q.currency != "USD" for q in plan.queries):
-            rates = self.pricer().exchange_rates
-        answers = [self.store.report(query, rates=rates).rows for query in plan.queries]
-        return statuses(plan, budgets, answers)
+    def budget_statuses(
+        self, budgets: Sequence[Budget], now: datetime, *, errors: list[str] | None = None
+    ) -> list[BudgetStatus]:
+        """The status of each budget at ``now``, from as few reports as they allow.
+
+        Budgets are answered per currency: when a currency's spend cannot be
+        reported (no exchange rate), its budgets are left out and the reason is
+        appended to ``errors``; without ``errors`` the error is raised.
+        """
+        by_currency: dict[str, list[Budget]] = {}
+        for budget in budgets:
+            by_currency.setdefault(budget.currency, []).append(budget)
+        found: dict[str, BudgetStatus] = {}
+        for currency, members in by_currency.items():
+            try:
+                plan = plan_budgets(members, now)
+                rates = self.pricer().exchange_rates if currency != "USD" else None
+                answers = [self.store.report(query, rates=rates).rows for query in plan.queries]
+            except LedgerError as exc:
+                if errors is None:
+                    raise
+                names = ", ".join(b.name for b in members)
+                errors.append(f"budgets in {currency} ({names}): {exc}")
+                continue
+            found.update((s.budget.id, s) for s in statuses(plan, members, answers))
+        return [found[b.id] for b in budgets if b.id in found]
 
     # -- the check -------------------------------------------------------------------
 
@@ -192,11 +208,20 @@ class Monitor:
                 return
             checked.add(rule)
 
-        def budgets() -> list[Condition]:
-            result.statuses = self.budget_statuses(self.store.list_budgets(active_only=True), now)
-            return budget_conditions(result.statuses)
-
-        attempt("budget", budgets)
+        budget_errors: list[str] = []
+        try:
+            active = self.store.list_budgets(active_only=True)
+            result.statuses = self.budget_statuses(active, now, errors=budget_errors)
+            holding.extend(budget_conditions(result.statuses))
+        except LedgerError as exc:
+            budget_errors.append(str(exc))
+        # Budgets that could not be evaluated keep their alerts: nothing of the rule resolves.
+        if budget_errors:
+            for error in budget_errors:
+                log.error("llmledger: the budget check failed: %s", error)
+            result.errors.extend(f"budget: {error}" for error in budget_errors)
+        else:
+            checked.add("budget")
         for rule, find in self._rules(now).items():
             attempt(rule, find)
         open_alerts = self.store.open_alerts()

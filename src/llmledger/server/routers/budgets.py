@@ -38,9 +38,11 @@ def visible_budget(service: Service, principal: Principal, budget_id: str) -> Bu
     return budget
 
 
-def _statuses(service: Service, budgets: list[Budget]) -> list[dict[str, Any]]:
+def _statuses(
+    service: Service, budgets: list[Budget], errors: list[str] | None = None
+) -> list[dict[str, Any]]:
     with time_budget(service.settings.query_timeout):
-        found = service.monitor.budget_statuses(budgets, datetime.now(UTC))
+        found = service.monitor.budget_statuses(budgets, datetime.now(UTC), errors=errors)
     return [status.to_dict() for status in found]
 
 
