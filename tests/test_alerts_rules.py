@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -165,7 +166,7 @@ def test_scope_matching_follows_the_query_model() -> None:
     plan = plan_budgets([budget], NOW)
     (query, _) = plan.queries
     assert query.by == ("feature", "model", "tag:env", "tenant")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"tenant": "acme", "model": "gpt-4o", "tag:env": None, "feature": "chat", "cost": 1},
         {"tenant": "acme", "model": "o3", "tag:env": "prod", "feature": "x", "cost": 2},
         {"tenant": "acme", "model": "o3", "tag:env": "test", "feature": "x", "cost": 4},
