@@ -19,6 +19,7 @@ if typing.TYPE_CHECKING:
     from llmledger.core.attribution import Attribution, attribute, current_attribution, propagate
     from llmledger.core.errors import (
         BatchRefused,
+        BudgetError,
         ConfigError,
         CurrencyError,
         ExportError,
@@ -28,6 +29,7 @@ if typing.TYPE_CHECKING:
         InvalidUsageError,
         LedgerError,
         MissingDependencyError,
+        NotificationError,
         PriceFileError,
         ResponseParseError,
         ServiceUnavailable,
@@ -48,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Attribution",
     "BatchRefused",
+    "BudgetError",
     "ConfigError",
     "CurrencyError",
     "ExportError",
@@ -59,6 +62,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "MissingDependencyError",
+    "NotificationError",
     "PriceFileError",
     "ResponseParseError",
     "ServiceUnavailable",
@@ -90,6 +94,7 @@ __all__ = [
 _EXPORTS: dict[str, str] = {
     "Attribution": "llmledger.core.attribution",
     "BatchRefused": "llmledger.core.errors",
+    "BudgetError": "llmledger.core.errors",
     "ConfigError": "llmledger.core.errors",
     "CurrencyError": "llmledger.core.errors",
     "ExportError": "llmledger.core.errors",
@@ -101,6 +106,7 @@ _EXPORTS: dict[str, str] = {
     "Ledger": "llmledger.runtime.ledger",
     "LedgerError": "llmledger.core.errors",
     "MissingDependencyError": "llmledger.core.errors",
+    "NotificationError": "llmledger.core.errors",
     "PriceFileError": "llmledger.core.errors",
     "ResponseParseError": "llmledger.core.errors",
     "ServiceUnavailable": "llmledger.core.errors",
