@@ -233,3 +233,24 @@ def test_a_condition_outside_budgets_reaches_the_alert_recipients_only_once(
 def test_where_parsing_is_shared_with_reports() -> None:
     budget = Budget(name="x", amount=Decimal(1), where=("key=abc",))
     assert budget.where == tuple(f.to_text() for f in parse_where(["api_key_fingerprint=abc"]))
+
+
+@pytest.mark.unmigrated
+def test_the_budgets_migration_runs_on_the_previous_schema_and_back(db_url: str) -> None:
+    import sqlalchemy as sa
+
+    from llmledger.store.migrator import current_revision, downgrade_connection, upgrade_connection
+
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        upgrade_connection(conn, "0008")
+    with open_store(db_url, upgrade=False) as old:
+        old.write([_event()])
+    with open_store(db_url) as store:
+        store.add_budget(Budget(name="after", amount=Decimal(1)), now=NOW)
+        assert store.count() == 1 and [b.name for b in store.list_budgets()] == ["after"]
+    with engine.begin() as conn:
+        downgrade_connection(conn, "0008")
+        assert current_revision(conn) == "0008"
+        assert "budgets" not in sa.inspect(conn).get_table_names()
+    engine.dispose()

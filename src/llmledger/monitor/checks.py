@@ -351,6 +351,9 @@ class Monitor:
         """The weekly digest: stale price rows, models seen without a price, and where
         the user's prices differ from the bundled catalog; queued for the alert
         recipients once per ISO week (a restart does not queue it again)."""
+        if not self.rules.recipients:
+            self.store.job_ran("price_check", now=now)  # nobody to tell: nothing to read
+            return []
         pricer = self.pricer()
         today = now.date()
         stale = [
