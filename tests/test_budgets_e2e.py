@@ -7,16 +7,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
+import subprocess
+import tempfile
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from llmledger.alerts import Budget
+from llmledger.core.events import UsageEvent
 from llmledger.core.ids import new_id
 from llmledger.store import open_store
 from tests.alerting_support import smtp_server, wait_for, webhook_server
-from tests.test_server_e2e import cli, free_port, serve
+from tests.test_server_e2e import LLMLEDGER, cli, free_port, serve
 
 SECRET = "whsec-test"
 
@@ -146,3 +153,47 @@ def test_a_daily_budget_alerts_once_per_threshold_by_mail_and_signed_webhook(
         for mail in mailbox.mails:
             deliveries.add(mail["X-Llmledger-Delivery"])
         assert len(deliveries) == len(hook.calls) + len(mailbox.mails) == 6
+
+
+def test_a_worker_process_delivers_and_stops_on_sigterm(db_url: str, tmp_path: Path) -> None:
+    with webhook_server() as (hook_url, hook), tempfile.TemporaryFile("w+") as log:
+        now = datetime.now(UTC)
+        with open_store(db_url) as store:
+            store.add_budget(
+                Budget(
+                    name="w",
+                    amount=Decimal(1),
+                    period="day",
+                    thresholds=(50,),
+                    recipients=(f"webhook:{hook_url}",),
+                ),
+                now=now,
+            )
+            store.write(
+                [
+                    UsageEvent(
+                        provider="openai",
+                        model="gpt-4o",
+                        ts=now - timedelta(seconds=30),
+                        cost=Decimal("0.7"),
+                    )
+                ]
+            )
+        worker = subprocess.Popen(
+            [LLMLEDGER, "--database-url", db_url, "worker", "--interval", "0.3"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LLMLEDGER_HOME": str(tmp_path / "home")},
+        )
+        try:
+            wait_for(lambda: len(hook.calls) == 1, "the worker's delivery")
+            _checks_after(db_url, datetime.now(UTC))
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            code = worker.wait(timeout=60)
+        log.seek(0)
+        assert code == 0, log.read()
+        assert [b["alert"]["details"]["threshold"] for b in hook.bodies()] == [50]
+        with open_store(db_url) as store:
+            # It gave the lease up: another instance leads at once.
+            assert store.lead("next", now=datetime.now(UTC), ttl=timedelta(seconds=30))
