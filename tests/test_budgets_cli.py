@@ -81,6 +81,14 @@ def test_every_budget_and_alert_setting_is_documented() -> None:
         assert f"| `{item.name}` |" in text, item.name
 
 
+def test_the_alert_recipients_test(ledger: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with webhook_server() as (url, hook):
+        monkeypatch.setenv("LLMLEDGER_ALERT_RECIPIENTS", f"slack:{url}")
+        result = _run("alerts", "test")
+        assert result.output == f"slack:{url}: delivered\n"
+        assert hook.bodies()[0]["text"].startswith("*[llmledger] Test notification (alert ")
+
+
 def test_test_ack_and_worker(ledger: str) -> None:
     with webhook_server() as (url, hook):
         assert (
@@ -93,6 +101,10 @@ def test_test_ack_and_worker(ledger: str) -> None:
         failed = CliRunner().invoke(main, ["budgets", "test", "b"])
         assert failed.exit_code == 1 and "1 of 1 test notification(s) failed" in failed.output
         assert _run("worker", "--once").exit_code == 0
+        # The alert recipients' own test.
+        hook.answers = []
+        missing = CliRunner().invoke(main, ["alerts", "test"])
+        assert missing.exit_code == 1 and "no alert recipients are set" in missing.output
         bodies = [b for b in hook.bodies() if b["kind"] == "alert"]
         assert sorted(b["alert"]["details"]["threshold"] for b in bodies) == [50, 80, 100]
     listed = json.loads(_run("alerts", "list", "--json").output)

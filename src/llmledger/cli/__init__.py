@@ -41,7 +41,8 @@ class CommandEntry(NamedTuple):
 #: Every top-level command, loaded only when it runs (or its own help is asked for).
 COMMANDS: dict[str, CommandEntry] = {
     "alerts": CommandEntry(
-        "llmledger.cli.budgets:alerts_group", "The alert history: list, acknowledge."
+        "llmledger.cli.budgets:alerts_group",
+        "The alert history: list, acknowledge, test the alert recipients.",
     ),
     "budgets": CommandEntry(
         "llmledger.cli.budgets:budgets_group",

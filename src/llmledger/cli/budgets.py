@@ -241,13 +241,8 @@ def test_command(ctx: click.Context, name: str) -> None:
     budget = _budget(ctx, name)
     if not budget.recipients:
         raise BudgetError(f"budget {budget.name!r} has no recipients (--notify)")
-    results = _monitor(ctx).send_test(budget.recipients, f"budget {budget.name}", datetime.now(UTC))
-    failed = 0
-    for recipient, error in results:
-        click.echo(f"{recipient}: {'delivered' if error is None else error}")
-        failed += error is not None
-    if failed:
-        raise click.ClickException(f"{failed} of {len(results)} test notification(s) failed")
+    origin = f"budget {budget.name}"
+    _report_tests(_monitor(ctx).send_test(budget.recipients, origin, datetime.now(UTC)))
 
 
 @budgets_group.command("remove")
@@ -262,7 +257,7 @@ def remove_command(ctx: click.Context, name: str) -> None:
 
 @click.group("alerts")
 def alerts_group() -> None:
-    """The alert history: list, acknowledge."""
+    """The alert history: list, acknowledge, test the alert recipients."""
 
 
 @alerts_group.command("list")
@@ -319,6 +314,26 @@ def alerts_ack(ctx: click.Context, alert_id: str, by: str | None) -> None:
     if acked is None:
         raise BudgetError(f"no alert {alert_id!r} (see llmledger alerts list)")
     click.echo(f"alert {acked.id} acknowledged by {acked.acked_by}")
+
+
+@alerts_group.command("test")
+@click.pass_context
+def alerts_test(ctx: click.Context) -> None:
+    """Send a test notification to each of the alert recipients (alert_recipients) now."""
+    monitor = _monitor(ctx)
+    recipients = monitor.rules.recipients
+    if not recipients:
+        raise BudgetError("no alert recipients are set (alert_recipients)")
+    _report_tests(monitor.send_test(recipients, "alert recipients", datetime.now(UTC)))
+
+
+def _report_tests(results: list[tuple[str, str | None]]) -> None:
+    failed = 0
+    for recipient, error in results:
+        click.echo(f"{recipient}: {'delivered' if error is None else error}")
+        failed += error is not None
+    if failed:
+        raise click.ClickException(f"{failed} of {len(results)} test notification(s) failed")
 
 
 @click.command("worker")
