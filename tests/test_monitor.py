@@ -68,7 +68,7 @@ def test_budget_spend_equals_the_filtered_report(store: SqlStore) -> None:
         tags = [{}, {"env": "prod"}, {"env": "test"}][i % 3]
         rows.append(
             _event(
-                minutes_ago=i,
+                minutes_ago=i * 97,
                 model=["gpt-4o", "o3", "gpt-4.1"][i % 4 % 3],
                 feature=[None, "chat", "search"][i % 5 % 3],
                 user=None if i % 7 == 0 else f"u{i % 3}",
@@ -78,16 +78,31 @@ def test_budget_spend_equals_the_filtered_report(store: SqlStore) -> None:
             )
         )
     store.write(rows)
+    periods = [("day", None, "UTC"), ("rolling", 2, "America/New_York"), ("week", None, "UTC")]
     budgets = [
-        Budget(name=f"b{i}-{tenant}", amount=Decimal(100), period="day", where=scope, tenant=tenant)
+        Budget(
+            name=f"b{i}-{tenant}-{period}",
+            amount=Decimal(100),
+            period=period,  # type: ignore[arg-type]
+            rolling_days=days,
+            tz=tz,
+            where=scope,
+            tenant=tenant,
+        )
         for i, scope in enumerate(SCOPES)
         for tenant in (None, "acme")
+        for period, days, tz in periods
     ]
     found = _monitor(store).budget_statuses(budgets, NOW)
-    since, until = found[0].since, found[0].until
+    assert len({(s.since, s.until) for s in found}) == 3
     for budget, status in zip(budgets, found, strict=True):
         direct = store.report(
-            Query(since=since, until=until, where=budget.filters(), metrics=("cost",))
+            Query(
+                since=status.since,
+                until=status.until,
+                where=budget.filters(),
+                metrics=("cost",),
+            )
         ).total["cost"]
         assert status.spent == (direct or Decimal(0)), budget.where
 

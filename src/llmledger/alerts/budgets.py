@@ -167,20 +167,26 @@ class Budget:
 def budget_window(budget: Budget, now: datetime) -> tuple[datetime, datetime]:
     """The window whose spend counts against ``budget`` at ``now``: ``(since, until)``.
 
-    Calendar periods end at the period's end (in the budget's zone); a rolling
-    period ends at ``now``.
+    Calendar periods run from their first to their last day (in the budget's
+    zone); a rolling period of N days is today and the N - 1 days before it.
+    Every window is whole local days.
 
     Example:
         >>> from datetime import UTC
         >>> b = Budget(name="w", amount=Decimal(5), period="rolling", rolling_days=7)
-        >>> s, e = budget_window(b, datetime(2025, 3, 15, tzinfo=UTC))
-        >>> (e - s).days
-        7
+        >>> s, e = budget_window(b, datetime(2025, 3, 15, 9, tzinfo=UTC))
+        >>> s.isoformat(), e.isoformat()
+        ('2025-03-09T00:00:00+00:00', '2025-03-16T00:00:00+00:00')
     """
+    local = zone(budget.tz)
     if budget.period == "rolling":
         assert budget.rolling_days is not None
-        return now - timedelta(days=budget.rolling_days), now
-    return parse_period(_CALENDAR[budget.period], now, zone(budget.tz))
+        today = now.astimezone(local).date()
+        first = parse_period(
+            (today - timedelta(days=budget.rolling_days - 1)).isoformat(), now, local
+        )
+        return first[0], parse_period(today.isoformat(), now, local)[1]
+    return parse_period(_CALENDAR[budget.period], now, local)
 
 
 def matches(filters: tuple[Filter, ...], row: dict[str, Any]) -> bool:
@@ -220,12 +226,12 @@ class BudgetStatus:
     Attributes:
         budget: The budget.
         since: Start of the window counted.
-        until: End of the window (the period's end; ``now`` for rolling).
+        until: End of the window (the end of its last day).
         spent: Cost of the scope's calls in the window, in the budget's currency.
         remaining: ``amount - spent`` (negative once over).
         percent: ``spent / amount`` as a percentage (two places).
         crossed: The thresholds reached.
-        run_rate_per_day: Mean daily cost over the forecast's basis window.
+        run_rate_per_day: Mean daily cost of the whole days before today (7).
         forecast: Projected spend at the end of the window at that rate
             (for rolling budgets: the run rate times the window's days).
         exceeds_on: The day (in the budget's zone) the amount is, or is
