@@ -61,11 +61,14 @@ def add_tags(store: SqlStore) -> str:
             else "CAST(substr(id, 2) AS INTEGER)"
         )
         began = time.perf_counter()
-        conn.exec_driver_sql(
+        statement = (
             "INSERT INTO event_tags (key, value, ts_us, event_id) "
             f"SELECT 'project', 'p' || ({number} % {PROJECTS}), ts_us, id FROM events "
             f"WHERE {number} % 10 = 0"
         )
+        if store.dialect == "postgresql":
+            statement = statement.replace("%", "%%")  # psycopg placeholders
+        conn.exec_driver_sql(statement)
         count = conn.exec_driver_sql(
             "SELECT count(*) FROM event_tags WHERE key = 'project'"
         ).scalar_one()
