@@ -45,6 +45,7 @@ from llmledger.store.keys import KeyRows
 from llmledger.store.prices import PriceRows
 from llmledger.store.protocol import WriteResult
 from llmledger.store.reports import StoreReports
+from llmledger.store.reprice import RepriceRows
 from llmledger.store.rollups import apply_rollups
 from llmledger.store.schema import FILTER_COLUMNS, event_tags, events
 
@@ -64,7 +65,7 @@ _TAGS_FROM_JSON = (
 
 
 @translate_database_errors
-class SqlStore(StoreReports, ContentRows, KeyRows, PriceRows):
+class SqlStore(StoreReports, ContentRows, KeyRows, PriceRows, RepriceRows):
     """The ledger in a SQLite file or a PostgreSQL database (a :class:`~llmledger.store.Store`).
 
     Args:
