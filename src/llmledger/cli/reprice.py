@@ -11,7 +11,7 @@ from llmledger.core.errors import ConfigError
 from llmledger.query import build_query
 from llmledger.runtime.reprice import DEFAULT_BATCH, RepriceSummary, reprice
 
-__all__ = ["reprice_command"]
+__all__ = ["COMMANDS", "reprice_command"]
 
 
 def _print_summary(summary: RepriceSummary) -> None:
@@ -140,3 +140,4 @@ def reprice_command(
         echo_json(summary.to_dict())
     else:
         _print_summary(summary)
+COMMANDS = [reprice_command]
