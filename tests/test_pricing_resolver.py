@@ -130,9 +130,17 @@ def test_service_tier_variants(resolver: PriceResolver) -> None:
 
 def test_service_tier_variant_only_from_its_start_date(resolver: PriceResolver) -> None:
     usage = Usage(input_tokens=M, output_tokens=M)
+    # Before the catalog's flex variant (2026-10-12) the supplementary tier row halves
+    # the standard 1.25 + 10: flex was billed at half from gpt-5's launch.
     before = resolver.price("openai", "gpt-5", usage, AT, service_tier="flex")
-    assert before.cost == usd("11.25")
-    assert before.ref == "genai-prices@0.2.3:openai/gpt-5"
+    assert before.cost == usd("5.625")
+    assert before.ref == (
+        "genai-prices@0.2.3:openai/gpt-5;discount=0.5"
+        "(supplement:tier openai/gpt-5*@2025-08-07;service_tier=flex)"
+    )
+    # A tier no row prices then is the standard price, flagged.
+    priority = resolver.price("openai", "gpt-5", usage, AT, service_tier="priority")
+    assert (priority.cost, priority.status) == (usd("11.25"), "incomplete")
 
 
 def test_anthropic_fast_mode_maps_to_speed(resolver: PriceResolver) -> None:

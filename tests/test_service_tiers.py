@@ -15,7 +15,7 @@ from llmledger.cli import main
 from llmledger.core.errors import InvalidEventError, PriceFileError
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
-from llmledger.normalize import read_response
+from llmledger.normalize import read_response, read_stream
 from llmledger.pricing import PriceResolver, load_supplement
 from llmledger.pricing.supplement import supplement_book
 from tests.conftest import RECORDED
@@ -84,6 +84,53 @@ def test_openai_flex_and_priority_come_from_the_catalog(resolver: PriceResolver)
         "batch",
     )
     assert resolver.service_tiers("google", "gemini-2.5-flash", AT) == ("standard", "batch", "flex")
+
+
+def test_an_openai_flex_stream_before_the_catalog_lists_flex_is_billed_at_half(
+    resolver: PriceResolver,
+) -> None:
+    reading = read_stream(
+        (RECORDED / "openai_responses_stream.sse").read_bytes(), provider="openai"
+    )
+    assert (reading.service_tier, reading.response_model) == ("flex", "gpt-5-2025-08-07")
+    # The response's created_at: 2025-09-16 15:00:36 UTC. genai-prices lists gpt-5's flex
+    # variant only from 2026-10-12, so the supplementary tier row applies.
+    event = UsageEvent(
+        provider="openai",
+        model="gpt-5",
+        ts=datetime(2025, 9, 16, 15, 0, 36, tzinfo=UTC),
+        response_model=reading.response_model,
+        operation="responses",
+        usage=reading.usage,
+        service_tier=reading.service_tier,
+    )
+    result = resolver.event_price(event)
+    # gpt-5 standard $1.25/M in, $10/M out; Flex processing is billed at Batch API rates,
+    # half of those: input 53 + output 469 (448 of them reasoning) ->
+    # 53 * 0.625/M + 469 * 5/M = 0.000033125 + 0.002345 = 0.002378125.
+    assert result.cost == usd("0.002378125")
+    assert result.source == "supplement"
+    assert result.ref is not None and "supplement:tier openai/gpt-5*@2025-08-07" in result.ref
+    assert result.status == "priced"
+    # Standard, the same call: 53 * 1.25/M + 469 * 10/M = 0.00475625.
+    assert resolver.event_price(event.replace(service_tier=None)).cost == usd("0.00475625")
+
+
+def test_a_tier_variant_the_catalog_dates_later_does_not_price_earlier_calls(
+    resolver: PriceResolver,
+) -> None:
+    usage = Usage(input_tokens=1_000_000)
+    before = datetime(2025, 9, 16, tzinfo=UTC)
+    # The catalog's priority variant of gpt-5 starts 2026-10-12 and no supplementary row
+    # prices priority: the standard $1.25 with a flag, never a silent standard price.
+    early = resolver.price("openai", "gpt-5", usage, before, service_tier="priority")
+    assert early.cost == usd("1.25")
+    assert early.status == "incomplete"
+    assert early.incomplete_reason is not None and "'priority'" in early.incomplete_reason
+    late = resolver.price(
+        "openai", "gpt-5", usage, datetime(2026, 11, 1, tzinfo=UTC), service_tier="priority"
+    )
+    assert (late.cost, late.status) == (usd("2.5"), "priced")
 
 
 def test_every_tier_row_names_its_page_and_day() -> None:

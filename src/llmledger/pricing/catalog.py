@@ -186,6 +186,24 @@ class CatalogModel:
                         found.append(tier)
         return tuple(found)
 
+    def tier_in_force(self, service_tier: str, at: datetime) -> bool:
+        """Whether the catalog prices ``service_tier`` apart for this model at ``at``.
+
+        A variant the catalog dates from a later day (genai-prices dates a tier
+        from the day it listed it, which can be long after the provider billed
+        it) does not price calls before that day.
+        """
+        if service_tier == "standard":
+            return True
+        if not self.in_provider:
+            return False
+        for variant in self.info.price_variants or ():
+            if service_tier not in variant.when.values():
+                continue
+            if variant.constraint is None or variant.constraint.active(at):
+                return True
+        return False
+
     def breaks(self) -> tuple[list[int], list[int]]:
         """UTC days and microseconds of day at which the price in force can change."""
         from genai_prices.types import StartDateConstraint, TimeOfDateConstraint

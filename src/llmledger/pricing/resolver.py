@@ -383,7 +383,7 @@ class PriceResolver:
         if route.catalog is not None:
             discount = _first_in_force(route.discount_groups, day)
             tier = route.service_tier
-            priced_tier = not tier or tier in route.catalog.service_tiers()
+            priced_tier = not tier or route.catalog.tier_in_force(tier, at)
             # A tier the catalog has no variant for: a supplementary multiplier on
             # its standard rates, on top of any discount of the user's.
             multiplier = None if priced_tier else _first_in_force(route.tier_groups, day)
