@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -132,6 +132,10 @@ class Store(Protocol):
 
     def get(self, event_id: str) -> UsageEvent | None:
         """The event with this id, or None."""
+        ...
+
+    def event_tenants(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """The tenant of each stored event among ``ids`` (one query per batch of ids)."""
         ...
 
     def recent(self, limit: int = 50, offset: int = 0) -> list[UsageEvent]:
