@@ -215,9 +215,7 @@ async def contended(
     tasks = [asyncio.create_task(reader()) for _ in range(readers)]
     await asyncio.sleep(1.0)  # the reports are running before ingest is timed
     try:
-        during, _, _ = await load(
-            url, ingest_token, bodies[len(bodies) // 2 :], 1, compressed, 600
-        )
+        during, _, _ = await load(url, ingest_token, bodies[len(bodies) // 2 :], 1, compressed, 600)
     finally:
         stop.set()
         await asyncio.gather(*tasks)

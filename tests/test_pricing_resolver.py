@@ -486,7 +486,7 @@ def _recorded_event(name: str, model: str, at: datetime) -> UsageEvent:
         ts=at,
         response_model=reading.response_model,
         usage=reading.usage,
-        fee_counts=reading.fee_counts,
+        fee_counts={str(fee): uses for fee, uses in reading.fee_counts.items()},
     )
 
 

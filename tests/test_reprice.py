@@ -116,7 +116,9 @@ def _assert_rollups_match_events(store: SqlStore) -> None:
     metrics = ("calls", "cost", "unpriced_calls", "incomplete_calls", "input_tokens")
     for by in ((), ("model",), ("tenant", "model"), ("provider", "user")):
         for every in (None, "day", "hour"):
-            query = Query(by=by, every=every, metrics=metrics, since=JUNE, until=JUNE + timedelta(days=60))
+            query = Query(
+                by=by, every=every, metrics=metrics, since=JUNE, until=JUNE + timedelta(days=60)
+            )
             rolled = store.report(query, mode="rollups").to_dict()
             raw = store.report(query, mode="events").to_dict()
             assert rolled["rows"] == raw["rows"], (by, every)
@@ -213,7 +215,7 @@ def test_a_failed_batch_keeps_nothing_of_it_and_the_run_resumes_to_the_same_resu
     half = _stored(store), _rollup_tables(store)
 
     def failing(page: Any, state: str | None) -> Any:
-        repriced_page, new_state = step(page, state)
+        _repriced_page, _new_state = step(page, state)
         raise RuntimeError("the pricing of this batch failed")
 
     with pytest.raises(RuntimeError):

@@ -33,9 +33,9 @@ def test_a_report_beyond_the_slots_waits_and_gives_up_within_its_budget(db_url: 
     holder.start()
     try:
         assert holding.wait(30)
+        waiting = service.report_budget()
         with pytest.raises(QueryTimeoutError, match="1 report queries were running"):
-            with service.report_budget():
-                pass  # pragma: no cover - never reached: no slot comes free
+            waiting.__enter__()
     finally:
         release.set()
         holder.join(30)
@@ -50,15 +50,17 @@ def test_an_ingest_batch_over_its_budget_stores_nothing_and_is_503(
 ) -> None:
     env = {"LLMLEDGER_HOME": str(tmp_path / "home"), "LLMLEDGER_INGEST_TIMEOUT": "0.001"}
     admin = json.loads(cli(db_url, "keys", "create", "--role", "admin", "--json", env=env))
-    with serve(db_url, free_port(), env) as url:
-        with httpx.Client(
+    with (
+        serve(db_url, free_port(), env) as url,
+        httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {admin['secret']}"}, timeout=60
-        ) as client:
-            events = [_event(user=f"u{i}", tags={"t": str(i)}) for i in range(1000)]
-            answer = client.post("/v1/events", json={"events": events})
-            assert answer.status_code == 503, answer.text
-            data = answer.json()
-            assert data["error"] == "query_timeout" and "ingest_timeout" in data["message"]
-            assert answer.headers["retry-after"].isdigit()
+        ) as client,
+    ):
+        events = [_event(user=f"u{i}", tags={"t": str(i)}) for i in range(1000)]
+        answer = client.post("/v1/events", json={"events": events})
+        assert answer.status_code == 503, answer.text
+        data = answer.json()
+        assert data["error"] == "query_timeout" and "ingest_timeout" in data["message"]
+        assert answer.headers["retry-after"].isdigit()
     with open_store(db_url) as store:
         assert store.count() == 0

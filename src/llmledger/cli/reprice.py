@@ -140,4 +140,6 @@ def reprice_command(
         echo_json(summary.to_dict())
     else:
         _print_summary(summary)
+
+
 COMMANDS = [reprice_command]

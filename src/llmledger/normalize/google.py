@@ -21,7 +21,6 @@ one is the usage.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Mapping
 from typing import Any
 

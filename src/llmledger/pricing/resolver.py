@@ -169,7 +169,9 @@ class PriceResolver:
         if problem is not None:
             return _unpriced(f"usage is inconsistent: {problem}")
         alias = self._alias(provider, model, at)
-        segment = self._segment(provider, model if alias is None else alias.target, service_tier, at)
+        segment = self._segment(
+            provider, model if alias is None else alias.target, service_tier, at
+        )
         if segment.unpriced is not None:
             return segment.unpriced
         compiled = segment.compiled

@@ -67,7 +67,7 @@ def _billing_facts(event: UsageEvent) -> tuple[tuple[Any, ...], dict[str, int]] 
         if reading is not None:
             if reading.usage == event.usage:
                 parts = reading.usage_parts
-            fees.update(reading.fee_counts)
+            fees.update({str(fee): uses for fee, uses in reading.fee_counts.items()})
     # A fee the price had no rate for is named with its count in the reason.
     for fee, count in _FEE_IN_REASON.findall(event.incomplete_reason or ""):
         fees.setdefault(fee, int(count))
@@ -168,14 +168,17 @@ class RepriceRow:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RepriceRow:
         """A row back from :meth:`to_dict`."""
-        money = ("before", "after")
-        names = set(cls.__dataclass_fields__)
         return cls(
-            **{
-                k: Decimal(v) if k in money else v
-                for k, v in data.items()
-                if k in names and k != "difference"
-            }
+            provider=str(data["provider"]),
+            model=str(data["model"]),
+            calls=int(data["calls"]),
+            changed=int(data["changed"]),
+            before=Decimal(data["before"]),
+            after=Decimal(data["after"]),
+            newly_priced=int(data["newly_priced"]),
+            unpriced=int(data["unpriced"]),
+            incomplete=int(data["incomplete"]),
+            kept=int(data["kept"]),
         )
 
 
@@ -366,9 +369,7 @@ def reprice(
             key, query, step, limit=batch_size, now=clock() if clock else now
         )
         job = batch.job
-    return RepriceSummary(
-        False, spec, _Tally(job.state).sorted_rows(), job.batches, resumed, True
-    )
+    return RepriceSummary(False, spec, _Tally(job.state).sorted_rows(), job.batches, resumed, True)
 
 
 def _micros(ts: datetime) -> int:

@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from llmledger.core.errors import StoreError
 from llmledger.core.events import UsageEvent
 from llmledger.query.spec import Query
 from llmledger.store.codec import to_micros, to_nanos
@@ -64,9 +65,7 @@ reprice_jobs = sa.Table(
 
 #: The pricing step of one batch: the events as stored and the job's state
 #: before the batch, to the events as they must be stored and the state after.
-RepriceStep = Callable[
-    [Sequence[UsageEvent], str | None], tuple[Sequence[UsageEvent], str | None]
-]
+RepriceStep = Callable[[Sequence[UsageEvent], str | None], tuple[Sequence[UsageEvent], str | None]]
 
 _COST_FIELDS = (
     "cost",
@@ -201,8 +200,7 @@ def _rollup_update(table: sa.Table) -> Any:
         )
         .values(
             unpriced_calls=c.unpriced_calls + sa.bindparam("d_unpriced", type_=sa.BigInteger),
-            incomplete_calls=c.incomplete_calls
-            + sa.bindparam("d_incomplete", type_=sa.BigInteger),
+            incomplete_calls=c.incomplete_calls + sa.bindparam("d_incomplete", type_=sa.BigInteger),
             cost_nanos=kept,
             cost_nanos_e9=c.cost_nanos_e9
             + sa.bindparam("d_cost_e9", type_=sa.BigInteger)
@@ -295,9 +293,7 @@ class RepriceRows:
         }
         with self._connect(write=True) as conn, conn.begin():
             table = reprice_jobs
-            row = conn.execute(
-                sa.select(table).where(table.c.key == key).with_for_update()
-            ).first()
+            row = conn.execute(sa.select(table).where(table.c.key == key).with_for_update()).first()
             if row is None:
                 conn.execute(table.insert().values(key=key, **fresh))
             elif restart or row.finished_us is not None:
@@ -321,13 +317,9 @@ class RepriceRows:
             StoreError: when the job was never started, or the database fails
                 (nothing of the batch is then kept).
         """
-        from llmledger.store.errors import StoreError
-
         with self._connect(write=True) as conn, conn.begin():
             table = reprice_jobs
-            row = conn.execute(
-                sa.select(table).where(table.c.key == key).with_for_update()
-            ).first()
+            row = conn.execute(sa.select(table).where(table.c.key == key).with_for_update()).first()
             if row is None:
                 raise StoreError(f"no reprice job {key!r}; start it first")
             job = _job(row)
