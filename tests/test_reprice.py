@@ -343,7 +343,26 @@ def test_the_service_route_is_for_admins_dry_by_default_and_filtered(
                     assert event == next(e for e in events if e.id == event.id)
             _assert_rollups_match_events(check)
 
-        every = post(admin, {"dry_run": False})
+        # A run cut at its time limit (one batch each time) goes on when sent again.
+        answers = []
+        while not answers or not answers[-1]["finished"]:
+            cut = post(admin, {"dry_run": False, "batch_size": 7, "max_seconds": 1e-6})
+            assert cut.status_code == 200, cut.text
+            answers.append(cut.json())
+        assert len(answers) == -(-(len(events) + 1) // 7)  # one batch per request
+        assert answers[-1]["batches"] == len(answers) and answers[-1]["resumed"]
+        dry_parts = []
+        cursor = None
+        while True:
+            part = post(admin, {"batch_size": 9, "max_seconds": 1e-6, "cursor": cursor}).json()
+            dry_parts.append(part)
+            if part["finished"]:
+                break
+            cursor = part["cursor"]
+        assert sum(p["total"]["calls"] for p in dry_parts) == len(events)
+        assert post(admin, {"cursor": "nonsense"}).status_code == 400
+
+        every = post(admin, {"dry_run": False, "restart": True})
         assert every.status_code == 200, every.text
         with open_store(db_url) as check:
             _assert_priced_as_new(check, new)

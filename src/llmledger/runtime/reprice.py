@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -192,7 +193,10 @@ class RepriceSummary:
         rows: Per provider and model, most changed cost first.
         batches: Batches of this job (a resumed job counts the earlier ones).
         resumed: True when the job went on from an earlier, interrupted run.
-        finished: True when every event of the range was done.
+        finished: True when every event of the range was done; False when the
+            run stopped at its time limit (run it again to go on).
+        cursor: Where an unfinished dry run stopped (``(ts_us, id)`` of the last
+            event it read), to go on from with ``after``.
     """
 
     dry_run: bool
@@ -201,6 +205,7 @@ class RepriceSummary:
     batches: int = 0
     resumed: bool = False
     finished: bool = False
+    cursor: tuple[int, str] | None = None
 
     @property
     def total(self) -> RepriceRow:
@@ -222,6 +227,7 @@ class RepriceSummary:
             "batches": self.batches,
             "resumed": self.resumed,
             "finished": self.finished,
+            "cursor": None if self.cursor is None else f"{self.cursor[0]}:{self.cursor[1]}",
             "rows": [row.to_dict() for row in self.rows],
             "total": total,
         }
@@ -315,6 +321,8 @@ def reprice(
     batch_size: int = DEFAULT_BATCH,
     restart: bool = False,
     clock: Callable[[], datetime] | None = None,
+    time_limit: float | None = None,
+    after: tuple[int, str] | None = None,
 ) -> RepriceSummary:
     """Price the events of a query's range and filters again.
 
@@ -328,6 +336,10 @@ def reprice(
         batch_size: Events per batch and transaction.
         restart: Start over rather than resume an interrupted run of the same range.
         clock: The time each batch commits (``now`` each time when None).
+        time_limit: Seconds after which no new batch starts; the summary then
+            says ``finished=False`` and the same call goes on where it stopped
+            (a dry run from its ``cursor``, given as ``after``).
+        after: For a dry run, go on after this ``(ts_us, id)`` (a cursor).
 
     Returns:
         The difference per provider and model; for a resumed run, of the whole job.
@@ -348,19 +360,23 @@ def reprice(
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     spec = describe(query)
     step = _step(resolver)
+    stop_at = None if time_limit is None else time.monotonic() + time_limit
     if dry_run:
         state: str | None = None
-        before: tuple[int, str] | None = None
+        before = after
         batches = 0
         while True:
             page = store.event_page(query, limit=batch_size, before=before)
             _, state = step(page, state)
             batches += 1
             if len(page) < batch_size:
-                break
+                rows = _Tally(state).sorted_rows()
+                return RepriceSummary(True, spec, rows, batches, after is not None, True)
             last = page[-1]
             before = (_micros(last.ts), last.id)
-        return RepriceSummary(True, spec, _Tally(state).sorted_rows(), batches, False, True)
+            if stop_at is not None and time.monotonic() >= stop_at:
+                rows = _Tally(state).sorted_rows()
+                return RepriceSummary(True, spec, rows, batches, after is not None, False, before)
     key = reprice_key(query)
     job = store.start_reprice(key, spec, now=now, restart=restart)
     resumed = job.batches > 0
@@ -369,7 +385,10 @@ def reprice(
             key, query, step, limit=batch_size, now=clock() if clock else now
         )
         job = batch.job
-    return RepriceSummary(False, spec, _Tally(job.state).sorted_rows(), job.batches, resumed, True)
+        if stop_at is not None and time.monotonic() >= stop_at:
+            break
+    rows = _Tally(job.state).sorted_rows()
+    return RepriceSummary(False, spec, rows, job.batches, resumed, job.finished is not None)
 
 
 def _micros(ts: datetime) -> int:

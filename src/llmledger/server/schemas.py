@@ -340,6 +340,18 @@ class RepriceIn(pydantic.BaseModel):
     restart: bool = pydantic.Field(
         default=False, description="Start over instead of resuming an interrupted run."
     )
+    max_seconds: float = pydantic.Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="No new batch starts after this many seconds; an unfinished run answers "
+        "`finished: false`: send the same request again to go on (a dry run with `cursor`).",
+    )
+    cursor: str | None = pydantic.Field(
+        default=None,
+        max_length=200,
+        description="For a dry run: the `cursor` of an unfinished one, to go on after it.",
+    )
 
 
 class RepriceRowOut(pydantic.BaseModel):
@@ -366,5 +378,6 @@ class RepriceOut(pydantic.BaseModel):
     batches: int
     resumed: bool
     finished: bool
+    cursor: str | None
     rows: list[RepriceRowOut]
     total: dict[str, Any]

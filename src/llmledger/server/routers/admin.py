@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from llmledger.query import build_query
+from llmledger.query import InvalidQueryError, build_query
 from llmledger.runtime.reprice import reprice
 from llmledger.server.auth import Admin, get_service
 from llmledger.server.schemas import RepriceIn, RepriceOut
@@ -26,7 +26,9 @@ def reprice_events(request: Request, principal: Admin, body: RepriceIn) -> dict[
     changes nothing. With `dry_run: false` events and rollups are updated batch
     by batch, each in one transaction; a request cut short resumes where it
     stopped when sent again with the same range and filters, and a second run
-    changes nothing.
+    changes nothing. No batch starts after `max_seconds`: an unfinished run
+    answers `finished: false`, and the same request goes on (a dry run from
+    its `cursor`; the totals are then of that part).
     """
     service = get_service(request)
     service.prices_changed()  # the newest price rows, whichever instance added them
@@ -43,5 +45,14 @@ def reprice_events(request: Request, principal: Admin, body: RepriceIn) -> dict[
         batch_size=body.batch_size,
         restart=body.restart,
         clock=lambda: datetime.now(UTC),
+        time_limit=body.max_seconds,
+        after=None if body.cursor is None else _cursor(body.cursor),
     )
     return summary.to_dict()
+
+
+def _cursor(text: str) -> tuple[int, str]:
+    micros, sep, event_id = text.partition(":")
+    if not sep or not event_id or not micros.isdigit() or len(micros) > 19:
+        raise InvalidQueryError(f"not a cursor of a reprice: {text!r}")
+    return int(micros), event_id
