@@ -367,3 +367,29 @@ def test_the_service_route_is_for_admins_dry_by_default_and_filtered(
         with open_store(db_url) as check:
             _assert_priced_as_new(check, new)
             _assert_rollups_match_events(check)
+
+
+def test_a_fee_the_stored_event_cannot_count_again_keeps_its_cost() -> None:
+    # An OpenAI Responses call with one web search: the count was in the response's
+    # output items, not in its usage object, so it is not stored with the event.
+    resolver = PriceResolver()
+    at = datetime(2025, 9, 1, tzinfo=UTC)
+    call = UsageEvent(
+        provider="openai",
+        model="gpt-4o",
+        ts=at,
+        operation="responses",
+        usage=Usage(input_tokens=1000, output_tokens=100),
+        usage_raw={"input_tokens": 1000, "output_tokens": 100},
+        fee_counts={"web_searches": 1},
+    )
+    stored = resolver.priced(call).replace(fee_counts={})
+    assert stored.cost_breakdown is not None and "web_searches" in stored.cost_breakdown
+    assert repriced(resolver, stored) is stored
+    # The same call without a search is priced again as usual.
+    plain = resolver.priced(call.replace(fee_counts={})).replace(cost=Decimal("1"))
+    assert repriced(resolver, plain).cost == resolver.priced(call.replace(fee_counts={})).cost
+    with open_store("sqlite://") as store:
+        store.write([stored, plain.replace(id="other")])
+        summary = reprice(store, resolver, Query(), now=datetime.now(UTC))
+    assert (summary.total.calls, summary.total.kept, summary.total.changed) == (2, 1, 1)
