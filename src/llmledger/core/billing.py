@@ -14,7 +14,7 @@ and pricing looks rates up by it.
 
 Example:
     >>> "flex" in SERVICE_TIERS, FEES
-    (True, ('web_searches',))
+    (True, ('web_searches', 'output_image_tokens'))
     >>> UsagePart("claude-opus-4-8", Usage(input_tokens=2518, output_tokens=22)).model
     'claude-opus-4-8'
 """
