@@ -145,4 +145,4 @@ def test_python_dash_m_runs_the_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: llmledger ")
-    assert re.search(r"\n  logs +The most recent events, newest first\.\n", result.stdout)
+    assert re.search(r"^  logs +The most recent events, newest first\.$", result.stdout, re.M)

@@ -69,6 +69,10 @@ COMMANDS: dict[str, CommandEntry] = {
         "llmledger.cli.report:report_command",
         "What was spent, on what, for whom: totals, breakdowns, trends and forecasts.",
     ),
+    "reprice": CommandEntry(
+        "llmledger.cli.reprice:reprice_command",
+        "Price stored events again from the prices in force at each event's time.",
+    ),
     "serve": CommandEntry(
         "llmledger.cli.serve:serve_command",
         "Run the llmledger service: ingest, events, reports, prices and keys over HTTP.",

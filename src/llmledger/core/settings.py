@@ -58,6 +58,12 @@ class Settings:
             another instance stops working within this time.
         query_timeout: Seconds one report query of the service may run (0: no
             limit); a query stopped at the limit is answered 503 ``query_timeout``.
+        ingest_timeout: Seconds one ingest batch of the service may spend in the
+            database (0: no limit); a batch stopped at the limit stores nothing
+            and is answered 503 with ``Retry-After``, so the sender sends it again.
+        report_slots: Most report queries one service process runs at once; the
+            others wait (within ``query_timeout``), so reads always leave database
+            connections for ingest.
         run_jobs: ``llmledger serve`` runs the scheduled jobs (budget and alert
             checks, deliveries, the weekly price check); one instance leads.
         check_interval: Seconds between two budget and alert checks.
@@ -103,6 +109,8 @@ class Settings:
     max_body_bytes: int = 10_000_000
     key_cache_seconds: float = 5.0
     query_timeout: float = 30.0
+    ingest_timeout: float = 30.0
+    report_slots: int = 4
     run_jobs: bool = True
     check_interval: float = 300.0
     alert_recipients: tuple[str, ...] = ()
@@ -174,7 +182,7 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, Mapping):
                 return {str(k): str(v) for k, v in value.items()}
             return {str(f): str(f) for f in value}
-        if name in ("queue_limit", "batch_size", "spool_limit", "max_body_bytes"):
+        if name in ("queue_limit", "batch_size", "spool_limit", "max_body_bytes", "report_slots"):
             number = int(value)
             if number < 1:
                 raise ValueError("must be at least 1")
@@ -184,7 +192,7 @@ def _coerce(name: str, value: Any) -> Any:
             if seconds <= 0:
                 raise ValueError("must be positive")
             return seconds
-        if name in ("key_cache_seconds", "query_timeout"):
+        if name in ("key_cache_seconds", "query_timeout", "ingest_timeout"):
             seconds = float(value)
             if not 0 <= seconds <= 3600:
                 raise ValueError("must be between 0 and 3600")

@@ -19,7 +19,6 @@ from llmledger.server.auth import Admin, Principal, Reader, get_service
 from llmledger.server.errors import ConflictError, NotFoundError
 from llmledger.server.state import Service
 from llmledger.store import RowExistsError
-from llmledger.store.budget import time_budget
 
 __all__ = ["router", "visible_budget"]
 
@@ -41,7 +40,7 @@ def visible_budget(service: Service, principal: Principal, budget_id: str) -> Bu
 def _statuses(
     service: Service, budgets: list[Budget], errors: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    with time_budget(service.settings.query_timeout):
+    with service.report_budget():
         found = service.monitor.budget_statuses(budgets, datetime.now(UTC), errors=errors)
     return [status.to_dict() for status in found]
 

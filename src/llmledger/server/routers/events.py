@@ -147,8 +147,10 @@ def _ingest(
     def reject(event: UsageEvent, exc: Exception) -> None:
         refused[event.id] = str(exc)
 
-    written = service.store.write(to_write, on_error=reject, content=texts)
+    with time_budget(service.settings.ingest_timeout, setting="ingest_timeout"):
+        written = service.store.write(to_write, on_error=reject, content=texts)
     inserted = {event.id for event in written.inserted}
+    hidden = _hidden_duplicates(service, tenant, written.duplicates)
     if inserted:
         service.wrote()
     for result in results:
@@ -159,22 +161,24 @@ def _ingest(
             result.update(status="rejected", reason=refused[event_id])
         elif event_id in inserted:
             inserted.discard(event_id)  # a repeat within the batch is a duplicate
-        elif _seen_by(service, tenant, event_id):
+        elif event_id not in hidden:
             result["status"] = "duplicate"
     return batch, results
 
 
-def _seen_by(service: Service, tenant: str | None, event_id: str) -> bool:
-    """Whether a key of ``tenant`` may learn that ``event_id`` is stored.
+def _hidden_duplicates(
+    service: Service, tenant: str | None, duplicates: tuple[str, ...]
+) -> set[str]:
+    """The duplicate ids a key of ``tenant`` may not learn are stored (one query per batch).
 
     A key scoped to a tenant is told ``duplicate`` only for its tenant's own
     events; an id stored in another tenant gets the answer a new id gets, so
     ingest cannot be used to probe other tenants' ids.
     """
-    if tenant is None:
-        return True
-    stored = service.store.get(event_id)
-    return stored is None or stored.tenant == tenant
+    if tenant is None or not duplicates:
+        return set()
+    owners = service.store.event_tenants(duplicates)
+    return {event_id for event_id, owner in owners.items() if owner != tenant}
 
 
 @router.post(
@@ -261,7 +265,7 @@ def list_events(
     )
     before = None if cursor is None else _decode_cursor(cursor)
     service = get_service(request)
-    with time_budget(service.settings.query_timeout):
+    with service.report_budget():
         found = service.store.event_page(query, limit=limit + 1, before=before)
     more = len(found) > limit
     page = found[:limit]
