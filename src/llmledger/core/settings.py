@@ -64,6 +64,13 @@ class Settings:
         report_slots: Most report queries one service process runs at once; the
             others wait (within ``query_timeout``), so reads always leave database
             connections for ingest.
+        otel: Export each stored event as an OpenTelemetry span, with GenAI
+            metrics, over OTLP/HTTP (needs ``llmledger[otel]``).
+        otel_endpoint: Base URL of the OTLP/HTTP receiver (``/v1/traces`` and
+            ``/v1/metrics`` are added); unset: the OpenTelemetry SDK's own
+            ``OTEL_EXPORTER_OTLP_*`` variables decide, as they do for headers.
+        otel_metrics: Export the metrics too (off: spans only, e.g. to a receiver
+            that takes traces alone, such as ``llmledger serve``).
     """
 
     home: Path = field(default_factory=default_home)
@@ -84,6 +91,9 @@ class Settings:
     query_timeout: float = 30.0
     ingest_timeout: float = 30.0
     report_slots: int = 4
+    otel: bool = False
+    otel_endpoint: str | None = None
+    otel_metrics: bool = True
 
     @property
     def resolved_database_url(self) -> str:
@@ -146,7 +156,7 @@ def _coerce(name: str, value: Any) -> Any:
             if not 0 <= seconds <= 3600:
                 raise ValueError("must be between 0 and 3600")
             return seconds
-        if name in ("store_content", "strict"):
+        if name in ("store_content", "strict", "otel", "otel_metrics"):
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()

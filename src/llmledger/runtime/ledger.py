@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from llmledger.core.errors import FileAccessError, LedgerError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
+from llmledger.runtime.observers import CommitListeners
 
 if TYPE_CHECKING:
     from llmledger.pricing import PriceBook, PriceResolver
@@ -47,6 +48,8 @@ class Ledger:
         self._pending_content: PendingContent | None = None
         self._remote: RemoteSink | None = None
         self._closed = False
+        #: Told of every batch stored, in the writer's thread (OpenTelemetry export).
+        self.after_commit = CommitListeners(strict=settings.strict)
 
     @property
     def store(self) -> Store:
@@ -152,13 +155,21 @@ class Ledger:
         return self._pending_content
 
     def _sink(self) -> EventSink:
-        """The service named by ``url`` when set (remote sink), else the store."""
+        """The service named by ``url`` when set (remote sink), else the store; its
+        writes are passed on to the after-commit listeners."""
+        if self.settings.otel:
+            from llmledger.otel.export import add_exporter
+
+            add_exporter(self.after_commit, self.settings)
+        sink: EventSink
         if self.settings.url:
             from llmledger.runtime.remote import RemoteSink
 
             self._remote = RemoteSink.from_settings(self.settings, content=self._pending())
-            return self._remote
-        return _LazySink(self)
+            sink = self._remote
+        else:
+            sink = _LazySink(self)
+        return self.after_commit.observe(sink)
 
     @property
     def features(self) -> Collection[str]:
@@ -200,6 +211,7 @@ class Ledger:
         self._closed = True
         if self._writer is not None:
             self._writer.close()
+        self.after_commit.close()
         if self._remote is not None:
             self._remote.close()
         if self._store is not None:
