@@ -38,7 +38,7 @@ Cause = Literal[
 ]
 
 #: Cost differences at most this large (USD), or this share of the bill, are rounding.
-COST_TOLERANCE = Decimal("0.01")
+COST_TOLERANCE = Decimal("0.0001")
 COST_SHARE_TOLERANCE = Decimal("0.005")
 
 _DATE_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8})$")
