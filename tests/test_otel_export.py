@@ -20,8 +20,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 import llmledger
 from llmledger.core.events import UsageEvent
 from llmledger.otel.export import build_exporter
-from llmledger.runtime.ledger import shutdown
 from llmledger.otel.semconv import SCHEMA_URL, SpanRecord, event_json_from_span
+from llmledger.runtime.ledger import shutdown
 from tests.test_server_e2e import cli, free_port, serve
 
 
@@ -62,7 +62,9 @@ def test_events_leave_as_genai_spans_and_metrics_from_the_writer_thread(tmp_path
     shutdown()  # closes the exporter: every span is exported
 
     assert set(threads) == {"llmledger-writer"}
-    finished = {span.attributes["gen_ai.request.model"]: span for span in spans.get_finished_spans()}  # type: ignore[index]
+    finished = {
+        (span.attributes or {})["gen_ai.request.model"]: span for span in spans.get_finished_spans()
+    }
     span = finished["claude-sonnet-4-5-20250929"]
     assert span.name == "chat claude-sonnet-4-5-20250929"
     assert span.kind is SpanKind.CLIENT
@@ -107,8 +109,10 @@ def test_events_leave_as_genai_spans_and_metrics_from_the_writer_thread(tmp_path
     assert usage[("claude-sonnet-4-5-20250929", "output")] == 300
     durations = points["gen_ai.client.operation.duration"]
     assert [total for a, total in durations if a["gen_ai.provider.name"] == "anthropic"] == [1.5]
-    (cost_attributes, cost_total), = [
-        point for point in points["llmledger.cost"] if point[0]["gen_ai.provider.name"] == "anthropic"
+    ((cost_attributes, cost_total),) = [
+        point
+        for point in points["llmledger.cost"]
+        if point[0]["gen_ai.provider.name"] == "anthropic"
     ]
     assert cost_attributes["llmledger.tenant"] == "acme"
     assert cost_attributes["llmledger.feature"] == "search"

@@ -38,7 +38,7 @@ def instrumented() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     )
     kept = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(kept))
-    instrumentor = OpenAIInstrumentor()
+    instrumentor = OpenAIInstrumentor()  # type: ignore[no-untyped-call]
     instrumentor.instrument(tracer_provider=provider)
     try:
         yield provider, kept

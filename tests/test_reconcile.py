@@ -26,7 +26,10 @@ from tests.test_server_e2e import LLMLEDGER
 ADMIN_KEY = "sk-admin-test"
 DAY1 = date(2026, 11, 2)
 DAY2 = date(2026, 11, 3)
-SNAPSHOTS = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "claude-sonnet-4-5": "claude-sonnet-4-5-20250929"}
+SNAPSHOTS = {
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+}
 
 
 def _event(provider: str, model: str, day: date, hour: int, usage: Usage) -> UsageEvent:
@@ -58,7 +61,9 @@ def _billed(event: UsageEvent, *, rate: Decimal = Decimal(1), tier: str = "stand
     )
 
 
-def _reconcile(db_url: str, base_url: str, *args: str, key: str = ADMIN_KEY) -> subprocess.CompletedProcess[str]:
+def _reconcile(
+    db_url: str, base_url: str, *args: str, key: str = ADMIN_KEY
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [LLMLEDGER, "--database-url", db_url, "reconcile", "--base-url", base_url, *args],
         capture_output=True,
@@ -70,13 +75,21 @@ def _reconcile(db_url: str, base_url: str, *args: str, key: str = ADMIN_KEY) -> 
 
 def test_reconcile_finds_the_untracked_call(db_url: str) -> None:
     tracked = [
-        _event("openai", "gpt-4o-mini", DAY1, 9, Usage(input_tokens=1200, cache_read_tokens=1024, output_tokens=80)),
+        _event(
+            "openai",
+            "gpt-4o-mini",
+            DAY1,
+            9,
+            Usage(input_tokens=1200, cache_read_tokens=1024, output_tokens=80),
+        ),
         _event("openai", "gpt-4o-mini", DAY1, 10, Usage(input_tokens=300, output_tokens=40)),
         _event("openai", "gpt-4o-mini", DAY2, 11, Usage(input_tokens=500, output_tokens=60)),
         _event("openai", "gpt-4o", DAY2, 12, Usage(input_tokens=2000, output_tokens=150)),
     ]
     # Called with a key the app's tracked client never saw: the provider bills it.
-    untracked = _event("openai", "gpt-4o-mini", DAY2, 15, Usage(input_tokens=4000, output_tokens=900))
+    untracked = _event(
+        "openai", "gpt-4o-mini", DAY2, 15, Usage(input_tokens=4000, output_tokens=900)
+    )
     with open_store(db_url) as store:
         store.write(tracked)
     billed = [_billed(e) for e in [*tracked, untracked]]
@@ -113,12 +126,20 @@ def test_reconcile_finds_the_untracked_call(db_url: str) -> None:
 
 
 def test_reconcile_names_unpriced_tier_and_agreement_on_anthropic(db_url: str) -> None:
-    agreed = _event(
-        "anthropic", "claude-sonnet-4-5", DAY1, 9,
-        Usage(input_tokens=3000, cache_read_tokens=2000, cache_write_tokens=500, cache_write_5m_tokens=500, output_tokens=200),
-    )  # fmt: skip
-    batch = _event("anthropic", "claude-haiku-4-5", DAY1, 10, Usage(input_tokens=10_000, output_tokens=2000))
-    unknown = _event("anthropic", "claude-internal-preview", DAY2, 10, Usage(input_tokens=100, output_tokens=10))
+    cached = Usage(
+        input_tokens=3000,
+        cache_read_tokens=2000,
+        cache_write_tokens=500,
+        cache_write_5m_tokens=500,
+        output_tokens=200,
+    )
+    agreed = _event("anthropic", "claude-sonnet-4-5", DAY1, 9, cached)
+    batch = _event(
+        "anthropic", "claude-haiku-4-5", DAY1, 10, Usage(input_tokens=10_000, output_tokens=2000)
+    )
+    unknown = _event(
+        "anthropic", "claude-internal-preview", DAY2, 10, Usage(input_tokens=100, output_tokens=10)
+    )
     assert unknown.cost is None
     with open_store(db_url) as store:
         store.write([agreed, batch, unknown])
@@ -126,7 +147,15 @@ def test_reconcile_names_unpriced_tier_and_agreement_on_anthropic(db_url: str) -
         _billed(agreed),
         # Sent through the Message Batches API at half price; the ledger priced it standard.
         _billed(batch, rate=Decimal("0.5"), tier="batch"),
-        BilledCall("anthropic", DAY2, "claude-internal-preview", 100, 10, Decimal("0.001"), Decimal("0.001")),
+        BilledCall(
+            "anthropic",
+            DAY2,
+            "claude-internal-preview",
+            100,
+            10,
+            Decimal("0.001"),
+            Decimal("0.001"),
+        ),
     ]
     with SimulatedBilling(billed, admin_key=ADMIN_KEY, page_days=1) as billing:
         done = _reconcile(
@@ -143,12 +172,22 @@ def test_reconcile_names_unpriced_tier_and_agreement_on_anthropic(db_url: str) -
 
 
 def test_a_ledger_that_agrees_exits_zero(db_url: str) -> None:
-    events = [_event("openai", "gpt-4o-mini", DAY1, h, Usage(input_tokens=100 * h, output_tokens=h)) for h in range(1, 6)]
+    events = [
+        _event("openai", "gpt-4o-mini", DAY1, h, Usage(input_tokens=100 * h, output_tokens=h))
+        for h in range(1, 6)
+    ]
     with open_store(db_url) as store:
         store.write(events)
     with SimulatedBilling([_billed(e) for e in events], admin_key=ADMIN_KEY) as billing:
         done = _reconcile(
-            db_url, billing.url, "--provider", "openai", "--since", "2026-11-01", "--until", "2026-11-03"
+            db_url,
+            billing.url,
+            "--provider",
+            "openai",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-03",
         )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "agrees with the provider's bill" in done.stdout
@@ -177,7 +216,15 @@ def test_a_wrong_admin_key_or_none_is_one_clear_error(db_url: str) -> None:
 def test_pages_are_followed_to_the_end() -> None:
     day = date(2026, 11, 1)
     calls = [
-        BilledCall("openai", day + timedelta(days=i), "gpt-4o", 10 * (i + 1), 1, Decimal("0.01"), Decimal(0))
+        BilledCall(
+            "openai",
+            day + timedelta(days=i),
+            "gpt-4o",
+            10 * (i + 1),
+            1,
+            Decimal("0.01"),
+            Decimal(0),
+        )
         for i in range(9)
     ]
     requests: list[str] = []
@@ -215,8 +262,19 @@ def test_a_page_that_is_not_the_documented_shape_is_refused() -> None:
         )
 
 
-def _row(model: str, tokens: int, cost: str | None, **more: int) -> UsageRow:
-    return UsageRow(DAY1, model, tokens, 0, calls=1, cost=None if cost is None else Decimal(cost), **more)  # type: ignore[arg-type]
+def _row(
+    model: str, tokens: int, cost: str | None, unpriced_calls: int = 0, incomplete_calls: int = 0
+) -> UsageRow:
+    return UsageRow(
+        DAY1,
+        model,
+        tokens,
+        0,
+        calls=1,
+        cost=None if cost is None else Decimal(cost),
+        unpriced_calls=unpriced_calls,
+        incomplete_calls=incomplete_calls,
+    )
 
 
 @pytest.mark.parametrize(

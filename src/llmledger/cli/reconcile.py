@@ -123,7 +123,9 @@ def reconcile_command(
                 [
                     d.day.isoformat(),
                     d.model,
-                    None if d.provider is None else d.provider.input_tokens + d.provider.output_tokens,
+                    None
+                    if d.provider is None
+                    else d.provider.input_tokens + d.provider.output_tokens,
                     None if d.ledger is None else d.ledger.input_tokens + d.ledger.output_tokens,
                     None if d.provider is None else d.provider.cost,
                     None if d.ledger is None else d.ledger.cost,

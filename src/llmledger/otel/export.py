@@ -13,9 +13,9 @@ a root span of its own trace, timed from the event's start and duration.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmledger.core.errors import ConfigError
 from llmledger.core.events import UsageEvent
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
-    from llmledger.runtime.observers import CommitListeners
 
 __all__ = ["OtelExporter", "add_exporter"]
 
@@ -184,8 +183,18 @@ def build_exporter(
     return OtelExporter(tracer_provider, meter_provider)
 
 
-def add_exporter(listeners: CommitListeners, settings: Settings) -> OtelExporter:
-    """Build the exporter the settings ask for and listen to each commit with it."""
+class _Listeners(Protocol):
+    def add(
+        self,
+        listener: Callable[[Sequence[UsageEvent]], None],
+        *,
+        on_close: Callable[[], None] | None = None,
+    ) -> None: ...
+
+
+def add_exporter(listeners: _Listeners, settings: Settings) -> OtelExporter:
+    """Build the exporter the settings ask for and listen to each commit with it
+    (``listeners``: a ledger's ``after_commit``)."""
     exporter = build_exporter(settings)
     listeners.add(exporter, on_close=exporter.close)
     return exporter

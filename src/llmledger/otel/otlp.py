@@ -168,7 +168,8 @@ def encode_response(encoding: Encoding, rejected: int, message: str) -> bytes:
         response.partial_success.rejected_spans = rejected
         response.partial_success.error_message = message
     if encoding == "protobuf":
-        return response.SerializeToString()
+        serialized: bytes = response.SerializeToString()
+        return serialized
     from google.protobuf.json_format import MessageToDict
 
     return json.dumps(MessageToDict(response)).encode()

@@ -22,7 +22,6 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from llmledger.core.events import Operation, UsageEvent
@@ -33,8 +32,8 @@ from llmledger.normalize._tiers import TierField, read_tier
 __all__ = [
     "BUCKET_ATTRIBUTES",
     "SEMCONV_VERSION",
-    "SpanRecord",
     "Skipped",
+    "SpanRecord",
     "event_json_from_span",
     "metric_attributes",
     "span_attributes",
@@ -424,8 +423,10 @@ def _usage(attributes: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, Any
                 break
     for bucket, count in _langfuse_usage(attributes).items():
         buckets.setdefault(bucket, count)
-        raw.setdefault("langfuse.observation.usage_details", attributes.get(
-            "langfuse.observation.usage_details"))
+        raw.setdefault(
+            "langfuse.observation.usage_details",
+            attributes.get("langfuse.observation.usage_details"),
+        )
     total = _count(attributes.get("llm.usage.total_tokens"))
     if total is not None:
         raw["llm.usage.total_tokens"] = total

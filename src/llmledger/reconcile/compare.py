@@ -297,8 +297,7 @@ def compare(provider: Iterable[UsageRow], ledger: Iterable[UsageRow]) -> list[Di
     billed = _merge(provider)
     recorded = _merge(ledger)
     return [
-        _explain(billed.get(key), recorded.get(key))
-        for key in sorted(set(billed) | set(recorded))
+        _explain(billed.get(key), recorded.get(key)) for key in sorted(set(billed) | set(recorded))
     ]
 
 

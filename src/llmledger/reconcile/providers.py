@@ -67,9 +67,7 @@ def _pages(
         except httpx.HTTPError as exc:
             raise ProviderAPIError(f"{path}: {exc}") from None
         if answer.status_code != 200:
-            raise ProviderAPIError(
-                f"{path} answered {answer.status_code}: {_error_text(answer)}"
-            )
+            raise ProviderAPIError(f"{path} answered {answer.status_code}: {_error_text(answer)}")
         try:
             body = answer.json()
         except ValueError:
@@ -257,9 +255,7 @@ def fetch_provider_rows(
         headers = {"Authorization": f"Bearer {admin_key}"}
     else:
         headers = {"x-api-key": admin_key, "anthropic-version": "2023-06-01"}
-    with httpx.Client(
-        base_url=url, headers=headers, timeout=60, transport=transport
-    ) as client:
+    with httpx.Client(base_url=url, headers=headers, timeout=60, transport=transport) as client:
         if provider == "openai":
             window = {
                 "start_time": int(since.timestamp()),
@@ -268,7 +264,9 @@ def fetch_provider_rows(
                 "limit": 31,
             }
             usage = list(
-                _pages(client, "/v1/organization/usage/completions", {**window, "group_by": "model"})
+                _pages(
+                    client, "/v1/organization/usage/completions", {**window, "group_by": "model"}
+                )
             )
             costs = list(
                 _pages(client, "/v1/organization/costs", {**window, "group_by": "line_item"})
@@ -291,9 +289,7 @@ def fetch_provider_rows(
             _pages(
                 client,
                 "/v1/organizations/cost_report",
-                {
-                    k: v for k, v in window_text.items() if k != "limit"
-                }
+                {k: v for k, v in window_text.items() if k != "limit"}
                 | {"group_by[]": "description"},
             )
         )

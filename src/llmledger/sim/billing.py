@@ -178,7 +178,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "results": results,
                 }
             )
-        return {"object": "page", "data": buckets, "has_more": cursor is not None, "next_page": cursor}
+        return {
+            "object": "page",
+            "data": buckets,
+            "has_more": cursor is not None,
+            "next_page": cursor,
+        }
 
     def _openai_costs(self, query: dict[str, list[str]]) -> dict[str, Any]:
         days, cursor = self._openai_window(query)
@@ -207,7 +212,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "results": results,
                 }
             )
-        return {"object": "page", "data": buckets, "has_more": cursor is not None, "next_page": cursor}
+        return {
+            "object": "page",
+            "data": buckets,
+            "has_more": cursor is not None,
+            "next_page": cursor,
+        }
 
     # -- Anthropic -------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ import binascii
 import dataclasses
 import time
 import zlib
-from datetime import UTC, datetime
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request

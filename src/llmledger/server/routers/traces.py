@@ -86,9 +86,7 @@ def _ingest_spans(
         try:
             parsed.append(parse_event(read, now=now, features=service.settings.features))
         except InvalidEventError as exc:
-            parsed.append(
-                InvalidEventError(f"span {span.span_id} ({span.name[:80]!r}): {exc}")
-            )
+            parsed.append(InvalidEventError(f"span {span.span_id} ({span.name[:80]!r}): {exc}"))
     results = store_parsed(service, principal, parsed) if parsed else []
     counts = Counter(result["status"] for result in results)
     return {
