@@ -245,6 +245,7 @@ def span_attributes(event: UsageEvent) -> dict[str, AttributeValue]:
     decimal text, USD) and ``llmledger.cost_usd`` (a double, for dashboards).
 
     Example:
+        >>> from decimal import Decimal
         >>> from llmledger.core.usage import Usage
         >>> e = UsageEvent(provider="openai", model="gpt-4o", ts=datetime(2025, 1, 1, tzinfo=UTC),
         ...                usage=Usage(input_tokens=100, cache_read_tokens=40, output_tokens=5),

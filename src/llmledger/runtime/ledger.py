@@ -120,7 +120,7 @@ class Ledger:
                     from llmledger.runtime.writer import Writer
 
                     self._writer = Writer(
-                        self._sink(),
+                        self._observed_sink(),
                         prepare=self.prepare,
                         queue_limit=self.settings.queue_limit,
                         batch_size=self.settings.batch_size,
@@ -155,21 +155,22 @@ class Ledger:
         return self._pending_content
 
     def _sink(self) -> EventSink:
-        """The service named by ``url`` when set (remote sink), else the store; its
-        writes are passed on to the after-commit listeners."""
-        if self.settings.otel:
-            from llmledger.otel.export import add_exporter
-
-            add_exporter(self.after_commit, self.settings)
-        sink: EventSink
+        """The service named by ``url`` when set (remote sink), else the store."""
         if self.settings.url:
             from llmledger.runtime.remote import RemoteSink
 
             self._remote = RemoteSink.from_settings(self.settings, content=self._pending())
-            sink = self._remote
-        else:
-            sink = _LazySink(self)
-        return self.after_commit.observe(sink)
+            return self._remote
+        return _LazySink(self)
+
+    def _observed_sink(self) -> EventSink:
+        """:meth:`_sink`, whose writes are passed on to the after-commit listeners
+        (with the OpenTelemetry exporter among them when the ``otel`` setting is on)."""
+        if self.settings.otel:
+            from llmledger.otel.export import add_exporter
+
+            add_exporter(self.after_commit, self.settings)
+        return self.after_commit.observe(self._sink())
 
     @property
     def features(self) -> Collection[str]:
