@@ -1,11 +1,12 @@
-"""OTLP ingest end to end: the official OpenTelemetry openai instrumentation, instrumenting
-the real ``openai`` client over the simulated provider, exports through the real OTel SDK
-into a real ``llmledger serve``; the report has the calls, tokens and costs."""
+"""OTLP ingest end to end: real instrumentations of the real ``openai`` client (the official
+OpenTelemetry one, and OpenLLMetry's), calling the simulated provider, export through the
+real OTel SDK into a real ``llmledger serve``; the report has the calls, tokens and costs."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,6 +18,7 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetryInstrumentor
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -29,19 +31,30 @@ from llmledger.pricing import PriceResolver
 from llmledger.sim.server import SimulatedProvider
 from tests.test_server_e2e import cli, free_port, serve
 
+with warnings.catch_warnings():
+    # OpenLLMetry 0.62 declares a pydantic model the pre-2.0 way (its own deprecation).
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import opentelemetry.instrumentation.openai.v1  # noqa: F401
 
-@pytest.fixture
-def instrumented() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    """A tracer provider the openai instrumentation reports to, keeping every span too."""
+
+@pytest.fixture(params=["opentelemetry-openai-v2", "openllmetry"])
+def instrumented(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[TracerProvider, InMemorySpanExporter, str]]:
+    """A tracer provider an openai instrumentation reports to, keeping every span too."""
     provider = TracerProvider(
         resource=Resource.create({"service.name": "support-bot", "llmledger.feature": "support"})
     )
     kept = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(kept))
-    instrumentor = OpenAIInstrumentor()  # type: ignore[no-untyped-call]
+    instrumentor: OpenAIInstrumentor | OpenLLMetryInstrumentor
+    if request.param == "openllmetry":
+        instrumentor = OpenLLMetryInstrumentor()
+    else:
+        instrumentor = OpenAIInstrumentor()  # type: ignore[no-untyped-call]
     instrumentor.instrument(tracer_provider=provider)
     try:
-        yield provider, kept
+        yield provider, kept, request.param
     finally:
         instrumentor.uninstrument()
         provider.shutdown()
@@ -84,9 +97,9 @@ def _price(model: str, input_tokens: int, output_tokens: int, cached: int = 0) -
 
 
 def test_spans_of_the_openai_instrumentation_become_a_priced_report(
-    db_url: str, instrumented: tuple[TracerProvider, InMemorySpanExporter]
+    db_url: str, instrumented: tuple[TracerProvider, InMemorySpanExporter, str]
 ) -> None:
-    provider, kept = instrumented
+    provider, kept, instrumentation = instrumented
     admin = json.loads(cli(db_url, "keys", "create", "--role", "admin", "--json"))["secret"]
     with serve(db_url, free_port()) as url, SimulatedProvider() as sim:
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"})
@@ -126,9 +139,9 @@ def test_spans_of_the_openai_instrumentation_become_a_priced_report(
         usages = [a.usage for a in answers] + [streamed]
         assert usages[2] is not None and usages[2].prompt_tokens_details is not None
         assert (usages[2].prompt_tokens_details.cached_tokens or 0) > 0
-        # What the spans say was read from cache: the instrumentation (2.4b0) does not
-        # report cache reads, so the cached part is priced at the input rate; the
-        # ledger prices what the spans carry, and `llmledger reconcile` shows the gap.
+        # What the spans say was read from cache: OpenLLMetry reports it; the official
+        # instrumentation (2.4b0) does not, so there the cached part is priced at the input
+        # rate: the ledger prices what the spans carry (`llmledger reconcile` shows the gap).
         cached = int(
             spans[2].attributes.get("gen_ai.usage.cache_read.input_tokens", 0)  # type: ignore[union-attr, arg-type]
         )
@@ -161,6 +174,8 @@ def test_spans_of_the_openai_instrumentation_become_a_priced_report(
             "text-embedding-3-small", embedded.usage.prompt_tokens, 0
         )
         assert chat["cache_read_tokens"] == cached
+        if instrumentation == "openllmetry":
+            assert cached == usages[2].prompt_tokens_details.cached_tokens
         events = client.get("/v1/events", params={"limit": 10}).json()["events"]
         assert {e["request_id"] for e in events} >= {a.id for a in answers}
 
