@@ -5,6 +5,10 @@ gives back the same events."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -203,4 +207,26 @@ def test_the_ledger_exports_into_a_real_service(
                 "ana",
                 "search",
             )
+        # A process that records and exits without closing anything: its spans still go.
+        script = textwrap.dedent("""
+            import llmledger
+            llmledger.configure(otel=True, otel_metrics=False)
+            print(llmledger.record(provider="anthropic", model="claude-haiku-4-5",
+                                   input_tokens=500, output_tokens=50).id)
+        """)
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env={
+                **os.environ,
+                "LLMLEDGER_HOME": str(tmp_path / "exiting"),
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{url}/v1/traces",
+                "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer {key}",
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        sent = client.get(f"/v1/events/{done.stdout.strip()}").json()
+        assert sent["model"] == "claude-haiku-4-5" and sent["usage"]["input_tokens"] == 500
         client.close()

@@ -169,7 +169,8 @@ def build_exporter(
 
         span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces" if base else None)
     resource = Resource.create()
-    tracer_provider = TracerProvider(resource=resource)
+    # The ledger closes the exporter at exit, after its last write (not the SDK's own hook).
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     meter_provider = None
     if metric_reader is None and settings.otel_metrics:
@@ -179,7 +180,9 @@ def build_exporter(
             OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None)
         )
     if metric_reader is not None:
-        meter_provider = MeterProvider(resource=resource, metric_readers=[metric_reader])
+        meter_provider = MeterProvider(
+            resource=resource, metric_readers=[metric_reader], shutdown_on_exit=False
+        )
     return OtelExporter(tracer_provider, meter_provider)
 
 

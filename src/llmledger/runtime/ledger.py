@@ -7,6 +7,7 @@ is built late, so importing llmledger opens nothing.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections.abc import Callable, Collection, Sequence
@@ -170,7 +171,17 @@ class Ledger:
             from llmledger.otel.export import add_exporter
 
             add_exporter(self.after_commit, self.settings)
+            # At exit the listeners are closed after the last events are written, so
+            # the exporter sends those too (its own exit hook would race the writer's).
+            atexit.register(self._close_listeners_at_exit)
         return self.after_commit.observe(self._sink())
+
+    def _close_listeners_at_exit(self) -> None:
+        try:
+            self.flush(10.0)
+        except Exception:
+            log.exception("llmledger could not flush events at exit")
+        self.after_commit.close()
 
     @property
     def features(self) -> Collection[str]:
@@ -213,6 +224,7 @@ class Ledger:
         if self._writer is not None:
             self._writer.close()
         self.after_commit.close()
+        atexit.unregister(self._close_listeners_at_exit)
         if self._remote is not None:
             self._remote.close()
         if self._store is not None:
