@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -297,3 +298,29 @@ def test_each_cause(billed: Sequence[UsageRow], recorded: Sequence[UsageRow], ca
     assert difference.cause == cause
     assert difference.explanation
     assert json.dumps(difference.to_dict())
+
+
+def test_the_documented_shapes_read_as_rows() -> None:
+    """The response examples in docs/reconcile.md, in order: OpenAI usage and costs, then
+    Anthropic usage and cost report."""
+    from pathlib import Path
+
+    from llmledger.reconcile.providers import rows_from_anthropic, rows_from_openai
+
+    text = (Path(__file__).parents[1] / "docs" / "reconcile.md").read_text(encoding="utf-8")
+    openai_usage, openai_costs, anthropic_usage, anthropic_costs = [
+        json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, flags=re.S)
+    ]
+    (row,) = rows_from_openai([openai_usage], [openai_costs])
+    assert (row.day, row.model, row.input_tokens, row.cache_read_tokens, row.calls) == (
+        date(2024, 11, 1),
+        "gpt-4o-mini-2024-07-18",
+        1000,
+        800,
+        5,
+    )
+    assert row.cost == Decimal("0.06")
+    (row,) = rows_from_anthropic([anthropic_usage], [anthropic_costs])
+    assert (row.input_tokens, row.cache_read_tokens, row.cache_write_tokens) == (4700, 3000, 200)
+    assert row.cost == Decimal("1.2378912")
+    assert row.tiers == ("standard",)
