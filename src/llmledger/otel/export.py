@@ -14,6 +14,7 @@ a root span of its own trace, timed from the event's start and duration.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +36,10 @@ __all__ = ["OtelExporter", "add_exporter"]
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 #: And for ``gen_ai.client.operation.duration`` (seconds).
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _version() -> str:
@@ -98,8 +103,8 @@ class OtelExporter:
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         for event in events:
-            start = int(event.ts.timestamp() * 1_000_000) * 1000
-            end = start + int((event.duration_ms or 0) * 1_000_000)
+            start = (event.ts - _EPOCH) // _MICROSECOND * 1000
+            end = start + round((event.duration_ms or 0) * 1_000_000)
             span = self._tracer.start_span(
                 span_name(event),
                 kind=SpanKind.CLIENT,

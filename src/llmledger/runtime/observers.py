@@ -102,6 +102,6 @@ class ObservedSink:
     ) -> WriteResult:
         """Write through the sink, then tell the listeners what it stored."""
         result = self._sink.write(batch, on_error=on_error)
-        if self._listeners._listeners:
+        if len(self._listeners):
             self._listeners.notify(result.inserted)
         return result

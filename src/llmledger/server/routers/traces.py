@@ -10,6 +10,7 @@ Spans that are not model calls are counted and dropped.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -140,8 +141,6 @@ async def ingest_traces(request: Request, principal: Writer) -> Response:
         sorted({r["reason"] for r in outcome["results"] if r["status"] == "rejected"})
     )
     if encoding == "json":
-        import json
-
         answer = json.loads(encode_response("json", outcome["rejected"], reasons[:2000]))
         answer["llmledger"] = {k: v for k, v in outcome.items() if k != "results"}
         answer["llmledger"]["rejected_reasons"] = [
