@@ -18,7 +18,7 @@ from llmledger.reconcile.providers import (
     fetch_provider_rows,
 )
 
-__all__ = ["reconcile_command"]
+__all__ = ["COMMANDS", "reconcile_command"]
 
 LEDGER_METRICS = (
     "calls",
@@ -141,3 +141,6 @@ def reconcile_command(
             click.echo("The ledger agrees with the provider's bill (within rounding).")
     if attention:
         ctx.exit(1)
+
+
+COMMANDS = [reconcile_command]
