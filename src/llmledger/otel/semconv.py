@@ -27,7 +27,7 @@ from typing import Any
 from llmledger.core.events import Operation, UsageEvent
 from llmledger.core.ids import derived_id
 from llmledger.core.providers import provider_name
-from llmledger.normalize._tiers import TierField, read_tier
+from llmledger.normalize import TierField, read_tier
 
 __all__ = [
     "BUCKET_ATTRIBUTES",
