@@ -94,6 +94,11 @@ class ObservedSink:
         self._sink = sink
         self._listeners = listeners
 
+    @property
+    def sink(self) -> EventSink:
+        """The sink written through (the store, or the remote sink)."""
+        return self._sink
+
     def write(
         self,
         batch: Sequence[UsageEvent],
