@@ -24,7 +24,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 import llmledger
 from llmledger.core.events import UsageEvent
 from llmledger.otel.export import build_exporter
-from llmledger.otel.semconv import SCHEMA_URL, SpanRecord, event_json_from_span
+from llmledger.otel.reading import SpanRecord, event_json_from_span
+from llmledger.otel.semconv import SCHEMA_URL
 from llmledger.runtime.ledger import shutdown
 from tests.test_server_e2e import cli, free_port, serve
 

@@ -10,13 +10,8 @@ from typing import Any
 
 import pytest
 
-from llmledger.otel.semconv import (
-    BUCKET_ATTRIBUTES,
-    Skipped,
-    SpanRecord,
-    event_json_from_span,
-    span_id_event_id,
-)
+from llmledger.otel.reading import Skipped, SpanRecord, event_json_from_span, span_id_event_id
+from llmledger.otel.semconv import BUCKET_ATTRIBUTES
 from llmledger.wire.parse import parse_event
 
 DOCS = Path(__file__).parents[1] / "docs" / "opentelemetry.md"

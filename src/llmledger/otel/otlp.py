@@ -1,4 +1,4 @@
-"""OTLP/HTTP trace requests decoded into :class:`~llmledger.otel.semconv.SpanRecord`.
+"""OTLP/HTTP trace requests decoded into :class:`~llmledger.otel.reading.SpanRecord`.
 
 An ``ExportTraceServiceRequest`` arrives as protobuf (``application/x-protobuf``)
 or as OTLP's JSON encoding (``application/json``), which differs from protobuf's
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmledger.core.errors import LedgerError
-from llmledger.otel.semconv import SpanRecord
+from llmledger.otel.reading import SpanRecord
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (

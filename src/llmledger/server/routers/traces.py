@@ -3,7 +3,7 @@
 Any OpenTelemetry SDK or Collector can export here (``OTEL_EXPORTER_OTLP_ENDPOINT``
 set to the service, ``Authorization: Bearer`` an ingest key in
 ``OTEL_EXPORTER_OTLP_HEADERS``).  Each span that is a model call is read by
-:mod:`llmledger.otel.semconv`, validated like any event, priced and stored, with an
+:mod:`llmledger.otel.reading`, validated like any event, priced and stored, with an
 id made from its trace and span ids, so an exporter's retry stores nothing twice.
 Spans that are not model calls are counted and dropped.
 """
@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from llmledger.core.errors import InvalidEventError
 from llmledger.core.events import UsageEvent
 from llmledger.otel.otlp import Encoding, OtlpError, decode_request, encode_response, spans_of
-from llmledger.otel.semconv import Skipped, event_json_from_span
+from llmledger.otel.reading import Skipped, event_json_from_span
 from llmledger.server.auth import Principal, Writer, get_service
 from llmledger.server.errors import ApiError
 from llmledger.server.routers.events import _read_body, store_parsed
