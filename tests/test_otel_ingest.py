@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
+from anthropic.types import TextBlockParam
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -257,3 +259,83 @@ def test_bad_otlp_requests_get_the_one_error_shape(db_url: str) -> None:
             headers={**auth, "Content-Type": "application/json"},
         )
         assert empty.status_code == 200 and empty.json()["llmledger"]["spans"] == 0
+
+
+def test_spans_of_openllmetrys_anthropic_instrumentation_price_the_cache(db_url: str) -> None:
+    from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
+
+    provider = TracerProvider()
+    kept = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    instrumentor = AnthropicInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    key = json.loads(
+        cli(db_url, "keys", "create", "--role", "ingest", "--tenant", "acme", "--json")
+    )["secret"]
+    admin = json.loads(cli(db_url, "keys", "create", "--role", "admin", "--json"))["secret"]
+    try:
+        with serve(db_url, free_port()) as url, SimulatedProvider() as sim:
+            provider.add_span_processor(
+                SimpleSpanProcessor(
+                    OTLPSpanExporter(
+                        endpoint=f"{url}/v1/traces", headers={"Authorization": f"Bearer {key}"}
+                    )
+                )
+            )
+            app = anthropic.Anthropic(
+                base_url=sim.anthropic_base_url, api_key="sk-test", max_retries=0
+            )
+            system: list[TextBlockParam] = [
+                {
+                    "type": "text",
+                    "text": "You are a support agent. " * 400,
+                    "cache_control": {"type": "ephemeral"},
+                }
+            ]
+            # The first call writes the prompt cache, the second reads it.
+            answers = [
+                app.messages.create(
+                    model="claude-sonnet-4-5",
+                    max_tokens=100,
+                    system=system,
+                    messages=[{"role": "user", "content": "Where is my order?"}],
+                )
+                for _ in range(2)
+            ]
+            report = httpx.get(
+                f"{url}/v1/report",
+                params={"metrics": "calls,input_tokens,cache_read_tokens,cache_write_tokens,cost"},
+                headers={"Authorization": f"Bearer {admin}"},
+            ).json()["total"]
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+    assert len(kept.get_finished_spans()) == 2
+    usages = [
+        Usage(
+            # Anthropic counts input without the cache; the ledger's input holds it.
+            input_tokens=a.usage.input_tokens
+            + (a.usage.cache_read_input_tokens or 0)
+            + (a.usage.cache_creation_input_tokens or 0),
+            cache_read_tokens=a.usage.cache_read_input_tokens or 0,
+            cache_write_tokens=a.usage.cache_creation_input_tokens or 0,
+            output_tokens=a.usage.output_tokens,
+        )
+        for a in answers
+    ]
+    assert usages[0].cache_write_tokens > 0 and usages[1].cache_read_tokens > 0
+    assert report["calls"] == 2
+    assert report["input_tokens"] == sum(u.input_tokens for u in usages)
+    assert report["cache_read_tokens"] == usages[1].cache_read_tokens
+    assert report["cache_write_tokens"] == usages[0].cache_write_tokens
+    priced = [
+        PriceResolver()
+        .priced(
+            UsageEvent(
+                provider="anthropic", model="claude-sonnet-4-5", ts=datetime.now(UTC), usage=u
+            )
+        )
+        .cost
+        for u in usages
+    ]
+    assert Decimal(report["cost"]) == sum(p for p in priced if p is not None)
