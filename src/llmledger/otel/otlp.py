@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from llmledger.core.errors import LedgerError
+from llmledger.core.errors import LedgerError, MissingDependencyError
 from llmledger.otel.reading import SpanRecord
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def _request_class() -> type[ExportTraceServiceRequest]:
             ExportTraceServiceRequest,
         )
     except ImportError:  # pragma: no cover - the server extra installs it
-        raise OtlpError(
+        raise MissingDependencyError(
             "OTLP ingest needs opentelemetry-proto: pip install 'llmledger[server]'"
         ) from None
     return ExportTraceServiceRequest

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from llmledger.core.errors import InvalidEventError
+from llmledger.core.errors import InvalidEventError, MissingDependencyError
 from llmledger.core.events import UsageEvent
 from llmledger.otel.otlp import Encoding, OtlpError, decode_request, encode_response, spans_of
 from llmledger.otel.reading import Skipped, event_json_from_span
@@ -76,6 +76,8 @@ def _ingest_spans(
         spans = list(spans_of(decode_request(body, encoding)))
     except OtlpError as exc:
         raise ApiError(400, str(exc), code="invalid_otlp") from None
+    except MissingDependencyError as exc:  # pragma: no cover - the server extra installs it
+        raise ApiError(501, str(exc), code="not_installed") from None
     now = datetime.now(UTC)
     ignored: Counter[str] = Counter()
     parsed: list[UsageEvent | InvalidEventError] = []
