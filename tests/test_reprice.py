@@ -344,7 +344,7 @@ def test_the_service_route_is_for_admins_dry_by_default_and_filtered(
             _assert_rollups_match_events(check)
 
         # A run cut at its time limit (one batch each time) goes on when sent again.
-        answers = []
+        answers: list[dict[str, Any]] = []
         while not answers or not answers[-1]["finished"]:
             cut = post(admin, {"dry_run": False, "batch_size": 7, "max_seconds": 1e-6})
             assert cut.status_code == 200, cut.text
