@@ -64,6 +64,10 @@ COMMANDS: dict[str, CommandEntry] = {
         "llmledger.cli.prices:prices_group",
         "Prices: the bundled catalog with your own price files on top.",
     ),
+    "reconcile": CommandEntry(
+        "llmledger.cli.reconcile:reconcile_command",
+        "Compare the provider's billed usage and cost with the ledger, day by model.",
+    ),
     "record": CommandEntry("llmledger.cli.logs:record_command", "Record one call from the shell."),
     "report": CommandEntry(
         "llmledger.cli.report:report_command",

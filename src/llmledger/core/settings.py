@@ -64,6 +64,13 @@ class Settings:
         report_slots: Most report queries one service process runs at once; the
             others wait (within ``query_timeout``), so reads always leave database
             connections for ingest.
+        otel: Export each stored event as an OpenTelemetry span, with GenAI
+            metrics, over OTLP/HTTP (needs ``llmledger[otel]``).
+        otel_endpoint: Base URL of the OTLP/HTTP receiver (``/v1/traces`` and
+            ``/v1/metrics`` are added); unset: the OpenTelemetry SDK's own
+            ``OTEL_EXPORTER_OTLP_*`` variables decide, as they do for headers.
+        otel_metrics: Export the metrics too (off: spans only, e.g. to a receiver
+            that takes traces alone, such as ``llmledger serve``).
         run_jobs: ``llmledger serve`` runs the scheduled jobs (budget and alert
             checks, deliveries, the weekly price check); one instance leads.
         check_interval: Seconds between two budget and alert checks.
@@ -111,6 +118,9 @@ class Settings:
     query_timeout: float = 30.0
     ingest_timeout: float = 30.0
     report_slots: int = 4
+    otel: bool = False
+    otel_endpoint: str | None = None
+    otel_metrics: bool = True
     run_jobs: bool = True
     check_interval: float = 300.0
     alert_recipients: tuple[str, ...] = ()
@@ -208,7 +218,7 @@ def _coerce(name: str, value: Any) -> Any:
             if text not in ("starttls", "tls", "none"):
                 raise ValueError("must be starttls, tls or none")
             return text
-        if name in ("store_content", "strict", "run_jobs", "price_refresh"):
+        if name in ("store_content", "strict", "otel", "otel_metrics", "run_jobs", "price_refresh"):
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()

@@ -21,6 +21,7 @@ from llmledger.server.routers import (
     keys,
     prices,
     reports,
+    traces,
 )
 from llmledger.server.state import Service
 from llmledger.store import Store
@@ -146,7 +147,7 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
-    for module in (events, reports, prices, keys, admin, budgets, alerts, health):
+    for module in (events, traces, reports, prices, keys, admin, budgets, alerts, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RefuseNul)

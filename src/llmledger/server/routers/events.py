@@ -8,6 +8,7 @@ import binascii
 import dataclasses
 import time
 import zlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -27,13 +28,14 @@ from llmledger.store import ContentRecord
 from llmledger.store.budget import time_budget
 from llmledger.wire.parse import (
     MAX_BATCH,
+    ContentIn,
     EventIn,
     cost_over_limit,
     parse_body_with_content,
 )
 from llmledger.wire.serialize import event_to_json
 
-__all__ = ["router"]
+__all__ = ["router", "store_parsed"]
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -107,11 +109,27 @@ def _ingest(
     batch, parsed = read.batch, read.parsed
     if not batch and isinstance(parsed[0], InvalidEventError):  # pragma: no cover - raised
         raise parsed[0]
+    sent = {id(event): text for event, text in read.content}
+    return batch, store_parsed(service, principal, parsed, sent)
+
+
+def store_parsed(
+    service: Service,
+    principal: Principal,
+    parsed: Sequence[UsageEvent | InvalidEventError],
+    sent: Mapping[int, ContentIn] | None = None,
+) -> list[dict[str, Any]]:
+    """Price and store events read from a request; one answer per item, in order.
+
+    Each answer is ``{"id", "status", "reason"}`` with status ``accepted``,
+    ``duplicate`` or ``rejected``.  ``sent`` maps ``id(event)`` to the text kept
+    with it.  Every ingest route (``/v1/events``, ``/v1/traces``) stores this way.
+    """
     pricer = service.pricer
     tenant = principal.tenant
     results: list[dict[str, Any]] = []
     to_write: list[UsageEvent] = []
-    sent = {id(event): text for event, text in read.content}
+    sent = sent or {}
     # The text goes with the occurrence of its id that the store keeps (the first).
     texts: dict[str, ContentRecord] = {}
     seen: set[str] = set()
@@ -163,7 +181,7 @@ def _ingest(
             inserted.discard(event_id)  # a repeat within the batch is a duplicate
         elif event_id not in hidden:
             result["status"] = "duplicate"
-    return batch, results
+    return results
 
 
 def _hidden_duplicates(
