@@ -367,6 +367,7 @@ def test_the_sdk_and_cost_read_the_price_rows_of_their_own_database(
         service.close()
     monkeypatch.setenv("LLMLEDGER_DATABASE_URL", db_url)
     try:
+        assert llmledger.get_ledger().prices.wait(120)  # priced at once, not pending
         event = llmledger.record(provider="acme", model="acme-chat-1", ts=AT, input_tokens=M)
         assert llmledger.flush(30)
     finally:

@@ -217,6 +217,22 @@ class UsageEvent:
         _set_attribute(event, "__dict__", values)
         return event
 
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> UsageEvent:
+        """:meth:`from_fields`, with the collection fields (``tags``, ``warnings``,
+        ``cost_breakdown``, ``usage_parts``, ``fee_counts``) converted to their event
+        types first, as the constructor does; other values must have their types.
+
+        Raises:
+            InvalidEventError: on a collection of the wrong shape.
+        """
+        for name in _COLLECTIONS.intersection(values):
+            value = values[name]
+            checked = _collection(name, value)
+            if checked is not value:
+                values[name] = checked
+        return cls.from_fields(values)
+
     def validate(self) -> UsageEvent:
         """Check the fields a store relies on; broken usage invariants become warnings.
 
@@ -260,7 +276,9 @@ class UsageEvent:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise InvalidEventError(f"{name} must be a non-negative number, got {value!r}")
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.tags.items()):
+        if self.tags and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.tags.items()
+        ):
             raise InvalidEventError("tags must map strings to strings")
         if self.cost is not None and (not isinstance(self.cost, Decimal) or self.cost < 0):
             raise InvalidEventError(f"cost must be a non-negative Decimal, got {self.cost!r}")

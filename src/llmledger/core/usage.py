@@ -66,6 +66,43 @@ class Usage:
 
         A usage that breaks them is stored with a warning, never silently fixed.
         """
+        u = self
+        ins, outs, cache_write = u.input_tokens, u.output_tokens, u.cache_write_tokens
+        # The common case, a sound usage, in one expression: this runs for every
+        # event, on the caller's thread for record().
+        if (
+            type(ins) is int
+            and type(outs) is int
+            and type(u.cache_read_tokens) is int
+            and type(cache_write) is int
+            and type(u.cache_write_5m_tokens) is int
+            and type(u.cache_write_1h_tokens) is int
+            and type(u.input_audio_tokens) is int
+            and type(u.input_image_tokens) is int
+            and type(u.reasoning_tokens) is int
+            and type(u.output_audio_tokens) is int
+            and type(u.tool_use_prompt_tokens) is int
+            and u.cache_read_tokens + cache_write <= ins
+            and u.input_audio_tokens <= ins
+            and u.input_image_tokens <= ins
+            and u.tool_use_prompt_tokens <= ins
+            and u.reasoning_tokens <= outs
+            and u.output_audio_tokens <= outs
+            and u.cache_write_5m_tokens + u.cache_write_1h_tokens <= cache_write
+            and min(
+                u.cache_read_tokens,
+                u.cache_write_5m_tokens,
+                u.cache_write_1h_tokens,
+                u.input_audio_tokens,
+                u.input_image_tokens,
+                u.tool_use_prompt_tokens,
+                u.reasoning_tokens,
+                u.output_audio_tokens,
+                outs,
+            )
+            >= 0
+        ):
+            return []
         found: list[str] = []
         for name in BUCKETS:
             value = getattr(self, name)

@@ -8,7 +8,6 @@ cost of one call, or the reason there is none.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -216,8 +215,7 @@ def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
         # Already priced so (by the SDK, for the service): a copy would cost more
         # than the pricing did.
         return event
-    return dataclasses.replace(
-        event,
+    return event.replace(
         cost=result.cost,
         cost_breakdown=breakdown,
         cost_source=result.source,
