@@ -148,6 +148,7 @@ class Ledger:
 
                     self._writer = Writer(
                         self._observed_sink(),
+                        settings=self.settings,
                         prepare=self.prepare,
                         queue_limit=self.settings.queue_limit,
                         batch_size=self.settings.batch_size,

@@ -19,9 +19,12 @@ part of the load.
 
 from __future__ import annotations
 
+import _thread
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +46,18 @@ REFRESH_SECONDS = 5.0
 # The bundled catalog and supplementary rows, loaded once per process.
 _shared: tuple[Any, Any] | None = None
 _shared_lock = threading.Lock()
+_live: weakref.WeakSet[LedgerPrices] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A load under way in the parent has no thread here, and its lock may be held.
+    global _shared_lock
+    _shared_lock = threading.Lock()
+    for prices in list(_live):
+        prices._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _bundled() -> tuple[Any, Any]:
@@ -69,25 +84,34 @@ class LedgerPrices:
         self.cache: PriceCache | None = None
         self._lock = threading.Lock()
         self._loaded = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._started = False
         self._error: BaseException | None = None
         self._checked_at = float("-inf")
+        _live.add(self)
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        if self.cache is None and not self._loaded.is_set():
+            self._loaded = threading.Event()
+            self._started = False
 
     # -- the caller's thread --------------------------------------------------------
 
     def warm(self) -> None:
         """Start loading the prices in a background thread, unless that was done."""
-        if self._thread is not None or self.cache is not None:
+        if self._started or self.cache is not None:
             return
         with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._load, name="llmledger-prices", daemon=True
-                )
-                self._thread.start()
+            if not self._started:
+                self._started = True
+                # Not threading.Thread: its start() waits until the new thread runs,
+                # and a new thread busy importing the pricing modules holds the GIL
+                # for milliseconds before the caller gets it back.
+                _thread.start_new_thread(self._load, ())
 
     def priced_now(self, event: UsageEvent) -> UsageEvent:
-        """The event priced from memory, or marked pending while the prices load.
+        """The event priced from memory, or marked pending while the prices load
+        (call :meth:`warm` once the event is queued, so the loading starts).
 
         Raises:
             LedgerError: the error that made loading the prices fail (a bad price
@@ -98,7 +122,6 @@ class LedgerPrices:
             return cache.priced(event)
         if self._error is not None:
             raise self._error
-        self.warm()
         return event.replace(unpriced_reason=PRICE_PENDING_REASON)
 
     def wait(self, timeout: float | None = None) -> bool:

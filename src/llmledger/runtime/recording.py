@@ -289,6 +289,8 @@ def record(
         check_service_tier(cache.resolver, event)
     event = prices.priced_now(event)
     ledger.submit(event)
+    if cache is None:
+        prices.warm()  # last: the loading thread competes with this one for the GIL
     return event
 
 
@@ -549,6 +551,7 @@ class track:
         events = []
         for build in builds:
             try:
+                ledger.prices.warm()
                 event = ledger.prices.priced_now(block.apply(build()))
             except Exception:
                 # One call that cannot be recorded leaves the others recorded.
@@ -581,4 +584,5 @@ class track:
             event = build_event(features=ledger.features, usage=tracker._usage, **values)
         event = ledger.prices.priced_now(event)
         ledger.submit(event)
+        ledger.prices.warm()
         return event
