@@ -2,6 +2,8 @@
 
 Example:
     >>> import llmledger
+    >>> llmledger.get_ledger().prices.wait()  # else the first events come back pending
+    True
     >>> with llmledger.attribute(tenant="acme", feature="search"):
     ...     event = llmledger.record(provider="openai", model="gpt-4o",
     ...                              input_tokens=1000, output_tokens=100)
