@@ -67,8 +67,13 @@ _BARE = {
 
 
 def _openai_stream(chunks: int) -> bytes:
-    frames = [f for f in RECORDED.joinpath("openai_chat_stream_include_usage.sse").read_bytes()
-              .split(b"\n\n") if f.strip()]
+    frames = [
+        f
+        for f in RECORDED.joinpath("openai_chat_stream_include_usage.sse")
+        .read_bytes()
+        .split(b"\n\n")
+        if f.strip()
+    ]
     # The recording streams a tool call: its second chunk (an argument delta) is repeated.
     usage = next(f for f in frames if b'"choices":[]' in f)
     return b"\n\n".join([frames[0], *([frames[1]] * (chunks - 2)), usage, b"data: [DONE]"]) + (
@@ -77,8 +82,11 @@ def _openai_stream(chunks: int) -> bytes:
 
 
 def _anthropic_stream(chunks: int) -> bytes:
-    events = [e for e in RECORDED.joinpath("anthropic_sdk_basic_stream.sse").read_bytes()
-              .split(b"\n\n") if e.strip() and b"ping" not in e]
+    events = [
+        e
+        for e in RECORDED.joinpath("anthropic_sdk_basic_stream.sse").read_bytes().split(b"\n\n")
+        if e.strip() and b"ping" not in e
+    ]
     delta = next(e for e in events if b"content_block_delta" in e)
     head = [e for e in events if b"content_block_delta" not in e]
     # message_start, content_block_start, deltas, content_block_stop, message_delta, message_stop
@@ -116,8 +124,10 @@ def _clients(sdk: str, asynchronous: bool, chunks: int) -> tuple[Any, Any]:
 
     def make(client_cls: Any) -> Any:
         transport = httpx2.MockTransport(handler)
-        http = httpx2.AsyncClient(transport=transport) if asynchronous else httpx2.Client(
-            transport=transport
+        http = (
+            httpx2.AsyncClient(transport=transport)
+            if asynchronous
+            else httpx2.Client(transport=transport)
         )
         return client_cls(api_key="sk-bench", http_client=http, max_retries=0)
 
@@ -199,8 +209,12 @@ def median_interval(diffs_ns: list[float], scale: float = 1.0) -> Estimate:
     return Estimate(statistics.median(values), values[low], values[high], n)
 
 
-def abba(bare: Callable[[], tuple[int, int]], hooked: Callable[[], tuple[int, int]],
-         pairs: int, flush: Callable[[], None]) -> tuple[list[int], list[int], list[int]]:
+def abba(
+    bare: Callable[[], tuple[int, int]],
+    hooked: Callable[[], tuple[int, int]],
+    pairs: int,
+    flush: Callable[[], None],
+) -> tuple[list[int], list[int], list[int]]:
     """Paired differences of whole calls and of chunk reading, and the bare calls' times."""
     calls: list[int] = []
     reads: list[int] = []
@@ -272,13 +286,22 @@ def record_warm(calls: int, rounds: int) -> tuple[float, list[float]]:
 def main() -> None:
     quick = bool(os.environ.get("BENCH_QUICK"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=300 if quick else 3000,
-                        help="bare/instrumented pairs per non-streamed case")
-    parser.add_argument("--stream-pairs", type=int, default=100 if quick else 600,
-                        help="pairs per streamed case")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=300 if quick else 3000,
+        help="bare/instrumented pairs per non-streamed case",
+    )
+    parser.add_argument(
+        "--stream-pairs", type=int, default=100 if quick else 600, help="pairs per streamed case"
+    )
     parser.add_argument("--chunks", type=int, default=100, help="chunks per stream")
-    parser.add_argument("--cold-runs", type=int, default=3 if quick else 7,
-                        help="new processes for the first record()")
+    parser.add_argument(
+        "--cold-runs",
+        type=int,
+        default=3 if quick else 7,
+        help="new processes for the first record()",
+    )
     args = parser.parse_args()
 
     home = tempfile.mkdtemp(prefix="llmledger-bench-")
@@ -298,13 +321,14 @@ def main() -> None:
         for asynchronous in (False, True):
             bare, hooked = _clients(sdk, asynchronous, args.chunks)
             for stream in (False, True):
-                timer = (
-                    (lambda c, s=stream: _async_timer(sdk, c, s, loop))
+                timers = [
+                    _async_timer(sdk, client, stream, loop)
                     if asynchronous
-                    else (lambda c, s=stream: _sync_timer(sdk, c, s))
-                )
+                    else _sync_timer(sdk, client, stream)
+                    for client in (bare, hooked)
+                ]
                 pairs = args.stream_pairs if stream else args.pairs
-                calls, reads, base = abba(timer(bare), timer(hooked), pairs, flush)
+                calls, reads, base = abba(timers[0], timers[1], pairs, flush)
                 name = f"{sdk} {'async' if asynchronous else 'sync'}"
                 rows.append(
                     (
@@ -321,9 +345,11 @@ def main() -> None:
     stats = ledger.stats()
     cold = record_cold(args.cold_runs)
 
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path(
-        "/proc/loadavg"
-    ).exists() else "unknown"
+    load = (
+        " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        if Path("/proc/loadavg").exists()
+        else "unknown"
+    )
     print(
         "Real SDK clients over `httpx2.MockTransport` replaying recorded responses; bare and "
         "instrumented calls interleaved ABBA in one process; CPU time of the calling thread; "
@@ -339,13 +365,13 @@ def main() -> None:
             "idle machine.**"
         )
     print()
-    print("| client | call | pairs | bare call µs (CPU) | added per call µs [95% interval] "
-          "| added per chunk µs [95% interval] |")
+    print(
+        "| client | call | pairs | bare call µs (CPU) | added per call µs [95% interval] "
+        "| added per chunk µs [95% interval] |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for name, stream, base_us, call, chunk in rows:
-        chunk_text = (
-            f"{chunk.median:+.3f} [{chunk.low:+.3f}, {chunk.high:+.3f}]" if chunk else ""
-        )
+        chunk_text = f"{chunk.median:+.3f} [{chunk.low:+.3f}, {chunk.high:+.3f}]" if chunk else ""
         print(
             f"| {name} | {'stream' if stream else 'one response'} | {call.pairs:,} | "
             f"{base_us:,.0f} | {call.median:+.1f} [{call.low:+.1f}, {call.high:+.1f}] | "
@@ -358,7 +384,7 @@ def main() -> None:
     print("|---|---:|")
     print(
         f"| warm (prices loaded), median of {len(warm_rounds)} rounds | {warm:.1f} µs "
-        f"(rounds {min(warm_rounds):.1f}–{max(warm_rounds):.1f}) |"
+        f"(rounds {min(warm_rounds):.1f} to {max(warm_rounds):.1f}) |"
     )
     walls = [c["wall"] * 1000 for c in cold]
     cpus = [c["cpu"] * 1000 for c in cold]

@@ -60,7 +60,9 @@ def test_the_first_record_returns_pending_and_the_stored_event_is_priced(
     os.mkfifo(pipe)
     ledger = llmledger.configure(price_files=[str(pipe)])
     at = datetime(2025, 7, 1, tzinfo=UTC)
-    first = _in_thread(lambda: llmledger.record(provider="acme", model="acme-1", ts=at, input_tokens=M))
+    first = _in_thread(
+        lambda: llmledger.record(provider="acme", model="acme-1", ts=at, input_tokens=M)
+    )
     # Returned while the prices could not be loaded: nobody had written the pipe yet.
     assert isinstance(first, UsageEvent), "record() waited for the prices"
     assert (first.price_status, first.cost, first.unpriced_reason) == (
@@ -190,7 +192,7 @@ def test_events_made_in_one_step_equal_those_of_the_constructor() -> None:
         {"provider": "openai", "model": "gpt-4o", "ts": at, "tags": {"a": "1"}, "warnings": ["w"]}
     )
     made = UsageEvent(
-        provider="openai", model="gpt-4o", ts=at, id=built.id, tags={"a": "1"}, warnings=["w"]
+        provider="openai", model="gpt-4o", ts=at, id=built.id, tags={"a": "1"}, warnings=("w",)
     )
     assert built == made and repr(built) == repr(made)
     assert built.replace(feature="x") == made.replace(feature="x")

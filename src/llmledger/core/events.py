@@ -335,9 +335,9 @@ _set_attribute = object.__setattr__
 
 # Defaults of the fields made by a factory, for the events from_fields() makes
 # without them: all immutable, so one value serves every event (the id is made).
-UsageEvent.usage = Usage()  # type: ignore[misc]
-UsageEvent.tags = FrozenDict()  # type: ignore[misc]
-UsageEvent.fee_counts = FrozenDict()  # type: ignore[misc]
+UsageEvent.usage = Usage()
+UsageEvent.tags = FrozenDict()
+UsageEvent.fee_counts = FrozenDict()
 
 
 def _collection(name: str, value: Any) -> Any:
@@ -355,7 +355,9 @@ def _collection(name: str, value: Any) -> Any:
     if type(value) is FrozenDict or (value is None and name == "cost_breakdown"):
         return value
     if not isinstance(value, Mapping):
-        what = {"tags": "tags must map strings to strings", "fee_counts": "fee_counts must map "
-                "fee names to counts"}.get(name, "cost_breakdown must map names to amounts")
+        what = {
+            "tags": "tags must map strings to strings",
+            "fee_counts": "fee_counts must map fee names to counts",
+        }.get(name, "cost_breakdown must map names to amounts")
         raise InvalidEventError(what)
     return FrozenDict(value)
