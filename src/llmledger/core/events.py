@@ -226,11 +226,9 @@ class UsageEvent:
         Raises:
             InvalidEventError: on a collection of the wrong shape.
         """
-        for name in _COLLECTIONS.intersection(values):
-            value = values[name]
-            checked = _collection(name, value)
-            if checked is not value:
-                values[name] = checked
+        for name in _COLLECTIONS:
+            if name in values:
+                values[name] = _collection(name, values[name])
         return cls.from_fields(values)
 
     def validate(self) -> UsageEvent:
@@ -298,11 +296,12 @@ class UsageEvent:
             TypeError: on a name that is not a field.
             InvalidEventError: on a collection field of the wrong shape.
         """
-        unknown = changes.keys() - _FIELD_NAMES
-        if unknown:
-            raise TypeError(f"UsageEvent has no field(s) {', '.join(sorted(unknown))}")
-        for name in _COLLECTIONS.intersection(changes):
-            changes[name] = _collection(name, changes[name])
+        if not _FIELD_NAMES.issuperset(changes):
+            unknown = sorted(changes.keys() - _FIELD_NAMES)
+            raise TypeError(f"UsageEvent has no field(s) {', '.join(unknown)}")
+        for name in _COLLECTIONS:
+            if name in changes:
+                changes[name] = _collection(name, changes[name])
         return self.from_fields({**self.__dict__, **changes})
 
     @property

@@ -14,7 +14,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
-from llmledger.core.events import CostSource, PriceStatus, UsageEvent
+from llmledger.core.events import CostSource, FrozenDict, PriceStatus, UsageEvent
 from llmledger.core.usage import BUCKETS
 
 __all__ = [
@@ -203,7 +203,7 @@ def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
         >>> with_price(event, result).cost, event.cost
         (Decimal('0.5'), None)
     """
-    breakdown = dict(result.breakdown) if result.cost is not None else None
+    breakdown = FrozenDict(result.breakdown) if result.cost is not None else None
     if (
         event.cost == result.cost
         and event.cost_source == result.source
