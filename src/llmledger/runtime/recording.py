@@ -190,7 +190,7 @@ def assemble_event(
         if isinstance(usage, Usage):
             event_usage = usage
         elif counts:
-            event_usage = Usage(**counts)
+            event_usage = Usage.from_counts(counts)
         else:
             event_usage = Usage.from_dict(dict(usage or {}))
         problems = event_usage.problems()
