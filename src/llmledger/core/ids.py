@@ -16,7 +16,8 @@ _DECODE = {c: i for i, c in enumerate(_CROCKFORD)}
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 
 
-_TIME_SHIFTS = (40, 30, 20, 10, 0)
+_SHIFTS = tuple(range(120, -1, -10))
+_TIME_SHIFTS = _SHIFTS[-5:]
 # Each byte as one base32 digit (its low five bits): 256 is a multiple of 32, so
 # sixteen random bytes make sixteen evenly drawn digits, the ULID's 80 random bits.
 _DIGIT_OF_BYTE = bytes(ord(_CROCKFORD[b & 31]) for b in range(256))
