@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import time
 
 from llmledger.core.errors import InvalidEventError
 
-__all__ = ["id_time_ms", "new_id"]
+__all__ = ["fingerprint", "id_time_ms", "new_id"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {c: i for i, c in enumerate(_CROCKFORD)}
@@ -53,3 +55,15 @@ def id_time_ms(ulid: str) -> int:
     except KeyError:
         raise InvalidEventError(f"not a ULID: {ulid!r}") from None
     return value >> 80
+
+
+def fingerprint(api_key: str | None) -> str | None:
+    """A short, stable hash naming which key paid; never the key itself.
+
+    Example:
+        >>> fingerprint("sk-test-123")
+        'sha256:e0dbaa0c6455'
+    """
+    if not api_key:
+        return None
+    return "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]

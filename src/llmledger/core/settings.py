@@ -76,6 +76,11 @@ class Settings:
     max_body_bytes: int = 10_000_000
     key_cache_seconds: float = 5.0
     query_timeout: float = 30.0
+    limits: bool = False
+    limit_policy: str = "open"
+    limit_ttl: float = 600.0
+    limit_bytes_per_token: float = 4.0
+    limit_output_tokens: int = 4096
 
     @property
     def resolved_database_url(self) -> str:
@@ -123,7 +128,17 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, Mapping):
                 return {str(k): str(v) for k, v in value.items()}
             return {str(f): str(f) for f in value}
-        if name in ("queue_limit", "batch_size", "spool_limit", "max_body_bytes"):
+        if name == "limit_policy":
+            text = str(value).strip().lower()
+            if text not in ("open", "closed"):
+                raise ValueError("must be open or closed")
+            return text
+        if name in ("limit_ttl", "limit_bytes_per_token"):
+            number = float(value)
+            if not 0 < number <= 86_400:
+                raise ValueError("must be positive (at most 86400)")
+            return number
+        if name in ("queue_limit", "batch_size", "spool_limit", "max_body_bytes", "limit_output_tokens"):
             number = int(value)
             if number < 1:
                 raise ValueError("must be at least 1")
@@ -138,7 +153,7 @@ def _coerce(name: str, value: Any) -> Any:
             if not 0 <= seconds <= 3600:
                 raise ValueError("must be between 0 and 3600")
             return seconds
-        if name in ("store_content", "strict"):
+        if name in ("store_content", "strict", "limits"):
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()

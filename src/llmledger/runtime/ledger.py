@@ -19,6 +19,7 @@ from llmledger.core.settings import Settings, load_settings
 if TYPE_CHECKING:
     from llmledger.pricing import PriceBook, PriceResolver
     from llmledger.runtime.content import ContentStore, PendingContent
+    from llmledger.runtime.limits import LimitGuard
     from llmledger.runtime.remote import RemoteSink
     from llmledger.runtime.writer import EventSink, Writer
     from llmledger.store import Store, WriteResult
@@ -46,7 +47,11 @@ class Ledger:
         self._writer: Writer | None = None
         self._pending_content: PendingContent | None = None
         self._remote: RemoteSink | None = None
+        self._limits: LimitGuard | None = None
         self._closed = False
+        #: Whether instrumented calls are checked against the limits (the one
+        #: flag the capture hooks read; the ``limits`` setting).
+        self.guarded = settings.limits
 
     @property
     def store(self) -> Store:
@@ -67,6 +72,17 @@ class Ledger:
                     store.migrate()
                     self._store = store
         return self._store
+
+    @property
+    def limits(self) -> LimitGuard:
+        """The limits of this ledger: its database's, or the service's with ``url``."""
+        if self._limits is None:
+            with self._lock:
+                if self._limits is None:
+                    from llmledger.runtime.limits import LimitGuard
+
+                    self._limits = LimitGuard(self)
+        return self._limits
 
     @property
     def pricer(self) -> PriceResolver:
