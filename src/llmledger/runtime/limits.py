@@ -151,7 +151,7 @@ class RemoteLimits:
             "user": subject.user,
             "feature": subject.feature,
             "api_key": subject.api_key,
-            "cost_nanos": needed.cost,
+            "cost": _usd(needed.cost),
             "tokens": needed.tokens,
             "requests": needed.requests,
         }
@@ -167,7 +167,7 @@ class RemoteLimits:
             "/v1/limits/settle",
             {
                 "reservation": reservation,
-                "cost_nanos": spent.cost,
+                "cost": _usd(spent.cost),
                 "tokens": spent.tokens,
                 "requests": spent.requests,
             },
@@ -176,6 +176,10 @@ class RemoteLimits:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._client.close()
+
+
+def _usd(nanos: int) -> str:
+    return format(Decimal(nanos).scaleb(-9), "f")
 
 
 @dataclass(frozen=True)
