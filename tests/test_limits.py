@@ -353,3 +353,35 @@ def test_limit_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="limit_ttl"):
         load_settings({"LLMLEDGER_LIMIT_TTL": "0"})
     assert json.dumps(load_settings({"LLMLEDGER_LIMITS": "1"}).limits) == "true"
+
+
+# -- the command line ----------------------------------------------------------------
+
+
+def test_limits_commands(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from llmledger.cli import main
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(main, list(args))
+
+    added = run("limits", "add", "user", "ana", "--tenant", "acme", "--cost", "0.5", "--per", "day", "--json")
+    assert added.exit_code == 0, added.output
+    limit_id = json.loads(added.output)["id"]
+    listed = run("limits", "list")
+    assert limit_id in listed.output and "0.5" in listed.output
+    shown = json.loads(run("limits", "show", limit_id, "--json").output)
+    assert (shown["used"], shown["reserved"], shown["tenant"]) == (0, 0, "acme")
+    ok = run("limits", "check", "--tenant", "acme", "--user", "ana", "--cost", "0.4")
+    assert ok.exit_code == 0 and ok.output.startswith("ok: limit")
+    refused = run("limits", "check", "--tenant", "acme", "--user", "ana", "--cost", "0.6")
+    assert refused.exit_code == 1 and refused.output.startswith("BLOCK: limit")
+    assert run("limits", "check", "--user", "bob").output == "no limit applies\n"
+    both = run("limits", "add", "user", "ana", "--cost", "1", "--tokens", "5", "--per", "day")
+    assert both.exit_code == 2 and "exactly one of" in both.output
+    bad = run("limits", "add", "user", "ana", "--cost", "-1", "--per", "day")
+    assert bad.exit_code == 1 and "positive" in bad.output
+    assert run("limits", "remove", limit_id).exit_code == 0
+    missing = run("limits", "show", limit_id)
+    assert missing.exit_code == 1 and "no limit" in missing.output

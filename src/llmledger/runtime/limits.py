@@ -162,16 +162,21 @@ class RemoteLimits:
         return [decision_from_json(d) for d in data["decisions"]]
 
     def settle(self, reservation: str, spent: Amounts, *, now: datetime) -> None:
-        """Tell the service what the call spent."""
-        self._post(
-            "/v1/limits/settle",
-            {
-                "reservation": reservation,
-                "cost": _usd(spent.cost),
-                "tokens": spent.tokens,
-                "requests": spent.requests,
-            },
-        )
+        """Tell the service what the call spent, trying up to three times (a settle
+        counts once however often it is sent)."""
+        body = {
+            "reservation": reservation,
+            "cost": _usd(spent.cost),
+            "tokens": spent.tokens,
+            "requests": spent.requests,
+        }
+        for attempt in range(3):
+            try:
+                self._post("/v1/limits/settle", body)
+                return
+            except LedgerError:
+                if attempt == 2:
+                    raise
 
     def close(self) -> None:
         """Close the HTTP connections."""
