@@ -38,6 +38,11 @@ RESPONSE: dict[str, Any] = {
 }
 
 
+def _any(client: Any) -> Any:
+    """The SDK's own annotations name its vendored httpx; the client is httpx's."""
+    return client
+
+
 def main(threads: int, calls: int) -> dict[str, int]:
     """Run ``threads`` threads of ``calls`` guarded calls each; the counts."""
     llmledger.configure(limits=True, limit_bytes_per_token=1)
@@ -56,7 +61,7 @@ def main(threads: int, calls: int) -> dict[str, int]:
         api_key="sk-test",
         base_url="https://api.openai.com/v1",
         max_retries=0,
-        http_client=httpx.Client(transport=httpx.MockTransport(handle)),
+        http_client=_any(httpx.Client(transport=httpx.MockTransport(handle))),
     )
 
     def spend() -> None:

@@ -13,9 +13,27 @@ from llmledger.core.limits import Amounts, Subject
 from llmledger.runtime.limits import RemoteLimits
 from tests.test_server_api import Api, open_api
 
-ACME_LIMIT = {"scope": "tenant", "value": "acme", "metric": "requests", "amount": 2, "period": "day"}
-GLOBEX_LIMIT = {"scope": "tenant", "value": "globex", "metric": "cost", "amount": "1.5", "period": "month"}
-FEATURE_LIMIT = {"scope": "feature", "value": "search", "metric": "tokens", "amount": 1000, "period": "hour"}
+ACME_LIMIT = {
+    "scope": "tenant",
+    "value": "acme",
+    "metric": "requests",
+    "amount": 2,
+    "period": "day",
+}
+GLOBEX_LIMIT = {
+    "scope": "tenant",
+    "value": "globex",
+    "metric": "cost",
+    "amount": "1.5",
+    "period": "month",
+}
+FEATURE_LIMIT = {
+    "scope": "feature",
+    "value": "search",
+    "metric": "tokens",
+    "amount": 1000,
+    "period": "hour",
+}
 
 
 @pytest.fixture
@@ -27,7 +45,11 @@ def api(db_url: str) -> Iterator[Api]:
 def seeded(api: Api) -> dict[str, Any]:
     made = {
         name: api.post("/v1/limits", body).json()
-        for name, body in (("acme", ACME_LIMIT), ("globex", GLOBEX_LIMIT), ("feature", FEATURE_LIMIT))
+        for name, body in (
+            ("acme", ACME_LIMIT),
+            ("globex", GLOBEX_LIMIT),
+            ("feature", FEATURE_LIMIT),
+        )
     }
     return {
         **made,
@@ -53,7 +75,10 @@ def test_admins_add_list_show_and_remove_limits(api: Api, seeded: dict[str, Any]
     removed = api.client.delete(f"/v1/limits/{acme['id']}", headers=api.auth(api.admin))
     assert removed.status_code == 200
     assert api.get(f"/v1/limits/{acme['id']}").status_code == 404
-    assert api.client.delete(f"/v1/limits/{acme['id']}", headers=api.auth(api.admin)).status_code == 404
+    assert (
+        api.client.delete(f"/v1/limits/{acme['id']}", headers=api.auth(api.admin)).status_code
+        == 404
+    )
 
 
 @pytest.mark.parametrize(
@@ -66,7 +91,9 @@ def test_admins_add_list_show_and_remove_limits(api: Api, seeded: dict[str, Any]
         ({"extra": 1}, "extra"),
     ],
 )
-def test_bad_limits_are_refused_with_their_reason(api: Api, change: dict[str, Any], field: str) -> None:
+def test_bad_limits_are_refused_with_their_reason(
+    api: Api, change: dict[str, Any], field: str
+) -> None:
     answer = api.post("/v1/limits", {**ACME_LIMIT, **change})
     assert answer.status_code == 422
     assert field in answer.text
@@ -81,29 +108,42 @@ def test_reserve_settle_and_check_through_the_service(api: Api, seeded: dict[str
     third = api.post("/v1/limits/reserve", {}, token=ingest).json()
     assert not third["allowed"] and third["reservation"] is None
     assert third["decisions"][0]["outcome"] == "block" and third["decisions"][0]["reserved"] == 2
-    assert api.post("/v1/limits/settle", {"reservation": first["reservation"], "requests": 0}, token=ingest).json() == {"settled": 1}
+    assert api.post(
+        "/v1/limits/settle", {"reservation": first["reservation"], "requests": 0}, token=ingest
+    ).json() == {"settled": 1}
     assert api.post("/v1/limits/check", {}, token=ingest).json()["allowed"]
     # a settle of another tenant's reservation counts nothing
-    other = api.post("/v1/limits/settle", {"reservation": second["reservation"]}, token=seeded["globex_ingest"])
+    other = api.post(
+        "/v1/limits/settle", {"reservation": second["reservation"]}, token=seeded["globex_ingest"]
+    )
     assert other.json() == {"settled": 0}
-    assert api.post("/v1/limits/settle", {"reservation": second["reservation"]}, token=ingest).json() == {"settled": 1}
+    assert api.post(
+        "/v1/limits/settle", {"reservation": second["reservation"]}, token=ingest
+    ).json() == {"settled": 1}
 
 
 def test_a_tenants_keys_see_and_check_only_their_tenant(api: Api, seeded: dict[str, Any]) -> None:
     reader, ingest, globex = seeded["acme_reader"], seeded["acme_ingest"], seeded["globex_ingest"]
     for token in (reader, ingest):
-        assert [x["id"] for x in api.get("/v1/limits", token=token).json()] == [seeded["acme"]["id"]]
+        assert [x["id"] for x in api.get("/v1/limits", token=token).json()] == [
+            seeded["acme"]["id"]
+        ]
         assert api.get(f"/v1/limits/{seeded['globex']['id']}", token=token).status_code == 404
         assert api.get(f"/v1/limits/{seeded['feature']['id']}", token=token).status_code == 404
         assert api.get(f"/v1/limits/{seeded['acme']['id']}", token=token).status_code == 200
     # checks are decided for the key's tenant, whatever the body claims
-    claimed = api.post("/v1/limits/check", {"tenant": "globex", "feature": "search"}, token=ingest).json()
+    claimed = api.post(
+        "/v1/limits/check", {"tenant": "globex", "feature": "search"}, token=ingest
+    ).json()
     ids = {d["limit"]["id"]: d for d in claimed["decisions"]}
     assert set(ids) == {seeded["acme"]["id"], seeded["feature"]["id"]}
     # a limit over every tenant applies, but its counters (other tenants' spend) are hidden
     assert ids[seeded["feature"]["id"]]["used"] is None
     assert ids[seeded["acme"]["id"]]["used"] == 0
-    assert api.post("/v1/limits/check", {}, token=globex).json()["decisions"][0]["limit"]["id"] == seeded["globex"]["id"]
+    assert (
+        api.post("/v1/limits/check", {}, token=globex).json()["decisions"][0]["limit"]["id"]
+        == seeded["globex"]["id"]
+    )
     # the admin sees the counters
     admin = api.post("/v1/limits/check", {"tenant": "acme", "feature": "search"}).json()
     assert all(d["used"] == 0 for d in admin["decisions"])
@@ -127,9 +167,14 @@ def test_the_sdk_reserves_and_settles_through_the_service(api: Api, seeded: dict
     class Through(httpx.BaseTransport):
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             answer = api.client.request(
-                request.method, request.url.path, content=request.content, headers=dict(request.headers)
+                request.method,
+                request.url.path,
+                content=request.content,
+                headers=dict(request.headers),
             )
-            return httpx.Response(answer.status_code, content=answer.content, headers=answer.headers)
+            return httpx.Response(
+                answer.status_code, content=answer.content, headers=answer.headers
+            )
 
     remote = RemoteLimits("http://service", seeded["globex_ingest"], transport=Through())
     subject = Subject(tenant="acme", user="ana")  # the key's tenant wins

@@ -74,7 +74,9 @@ def _check(store: SqlStore, limit: Limit, counts: dict[str, int]) -> None:
     assert reserved == 0 and used == counts["allowed"] * CALL_NANOS <= limit.units
     query = build_query(by=["status"], metrics=["calls", "cost"], last="1d", now=datetime.now(UTC))
     rows = {row["status"]: row for row in store.report(query).rows}
-    assert rows["ok"]["calls"] == counts["allowed"] and rows["blocked"]["calls"] == counts["blocked"]
+    assert (
+        rows["ok"]["calls"] == counts["allowed"] and rows["blocked"]["calls"] == counts["blocked"]
+    )
     assert rows["ok"]["cost"] == Decimal(used) / 10**9
 
 
@@ -95,7 +97,9 @@ def test_processes_spending_through_the_database(tmp_path: Path, db_url: str) ->
 def test_processes_spending_through_the_service(tmp_path: Path, db_url: str) -> None:
     store = open_store(db_url)
     limit = _limit(store)
-    key: Any = json.loads(cli(db_url, "keys", "create", "--role", "ingest", "--tenant", "acme", "--json"))
+    key: Any = json.loads(
+        cli(db_url, "keys", "create", "--role", "ingest", "--tenant", "acme", "--json")
+    )
     with serve(db_url, free_port()) as url:
         env = {"LLMLEDGER_URL": url, "LLMLEDGER_API_KEY": key["secret"]}
         counts = _spend(tmp_path, env, store, limit)

@@ -52,6 +52,7 @@ __all__ = [
     "count",
     "current_scope",
     "error_event",
+    "fingerprint",
     "internal_error",
     "internal_errors",
     "merge_attribution",

@@ -50,7 +50,18 @@ def _row(limit: Limit, state: tuple[datetime, int, int] | None) -> tuple[str, ..
     )
 
 
-_HEADERS = ("id", "scope", "value", "tenant", "metric", "amount", "per", "mode", "used", "in flight")
+_HEADERS = (
+    "id",
+    "scope",
+    "value",
+    "tenant",
+    "metric",
+    "amount",
+    "per",
+    "mode",
+    "used",
+    "in flight",
+)
 
 
 @click.group("limits")
@@ -62,11 +73,20 @@ def limits_group() -> None:
 @click.argument("scope", type=click.Choice(SCOPES))
 @click.argument("value")
 @click.option("--cost", help="Most USD per period.")
-@click.option("--tokens", type=click.IntRange(min=1), help="Most tokens (input + output) per period.")
+@click.option(
+    "--tokens", type=click.IntRange(min=1), help="Most tokens (input + output) per period."
+)
 @click.option("--requests", type=click.IntRange(min=1), help="Most calls per period.")
-@click.option("--per", "period", type=click.Choice(PERIODS), required=True, help="The calendar window (UTC).")
-@click.option("--mode", type=click.Choice(MODES), default="block", show_default=True,
-              help="block: refuse calls past the limit; warn: let them through and record it.")
+@click.option(
+    "--per", "period", type=click.Choice(PERIODS), required=True, help="The calendar window (UTC)."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="block",
+    show_default=True,
+    help="block: refuse calls past the limit; warn: let them through and record it.",
+)
 @click.option("--tenant", help="Count only this tenant's calls (for user, feature and key limits).")
 @click.option("--name", help="A label for people.")
 @click.option("--json", "as_json", is_flag=True, help="Print the limit as JSON.")
@@ -92,7 +112,11 @@ def add_command(
       llmledger limits add user ana --tenant acme --tokens 200000 --per day
       llmledger limits add feature search --requests 1000 --per hour --mode warn
     """
-    given = [(m, v) for m, v in (("cost", cost), ("tokens", tokens), ("requests", requests)) if v is not None]
+    given = [
+        (m, v)
+        for m, v in (("cost", cost), ("tokens", tokens), ("requests", requests))
+        if v is not None
+    ]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --cost, --tokens and --requests")
     metric, amount = given[0]

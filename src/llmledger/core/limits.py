@@ -180,7 +180,8 @@ class Limit:
 
         Example:
             >>> limit = Limit("user", "ana", "requests", Decimal(5), "day", tenant="acme")
-            >>> limit.matches(Subject(tenant="acme", user="ana")), limit.matches(Subject(user="ana"))
+            >>> ana_at_acme, ana_alone = Subject(tenant="acme", user="ana"), Subject(user="ana")
+            >>> limit.matches(ana_at_acme), limit.matches(ana_alone)
             (True, False)
         """
         if self.tenant is not None and subject.tenant != self.tenant:

@@ -138,7 +138,13 @@ def _coerce(name: str, value: Any) -> Any:
             if not 0 < number <= 86_400:
                 raise ValueError("must be positive (at most 86400)")
             return number
-        if name in ("queue_limit", "batch_size", "spool_limit", "max_body_bytes", "limit_output_tokens"):
+        if name in (
+            "queue_limit",
+            "batch_size",
+            "spool_limit",
+            "max_body_bytes",
+            "limit_output_tokens",
+        ):
             number = int(value)
             if number < 1:
                 raise ValueError("must be at least 1")

@@ -68,7 +68,13 @@ class LimitBackend(Protocol):
     """Where limits are decided: the ledger's database or the service."""
 
     def reserve(
-        self, subject: Subject, needed: Amounts, *, now: datetime, ttl: float, reservation: str | None
+        self,
+        subject: Subject,
+        needed: Amounts,
+        *,
+        now: datetime,
+        ttl: float,
+        reservation: str | None,
     ) -> list[Decision]:
         """Decide (and reserve under ``reservation`` when none blocks)."""
         ...
@@ -85,7 +91,13 @@ class StoreLimits:
         self._ledger = ledger
 
     def reserve(
-        self, subject: Subject, needed: Amounts, *, now: datetime, ttl: float, reservation: str | None
+        self,
+        subject: Subject,
+        needed: Amounts,
+        *,
+        now: datetime,
+        ttl: float,
+        reservation: str | None,
     ) -> list[Decision]:
         """Decide and reserve in one transaction of the store."""
         return self._ledger.store.reserve_limits(
@@ -141,7 +153,13 @@ class RemoteLimits:
         return data
 
     def reserve(
-        self, subject: Subject, needed: Amounts, *, now: datetime, ttl: float, reservation: str | None
+        self,
+        subject: Subject,
+        needed: Amounts,
+        *,
+        now: datetime,
+        ttl: float,
+        reservation: str | None,
     ) -> list[Decision]:
         """Ask the service (``/reserve``, or ``/check`` without a reservation)."""
         from llmledger.wire.limits import decision_from_json
@@ -158,7 +176,9 @@ class RemoteLimits:
         if reservation is None:
             data = self._post("/v1/limits/check", body)
         else:
-            data = self._post("/v1/limits/reserve", {**body, "reservation": reservation, "ttl": ttl})
+            data = self._post(
+                "/v1/limits/reserve", {**body, "reservation": reservation, "ttl": ttl}
+            )
         return [decision_from_json(d) for d in data["decisions"]]
 
     def settle(self, reservation: str, spent: Amounts, *, now: datetime) -> None:
@@ -221,7 +241,7 @@ class LimitCheck:
 
     @property
     def allowed(self) -> bool:
-        """Whether the call may go: no limit blocks, and the store answered or the policy is open."""
+        """Whether the call may go: no limit blocks (and the store answered, or fails open)."""
         if self.unavailable is not None:
             return self.policy == "open"
         return not self.blocking
@@ -264,7 +284,9 @@ class LimitCheck:
         if self.reservation is None or self.guard is None or self._settled:
             return
         self._settled.append(True)
-        self.guard.settle(self.reservation, Amounts.of_call(cost=cost, tokens=tokens, requests=requests))
+        self.guard.settle(
+            self.reservation, Amounts.of_call(cost=cost, tokens=tokens, requests=requests)
+        )
 
     def settle_event(self, event: UsageEvent) -> None:
         """Settle with what a recorded call's event says it spent (priced as the ledger prices)."""
@@ -316,7 +338,9 @@ class LimitGuard:
                     settings = self.ledger.settings
                     if settings.url:
                         if not settings.api_key:
-                            raise InvalidLimitError("LLMLEDGER_URL is set without LLMLEDGER_API_KEY")
+                            raise InvalidLimitError(
+                                "LLMLEDGER_URL is set without LLMLEDGER_API_KEY"
+                            )
                         self._backend = RemoteLimits(settings.url, settings.api_key)
                     else:
                         self._backend = StoreLimits(self.ledger)
@@ -330,7 +354,7 @@ class LimitGuard:
         max_tokens: int | None,
         now: datetime,
     ) -> Amounts:
-        """What a call is expected to spend at most (see :func:`~llmledger.core.limits.estimate_tokens`).
+        """What a call is expected to spend at most (see ``estimate_tokens``).
 
         The cost is the tokens priced as input and output at the model's price in
         force now; an unknown model or price counts 0 (only its tokens and
@@ -366,7 +390,9 @@ class LimitGuard:
                 subject, needed, now=now, ttl=self.ttl, reservation=reservation
             )
         except LedgerError as exc:
-            log.warning("llmledger: the limit store cannot be reached (fail %s): %s", self.policy, exc)
+            log.warning(
+                "llmledger: the limit store cannot be reached (fail %s): %s", self.policy, exc
+            )
             return LimitCheck(unavailable=str(exc), policy=self.policy, guard=self)
         found = tuple(decisions)
         blocked = any(d.outcome == "block" for d in found)

@@ -28,8 +28,6 @@ __all__ = [
     "LimitCallIn",
     "LimitIn",
     "LimitOut",
-    "ReserveIn",
-    "SettleIn",
     "NewKeyOut",
     "PriceIn",
     "PriceOut",
@@ -39,6 +37,8 @@ __all__ = [
     "ReportBatchOut",
     "ReportOut",
     "ReportQueryIn",
+    "ReserveIn",
+    "SettleIn",
     "StatsOut",
     "VerifyIn",
 ]
@@ -365,7 +365,9 @@ class LimitOut(pydantic.BaseModel):
     name: str | None
     created: datetime | None
     window: datetime | None = pydantic.Field(description="Start of the current window.")
-    used: int | None = pydantic.Field(description="Units settled in the window (nano-USD for cost).")
+    used: int | None = pydantic.Field(
+        description="Units settled in the window (nano-USD for cost)."
+    )
     reserved: int | None = pydantic.Field(description="Units reserved by calls in flight.")
 
 
@@ -394,7 +396,10 @@ class ReserveIn(LimitCallIn):
         pydantic.Field(default=None, description="The reservation's id (made when missing).")
     )
     ttl: float | None = pydantic.Field(
-        default=None, gt=0, le=86_400, description="Seconds before an unsettled reservation expires."
+        default=None,
+        gt=0,
+        le=86_400,
+        description="Seconds before an unsettled reservation expires.",
     )
 
 

@@ -114,8 +114,10 @@ def _matching(subject: Subject) -> sa.ColumnElement[bool]:
     ]
     if not either:
         return sa.false()
-    owner = c.tenant.is_(None) if subject.tenant is None else sa.or_(
-        c.tenant.is_(None), c.tenant == subject.tenant
+    owner = (
+        c.tenant.is_(None)
+        if subject.tenant is None
+        else sa.or_(c.tenant.is_(None), c.tenant == subject.tenant)
     )
     return sa.and_(sa.or_(*either), owner)
 
@@ -204,7 +206,9 @@ class LimitRows:
             ).first()
             if row is None:
                 return None
-            conn.execute(limit_reservations.delete().where(limit_reservations.c.limit_id == limit_id))
+            conn.execute(
+                limit_reservations.delete().where(limit_reservations.c.limit_id == limit_id)
+            )
             conn.execute(limit_usage.delete().where(limit_usage.c.limit_id == limit_id))
             conn.execute(limits.delete().where(limits.c.id == limit_id))
         return _limit(row._mapping)
@@ -241,9 +245,11 @@ class LimitRows:
             []
         """
         now_us = to_micros(now)
-        with database_errors("check the limits"), self._connect(
-            write=reservation is not None
-        ) as conn, conn.begin():
+        with (
+            database_errors("check the limits"),
+            self._connect(write=reservation is not None) as conn,
+            conn.begin(),
+        ):
             query = sa.select(limits).where(_matching(subject)).order_by(limits.c.id)
             if reservation is not None:
                 query = query.with_for_update()
@@ -306,9 +312,7 @@ class LimitRows:
             0
         """
         r = limit_reservations.c
-        with database_errors("settle the limits"), self._connect(
-            write=True
-        ) as conn, conn.begin():
+        with database_errors("settle the limits"), self._connect(write=True) as conn, conn.begin():
             where = [r.id == reservation]
             if tenant is not None:
                 where.append(r.tenant == tenant)

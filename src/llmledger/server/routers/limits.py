@@ -12,12 +12,20 @@ from llmledger.core.ids import new_id
 from llmledger.core.limits import Amounts, Decision, Limit, Subject
 from llmledger.server.auth import Admin, Anyone, Principal, Writer, get_service
 from llmledger.server.errors import NotFoundError
-from llmledger.server.schemas import LimitAnswer, LimitCallIn, LimitIn, LimitOut, ReserveIn, SettleIn
+from llmledger.server.schemas import (
+    LimitAnswer,
+    LimitCallIn,
+    LimitIn,
+    LimitOut,
+    ReserveIn,
+    SettleIn,
+)
 from llmledger.wire.limits import decision_json, limit_json
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/limits", tags=["limits"])
+
 
 def _out(limit: Limit, state: tuple[datetime, int, int] | None) -> LimitOut:
     window, used, reserved = state if state is not None else (None, None, None)
@@ -96,7 +104,9 @@ def check(request: Request, principal: Anyone, body: LimitCallIn) -> Any:
     return _answer(principal, decisions, None)
 
 
-@router.post("/reserve", summary="Decide a call and reserve its estimate", response_model=LimitAnswer)
+@router.post(
+    "/reserve", summary="Decide a call and reserve its estimate", response_model=LimitAnswer
+)
 def reserve(request: Request, principal: Writer, body: ReserveIn) -> Any:
     """Reserve the call's expected spend when no limit blocks; settle it with `/settle`."""
     service = get_service(request)
