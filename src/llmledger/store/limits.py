@@ -32,13 +32,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from llmledger.core.limits import Amounts, Decision, Limit, Subject, decide, window_start
@@ -103,23 +104,6 @@ def _limit(m: Any) -> Limit:
         id=m["id"],
         created=from_micros(int(m["created_us"])),
     )
-
-
-def _matching(subject: Subject) -> sa.ColumnElement[bool]:
-    c = limits.c
-    either = [
-        sa.and_(c.scope == scope, c.value == value)
-        for scope in ("tenant", "user", "feature", "api_key")
-        if (value := subject.value(scope)) is not None
-    ]
-    if not either:
-        return sa.false()
-    owner = (
-        c.tenant.is_(None)
-        if subject.tenant is None
-        else sa.or_(c.tenant.is_(None), c.tenant == subject.tenant)
-    )
-    return sa.and_(sa.or_(*either), owner)
 
 
 class LimitRows:
@@ -214,6 +198,13 @@ class LimitRows:
         return _limit(row._mapping)
 
     # -- reserve and settle ------------------------------------------------------------
+    #
+    # The guarded call's path: plain SQL on the driver's cursor inside the SQLAlchemy
+    # connection's transaction (as the event writes do), so a check costs the database's
+    # time rather than building and compiling expressions each call.
+
+    def _cursor(self, conn: Connection) -> _Cursor:
+        return _Cursor(conn.connection.driver_connection, sqlite=self._sqlite)
 
     def reserve_limits(
         self,
@@ -245,35 +236,41 @@ class LimitRows:
             []
         """
         now_us = to_micros(now)
-        with (
-            database_errors("check the limits"),
-            self._connect(write=reservation is not None) as conn,
-            conn.begin(),
-        ):
-            query = sa.select(limits).where(_matching(subject)).order_by(limits.c.id)
-            if reservation is not None:
-                query = query.with_for_update()
-            found = [_limit(row._mapping) for row in conn.execute(query)]
+        write = reservation is not None
+        match, params = _matching_sql(subject)
+        if match is None:
+            return []
+        lock = " FOR UPDATE" if write and not self._sqlite else ""
+        with database_errors("check the limits"), self._connect(write=write) as conn:
+            conn.begin()
+            cursor = self._cursor(conn)
+            rows = cursor.all(
+                f"SELECT {_LIMIT_COLUMNS} FROM limits WHERE {match} ORDER BY id{lock}", params
+            )
+            found = [_limit(dict(zip(_LIMIT_FIELDS, row, strict=True))) for row in rows]
             if not found:
+                conn.rollback()
                 return []
-            if reservation is not None:
-                conn.execute(
-                    limit_reservations.delete().where(
-                        limit_reservations.c.limit_id.in_([x.id for x in found]),
-                        limit_reservations.c.expires_us < now_us - STALE_RESERVATION_US,
-                    )
+            ids, id_params = _in("l", [limit.id for limit in found])
+            if write:
+                cursor.run(
+                    f"DELETE FROM limit_reservations WHERE limit_id IN ({ids}) "
+                    "AND expires_us < :stale",
+                    {**id_params, "stale": now_us - STALE_RESERVATION_US},
                 )
-            counts = _counts(conn, found, now, now_us)
+            counts = _counts(cursor, found, now, now_us)
             decisions = []
             for limit in found:
                 window, used, reserved = counts[limit.id]
                 units = needed.get(limit.metric)
                 outcome = decide(limit, used=used, reserved=reserved, needed=units)
                 decisions.append(Decision(limit, window, used, reserved, units, outcome))
-            if reservation is not None and all(d.outcome != "block" for d in decisions):
+            if write and all(d.outcome != "block" for d in decisions):
                 expires_us = now_us + int(ttl * 1_000_000)
-                conn.execute(
-                    limit_reservations.insert(),
+                cursor.many(
+                    "INSERT INTO limit_reservations "
+                    "(id, limit_id, window_us, units, expires_us, tenant) "
+                    "VALUES (:id, :limit_id, :window_us, :units, :expires_us, :tenant)",
                     [
                         {
                             "id": reservation,
@@ -286,6 +283,7 @@ class LimitRows:
                         for d in decisions
                     ],
                 )
+            conn.commit()
         return decisions
 
     def settle_limits(
@@ -311,44 +309,49 @@ class LimitRows:
             >>> open_store("sqlite://").settle_limits("R1", Amounts(), now=datetime.now(UTC))
             0
         """
-        r = limit_reservations.c
-        with database_errors("settle the limits"), self._connect(write=True) as conn, conn.begin():
-            where = [r.id == reservation]
-            if tenant is not None:
-                where.append(r.tenant == tenant)
-            ids = [row[0] for row in conn.execute(sa.select(r.limit_id).where(*where))]
-            if not ids:
+        owner = "" if tenant is None else " AND tenant = :tenant"
+        params: dict[str, Any] = {"id": reservation, "tenant": tenant}
+        lock = "" if self._sqlite else " FOR UPDATE"
+        with database_errors("settle the limits"), self._connect(write=True) as conn:
+            conn.begin()
+            cursor = self._cursor(conn)
+            limit_ids = [
+                str(row[0])
+                for row in cursor.all(
+                    f"SELECT limit_id FROM limit_reservations WHERE id = :id{owner}", params
+                )
+            ]
+            if not limit_ids:
+                conn.rollback()
                 return 0
+            ids, id_params = _in("l", limit_ids)
             # The same locks, in the same order, as a reservation takes.
-            locked = conn.execute(
-                sa.select(limits.c.id, limits.c.metric)
-                .where(limits.c.id.in_(ids))
-                .order_by(limits.c.id)
-                .with_for_update()
-            ).all()
-            metric = {str(limit_id): str(name) for limit_id, name in locked}
-            settled = conn.execute(
-                limit_reservations.delete()
-                .where(*where, r.limit_id.in_(list(metric)))
-                .returning(r.limit_id, r.window_us)
-            ).all()
+            metric = {
+                str(limit_id): str(name)
+                for limit_id, name in cursor.all(
+                    f"SELECT id, metric FROM limits WHERE id IN ({ids}) ORDER BY id{lock}",
+                    id_params,
+                )
+            }
+            settled = cursor.all(
+                f"DELETE FROM limit_reservations WHERE id = :id{owner} AND limit_id IN ({ids}) "
+                "RETURNING limit_id, window_us",
+                {**params, **id_params},
+            )
             rows = [
                 {"limit_id": limit_id, "window_us": window_us, "used": spent.get(metric[limit_id])}
                 for limit_id, window_us in settled
+                if limit_id in metric
             ]
             if rows:
-                self._add_usage(conn, rows)
+                cursor.many(
+                    "INSERT INTO limit_usage (limit_id, window_us, used) "
+                    "VALUES (:limit_id, :window_us, :used) ON CONFLICT (limit_id, window_us) "
+                    "DO UPDATE SET used = limit_usage.used + excluded.used",
+                    rows,
+                )
+            conn.commit()
         return len(rows)
-
-    def _add_usage(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        insert = (sqlite.insert if self._sqlite else postgresql.insert)(limit_usage)
-        conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["limit_id", "window_us"],
-                set_={"used": limit_usage.c.used + insert.excluded.used},
-            ),
-            list(rows),
-        )
 
     def limit_states(
         self, limit_list: Sequence[Limit], *, now: datetime
@@ -365,30 +368,97 @@ class LimitRows:
         if not limit_list:
             return {}
         with database_errors("read the limits' counters"), self._connect() as conn:
-            return _counts(conn, limit_list, now, to_micros(now))
+            conn.begin()
+            counts = _counts(self._cursor(conn), limit_list, now, to_micros(now))
+            conn.rollback()
+        return counts
+
+
+_LIMIT_FIELDS = (
+    "id",
+    "scope",
+    "value",
+    "metric",
+    "amount",
+    "period",
+    "mode",
+    "tenant",
+    "name",
+    "created_us",
+)
+_LIMIT_COLUMNS = ", ".join(_LIMIT_FIELDS)
+_SCOPES = ("tenant", "user", "feature", "api_key")
+_NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
+
+
+class _Cursor:
+    """Plain SQL with ``:name`` parameters on the driver's connection (sqlite3 or psycopg)."""
+
+    def __init__(self, driver: Any, *, sqlite: bool) -> None:
+        self._cursor = driver.cursor()
+        self._sqlite = sqlite
+
+    def _sql(self, sql: str) -> str:
+        return sql if self._sqlite else _pg_sql(sql)
+
+    def run(self, sql: str, params: Mapping[str, Any]) -> None:
+        self._cursor.execute(self._sql(sql), params)
+
+    def all(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        self._cursor.execute(self._sql(sql), params)
+        return list(self._cursor.fetchall())
+
+    def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        self._cursor.executemany(self._sql(sql), rows)
+
+
+@functools.lru_cache(maxsize=256)
+def _pg_sql(sql: str) -> str:
+    """``:name`` parameters as psycopg's ``%(name)s``."""
+    return _NAMED.sub(r"%(\1)s", sql)
+
+
+def _in(prefix: str, values: Sequence[str]) -> tuple[str, dict[str, str]]:
+    names = [f"{prefix}{i}" for i in range(len(values))]
+    return ", ".join(f":{n}" for n in names), dict(zip(names, values, strict=True))
+
+
+def _matching_sql(subject: Subject) -> tuple[str | None, dict[str, Any]]:
+    """The WHERE clause of the limits a subject's call counts for, or None when none can."""
+    either = [
+        f"(scope = '{scope}' AND value = :{scope})"
+        for scope in _SCOPES
+        if subject.value(scope) is not None
+    ]
+    if not either:
+        return None, {}
+    params: dict[str, Any] = {scope: subject.value(scope) for scope in _SCOPES}
+    owner = "tenant IS NULL" if subject.tenant is None else "(tenant IS NULL OR tenant = :tenant)"
+    return f"({' OR '.join(either)}) AND {owner}", params
 
 
 def _counts(
-    conn: Connection, found: Iterable[Limit], now: datetime, now_us: int
+    cursor: _Cursor, found: Iterable[Limit], now: datetime, now_us: int
 ) -> dict[str, tuple[datetime, int, int]]:
     windows = {limit.id: window_start(limit.period, now) for limit in found}
-    ids = list(windows)
-    earliest = to_micros(min(windows.values()))
-    u, r = limit_usage.c, limit_reservations.c
+    ids, params = _in("l", list(windows))
+    params["earliest"] = to_micros(min(windows.values()))
+    params["now"] = now_us
     used = {
         (str(limit_id), int(window)): int(total)
-        for limit_id, window, total in conn.execute(
-            sa.select(u.limit_id, u.window_us, u.used).where(
-                u.limit_id.in_(ids), u.window_us >= earliest
-            )
+        for limit_id, window, total in cursor.all(
+            "SELECT limit_id, window_us, used FROM limit_usage "
+            f"WHERE limit_id IN ({ids}) AND window_us >= :earliest",
+            params,
         )
     }
     reserved = {
         (str(limit_id), int(window)): int(total)
-        for limit_id, window, total in conn.execute(
-            sa.select(r.limit_id, r.window_us, sa.func.sum(r.units))
-            .where(r.limit_id.in_(ids), r.window_us >= earliest, r.expires_us > now_us)
-            .group_by(r.limit_id, r.window_us)
+        for limit_id, window, total in cursor.all(
+            "SELECT limit_id, window_us, SUM(units) FROM limit_reservations "
+            f"WHERE limit_id IN ({ids}) AND window_us >= :earliest AND expires_us > :now "
+            "GROUP BY limit_id, window_us",
+            params,
         )
     }
     out: dict[str, tuple[datetime, int, int]] = {}
