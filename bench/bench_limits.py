@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -129,6 +131,24 @@ def _service(home: Path, calls: int) -> dict[str, float]:
         process.wait(timeout=20)
 
 
+@contextmanager
+def _schema(base: str) -> Iterator[str]:
+    """A schema of its own in the PostgreSQL database, dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = f"llmledger_bench_limits_{os.getpid()}"
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{name}"
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="Guarded calls per backend.")
@@ -144,7 +164,8 @@ def main() -> None:
         home = Path(folder)
         results["SQLite file"] = _local(f"sqlite:///{home / 'ledger.db'}", home, args.calls)
         if args.postgres:
-            results["PostgreSQL"] = _local(args.postgres, home, args.calls)
+            with _schema(args.postgres) as url:
+                results["PostgreSQL"] = _local(url, home, args.calls)
         results["service (llmledger serve, SQLite)"] = _service(home, args.calls)
     if args.json:
         print(json.dumps(results, indent=2))

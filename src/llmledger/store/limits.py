@@ -444,18 +444,14 @@ def _counts(
     ids, params = _in("l", list(windows))
     params["earliest"] = to_micros(min(windows.values()))
     params["now"] = now_us
-    used = {
-        (str(limit_id), int(window)): int(total)
-        for limit_id, window, total in cursor.all(
-            "SELECT limit_id, window_us, used FROM limit_usage "
-            f"WHERE limit_id IN ({ids}) AND window_us >= :earliest",
-            params,
-        )
-    }
-    reserved = {
-        (str(limit_id), int(window)): int(total)
-        for limit_id, window, total in cursor.all(
-            "SELECT limit_id, window_us, SUM(units) FROM limit_reservations "
+    # One round trip for both: what is settled (kind 0) and what is in flight (kind 1).
+    found_counts: dict[tuple[int, str, int], int] = {
+        (int(kind), str(limit_id), int(window)): int(total)
+        for kind, limit_id, window, total in cursor.all(
+            "SELECT 0, limit_id, window_us, used FROM limit_usage "
+            f"WHERE limit_id IN ({ids}) AND window_us >= :earliest "
+            "UNION ALL "
+            "SELECT 1, limit_id, window_us, SUM(units) FROM limit_reservations "
             f"WHERE limit_id IN ({ids}) AND window_us >= :earliest AND expires_us > :now "
             "GROUP BY limit_id, window_us",
             params,
@@ -464,5 +460,9 @@ def _counts(
     out: dict[str, tuple[datetime, int, int]] = {}
     for limit_id, window in windows.items():
         key = (limit_id, to_micros(window))
-        out[limit_id] = (window, used.get(key, 0), reserved.get(key, 0))
+        out[limit_id] = (
+            window,
+            found_counts.get((0, *key), 0),
+            found_counts.get((1, *key), 0),
+        )
     return out
