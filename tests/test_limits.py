@@ -415,3 +415,62 @@ def test_limits_commands(tmp_path: Any) -> None:
 def _any(client: Any) -> Any:
     """The SDK's own annotations name its vendored httpx; the client is httpx's."""
     return client
+
+
+# -- other SDKs and streams ------------------------------------------------------------
+
+
+def test_google_genai_calls_and_streams_are_guarded(ledger: Ledger, hooks: Instrumentation) -> None:
+    from google.genai import types
+
+    from tests.test_capture_google import _client, replay
+
+    served = replay.__wrapped__()  # type: ignore[attr-defined]
+    ledger.store.add_limit(Limit("user", "gina", "requests", Decimal(2), "day", id="L-gina"))
+    client = _client(served)
+    with llmledger.attribute(user="gina"):
+        client.models.generate_content(
+            model="gemini-2.5-flash",
+            contents="hi",
+            config=types.GenerateContentConfig(max_output_tokens=64),
+        )
+        for _ in client.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"):
+            pass
+        with pytest.raises(LimitExceededError):
+            client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+        # The SDK's stream starts its request when first read: refused there, before it.
+        with pytest.raises(LimitExceededError):
+            for _ in client.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"):
+                pass
+    assert len(served.requests) == 2
+    events = _events(ledger)
+    assert [e.status for e in events] == ["ok", "ok", "blocked", "blocked"]
+    assert {e.provider for e in events} == {"google"}
+
+
+def test_a_streamed_call_settles_when_the_stream_ends(
+    ledger: Ledger, hooks: Instrumentation
+) -> None:
+    from tests.test_capture_openai import _replay
+
+    served = _replay()
+    limit = Limit("tenant", "acme", "tokens", Decimal(10**6), "day", id="L-tok")
+    ledger.store.add_limit(limit)
+    client = served.sdk_client(
+        openai.OpenAI, "openai", api_key="sk-test", base_url="https://api.openai.com/v1"
+    )
+    with llmledger.attribute(tenant="acme"):
+        stream = client.chat.completions.create(
+            model="gpt-4o",
+            messages=QUESTION,
+            max_tokens=100,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        _, _, reserved = ledger.store.limit_states([limit], now=datetime.now(UTC))["L-tok"]
+        assert reserved > 0  # in flight while the stream is open
+        for _ in stream:
+            pass
+    [event] = _events(ledger)
+    _, used, reserved = ledger.store.limit_states([limit], now=datetime.now(UTC))["L-tok"]
+    assert reserved == 0 and used == event.usage.input_tokens + event.usage.output_tokens > 0

@@ -422,22 +422,41 @@ class LimitGuard:
         if body is not None:
             prompt_bytes = len(json.dumps(body, ensure_ascii=False, default=str).encode())
             if isinstance(body, dict):
-                for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-                    value = body.get(name)
-                    if type(value) is int:
-                        max_tokens = value
-                        break
+                max_tokens = _output_cap(body)
         needed = self.estimate(provider, model, prompt_bytes, max_tokens, now)
         return self.decide(subject, needed, reserve=True, now=now)
 
     def settle(self, reservation: str, spent: Amounts) -> None:
         """Settle a reservation; a store that cannot be reached is logged (the TTL frees it)."""
+        # Never raises: it runs where the call's event is built, which must not be lost.
         try:
             self.backend.settle(reservation, spent, now=datetime.now(UTC))
         except LedgerError:
+            log.warning("llmledger: could not settle a limit reservation", exc_info=True)
+        except Exception:
+            log.exception("llmledger: settling a limit reservation failed")
             if self.ledger.settings.strict:
                 raise
-            log.warning("llmledger: could not settle a limit reservation", exc_info=True)
+
+
+_OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "maxOutputTokens")
+
+
+def _output_cap(body: dict[str, Any]) -> int | None:
+    """The output cap a request body sets: top level (OpenAI, Anthropic) or in its
+    generation config (Gemini).
+
+    Example:
+        >>> _output_cap({"max_tokens": 5}), _output_cap({"generationConfig": {"maxOutputTokens": 9}})
+        (5, 9)
+    """
+    for holder in (body, body.get("generationConfig"), body.get("generation_config")):
+        if isinstance(holder, dict):
+            for name in _OUTPUT_CAPS:
+                value = holder.get(name)
+                if type(value) is int:
+                    return value
+    return None
 
 
 def check(
