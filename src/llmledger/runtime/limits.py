@@ -447,7 +447,8 @@ def _output_cap(body: dict[str, Any]) -> int | None:
     generation config (Gemini).
 
     Example:
-        >>> _output_cap({"max_tokens": 5}), _output_cap({"generationConfig": {"maxOutputTokens": 9}})
+        >>> gemini = {"generationConfig": {"maxOutputTokens": 9}}
+        >>> _output_cap({"max_tokens": 5}), _output_cap(gemini)
         (5, 9)
     """
     for holder in (body, body.get("generationConfig"), body.get("generation_config")):

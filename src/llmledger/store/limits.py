@@ -441,9 +441,12 @@ def _counts(
     cursor: _Cursor, found: Iterable[Limit], now: datetime, now_us: int
 ) -> dict[str, tuple[datetime, int, int]]:
     windows = {limit.id: window_start(limit.period, now) for limit in found}
-    ids, params = _in("l", list(windows))
-    params["earliest"] = to_micros(min(windows.values()))
-    params["now"] = now_us
+    ids, id_params = _in("l", list(windows))
+    params: dict[str, Any] = {
+        **id_params,
+        "earliest": to_micros(min(windows.values())),
+        "now": now_us,
+    }
     # One round trip for both: what is settled (kind 0) and what is in flight (kind 1).
     found_counts: dict[tuple[int, str, int], int] = {
         (int(kind), str(limit_id), int(window)): int(total)
