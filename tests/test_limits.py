@@ -474,3 +474,32 @@ def test_a_streamed_call_settles_when_the_stream_ends(
     [event] = _events(ledger)
     _, used, reserved = ledger.store.limit_states([limit], now=datetime.now(UTC))["L-tok"]
     assert reserved == 0 and used == event.usage.input_tokens + event.usage.output_tokens > 0
+
+
+def test_anthropic_calls_are_guarded_by_key(ledger: Ledger, hooks: Instrumentation) -> None:
+    import anthropic
+
+    from llmledger.core.ids import fingerprint
+    from tests.test_capture_support import JSON, Replay
+
+    served = Replay({"/v1/messages": (200, recorded("anthropic_messages_cache_read.json"), JSON)})
+    key = fingerprint("sk-ant-test")
+    assert key is not None
+    ledger.store.add_limit(Limit("api_key", key, "requests", Decimal(1), "hour", id="L-key"))
+    client = served.sdk_client(
+        anthropic.Anthropic,
+        "anthropic",
+        api_key="sk-ant-test",
+        base_url="https://api.anthropic.com",
+    )
+
+    def ask() -> Any:
+        return client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=QUESTION)
+
+    ask()
+    with pytest.raises(LimitExceededError, match="api_key sha256:"):
+        ask()
+    assert len(served.requests) == 1
+    events = _events(ledger)
+    assert [e.status for e in events] == ["ok", "blocked"]
+    assert {e.api_key_fingerprint for e in events} == {key}
