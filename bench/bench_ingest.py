@@ -10,10 +10,20 @@ clock stops when the last answer arrives; every event must come back
 
 Reported: events/s over the whole run, the latency distribution per request,
 and the server's CPU time per event (from /proc; steadier than wall time on a
-shared machine).  Target (DESIGN.md §8): ≥ 20,000 events/s on 2 cores.
+shared machine).  Target (DESIGN.md §8): ≥ 20,000 events/s on 2 cores.  The
+rollups are keyed by tenant at every grain (events come from five tenants).
+
+Then, unless ``--heavy-reports 0``: ingest latency while reads compete.  One
+connection posts ``--latency-requests`` batches one after the other, first on an
+idle service, then while ``--report-clients`` readers keep posting
+``/v1/report/batch`` requests of ``--heavy-reports`` heavy queries each (by
+user and feature, per hour, latency percentiles, read from the raw events).
+Reported: the latency distribution of each phase and how many report batches
+were answered (and how many were refused as over their budget).
 
 Run: ``.venv/bin/python bench/bench_ingest.py [--postgres URL] [--requests 300]
-[--batch 1000] [--concurrency 4] [--workers 1] [--time-limit 120] [--unpriced] [--json]``
+[--batch 1000] [--concurrency 4] [--workers 1] [--time-limit 120] [--unpriced]
+[--heavy-reports 20] [--report-clients 2] [--latency-requests 50] [--json]``
 (URL defaults to ``LLMLEDGER_TEST_POSTGRES_URL``).
 """
 
@@ -157,6 +167,68 @@ async def load(
     return latencies, wall, len(bodies) - len(queue)
 
 
+HEAVY_QUERY = {
+    "by": ["user", "feature"],
+    "every": "hour",
+    "metrics": ["calls", "cost", "latency_p50", "latency_p99"],
+    "source": "events",
+}
+
+
+def _latency_summary(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {
+        "p50": round(percentile(ms, 0.50), 1),
+        "p90": round(percentile(ms, 0.90), 1),
+        "max": round(max(ms), 1),
+    }
+
+
+async def contended(
+    url: str,
+    ingest_token: str,
+    reader_token: str,
+    bodies: list[bytes],
+    compressed: bool,
+    heavy: int,
+    readers: int,
+) -> dict[str, Any]:
+    """Ingest latency (one connection, one batch after another) alone, then under reads."""
+    alone, _, _ = await load(url, ingest_token, bodies[: len(bodies) // 2], 1, compressed, 600)
+    answered = refused = 0
+    stop = asyncio.Event()
+    headers = {"Authorization": f"Bearer {reader_token}"}
+    body = {"queries": [HEAVY_QUERY] * heavy}
+
+    async def reader() -> None:
+        nonlocal answered, refused
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600) as client:
+            while not stop.is_set():
+                answer = await client.post("/v1/report/batch", json=body)
+                if answer.status_code == 200:
+                    answered += 1
+                elif answer.status_code == 503:
+                    refused += 1
+                else:
+                    raise RuntimeError(f"report HTTP {answer.status_code}: {answer.text[:300]}")
+
+    tasks = [asyncio.create_task(reader()) for _ in range(readers)]
+    await asyncio.sleep(1.0)  # the reports are running before ingest is timed
+    try:
+        during, _, _ = await load(url, ingest_token, bodies[len(bodies) // 2 :], 1, compressed, 600)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    return {
+        "heavy_queries_per_batch": heavy,
+        "report_clients": readers,
+        "ingest_latency_ms_idle": _latency_summary(alone),
+        "ingest_latency_ms_under_reports": _latency_summary(during),
+        "report_batches_answered": answered,
+        "report_batches_refused_503": refused,
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     base = args.postgres or os.environ.get("LLMLEDGER_TEST_POSTGRES_URL")
     if not base:
@@ -174,9 +246,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server: subprocess.Popen[bytes] | None = None
     try:
         with open_store(url) as store:
-            token = KeyStore(store).create("ingest", tenant="bench", now=datetime.now(UTC)).secret
+            keys = KeyStore(store)
+            token = keys.create("ingest", tenant="bench", now=datetime.now(UTC)).secret
+            reader = keys.create("reader", tenant="bench", now=datetime.now(UTC)).secret
         pricer = PriceResolver()
-        total = args.requests + args.warmup
+        latency_requests = args.latency_requests * 2 if args.heavy_reports else 0
+        total = args.requests + args.warmup + latency_requests
         bodies = []
         for index in range(total):
             batch = make_events(args.batch, index * args.batch, not args.unpriced, pricer)
@@ -210,10 +285,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         asyncio.run(load(address, token, bodies[: args.warmup], 1, args.gzip, 60))
         cpu_before = server_cpu_seconds(server.pid)
         pg_before = postgres_cpu_seconds()
+        timed = bodies[args.warmup : args.warmup + args.requests]
         latencies, wall, sent = asyncio.run(
-            load(
-                address, token, bodies[args.warmup :], args.concurrency, args.gzip, args.time_limit
-            )
+            load(address, token, timed, args.concurrency, args.gzip, args.time_limit)
         )
         server_cpu = server_cpu_seconds(server.pid) - cpu_before
         pg_after = postgres_cpu_seconds()
@@ -225,8 +299,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(
                 f"{stored} events stored, expected {(sent + args.warmup) * args.batch}"
             )
+        contention = None
+        if latency_requests:
+            contention = asyncio.run(
+                contended(
+                    address,
+                    token,
+                    reader,
+                    bodies[args.warmup + args.requests :],
+                    args.gzip,
+                    args.heavy_reports,
+                    args.report_clients,
+                )
+            )
         ms = [s * 1000 for s in latencies]
         return {
+            "contention": contention,
             "requests": sent,
             "batch": args.batch,
             "events": events,
@@ -282,6 +370,21 @@ def main() -> None:
         action="store_true",
         help="Send events without cost (the server prices every event either way).",
     )
+    parser.add_argument(
+        "--heavy-reports",
+        type=int,
+        default=20,
+        help="Heavy queries per report batch while ingest latency is measured (0: skip).",
+    )
+    parser.add_argument(
+        "--report-clients", type=int, default=2, help="Readers posting report batches at once."
+    )
+    parser.add_argument(
+        "--latency-requests",
+        type=int,
+        default=50,
+        help="Ingest batches timed one by one, idle and again under reports.",
+    )
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
     args = parser.parse_args()
     result = run(args)
@@ -304,6 +407,17 @@ def main() -> None:
         f"  latency per request (ms): p50 {lat['p50']}, p90 {lat['p90']}, p99 {lat['p99']}, "
         f"min {lat['min']}, max {lat['max']}, mean {lat['mean']}"
     )
+    contention = result["contention"]
+    if contention is not None:
+        idle = contention["ingest_latency_ms_idle"]
+        busy = contention["ingest_latency_ms_under_reports"]
+        print(
+            f"  ingest latency, one connection (ms): idle p50 {idle['p50']} p90 {idle['p90']}; "
+            f"while {contention['report_clients']} readers post batches of "
+            f"{contention['heavy_queries_per_batch']} heavy reports: p50 {busy['p50']} "
+            f"p90 {busy['p90']} max {busy['max']} ({contention['report_batches_answered']} "
+            f"report batches answered, {contention['report_batches_refused_503']} refused)"
+        )
 
 
 if __name__ == "__main__":

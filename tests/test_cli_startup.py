@@ -4,6 +4,7 @@ timed; bench/bench_cli.py measures), and the SQLite read path ``logs`` takes."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -144,4 +145,4 @@ def test_python_dash_m_runs_the_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: llmledger ")
-    assert "logs    The most recent events, newest first." in result.stdout
+    assert re.search(r"^  logs +The most recent events, newest first\.$", result.stdout, re.M)

@@ -342,6 +342,30 @@ def test_a_grounded_gemini_stream_counts_its_queries() -> None:
     assert read_stream(transcript).fee_counts == {"web_searches": 1}
 
 
+def test_grounding_is_billed_per_prompt_before_gemini_3_and_per_query_from_it() -> None:
+    # Derived: the recorded grounded gemini-2.5-pro response with a second query added.
+    body = _body("gemini_generate_web_search.json")
+    metadata = body["candidates"][0]["groundingMetadata"]
+    assert len(metadata["webSearchQueries"]) == 1
+    metadata["webSearchQueries"] = [*metadata["webSearchQueries"], "a second query"]
+    # Gemini 2.5: one grounded prompt, however many queries it ran.
+    assert read_response(body).fee_counts == {"web_searches": 1}
+    # Gemini 3: each query is billed.
+    body["modelVersion"] = "gemini-3-pro-preview"
+    assert read_response(body).fee_counts == {"web_searches": 2}
+    transcript = f"data: {json.dumps(body)}\n\n"
+    assert read_stream(transcript).fee_counts == {"web_searches": 2}
+
+
+def test_gemini_output_image_tokens_are_counted_apart() -> None:
+    reading = read_response(_body("gemini_generate_image_output.json"))
+    # candidatesTokensDetails: IMAGE 1120 of candidatesTokenCount 1283; thoughts 174.
+    assert reading.usage.output_tokens == 1283 + 174
+    assert reading.fee_counts == {"output_image_tokens": 1120}
+    again = read_usage(reading.usage_raw, provider="google", response_model=reading.response_model)
+    assert again.fee_counts == reading.fee_counts
+
+
 def test_an_openai_responses_stream_counts_its_web_search_calls() -> None:
     # Derived: the recorded response sent as response.created (no output yet)
     # then response.completed.

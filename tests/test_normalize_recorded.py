@@ -266,6 +266,8 @@ CASES: dict[str, Case] = {
         "QV8oae6ZGKGnmtkPoanu6A0",
         "STOP",
         extra_units={"output_image_tokens": 1120},
+        # the image tokens inside output are billed at a rate of their own
+        fee_counts={"output_image_tokens": 1120},
     ),
     # input = prompt 17 + toolUsePrompt 119 = 136; output = 201 + thoughts 213 = 414;
     # one webSearchQueries entry; no tier field

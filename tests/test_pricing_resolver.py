@@ -11,7 +11,7 @@ import pytest
 from llmledger.core.errors import InvalidEventError, UnknownModelError
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
-from llmledger.pricing import Catalog, PriceResolver
+from llmledger.pricing import Catalog, PriceBook, PriceResolver
 
 AT = datetime(2025, 11, 1, 12, tzinfo=UTC)
 LATE = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -130,9 +130,17 @@ def test_service_tier_variants(resolver: PriceResolver) -> None:
 
 def test_service_tier_variant_only_from_its_start_date(resolver: PriceResolver) -> None:
     usage = Usage(input_tokens=M, output_tokens=M)
+    # Before the catalog's flex variant (2026-10-12) the supplementary tier row halves
+    # the standard 1.25 + 10: flex was billed at half from gpt-5's launch.
     before = resolver.price("openai", "gpt-5", usage, AT, service_tier="flex")
-    assert before.cost == usd("11.25")
-    assert before.ref == "genai-prices@0.2.3:openai/gpt-5"
+    assert before.cost == usd("5.625")
+    assert before.ref == (
+        "genai-prices@0.2.3:openai/gpt-5;discount=0.5"
+        "(supplement:tier openai/gpt-5*@2025-08-07;service_tier=flex)"
+    )
+    # A tier no row prices then is the standard price, flagged.
+    priority = resolver.price("openai", "gpt-5", usage, AT, service_tier="priority")
+    assert (priority.cost, priority.status) == (usd("11.25"), "incomplete")
 
 
 def test_anthropic_fast_mode_maps_to_speed(resolver: PriceResolver) -> None:
@@ -465,3 +473,71 @@ def test_custom_catalog_data() -> None:
     result = resolver.price("acme", "acme-1", Usage(input_tokens=M, output_tokens=M), AT)
     assert result.cost == usd("3")
     assert result.ref == "genai-prices@test:acme/acme-1"
+
+
+def _recorded_event(name: str, model: str, at: datetime) -> UsageEvent:
+    from llmledger.normalize import read_response
+    from tests.conftest import RECORDED
+
+    reading = read_response((RECORDED / name).read_bytes(), provider="google")
+    return UsageEvent(
+        provider="google",
+        model=model,
+        ts=at,
+        response_model=reading.response_model,
+        usage=reading.usage,
+        fee_counts={str(fee): uses for fee, uses in reading.fee_counts.items()},
+    )
+
+
+def test_gemini_image_output_is_priced_at_its_own_rate(resolver: PriceResolver) -> None:
+    event = _recorded_event(
+        "gemini_generate_image_output.json",
+        "gemini-3-pro-image-preview",
+        datetime(2025, 12, 1, tzinfo=UTC),
+    )
+    result = resolver.event_price(event)
+    # Gemini 3 Pro Image: input $2/M, text and thinking output $12/M, image output $120/M.
+    # Output 1457 = 1120 image + 163 text + 174 thinking:
+    # 14 * 2 + (163 + 174) * 12 + 1120 * 120 = 28 + 4044 + 134400 = 138472 per million.
+    assert result.cost == usd("0.138472")
+    assert result.breakdown == {
+        "input_tokens": usd("0.000028"),
+        "output_tokens": usd("0.004044"),
+        "output_image_tokens": usd("0.1344"),
+    }
+    assert result.status == "priced"
+    # A price without an image output rate prices the images as output, and says so.
+    flat = PriceResolver(
+        catalog=False,
+        user_prices=PriceBook.from_mapping(
+            {
+                "prices": [
+                    {
+                        "provider": "google",
+                        "model": "gemini-3-pro-image-preview",
+                        "input": 2,
+                        "output": 12,
+                    }
+                ]
+            },
+            name="flat",
+        ),
+    )
+    plain = flat.event_price(event)
+    assert plain.cost == usd("0.017512")  # 14 * 2 + 1457 * 12 = 17512 per million
+    assert plain.incomplete_reason is not None
+    assert "output_image_tokens=1120" in plain.incomplete_reason
+
+
+def test_grounding_on_gemini_2_5_is_one_fee_per_grounded_prompt(resolver: PriceResolver) -> None:
+    event = _recorded_event(
+        "gemini_generate_web_search.json", "gemini-2.5-pro", datetime(2025, 12, 1, tzinfo=UTC)
+    )
+    assert event.fee_counts == {"web_searches": 1}
+    result = resolver.event_price(event)
+    # input = prompt 17 + tool-use prompt 119 = 136; output = 201 + 213 thinking = 414.
+    # 2.5 Pro: 136 * 1.25 + 414 * 10 = 170 + 4140 = 4310 per million = $0.00431, plus one
+    # grounded prompt at $35 per 1000 = $0.035: $0.03931.
+    assert result.cost == usd("0.03931")
+    assert result.breakdown is not None and result.breakdown["web_searches"] == usd("0.035")

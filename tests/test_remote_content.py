@@ -34,6 +34,7 @@ from llmledger.runtime.content import (
     content_store,
 )
 from llmledger.runtime.ledger import Ledger, shutdown
+from llmledger.runtime.observers import ObservedSink
 from llmledger.runtime.remote import RemoteSink
 from llmledger.server import create_app
 from llmledger.server.state import Service
@@ -166,7 +167,9 @@ def test_a_ledger_with_url_holds_text_for_its_remote_sink(tmp_path: Path) -> Non
     store = content_store(ledger)
     assert isinstance(store, PendingContent)
     assert store is ledger.content_store and store.limit == 10 + ledger.settings.batch_size
-    sink = ledger.writer.store
+    observed = ledger.writer.store  # told to the after-commit listeners
+    assert isinstance(observed, ObservedSink)
+    sink = observed.sink
     assert isinstance(sink, RemoteSink) and sink.content is store
     assert sink.max_body_bytes == ledger.settings.max_body_bytes
     ledger.close()
@@ -375,7 +378,9 @@ def test_text_waits_in_the_spool_until_the_service_is_back(
     with serving(db_url, port) as service:
         key = service.keys.create("ingest", tenant="acme", now=datetime.now(UTC)).secret
     ledger = llmledger.configure(url=f"http://127.0.0.1:{port}", api_key=key)
-    sink = ledger.writer.store
+    observed = ledger.writer.store
+    assert isinstance(observed, ObservedSink)
+    sink = observed.sink
     assert isinstance(sink, RemoteSink)
     try:
         with instrument(store_content=True):

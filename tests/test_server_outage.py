@@ -1,5 +1,6 @@
-"""A real ``llmledger serve`` whose database stops answering, and report queries over
-their time budget: 503 in the one error shape, never a 500 or a closed connection."""
+"""A real ``llmledger serve`` whose database stops answering (PostgreSQL cut off, a SQLite
+file moved or removed), report queries and ingest batches over their time budget: 503 in
+the one error shape, never a 500 or a closed connection."""
 
 from __future__ import annotations
 
@@ -197,3 +198,48 @@ def test_a_report_over_its_time_budget_is_503_and_ingest_goes_on(
         last = client.post("/v1/events", json={"events": [_event() for _ in range(1000)]})
         assert last.status_code == 200
         assert {r["status"] for r in last.json()["results"]} == {"accepted"}
+
+
+def test_a_sqlite_ledger_moved_or_removed_under_a_running_service_is_503(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Permissions cannot take a file away from root (CI runs as root): the ledger's
+    # folder is moved away, then removed, as a lost or unmounted disk would be.
+    folder = tmp_path / "ledger"
+    folder.mkdir()
+    db_url = f"sqlite:///{folder / 'ledger.db'}"
+    env = {"LLMLEDGER_HOME": str(tmp_path / "home")}
+    admin = json.loads(cli(db_url, "keys", "create", "--role", "admin", "--json", env=env))
+    with serve(db_url, free_port(), env) as url:
+        client = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {admin['secret']}"}, timeout=30
+        )
+        request.addfinalizer(client.close)
+        stored = _event()
+        assert client.post("/v1/events", json={"events": [stored]}).status_code == 200
+        calls: list[tuple[str, str, Any]] = [
+            ("GET", "/v1/report", None),
+            ("GET", "/v1/stats", None),
+            ("GET", "/v1/events", None),
+            ("GET", f"/v1/events/{stored['id']}", None),
+            ("POST", "/v1/events", {"events": [_event()]}),
+            ("POST", "/v1/report/batch", {"queries": [{"by": ["model"]}]}),
+            ("GET", "/v1/prices", None),
+            ("GET", "/v1/keys", None),
+        ]
+        aside = tmp_path / "aside"
+        folder.rename(aside)
+        for method, path, payload in calls:
+            _unavailable(client.request(method, path, json=payload), f"moved: {method} {path}")
+        assert httpx.get(f"{url}/healthz").status_code == 503
+        aside.rename(folder)
+        # Back where it was: the same file, so the same answers as before.
+        again = client.post("/v1/events", json={"events": [stored, _event()]})
+        assert [r["status"] for r in again.json()["results"]] == ["duplicate", "accepted"]
+        assert client.get(f"/v1/events/{stored['id']}").status_code == 200
+
+        # Removed for good, its folder made again empty: never a ghost ledger, never $0.
+        for name in os.listdir(folder):
+            (folder / name).unlink()
+        for method, path, payload in calls:
+            _unavailable(client.request(method, path, json=payload), f"removed: {method} {path}")

@@ -15,8 +15,8 @@ from llmledger.cli import main
 from llmledger.core.errors import InvalidEventError, PriceFileError
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
-from llmledger.normalize import read_response
-from llmledger.pricing import PriceResolver, load_supplement
+from llmledger.normalize import read_response, read_stream
+from llmledger.pricing import PriceBook, PriceResolver, load_supplement
 from llmledger.pricing.supplement import supplement_book
 from tests.conftest import RECORDED
 
@@ -86,6 +86,53 @@ def test_openai_flex_and_priority_come_from_the_catalog(resolver: PriceResolver)
     assert resolver.service_tiers("google", "gemini-2.5-flash", AT) == ("standard", "batch", "flex")
 
 
+def test_an_openai_flex_stream_before_the_catalog_lists_flex_is_billed_at_half(
+    resolver: PriceResolver,
+) -> None:
+    reading = read_stream(
+        (RECORDED / "openai_responses_stream.sse").read_bytes(), provider="openai"
+    )
+    assert (reading.service_tier, reading.response_model) == ("flex", "gpt-5-2025-08-07")
+    # The response's created_at: 2025-09-16 15:00:36 UTC. genai-prices lists gpt-5's flex
+    # variant only from 2026-10-12, so the supplementary tier row applies.
+    event = UsageEvent(
+        provider="openai",
+        model="gpt-5",
+        ts=datetime(2025, 9, 16, 15, 0, 36, tzinfo=UTC),
+        response_model=reading.response_model,
+        operation="responses",
+        usage=reading.usage,
+        service_tier=reading.service_tier,
+    )
+    result = resolver.event_price(event)
+    # gpt-5 standard $1.25/M in, $10/M out; Flex processing is billed at Batch API rates,
+    # half of those: input 53 + output 469 (448 of them reasoning) ->
+    # 53 * 0.625/M + 469 * 5/M = 0.000033125 + 0.002345 = 0.002378125.
+    assert result.cost == usd("0.002378125")
+    assert result.source == "supplement"
+    assert result.ref is not None and "supplement:tier openai/gpt-5*@2025-08-07" in result.ref
+    assert result.status == "priced"
+    # Standard, the same call: 53 * 1.25/M + 469 * 10/M = 0.00475625.
+    assert resolver.event_price(event.replace(service_tier=None)).cost == usd("0.00475625")
+
+
+def test_a_tier_variant_the_catalog_dates_later_does_not_price_earlier_calls(
+    resolver: PriceResolver,
+) -> None:
+    usage = Usage(input_tokens=1_000_000)
+    before = datetime(2025, 9, 16, tzinfo=UTC)
+    # The catalog's priority variant of gpt-5 starts 2026-10-12 and no supplementary row
+    # prices priority: the standard $1.25 with a flag, never a silent standard price.
+    early = resolver.price("openai", "gpt-5", usage, before, service_tier="priority")
+    assert early.cost == usd("1.25")
+    assert early.status == "incomplete"
+    assert early.incomplete_reason is not None and "'priority'" in early.incomplete_reason
+    late = resolver.price(
+        "openai", "gpt-5", usage, datetime(2026, 11, 1, tzinfo=UTC), service_tier="priority"
+    )
+    assert (late.cost, late.status) == (usd("2.5"), "priced")
+
+
 def test_every_tier_row_names_its_page_and_day() -> None:
     tiers = load_supplement().discounts
     assert tiers and all(t.service_tier and t.checked for t in tiers)
@@ -128,9 +175,51 @@ def test_the_record_command_checks_its_tier() -> None:
 
 def test_a_floating_alias_the_catalog_lists_is_priced_as_it_says(resolver: PriceResolver) -> None:
     usage = Usage(input_tokens=1000, output_tokens=100)
-    # The catalog lists mistral-large-latest by name under mistral-large ($2/M in, $6/M out).
-    result = resolver.price("mistral", "mistral-large-latest", usage, AT)
+    # Before Mistral Large 3, the catalog's mistral-large (Large 2, $2/M in, $6/M out)
+    # is what mistral-large-latest named.
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    result = resolver.price("mistral", "mistral-large-latest", usage, at)
     assert (result.cost, result.status) == (usd("0.0026"), "priced")
+
+
+def test_a_floating_alias_is_priced_as_the_model_it_pointed_to_that_day(
+    resolver: PriceResolver,
+) -> None:
+    reading = read_response(
+        (RECORDED / "mistral_chat_cached.json").read_bytes(), provider="mistral"
+    )
+    event = UsageEvent(
+        provider="mistral",
+        model="mistral-large-latest",
+        ts=datetime(2026, 7, 24, 16, 38, 33, tzinfo=UTC),  # the response's created
+        response_model=reading.response_model,
+        usage=reading.usage,
+    )
+    assert (event.usage.input_tokens, event.usage.cache_read_tokens) == (268, 224)
+    assert event.usage.output_tokens == 5
+    result = resolver.event_price(event)
+    # From 2025-12-02 mistral-large-latest is Mistral Large 3 (mistral-large-2512):
+    # input $0.50/M, cached input $0.05/M (10%), output $1.50/M.
+    # (268 - 224) * 0.50 + 224 * 0.05 + 5 * 1.50 = 22 + 11.2 + 7.5 = 40.7 per million.
+    assert result.cost == usd("0.0000407")
+    assert result.status == "priced"
+    assert result.ref is not None
+    assert result.ref.endswith(";alias=supplement:alias mistral/mistral-large-latest@2025-12-02")
+    # A price file row for the name itself wins over the alias.
+    book = PriceBook.from_mapping(
+        {"prices": [{"provider": "mistral", "model": "mistral-large-latest", "input": 1}]},
+        name="mine",
+    )
+    mine = PriceResolver(user_prices=book).event_price(event)
+    assert mine.cost == usd("0.000268") and mine.source == "file"
+
+
+def test_every_alias_row_names_its_page_and_day() -> None:
+    aliases = load_supplement().aliases
+    assert aliases and all(a.checked and a.source_url for a in aliases)
+    row = {"provider": "mistral", "model": "m-latest", "target": "m-2", "from": "2025-01-01"}
+    with pytest.raises(PriceFileError, match="source"):
+        supplement_book({"aliases": [{**row, "checked": date(2026, 1, 1)}]})
 
 
 def test_a_floating_alias_reached_by_prefix_is_priced_and_flagged(resolver: PriceResolver) -> None:

@@ -83,6 +83,44 @@ def test_sums_past_64_bits_stay_exact_and_other_tenants_keep_writing(db_url: str
         assert _totals(store, "rollups", "acme") == expected
 
 
+def test_token_and_cost_sums_of_a_long_history_pass_64_bits_exactly(db_url: str) -> None:
+    # 2^63 tokens would take 9.2e8 calls at the per-event cap: the rollup rows of such a
+    # history are set up directly (each wide sum's high column just under the total), and
+    # then calls are written through the store as ever, adding to those rows.
+    history_tokens = (2**63 // 10**9) * 10**9  # just under 2^63, a multiple of WIDE_BASE
+    history_nanos = history_tokens
+    with open_store(db_url) as store:
+        first = _largest("acme", 0).replace(id="first", cost=Decimal("1"))
+        assert store.write([first]).count == 1
+        with store.engine.begin() as conn:
+            for table in ("rollups_hourly", "rollups_daily"):
+                conn.execute(
+                    sa.text(
+                        f"UPDATE {table} SET input_tokens_e9 = input_tokens_e9 + :high, "
+                        "cost_nanos_e9 = cost_nanos_e9 + :high"
+                    ),
+                    {"high": history_tokens // 10**9},
+                )
+        later = [_largest("acme", i) for i in range(1, 4)]
+        assert store.write(later).count == 3
+        tokens = history_tokens + 4 * MAX_TOKENS
+        nanos = history_nanos + (1 + 3 * MAX_COST) * 10**9
+        assert tokens > 2**63 and nanos > 2**63
+        modes: tuple[SourceMode, ...] = ("auto", "rollups", "hourly")
+        for mode in modes:
+            totals = _totals(store, mode)
+            assert totals["input_tokens"] == tokens, mode
+            assert totals["cost"] == Decimal(nanos).scaleb(-9), mode
+            by_tenant = store.report(
+                Query(by=("tenant", "model"), metrics=("input_tokens", "cost")), mode=mode
+            ).rows
+            assert [(r["tenant"], r["input_tokens"]) for r in by_tenant] == [("acme", tokens)]
+        # Raw events hold what was written: their own sums stay exact and small.
+        raw = _totals(store, "events")
+        assert raw["input_tokens"] == 4 * MAX_TOKENS
+        assert raw["cost"] == Decimal(1 + 3 * MAX_COST)
+
+
 @pytest.mark.unmigrated
 def test_migration_keys_every_grain_by_tenant_and_rebuilds_from_events(db_url: str) -> None:
     events = make_events(300, seed=11)

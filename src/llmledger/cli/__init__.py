@@ -60,10 +60,18 @@ COMMANDS: dict[str, CommandEntry] = {
         "llmledger.cli.prices:prices_group",
         "Prices: the bundled catalog with your own price files on top.",
     ),
+    "reconcile": CommandEntry(
+        "llmledger.cli.reconcile:reconcile_command",
+        "Compare the provider's billed usage and cost with the ledger, day by model.",
+    ),
     "record": CommandEntry("llmledger.cli.logs:record_command", "Record one call from the shell."),
     "report": CommandEntry(
         "llmledger.cli.report:report_command",
         "What was spent, on what, for whom: totals, breakdowns, trends and forecasts.",
+    ),
+    "reprice": CommandEntry(
+        "llmledger.cli.reprice:reprice_command",
+        "Price stored events again from the prices in force at each event's time.",
     ),
     "serve": CommandEntry(
         "llmledger.cli.serve:serve_command",

@@ -469,8 +469,8 @@ def _print_all(
 def rebuild_rollups_command(ctx: click.Context, since: str | None, until: str | None) -> None:
     """Recompute the report rollups from the raw events (whole UTC hours and days).
 
-    Needed only after changing events outside llmledger (or after a reprice);
-    llmledger keeps rollups up to date as it writes.
+    Needed only after changing events outside llmledger; llmledger keeps
+    rollups up to date as it writes and as it reprices.
     """
     start = parse_time_in_zone(since, UTC, "--since")
     end = parse_time_in_zone(until, UTC, "--until")

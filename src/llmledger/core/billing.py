@@ -14,7 +14,7 @@ and pricing looks rates up by it.
 
 Example:
     >>> "flex" in SERVICE_TIERS, FEES
-    (True, ('web_searches',))
+    (True, ('web_searches', 'output_image_tokens'))
     >>> UsagePart("claude-opus-4-8", Usage(input_tokens=2518, output_tokens=22)).model
     'claude-opus-4-8'
 """
@@ -38,10 +38,12 @@ ServiceTier = Literal[
 #: Every service tier, in the order above.
 SERVICE_TIERS: tuple[ServiceTier, ...] = get_args(ServiceTier)
 
-#: A unit billed per use: ``web_searches`` counts searches a server-side tool or
-#: grounding ran for the call (Anthropic ``web_search_requests``, OpenAI
-#: ``web_search_call`` items, Gemini ``webSearchQueries``).
-Fee = Literal["web_searches"]
+#: A unit priced apart from the token buckets: ``web_searches`` counts the billed
+#: uses of a server-side search tool or grounding (Anthropic ``web_search_requests``,
+#: OpenAI ``web_search_call`` items; Gemini grounding per search query on Gemini 3,
+#: per grounded prompt before); ``output_image_tokens`` counts the output tokens
+#: that are images (Gemini), inside ``output_tokens`` but billed at a rate of their own.
+Fee = Literal["web_searches", "output_image_tokens"]
 
 #: Every fee name.
 FEES: tuple[Fee, ...] = get_args(Fee)

@@ -8,7 +8,7 @@ import time
 
 from llmledger.core.errors import InvalidEventError
 
-__all__ = ["fingerprint", "id_time_ms", "new_id"]
+__all__ = ["derived_id", "fingerprint", "id_time_ms", "new_id"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {c: i for i, c in enumerate(_CROCKFORD)}
@@ -31,6 +31,22 @@ def new_id(now_ms: int | None = None) -> str:
     """
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     value = (ms << 80) | int.from_bytes(os.urandom(10))
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 0x3FF] for shift in _SHIFTS])
+
+
+def derived_id(ms: int, entropy: bytes) -> str:
+    """A ULID of ``ms`` whose 80 random bits are ``entropy`` instead (10 bytes):
+    the same inputs give the same id, so an event read twice from the same
+    source (a span, a log row) is stored once.
+
+    Example:
+        >>> derived_id(0, bytes(10))
+        '00000000000000000000000000'
+    """
+    if len(entropy) != 10:
+        raise ValueError("a derived id needs exactly 10 bytes of entropy")
+    value = (ms << 80) | int.from_bytes(entropy)
     pairs = _PAIRS
     return "".join([pairs[(value >> shift) & 0x3FF] for shift in _SHIFTS])
 

@@ -44,6 +44,16 @@ PROVIDER_ALIASES: dict[str, str] = {
     "codestral": "mistral",
     "ollama_chat": "ollama",
     "cohere_chat": "cohere",
+    # OpenTelemetry GenAI conventions: gen_ai.provider.name (and gen_ai.system before it).
+    "aws.bedrock": "bedrock",
+    "gcp.gen_ai": "google",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "azure.ai.openai": "azure",
+    "az.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "mistral_ai": "mistral",
+    "x_ai": "xai",
 }
 
 

@@ -58,6 +58,30 @@ class Settings:
             another instance stops working within this time.
         query_timeout: Seconds one report query of the service may run (0: no
             limit); a query stopped at the limit is answered 503 ``query_timeout``.
+        ingest_timeout: Seconds one ingest batch of the service may spend in the
+            database (0: no limit); a batch stopped at the limit stores nothing
+            and is answered 503 with ``Retry-After``, so the sender sends it again.
+        report_slots: Most report queries one service process runs at once; the
+            others wait (within ``query_timeout``), so reads always leave database
+            connections for ingest.
+        otel: Export each stored event as an OpenTelemetry span, with GenAI
+            metrics, over OTLP/HTTP (needs ``llmledger[otel]``).
+        otel_endpoint: Base URL of the OTLP/HTTP receiver (``/v1/traces`` and
+            ``/v1/metrics`` are added); unset: the OpenTelemetry SDK's own
+            ``OTEL_EXPORTER_OTLP_*`` variables decide, as they do for headers.
+        otel_metrics: Export the metrics too (off: spans only, e.g. to a receiver
+            that takes traces alone, such as ``llmledger serve``).
+        limits: Check every instrumented SDK call against the limits before it is
+            sent (reserve, then settle once it ends); off: no call is checked.
+        limit_policy: What a checked call does when the limit store (the database,
+            or the service with ``url``) cannot be reached: ``open`` lets it
+            through, ``closed`` refuses it; either is recorded on its event.
+        limit_ttl: Seconds a reservation counts before it expires unsettled (a
+            process killed mid-call); keep it above the longest call.
+        limit_bytes_per_token: Bytes of request JSON counted as one input token
+            by the pre-call estimate (1 never underestimates; 4 is typical English).
+        limit_output_tokens: Output tokens reserved for a call without a
+            ``max_tokens`` (or alias).
     """
 
     home: Path = field(default_factory=default_home)
@@ -76,6 +100,11 @@ class Settings:
     max_body_bytes: int = 10_000_000
     key_cache_seconds: float = 5.0
     query_timeout: float = 30.0
+    ingest_timeout: float = 30.0
+    report_slots: int = 4
+    otel: bool = False
+    otel_endpoint: str | None = None
+    otel_metrics: bool = True
     limits: bool = False
     limit_policy: str = "open"
     limit_ttl: float = 600.0
@@ -143,6 +172,7 @@ def _coerce(name: str, value: Any) -> Any:
             "batch_size",
             "spool_limit",
             "max_body_bytes",
+            "report_slots",
             "limit_output_tokens",
         ):
             number = int(value)
@@ -154,12 +184,12 @@ def _coerce(name: str, value: Any) -> Any:
             if seconds <= 0:
                 raise ValueError("must be positive")
             return seconds
-        if name in ("key_cache_seconds", "query_timeout"):
+        if name in ("key_cache_seconds", "query_timeout", "ingest_timeout"):
             seconds = float(value)
             if not 0 <= seconds <= 3600:
                 raise ValueError("must be between 0 and 3600")
             return seconds
-        if name in ("store_content", "strict", "limits"):
+        if name in ("store_content", "strict", "otel", "otel_metrics", "limits"):
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()

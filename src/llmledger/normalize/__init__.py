@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from llmledger.normalize._tiers import TierField, read_tier
 from llmledger.normalize.base import Reading
 from llmledger.normalize.readers import (
     OPENAI_COMPATIBLE,
@@ -32,9 +33,11 @@ __all__ = [
     "OPERATIONS_BY_PROVIDER",
     "PROVIDERS",
     "Reading",
+    "TierField",
     "detect_provider",
     "read_response",
     "read_stream",
     "read_stream_events",
+    "read_tier",
     "read_usage",
 ]

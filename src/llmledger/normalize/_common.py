@@ -136,14 +136,21 @@ def to_decimal(value: object, field: str) -> Decimal | None:
     raise ResponseParseError(f"{field} is not a number: {value!r}")
 
 
-def fee_counts(*, web_searches: int) -> dict[Fee, int]:
-    """The per-use fees of a reading, zero counts left out.
+def fee_counts(*, web_searches: int, output_image_tokens: int = 0) -> dict[Fee, int]:
+    """The units of a reading priced apart from its buckets, zero counts left out.
 
     Example:
         >>> fee_counts(web_searches=2), fee_counts(web_searches=0)
         ({'web_searches': 2}, {})
+        >>> fee_counts(web_searches=0, output_image_tokens=1120)
+        {'output_image_tokens': 1120}
     """
-    return {"web_searches": web_searches} if web_searches else {}
+    counts: dict[Fee, int] = {}
+    if web_searches:
+        counts["web_searches"] = web_searches
+    if output_image_tokens:
+        counts["output_image_tokens"] = output_image_tokens
+    return counts
 
 
 def finish(reading: Reading) -> Reading:

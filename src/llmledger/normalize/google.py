@@ -20,6 +20,7 @@ one is the usage.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -174,16 +175,35 @@ def _queries_by_candidate(body: Mapping[str, Any]) -> dict[object, int]:
 def web_searches(body: Mapping[str, Any]) -> int:
     """Search queries grounding ran for a response, over all its candidates.
 
-    Grounding with Google Search is billed per search query on newer models and
-    per grounded prompt (a response with at least one query) on older ones; the
-    count serves both.
-
     Example:
         >>> web_searches({"candidates": [{"groundingMetadata":
         ...     {"webSearchQueries": ["weather in San Francisco today"]}}]})
         1
     """
     return sum(_queries_by_candidate(body).values())
+
+
+_GEMINI_GENERATION = re.compile(r"gemini-(\d+)")
+
+
+def grounding_uses(model: str | None, queries: int) -> int:
+    """The billed uses of Grounding with Google Search for a response with ``queries``.
+
+    Gemini 3 models bill each search query; earlier models bill a grounded prompt
+    (a request that ran at least one query) once, however many queries it ran
+    (https://ai.google.dev/gemini-api/docs/pricing, "Grounding with Google Search").
+    An unknown model is billed as the earlier ones.
+
+    Example:
+        >>> grounding_uses("gemini-2.5-pro", 3), grounding_uses("gemini-3-pro-preview", 3)
+        (1, 3)
+        >>> grounding_uses("gemini-2.5-flash", 0)
+        0
+    """
+    found = _GEMINI_GENERATION.search((model or "").lower())
+    if found is not None and int(found.group(1)) >= 3:
+        return queries
+    return min(queries, 1)
 
 
 def read_generate(body: Mapping[str, Any], provider: str, *, stream: bool = False) -> Reading:
@@ -217,7 +237,10 @@ def read_generate(body: Mapping[str, Any], provider: str, *, stream: bool = Fals
     )
     if isinstance(usage_raw, Mapping):
         reading.service_tier, reading.warnings = _tier(usage_raw)
-    reading.fee_counts = fee_counts(web_searches=web_searches(body))
+    reading.fee_counts = fee_counts(
+        web_searches=grounding_uses(reading.response_model, web_searches(body)),
+        output_image_tokens=extra.get("output_image_tokens", 0),
+    )
     return finish(reading)
 
 
@@ -269,5 +292,8 @@ class GenerateStream:
         if self._finish:
             body["candidates"] = [{"finishReason": self._finish}]
         reading = read_generate(body, self._provider, stream=True)
-        reading.fee_counts = fee_counts(web_searches=sum(self._searches.values()))
+        reading.fee_counts = fee_counts(
+            web_searches=grounding_uses(self._model, sum(self._searches.values())),
+            output_image_tokens=reading.fee_counts.get("output_image_tokens", 0),
+        )
         return reading

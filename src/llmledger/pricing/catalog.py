@@ -8,8 +8,8 @@ genai-prices price in force at a moment into an llmledger :class:`Price` row.
 genai-prices prices more units than llmledger counts (audio seconds, output
 image tokens, cached audio tokens, ...).  Those rates are listed in
 :attr:`Price.uncounted_units` and not charged: the tokens they would claim are
-paid at their total's rate (cached audio as cached text, output image tokens as
-output tokens).  Per-use fees llmledger counts (web searches) become
+paid at their total's rate (cached audio as cached text).  Units llmledger counts
+apart from its buckets (web searches, output image tokens) become
 :attr:`Price.fees`.
 """
 
@@ -62,8 +62,12 @@ CATALOG_USAGE_KEYS: dict[str, str] = {
 
 _BUCKET_BY_PRICE_KEY = {key: bucket for bucket, key in CATALOG_PRICE_KEYS.items()}
 _REQUESTS_KEY = "requests_kcount"
-#: genai-prices keys of per-use fees (USD per thousand uses) and the fee each prices.
-_FEE_KEYS: dict[str, str] = {"web_searches_kcount": "web_searches"}
+#: genai-prices keys of units priced apart from the buckets, the fee each prices and
+#: how many units its price is for (per thousand uses, per million tokens).
+_FEE_KEYS: dict[str, tuple[str, int]] = {
+    "web_searches_kcount": ("web_searches", 1000),
+    "output_image_mtok": ("output_image_tokens", 1_000_000),
+}
 
 #: llmledger provider names that genai-prices spells differently (other spellings
 #: of llmledger's names are in :data:`llmledger.core.providers.PROVIDER_ALIASES`).
@@ -185,6 +189,24 @@ class CatalogModel:
                     if tier not in found:
                         found.append(tier)
         return tuple(found)
+
+    def tier_in_force(self, service_tier: str, at: datetime) -> bool:
+        """Whether the catalog prices ``service_tier`` apart for this model at ``at``.
+
+        A variant the catalog dates from a later day (genai-prices dates a tier
+        from the day it listed it, which can be long after the provider billed
+        it) does not price calls before that day.
+        """
+        if service_tier == "standard":
+            return True
+        if not self.in_provider:
+            return False
+        for variant in self.info.price_variants or ():
+            if service_tier not in variant.when.values():
+                continue
+            if variant.constraint is None or variant.constraint.active(at):
+                return True
+        return False
 
     def breaks(self) -> tuple[list[int], list[int]]:
         """UTC days and microseconds of day at which the price in force can change."""
@@ -334,7 +356,8 @@ def _to_price(
         elif key == _REQUESTS_KEY:
             per_request = base * factor / 1000
         elif key in _FEE_KEYS:
-            fees[_FEE_KEYS[key]] = base * factor / 1000
+            fee, per = _FEE_KEYS[key]
+            fees[fee] = base * factor / per
         else:
             uncounted.append(_usage_key(key))
     return Price(

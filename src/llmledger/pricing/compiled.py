@@ -27,6 +27,7 @@ __all__ = [
 
 _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
+_IMAGE_OUT = "output_image_tokens"
 
 #: Each part bucket and the total it is part of (cache-write TTL splits are
 #: parts of ``cache_write_tokens``, itself part of ``input_tokens``).
@@ -170,10 +171,16 @@ class CompiledPrice:
         parts: dict[str, Decimal] = {}
         total = _ZERO
         input_tokens = usage.input_tokens
+        # Output image tokens are inside output_tokens; rated apart, they leave it.
+        images = 0
+        if fee_counts and _IMAGE_OUT in self._fees:
+            images = fee_counts.get(_IMAGE_OUT, 0)
         for bucket, inside, rate, tiers in self._steps:
             count: int = getattr(usage, bucket)
             for index in inside:
                 count -= leaves[index]
+            if bucket == "output_tokens":
+                count -= images
             if count < 0:
                 return None
             leaves.append(count)

@@ -175,6 +175,27 @@ class Discount:
     service_tier: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """A floating model name (``mistral-large-latest``) and the model it pointed to
+    from a day on, so a call is priced as the model that served it.
+
+    Example:
+        >>> Alias(provider="mistral", model="mistral-large-latest",
+        ...       target="mistral-large-2512", valid_from=date(2025, 12, 2),
+        ...       ref="supplement:alias mistral/mistral-large-latest@2025-12-02").target
+        'mistral-large-2512'
+    """
+
+    provider: str
+    model: str
+    target: str
+    valid_from: date
+    ref: str
+    checked: date | None = None
+    source_url: str | None = None
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file; an empty file reads as an empty mapping.
 
@@ -265,6 +286,7 @@ class PriceBook:
     prices: tuple[Price, ...] = ()
     discounts: tuple[Discount, ...] = ()
     exchange_rates: ExchangeRates = field(default_factory=ExchangeRates)
+    aliases: tuple[Alias, ...] = ()
 
     @classmethod
     def load(cls, paths: Iterable[str | Path]) -> PriceBook:
@@ -362,7 +384,29 @@ class PriceBook:
             prices=prices,
             discounts=self.discounts + other.discounts,
             exchange_rates=rates,
+            aliases=self.aliases + other.aliases,
         )
+
+    def alias_at(self, provider: str, model: str, day: date) -> Alias | None:
+        """The model a floating name pointed to on ``day`` (the latest row in force), or None.
+
+        Example:
+            >>> book = PriceBook(aliases=(Alias("mistral", "m-latest", "m-2", date(2025, 6, 1),
+            ...                                 "supplement:alias mistral/m-latest@2025-06-01"),))
+            >>> book.alias_at("mistral", "M-Latest", date(2025, 7, 1)).target
+            'm-2'
+            >>> book.alias_at("mistral", "m-latest", date(2025, 5, 1)) is None
+            True
+        """
+        names = _names_of(provider)
+        wanted = model.strip().lower()
+        found: Alias | None = None
+        for alias in self.aliases:
+            if alias.model.lower() != wanted or not _matches(alias.provider, names):
+                continue
+            if alias.valid_from <= day and (found is None or alias.valid_from > found.valid_from):
+                found = alias
+        return found
 
     def price_groups(
         self, provider: str, model: str, service_tier: str | None

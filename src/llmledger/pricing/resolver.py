@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
 from llmledger.pricing.catalog import Catalog, CatalogModel, day_and_time, ledger_provider_name
 from llmledger.pricing.compiled import CompiledPrice, usage_problem
-from llmledger.pricing.files import PriceBook
+from llmledger.pricing.files import Alias, PriceBook
 from llmledger.pricing.fx import ExchangeRates
 from llmledger.pricing.model import Price, PriceResult, to_nano, with_price
 from llmledger.pricing.parts import floating_note, is_floating, price_parts
@@ -168,7 +168,10 @@ class PriceResolver:
         problem = usage_problem(usage)
         if problem is not None:
             return _unpriced(f"usage is inconsistent: {problem}")
-        segment = self._segment(provider, model, service_tier, at)
+        alias = self._alias(provider, model, at)
+        segment = self._segment(
+            provider, model if alias is None else alias.target, service_tier, at
+        )
         if segment.unpriced is not None:
             return segment.unpriced
         compiled = segment.compiled
@@ -194,12 +197,25 @@ class PriceResolver:
                 total,
                 parts,
                 "supplement",
-                ref,
+                _via(ref, alias),
                 None,
                 price,
                 incomplete,
             )
-        return PriceResult(total, parts, price.source, price.ref, None, price, incomplete)
+        return PriceResult(
+            total, parts, price.source, _via(price.ref, alias), None, price, incomplete
+        )
+
+    def _alias(self, provider: str, model: str, at: datetime) -> Alias | None:
+        """The model a floating name pointed to at ``at``, by the supplementary rows,
+        unless the database or a price file prices the name itself."""
+        if not self.supplement.aliases:
+            return None
+        if self.database.price_groups(provider, model, None) or self.book.price_groups(
+            provider, model, None
+        ):
+            return None
+        return self.supplement.alias_at(provider, model, at.astimezone(UTC).date())
 
     def event_price(
         self, event: UsageEvent, *, reported_cost: Decimal | None = None
@@ -389,7 +405,7 @@ class PriceResolver:
         if route.catalog is not None:
             discount = _first_in_force(route.discount_groups, day)
             tier = route.service_tier
-            priced_tier = not tier or tier in route.catalog.service_tiers()
+            priced_tier = not tier or route.catalog.tier_in_force(tier, at)
             # A tier the catalog has no variant for: a supplementary multiplier on
             # its standard rates, on top of any discount of the user's.
             multiplier = None if priced_tier else _first_in_force(route.tier_groups, day)
@@ -602,6 +618,11 @@ class PriceResolver:
             if group[-1].checked is None or group[-1].checked < before
         ]
         return sorted(found, key=lambda p: (p.checked or date.min, p.provider, p.model))
+
+
+def _via(ref: str, alias: Alias | None) -> str:
+    """A price's ref, naming the alias row through which a floating name reached it."""
+    return ref if alias is None else f"{ref};alias={alias.ref}"
 
 
 def _nonzero(usage: Usage) -> str:

@@ -22,6 +22,7 @@ import pydantic
 
 from llmledger.core.errors import PriceFileError
 from llmledger.pricing.files import (
+    Alias,
     Discount,
     DiscountRow,
     PriceBook,
@@ -66,12 +67,42 @@ class TierRow(DiscountRow):
     checked: date
 
 
+_Text = Annotated[str, pydantic.StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class AliasRow(pydantic.BaseModel):
+    """A floating name and the model it pointed to from a day on (the provider's page)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
+
+    provider: _Text
+    model: _Text
+    target: _Text
+    valid_from: date = pydantic.Field(alias="from")
+    source: _Page
+    checked: date
+
+
 class _SupplementFile(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     version: int = pydantic.Field(default=1, ge=1, le=1)
     prices: list[SupplementRow] = pydantic.Field(default_factory=list)
     tiers: list[TierRow] = pydantic.Field(default_factory=list)
+    aliases: list[AliasRow] = pydantic.Field(default_factory=list)
+
+
+def _alias(row: AliasRow) -> Alias:
+    ref = f"{SUPPLEMENT_NAME}:alias {row.provider}/{row.model}@{row.valid_from.isoformat()}"
+    return Alias(
+        provider=row.provider,
+        model=row.model,
+        target=row.target,
+        valid_from=row.valid_from,
+        ref=ref,
+        checked=row.checked,
+        source_url=row.source,
+    )
 
 
 def _tier(row: TierRow) -> Discount:
@@ -117,8 +148,11 @@ def supplement_book(data: Any, *, where: str | Path = SUPPLEMENT_NAME) -> PriceB
         for row in parsed.prices
     )
     tiers = tuple(_tier(row) for row in parsed.tiers)
+    aliases = tuple(_alias(row) for row in parsed.aliases)
     try:
-        return PriceBook().merged(PriceBook(prices=prices, discounts=tiers), same_file=True)
+        return PriceBook().merged(
+            PriceBook(prices=prices, discounts=tiers, aliases=aliases), same_file=True
+        )
     except PriceFileError as exc:
         raise PriceFileError(f"{where}: {exc}") from None
 

@@ -7,6 +7,7 @@ is built late, so importing llmledger opens nothing.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections.abc import Callable, Collection, Sequence
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from llmledger.core.errors import FileAccessError, LedgerError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
+from llmledger.runtime.observers import CommitListeners
 
 if TYPE_CHECKING:
     from llmledger.pricing import PriceBook, PriceResolver
@@ -52,6 +54,8 @@ class Ledger:
         #: Whether instrumented calls are checked against the limits (the one
         #: flag the capture hooks read; the ``limits`` setting).
         self.guarded = settings.limits
+        #: Told of every batch stored, in the writer's thread (OpenTelemetry export).
+        self.after_commit = CommitListeners(strict=settings.strict)
 
     @property
     def store(self) -> Store:
@@ -133,7 +137,7 @@ class Ledger:
                     from llmledger.runtime.writer import Writer
 
                     self._writer = Writer(
-                        self._sink(),
+                        self._observed_sink(),
                         prepare=self.prepare,
                         queue_limit=self.settings.queue_limit,
                         batch_size=self.settings.batch_size,
@@ -176,6 +180,25 @@ class Ledger:
             return self._remote
         return _LazySink(self)
 
+    def _observed_sink(self) -> EventSink:
+        """:meth:`_sink`, whose writes are passed on to the after-commit listeners
+        (with the OpenTelemetry exporter among them when the ``otel`` setting is on)."""
+        if self.settings.otel:
+            from llmledger.otel.export import add_exporter
+
+            add_exporter(self.after_commit, self.settings)
+            # At exit the listeners are closed after the last events are written, so
+            # the exporter sends those too (its own exit hook would race the writer's).
+            atexit.register(self._close_listeners_at_exit)
+        return self.after_commit.observe(self._sink())
+
+    def _close_listeners_at_exit(self) -> None:
+        try:
+            self.flush(10.0)
+        except Exception:
+            log.exception("llmledger could not flush events at exit")
+        self.after_commit.close()
+
     @property
     def features(self) -> Collection[str]:
         """The declared feature names (none declared: every feature is fine)."""
@@ -216,6 +239,8 @@ class Ledger:
         self._closed = True
         if self._writer is not None:
             self._writer.close()
+        self.after_commit.close()
+        atexit.unregister(self._close_listeners_at_exit)
         if self._remote is not None:
             self._remote.close()
         if self._store is not None:

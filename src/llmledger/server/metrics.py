@@ -44,6 +44,7 @@ class Metrics:
         self.rejected = 0
         self.requests = 0
         self.failed_requests = 0
+        self.spans_ignored = 0
         self._bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
 
@@ -65,6 +66,11 @@ class Metrics:
             self.failed_requests += 1
             self.rejected += rejected
 
+    def record_spans_ignored(self, count: int) -> None:
+        """Count OTLP spans that were not model calls (``/v1/traces``)."""
+        with self._lock:
+            self.spans_ignored += count
+
     def render(self) -> str:
         """The metrics in the Prometheus text exposition format."""
         with self._lock:
@@ -76,8 +82,9 @@ class Metrics:
                 self.rejected,
                 self.requests,
                 self.failed_requests,
+                self.spans_ignored,
             )
-        ingested, duplicates, rejected, requests, failed = values
+        ingested, duplicates, rejected, requests, failed, ignored = values
         lines = [
             "# HELP llmledger_events_ingested_total Events stored by this instance.",
             "# TYPE llmledger_events_ingested_total counter",
@@ -91,6 +98,9 @@ class Metrics:
             "# HELP llmledger_ingest_failed_requests_total Ingest requests refused as a whole.",
             "# TYPE llmledger_ingest_failed_requests_total counter",
             f"llmledger_ingest_failed_requests_total {failed}",
+            "# HELP llmledger_spans_ignored_total OTLP spans received that were not model calls.",
+            "# TYPE llmledger_spans_ignored_total counter",
+            f"llmledger_spans_ignored_total {ignored}",
             "# HELP llmledger_ingest_duration_seconds Time to answer an ingest request.",
             "# TYPE llmledger_ingest_duration_seconds histogram",
         ]

@@ -420,3 +420,65 @@ class LimitAnswer(pydantic.BaseModel):
     allowed: bool
     reservation: str | None = pydantic.Field(description="Set when the estimate was reserved.")
     decisions: list[dict[str, Any]]
+
+
+class RepriceIn(pydantic.BaseModel):
+    """A reprice of stored events: the options of ``llmledger reprice``."""
+
+    model_config = _Forbid
+
+    since: str | None = pydantic.Field(default=None, description="Start (ISO 8601, UTC).")
+    until: str | None = pydantic.Field(default=None, description="End, exclusive (ISO 8601).")
+    where: list[str] = pydantic.Field(
+        default_factory=list, max_length=32, description="Filters: DIM=V, DIM!=V, tag:K=V."
+    )
+    dry_run: bool = pydantic.Field(
+        default=True, description="Only show the difference (the default); false to apply it."
+    )
+    batch_size: int = pydantic.Field(
+        default=500, ge=1, le=100_000, description="Events per batch (one transaction each)."
+    )
+    restart: bool = pydantic.Field(
+        default=False, description="Start over instead of resuming an interrupted run."
+    )
+    max_seconds: float = pydantic.Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="No new batch starts after this many seconds; an unfinished run answers "
+        "`finished: false`: send the same request again to go on (a dry run with `cursor`).",
+    )
+    cursor: str | None = pydantic.Field(
+        default=None,
+        max_length=200,
+        description="For a dry run: the `cursor` of an unfinished one, to go on after it.",
+    )
+
+
+class RepriceRowOut(pydantic.BaseModel):
+    """The difference a reprice makes for one provider and model (money as decimal text)."""
+
+    provider: str
+    model: str
+    calls: int
+    changed: int
+    before: str
+    after: str
+    difference: str
+    newly_priced: int
+    unpriced: int
+    incomplete: int
+    kept: int
+
+
+class RepriceOut(pydantic.BaseModel):
+    """What a reprice found (dry run) or did."""
+
+    dry_run: bool
+    range: str
+    batches: int
+    resumed: bool
+    finished: bool
+    cursor: str | None
+    rows: list[RepriceRowOut]
+    total: dict[str, Any]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from llmledger.core.settings import Settings
@@ -18,6 +20,7 @@ from llmledger.server.keys import KeyStore
 from llmledger.server.metrics import Metrics
 from llmledger.server.pricedb import PriceDB
 from llmledger.store import Store, open_store
+from llmledger.store.budget import QueryTimeoutError, time_budget
 
 __all__ = ["Service"]
 
@@ -38,6 +41,7 @@ class Service:
         self.store: Store = store if store is not None else open_store(settings)
         self.keys = KeyStore(self.store, cache_seconds=settings.key_cache_seconds)
         self.prices = PriceDB(self.store)
+        self._report_slots = threading.BoundedSemaphore(settings.report_slots)
         self.metrics = Metrics()
         self._lock = threading.Lock()
         self._pricer: PriceResolver | None = None
@@ -69,6 +73,32 @@ class Service:
             )
             self._rates = self._pricer.exchange_rates
             self._version = version
+
+    @contextmanager
+    def report_budget(self) -> Iterator[None]:
+        """Run a report query in one of the ``report_slots``, within ``query_timeout``.
+
+        Reads beyond the slots wait for one (the wait counts against the
+        budget), so however many reports are asked for at once, the database
+        connections and the processor time left serve ingest.
+
+        Raises:
+            QueryTimeoutError: when no slot came free within the budget, or the
+                query ran out of it.
+        """
+        seconds = self.settings.query_timeout or None
+        started = time.monotonic()
+        if not self._report_slots.acquire(timeout=seconds):
+            raise QueryTimeoutError(
+                f"{self.settings.report_slots} report queries were running for the whole time "
+                f"budget ({seconds:g} s, query_timeout); ask again later"
+            )
+        try:
+            left = None if seconds is None else max(seconds - (time.monotonic() - started), 0.001)
+            with time_budget(left):
+                yield
+        finally:
+            self._report_slots.release()
 
     @property
     def pricer(self) -> PriceResolver:

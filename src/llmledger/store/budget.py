@@ -43,12 +43,14 @@ def _over_budget() -> int:
 
 
 @contextmanager
-def time_budget(seconds: float | None) -> Iterator[None]:
+def time_budget(seconds: float | None, *, setting: str = "query_timeout") -> Iterator[None]:
     """Give the statements this thread runs inside the block ``seconds`` in all.
 
     Args:
         seconds: The budget; None or 0 for none.  A budget inside another keeps
             the earlier deadline of the two.
+        setting: The setting the budget comes from, named in the error:
+            ``query_timeout`` (a report) or ``ingest_timeout`` (a batch of ingest).
 
     Raises:
         QueryTimeoutError: when the database stopped a statement because the
@@ -73,10 +75,17 @@ def time_budget(seconds: float | None) -> Iterator[None]:
         # The database stopped the statement (or a store read wrapped that failure).
         if isinstance(exc, QueryTimeoutError) or time.monotonic() < _local.deadline:
             raise
-        raise QueryTimeoutError(
-            f"the query took longer than its time budget ({seconds:g} s, query_timeout) "
-            "and was stopped; ask for a shorter range or fewer groups"
-        ) from exc
+        if setting == "ingest_timeout":
+            message = (
+                f"the batch took longer than its time budget ({seconds:g} s, ingest_timeout) "
+                "and was stopped; nothing of it was stored: send it again"
+            )
+        else:
+            message = (
+                f"the query took longer than its time budget ({seconds:g} s, {setting}) "
+                "and was stopped; ask for a shorter range or fewer groups"
+            )
+        raise QueryTimeoutError(message) from exc
     finally:
         _local.deadline = previous
 

@@ -60,13 +60,28 @@ def sqlite_engine(url: sa.URL, *, memory: bool) -> Engine:
         poolclass=StaticPool if memory else None,
     )
 
+    path = None if memory else Path(url.database or "").expanduser()
+
     @sa_event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         # Let SQLAlchemy's "begin" event below own transactions instead of
         # the sqlite3 module's implicit ones, so DDL is transactional too.
         dbapi_connection.isolation_level = None
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
             dbapi_connection.execute(f"PRAGMA {pragma}")
+        if path is not None:
+            record.info["ledger_file"] = _identity(path)
+
+    if path is not None:
+
+        @sa_event.listens_for(engine, "checkout")
+        def _on_checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+            # A pooled connection keeps the file it opened even after that file is
+            # removed or moved away: it would answer from a ghost and "store" events
+            # nobody can read again. Such a connection is replaced; opening the
+            # ledger again then fails (503 unavailable) until the file is back.
+            if _identity(path) != record.info.get("ledger_file"):
+                raise sa.exc.DisconnectionError(f"the ledger file {path} was moved or removed")
 
     @sa_event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -76,6 +91,15 @@ def sqlite_engine(url: sa.URL, *, memory: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode of a file, or None when it is not there."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino)
 
 
 def postgres_engine(url: sa.URL) -> Engine:

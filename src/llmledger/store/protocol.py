@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from llmledger.store.content import ContentRecord
     from llmledger.store.keys import ApiKey, StoredKey
     from llmledger.store.prices import DatabasePrices, StoredPrice, StoredRate
+    from llmledger.store.reprice import RepriceBatch, RepriceJob, RepriceStep
 
 __all__ = ["Store", "WriteResult"]
 
@@ -134,6 +135,10 @@ class Store(Protocol):
         """The event with this id, or None."""
         ...
 
+    def event_tenants(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """The tenant of each stored event among ``ids`` (one query per batch of ids)."""
+        ...
+
     def recent(self, limit: int = 50, offset: int = 0) -> list[UsageEvent]:
         """The newest events first."""
         ...
@@ -187,6 +192,24 @@ class Store(Protocol):
 
     def rebuild_rollups(self, since: datetime | None = None, until: datetime | None = None) -> int:
         """Recompute the rollups of a range from the raw events; the rollup rows it now has."""
+        ...
+
+    # -- repricing -------------------------------------------------------------------
+
+    def reprice_job(self, key: str) -> RepriceJob | None:
+        """The saved progress of a reprice, or None."""
+        ...
+
+    def start_reprice(
+        self, key: str, spec: str, *, now: datetime, restart: bool = False
+    ) -> RepriceJob:
+        """The job of ``key``: an unfinished one resumed, else started over."""
+        ...
+
+    def reprice_batch(
+        self, key: str, query: Query, step: RepriceStep, *, limit: int, now: datetime
+    ) -> RepriceBatch:
+        """Reprice the job's next batch (events, rollups and progress in one transaction)."""
         ...
 
     # -- kept text -------------------------------------------------------------------

@@ -120,9 +120,17 @@ def run_timeline(
 
 
 def read_event_page(
-    conn: Connection, query: Query, *, limit: int, before: tuple[int, str] | None = None
+    conn: Connection,
+    query: Query,
+    *,
+    limit: int,
+    before: tuple[int, str] | None = None,
+    lock: bool = False,
 ) -> list[UsageEvent]:
     """The newest events of a query's range and filters (see ``SqlStore.event_page``).
+
+    With ``lock`` the rows read are locked for the caller's transaction
+    (``SELECT … FOR UPDATE``, PostgreSQL).
 
     Example:
         >>> from llmledger.store import open_store
@@ -151,6 +159,8 @@ def read_event_page(
                 sa.and_(events.c.ts_us == micros, events.c.id < event_id),
             )
         )
+    if lock:
+        statement = statement.with_for_update(of=events)
     return [decode_event(row) for row in conn.execute(statement)]
 
 

@@ -43,9 +43,11 @@ from llmledger.store.errors import (
 )
 from llmledger.store.keys import KeyRows
 from llmledger.store.limits import LimitRows
+from llmledger.store.lookup import EventLookups
 from llmledger.store.prices import PriceRows
 from llmledger.store.protocol import WriteResult
 from llmledger.store.reports import StoreReports
+from llmledger.store.reprice import RepriceRows
 from llmledger.store.rollups import apply_rollups
 from llmledger.store.schema import FILTER_COLUMNS, event_tags, events
 
@@ -65,7 +67,7 @@ _TAGS_FROM_JSON = (
 
 
 @translate_database_errors
-class SqlStore(StoreReports, ContentRows, KeyRows, LimitRows, PriceRows):
+class SqlStore(StoreReports, ContentRows, KeyRows, LimitRows, PriceRows, RepriceRows, EventLookups):
     """The ledger in a SQLite file or a PostgreSQL database (a :class:`~llmledger.store.Store`).
 
     Args:

@@ -8,6 +8,7 @@ import binascii
 import dataclasses
 import time
 import zlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -27,13 +28,14 @@ from llmledger.store import ContentRecord
 from llmledger.store.budget import time_budget
 from llmledger.wire.parse import (
     MAX_BATCH,
+    ContentIn,
     EventIn,
     cost_over_limit,
     parse_body_with_content,
 )
 from llmledger.wire.serialize import event_to_json
 
-__all__ = ["router"]
+__all__ = ["router", "store_parsed"]
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -107,11 +109,27 @@ def _ingest(
     batch, parsed = read.batch, read.parsed
     if not batch and isinstance(parsed[0], InvalidEventError):  # pragma: no cover - raised
         raise parsed[0]
+    sent = {id(event): text for event, text in read.content}
+    return batch, store_parsed(service, principal, parsed, sent)
+
+
+def store_parsed(
+    service: Service,
+    principal: Principal,
+    parsed: Sequence[UsageEvent | InvalidEventError],
+    sent: Mapping[int, ContentIn] | None = None,
+) -> list[dict[str, Any]]:
+    """Price and store events read from a request; one answer per item, in order.
+
+    Each answer is ``{"id", "status", "reason"}`` with status ``accepted``,
+    ``duplicate`` or ``rejected``.  ``sent`` maps ``id(event)`` to the text kept
+    with it.  Every ingest route (``/v1/events``, ``/v1/traces``) stores this way.
+    """
     pricer = service.pricer
     tenant = principal.tenant
     results: list[dict[str, Any]] = []
     to_write: list[UsageEvent] = []
-    sent = {id(event): text for event, text in read.content}
+    sent = sent or {}
     # The text goes with the occurrence of its id that the store keeps (the first).
     texts: dict[str, ContentRecord] = {}
     seen: set[str] = set()
@@ -147,8 +165,10 @@ def _ingest(
     def reject(event: UsageEvent, exc: Exception) -> None:
         refused[event.id] = str(exc)
 
-    written = service.store.write(to_write, on_error=reject, content=texts)
+    with time_budget(service.settings.ingest_timeout, setting="ingest_timeout"):
+        written = service.store.write(to_write, on_error=reject, content=texts)
     inserted = {event.id for event in written.inserted}
+    hidden = _hidden_duplicates(service, tenant, written.duplicates)
     for result in results:
         event_id = result["id"]
         if result["status"] != "accepted":
@@ -157,22 +177,24 @@ def _ingest(
             result.update(status="rejected", reason=refused[event_id])
         elif event_id in inserted:
             inserted.discard(event_id)  # a repeat within the batch is a duplicate
-        elif _seen_by(service, tenant, event_id):
+        elif event_id not in hidden:
             result["status"] = "duplicate"
-    return batch, results
+    return results
 
 
-def _seen_by(service: Service, tenant: str | None, event_id: str) -> bool:
-    """Whether a key of ``tenant`` may learn that ``event_id`` is stored.
+def _hidden_duplicates(
+    service: Service, tenant: str | None, duplicates: tuple[str, ...]
+) -> set[str]:
+    """The duplicate ids a key of ``tenant`` may not learn are stored (one query per batch).
 
     A key scoped to a tenant is told ``duplicate`` only for its tenant's own
     events; an id stored in another tenant gets the answer a new id gets, so
     ingest cannot be used to probe other tenants' ids.
     """
-    if tenant is None:
-        return True
-    stored = service.store.get(event_id)
-    return stored is None or stored.tenant == tenant
+    if tenant is None or not duplicates:
+        return set()
+    owners = service.store.event_tenants(duplicates)
+    return {event_id for event_id, owner in owners.items() if owner != tenant}
 
 
 @router.post(
@@ -259,7 +281,7 @@ def list_events(
     )
     before = None if cursor is None else _decode_cursor(cursor)
     service = get_service(request)
-    with time_budget(service.settings.query_timeout):
+    with service.report_budget():
         found = service.store.event_page(query, limit=limit + 1, before=before)
     more = len(found) > limit
     page = found[:limit]

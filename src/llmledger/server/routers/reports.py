@@ -19,7 +19,6 @@ from llmledger.server.schemas import (
     StatsOut,
 )
 from llmledger.server.state import Service
-from llmledger.store.budget import time_budget
 
 __all__ = ["router"]
 
@@ -46,7 +45,7 @@ def _report(service: Service, principal: Principal, spec: ReportQueryIn) -> dict
     )
     rates = service.exchange_rates if query.currency != "USD" else None
     try:
-        with time_budget(service.settings.query_timeout):
+        with service.report_budget():
             report = service.store.report(query, rates=rates, mode=cast(SourceMode, spec.source))
     except ValueError as exc:
         if isinstance(exc, InvalidEventError | InvalidQueryError):
@@ -99,7 +98,7 @@ def stats(
             sort=["calls"],
         )
     )
-    with time_budget(service.settings.query_timeout):
+    with service.report_budget():
         result = service.store.report(query)
     total = result.to_dict()["total"]
     features = [

@@ -1,7 +1,7 @@
 """Spending limits: the limits, their counters per window, and the reservations of calls in flight.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 
 ``limits`` holds one row per limit (amount as text and in integer units: nano-USD
 for cost).  ``limit_usage`` counts the units settled per limit and window;
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | None = None
 depends_on: str | None = None
 
