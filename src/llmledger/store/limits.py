@@ -251,13 +251,6 @@ class LimitRows:
             if not found:
                 conn.rollback()
                 return []
-            ids, id_params = _in("l", [limit.id for limit in found])
-            if write:
-                cursor.run(
-                    f"DELETE FROM limit_reservations WHERE limit_id IN ({ids}) "
-                    "AND expires_us < :stale",
-                    {**id_params, "stale": now_us - STALE_RESERVATION_US},
-                )
             counts = _counts(cursor, found, now, now_us)
             decisions = []
             for limit in found:
@@ -297,7 +290,8 @@ class LimitRows:
         Args:
             reservation: The id given to :meth:`reserve_limits`.
             spent: What the call spent.
-            now: Now (aware); unused by the counters, which keep the reservation's window.
+            now: Now (aware): reservations of the same limits expired a day before it
+                are deleted; the counters keep the reservation's own window.
             tenant: Settle only a reservation made for this tenant (a tenant's key).
 
         Returns:
@@ -333,6 +327,12 @@ class LimitRows:
                     id_params,
                 )
             }
+            # Long-expired reservations of these limits go here, off the caller's path.
+            cursor.run(
+                f"DELETE FROM limit_reservations WHERE limit_id IN ({ids}) "
+                "AND expires_us < :stale",
+                {**id_params, "stale": to_micros(now) - STALE_RESERVATION_US},
+            )
             settled = cursor.all(
                 f"DELETE FROM limit_reservations WHERE id = :id{owner} AND limit_id IN ({ids}) "
                 "RETURNING limit_id, window_us",
