@@ -329,8 +329,7 @@ class LimitRows:
             }
             # Long-expired reservations of these limits go here, off the caller's path.
             cursor.run(
-                f"DELETE FROM limit_reservations WHERE limit_id IN ({ids}) "
-                "AND expires_us < :stale",
+                f"DELETE FROM limit_reservations WHERE limit_id IN ({ids}) AND expires_us < :stale",
                 {**id_params, "stale": to_micros(now) - STALE_RESERVATION_US},
             )
             settled = cursor.all(
