@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import time
 
 from llmledger.core.errors import InvalidEventError
 
-__all__ = ["derived_id", "id_time_ms", "new_id"]
+__all__ = ["derived_id", "fingerprint", "id_time_ms", "new_id"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {c: i for i, c in enumerate(_CROCKFORD)}
@@ -90,3 +91,15 @@ def id_time_ms(ulid: str) -> int:
     except KeyError:
         raise InvalidEventError(f"not a ULID: {ulid!r}") from None
     return value >> 80
+
+
+def fingerprint(api_key: str | None) -> str | None:
+    """A short, stable hash naming which key paid; never the key itself.
+
+    Example:
+        >>> fingerprint("sk-test-123")
+        'sha256:e0dbaa0c6455'
+    """
+    if not api_key:
+        return None
+    return "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]

@@ -253,7 +253,13 @@ class PriceResolver:
             )
         # A failed request with no usage is billed nothing, so it is priced at its
         # (empty) usage; a successful call without usage has an unknown cost.
-        if event.usage_source == "missing" and reported_cost is None and event.status != "error":
+        # A call refused by a limit before any request left costs nothing alike.
+        if (
+            event.usage_source == "missing"
+            and reported_cost is None
+            and event.status != "error"
+            and event.status != "blocked"
+        ):
             return _unpriced("the provider reported no usage for this call")
         return self._price_names(event, reported_cost)
 

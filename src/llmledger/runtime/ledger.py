@@ -21,6 +21,7 @@ from llmledger.runtime.observers import CommitListeners
 if TYPE_CHECKING:
     from llmledger.pricing import PriceBook, PriceResolver
     from llmledger.runtime.content import ContentStore, PendingContent
+    from llmledger.runtime.limits import LimitGuard
     from llmledger.runtime.prices import LedgerPrices
     from llmledger.runtime.remote import RemoteSink
     from llmledger.runtime.writer import EventSink, Writer
@@ -49,7 +50,11 @@ class Ledger:
         self._writer: Writer | None = None
         self._pending_content: PendingContent | None = None
         self._remote: RemoteSink | None = None
+        self._limits: LimitGuard | None = None
         self._closed = False
+        #: Whether instrumented calls are checked against the limits (the one
+        #: flag the capture hooks read; the ``limits`` setting).
+        self.guarded = settings.limits
         #: Told of every batch stored, in the writer's thread (OpenTelemetry export).
         self.after_commit = CommitListeners(strict=settings.strict)
 
@@ -86,6 +91,17 @@ class Ledger:
 
                     self._prices = LedgerPrices(self)
         return self._prices
+
+    @property
+    def limits(self) -> LimitGuard:
+        """The limits of this ledger: its database's, or the service's with ``url``."""
+        if self._limits is None:
+            with self._lock:
+                if self._limits is None:
+                    from llmledger.runtime.limits import LimitGuard
+
+                    self._limits = LimitGuard(self)
+        return self._limits
 
     @property
     def pricer(self) -> PriceResolver:

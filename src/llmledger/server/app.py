@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmledger.core.settings import Settings, load_settings
 from llmledger.server.errors import error_response, install_error_handlers
-from llmledger.server.routers import admin, events, health, keys, prices, reports, traces
+from llmledger.server.routers import admin, events, health, keys, limits, prices, reports, traces
 from llmledger.server.state import Service
 from llmledger.store import Store
 from llmledger.wire.parse import EventIn
@@ -133,7 +133,7 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
-    for module in (events, traces, reports, prices, keys, admin, health):
+    for module in (events, traces, reports, prices, keys, limits, admin, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RefuseNul)

@@ -25,6 +25,7 @@ from llmledger.core.errors import (
     ConfigError,
     CurrencyError,
     InvalidEventError,
+    InvalidLimitError,
     LedgerError,
     StoreUnavailableError,
 )
@@ -129,6 +130,8 @@ def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
         return 400, "unknown_currency", None
     if isinstance(exc, InvalidEventError):
         return 422, "invalid_event", None
+    if isinstance(exc, InvalidLimitError):
+        return 422, "invalid_limit", None
     if isinstance(exc, ConfigError):
         return 422, "invalid_request", None
     if isinstance(exc, WriteError) and not exc.retryable:
