@@ -70,6 +70,18 @@ def ledger_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     shutdown()
 
 
+@pytest.fixture
+def prices_loaded(ledger_home: Path) -> None:
+    """The process ledger's prices loaded, so ``record()`` returns priced events.
+
+    The prices load in the background; until they are, events come back with their
+    price status ``pending`` (tests/test_price_cache.py tests that on purpose).
+    """
+    from llmledger.runtime.ledger import get_ledger
+
+    assert get_ledger().prices.wait(timeout=120)
+
+
 # -- ledger databases: SQLite always, PostgreSQL when LLMLEDGER_TEST_POSTGRES_URL is set ---------
 #
 # Migrations run once per test run and backend, into a template; each test that asks for

@@ -355,6 +355,7 @@ def test_async_streaming_response(
 def test_track_around_an_instrumented_call_stores_one_priced_event(
     ledger: Ledger, hooks: Instrumentation, oa: openai.OpenAI
 ) -> None:
+    assert ledger.prices.wait(120)  # t.event is priced from the loaded prices
     with llmledger.track(provider="openai", model="gpt-4o-mini", feature="summary") as t:
         t.set_response(oa.chat.completions.create(model="gpt-4o-mini", messages=QUESTION))
     event = only(ledger)

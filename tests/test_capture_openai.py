@@ -12,7 +12,7 @@ import pydantic
 import pytest
 
 import llmledger
-from llmledger.capture import Instrumentation, instrument
+from llmledger.capture import Instrumentation, capture_content, instrument
 from llmledger.capture._core import fingerprint
 from tests.test_capture_support import (
     JSON,
@@ -411,3 +411,35 @@ def test_instrument_is_idempotent_and_undone_by_its_handle(
     assert SyncAPIClient.__dict__["request"] is original
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert len(ledger.events()) == 1
+
+
+def _long_stream(repeats: int) -> bytes:
+    """The recorded chat stream with its second chunk (an argument delta) repeated."""
+    frames = [frame for frame in CHAT_STREAM.split(b"\n\n") if frame.strip()]
+    return b"\n\n".join([frames[0], *[frames[1]] * repeats, *frames[1:]]) + b"\n\n"
+
+
+def test_a_long_stream_keeps_only_the_chunks_its_reading_needs(
+    ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    from llmledger.capture._streams import tracker_of
+
+    body = _long_stream(200)
+    replay = Replay({"/chat/completions": (200, body, SSE)})
+    client = replay.sdk_client(openai.OpenAI, "openai", **_OPTIONS)
+    stream = _stream(client, stream_options={"include_usage": True})
+    chunks = list(stream)
+    tracker = tracker_of(stream)
+    assert tracker is not None and len(chunks) > 200
+    # The first chunks (time to first token, id, model), the finish reason, the usage.
+    assert len(tracker.chunks) <= 10
+    event = ledger.one()
+    assert (event.status, event.usage.input_tokens, event.usage.output_tokens) == ("ok", 53, 15)
+    assert event.finish_reason == "tool_calls" and event.ttft_ms is not None
+
+    # Kept text needs every chunk.
+    with capture_content():
+        stream = _stream(client, stream_options={"include_usage": True})
+        every = list(stream)
+    tracker = tracker_of(stream)
+    assert tracker is not None and len(tracker.chunks) == len(every)

@@ -49,6 +49,13 @@ def _chat(body: dict[str, Any]) -> tuple[int, bytes, dict[str, str]]:
     return 200, CHAT_STREAM if asked else without_usage_chunk(CHAT_STREAM), {**SSE, **headers}
 
 
+@pytest.fixture(autouse=True)
+def _prices_loaded(request: pytest.FixtureRequest) -> None:
+    # t.event is priced from the prices in memory: loaded, it is priced, not pending.
+    if "ledger" in request.fixturenames:
+        assert request.getfixturevalue("ledger").prices.wait(120)
+
+
 @pytest.fixture
 def replay() -> Replay:
     return Replay(

@@ -293,8 +293,9 @@ def test_a_price_added_through_the_api_prices_what_the_sdk_sends(db_url: str) ->
         admin = service.keys.create("admin", now=now).secret
         ingest = service.keys.create("ingest", tenant="acme", now=now).secret
         _add_prices(admin, port)
-        llmledger.configure(url=f"http://127.0.0.1:{port}", api_key=ingest)
+        ledger = llmledger.configure(url=f"http://127.0.0.1:{port}", api_key=ingest)
         try:
+            assert ledger.prices.wait(120)  # the SDK's own prices loaded: events come back priced
             at = now - timedelta(minutes=1)
             usage = Usage(input_tokens=1000, output_tokens=500)
             only_there = llmledger.record(provider="acme", model="acme-chat-1", ts=at, usage=usage)
@@ -367,6 +368,7 @@ def test_the_sdk_and_cost_read_the_price_rows_of_their_own_database(
         service.close()
     monkeypatch.setenv("LLMLEDGER_DATABASE_URL", db_url)
     try:
+        assert llmledger.get_ledger().prices.wait(120)  # priced at once, not pending
         event = llmledger.record(provider="acme", model="acme-chat-1", ts=AT, input_tokens=M)
         assert llmledger.flush(30)
     finally:

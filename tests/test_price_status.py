@@ -420,8 +420,9 @@ def test_the_service_prices_the_parts_and_fees_the_sdk_sends(db_url: str) -> Non
     with serving(db_url, port) as service:
         now = datetime.now(UTC)
         ingest = service.keys.create("ingest", tenant="acme", now=now).secret
-        llmledger.configure(url=f"http://127.0.0.1:{port}", api_key=ingest)
+        ledger = llmledger.configure(url=f"http://127.0.0.1:{port}", api_key=ingest)
         try:
+            assert ledger.prices.wait(120)  # so the events come back priced, not pending
             at = now - timedelta(minutes=1)
             advisor = llmledger.record(
                 response=(RECORDED / "anthropic_messages_advisor_tool.json").read_bytes(),

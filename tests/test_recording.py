@@ -11,6 +11,8 @@ import pytest
 import llmledger
 from tests.conftest import RECORDED
 
+pytestmark = pytest.mark.usefixtures("prices_loaded")
+
 
 def committed() -> list[llmledger.UsageEvent]:
     assert llmledger.flush(timeout=10)

@@ -143,6 +143,7 @@ def test_every_tier_row_names_its_page_and_day() -> None:
         supplement_book({"tiers": [{**row, "service_tier": None, "source": "https://x.example/p"}]})
 
 
+@pytest.mark.usefixtures("prices_loaded")
 def test_a_tier_given_by_a_user_that_no_price_knows_is_refused() -> None:
     with pytest.raises(InvalidEventError) as info:
         llmledger.record(provider="openai", model="gpt-4o", input_tokens=10, service_tier="turbo")

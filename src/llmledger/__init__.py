@@ -2,6 +2,8 @@
 
 Example:
     >>> import llmledger
+    >>> llmledger.get_ledger().prices.wait()  # else the first events come back pending
+    True
     >>> with llmledger.attribute(tenant="acme", feature="search"):
     ...     event = llmledger.record(provider="openai", model="gpt-4o",
     ...                              input_tokens=1000, output_tokens=100)
@@ -25,9 +27,11 @@ if typing.TYPE_CHECKING:
         ExportError,
         FileAccessError,
         InvalidEventError,
+        InvalidLimitError,
         InvalidQueryError,
         InvalidUsageError,
         LedgerError,
+        LimitExceededError,
         MissingDependencyError,
         NotificationError,
         PriceFileError,
@@ -40,9 +44,11 @@ if typing.TYPE_CHECKING:
         UnknownProviderError,
     )
     from llmledger.core.events import UsageEvent
+    from llmledger.core.limits import Limit
     from llmledger.core.settings import Settings, load_settings
     from llmledger.core.usage import Usage
     from llmledger.runtime.ledger import Ledger, configure, flush, get_ledger
+    from llmledger.runtime.limits import LimitCheck, check
     from llmledger.runtime.recording import Tracker, record, track
 
 __version__ = "0.1.0"
@@ -57,10 +63,14 @@ __all__ = [
     "FileAccessError",
     "Instrumentation",
     "InvalidEventError",
+    "InvalidLimitError",
     "InvalidQueryError",
     "InvalidUsageError",
     "Ledger",
     "LedgerError",
+    "Limit",
+    "LimitCheck",
+    "LimitExceededError",
     "MissingDependencyError",
     "NotificationError",
     "PriceFileError",
@@ -78,6 +88,7 @@ __all__ = [
     "__version__",
     "attribute",
     "capture_content",
+    "check",
     "configure",
     "current_attribution",
     "flush",
@@ -101,10 +112,14 @@ _EXPORTS: dict[str, str] = {
     "FileAccessError": "llmledger.core.errors",
     "Instrumentation": "llmledger.capture",
     "InvalidEventError": "llmledger.core.errors",
+    "InvalidLimitError": "llmledger.core.errors",
     "InvalidQueryError": "llmledger.core.errors",
     "InvalidUsageError": "llmledger.core.errors",
     "Ledger": "llmledger.runtime.ledger",
     "LedgerError": "llmledger.core.errors",
+    "Limit": "llmledger.core.limits",
+    "LimitCheck": "llmledger.runtime.limits",
+    "LimitExceededError": "llmledger.core.errors",
     "MissingDependencyError": "llmledger.core.errors",
     "NotificationError": "llmledger.core.errors",
     "PriceFileError": "llmledger.core.errors",
@@ -121,6 +136,7 @@ _EXPORTS: dict[str, str] = {
     "UsageEvent": "llmledger.core.events",
     "attribute": "llmledger.core.attribution",
     "capture_content": "llmledger.capture",
+    "check": "llmledger.runtime.limits",
     "configure": "llmledger.runtime.ledger",
     "current_attribution": "llmledger.core.attribution",
     "flush": "llmledger.runtime.ledger",

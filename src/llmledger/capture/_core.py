@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import hashlib
 import json
 import logging
 import threading
@@ -27,14 +26,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llmledger.runtime.ledger as _ledger_module
 from llmledger.core.attribution import Attribution, attribution_in_force, current_attribution
 from llmledger.core.events import FrozenDict, Operation, Status, UsageEvent
+from llmledger.core.ids import fingerprint
 from llmledger.core.usage import Usage
 from llmledger.runtime.ledger import Ledger, get_ledger
 from llmledger.runtime.recording import Block, current_block
+
+if TYPE_CHECKING:
+    from llmledger.runtime.limits import LimitCheck
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -49,6 +52,7 @@ __all__ = [
     "count",
     "current_scope",
     "error_event",
+    "fingerprint",
     "internal_error",
     "internal_errors",
     "merge_attribution",
@@ -256,6 +260,8 @@ class Call:
     extra: Mapping[str, Any] | None = None
     hide_usage_chunk: bool = False
     block: Block | None = None
+    #: The limits' reservation of a guarded call, settled once its event is built.
+    reservation: LimitCheck | None = None
 
 
 def begin(
@@ -325,6 +331,8 @@ def submit(call: Call, build: Callable[[], UsageEvent]) -> None:
     To the :func:`llmledger.track` block the call started in while that block is
     open (it records the event itself), otherwise to the ledger.
     """
+    if call.reservation is not None:
+        build = call.reservation.settling(build)
     block = call.block
     if block is None:
         call.ledger.submit(build)
@@ -333,18 +341,6 @@ def submit(call: Call, build: Callable[[], UsageEvent]) -> None:
 
 
 # -- building events (background thread) --------------------------------------------------
-
-
-def fingerprint(api_key: str | None) -> str | None:
-    """A short, stable hash naming which key paid; never the key itself.
-
-    Example:
-        >>> fingerprint("sk-test-123")
-        'sha256:e0dbaa0c6455'
-    """
-    if not api_key:
-        return None
-    return "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
 def _values(call: Call, ended: float, ttft: float | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ and OpenAI-compatible servers reached through ``base_url``.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import importlib
@@ -33,6 +34,7 @@ from llmledger.capture._core import (
     request_id_of,
     submit,
 )
+from llmledger.capture._limits import guard_call
 from llmledger.capture._patch import Patch
 from llmledger.capture._streams import (
     TRACKER_ATTR,
@@ -313,7 +315,7 @@ def _done(sdk: StainlessSDK, client: Any, call: Call, result: Any, asynchronous:
         kind = _kind(sdk, result)
     if kind == _MODEL:
         build = functools.partial(_build_response, sdk, client, call, result, None, _clock())
-        if call.block is None:
+        if call.block is None and call.reservation is None:
             call.ledger.submit(build)
         else:
             submit(call, build)
@@ -341,6 +343,8 @@ def _sync_request(
         if started is None:
             return original(self, cast_to, request_options, *args, **kwargs)
         call, request_options = started
+        if call.ledger.guarded:
+            guard_call(call, request_options.json_data, lambda: _resolve(sdk, self, call))
         try:
             result = original(self, cast_to, request_options, *args, **kwargs)
         except BaseException as exc:
@@ -367,6 +371,10 @@ def _async_request(
         if started is None:
             return await original(self, cast_to, request_options, *args, **kwargs)
         call, request_options = started
+        if call.ledger.guarded:
+            await asyncio.to_thread(
+                guard_call, call, request_options.json_data, lambda: _resolve(sdk, self, call)
+            )
         try:
             result = await original(self, cast_to, request_options, *args, **kwargs)
         except BaseException as exc:

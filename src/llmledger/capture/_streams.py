@@ -2,8 +2,12 @@
 
 A :class:`StreamTracker` is fed by a generator that wraps the SDK's own chunk
 iterator (so the SDK's stream object, its type and its methods stay as they
-are). On the caller's thread each chunk costs one list append (and, for the
-first few chunks, a timestamp for time to first token); turning the chunks into
+are). On the caller's thread each chunk costs a test and at most one list append
+(and, for the first few chunks, a timestamp for time to first token). Only the
+chunks the reading needs are kept (the first few, and those the SDK's
+:attr:`StreamSpec.keep` picks: usage, the ending), unless the response text is
+kept: holding every parsed chunk until the stream ends costs the caller more in
+memory and garbage collection than the tracking itself. Turning the chunks into
 usage happens in the background once the stream ends:
 
 * iterated to the end: ``ok``
@@ -61,12 +65,16 @@ class StreamSpec:
         has_output: Whether an event carries generated output (time to first token).
         text: The response text of the whole list of events (kept content).
         request_id: The provider's request id, from the object ``source`` the hook kept.
+        keep: On the caller's thread: whether a chunk after the first few carries
+            what the reading needs (usage, the ending); the others are not kept,
+            so a stream holds no more memory than its ends. None keeps every chunk.
     """
 
     as_dict: Callable[[Any], Mapping[str, Any]]
     has_output: Callable[[Mapping[str, Any]], bool]
     text: Callable[[Sequence[Mapping[str, Any]]], str | None]
     request_id: Callable[[Any], str | None]
+    keep: Callable[[Any], bool] | None = None
 
 
 class Tracker:
@@ -125,13 +133,15 @@ class Tracker:
 class StreamTracker(Tracker):
     """Collects one SDK stream's chunks and records its event once, when the stream ends."""
 
-    __slots__ = ("source", "spec", "times")
+    __slots__ = ("keep", "source", "spec", "times")
 
     def __init__(self, call: Call, spec: StreamSpec, source: Any = None) -> None:
         super().__init__(call)
         self.spec = spec
         self.source = source
         self.times: list[float] = []
+        # Kept text needs every chunk.
+        self.keep = spec.keep if call.prompt is None else None
 
     def _request_id(self, exc: BaseException | None) -> str | None:
         return _request_id(self.spec, self.source, exc)
@@ -196,20 +206,25 @@ def iterate(
     """
     chunks = tracker.chunks
     times = tracker.times
+    keep = tracker.keep
     clock = time.perf_counter
     try:
-        if hide is None:
+        if hide is None and keep is not None:
             for chunk in inner:
                 if len(times) < _TIMED_CHUNKS:
                     times.append(clock())
-                chunks.append(chunk)
+                    chunks.append(chunk)
+                elif keep(chunk):
+                    chunks.append(chunk)
                 yield chunk
         else:
             for chunk in inner:
                 if len(times) < _TIMED_CHUNKS:
                     times.append(clock())
-                chunks.append(chunk)
-                if not hide(chunk):
+                    chunks.append(chunk)
+                elif keep is None or keep(chunk):
+                    chunks.append(chunk)
+                if hide is None or not hide(chunk):
                     yield chunk
     except GeneratorExit:
         tracker.finish("incomplete")
@@ -226,12 +241,15 @@ async def aiterate(
     """The asynchronous twin of :func:`iterate`."""
     chunks = tracker.chunks
     times = tracker.times
+    keep = tracker.keep
     clock = time.perf_counter
     try:
         async for chunk in inner:
             if len(times) < _TIMED_CHUNKS:
                 times.append(clock())
-            chunks.append(chunk)
+                chunks.append(chunk)
+            elif keep is None or keep(chunk):
+                chunks.append(chunk)
             if hide is None or not hide(chunk):
                 yield chunk
     except (GeneratorExit, asyncio.CancelledError):

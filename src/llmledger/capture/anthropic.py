@@ -31,6 +31,11 @@ def _has_output(event: Mapping[str, Any]) -> bool:
     return event.get("type") == "content_block_delta"
 
 
+def _keep(event: Any) -> bool:
+    # What the reading takes past the first events: the start and the cumulative usage.
+    return getattr(event, "type", None) in ("message_start", "message_delta")
+
+
 def _stream_text(events: Sequence[Mapping[str, Any]]) -> str | None:
     parts = [
         str((event.get("delta") or {}).get("text") or "")
@@ -78,7 +83,7 @@ def make_patches(options: CaptureOptions) -> list[Patch]:
     sdk = StainlessSDK(
         provider="anthropic",
         routes={"/v1/messages": "chat", "/v1/messages?beta=true": "chat"},
-        streams={"chat": StreamSpec(as_dict, _has_output, _stream_text, _request_id)},
+        streams={"chat": StreamSpec(as_dict, _has_output, _stream_text, _request_id, _keep)},
         body_text=body_text,
         request_id_header="request-id",
         resolve=_resolve,

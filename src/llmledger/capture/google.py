@@ -10,6 +10,7 @@ which is what the usage normaliser reads.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import json
@@ -27,6 +28,7 @@ from llmledger.capture._core import (
     request_id_of,
     submit,
 )
+from llmledger.capture._limits import guard_call
 from llmledger.capture._patch import Patch
 from llmledger.capture._streams import StreamSpec, StreamTracker, aiterate, iterate
 from llmledger.core.events import Operation
@@ -119,6 +121,10 @@ def _no_request_id(source: Any) -> str | None:
 _STREAM = StreamSpec(_as_dict, _has_output, _stream_text, _no_request_id)
 
 
+def _resolved() -> None:
+    """Nothing to read from a google-genai client before a guarded call: ``_start`` has it all."""
+
+
 def _failed(call: Call, exc: BaseException) -> None:
     try:
         ended = time.perf_counter()
@@ -158,6 +164,8 @@ def _sync_request(options: CaptureOptions, original: Callable[..., Any]) -> Call
         call = _start(options, self, path, request_dict, stream=False)
         if call is None:
             return original(self, http_method, path, request_dict, *args, **kwargs)
+        if call.ledger.guarded:
+            guard_call(call, request_dict, _resolved)
         try:
             response = original(self, http_method, path, request_dict, *args, **kwargs)
         except BaseException as exc:
@@ -176,6 +184,8 @@ def _async_request(options: CaptureOptions, original: Callable[..., Any]) -> Cal
         call = _start(options, self, path, request_dict, stream=False)
         if call is None:
             return await original(self, http_method, path, request_dict, *args, **kwargs)
+        if call.ledger.guarded:
+            await asyncio.to_thread(guard_call, call, request_dict, _resolved)
         try:
             response = await original(self, http_method, path, request_dict, *args, **kwargs)
         except BaseException as exc:
@@ -193,8 +203,12 @@ def _sync_streamed(options: CaptureOptions, original: Callable[..., Any]) -> Cal
     ) -> Iterator[Any]:
         inner: Iterator[Any] = original(self, http_method, path, request_dict, *args, **kwargs)
         call = _start(options, self, path, request_dict, stream=True)
+        if call is None:
+            return inner
+        if call.ledger.guarded:
+            guard_call(call, request_dict, _resolved)
         # The SDK's generator sends the request on its first step, inside ours.
-        return inner if call is None else _tracked(call, inner, iterate)
+        return _tracked(call, inner, iterate)
 
     return request_streamed
 
@@ -206,6 +220,8 @@ def _async_streamed(options: CaptureOptions, original: Callable[..., Any]) -> Ca
         call = _start(options, self, path, request_dict, stream=True)
         if call is None:
             return await original(self, http_method, path, request_dict, *args, **kwargs)  # type: ignore[no-any-return]
+        if call.ledger.guarded:
+            await asyncio.to_thread(guard_call, call, request_dict, _resolved)
         try:
             inner = await original(self, http_method, path, request_dict, *args, **kwargs)
         except BaseException as exc:

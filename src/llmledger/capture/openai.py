@@ -22,6 +22,7 @@ from llmledger.capture._stainless import (
     raw_response_types,
 )
 from llmledger.capture._streams import StreamSpec
+from llmledger.normalize.openai import RESPONSE_EVENTS
 
 __all__ = ["available", "body_text", "make_patches", "provider_for_host", "sdk"]
 
@@ -134,14 +135,31 @@ def body_text(operation: str, body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _chat_keep(chunk: Any) -> bool:
+    # What ChatStream reads past the first chunks: usage and finish reasons.
+    if getattr(chunk, "usage", None) is not None:
+        return True
+    return any(
+        getattr(choice, "finish_reason", None) is not None
+        for choice in getattr(chunk, "choices", None) or ()
+    )
+
+
+def _responses_keep(event: Any) -> bool:
+    # The lifecycle events carry the whole response, usage in the last one.
+    return getattr(event, "type", None) in RESPONSE_EVENTS
+
+
 def _request_id(response: Any) -> str | None:
     value = response.headers.get("x-request-id")
     return value if isinstance(value, str) else None
 
 
 _STREAMS = {
-    "chat": StreamSpec(as_dict, _chat_has_output, _chat_stream_text, _request_id),
-    "responses": StreamSpec(as_dict, _responses_has_output, _responses_stream_text, _request_id),
+    "chat": StreamSpec(as_dict, _chat_has_output, _chat_stream_text, _request_id, _chat_keep),
+    "responses": StreamSpec(
+        as_dict, _responses_has_output, _responses_stream_text, _request_id, _responses_keep
+    ),
 }
 
 

@@ -57,6 +57,10 @@ COMMANDS: dict[str, CommandEntry] = {
     "keys": CommandEntry(
         "llmledger.cli.keys:keys_group", "API keys of the service: create, list, revoke."
     ),
+    "limits": CommandEntry(
+        "llmledger.cli.limits:limits_group",
+        "Spending limits: cost, tokens or requests per tenant, user, feature or key.",
+    ),
     "logs": CommandEntry(
         "llmledger.cli.logs:logs_command", "The most recent events, newest first."
     ),

@@ -14,9 +14,11 @@ __all__ = [
     "ExportError",
     "FileAccessError",
     "InvalidEventError",
+    "InvalidLimitError",
     "InvalidQueryError",
     "InvalidUsageError",
     "LedgerError",
+    "LimitExceededError",
     "MissingDependencyError",
     "NotificationError",
     "PriceFileError",
@@ -82,6 +84,29 @@ class StoreError(LedgerError, RuntimeError):
 class StoreUnavailableError(StoreError):
     """The database cannot be reached, or is locked or busy, right now: the same
     operation may succeed later."""
+
+
+class InvalidLimitError(LedgerError, ValueError):
+    """A limit has a field that is missing, malformed or out of range."""
+
+
+class LimitExceededError(LedgerError, RuntimeError):
+    """A guarded call was refused before any request left the process.
+
+    Raised by instrumented SDK calls (and by :func:`llmledger.check` with
+    ``raise_on_block=True``) when a blocking limit would be passed, or when the
+    limit store cannot be reached and the policy is to fail closed.
+
+    Attributes:
+        decisions: The limits' decisions (:class:`llmledger.core.limits.Decision`);
+            empty when the store could not be reached.
+        reason: ``"limit"`` or ``"unavailable"`` (fail closed).
+    """
+
+    def __init__(self, message: str, *, decisions: tuple[object, ...] = (), reason: str = "limit"):
+        super().__init__(message)
+        self.decisions = decisions
+        self.reason = reason
 
 
 class CurrencyError(LedgerError, LookupError):

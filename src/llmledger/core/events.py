@@ -19,6 +19,7 @@ __all__ = [
     "COST_SOURCES",
     "DATABASE_PRICE_REF",
     "OPERATIONS",
+    "PRICE_PENDING_REASON",
     "PRICE_STATUSES",
     "STATUSES",
     "USAGE_SOURCES",
@@ -39,7 +40,9 @@ CostSource = Literal["catalog", "supplement", "file", "database", "provider-repo
 #: How far a call's cost is known, apart from how the call went: ``priced`` (every
 #: billed unit had a rate), ``incomplete`` (priced from the rates there were; some
 #: billed unit had none, ``incomplete_reason`` names it) or ``unpriced`` (no cost).
-PriceStatus = Literal["priced", "incomplete", "unpriced"]
+#: An event ``record()`` returns before the prices are loaded is ``pending``: the
+#: writer prices it before it is stored, so no stored event is ever pending.
+PriceStatus = Literal["priced", "incomplete", "unpriced", "pending"]
 
 OPERATIONS: tuple[Operation, ...] = get_args(Operation)
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -50,6 +53,10 @@ ATTRIBUTION_FIELDS: tuple[str, ...] = ("tenant", "user", "feature", "session")
 
 #: ``price_ref`` prefix of the prices added through the service (database rows).
 DATABASE_PRICE_REF = "user:db:"
+
+#: The ``unpriced_reason`` of an event whose price is not known yet: it was recorded
+#: while the prices were still loading, and the writer prices it before storing it.
+PRICE_PENDING_REASON = "price pending: the prices are still loading; the stored event is priced"
 
 
 def current_cost_source(
@@ -111,15 +118,11 @@ class FrozenDict(dict[str, V]):
         return self
 
 
-def _frozen(value: Mapping[str, V]) -> FrozenDict[V]:
-    return value if type(value) is FrozenDict else FrozenDict(value)
-
-
-def _tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return value if type(value) is tuple else tuple(value)
-
-
-@dataclass(frozen=True, slots=True)
+# Not ``slots=True``: an event's fields live in its ``__dict__`` so that
+# :meth:`UsageEvent.from_fields` and :meth:`UsageEvent.replace` make one in a single
+# step, where a slotted frozen dataclass sets its 36 fields one call at a time
+# (the caller's thread of ``record()`` builds one per call).
+@dataclass(frozen=True)
 class UsageEvent:
     """One provider call (or one manual ``record()``), priced and attributed.
 
@@ -183,26 +186,50 @@ class UsageEvent:
 
     def __post_init__(self) -> None:
         # Copies of the caller's collections, so changing those later changes no event.
-        tags, warnings, breakdown = self.tags, self.warnings, self.cost_breakdown
-        parts, fees = self.usage_parts, self.fee_counts
-        if type(tags) is not FrozenDict:
-            if not isinstance(tags, Mapping):
-                raise InvalidEventError("tags must map strings to strings")
-            object.__setattr__(self, "tags", FrozenDict(tags))
-        if type(warnings) is not tuple:
-            if isinstance(warnings, str) or not isinstance(warnings, Iterable):
-                raise InvalidEventError("warnings must be a list of strings")
-            object.__setattr__(self, "warnings", tuple(warnings))
-        if breakdown is not None and type(breakdown) is not FrozenDict:
-            if not isinstance(breakdown, Mapping):
-                raise InvalidEventError("cost_breakdown must map names to amounts")
-            object.__setattr__(self, "cost_breakdown", FrozenDict(breakdown))
-        if type(parts) is not tuple:
-            object.__setattr__(self, "usage_parts", tuple(parts))
-        if type(fees) is not FrozenDict:
-            if not isinstance(fees, Mapping):
-                raise InvalidEventError("fee_counts must map fee names to counts")
-            object.__setattr__(self, "fee_counts", FrozenDict(fees))
+        for name in _COLLECTIONS:
+            value = getattr(self, name)
+            checked = _collection(name, value)
+            if checked is not value:
+                object.__setattr__(self, name, checked)
+
+    @classmethod
+    def from_fields(cls, values: dict[str, Any]) -> UsageEvent:
+        """An event made from field values that already have their fields' types.
+
+        The fast way to make an event, for code that built the values itself
+        (``record()``, the capture hooks): ``values`` becomes the event's state as
+        it is (the dict is taken over; do not change it afterwards), fields it
+        leaves out take their defaults, and nothing is checked. ``tags``,
+        ``cost_breakdown`` and ``fee_counts`` must be :class:`FrozenDict`,
+        ``warnings`` and ``usage_parts`` tuples. Anything else goes through the
+        constructor, which converts and checks.
+
+        Example:
+            >>> from datetime import timezone
+            >>> ts = datetime(2025, 1, 1, tzinfo=timezone.utc)
+            >>> e = UsageEvent.from_fields({"provider": "openai", "model": "gpt-4o", "ts": ts})
+            >>> e == UsageEvent(provider="openai", model="gpt-4o", ts=ts, id=e.id)
+            True
+        """
+        if "id" not in values:
+            values["id"] = new_id()
+        event = _new_object(cls)
+        _set_attribute(event, "__dict__", values)
+        return event
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> UsageEvent:
+        """:meth:`from_fields`, with the collection fields (``tags``, ``warnings``,
+        ``cost_breakdown``, ``usage_parts``, ``fee_counts``) converted to their event
+        types first, as the constructor does; other values must have their types.
+
+        Raises:
+            InvalidEventError: on a collection of the wrong shape.
+        """
+        for name in _COLLECTIONS:
+            if name in values:
+                values[name] = _collection(name, values[name])
+        return cls.from_fields(values)
 
     def validate(self) -> UsageEvent:
         """Check the fields a store relies on; broken usage invariants become warnings.
@@ -247,7 +274,9 @@ class UsageEvent:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise InvalidEventError(f"{name} must be a non-negative number, got {value!r}")
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.tags.items()):
+        if self.tags and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.tags.items()
+        ):
             raise InvalidEventError("tags must map strings to strings")
         if self.cost is not None and (not isinstance(self.cost, Decimal) or self.cost < 0):
             raise InvalidEventError(f"cost must be a non-negative Decimal, got {self.cost!r}")
@@ -258,16 +287,28 @@ class UsageEvent:
         if bad:
             raise InvalidEventError(bad[0])
         new = [p for p in problems if p not in self.warnings]
-        return dataclasses.replace(self, warnings=(*self.warnings, *new)) if new else self
+        return self.replace(warnings=(*self.warnings, *new)) if new else self
 
     def replace(self, **changes: Any) -> UsageEvent:
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (as :func:`dataclasses.replace`, in one step).
+
+        Raises:
+            TypeError: on a name that is not a field.
+            InvalidEventError: on a collection field of the wrong shape.
+        """
+        if not _FIELD_NAMES.issuperset(changes):
+            unknown = sorted(changes.keys() - _FIELD_NAMES)
+            raise TypeError(f"UsageEvent has no field(s) {', '.join(unknown)}")
+        for name in _COLLECTIONS:
+            if name in changes:
+                changes[name] = _collection(name, changes[name])
+        return self.from_fields({**self.__dict__, **changes})
 
     @property
     def price_status(self) -> PriceStatus:
         """``unpriced`` without a cost, ``incomplete`` when the cost leaves billed
-        units out (``incomplete_reason``), else ``priced``.
+        units out (``incomplete_reason``), else ``priced``; ``pending`` while the
+        price is not known yet (:data:`PRICE_PENDING_REASON`).
 
         Example:
             >>> from datetime import timezone
@@ -277,10 +318,45 @@ class UsageEvent:
             ('unpriced', 'priced')
         """
         if self.cost is None:
-            return "unpriced"
+            return "pending" if self.unpriced_reason == PRICE_PENDING_REASON else "unpriced"
         return "incomplete" if self.incomplete_reason else "priced"
 
     @property
     def ts_utc(self) -> datetime:
         """The start time in UTC."""
         return self.ts.astimezone(UTC)
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(UsageEvent))
+_COLLECTIONS = frozenset({"tags", "warnings", "cost_breakdown", "usage_parts", "fee_counts"})
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+# Defaults of the fields made by a factory, for the events from_fields() makes
+# without them: all immutable, so one value serves every event (the id is made).
+UsageEvent.usage = Usage()
+UsageEvent.tags = FrozenDict()
+UsageEvent.fee_counts = FrozenDict()
+
+
+def _collection(name: str, value: Any) -> Any:
+    """A collection field's value in its event type (a copy when it is not already).
+
+    Raises:
+        InvalidEventError: on a value of the wrong shape.
+    """
+    if name == "warnings" or name == "usage_parts":
+        if type(value) is tuple:
+            return value
+        if name == "warnings" and (isinstance(value, str) or not isinstance(value, Iterable)):
+            raise InvalidEventError("warnings must be a list of strings")
+        return tuple(value)
+    if type(value) is FrozenDict or (value is None and name == "cost_breakdown"):
+        return value
+    if not isinstance(value, Mapping):
+        what = {
+            "tags": "tags must map strings to strings",
+            "fee_counts": "fee_counts must map fee names to counts",
+        }.get(name, "cost_breakdown must map names to amounts")
+        raise InvalidEventError(what)
+    return FrozenDict(value)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import time
 
 from llmledger.core.errors import InvalidEventError
 
-__all__ = ["derived_id", "id_time_ms", "new_id"]
+__all__ = ["derived_id", "fingerprint", "id_time_ms", "new_id"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {c: i for i, c in enumerate(_CROCKFORD)}
@@ -16,22 +18,42 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 
 
 _SHIFTS = tuple(range(120, -1, -10))
+_TIME_SHIFTS = _SHIFTS[-5:]
+# Each byte as one base32 digit (its low five bits): 256 is a multiple of 32, so
+# sixteen random bytes make sixteen evenly drawn digits, the ULID's 80 random bits.
+_DIGIT_OF_BYTE = bytes(ord(_CROCKFORD[b & 31]) for b in range(256))
+
+# The random part comes from a generator of our own, seeded from os.urandom():
+# os.urandom() is a system call that lets go of the GIL, so on a busy process every
+# id would hand the interpreter to another thread. Ids need to be unique, not secret.
+# A child process reseeds, or it would repeat its parent's ids.
+_random = random.Random()
+os.register_at_fork(after_in_child=_random.seed)
+# The last millisecond and its encoding, as one value so threads never see halves.
+_last: tuple[int, str] = (-1, "")
 
 
 def new_id(now_ms: int | None = None) -> str:
     """A new ULID string: 48 bits of milliseconds, then 80 random bits.
 
-    Encoded by table look-up of 10-bit pairs, which is several times faster than
-    generic ULID packages; ids are made on the caller's thread, so this matters.
+    The time part is encoded once per millisecond and the random part by one
+    byte translation, which is several times faster than generic ULID packages;
+    ids are made on the caller's thread, so this matters.
 
     Example:
         >>> len(new_id())
         26
+        >>> new_id(1751431368925)[:10]
+        '01JZ4Q3M6X'
     """
+    global _last
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    value = (ms << 80) | int.from_bytes(os.urandom(10))
-    pairs = _PAIRS
-    return "".join([pairs[(value >> shift) & 0x3FF] for shift in _SHIFTS])
+    last_ms, prefix = _last
+    if ms != last_ms:
+        pairs = _PAIRS
+        prefix = "".join([pairs[(ms >> shift) & 0x3FF] for shift in _TIME_SHIFTS])
+        _last = (ms, prefix)
+    return prefix + _random.randbytes(16).translate(_DIGIT_OF_BYTE).decode()
 
 
 def derived_id(ms: int, entropy: bytes) -> str:
@@ -69,3 +91,15 @@ def id_time_ms(ulid: str) -> int:
     except KeyError:
         raise InvalidEventError(f"not a ULID: {ulid!r}") from None
     return value >> 80
+
+
+def fingerprint(api_key: str | None) -> str | None:
+    """A short, stable hash naming which key paid; never the key itself.
+
+    Example:
+        >>> fingerprint("sk-test-123")
+        'sha256:e0dbaa0c6455'
+    """
+    if not api_key:
+        return None
+    return "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]

@@ -71,6 +71,17 @@ class Settings:
             ``OTEL_EXPORTER_OTLP_*`` variables decide, as they do for headers.
         otel_metrics: Export the metrics too (off: spans only, e.g. to a receiver
             that takes traces alone, such as ``llmledger serve``).
+        limits: Check every instrumented SDK call against the limits before it is
+            sent (reserve, then settle once it ends); off: no call is checked.
+        limit_policy: What a checked call does when the limit store (the database,
+            or the service with ``url``) cannot be reached: ``open`` lets it
+            through, ``closed`` refuses it; either is recorded on its event.
+        limit_ttl: Seconds a reservation counts before it expires unsettled (a
+            process killed mid-call); keep it above the longest call.
+        limit_bytes_per_token: Bytes of request JSON counted as one input token
+            by the pre-call estimate (1 never underestimates; 4 is typical English).
+        limit_output_tokens: Output tokens reserved for a call without a
+            ``max_tokens`` (or alias).
         run_jobs: ``llmledger serve`` runs the scheduled jobs (budget and alert
             checks, deliveries, the weekly price check); one instance leads.
         check_interval: Seconds between two budget and alert checks.
@@ -121,6 +132,11 @@ class Settings:
     otel: bool = False
     otel_endpoint: str | None = None
     otel_metrics: bool = True
+    limits: bool = False
+    limit_policy: str = "open"
+    limit_ttl: float = 600.0
+    limit_bytes_per_token: float = 4.0
+    limit_output_tokens: int = 4096
     run_jobs: bool = True
     check_interval: float = 300.0
     alert_recipients: tuple[str, ...] = ()
@@ -192,7 +208,24 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, Mapping):
                 return {str(k): str(v) for k, v in value.items()}
             return {str(f): str(f) for f in value}
-        if name in ("queue_limit", "batch_size", "spool_limit", "max_body_bytes", "report_slots"):
+        if name == "limit_policy":
+            text = str(value).strip().lower()
+            if text not in ("open", "closed"):
+                raise ValueError("must be open or closed")
+            return text
+        if name in ("limit_ttl", "limit_bytes_per_token"):
+            number = float(value)
+            if not 0 < number <= 86_400:
+                raise ValueError("must be positive (at most 86400)")
+            return number
+        if name in (
+            "queue_limit",
+            "batch_size",
+            "spool_limit",
+            "max_body_bytes",
+            "report_slots",
+            "limit_output_tokens",
+        ):
             number = int(value)
             if number < 1:
                 raise ValueError("must be at least 1")
@@ -218,7 +251,15 @@ def _coerce(name: str, value: Any) -> Any:
             if text not in ("starttls", "tls", "none"):
                 raise ValueError("must be starttls, tls or none")
             return text
-        if name in ("store_content", "strict", "otel", "otel_metrics", "run_jobs", "price_refresh"):
+        if name in (
+            "store_content",
+            "strict",
+            "otel",
+            "otel_metrics",
+            "limits",
+            "run_jobs",
+            "price_refresh",
+        ):
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()

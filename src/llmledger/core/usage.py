@@ -26,7 +26,11 @@ INPUT_PARTS: tuple[str, ...] = (
 OUTPUT_PARTS: tuple[str, ...] = ("reasoning_tokens", "output_audio_tokens")
 
 
-@dataclass(frozen=True, slots=True)
+# Not ``slots=True``: the counts live in the instance's ``__dict__``, so that
+# :meth:`Usage.from_counts` makes one in a single step (a slotted frozen dataclass
+# sets its eleven fields one call at a time, half of what record() spent building an
+# event); buckets a usage leaves out read the class's default, 0.
+@dataclass(frozen=True)
 class Usage:
     """Token counts of one call in llmledger's canonical buckets.
 
@@ -66,6 +70,43 @@ class Usage:
 
         A usage that breaks them is stored with a warning, never silently fixed.
         """
+        u = self
+        ins, outs, cache_write = u.input_tokens, u.output_tokens, u.cache_write_tokens
+        # The common case, a sound usage, in one expression: this runs for every
+        # event, on the caller's thread for record().
+        if (
+            type(ins) is int
+            and type(outs) is int
+            and type(u.cache_read_tokens) is int
+            and type(cache_write) is int
+            and type(u.cache_write_5m_tokens) is int
+            and type(u.cache_write_1h_tokens) is int
+            and type(u.input_audio_tokens) is int
+            and type(u.input_image_tokens) is int
+            and type(u.reasoning_tokens) is int
+            and type(u.output_audio_tokens) is int
+            and type(u.tool_use_prompt_tokens) is int
+            and u.cache_read_tokens + cache_write <= ins
+            and u.input_audio_tokens <= ins
+            and u.input_image_tokens <= ins
+            and u.tool_use_prompt_tokens <= ins
+            and u.reasoning_tokens <= outs
+            and u.output_audio_tokens <= outs
+            and u.cache_write_5m_tokens + u.cache_write_1h_tokens <= cache_write
+            and min(
+                u.cache_read_tokens,
+                u.cache_write_5m_tokens,
+                u.cache_write_1h_tokens,
+                u.input_audio_tokens,
+                u.input_image_tokens,
+                u.tool_use_prompt_tokens,
+                u.reasoning_tokens,
+                u.output_audio_tokens,
+                outs,
+            )
+            >= 0
+        ):
+            return []
         found: list[str] = []
         for name in BUCKETS:
             value = getattr(self, name)
@@ -98,6 +139,22 @@ class Usage:
             )
         return found
 
+    @classmethod
+    def from_counts(cls, counts: dict[str, Any]) -> Usage:
+        """A usage made in one step from a dict of bucket names (not checked) and counts.
+
+        The dict becomes the usage's own state (do not change it afterwards);
+        buckets it leaves out are 0. Nothing is checked: :meth:`problems` says
+        whether the counts are sound.
+
+        Example:
+            >>> Usage.from_counts({"input_tokens": 10, "output_tokens": 2}) == Usage(10, 2)
+            True
+        """
+        usage = _new_object(cls)
+        _set_attribute(usage, "__dict__", counts)
+        return usage
+
     def as_dict(self) -> dict[str, int]:
         """The buckets as a plain dict, in display order."""
         return {name: getattr(self, name) for name in BUCKETS}
@@ -123,6 +180,9 @@ class Usage:
         """True when every bucket is zero."""
         return not any(getattr(self, name) for name in BUCKETS)
 
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 #: Every bucket name, in display order: the fields of :class:`Usage`, defined there once.
 BUCKETS: tuple[str, ...] = tuple(f.name for f in fields(Usage))

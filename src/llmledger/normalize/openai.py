@@ -401,7 +401,8 @@ class ChatStream:
         return reading
 
 
-_RESPONSE_EVENTS = frozenset(
+#: The Responses API stream events that carry the whole response (usage in the last).
+RESPONSE_EVENTS = frozenset(
     {
         "response.created",
         "response.in_progress",
@@ -431,7 +432,7 @@ class ResponsesStream:
 
     def feed(self, event: Mapping[str, Any]) -> None:
         """Take one event."""
-        if event.get("type") in _RESPONSE_EVENTS:
+        if event.get("type") in RESPONSE_EVENTS:
             response = event.get("response")
             if isinstance(response, Mapping):
                 self._response = response

@@ -8,14 +8,13 @@ cost of one call, or the reason there is none.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
-from llmledger.core.events import CostSource, PriceStatus, UsageEvent
+from llmledger.core.events import CostSource, FrozenDict, PriceStatus, UsageEvent
 from llmledger.core.usage import BUCKETS
 
 __all__ = [
@@ -204,7 +203,7 @@ def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
         >>> with_price(event, result).cost, event.cost
         (Decimal('0.5'), None)
     """
-    breakdown = dict(result.breakdown) if result.cost is not None else None
+    breakdown = FrozenDict(result.breakdown) if result.cost is not None else None
     if (
         event.cost == result.cost
         and event.cost_source == result.source
@@ -216,8 +215,7 @@ def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
         # Already priced so (by the SDK, for the service): a copy would cost more
         # than the pricing did.
         return event
-    return dataclasses.replace(
-        event,
+    return event.replace(
         cost=result.cost,
         cost_breakdown=breakdown,
         cost_source=result.source,

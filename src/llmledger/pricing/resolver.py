@@ -253,7 +253,13 @@ class PriceResolver:
             )
         # A failed request with no usage is billed nothing, so it is priced at its
         # (empty) usage; a successful call without usage has an unknown cost.
-        if event.usage_source == "missing" and reported_cost is None and event.status != "error":
+        # A call refused by a limit before any request left costs nothing alike.
+        if (
+            event.usage_source == "missing"
+            and reported_cost is None
+            and event.status != "error"
+            and event.status != "blocked"
+        ):
             return _unpriced("the provider reported no usage for this call")
         return self._price_names(event, reported_cost)
 
@@ -271,7 +277,11 @@ class PriceResolver:
         return with_price(event, self.event_price(event, reported_cost=reported_cost))
 
     def _price_names(self, event: UsageEvent, reported_cost: Decimal | None) -> PriceResult:
-        if reported_cost is None and any(part.model for part in event.usage_parts):
+        if (
+            reported_cost is None
+            and event.usage_parts
+            and any(part.model for part in event.usage_parts)
+        ):
             return price_parts(self._price_as_called, event)
         return self._price_as_called(event, event.usage, event.fee_counts, reported_cost)
 
@@ -283,9 +293,12 @@ class PriceResolver:
         reported_cost: Decimal | None = None,
     ) -> PriceResult:
         """Price usage at the event's model: the returned name first, then the requested."""
-        names = [event.response_model, event.model]
+        returned, requested = event.response_model, event.model
+        names = (returned, requested) if returned and returned != requested else (requested,)
         result: PriceResult | None = None
-        for name in dict.fromkeys(n for n in names if n):
+        for name in names:
+            if not name:
+                continue
             result = self.price(
                 event.provider,
                 name,

@@ -21,6 +21,8 @@ from llmledger.runtime.observers import CommitListeners
 if TYPE_CHECKING:
     from llmledger.pricing import PriceBook, PriceResolver
     from llmledger.runtime.content import ContentStore, PendingContent
+    from llmledger.runtime.limits import LimitGuard
+    from llmledger.runtime.prices import LedgerPrices
     from llmledger.runtime.remote import RemoteSink
     from llmledger.runtime.writer import EventSink, Writer
     from llmledger.store import Store, WriteResult
@@ -44,11 +46,15 @@ class Ledger:
         # Reentrant: the writer is built under it and asks for the pending content.
         self._lock = threading.RLock()
         self._store: Store | None = None
-        self._pricer: PriceResolver | None = None
+        self._prices: LedgerPrices | None = None
         self._writer: Writer | None = None
         self._pending_content: PendingContent | None = None
         self._remote: RemoteSink | None = None
+        self._limits: LimitGuard | None = None
         self._closed = False
+        #: Whether instrumented calls are checked against the limits (the one
+        #: flag the capture hooks read; the ``limits`` setting).
+        self.guarded = settings.limits
         #: Told of every batch stored, in the writer's thread (OpenTelemetry export).
         self.after_commit = CommitListeners(strict=settings.strict)
 
@@ -72,21 +78,61 @@ class Ledger:
                     self._store = store
         return self._store
 
+    # -- prices: loaded off the caller's thread (runtime/prices.py) ----------------------
+
+    @property
+    def prices(self) -> LedgerPrices:
+        """The prices this ledger records with: loaded in the background on first use,
+        priced from memory once loaded, renewed when they change."""
+        if self._prices is None:
+            with self._lock:
+                if self._prices is None:
+                    from llmledger.runtime.prices import LedgerPrices
+
+                    self._prices = LedgerPrices(self)
+        return self._prices
+
+    @property
+    def limits(self) -> LimitGuard:
+        """The limits of this ledger: its database's, or the service's with ``url``."""
+        if self._limits is None:
+            with self._lock:
+                if self._limits is None:
+                    from llmledger.runtime.limits import LimitGuard
+
+                    self._limits = LimitGuard(self)
+        return self._limits
+
     @property
     def pricer(self) -> PriceResolver:
         """The price source: the database's price rows (when this ledger's own
         database has any), the user's price files, the bundled catalog and
-        llmledger's supplementary rows; the same composition the service uses."""
-        if self._pricer is None:
-            with self._lock:
-                if self._pricer is None:
-                    from llmledger.pricing import PriceResolver
+        llmledger's supplementary rows; the same composition the service uses.
 
-                    self._pricer = PriceResolver(
-                        user_prices=self.settings.all_price_files(),
-                        database=self._database_prices(),
-                    )
-        return self._pricer
+        Waits for the prices when they are still loading.
+        """
+        return self.prices.resolver()
+
+    def database_prices_version(self) -> tuple[Any, ...] | None:
+        """What changes when a price row is added to this ledger's own database
+        (None when it has none to read, as for :meth:`_database_prices`)."""
+        if not self._has_prices_database():
+            return None
+        try:
+            return self.store.prices_version()
+        except LedgerError:
+            if self.settings.strict:
+                raise
+            return None
+
+    def _has_prices_database(self) -> bool:
+        # With ``url`` set the service prices every event it receives, and a local
+        # SQLite file that does not exist yet has no rows: neither is opened.
+        if self.settings.url:
+            return False
+        if self._store is None and self.settings.database_url is None:
+            return (self.settings.home / "ledger.db").exists()
+        return True
 
     def _database_prices(self) -> PriceBook | None:
         """The price rows of this ledger's own database, if it has one already.
@@ -94,12 +140,8 @@ class Ledger:
         With ``url`` set the service prices every event it receives, and a local
         SQLite file that does not exist yet has no rows: neither is opened here.
         """
-        if self.settings.url:
+        if not self._has_prices_database():
             return None
-        if self._store is None and self.settings.database_url is None:
-            path = self.settings.home / "ledger.db"
-            if not path.exists():
-                return None
         from llmledger.pricing import PriceBook
 
         try:
@@ -122,6 +164,7 @@ class Ledger:
 
                     self._writer = Writer(
                         self._observed_sink(),
+                        settings=self.settings,
                         prepare=self.prepare,
                         queue_limit=self.settings.queue_limit,
                         batch_size=self.settings.batch_size,
@@ -189,14 +232,13 @@ class Ledger:
         return self.settings.features
 
     def prepare(self, event: UsageEvent) -> UsageEvent:
-        """The event priced, when it has no cost yet (runs in the writer thread).
+        """The event priced, when it has no cost yet or its price was pending (runs
+        in the writer thread, which waits for the prices if they are still loading).
 
         Returns:
             A priced copy, or ``event`` itself when it was priced already.
         """
-        if event.cost is None and event.cost_source is None and event.unpriced_reason is None:
-            return self.pricer.priced(event)
-        return event
+        return self.prices.settle(event)
 
     def submit(self, item: UsageEvent | Callable[[], UsageEvent]) -> None:
         """Queue an event (or deferred work producing one) for the background writer.

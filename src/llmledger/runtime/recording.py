@@ -19,7 +19,14 @@ from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from llmledger.core.attribution import Attribution, attribute, check_feature, current_attribution
+import llmledger.runtime.ledger as _ledger_module
+from llmledger.core.attribution import (
+    Attribution,
+    attribute,
+    attribution_in_force,
+    check_feature,
+    current_attribution,
+)
 from llmledger.core.errors import InvalidEventError, InvalidUsageError
 from llmledger.core.events import ATTRIBUTION_FIELDS, FrozenDict, UsageEvent
 from llmledger.core.usage import BUCKETS, Usage
@@ -44,7 +51,11 @@ __all__ = [
 log = logging.getLogger("llmledger")
 
 _EVENT_FIELDS = frozenset(f.name for f in fields(UsageEvent)) - {"usage"}
+_BUCKET_NAMES = frozenset(BUCKETS)
+_KNOWN = _EVENT_FIELDS | _BUCKET_NAMES
 _MAX_ERROR_MESSAGE = 1000
+_NO_TAGS: FrozenDict[str] = FrozenDict()
+_now = datetime.now
 
 
 def _as_body(response: Any) -> Any:
@@ -147,10 +158,13 @@ def assemble_event(
         >>> assemble_event({"provider": "openai", "model": "gpt-4o", "stream": True}).stream
         True
     """
-    counts = {name: values.pop(name) for name in BUCKETS if name in values}
-    unknown = set(values) - _EVENT_FIELDS
-    if unknown:
+    # Only what a programmer's mistake makes wrong is checked here, each check a few
+    # set or dict operations: record() runs on the caller's thread.
+    if not _KNOWN.issuperset(values):
+        unknown = set(values) - _KNOWN
         raise InvalidEventError(f"unknown event field(s): {', '.join(sorted(unknown))}")
+    named = _BUCKET_NAMES.intersection(values)
+    counts = {name: values.pop(name) for name in named} if named else None
     if reading is not None:
         values.setdefault("provider", reading.provider)
         values.setdefault("operation", reading.operation)
@@ -173,34 +187,47 @@ def assemble_event(
     else:
         if usage is not None and counts:
             raise InvalidEventError("pass usage= or bucket keywords, not both")
-        event_usage = usage if isinstance(usage, Usage) else Usage.from_dict(dict(usage or counts))
+        if isinstance(usage, Usage):
+            event_usage = usage
+        elif counts:
+            event_usage = Usage.from_counts(counts)
+        else:
+            event_usage = Usage.from_dict(dict(usage or {}))
         problems = event_usage.problems()
         if problems:
             raise InvalidUsageError("; ".join(problems))
-        values.setdefault("usage_source", "manual")
+        if "usage_source" not in values:
+            values["usage_source"] = "manual"
+    values["usage"] = event_usage
 
-    attribution = current_attribution()
+    attribution = attribution_in_force()
     for name in ATTRIBUTION_FIELDS:
         if values.get(name) is None:
             values[name] = getattr(attribution, name)
     tags = values.get("tags")
-    if tags is not None and not isinstance(tags, Mapping):
+    if tags:
+        if not isinstance(tags, Mapping):
+            raise InvalidEventError("tags must be a mapping of strings to strings")
+        values["tags"] = FrozenDict({**attribution.tags, **{k: str(v) for k, v in tags.items()}})
+    elif tags is not None and not isinstance(tags, Mapping):
         raise InvalidEventError("tags must be a mapping of strings to strings")
-    values["tags"] = FrozenDict(
-        {**attribution.tags, **{k: str(v) for k, v in (tags or {}).items()}}
-    )
+    else:
+        values["tags"] = FrozenDict(attribution.tags) if attribution.tags else _NO_TAGS
     check_feature(values["feature"], features)
 
     if values.get("cost") is not None:
         values["cost"] = _as_decimal("cost", values["cost"])
         values.setdefault("cost_source", "manual")
-    clock = now or datetime.now(UTC)
-    values["ts"] = event_time(values["ts"], clock) if values.get("ts") is not None else clock
+    ts = values.get("ts")
+    if ts is None:
+        values["ts"] = now or _now(UTC)
+    else:
+        values["ts"] = event_time(ts, now or _now(UTC))
     if not values.get("provider"):
         raise InvalidEventError("provider is required")
     if not values.get("model"):
         raise InvalidEventError("model is required (the response did not name one)")
-    return UsageEvent(usage=event_usage, **values).validate()
+    return UsageEvent.from_values(values).validate()
 
 
 def record(
@@ -212,8 +239,11 @@ def record(
 ) -> UsageEvent:
     """Record one call: from token counts, or from a provider response to read.
 
-    The event is priced at once (with the price in force at its ``ts``) and queued for
-    the background writer; :func:`llmledger.flush` waits until it is committed.
+    The event is priced at once from the prices in memory (with the price in force at
+    its ``ts``) and queued for the background writer; :func:`llmledger.flush` waits
+    until it is committed.  The prices load in the background when a process first
+    records: until they are loaded, the event comes back with its price status
+    ``pending`` (no cost yet), and the stored event is priced by the writer.
 
     Args:
         response: A provider response (dict, JSON text, or an SDK response object)
@@ -226,10 +256,13 @@ def record(
 
     Returns:
         The recorded event, with its cost (or ``cost=None`` and the reason it is
-        unpriced). Events are immutable: the writer stores this very value.
+        unpriced, or that its price is pending). Events are immutable: the writer
+        stores this very value, or its priced copy when the price was pending.
 
     Example:
         >>> import llmledger
+        >>> llmledger.get_ledger().prices.wait()  # the prices load in the background
+        True
         >>> e = llmledger.record(provider="openai", model="gpt-4o", input_tokens=1000,
         ...                      output_tokens=100, feature="summary")
         >>> e.cost
@@ -238,18 +271,26 @@ def record(
     Raises:
         InvalidEventError: on an unknown field, a bad value, counts that break the
             invariants (a part larger than its total, a negative count), or a
-            ``service_tier`` no price knows for a model that is priced.
+            ``service_tier`` no price knows for a model that is priced (checked
+            once the prices are loaded).
         UnknownFeatureError: when features are declared and this one is not.
     """
-    ledger = get_ledger()
-    given_tier = values.get("service_tier")
-    event = build_event(
-        features=ledger.features, response=response, stream=stream, usage=usage, **values
-    )
-    if given_tier is not None:
-        check_service_tier(ledger.pricer, event)
-    event = ledger.prepare(event)
+    # The process ledger is read directly: get_ledger() differs only before it is built.
+    ledger = _ledger_module._ledger or get_ledger()
+    if response is None and stream is None:
+        event = assemble_event(values, features=ledger.features, usage=usage)
+    else:
+        event = build_event(
+            features=ledger.features, response=response, stream=stream, usage=usage, **values
+        )
+    prices = ledger.prices
+    cache = prices.cache
+    if cache is not None and values.get("service_tier") is not None and event.service_tier:
+        check_service_tier(cache.resolver, event)
+    event = prices.priced_now(event)
     ledger.submit(event)
+    if cache is None:
+        prices.warm()  # last: the loading thread competes with this one for the GIL
     return event
 
 
@@ -510,7 +551,8 @@ class track:
         events = []
         for build in builds:
             try:
-                event = ledger.prepare(block.apply(build()))
+                ledger.prices.warm()
+                event = ledger.prices.priced_now(block.apply(build()))
             except Exception:
                 # One call that cannot be recorded leaves the others recorded.
                 if ledger.settings.strict:
@@ -540,6 +582,7 @@ class track:
             if tracker.response is None and not tracker._usage:
                 values.setdefault("usage_source", "missing")
             event = build_event(features=ledger.features, usage=tracker._usage, **values)
-        event = ledger.prepare(event)
+        event = ledger.prices.priced_now(event)
         ledger.submit(event)
+        ledger.prices.warm()
         return event

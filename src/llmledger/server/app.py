@@ -19,6 +19,7 @@ from llmledger.server.routers import (
     events,
     health,
     keys,
+    limits,
     prices,
     reports,
     traces,
@@ -147,7 +148,7 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
-    for module in (events, traces, reports, prices, keys, admin, budgets, alerts, health):
+    for module in (events, traces, reports, prices, keys, limits, admin, budgets, alerts, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RefuseNul)

@@ -22,6 +22,7 @@ from llmledger.server.state import Service
 
 __all__ = [
     "Admin",
+    "Anyone",
     "Principal",
     "Reader",
     "Writer",
@@ -111,3 +112,4 @@ def require(*roles: str) -> object:
 Admin = Annotated[Principal, require("admin")]
 Reader = Annotated[Principal, require("admin", "reader")]
 Writer = Annotated[Principal, require("admin", "ingest")]
+Anyone = Annotated[Principal, require("admin", "reader", "ingest")]

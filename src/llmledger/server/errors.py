@@ -26,6 +26,7 @@ from llmledger.core.errors import (
     ConfigError,
     CurrencyError,
     InvalidEventError,
+    InvalidLimitError,
     LedgerError,
     StoreUnavailableError,
 )
@@ -130,6 +131,8 @@ def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
         return 400, "unknown_currency", None
     if isinstance(exc, InvalidEventError):
         return 422, "invalid_event", None
+    if isinstance(exc, InvalidLimitError):
+        return 422, "invalid_limit", None
     if isinstance(exc, BudgetError):
         return 422, "invalid_budget", None
     if isinstance(exc, ConfigError):

@@ -24,6 +24,10 @@ __all__ = [
     "IngestResult",
     "KeyIn",
     "KeyOut",
+    "LimitAnswer",
+    "LimitCallIn",
+    "LimitIn",
+    "LimitOut",
     "NewKeyOut",
     "PriceIn",
     "PriceOut",
@@ -33,6 +37,8 @@ __all__ = [
     "ReportBatchOut",
     "ReportOut",
     "ReportQueryIn",
+    "ReserveIn",
+    "SettleIn",
     "StatsOut",
     "VerifyIn",
 ]
@@ -319,6 +325,101 @@ class HealthOut(pydantic.BaseModel):
     ok: bool
     database: str
     schema_version: str | None
+
+
+# -- limits ----------------------------------------------------------------------------
+
+
+class LimitIn(pydantic.BaseModel):
+    """A new limit."""
+
+    model_config = _Forbid
+
+    scope: Literal["tenant", "user", "feature", "api_key"] = pydantic.Field(
+        description="What the limit is counted per (`api_key`: the provider key's fingerprint)."
+    )
+    value: _Label = pydantic.Field(description="Which tenant, user, feature or key fingerprint.")
+    metric: Literal["cost", "tokens", "requests"]
+    amount: _Money = pydantic.Field(description="Most per window: USD for cost, else a count.")
+    period: Literal["hour", "day", "week", "month"] = pydantic.Field(
+        description="Calendar window in UTC (weeks start on Monday)."
+    )
+    mode: Literal["warn", "block"] = "block"
+    tenant: _Label | None = pydantic.Field(
+        default=None, description="Only this tenant's calls count (a tenant limit's own)."
+    )
+    name: _Label | None = None
+
+
+class LimitOut(pydantic.BaseModel):
+    """A limit, with its current window's counters."""
+
+    id: str
+    scope: str
+    value: str
+    metric: str
+    amount: str
+    period: str
+    mode: str
+    tenant: str | None
+    name: str | None
+    created: datetime | None
+    window: datetime | None = pydantic.Field(description="Start of the current window.")
+    used: int | None = pydantic.Field(
+        description="Units settled in the window (nano-USD for cost)."
+    )
+    reserved: int | None = pydantic.Field(description="Units reserved by calls in flight.")
+
+
+class LimitCallIn(pydantic.BaseModel):
+    """A call to decide: who makes it and what it is expected to spend."""
+
+    model_config = _Forbid
+
+    tenant: _Label | None = pydantic.Field(
+        default=None, description="Forced to the key's tenant for a tenant's key."
+    )
+    user: _Label | None = None
+    feature: _Label | None = None
+    api_key: _Label | None = pydantic.Field(
+        default=None, description="The provider key's fingerprint (`sha256:…`)."
+    )
+    cost: _Money = pydantic.Field(default=Decimal(0), description="Expected cost in USD.")
+    tokens: int = pydantic.Field(default=0, ge=0, le=2**62)
+    requests: int = pydantic.Field(default=1, ge=0, le=2**31)
+
+
+class ReserveIn(LimitCallIn):
+    """A call to decide and, when nothing blocks, reserve for."""
+
+    reservation: Annotated[str, pydantic.StringConstraints(min_length=1, max_length=64)] | None = (
+        pydantic.Field(default=None, description="The reservation's id (made when missing).")
+    )
+    ttl: float | None = pydantic.Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="Seconds before an unsettled reservation expires.",
+    )
+
+
+class SettleIn(pydantic.BaseModel):
+    """What a reserved call really spent (zero to release it)."""
+
+    model_config = _Forbid
+
+    reservation: Annotated[str, pydantic.StringConstraints(min_length=1, max_length=64)]
+    cost: _Money = Decimal(0)
+    tokens: int = pydantic.Field(default=0, ge=0, le=2**62)
+    requests: int = pydantic.Field(default=1, ge=0, le=2**31)
+
+
+class LimitAnswer(pydantic.BaseModel):
+    """The limits' decisions about one call."""
+
+    allowed: bool
+    reservation: str | None = pydantic.Field(description="Set when the estimate was reserved.")
+    decisions: list[dict[str, Any]]
 
 
 class RepriceIn(pydantic.BaseModel):

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from llmledger.alerts import Alert, Budget, Message
+    from llmledger.core.limits import Amounts, Decision, Limit, Subject
     from llmledger.pricing.fx import ExchangeRates
     from llmledger.query.plan import SourceMode
     from llmledger.query.report import Report
@@ -277,6 +278,48 @@ class Store(Protocol):
     def prices_version(self) -> tuple[Any, ...]:
         """A cheap value that changes whenever a price or rate row is added."""
         ...
+
+    # -- limits ----------------------------------------------------------------------
+
+    def add_limit(self, limit: Limit) -> None:
+        """Store a new limit; ``RowExistsError`` for a second one with its id."""
+        ...
+
+    def get_limit(self, limit_id: str) -> Limit | None:
+        """The limit with this id, or None."""
+        ...
+
+    def list_limits(self, *, tenant: str | None = None) -> list[Limit]:
+        """Every limit (only those of ``tenant`` when given), oldest first."""
+        ...
+
+    def remove_limit(self, limit_id: str) -> Limit | None:
+        """Delete a limit with its counters; the limit, or None when missing."""
+        ...
+
+    def reserve_limits(
+        self,
+        subject: Subject,
+        needed: Amounts,
+        *,
+        now: datetime,
+        ttl: float,
+        reservation: str | None,
+    ) -> list[Decision]:
+        """Decide a call against the limits it counts for, atomically reserving
+        ``needed`` under ``reservation`` when none blocks (None: decide only)."""
+        ...
+
+    def settle_limits(
+        self, reservation: str, spent: Amounts, *, now: datetime, tenant: str | None = None
+    ) -> int:
+        """Replace a reservation by what was spent; how many limits counted it."""
+        ...
+
+    def limit_states(
+        self, limit_list: Sequence[Limit], *, now: datetime
+    ) -> dict[str, tuple[datetime, int, int]]:
+        """Per limit id: its current window's start, units settled and units in flight."""
 
     # -- budgets, alerts, the outbox, the scheduler's jobs (store/alerting.py) -------
 

@@ -43,6 +43,7 @@ from llmledger.store.errors import (
     translate_database_errors,
 )
 from llmledger.store.keys import KeyRows
+from llmledger.store.limits import LimitRows
 from llmledger.store.lookup import EventLookups
 from llmledger.store.prices import PriceRows
 from llmledger.store.protocol import WriteResult
@@ -67,7 +68,16 @@ _TAGS_FROM_JSON = (
 
 
 @translate_database_errors
-class SqlStore(StoreReports, ContentRows, KeyRows, PriceRows, RepriceRows, EventLookups, AlertRows):
+class SqlStore(
+    StoreReports,
+    ContentRows,
+    KeyRows,
+    LimitRows,
+    PriceRows,
+    RepriceRows,
+    EventLookups,
+    AlertRows,
+):
     """The ledger in a SQLite file or a PostgreSQL database (a :class:`~llmledger.store.Store`).
 
     Args:

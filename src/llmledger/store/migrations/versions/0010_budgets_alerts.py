@@ -1,7 +1,7 @@
 """Budgets, the alert history, the outbox of notifications and the scheduler's jobs.
 
 Revision ID: 0010
-Revises: 0009
+Revises: 0011
 
 ``alerts.open_key`` holds an alert's key while it is open and is NULL once it
 resolved: unique, it keeps one open alert per key.  ``outbox.dedupe`` is unique,
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision: str | None = "0009"
+down_revision: str | None = "0011"
 branch_labels: str | None = None
 depends_on: str | None = None
 
