@@ -11,6 +11,7 @@ migrates as usual.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -21,17 +22,30 @@ __all__ = ["recent_events", "schema_head"]
 
 _VERSIONS = Path(__file__).with_name("migrations") / "versions"
 _PREFIX = "sqlite:///"
+_REVISION = re.compile(r'^revision = "(\w+)"', re.M)
+_DOWN_REVISION = re.compile(r'^down_revision: str \| None = "(\w+)"', re.M)
 
 
 def schema_head() -> str:
-    """The newest schema revision shipped, from the migration files' names (``0005_…``).
+    """The newest schema revision shipped: the one no migration names as its
+    ``down_revision`` (read from the scripts' text, without importing Alembic).
 
     Example:
         >>> len(schema_head()), schema_head().isdigit()
         (4, True)
     """
-    names = sorted(path.name for path in _VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
-    return names[-1][:4]
+    revisions: list[str] = []
+    followed: set[str] = set()
+    for path in sorted(_VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py")):
+        text = path.read_text(encoding="utf-8")
+        found = _REVISION.search(text)
+        revisions.append(found.group(1) if found else path.name[:4])
+        before = _DOWN_REVISION.search(text)
+        if before:
+            followed.add(before.group(1))
+    heads = [revision for revision in revisions if revision not in followed]
+    # Numbers are not always in chain order once branches are merged; the chain decides.
+    return heads[-1] if heads else revisions[-1]
 
 
 def _sqlite_file(url: str) -> Path | None:
