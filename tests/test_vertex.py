@@ -179,9 +179,7 @@ def test_a_vertexai_client_records_vertex_calls(
     # The Gemini API's recorded body, without a Vertex field: the client says where it ran.
     replay = Replay({":generateContent": (200, recorded("gemini_generate_thoughts.json"), JSON)})
     _client(replay, vertexai=True).models.generate_content(model="gemini-2.5-flash", contents="hi")
-    _client(replay, vertexai=False).models.generate_content(
-        model="gemini-2.5-flash", contents="hi"
-    )
+    _client(replay, vertexai=False).models.generate_content(model="gemini-2.5-flash", contents="hi")
     on_vertex, on_gemini_api = ledger.events()
     assert (on_vertex.provider, on_vertex.model) == ("vertex", "gemini-2.5-flash")
     assert (on_gemini_api.provider, on_gemini_api.model) == ("google", "gemini-2.5-flash")

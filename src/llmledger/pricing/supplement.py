@@ -234,9 +234,9 @@ def own_price(row: Price, discount: Decimal | None, discount_ref: str | None) ->
         ...             ref="supplement:vertex/m", rates={"input_tokens": Decimal("0.15")})
         >>> own_price(row, None, None) is row
         True
-        >>> half = own_price(row, Decimal("0.5"), "supplement:tier vertex/m;service_tier=flex")
+        >>> half = own_price(row, Decimal("0.5"), "supplement:tier vertex/m")
         >>> half.rates["input_tokens"], half.ref
-        (Decimal('0.075'), 'supplement:vertex/m;discount=0.5(supplement:tier vertex/m;service_tier=flex)')
+        (Decimal('0.075'), 'supplement:vertex/m;discount=0.5(supplement:tier vertex/m)')
     """
     if discount is None:
         return row
