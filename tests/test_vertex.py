@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
 from llmledger.normalize import read_response, read_stream_events
 from llmledger.pricing import PriceBook, PriceResolver
+from llmledger.pricing.supplement import supplement_book
 from llmledger.store import open_store
 from tests.test_capture_support import JSON, KeepingLedger, Replay, instrumented, ledger, recorded
 
@@ -117,6 +118,32 @@ def test_a_vertex_tier_multiplies_the_vertex_row(resolver: PriceResolver) -> Non
     batch = resolver.price("vertex", "gemini-2.0-flash", usage, AT, service_tier="batch")
     assert batch.cost == usd("0.00000675")
     assert batch.incomplete_reason is not None and "'batch'" in batch.incomplete_reason
+
+
+def test_the_tiers_known_for_a_vertex_model_are_vertex_ones() -> None:
+    later = datetime(2026, 11, 1, tzinfo=UTC)
+    # Google's catalog prices gemini-3-flash-preview's batch tier (from 2026-10-14).
+    assert "batch" in PriceResolver().service_tiers("vertex", "gemini-3-flash-preview", later)
+    own = supplement_book(
+        {
+            "prices": [
+                {
+                    "provider": "vertex",
+                    "model": "gemini-3-flash-preview",
+                    "input": 0.5,
+                    "output": 3,
+                    "source": "https://cloud.google.com/vertex-ai/generative-ai/pricing",
+                    "checked": date(2026, 12, 3),
+                }
+            ]
+        }
+    )
+    resolver = PriceResolver(supplement=own)
+    # Once Vertex's own row prices the model, Google's variants are not its tiers.
+    assert resolver.service_tiers("vertex", "gemini-3-flash-preview", later) == ("standard",)
+    usage = Usage(input_tokens=1_000_000)
+    batch = resolver.price("vertex", "gemini-3-flash-preview", usage, later, service_tier="batch")
+    assert (batch.cost, batch.status) == (usd("0.5"), "incomplete")
 
 
 def test_a_rate_the_vertex_row_lacks_is_flagged_not_borrowed(resolver: PriceResolver) -> None:

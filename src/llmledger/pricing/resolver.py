@@ -542,6 +542,13 @@ class PriceResolver:
         except UnknownModelError:
             return ()
         catalog = self.catalog.find(provider, model) if self.catalog is not None else None
+        # The lender's tier variants are not the borrower's once its own row prices it.
+        if (
+            catalog is not None
+            and borrows_catalog(provider)
+            and self._supplement_groups(provider, model, None, catalog)
+        ):
+            catalog = None
         found += catalog.service_tiers() if catalog is not None else ["standard"]
         for book in (self.database, self.book, self.supplement):
             for row in book.prices:
