@@ -19,8 +19,10 @@ from google.genai import types
 from llmledger.capture import Instrumentation
 from llmledger.cli import main
 from llmledger.core.events import UsageEvent
+from llmledger.core.providers import provider_name
 from llmledger.core.usage import Usage
 from llmledger.normalize import read_response, read_stream_events
+from llmledger.otel.semconv import metric_attributes
 from llmledger.pricing import PriceBook, PriceResolver
 from llmledger.pricing.supplement import supplement_book
 from llmledger.store import open_store
@@ -210,6 +212,13 @@ def test_a_vertexai_client_records_vertex_calls(
     on_vertex, on_gemini_api = ledger.events()
     assert (on_vertex.provider, on_vertex.model) == ("vertex", "gemini-2.5-flash")
     assert (on_gemini_api.provider, on_gemini_api.model) == ("google", "gemini-2.5-flash")
+
+
+def test_opentelemetry_names_vertex_as_the_convention_does() -> None:
+    event = UsageEvent(provider="vertex", model="gemini-2.0-flash", ts=AT)
+    assert metric_attributes(event)["gen_ai.provider.name"] == "gcp.vertex_ai"
+    assert provider_name("gcp.vertex_ai") == "vertex"
+    assert provider_name("gcp.gemini") == "google"
 
 
 # -- reports ------------------------------------------------------------------------------------

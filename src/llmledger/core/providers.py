@@ -49,7 +49,7 @@ PROVIDER_ALIASES: dict[str, str] = {
     "aws.bedrock": "bedrock",
     "gcp.gen_ai": "google",
     "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
+    "gcp.vertex_ai": "vertex",
     "azure.ai.openai": "azure",
     "az.ai.openai": "azure",
     "azure.ai.inference": "azure",
