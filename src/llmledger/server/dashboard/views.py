@@ -79,7 +79,9 @@ def _money(value: Any, currency: str = "USD") -> str:
     if value is None or value == "":
         return "—"
     amount = Decimal(str(value))
-    places = 2 if abs(amount) >= 100 else 4 if abs(amount) >= Decimal("0.01") else 6
+    if not amount:
+        amount = Decimal(0)
+    places = 2 if abs(amount) >= 100 or not amount else 4 if abs(amount) >= Decimal("0.01") else 6
     text = f"{amount:,.{places}f}"
     return f"${text}" if currency == "USD" else f"{text} {currency}"
 
