@@ -108,13 +108,13 @@ def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Brows
         assert api.post("/v1/events", json={"events": history}).status_code == 200
         globex = [e for e in history if e["tenant"] == "globex"]
 
-        context = browser.new_context(viewport={"width": 1366, "height": 1000}, accept_downloads=True)
+        context = browser.new_context(
+            viewport={"width": 1366, "height": 1000}, accept_downloads=True
+        )
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on(
-            "console", lambda msg: errors.append(msg.text) if msg.type == "error" else None
-        )
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
 
         # Sign in; the overview draws its trend chart.
         _signin(page, url, admin)
@@ -203,12 +203,18 @@ def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Brows
         page.get_by_role("button", name="Create key").click()
         secret = page.locator("#secret").inner_text()
         assert secret.startswith("llk_")
-        assert httpx.get(f"{url}/v1/report", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+        assert (
+            httpx.get(f"{url}/v1/report", headers={"Authorization": f"Bearer {secret}"}).status_code
+            == 200
+        )
         _shot(page, "keys", shots)
         prefix = secret[: len("llk_") + 12]
         page.get_by_role("button", name=f"Revoke {prefix}").click()
         expect(page.get_by_text(f"revoked {prefix}")).to_be_visible()
-        assert httpx.get(f"{url}/v1/report", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+        assert (
+            httpx.get(f"{url}/v1/report", headers={"Authorization": f"Bearer {secret}"}).status_code
+            == 401
+        )
 
         # Sign out: the pages ask to sign in again.
         page.get_by_role("button", name="Sign out").click()
@@ -219,7 +225,9 @@ def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Brows
 
         # Dark mode.
         if shots:
-            dark = browser.new_context(viewport={"width": 1366, "height": 1000}, color_scheme="dark")
+            dark = browser.new_context(
+                viewport={"width": 1366, "height": 1000}, color_scheme="dark"
+            )
             dark_page = dark.new_page()
             _signin(dark_page, url, admin)
             _chart_drawn(dark_page)

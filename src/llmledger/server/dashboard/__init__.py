@@ -13,18 +13,19 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 
-from llmledger.server.dashboard.session import NotSignedIn
-from llmledger.server.dashboard.views import router
+from llmledger.server.dashboard import admin, views
+from llmledger.server.dashboard.session import NotSignedInError
 
 __all__ = ["install"]
 
 
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages to the service's app."""
-    app.include_router(router)
+    app.include_router(views.router)
+    app.include_router(admin.router)
 
-    @app.exception_handler(NotSignedIn)
-    async def _sign_in(request: Request, _exc: NotSignedIn) -> RedirectResponse:
+    @app.exception_handler(NotSignedInError)
+    async def _sign_in(request: Request, _exc: NotSignedInError) -> RedirectResponse:
         target = request.url.path
         if request.url.query:
             target += "?" + request.url.query

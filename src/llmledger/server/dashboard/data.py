@@ -90,7 +90,14 @@ def overview(
         before, before_end = parse_period(previous, now, local)
         metrics = base.metrics
         if current == "this-month":
-            metrics = ("cost", "calls", "errors", "error_rate", "unpriced_calls", "incomplete_calls")
+            metrics = (
+                "cost",
+                "calls",
+                "errors",
+                "error_rate",
+                "unpriced_calls",
+                "incomplete_calls",
+            )
         this = run_report(
             service, principal, replace(base, since=start, until=now, metrics=metrics)
         )
@@ -236,7 +243,7 @@ class CallFilters:
         """The query of these filters (raises ``InvalidQueryError`` on a bad one)."""
         where = [f"{name}={value}" for name, value in self.equals.items()]
         if self.search and self.search_id() is None:
-            name, sep, value = self.search.partition("=")
+            name, sep, _ = self.search.partition("=")
             name = name.strip().removesuffix("!")
             if not sep or not name:
                 from llmledger.query import InvalidQueryError
@@ -290,9 +297,7 @@ def new_calls(
     since = moment if query.since is None else max(query.since, moment)
     if query.until is not None and since >= query.until:
         return []
-    events, _ = page_of_events(
-        service, principal, replace(query, since=since), limit, cursor=None
-    )
+    events, _ = page_of_events(service, principal, replace(query, since=since), limit, cursor=None)
     return [e for e in events if (e.ts, e.id) > (moment, last_id)]
 
 

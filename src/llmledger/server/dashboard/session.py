@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from llmledger.core.errors import ConfigError
+from llmledger.core.errors import ConfigError, LedgerError
 from llmledger.core.settings import Settings
 from llmledger.server.auth import Principal, get_service
 
@@ -31,7 +31,7 @@ __all__ = [
     "CSRF_COOKIE",
     "SESSION_COOKIE",
     "SESSION_SECONDS",
-    "NotSignedIn",
+    "NotSignedInError",
     "Session",
     "check_csrf",
     "cookie_options",
@@ -47,7 +47,7 @@ SESSION_SECONDS = 12 * 3600
 _SALT = "llmledger.dashboard.session"
 
 
-class NotSignedIn(Exception):
+class NotSignedInError(LedgerError, PermissionError):
     """The request has no valid session: the page redirects to the sign-in form."""
 
 
@@ -128,23 +128,23 @@ def read_session(request: Request) -> Session:
     """The request's session.
 
     Raises:
-        NotSignedIn: without a cookie, with one that is forged or expired, or
+        NotSignedInError: without a cookie, with one that is forged or expired, or
             when its key was revoked.
     """
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
-        raise NotSignedIn
+        raise NotSignedInError
     try:
         payload = _serializer(request).loads(raw, max_age=SESSION_SECONDS)
     except BadSignature:
-        raise NotSignedIn from None
+        raise NotSignedInError from None
     if not isinstance(payload, dict) or not all(
         isinstance(payload.get(name), str) for name in ("k", "p", "c")
     ):
-        raise NotSignedIn
+        raise NotSignedInError
     key = get_service(request).keys.verify_session(payload["k"], payload["p"])
     if key is None or key.role not in ("admin", "reader"):
-        raise NotSignedIn
+        raise NotSignedInError
     return Session(Principal(key), payload["c"])
 
 
