@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -20,8 +21,8 @@ from typing import Any
 
 from llmledger.core.errors import LedgerError
 from llmledger.core.events import UsageEvent
-from llmledger.query import Query, Report, build_query, month_forecast
-from llmledger.query.periods import parse_period
+from llmledger.query import Query, Report, build_query, project_month
+from llmledger.query.periods import month_bounds, parse_period
 from llmledger.query.spec import COLUMN_DIMENSIONS, zone
 from llmledger.server.auth import Principal
 from llmledger.server.routers.events import page_of_events, visible_event
@@ -58,6 +59,8 @@ CALL_FILTERS: tuple[str, ...] = COLUMN_DIMENSIONS
 EXPORT_LIMIT = 100_000
 _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")
 _TOPS = ("feature", "user", "model", "tenant")
+#: Queries of one page answered at once.
+_PARALLEL = 6
 
 
 def _cost(report: Report) -> Decimal:
@@ -83,73 +86,63 @@ def overview(
     """
     local = zone(tz)
     base = Query(tz=tz, currency=currency or service.settings.currency, metrics=("cost", "calls"))
-    periods = []
-    month_total: Report | None = None
-    for label, current, previous in PERIODS:
+    month_metrics = ("cost", "calls", "errors", "error_rate", "unpriced_calls", "incomplete_calls")
+    queries: dict[str, Query] = {}
+    starts = {}
+    for _, current, previous in PERIODS:
         start, _ = parse_period(current, now, local)
         before, before_end = parse_period(previous, now, local)
-        metrics = base.metrics
-        if current == "this-month":
-            metrics = (
-                "cost",
-                "calls",
-                "errors",
-                "error_rate",
-                "unpriced_calls",
-                "incomplete_calls",
-            )
-        this = run_report(
-            service, principal, replace(base, since=start, until=now, metrics=metrics)
+        starts[current] = start
+        metrics = month_metrics if current == "this-month" else base.metrics
+        queries[current] = replace(base, since=start, until=now, metrics=metrics)
+        queries[previous] = replace(
+            base, since=before, until=min(before_end, before + (now - start))
         )
-        if current == "this-month":
-            month_total = this
-        that = run_report(
-            service,
-            principal,
-            replace(base, since=before, until=min(before_end, before + (now - start))),
-        )
+    basis_days = 7
+    queries["basis"] = replace(base, since=now - timedelta(days=basis_days), until=now)
+    first_day = (now.astimezone(local) - timedelta(days=days - 1)).date()
+    since = build_query(now=now, since=first_day.isoformat(), tz=tz).since
+    window = replace(base, since=since, until=now)
+    if stack not in STACKS:
+        stack = "provider"
+    queries["trend"] = replace(window, by=(stack,), every="day", limit=8)
+    tops = [d for d in _TOPS if d != "tenant" or principal.tenant is None]
+    for dimension in tops:
+        queries[f"top:{dimension}"] = replace(window, by=(dimension,), limit=5)
+    queries["health"] = replace(
+        base,
+        since=now - timedelta(hours=24),
+        until=now,
+        metrics=("calls", "errors", "error_rate", "latency_p50", "latency_p95"),
+    )
+    found = _run_all(service, principal, queries)
+    periods = []
+    for label, current, previous in PERIODS:
+        this, that = found[current], found[previous]
         spent, earlier = _cost(this), _cost(that)
-        change = None if not earlier else float((spent - earlier) / earlier)
         periods.append(
             {
                 "label": label,
                 "cost": spent,
                 "calls": this.total["calls"],
                 "previous": earlier,
-                "change": change,
+                "change": None if not earlier else float((spent - earlier) / earlier),
             }
         )
-    rates = service.exchange_rates if base.currency != "USD" else None
-    with time_budget(service.settings.query_timeout):
-        forecast = month_forecast(service.store, principal.scoped(base), now, rates=rates)
-    first_day = (now.astimezone(local) - timedelta(days=days - 1)).date()
-    since = build_query(now=now, since=first_day.isoformat(), tz=tz).since
-    window = replace(base, since=since, until=now)
-    if stack not in STACKS:
-        stack = "provider"
-    trend = run_report(
-        service,
-        principal,
-        replace(window, by=(stack,), every="day", metrics=("cost", "calls"), limit=8),
+    month_start, month_end = month_bounds(now, local)
+    in_zone = month_start.astimezone(local)
+    forecast = project_month(
+        _cost(found["this-month"]),
+        _cost(found["basis"]),
+        basis_days,
+        now,
+        month_end,
+        month=f"{in_zone.year:04d}-{in_zone.month:02d}",
+        currency=base.currency,
     )
-    tops = {}
-    for dimension in _TOPS:
-        if dimension == "tenant" and principal.tenant is not None:
-            continue
-        tops[dimension] = run_report(
-            service, principal, replace(window, by=(dimension,), metrics=("cost", "calls"), limit=5)
-        ).rows
-    health = run_report(
-        service,
-        principal,
-        replace(
-            base,
-            since=now - timedelta(hours=24),
-            until=now,
-            metrics=("calls", "errors", "error_rate", "latency_p50", "latency_p95"),
-        ),
-    ).total
-    assert month_total is not None
+    trend = found["trend"]
+    health = found["health"].total
+    month_total = found["this-month"]
     return {
         "currency": base.currency,
         "tz": tz,
@@ -159,9 +152,21 @@ def overview(
         "stack": stack,
         "trend": _series(trend, stack, "cost"),
         "days": days,
-        "tops": tops,
+        "tops": {d: found[f"top:{d}"].rows for d in tops},
         "health": health,
     }
+
+
+def _run_all(
+    service: Service, principal: Principal, queries: Mapping[str, Query]
+) -> dict[str, Report]:
+    """Answer several queries side by side (a page's worth), each on its own connection."""
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(queries))) as pool:
+        futures = {
+            name: pool.submit(run_report, service, principal, query)
+            for name, query in queries.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _series(report: Report, dimension: str, metric: str) -> dict[str, Any]:
