@@ -160,7 +160,11 @@ def overview(
 def _run_all(
     service: Service, principal: Principal, queries: Mapping[str, Query]
 ) -> dict[str, Report]:
-    """Answer several queries side by side (a page's worth), each on its own connection."""
+    """Answer several queries (a page's worth): side by side, each on a connection of its
+    own, on a database server; one after the other on SQLite, whose in-memory ledgers
+    share one connection and whose local reads gain little from threads."""
+    if service.store.dialect == "sqlite":
+        return {name: run_report(service, principal, query) for name, query in queries.items()}
     with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(queries))) as pool:
         futures = {
             name: pool.submit(run_report, service, principal, query)

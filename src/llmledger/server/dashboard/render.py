@@ -74,7 +74,7 @@ def _number(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:,.1f}"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
     return f"{int(value):,}"
 
 
@@ -90,13 +90,19 @@ def _when(value: Any, tz: str = "UTC") -> str:
     return str(value.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M:%S"))
 
 
+def _bucket(value: Any, every: str, tz: str = "UTC") -> str:
+    """A time bucket's start as its name: a day, week or month by its date."""
+    text = _when(value, tz)
+    return text if every == "hour" else text[:10] if every != "month" else text[:7]
+
+
 def _hue(name: Any) -> int:
     """A stable colour for a name (feature badges)."""
     return int(hashlib.sha256(str(name).encode()).hexdigest()[:4], 16) % 360
 
 
 templates.env.filters.update(
-    us=to_us, money=_money, number=_number, percent=_percent, when=_when, hue=_hue
+    us=to_us, money=_money, number=_number, percent=_percent, when=_when, bucket=_bucket, hue=_hue
 )
 
 
