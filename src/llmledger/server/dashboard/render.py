@@ -27,7 +27,9 @@ __all__ = [
     "Signed",
     "attempt",
     "error_text",
+    "feature_colours",
     "forbidden",
+    "hue",
     "is_admin",
     "render",
     "session",
@@ -90,19 +92,24 @@ def _when(value: Any, tz: str = "UTC") -> str:
     return str(value.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M:%S"))
 
 
+def feature_colours(names: Any) -> dict[str, str]:
+    """Chart colours of features, the hues of their badges."""
+    return {str(n): f"hsl({hue(n)}, 60%, 50%)" for n in names if n not in (None, "(none)")}
+
+
 def _bucket(value: Any, every: str, tz: str = "UTC") -> str:
     """A time bucket's start as its name: a day, week or month by its date."""
     text = _when(value, tz)
     return text if every == "hour" else text[:10] if every != "month" else text[:7]
 
 
-def _hue(name: Any) -> int:
-    """A stable colour for a name (feature badges)."""
+def hue(name: Any) -> int:
+    """A stable colour (hue) for a feature: its badges and its chart series share it."""
     return int(hashlib.sha256(str(name).encode()).hexdigest()[:4], 16) % 360
 
 
 templates.env.filters.update(
-    us=to_us, money=_money, number=_number, percent=_percent, when=_when, bucket=_bucket, hue=_hue
+    us=to_us, money=_money, number=_number, percent=_percent, when=_when, bucket=_bucket, hue=hue
 )
 
 

@@ -30,7 +30,14 @@ from llmledger.query.periods import from_us
 from llmledger.query.spec import COLUMN_DIMENSIONS, METRICS, TIME_BUCKETS
 from llmledger.server.auth import get_service
 from llmledger.server.dashboard import data
-from llmledger.server.dashboard.render import HERE, Signed, attempt, error_text, render
+from llmledger.server.dashboard.render import (
+    HERE,
+    Signed,
+    attempt,
+    error_text,
+    feature_colours,
+    render,
+)
 from llmledger.server.routers.reports import run_report, spec_query
 from llmledger.server.schemas import ReportQueryIn
 
@@ -74,6 +81,9 @@ def _trend_chart(found: Mapping[str, Any]) -> dict[str, Any]:
         "x": trend["x"],
         "series": trend["series"],
         "ytitle": f"cost ({found['currency']})",
+        "colours": feature_colours(s["name"] for s in trend["series"])
+        if found["stack"] == "feature"
+        else {},
     }
 
 
@@ -263,6 +273,7 @@ def _label(row: Mapping[str, Any], dims: tuple[str, ...]) -> str:
 def _breakdown_chart(report: Any, metric: str) -> dict[str, Any]:
     dims = report.query.by
     every = report.query.every
+    colours = feature_colours(_label(r, dims) for r in report.rows) if dims == ("feature",) else {}
 
     def value(row: Mapping[str, Any]) -> float:
         found = row.get(metric)
@@ -274,6 +285,7 @@ def _breakdown_chart(report: Any, metric: str) -> dict[str, Any]:
             "x": [_label(r, dims) for r in report.rows],
             "series": [{"name": metric, "y": [value(r) for r in report.rows]}],
             "ytitle": metric,
+            "barcolours": [colours.get(_label(r, dims), "") for r in report.rows],
         }
     xs = sorted({r[every].isoformat() for r in report.rows if r.get(every) is not None})
     series: dict[str, dict[str, float]] = {}
@@ -287,6 +299,7 @@ def _breakdown_chart(report: Any, metric: str) -> dict[str, Any]:
         "x": xs,
         "series": [{"name": n, "y": [p.get(x, 0.0) for x in xs]} for n, p in series.items()],
         "ytitle": metric,
+        "colours": colours,
     }
 
 
@@ -319,6 +332,7 @@ def entity_page(
                     {"name": n, "x": p["x"], "y": p["y"]} for n, p in calls_by_feature.items()
                 ],
                 "ytitle": f"cost per call ({found['report'].currency})",
+                "colours": feature_colours(calls_by_feature),
             }
         )
     return render(

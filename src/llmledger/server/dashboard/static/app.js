@@ -26,6 +26,12 @@
       } else {
         trace.type = "bar";
       }
+      // A feature's series has the colour of the feature's badges.
+      var colour = (spec.colours || {})[s.name];
+      if (colour) trace.marker = { color: colour };
+      if (spec.barcolours && spec.barcolours.some(Boolean)) {
+        trace.marker = { color: spec.barcolours.map(function (c) { return c || undefined; }) };
+      }
       return trace;
     });
     var layout = {
