@@ -288,3 +288,20 @@ def test_the_session_secret_is_made_once_and_kept_private(tmp_path: Path) -> Non
     kept = tmp_path / "home" / "session-secret"
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     assert session_secret(load_settings(home=tmp_path, session_secret="given")) == "given"
+
+
+def test_reprice_from_the_prices_page_is_for_admins_and_dry_by_default(dash: Dashboard) -> None:
+    with signed_in(dash, dash.reader) as client:
+        csrf = _csrf(client.get("/calls").text)
+        assert client.post("/prices/reprice", data={"csrf": csrf}).status_code == 403
+    with signed_in(dash, dash.admin) as client:
+        csrf = _csrf(client.get("/prices").text)
+        assert client.post("/prices/reprice", data={"csrf": "forged"}).status_code == 403
+        before = {e.id: e.cost for e in dash.store.events()}
+        dry = client.post("/prices/reprice", data={"csrf": csrf, "where": "tenant=acme"})
+        assert (
+            dry.status_code == 200 and "Dry run" in dry.text and "Apply these changes" in dry.text
+        )
+        bad = client.post("/prices/reprice", data={"csrf": csrf, "since": "soon"})
+        assert bad.status_code == 400 and "soon" in bad.text
+        assert {e.id: e.cost for e in dash.store.events()} == before

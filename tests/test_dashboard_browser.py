@@ -63,6 +63,16 @@ def _history(now: datetime, count: int) -> list[dict[str, Any]]:
                 "tags": {"podcast_id": f"rec{i % 6}"},
             }
         )
+    for i in range(3):  # a model no price knows yet
+        events.append(
+            {
+                **events[i],
+                "id": new_id(),
+                "model": "acme-large",
+                "provider": "openai",
+                "ts": (now - timedelta(days=2 + i)).isoformat(),
+            }
+        )
     return events
 
 
@@ -182,16 +192,25 @@ def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Brows
         _chart_drawn(page)
         _shot(page, "entity", shots)
 
-        # Prices: add a row, then mark it checked.
+        # Prices: a model without a price; add a row, mark it checked, price its calls again.
         page.get_by_role("link", name="Prices").click()
-        page.get_by_label("Provider").fill("acme-ai")
+        expect(page.locator("#gaps tbody tr", has_text="acme-large")).to_be_visible()
+        page.get_by_label("Provider").fill("openai")
         page.get_by_label("Model", exact=True).fill("acme-large")
         page.get_by_label("Input").fill("1.5")
         page.get_by_label("Output", exact=True).fill("6")
         page.get_by_role("button", name="Add price").click()
-        expect(page.get_by_text("added a price for acme-ai/acme-large")).to_be_visible()
-        page.get_by_role("button", name="Mark acme-ai/acme-large checked today").click()
-        expect(page.get_by_text("acme-ai/acme-large checked today")).to_be_visible()
+        expect(page.get_by_text("added a price for openai/acme-large")).to_be_visible()
+        page.get_by_role("button", name="Mark openai/acme-large checked today").click()
+        expect(page.get_by_text("openai/acme-large checked today")).to_be_visible()
+        page.get_by_label("Filters (one a line)").fill("model=acme-large")
+        page.get_by_role("button", name="Dry run").click()
+        expect(page.locator("#reprice-rows tbody tr", has_text="acme-large")).to_contain_text("3")
+        expect(page.get_by_text("3 of 3 calls would change")).to_be_visible()
+        page.get_by_role("button", name="Apply these changes").click()
+        expect(page.get_by_text("3 of 3 calls changed")).to_be_visible()
+        page.get_by_role("link", name="Prices").click()
+        expect(page.locator("#gaps tbody tr", has_text="acme-large")).to_have_count(0)
         expect(page.locator("#in-force tbody tr").first).to_be_visible()
         _shot(page, "prices", shots)
 

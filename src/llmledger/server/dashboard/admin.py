@@ -34,7 +34,8 @@ from llmledger.server.dashboard.session import (
     cookie_options,
     new_session,
 )
-from llmledger.server.schemas import PriceIn
+from llmledger.server.routers import admin as reprice_routes
+from llmledger.server.schemas import PriceIn, RepriceIn
 
 __all__ = ["router"]
 
@@ -124,6 +125,8 @@ def _prices(
     status: int = 200,
     message: str | None = None,
     form_error: str | None = None,
+    repriced: dict[str, Any] | None = None,
+    reprice_form: dict[str, str] | None = None,
 ) -> HTMLResponse:
     service = get_service(request)
     found, read_status, error = attempt(
@@ -139,7 +142,40 @@ def _prices(
         message=message,
         form_error=form_error,
         admin=is_admin(signed),
+        repriced=repriced,
+        reprice_form=reprice_form or {"since": "", "until": "", "where": ""},
     )
+
+
+@router.post("/prices/reprice", response_class=HTMLResponse)
+def reprice(
+    request: Request,
+    signed: Signed,
+    since: Annotated[str, Form()] = "",
+    until: Annotated[str, Form()] = "",
+    where: Annotated[str, Form()] = "",
+    apply: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """Price stored events again: a dry run shows the difference, applying it changes
+    the costs (admins; the ``/v1/admin/reprice`` route does the work)."""
+    if not check_csrf(signed.csrf, csrf):
+        return render(request, "error.html", signed, 403, message="the form expired: try again")
+    if not is_admin(signed):
+        return forbidden(request, signed)
+    form = {"since": since.strip(), "until": until.strip(), "where": where.strip()}
+    try:
+        body = RepriceIn(
+            since=form["since"] or None,
+            until=form["until"] or None,
+            where=[line.strip() for line in form["where"].splitlines() if line.strip()],
+            dry_run=apply != "yes",
+        )
+        summary = reprice_routes.reprice_events(request, signed.principal, body)
+    except (LedgerError, pydantic.ValidationError) as exc:
+        status, text = error_text(exc)
+        return _prices(request, signed, status, form_error=text, reprice_form=form)
+    return _prices(request, signed, repriced=summary, reprice_form=form)
 
 
 _PRICE_FIELDS = ("input", "output", "cache_read", "cache_write")

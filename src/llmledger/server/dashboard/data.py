@@ -28,7 +28,6 @@ from llmledger.server.auth import Principal
 from llmledger.server.routers.events import page_of_events, visible_event
 from llmledger.server.routers.reports import run_report
 from llmledger.server.state import Service
-from llmledger.store.budget import time_budget
 
 __all__ = [
     "CALL_FILTERS",
@@ -165,7 +164,9 @@ def _run_all(
     share one connection and whose local reads gain little from threads."""
     if service.store.dialect == "sqlite":
         return {name: run_report(service, principal, query) for name, query in queries.items()}
-    with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(queries))) as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(_PARALLEL, service.settings.report_slots, len(queries))
+    ) as pool:
         futures = {
             name: pool.submit(run_report, service, principal, query)
             for name, query in queries.items()
@@ -370,7 +371,7 @@ def entity(
     by_feature = run_report(service, principal, query)
     scoped = principal.scoped(replace(query, by=(), metrics=()))
     rates = service.exchange_rates if query.currency != "USD" else None
-    with time_budget(service.settings.query_timeout):
+    with service.report_budget():
         calls = service.store.timeline(scoped, limit=limit, rates=rates)
     return {
         "tag": f"{key.strip()}={value.strip()}",
