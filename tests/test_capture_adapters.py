@@ -367,7 +367,8 @@ def test_litellm_usage_from_the_payload_when_the_response_has_none(
     kwargs = _litellm_kwargs("call-5", provider="vertex_ai", model="vertex_ai/gemini-2.5-flash")
     litellm_callback().log_success_event(kwargs, None, *_times())
     event = ledger.one()
-    assert (event.provider, event.model) == ("google", "gemini-2.5-flash")
+    # LiteLLM's vertex_ai calls ran on Vertex AI.
+    assert (event.provider, event.model) == ("vertex", "gemini-2.5-flash")
     assert (event.usage.input_tokens, event.usage.output_tokens) == (1500, 80)
 
 

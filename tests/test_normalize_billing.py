@@ -274,7 +274,7 @@ def test_a_vertex_flex_stream_reads_its_tier() -> None:
     first = {**body, "candidates": [{"content": {"parts": [{"text": "O"}], "role": "model"}}]}
     transcript = f"data: {json.dumps(first)}\r\n\r\ndata: {json.dumps(body)}\r\n\r\n"
     reading = read_stream(transcript)
-    assert (reading.provider, reading.service_tier, reading.stream) == ("google", "flex", True)
+    assert (reading.provider, reading.service_tier, reading.stream) == ("vertex", "flex", True)
     assert reading.usage == Usage(input_tokens=5, output_tokens=52, reasoning_tokens=51)
 
 

@@ -401,8 +401,9 @@ CASES: dict[str, Case] = {
         "stop",
         reported_cost=Decimal("0.00353025"),
     ),
+    # Vertex AI's shape (createTime, trafficType): read as vertex, its own provider.
     "vertex_generate_content.json": Case(
-        "google",
+        "vertex",
         "chat",
         Usage(input_tokens=13, output_tokens=8),
         "gemini-2.0-flash",
@@ -413,7 +414,7 @@ CASES: dict[str, Case] = {
     ),
     # output = candidates 1 + thoughts 51; trafficType ON_DEMAND_FLEX is Flex PayGo
     "vertex_generate_flex.json": Case(
-        "google",
+        "vertex",
         "chat",
         Usage(input_tokens=5, output_tokens=52, reasoning_tokens=51),
         "gemini-3-flash-preview",

@@ -419,4 +419,6 @@ def test_responses_are_read_under_any_spelling_of_their_provider() -> None:
     from llmledger.normalize import read_response
 
     body = {"usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 2}}
-    assert read_response(body, provider="vertex_ai").provider == "google"
+    assert read_response(body, provider="gemini").provider == "google"
+    # Vertex AI is a provider of its own, whichever way it is spelled.
+    assert read_response(body, provider="vertex_ai").provider == "vertex"

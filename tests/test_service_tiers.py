@@ -49,7 +49,7 @@ def test_a_vertex_flex_call_is_priced_at_half_the_standard_rates(resolver: Price
     # Flex PayGo halves both: 5 * 0.25/M + 52 * 1.5/M = 0.00000125 + 0.000078.
     assert result.cost == usd("0.00007925")
     assert result.source == "supplement"
-    assert result.ref is not None and "supplement:tier google/gemini-*;service_tier=flex" in (
+    assert result.ref is not None and "supplement:tier vertex/gemini-*;service_tier=flex" in (
         result.ref
     )
     assert result.status == "priced"

@@ -70,7 +70,7 @@ def _start(
         operation, model = route
         call = begin(
             options,
-            "google",
+            "vertex" if getattr(client, "vertexai", False) else "google",
             operation,
             model or None,
             stream=stream,

@@ -53,7 +53,7 @@ _CLASS_HINTS = (
     ("OpenAI", "openai"),
     ("Anthropic", "anthropic"),
     ("GoogleGenerativeAI", "google"),
-    ("VertexAI", "google"),
+    ("VertexAI", "vertex"),
     ("Bedrock", "bedrock"),
     ("Mistral", "mistral"),
     ("Groq", "groq"),

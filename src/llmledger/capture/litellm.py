@@ -85,7 +85,7 @@ def provider_of(name: Any) -> str | None:
 
     Example:
         >>> provider_of("vertex_ai"), provider_of("anthropic"), provider_of(None)
-        ('google', 'anthropic', None)
+        ('vertex', 'anthropic', None)
     """
     if not isinstance(name, str) or not name:
         return None

@@ -12,16 +12,17 @@ __all__ = ["PROVIDER_ALIASES", "provider_name"]
 
 #: Another spelling (lower case) -> llmledger's provider name.
 PROVIDER_ALIASES: dict[str, str] = {
-    # Google: the Gemini API and Vertex AI, as SDKs, LiteLLM and LangChain name them.
+    # Google's Gemini API, as SDKs, LiteLLM and LangChain name it.
     "gemini": "google",
-    "vertex": "google",
-    "vertexai": "google",
-    "vertex_ai": "google",
-    "vertex_ai_beta": "google",
     "google-genai": "google",
     "google_genai": "google",
-    "google_vertexai": "google",
-    "google_anthropic_vertex": "google",
+    # Vertex AI (Google Cloud) is a provider of its own: its list prices differ from
+    # the Gemini API's for some models, so a call must say where it ran.
+    "vertexai": "vertex",
+    "vertex_ai": "vertex",
+    "vertex_ai_beta": "vertex",
+    "google_vertexai": "vertex",
+    "google_anthropic_vertex": "vertex",
     # AWS Bedrock.
     "aws": "bedrock",
     "aws-bedrock": "bedrock",
@@ -48,7 +49,7 @@ PROVIDER_ALIASES: dict[str, str] = {
     "aws.bedrock": "bedrock",
     "gcp.gen_ai": "google",
     "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
+    "gcp.vertex_ai": "vertex",
     "azure.ai.openai": "azure",
     "az.ai.openai": "azure",
     "azure.ai.inference": "azure",
@@ -62,7 +63,7 @@ def provider_name(name: str) -> str:
 
     Example:
         >>> provider_name("vertex_ai"), provider_name("AWS-Bedrock"), provider_name("acme")
-        ('google', 'bedrock', 'acme')
+        ('vertex', 'bedrock', 'acme')
     """
     lowered = name.strip().lower()
     return PROVIDER_ALIASES.get(lowered, lowered)

@@ -82,6 +82,9 @@ class Settings:
             by the pre-call estimate (1 never underestimates; 4 is typical English).
         limit_output_tokens: Output tokens reserved for a call without a
             ``max_tokens`` (or alias).
+        session_secret: The key that signs the dashboard's session cookies; every
+            instance behind one address needs the same.  When unset, a random one
+            is made once and kept in ``home/session-secret``.
         run_jobs: ``llmledger serve`` runs the scheduled jobs (budget and alert
             checks, deliveries, the weekly price check); one instance leads.
         check_interval: Seconds between two budget and alert checks.
@@ -137,6 +140,7 @@ class Settings:
     limit_ttl: float = 600.0
     limit_bytes_per_token: float = 4.0
     limit_output_tokens: int = 4096
+    session_secret: str | None = None
     run_jobs: bool = True
     check_interval: float = 300.0
     alert_recipients: tuple[str, ...] = ()

@@ -16,6 +16,11 @@ Inclusivity (checked against recorded responses, where
 
 Streams send a cumulative ``usageMetadata`` snapshot on every chunk: the last
 one is the usage.
+
+The same body shape comes from the Gemini API and from Vertex AI, which bill the
+same models at different list prices. A body read as ``google`` is read as
+``vertex`` when it carries a field only Vertex AI sends (:data:`VERTEX_FIELDS`,
+:data:`VERTEX_USAGE_FIELDS`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,22 @@ from llmledger.normalize._common import count, count_first, fee_counts, finish, 
 from llmledger.normalize._tiers import read_tier
 from llmledger.normalize.base import Reading
 
-__all__ = ["GenerateStream", "generate_usage", "read_generate", "web_searches", "wire_shape"]
+__all__ = [
+    "VERTEX_FIELDS",
+    "VERTEX_USAGE_FIELDS",
+    "GenerateStream",
+    "generate_usage",
+    "read_generate",
+    "served_by",
+    "web_searches",
+    "wire_shape",
+]
+
+#: Top-level fields of a ``generateContent`` body that only Vertex AI sends (the
+#: recorded Vertex responses carry ``createTime``; Gemini API ones never do).
+VERTEX_FIELDS: tuple[str, ...] = ("createTime",)
+#: ``usageMetadata`` fields that only Vertex AI sends: the capacity the call ran on.
+VERTEX_USAGE_FIELDS: tuple[str, ...] = ("trafficType",)
 
 
 def _by_modality(details: object, where: str) -> dict[str, int]:
@@ -76,6 +96,7 @@ def wire_shape(event: Mapping[str, Any]) -> Mapping[str, Any]:
         "usageMetadata": _camel_keys(event.get("usage_metadata")),
         "responseId": event.get("response_id"),
         "modelVersion": event.get("model_version"),
+        "createTime": event.get("create_time"),
     }
     candidates = event.get("candidates")
     if isinstance(candidates, list):
@@ -138,6 +159,29 @@ def generate_usage(usage: Mapping[str, Any]) -> tuple[Usage, dict[str, int]]:
         ),
         extra,
     )
+
+
+def served_by(provider: str, body: Mapping[str, Any]) -> str:
+    """``vertex`` for a body read as ``google`` that only Vertex AI would send, else ``provider``.
+
+    Example:
+        >>> served_by("google", {"createTime": "2025-12-31T15:46:13Z", "usageMetadata": {}})
+        'vertex'
+        >>> served_by("google", {"usageMetadata": {"trafficType": "ON_DEMAND"}})
+        'vertex'
+        >>> served_by("google", {"usageMetadata": {"promptTokenCount": 3}})
+        'google'
+    """
+    if provider != "google":
+        return provider
+    usage = body.get("usageMetadata")
+    # google-genai dumps absent fields as None: a field counts only with a value.
+    if any(body.get(name) is not None for name in VERTEX_FIELDS) or (
+        isinstance(usage, Mapping)
+        and any(usage.get(name) is not None for name in VERTEX_USAGE_FIELDS)
+    ):
+        return "vertex"
+    return provider
 
 
 def _finish_reason(body: Mapping[str, Any]) -> str | None:
@@ -209,6 +253,9 @@ def grounding_uses(model: str | None, queries: int) -> int:
 def read_generate(body: Mapping[str, Any], provider: str, *, stream: bool = False) -> Reading:
     """Read a ``generateContent`` body (Gemini API or Vertex AI).
 
+    A body given as ``google`` that shows Vertex AI (:func:`served_by`) reads as
+    ``vertex``.
+
     Example:
         >>> r = read_generate({"responseId": "r1", "modelVersion": "gemini-2.5-flash",
         ...                    "usageMetadata": {"promptTokenCount": 9,
@@ -224,7 +271,7 @@ def read_generate(body: Mapping[str, Any], provider: str, *, stream: bool = Fals
     else:
         usage, extra = Usage(), {}
     reading = Reading(
-        provider=provider,
+        provider=served_by(provider, body),
         operation="chat",
         usage=usage,
         usage_raw=usage_raw,
@@ -251,13 +298,14 @@ class GenerateStream:
     the last list seen for each candidate counts.
     """
 
-    __slots__ = ("_finish", "_id", "_model", "_provider", "_searches", "_usage")
+    __slots__ = ("_created", "_finish", "_id", "_model", "_provider", "_searches", "_usage")
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
         self._usage: Any = None
         self._id: str | None = None
         self._model: str | None = None
+        self._created: str | None = None
         self._finish: str | None = None
         self._searches: dict[object, int] = {}
 
@@ -271,6 +319,8 @@ class GenerateStream:
             self._id = text(event, "responseId")
         if self._model is None:
             self._model = text(event, "modelVersion")
+        if self._created is None:
+            self._created = text(event, "createTime")
         candidates = event.get("candidates")
         if candidates:
             reason = _finish_reason(event)
@@ -288,6 +338,7 @@ class GenerateStream:
             "usageMetadata": self._usage,
             "responseId": self._id,
             "modelVersion": self._model,
+            "createTime": self._created,
         }
         if self._finish:
             body["candidates"] = [{"finishReason": self._finish}]

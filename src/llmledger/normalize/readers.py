@@ -23,6 +23,7 @@ from llmledger.normalize.eventstream import looks_like_event_stream
 from llmledger.normalize.sse import transcript_events
 
 __all__ = [
+    "GEMINI_SHAPED",
     "OPENAI_COMPATIBLE",
     "OPERATIONS_BY_PROVIDER",
     "PROVIDERS",
@@ -52,7 +53,17 @@ OPENAI_COMPATIBLE: tuple[str, ...] = (
 )
 
 #: Every provider name llmledger can read.
-PROVIDERS: tuple[str, ...] = (*OPENAI_COMPATIBLE, "anthropic", "google", "bedrock", "cohere")
+PROVIDERS: tuple[str, ...] = (
+    *OPENAI_COMPATIBLE,
+    "anthropic",
+    "google",
+    "vertex",
+    "bedrock",
+    "cohere",
+)
+
+#: Providers whose bodies are Gemini ``generateContent`` bodies (read by one reader).
+GEMINI_SHAPED: tuple[str, ...] = ("google", "vertex")
 
 _OPENAI_OPERATIONS = ("chat", "responses", "embeddings", "images", "audio")
 
@@ -61,6 +72,7 @@ OPERATIONS_BY_PROVIDER: dict[str, tuple[str, ...]] = {
     **{name: _OPENAI_OPERATIONS for name in OPENAI_COMPATIBLE},
     "anthropic": ("chat",),
     "google": ("chat",),
+    "vertex": ("chat",),
     "bedrock": ("chat",),
     "cohere": ("chat", "embeddings", "rerank"),
 }
@@ -160,7 +172,7 @@ def detect_provider(body: Mapping[str, Any]) -> str:
     ):
         return "bedrock" if (text(body, "id") or "").startswith("msg_bdrk_") else "anthropic"
     if "usageMetadata" in body or "usage_metadata" in body or "candidates" in body:
-        return "google"
+        return google.served_by("google", google.wire_shape(body))
     if (
         "stopReason" in body
         or "inputTokens" in obj(body, "usage")
@@ -220,7 +232,7 @@ def _read(body: Mapping[str, Any], provider: str, operation: str | None) -> Read
         return readers[op](body, provider)
     if provider == "anthropic":
         return anthropic.read_message(body, provider)
-    if provider == "google":
+    if provider in GEMINI_SHAPED:
         return google.read_generate(body, provider)
     if provider == "bedrock":
         if body.get("type") == "message" or "stop_reason" in body:
@@ -323,7 +335,7 @@ def read_usage(
     if name in OPENAI_COMPATIBLE:
         operation = operation or ("chat" if "prompt_tokens" in fields else "responses")
         body = {"usage": usage_raw, "model": response_model}
-    elif name == "google":
+    elif name in GEMINI_SHAPED:
         body = {"usageMetadata": usage_raw, "modelVersion": response_model}
     elif name == "cohere" and operation not in (None, "chat"):
         body = {"meta": {"billed_units": usage_raw}}
@@ -347,7 +359,7 @@ def _accumulator(provider: str, operation: str) -> StreamAccumulator:
         raise ResponseParseError(f"provider {provider!r} does not stream operation {operation!r}")
     if provider == "anthropic":
         return anthropic.MessageStream(provider)
-    if provider == "google":
+    if provider in GEMINI_SHAPED:
         return google.GenerateStream(provider)
     if provider == "bedrock":
         return bedrock.ConverseStream(provider)

@@ -169,6 +169,7 @@ LANGFUSE_MODEL_TYPES: dict[str, Operation] = {"generation": "chat", "embedding":
 #: llmledger's provider name -> the convention's ``gen_ai.provider.name``.
 PROVIDER_NAMES: dict[str, str] = {
     "google": "gcp.gen_ai",
+    "vertex": "gcp.vertex_ai",
     "bedrock": "aws.bedrock",
     "azure": "azure.ai.openai",
     "mistral": "mistral_ai",
@@ -201,6 +202,7 @@ TIER_FIELDS: dict[str, TierField] = {
     "azure": "openai",
     "anthropic": "anthropic",
     "google": "gemini",
+    "vertex": "gemini",
     "bedrock": "bedrock",
 }
 

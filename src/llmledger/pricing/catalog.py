@@ -30,11 +30,13 @@ if TYPE_CHECKING:
     from genai_prices.types import ModelInfo, ModelPrice, Provider
 
 __all__ = [
+    "BORROWED_CATALOGS",
     "CATALOG_PRICE_KEYS",
     "CATALOG_PROVIDER_IDS",
     "CATALOG_USAGE_KEYS",
     "Catalog",
     "CatalogModel",
+    "borrows_catalog",
     "catalog_provider_id",
     "day_and_time",
     "model_candidates",
@@ -79,6 +81,13 @@ CATALOG_PROVIDER_IDS: dict[str, str] = {
 }
 _LEDGER_NAMES = {"aws": "bedrock"}
 
+#: llmledger providers that the catalog does not list apart, priced through another
+#: provider's catalog models: Vertex AI serves Google's Gemini models, at Google
+#: Cloud's list prices. Unlike a spelling above, a borrowed row is another price
+#: list: the provider's own supplementary rows replace it where its prices differ,
+#: and rows written for the lender (``google``) do not apply to the borrower.
+BORROWED_CATALOGS: dict[str, str] = {"vertex": "google"}
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
 
@@ -105,11 +114,21 @@ def catalog_provider_id(provider: str) -> str:
     """The genai-prices provider id for an llmledger provider name.
 
     Example:
-        >>> catalog_provider_id("bedrock"), catalog_provider_id("OpenAI")
-        ('aws', 'openai')
+        >>> catalog_provider_id("bedrock"), catalog_provider_id("vertex")
+        ('aws', 'google')
     """
     name = provider_name(provider)
-    return CATALOG_PROVIDER_IDS.get(name, name)
+    return CATALOG_PROVIDER_IDS.get(name) or BORROWED_CATALOGS.get(name, name)
+
+
+def borrows_catalog(provider: str) -> bool:
+    """Whether a provider is priced through another provider's catalog models.
+
+    Example:
+        >>> borrows_catalog("vertex"), borrows_catalog("bedrock"), borrows_catalog("google")
+        (True, False, False)
+    """
+    return provider_name(provider) in BORROWED_CATALOGS
 
 
 def ledger_provider_name(catalog_id: str) -> str:

@@ -22,7 +22,13 @@ import pydantic
 
 from llmledger.core.errors import ConfigError, PriceFileError
 from llmledger.core.events import DATABASE_PRICE_REF
-from llmledger.pricing.catalog import catalog_provider_id, ledger_provider_name, model_candidates
+from llmledger.core.providers import provider_name
+from llmledger.pricing.catalog import (
+    borrows_catalog,
+    catalog_provider_id,
+    ledger_provider_name,
+    model_candidates,
+)
 from llmledger.pricing.compiled import BUCKET_PARENTS
 from llmledger.pricing.fx import ExchangeRates, RateRow
 from llmledger.pricing.model import PRICE_BUCKETS, Price, PriceSource, Tier
@@ -249,6 +255,9 @@ def _is_glob(pattern: str) -> bool:
 
 def _names_of(provider: str) -> tuple[str, ...]:
     name = provider.strip().lower()
+    if borrows_catalog(name):
+        # Rows for the lender's price list (google) are not the borrower's (vertex).
+        return tuple(dict.fromkeys((name, provider_name(name))))
     catalog_id = catalog_provider_id(name)
     return tuple(dict.fromkeys((name, catalog_id, ledger_provider_name(catalog_id))))
 

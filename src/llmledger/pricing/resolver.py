@@ -26,7 +26,13 @@ from pathlib import Path
 from llmledger.core.errors import InvalidEventError, UnknownModelError
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
-from llmledger.pricing.catalog import Catalog, CatalogModel, day_and_time, ledger_provider_name
+from llmledger.pricing.catalog import (
+    Catalog,
+    CatalogModel,
+    borrows_catalog,
+    day_and_time,
+    ledger_provider_name,
+)
 from llmledger.pricing.compiled import CompiledPrice, usage_problem
 from llmledger.pricing.files import Alias, PriceBook
 from llmledger.pricing.fx import ExchangeRates
@@ -38,7 +44,7 @@ from llmledger.pricing.routes import Segment as _Segment
 from llmledger.pricing.routes import first_in_force as _first_in_force
 from llmledger.pricing.routes import in_force as _in_force
 from llmledger.pricing.routes import unpriced as _unpriced
-from llmledger.pricing.supplement import fill_missing_rates, load_supplement
+from llmledger.pricing.supplement import fill_missing_rates, load_supplement, own_price
 
 __all__ = ["KEPT_COST_SOURCES", "PriceResolver"]
 
@@ -384,6 +390,7 @@ class PriceResolver:
             context=context,
             days=sorted(days),
             times=times,
+            borrowed=borrows_catalog(provider),
         )
         if len(self._routes) >= _ROUTE_LIMIT:
             self._routes.clear()
@@ -412,7 +419,13 @@ class PriceResolver:
         if route.catalog is not None:
             discount = _first_in_force(route.discount_groups, day)
             tier = route.service_tier
-            priced_tier = not tier or route.catalog.tier_in_force(tier, at)
+            # A borrowing provider's own row replaces the catalog row, tier variants
+            # included: the lender's variant is not the borrower's price.
+            own = supplement if route.borrowed else None
+            if own is not None:
+                priced_tier = not tier or tier == "standard" or own.service_tier == tier
+            else:
+                priced_tier = not tier or route.catalog.tier_in_force(tier, at)
             # A tier the catalog has no variant for: a supplementary multiplier on
             # its standard rates, on top of any discount of the user's.
             multiplier = None if priced_tier else _first_in_force(route.tier_groups, day)
@@ -420,16 +433,20 @@ class PriceResolver:
             factor = None
             if factors:
                 factor = factors[0].discount * (factors[1].discount if len(factors) > 1 else 1)
-            price = fill_missing_rates(
-                route.catalog.price_at(
-                    at,
-                    route.context,
-                    provider_name=route.provider,
-                    discount=factor,
-                    discount_ref=" * ".join(d.ref for d in factors) or None,
-                ),
-                supplement,
-            )
+            factor_ref = " * ".join(d.ref for d in factors) or None
+            if own is not None:
+                price = own_price(own, factor, factor_ref)
+            else:
+                price = fill_missing_rates(
+                    route.catalog.price_at(
+                        at,
+                        route.context,
+                        provider_name=route.provider,
+                        discount=factor,
+                        discount_ref=factor_ref,
+                    ),
+                    supplement,
+                )
             compiled = CompiledPrice(price)
             missing_tier = None
             tier_row = supplement is not None and supplement.service_tier == tier
@@ -525,6 +542,13 @@ class PriceResolver:
         except UnknownModelError:
             return ()
         catalog = self.catalog.find(provider, model) if self.catalog is not None else None
+        # The lender's tier variants are not the borrower's once its own row prices it.
+        if (
+            catalog is not None
+            and borrows_catalog(provider)
+            and self._supplement_groups(provider, model, None, catalog)
+        ):
+            catalog = None
         found += catalog.service_tiers() if catalog is not None else ["standard"]
         for book in (self.database, self.book, self.supplement):
             for row in book.prices:
@@ -583,6 +607,8 @@ class PriceResolver:
                 supplement = _first_in_force(
                     self._supplement_groups(name, entry.info.id, None, entry), day
                 )
+                if supplement is not None and borrows_catalog(name):
+                    continue  # the provider's own row, listed with the supplementary rows
                 found.append(
                     fill_missing_rates(
                         entry.price_at(

@@ -53,6 +53,9 @@ class Route:
     days: list[int]
     times: list[int]
     segments: dict[tuple[int, int], Segment] = field(default_factory=dict)
+    # The catalog models are another provider's (Vertex AI priced through Google's):
+    # the provider's own supplementary row replaces the catalog row it borrows.
+    borrowed: bool = False
 
 
 def unpriced(reason: str) -> PriceResult:

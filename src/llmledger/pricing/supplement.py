@@ -39,6 +39,7 @@ __all__ = [
     "SUPPLEMENT_PATH",
     "fill_missing_rates",
     "load_supplement",
+    "own_price",
     "supplement_book",
 ]
 
@@ -216,4 +217,38 @@ def fill_missing_rates(price: Price, supplement: Price | None) -> Price:
         filled=tuple(missing),
         filled_ref=supplement.ref,
         source_url=supplement.source_url,
+    )
+
+
+def own_price(row: Price, discount: Decimal | None, discount_ref: str | None) -> Price:
+    """A provider's own supplementary row in place of the catalog row it borrows.
+
+    Vertex AI is priced through Google's catalog models, at the Gemini API's list
+    prices; where Google Cloud lists other prices, the ``vertex`` row replaces the
+    borrowed one whole (a bucket it has no rate for is then unpriced and flagged,
+    never paid at the other price list's rate). The discount the catalog row would
+    have had (a user's discount, a service tier multiplier) applies to it.
+
+    Example:
+        >>> row = Price(provider="vertex", model="m", source="supplement",
+        ...             ref="supplement:vertex/m", rates={"input_tokens": Decimal("0.15")})
+        >>> own_price(row, None, None) is row
+        True
+        >>> half = own_price(row, Decimal("0.5"), "supplement:tier vertex/m")
+        >>> half.rates["input_tokens"], half.ref
+        (Decimal('0.075'), 'supplement:vertex/m;discount=0.5(supplement:tier vertex/m)')
+    """
+    if discount is None:
+        return row
+    return replace(
+        row,
+        rates={bucket: rate * discount for bucket, rate in row.rates.items()},
+        tiers={
+            bucket: tuple(replace(t, usd_per_mtok=t.usd_per_mtok * discount) for t in tiers)
+            for bucket, tiers in row.tiers.items()
+        },
+        per_request=None if row.per_request is None else row.per_request * discount,
+        fees={fee: rate * discount for fee, rate in row.fees.items()},
+        discount=discount,
+        ref=f"{row.ref};discount={discount}" + (f"({discount_ref})" if discount_ref else ""),
     )

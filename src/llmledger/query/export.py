@@ -15,26 +15,33 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from llmledger.core.errors import ExportError, FileAccessError, MissingDependencyError
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import BUCKETS
 from llmledger.query.report import Report
 from llmledger.query.spec import NONE_VALUE
 from llmledger.wire.serialize import decimal_text
 
 __all__ = [
+    "CALL_COLUMNS",
     "FORMATS",
     "ExportFormat",
+    "call_rows",
+    "calls_to_csv",
+    "csv_lines",
     "escape_formula",
     "export",
     "table_rows",
     "to_csv",
     "to_json",
     "to_markdown",
+    "write_calls_xlsx",
     "write_text",
     "write_xlsx",
 ]
@@ -120,18 +127,95 @@ def to_csv(report: Report) -> str:
         total,1
         <BLANKLINE>
     """
-    out = io.StringIO()
+    return "".join(csv_lines(table_rows(report)))
+
+
+def csv_lines(rows: Iterable[list[Any]]) -> Iterator[str]:
+    """Each row as one CSV line ending ``\n``; text cells formula-escaped."""
     # The csv module quotes the characters of its line terminator only: with
     # "\n" a bare CR would go out unquoted.  Rows are written ending "\r\n",
     # so cells holding either are quoted, and end "\n" as before.
     row = io.StringIO()
     writer = csv.writer(row, lineterminator="\r\n")
-    for cells in table_rows(report):
+    for cells in rows:
         row.seek(0)
         row.truncate()
         writer.writerow(["" if v is None else _cell(v) for v in cells])
-        out.write(row.getvalue()[:-2] + "\n")
-    return out.getvalue()
+        yield row.getvalue()[:-2] + "\n"
+
+
+#: Columns of an export of calls (one row per call), in order.
+CALL_COLUMNS: tuple[str, ...] = (
+    "id",
+    "ts",
+    "provider",
+    "model",
+    "response_model",
+    "operation",
+    "status",
+    "price_status",
+    "tenant",
+    "user",
+    "feature",
+    "session",
+    *BUCKETS,
+    "cost",
+    "cost_source",
+    "duration_ms",
+    "ttft_ms",
+    "error_type",
+    "tags",
+)
+
+
+def call_rows(events: Iterable[UsageEvent]) -> Iterator[list[Any]]:
+    """The header (:data:`CALL_COLUMNS`), then one row per call; costs stay ``Decimal``.
+
+    Tags are one JSON object per cell.
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> e = UsageEvent(provider="openai", model="=cmd", ts=datetime(2025, 1, 1, tzinfo=UTC))
+        >>> header, row = call_rows([e])
+        >>> dict(zip(header, row))["model"], dict(zip(header, row))["cost"]
+        ('=cmd', None)
+    """
+    yield list(CALL_COLUMNS)
+    for event in events:
+        usage = event.usage
+        yield [
+            event.id,
+            event.ts,
+            event.provider,
+            event.model,
+            event.response_model,
+            event.operation,
+            event.status,
+            event.price_status,
+            event.tenant,
+            event.user,
+            event.feature,
+            event.session,
+            *(getattr(usage, bucket) for bucket in BUCKETS),
+            event.cost,
+            event.cost_source,
+            event.duration_ms,
+            event.ttft_ms,
+            event.error_type,
+            json.dumps(dict(event.tags), ensure_ascii=False, sort_keys=True) if event.tags else "",
+        ]
+
+
+def calls_to_csv(events: Iterable[UsageEvent]) -> Iterator[str]:
+    """An export of calls as CSV lines (header first), formulas escaped; streamed.
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> e = UsageEvent(provider="openai", model="@x", ts=datetime(2025, 1, 1, tzinfo=UTC))
+        >>> "'@x" in list(calls_to_csv([e]))[1]
+        True
+    """
+    return csv_lines(call_rows(events))
 
 
 def to_markdown(report: Report) -> str:
@@ -166,27 +250,20 @@ def _xlsx_text(text: str) -> str:
     return escape_formula(ILLEGAL_CHARACTERS_RE.sub("\ufffd", text))
 
 
-def write_xlsx(report: Report, path: str | Path) -> Path:
-    """Write an Excel workbook: a report sheet and a sheet with the query and rates.
-
-    Needs ``openpyxl`` (``pip install 'llmledger[xlsx]'``).  Costs are written as
-    numbers, text cells as text (formulas escaped).
-
-    Raises:
-        MissingDependencyError: when openpyxl is not installed.
-        FileAccessError: when the file cannot be written.
-    """
+def _workbook(rows: Iterable[list[Any]], title: str) -> Any:
+    """A workbook whose first sheet holds ``rows`` (header bold, text escaped)."""
     try:
         from openpyxl import Workbook
     except ImportError:
         raise MissingDependencyError(
             "xlsx reports need openpyxl: pip install 'llmledger[xlsx]'", name="openpyxl"
         ) from None
+    from openpyxl.styles import Font
 
     workbook = Workbook()
     sheet = workbook.worksheets[0]
-    sheet.title = "report"
-    for cells in table_rows(report):
+    sheet.title = title
+    for cells in rows:
         converted = []
         for value in cells:
             if isinstance(value, Decimal):
@@ -197,10 +274,31 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
                 value = _xlsx_text(value)
             converted.append(value)
         sheet.append(converted)
-    from openpyxl.styles import Font
-
     for cell in sheet[1]:
         cell.font = Font(bold=True)
+    return workbook
+
+
+def _save(workbook: Any, path: str | Path) -> Path:
+    target = Path(path)
+    try:
+        workbook.save(target)
+    except OSError as exc:
+        raise FileAccessError.from_os_error(exc, "cannot write the report") from None
+    return target
+
+
+def write_xlsx(report: Report, path: str | Path) -> Path:
+    """Write an Excel workbook: a report sheet and a sheet with the query and rates.
+
+    Needs ``openpyxl`` (``pip install 'llmledger[xlsx]'``).  Costs are written as
+    numbers, text cells as text (formulas escaped).
+
+    Raises:
+        MissingDependencyError: when openpyxl is not installed.
+        FileAccessError: when the file cannot be written.
+    """
+    workbook = _workbook(table_rows(report), "report")
     about = workbook.create_sheet("query")
     data = report.to_dict()
     for key, value in data["query"].items():
@@ -211,12 +309,24 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
         about.append(["rate", f"1 USD = {rate['rate']} {rate['currency']} from {rate['from']}"])
     for note in data["notes"]:
         about.append(["note", _xlsx_text(note)])
-    target = Path(path)
-    try:
-        workbook.save(target)
-    except OSError as exc:
-        raise FileAccessError.from_os_error(exc, "cannot write the report") from None
-    return target
+    return _save(workbook, path)
+
+
+def write_calls_xlsx(
+    events: Iterable[UsageEvent], path: str | Path, about: Iterable[tuple[str, str]] = ()
+) -> Path:
+    """Write an export of calls as an Excel workbook: a ``calls`` sheet (one row per
+    call, costs as numbers, text escaped) and a ``query`` sheet of ``about`` pairs.
+
+    Raises:
+        MissingDependencyError: when openpyxl is not installed.
+        FileAccessError: when the file cannot be written.
+    """
+    workbook = _workbook(call_rows(events), "calls")
+    sheet = workbook.create_sheet("query")
+    for key, value in about:
+        sheet.append([_xlsx_text(key), _xlsx_text(value)])
+    return _save(workbook, path)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmledger.core.settings import Settings, load_settings
+from llmledger.server import dashboard
 from llmledger.server.errors import error_response, install_error_handlers
 from llmledger.server.routers import (
     admin,
@@ -150,6 +151,7 @@ def create_app(
     install_error_handlers(app)
     for module in (events, traces, reports, prices, keys, limits, admin, budgets, alerts, health):
         app.include_router(module.router)
+    dashboard.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RefuseNul)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

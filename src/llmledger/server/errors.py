@@ -41,6 +41,7 @@ __all__ = [
     "ApiError",
     "ConflictError",
     "NotFoundError",
+    "classify_error",
     "error_response",
     "install_error_handlers",
 ]
@@ -122,7 +123,8 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
+def classify_error(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
+    """The status, error code and headers of the answer to a library error."""
     if isinstance(exc, UnknownKeyError):
         return 404, "not_found", None
     if isinstance(exc, InvalidQueryError):
@@ -210,7 +212,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LedgerError)
     async def _ledger_error(_request: Request, exc: LedgerError) -> JSONResponse:
-        status, code, headers = _classify(exc)
+        status, code, headers = classify_error(exc)
         if status >= 500:
             log.error("llmledger service: %s", exc, exc_info=exc)
             message = str(exc) if status == 503 else "internal error"

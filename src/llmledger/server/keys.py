@@ -292,6 +292,31 @@ class KeyStore:
             self._verified.put(digest, key, ticket)
         return key
 
+    @staticmethod
+    def session_proof(token: str) -> str:
+        """What a signed-in session keeps instead of the token: a hash of its stored hash.
+
+        It proves the session was opened with the token, cannot be turned back
+        into the token, and stops matching when the key is revoked or replaced.
+
+        Example:
+            >>> len(KeyStore.session_proof("llk_X_secret"))
+            64
+        """
+        return hash_token(hash_token(token))
+
+    def verify_session(self, key_id: str, proof: str) -> ApiKey | None:
+        """The active key a session made by :meth:`session_proof` belongs to, or None.
+
+        Read from the database on every call, so a revoke ends the session at once.
+        """
+        stored = self.store.get_key(key_id)
+        expected = _NO_KEY_HASH if stored is None else hash_token(stored.secret_hash)
+        matches = hmac.compare_digest(proof, expected)
+        if stored is None or not matches:
+            return None
+        return stored.key if stored.key.active else None
+
     def _verify_in_database(self, token: str, digest: str) -> ApiKey | None:
         key_id = _token_id(token)
         stored = None if key_id is None else self.store.get_key(key_id)

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmledger.core.errors import InvalidEventError
 from llmledger.core.events import UsageEvent
+from llmledger.query import Query as LedgerQuery
 from llmledger.query import build_query
 from llmledger.query.periods import to_us
 from llmledger.server.auth import Principal, Reader, Writer, get_service
@@ -35,7 +36,7 @@ from llmledger.wire.parse import (
 )
 from llmledger.wire.serialize import event_to_json
 
-__all__ = ["router", "store_parsed"]
+__all__ = ["page_of_events", "router", "store_parsed", "visible_event"]
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -270,29 +271,35 @@ def list_events(
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> JSONResponse:
     """Every filter of the report query model; cursor pagination, newest first."""
-    query = principal.scoped(
-        build_query(
-            now=datetime.now(UTC),
-            since=since,
-            until=until,
-            last=last,
-            period=period,
-            tz=tz,
-            where=where,
-        )
+    query = build_query(
+        now=datetime.now(UTC),
+        since=since,
+        until=until,
+        last=last,
+        period=period,
+        tz=tz,
+        where=where,
     )
+    page, next_cursor = page_of_events(get_service(request), principal, query, limit, cursor)
+    return JSONResponse(
+        {"events": [event_to_json(event) for event in page], "next_cursor": next_cursor}
+    )
+
+
+def page_of_events(
+    service: Service, principal: Principal, query: LedgerQuery, limit: int, cursor: str | None
+) -> tuple[list[UsageEvent], str | None]:
+    """A page of the events of a query within the key's scope, newest first, and the
+    cursor of the next (older) page, None on the last.
+
+    The one way the API and the dashboard list events.
+    """
     before = None if cursor is None else _decode_cursor(cursor)
-    service = get_service(request)
     with service.report_budget():
-        found = service.store.event_page(query, limit=limit + 1, before=before)
+        found = service.store.event_page(principal.scoped(query), limit=limit + 1, before=before)
     more = len(found) > limit
     page = found[:limit]
-    return JSONResponse(
-        {
-            "events": [event_to_json(event) for event in page],
-            "next_cursor": _encode_cursor(page[-1]) if more else None,
-        }
-    )
+    return page, _encode_cursor(page[-1]) if more else None
 
 
 @router.get(
@@ -303,7 +310,7 @@ def list_events(
 )
 def get_event(request: Request, principal: Reader, event_id: str) -> JSONResponse:
     """The event with this id; an event outside the key's scope is answered 404."""
-    return JSONResponse(event_to_json(_visible_event(get_service(request), principal, event_id)))
+    return JSONResponse(event_to_json(visible_event(get_service(request), principal, event_id)))
 
 
 @router.get(
@@ -316,7 +323,7 @@ def get_event_content(request: Request, principal: Reader, event_id: str) -> JSO
     """The text kept with the event (sent as its `content`); 404 for an event
     outside the key's scope and for one kept without text."""
     service = get_service(request)
-    event = _visible_event(service, principal, event_id)
+    event = visible_event(service, principal, event_id)
     record = service.store.get_content(event.id)
     if record is None:
         raise NotFoundError(f"no text was kept with event {event_id!r}")
@@ -325,7 +332,13 @@ def get_event_content(request: Request, principal: Reader, event_id: str) -> JSO
     )
 
 
-def _visible_event(service: Service, principal: Principal, event_id: str) -> UsageEvent:
+def visible_event(service: Service, principal: Principal, event_id: str) -> UsageEvent:
+    """The event with this id when the key may see it.
+
+    Raises:
+        NotFoundError: when there is none in the key's scope (the same answer
+            whether it exists elsewhere or not).
+    """
     event = service.store.get(event_id.upper())
     if event is None or not principal.can_see(event):
         raise NotFoundError(f"no event {event_id!r}")

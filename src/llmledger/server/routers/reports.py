@@ -8,7 +8,8 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Query, Request
 
 from llmledger.core.errors import InvalidEventError
-from llmledger.query import InvalidQueryError, SourceMode, build_query
+from llmledger.query import InvalidQueryError, Report, SourceMode, build_query
+from llmledger.query import Query as LedgerQuery
 from llmledger.server.auth import Principal, Reader, get_service
 from llmledger.server.schemas import (
     FeatureStats,
@@ -20,38 +21,51 @@ from llmledger.server.schemas import (
 )
 from llmledger.server.state import Service
 
-__all__ = ["router"]
+__all__ = ["router", "run_report", "spec_query"]
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 
 
-def _report(service: Service, principal: Principal, spec: ReportQueryIn) -> dict[str, Any]:
-    query = principal.scoped(
-        build_query(
-            now=datetime.now(UTC),
-            by=spec.by,
-            every=spec.every,
-            tz=spec.tz,
-            since=spec.since,
-            until=spec.until,
-            last=spec.last,
-            period=spec.period,
-            where=spec.where,
-            metrics=spec.metrics,
-            sort=spec.sort,
-            limit=spec.limit,
-            currency=spec.currency or service.settings.currency,
-        )
-    )
+def run_report(
+    service: Service, principal: Principal, query: LedgerQuery, mode: SourceMode = "auto"
+) -> Report:
+    """Answer a query within the key's scope, under the service's query time budget.
+
+    The one way the API and the dashboard ask the store for a report.
+    """
+    query = principal.scoped(query)
     rates = service.exchange_rates if query.currency != "USD" else None
     try:
         with service.report_budget():
-            report = service.store.report(query, rates=rates, mode=cast(SourceMode, spec.source))
+            return service.store.report(query, rates=rates, mode=mode)
     except ValueError as exc:
         if isinstance(exc, InvalidEventError | InvalidQueryError):
             raise
         raise InvalidQueryError(str(exc)) from None  # e.g. rollups cannot answer this query
-    return report.to_dict()
+
+
+def spec_query(service: Service, spec: ReportQueryIn, now: datetime) -> LedgerQuery:
+    """The query a report request's parameters ask for."""
+    return build_query(
+        now=now,
+        by=spec.by,
+        every=spec.every,
+        tz=spec.tz,
+        since=spec.since,
+        until=spec.until,
+        last=spec.last,
+        period=spec.period,
+        where=spec.where,
+        metrics=spec.metrics,
+        sort=spec.sort,
+        limit=spec.limit,
+        currency=spec.currency or service.settings.currency,
+    )
+
+
+def _report(service: Service, principal: Principal, spec: ReportQueryIn) -> dict[str, Any]:
+    query = spec_query(service, spec, datetime.now(UTC))
+    return run_report(service, principal, query, cast(SourceMode, spec.source)).to_dict()
 
 
 @router.get("/report", summary="A report: the query engine", response_model=ReportOut)
@@ -89,17 +103,14 @@ def stats(
     """Requests, tokens, success rate, mean response time and cost, by feature, in your scope."""
     service = get_service(request)
     now = datetime.now(UTC)
-    query = principal.scoped(
-        build_query(
-            now=now,
-            by=["feature"],
-            last=f"{days}d",
-            metrics=["calls", "total_tokens", "success_rate", "latency_mean", "cost"],
-            sort=["calls"],
-        )
+    query = build_query(
+        now=now,
+        by=["feature"],
+        last=f"{days}d",
+        metrics=["calls", "total_tokens", "success_rate", "latency_mean", "cost"],
+        sort=["calls"],
     )
-    with service.report_budget():
-        result = service.store.report(query)
+    result = run_report(service, principal, query)
     total = result.to_dict()["total"]
     features = [
         FeatureStats(
@@ -112,10 +123,10 @@ def stats(
         )
         for row in result.to_dict()["rows"]
     ]
-    assert query.since is not None
+    assert result.query.since is not None
     return StatsOut(
         days=days,
-        since=query.since,
+        since=result.query.since,
         until=now,
         total_requests=total["calls"],
         total_tokens=total["total_tokens"],

@@ -1,0 +1,307 @@
+"""The dashboard's pages over HTTP (the app in process, on SQLite and PostgreSQL): sessions,
+CSRF, roles, tenant scope on every page and data route, exports, assets served offline."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from urllib.parse import quote
+
+import openpyxl
+import pytest
+from fastapi.testclient import TestClient
+
+from llmledger.core.events import UsageEvent
+from llmledger.core.settings import load_settings
+from llmledger.core.usage import Usage
+from llmledger.server.app import create_app
+from llmledger.server.dashboard.session import SESSION_COOKIE, session_secret
+from llmledger.store import open_store
+
+NOW = datetime.now(UTC)
+SECRET_USER = "globex-secret-user"
+
+
+def _events() -> list[UsageEvent]:
+    events = []
+    for i in range(30):
+        tenant = "acme" if i % 2 else "globex"
+        events.append(
+            UsageEvent(
+                provider="openai",
+                model="gpt-4o-mini",
+                ts=NOW - timedelta(hours=3 * i + 1),
+                tenant=tenant,
+                user=SECRET_USER if tenant == "globex" else "ana",
+                feature="chat" if i % 3 else "search",
+                usage=Usage(input_tokens=1000 + i, output_tokens=100),
+                duration_ms=100.0 + i,
+                tags={"podcast_id": f"rec{i % 3}", "owner": f"{tenant[0]}-owner"},
+            )
+        )
+    events.append(
+        UsageEvent(
+            provider="openai",
+            model="gpt-4o-mini",
+            ts=NOW - timedelta(minutes=5),
+            tenant="acme",
+            user='=HYPERLINK("http://evil.example")',
+            feature="chat",
+            tags={"note": "@SUM(A1)"},
+        )
+    )
+    return events
+
+
+class Dashboard:
+    """The app over a filled ledger, and keys to sign in with."""
+
+    def __init__(self, db_url: str, home: Path) -> None:
+        self.store = open_store(db_url)
+        settings = load_settings(home=home, database_url=db_url, features={"chat": "Chat bot"})
+        self.app = create_app(settings, store=self.store)
+        service = self.app.state.service
+        self.events = [service.pricer.priced(e) for e in _events()]
+        self.store.write(self.events)
+        self.keys = service.keys
+        self.admin = self.keys.create("admin", now=NOW).secret
+        self.reader = self.keys.create("reader", tenant="acme", now=NOW).secret
+        self.ingest = self.keys.create("ingest", tenant="acme", now=NOW).secret
+
+    def client(self) -> TestClient:
+        return TestClient(self.app, follow_redirects=False)
+
+
+@pytest.fixture
+def dash(db_url: str, tmp_path: Path) -> Iterator[Dashboard]:
+    found = Dashboard(db_url, tmp_path / "home")
+    yield found
+    found.store.close()
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match is not None, html
+    return match.group(1)
+
+
+def signed_in(dash: Dashboard, key: str) -> TestClient:
+    client = dash.client()
+    form = client.get("/signin")
+    answer = client.post("/signin", data={"api_key": key, "csrf": _csrf(form.text), "next": "/"})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def test_pages_ask_to_sign_in_and_the_session_is_a_signed_httponly_cookie(
+    dash: Dashboard,
+) -> None:
+    with dash.client() as client:
+        answer = client.get("/calls?feature=chat")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/signin?next=%2Fcalls%3Ffeature%3Dchat"
+        form = client.get("/signin")
+        csrf = _csrf(form.text)
+        assert "httponly" in form.headers["set-cookie"].lower()
+        refused = client.post("/signin", data={"api_key": dash.admin, "csrf": "forged"})
+        assert refused.status_code == 403 and "form expired" in refused.text
+        wrong = client.post("/signin", data={"api_key": dash.admin + "x", "csrf": csrf})
+        assert wrong.status_code == 401 and "unknown or revoked" in wrong.text
+        writer = client.post("/signin", data={"api_key": dash.ingest, "csrf": csrf})
+        assert writer.status_code == 401 and "ingest key cannot read" in writer.text
+        answer = client.post(
+            "/signin", data={"api_key": dash.admin, "csrf": csrf, "next": "//evil.example/"}
+        )
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+        cookie = answer.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+        assert dash.admin.split("_")[-1] not in cookie  # the token is never in the cookie
+        assert client.get("/").status_code == 200
+
+
+def test_a_forged_cookie_or_a_revoked_key_ends_the_session(dash: Dashboard) -> None:
+    with signed_in(dash, dash.reader) as client:
+        assert client.get("/calls").status_code == 200
+        good = client.cookies[SESSION_COOKIE]
+        client.cookies.clear()
+        client.cookies.set(SESSION_COOKIE, good[:-2] + ("AA" if good[-2:] != "AA" else "BB"))
+        assert client.get("/calls").status_code == 303
+        client.cookies.clear()
+        client.cookies.set(SESSION_COOKIE, good)
+        assert client.get("/calls").status_code == 200
+        prefix = dash.reader[: len("llk_") + 12]
+        dash.keys.revoke(prefix, now=NOW)
+        assert client.get("/calls").status_code == 303
+
+
+def test_forms_that_change_anything_need_the_session_csrf_token(dash: Dashboard) -> None:
+    with signed_in(dash, dash.admin) as client:
+        before = len(dash.keys.list())
+        for token in ("", "forged"):
+            answer = client.post("/keys", data={"role": "reader", "tenant": "x", "csrf": token})
+            assert answer.status_code == 403
+            assert client.post("/signout", data={"csrf": token}).status_code == 403
+            assert (
+                client.post("/prices", data={"provider": "a", "model": "b", "csrf": token})
+            ).status_code == 403
+        assert len(dash.keys.list()) == before
+        csrf = _csrf(client.get("/keys").text)
+        made = client.post("/keys", data={"role": "reader", "tenant": "x", "csrf": csrf})
+        assert made.status_code == 201 and 'id="secret"' in made.text
+        assert len(dash.keys.list()) == before + 1
+        assert client.post("/signout", data={"csrf": csrf}).status_code == 303
+
+
+def test_readers_cannot_manage_keys_or_prices(dash: Dashboard) -> None:
+    with signed_in(dash, dash.reader) as client:
+        csrf = _csrf(client.get("/calls").text)
+        assert client.get("/keys").status_code == 403
+        assert client.post("/keys", data={"role": "admin", "csrf": csrf}).status_code == 403
+        answer = client.post(
+            "/prices", data={"provider": "a", "model": "b", "input": "1", "csrf": csrf}
+        )
+        assert answer.status_code == 403
+        assert 'href="/keys"' not in client.get("/").text
+        assert "Add price" not in client.get("/prices").text
+
+
+def test_a_reader_of_one_tenant_sees_none_of_another_on_any_page_or_data_route(
+    dash: Dashboard,
+) -> None:
+    globex = [e for e in dash.events if e.tenant == "globex"]
+    routes = [
+        "/",
+        "/?stack=model",
+        "/?stack=feature",
+        "/calls?last=all",
+        "/calls?last=all&tenant=globex",
+        "/calls?last=all&user=" + SECRET_USER,
+        f"/calls?last=all&q={globex[0].id}",
+        "/calls?last=all&q=owner=g-owner",
+        "/calls/new?last=all&after_ts=0&after_id=",
+        "/calls/export.csv?last=all",
+        "/breakdowns?by=tenant&by=user&last=90d",
+        "/breakdowns?by=user&every=&last=90d&tag=owner",
+        "/breakdowns?where=tenant%3Dglobex&by=user&last=90d",
+        "/entity?tag=owner%3Dg-owner",
+        "/entity?tag=podcast_id%3Drec1",
+        "/prices",
+    ]
+    with signed_in(dash, dash.reader) as client:
+        for route in routes:
+            answer = client.get(route)
+            assert answer.status_code == 200, (route, answer.text)
+            # What the forms echo back aside, nothing of globex is on the page.
+            shown = re.sub(
+                r"<form.*?</form>|data-query=\"[^\"]*\"", "", answer.text, flags=re.DOTALL
+            )
+            assert SECRET_USER not in shown and "globex" not in shown, route
+        for event in globex[:3]:
+            assert client.get(f"/calls/{event.id}").status_code == 404
+        book = openpyxl.load_workbook(io.BytesIO(client.get("/calls/export.xlsx?last=all").content))
+        cells = {str(c.value) for row in book["calls"].iter_rows() for c in row}
+        assert not any("globex" in c for c in cells)
+        rows = list(csv.DictReader(io.StringIO(client.get("/calls/export.csv?last=all").text)))
+        assert {r["tenant"] for r in rows} == {"acme"}
+        assert len(rows) == len([e for e in dash.events if e.tenant == "acme"])
+    with signed_in(dash, dash.admin) as client:
+        assert SECRET_USER in client.get("/calls?last=all").text
+        assert client.get(f"/calls/{globex[0].id}").status_code == 200
+
+
+def test_exports_of_calls_escape_formulas(dash: Dashboard) -> None:
+    with signed_in(dash, dash.admin) as client:
+        answer = client.get("/calls/export.csv?last=24h&feature=chat&tenant=acme")
+        assert answer.headers["content-disposition"].startswith("attachment;")
+        rows = list(csv.DictReader(io.StringIO(answer.text)))
+        hostile = [r for r in rows if "HYPERLINK" in r["user"]]
+        assert hostile and hostile[0]["user"].startswith("'=")
+        assert {r["feature"] for r in rows} == {"chat"}
+        xlsx = client.get("/calls/export.xlsx?last=24h&user=" + quote(hostile[0]["user"][1:]))
+        book = openpyxl.load_workbook(io.BytesIO(xlsx.content))
+        header = [c.value for c in book["calls"][1]]
+        (row,) = list(book["calls"].iter_rows(min_row=2, values_only=True))
+        record = dict(zip(header, row, strict=True))
+        assert str(record["user"]).startswith("'=")
+        assert record["tags"] == '{"note": "@SUM(A1)"}'  # a JSON object: nothing to run
+        assert isinstance(record["input_tokens"], int)
+
+
+def test_bad_filters_are_shown_not_crashed(dash: Dashboard) -> None:
+    with signed_in(dash, dash.admin) as client:
+        for route, message in (
+            ("/breakdowns?by=nope", "unknown dimension"),
+            ("/breakdowns?tz=Mars/Base", "unknown time zone"),
+            ("/breakdowns?limit=0", "limit"),
+            ("/calls?q=free+text", "search takes an event id or KEY=VALUE"),
+            ("/calls?last=forever", "forever"),
+            ("/calls/export.csv?since=yesterdayish", "yesterdayish"),
+            ("/entity?tag=nothing", "KEY=VALUE"),
+            ("/calls/NOPE", "no event"),
+        ):
+            answer = client.get(route)
+            assert 400 <= answer.status_code < 500, route
+            assert message in answer.text, (route, answer.text)
+
+
+def test_new_calls_come_after_the_newest_shown(dash: Dashboard) -> None:
+    newest = max(dash.events, key=lambda e: (e.ts, e.id))
+    older = sorted(dash.events, key=lambda e: (e.ts, e.id))[-3]
+    with signed_in(dash, dash.admin) as client:
+        from llmledger.query.periods import to_us
+
+        none = client.get(f"/calls/new?last=all&after_ts={to_us(newest.ts)}&after_id={newest.id}")
+        assert none.status_code == 200 and "data-id" not in none.text
+        two = client.get(f"/calls/new?last=all&after_ts={to_us(older.ts)}&after_id={older.id}")
+        assert re.findall(r'data-id="([^"]+)"', two.text) == [
+            e.id for e in sorted(dash.events, key=lambda e: (e.ts, e.id), reverse=True)[:2]
+        ]
+
+
+def test_feature_badges_show_declared_names_and_pages_load_nothing_from_elsewhere(
+    dash: Dashboard,
+) -> None:
+    with signed_in(dash, dash.admin) as client:
+        calls = client.get("/calls?last=all&feature=chat")
+        assert "Chat bot" in calls.text
+        assert "default-src 'self'" in calls.headers["content-security-policy"]
+        for route in ("/", "/calls", "/breakdowns", "/entity?tag=podcast_id=rec1", "/prices"):
+            html = client.get(route).text
+            sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+            assert sources and not [s for s in sources if "//" in s], route
+        shipped = resources.files("plotly") / "package_data" / "plotly.min.js"
+        assert client.get("/static/plotly.min.js").content == shipped.read_bytes()
+        assert client.get("/static/app.js").status_code == 200
+        assert client.get("/static/../app.py").status_code == 404
+
+
+def test_the_session_secret_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path / "home")
+    first = session_secret(settings)
+    assert session_secret(settings) == first and len(first) == 64
+    kept = tmp_path / "home" / "session-secret"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert session_secret(load_settings(home=tmp_path, session_secret="given")) == "given"
+
+
+def test_reprice_from_the_prices_page_is_for_admins_and_dry_by_default(dash: Dashboard) -> None:
+    with signed_in(dash, dash.reader) as client:
+        csrf = _csrf(client.get("/calls").text)
+        assert client.post("/prices/reprice", data={"csrf": csrf}).status_code == 403
+    with signed_in(dash, dash.admin) as client:
+        csrf = _csrf(client.get("/prices").text)
+        assert client.post("/prices/reprice", data={"csrf": "forged"}).status_code == 403
+        before = {e.id: e.cost for e in dash.store.events()}
+        dry = client.post("/prices/reprice", data={"csrf": csrf, "where": "tenant=acme"})
+        assert (
+            dry.status_code == 200 and "Dry run" in dry.text and "Apply these changes" in dry.text
+        )
+        bad = client.post("/prices/reprice", data={"csrf": csrf, "since": "soon"})
+        assert bad.status_code == 400 and "soon" in bad.text
+        assert {e.id: e.cost for e in dash.store.events()} == before
