@@ -294,6 +294,7 @@ class Journal:
         self.fsync = fsync
         self.drop_log_interval = drop_log_interval
         self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()
         self._active: _Segment | None = None
         self._own: list[_Segment] = []  # oldest first; the active one last
         self._orphans: list[_Segment] = []
@@ -415,6 +416,10 @@ class Journal:
         Returns:
             How many segments were claimed.
         """
+        with self._claim_lock:
+            return self._claim_orphans()
+
+    def _claim_orphans(self) -> int:
         claimed = 0
         held = {s.path.name for s in (*self._own, *self._orphans)}
         try:
@@ -575,6 +580,7 @@ class Journal:
     def _forget_after_fork(self) -> None:
         # The parent keeps its segments (and their locks); the child starts its own.
         self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()
         for segment in [*self._orphans, *self._own]:
             for fd in (segment.fd, segment.ack_fd):
                 if fd >= 0:
