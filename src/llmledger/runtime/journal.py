@@ -443,6 +443,9 @@ class Journal:
             segment = _Segment(path, fd, orphan=True)
             segment.end = os.fstat(fd).st_size
             segment.load_ack()
+            if segment.acked >= segment.end:  # all stored (or empty): only the file was left
+                segment.close(remove=True)
+                continue
             self._orphans.append(segment)
             claimed += 1
         return claimed

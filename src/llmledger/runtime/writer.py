@@ -280,9 +280,7 @@ class Writer:
         target = journal.appended
         if not journal.pending and not journal.orphans_waiting and not journal.claim_orphans():
             # Everything of this process is stored and no dead process left anything.
-            self._raise_if_strict()
-            failed, self._failed_seen = self._failed > self._failed_seen, self._failed
-            return not failed
+            return self._report(True)
         with self._done:
             self._scan_wanted += 1
             wanted = self._scan_wanted
@@ -301,8 +299,13 @@ class Writer:
 
         with self._done:
             done = self._done.wait_for(finished, timeout)
+        return self._report(done)
+
+    def _report(self, done: bool) -> bool:
+        """What flush returns: False when an event failed or was dropped since the last one."""
+        lost = self._failed + self.journal.dropped
+        failed, self._failed_seen = lost > self._failed_seen, lost
         self._raise_if_strict()
-        failed, self._failed_seen = self._failed > self._failed_seen, self._failed
         return done and not failed
 
     def close(self, timeout: float | None = None) -> bool:
@@ -364,6 +367,7 @@ class Writer:
         # start over; the parent writes what it had journaled.
         self._new_process_state()
         self._written = self._failed = self._failed_seen = 0
+        self._private = None  # the parent's folder: the child never removes it
 
     # -- counters ------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """The ledger store on SQLAlchemy Core: one class for SQLite and PostgreSQL.
 
 Reads go through SQLAlchemy Core.  Writes are the hot path and use the raw
-DBAPI connection inside the SQLAlchemy connection's transaction: on SQLite an
-INSERT compiled once per shape from the Core table, run with ``executemany``;
-on PostgreSQL COPY into temporary tables (``llmledger.store.pgcopy``).
+DBAPI connection inside the SQLAlchemy connection's transaction: on SQLite the
+whole batch goes as one JSON array to one ``INSERT … SELECT … FROM
+json_each(?)``, so the batch crosses the interpreter once, not once per row (a
+per-row ``executemany`` gives the GIL away at every row and starves behind a
+busy caller thread); on PostgreSQL COPY into temporary tables
+(``llmledger.store.pgcopy``).
 """
 
 from __future__ import annotations
@@ -12,13 +15,11 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from itertools import compress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from llmledger.core.errors import StoreError
@@ -30,6 +31,7 @@ from llmledger.store.codec import (
     EncodedBatch,
     decode_event,
     encode_batch,
+    rows_json,
     to_micros,
 )
 from llmledger.store.content import ContentRecord, ContentRows, write_content
@@ -58,6 +60,14 @@ __all__ = ["SqlStore", "WriteHook"]
 WriteHook = Callable[[Connection, Sequence[UsageEvent]], object]
 
 _LAST_ROWID = f"SELECT coalesce(max(rowid), 0) FROM {events.name}"
+_ALL_COLUMNS = (*FIXED_COLUMNS, *OPTIONAL_COLUMNS)
+_INSERT_FROM_JSON = (
+    f"INSERT INTO {events.name} ({', '.join(repr(c).replace(chr(39), chr(34)) for c in _ALL_COLUMNS)}) "
+    "SELECT "
+    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_ALL_COLUMNS)))
+    # WHERE true: SQLite's parser needs it between a SELECT and its ON CONFLICT.
+    + " FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING"
+)
 _IDS_AFTER = f"SELECT id FROM {events.name} WHERE rowid > ?"
 _TAGS_FROM_JSON = (
     f"INSERT OR IGNORE INTO {event_tags.name} (key, value, ts_us, event_id) "
@@ -107,7 +117,6 @@ class SqlStore(StoreReports, ContentRows, KeyRows, LimitRows, PriceRows, Reprice
         backend = parsed.get_backend_name()
         self._url = parsed
         self._pid = os.getpid()
-        self._insert_sql: dict[tuple[bool, ...], str] = {}
         self._path: Path | None = None
         self.write_hooks: list[WriteHook] = list(write_hooks)
         # Hourly rollups are kept in the same transaction as the events they count.
@@ -125,9 +134,6 @@ class SqlStore(StoreReports, ContentRows, KeyRows, LimitRows, PriceRows, Reprice
             )
         self._sqlite = backend == "sqlite"
         budget.install(self._engine, sqlite=self._sqlite)
-        # SQLite's INSERTs are compiled once per shape from the Core tables.
-        self._dialect = sqlite.dialect(paramstyle="qmark")
-        self._base_insert = sqlite.insert(events).on_conflict_do_nothing(index_elements=["id"])
         try:
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
@@ -284,8 +290,8 @@ class SqlStore(StoreReports, ContentRows, KeyRows, LimitRows, PriceRows, Reprice
             cursor.execute(_LAST_ROWID)
             (mark,) = cursor.fetchone()
             inserted = 0
-            for shape, rows in encoded.groups.items():
-                cursor.executemany(self._insert_statement(shape), rows)
+            for rows in encoded.groups.values():
+                cursor.execute(_INSERT_FROM_JSON, (rows_json(rows),))
                 inserted += cursor.rowcount
             new = encoded.accepted
             if inserted != len(new):
@@ -308,20 +314,8 @@ class SqlStore(StoreReports, ContentRows, KeyRows, LimitRows, PriceRows, Reprice
         batch: Sequence[UsageEvent],
         on_error: Callable[[UsageEvent, Exception], None] | None,
     ) -> EncodedBatch:
-        sqlite_shapes = self._sqlite
-        return encode_batch(
-            batch, split_nulls=sqlite_shapes, bool_as_int=sqlite_shapes, on_error=on_error
-        )
-
-    def _insert_statement(self, shape: tuple[bool, ...]) -> str:
-        sql = self._insert_sql.get(shape)
-        if sql is None:
-            columns = FIXED_COLUMNS + tuple(compress(OPTIONAL_COLUMNS, shape))
-            compiled = self._base_insert.compile(dialect=self._dialect, column_keys=list(columns))
-            if tuple(compiled.positiontup or ()) != columns:  # pragma: no cover - guards SQLAlchemy
-                raise StoreError("compiled INSERT does not list columns in table order")
-            sql = self._insert_sql[shape] = compiled.string
-        return sql
+        # One group of full rows: SQLite reads them from one JSON array.
+        return encode_batch(batch, split_nulls=False, bool_as_int=self._sqlite, on_error=on_error)
 
     # -- reading -----------------------------------------------------------------
 
