@@ -348,7 +348,13 @@ class Writer:
             done = self.flush(self.shutdown_timeout)
             left = self.journal.pending
             if done and not left:
-                log.info("llmledger: %s: %d events written", why, self._written - before)
+                # A signal is never silent; a normal exit with nothing left is.
+                log.log(
+                    logging.INFO if why == "exit" else logging.WARNING,
+                    "llmledger: %s: %d events written, none left in the journal",
+                    why,
+                    self._written - before,
+                )
             else:
                 log.warning(
                     "llmledger: %s: %d events written; %d left in the journal %s for the "

@@ -1,0 +1,80 @@
+"""Fault tests: a recording process killed by SIGKILL or SIGTERM right after its last
+``record()``, and the replay of what it left as pid 1 of a new pid namespace."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from pathlib import Path
+
+from tests.fault_support import (
+    assert_exactly_once,
+    child_env,
+    journal_segments,
+    run_flusher,
+    start_recorder,
+)
+
+COUNT = 5_000
+
+
+def test_sigkill_right_after_the_last_record_loses_nothing(db_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "app"
+    env = child_env(home, database_url=db_url, flush_interval="60")
+    child = start_recorder(env, COUNT, "wait")
+    child.kill()
+    child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    assert journal_segments(home)  # the events wait on disk
+    out = run_flusher(env, 120)
+    assert out.startswith("flushed"), out
+    assert not journal_segments(home)
+    assert_exactly_once(db_url, COUNT)
+
+
+def test_sigterm_flushes_within_its_time_says_so_and_ends_the_process(
+    db_url: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "app"
+    env = child_env(home, database_url=db_url, flush_interval="60", shutdown_timeout="30")
+    child = start_recorder(env, COUNT, "wait")
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == -signal.SIGTERM  # the default action still ends it
+    assert "SIGTERM" in err and "events written" in err, err[-2000:]
+    # Whatever the handler did not write, the next process does; nothing twice.
+    assert run_flusher(env, 120).startswith("flushed")
+    assert_exactly_once(db_url, COUNT)
+
+
+def test_sigterm_with_a_short_time_leaves_the_rest_in_the_journal_and_counts_it(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "app"
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = child_env(home, database_url=url, flush_interval="60", shutdown_timeout="0")
+    child = start_recorder(env, COUNT, "wait")
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == -signal.SIGTERM
+    assert "SIGTERM" in err and "left in the journal" in err, err[-2000:]
+    assert run_flusher(env, 120).startswith("flushed")
+    assert_exactly_once(url, COUNT)
+
+
+def test_replay_as_pid_1_of_a_new_pid_namespace(tmp_path: Path) -> None:
+    """The recorder and the replayer are both pid 1, each in its own namespace: a claim
+    by pid would look alive to the replayer; the lock on the segment died with its holder."""
+    unshare = shutil.which("unshare")
+    assert unshare is not None, "util-linux's unshare is needed (CI runs as root)"
+    prefix = [unshare, "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"]
+    home = tmp_path / "app"
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = child_env(home, database_url=url, flush_interval="60")
+    child = start_recorder(env, COUNT, "wait", prefix=prefix)
+    child.kill()  # unshare dies, and with it (--kill-child) the namespace's pid 1
+    child.communicate(timeout=60)
+    out = run_flusher(env, 120, prefix=prefix)
+    assert out.startswith("flushed"), out
+    assert_exactly_once(url, COUNT)
+
