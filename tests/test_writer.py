@@ -169,9 +169,9 @@ def test_a_callable_is_built_at_once_so_its_event_is_journaled_before_submit_ret
     writer = make_writer(sink)
     made = event()
     writer.submit(lambda: made)
-    assert writer.pending == 1
+    assert writer.journal.appended == 1  # on disk when submit returns
     writer.submit(lambda: 1 / 0)  # type: ignore[arg-type, return-value]
-    assert writer.failed == 1 and writer.pending == 1
+    assert writer.failed == 1 and writer.journal.appended == 1
     assert writer.flush(timeout=10) is False
     assert list(sink.rows) == [made.id]
     writer.close()

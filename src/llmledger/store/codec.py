@@ -34,7 +34,6 @@ __all__ = [
     "encode_batch",
     "from_micros",
     "from_nanos",
-    "rows_json",
     "to_micros",
     "to_nanos",
 ]
@@ -110,16 +109,6 @@ def _make_json_encoder(default: Callable[[Any], Any] | None) -> Callable[[Any], 
 
 _to_json = _make_json_encoder(None)
 _raw_to_json = _make_json_encoder(str)
-
-
-def rows_json(rows: Sequence[tuple[Any, ...]]) -> str:
-    """Rows as one JSON array of arrays, in one call of the C encoder.
-
-    Example:
-        >>> rows_json([("a", 1, None), ("b", 2.5, "x")])
-        '[["a",1,null],["b",2.5,"x"]]'
-    """
-    return _to_json(rows)
 
 
 def to_micros(ts: datetime) -> int:

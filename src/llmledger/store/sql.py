@@ -1,12 +1,11 @@
 """The ledger store on SQLAlchemy Core: one class for SQLite and PostgreSQL.
 
 Reads go through SQLAlchemy Core.  Writes are the hot path and use the raw
-DBAPI connection inside the SQLAlchemy connection's transaction: on SQLite the
-whole batch goes as one JSON array to one ``INSERT … SELECT … FROM
-json_each(?)``, so the batch crosses the interpreter once, not once per row (a
-per-row ``executemany`` gives the GIL away at every row and starves behind a
-busy caller thread); on PostgreSQL COPY into temporary tables
-(``llmledger.store.pgcopy``).
+DBAPI connection inside the SQLAlchemy connection's transaction: on SQLite
+multi-row INSERTs compiled once per shape from the Core table, so a batch
+crosses into SQLite a few times, not once per row (a per-row ``executemany``
+gives the GIL away at every row and starves behind a busy caller thread); on
+PostgreSQL COPY into temporary tables (``llmledger.store.pgcopy``).
 """
 
 from __future__ import annotations
@@ -15,11 +14,13 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import chain, compress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from llmledger.core.errors import StoreError
@@ -31,7 +32,6 @@ from llmledger.store.codec import (
     EncodedBatch,
     decode_event,
     encode_batch,
-    rows_json,
     to_micros,
 )
 from llmledger.store.content import ContentRecord, ContentRows, write_content
@@ -60,14 +60,8 @@ __all__ = ["SqlStore", "WriteHook"]
 WriteHook = Callable[[Connection, Sequence[UsageEvent]], object]
 
 _LAST_ROWID = f"SELECT coalesce(max(rowid), 0) FROM {events.name}"
-_ALL_COLUMNS = (*FIXED_COLUMNS, *OPTIONAL_COLUMNS)
-_INSERT_FROM_JSON = (
-    f"INSERT INTO {events.name} ({', '.join(repr(c).replace(chr(39), chr(34)) for c in _ALL_COLUMNS)}) "
-    "SELECT "
-    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_ALL_COLUMNS)))
-    # WHERE true: SQLite's parser needs it between a SELECT and its ON CONFLICT.
-    + " FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING"
-)
+#: Most rows in one multi-row INSERT: a batch crosses into SQLite in a few calls.
+_ROWS_PER_INSERT = 256
 _IDS_AFTER = f"SELECT id FROM {events.name} WHERE rowid > ?"
 _TAGS_FROM_JSON = (
     f"INSERT OR IGNORE INTO {event_tags.name} (key, value, ts_us, event_id) "
@@ -118,6 +112,7 @@ class SqlStore(StoreReports, ContentRows, KeyRows, LimitRows, PriceRows, Reprice
         self._url = parsed
         self._pid = os.getpid()
         self._path: Path | None = None
+        self._insert_sql: dict[tuple[tuple[bool, ...], int], str] = {}
         self.write_hooks: list[WriteHook] = list(write_hooks)
         # Hourly rollups are kept in the same transaction as the events they count.
         self.write_hooks.insert(0, apply_rollups)
@@ -134,6 +129,9 @@ class SqlStore(StoreReports, ContentRows, KeyRows, LimitRows, PriceRows, Reprice
             )
         self._sqlite = backend == "sqlite"
         budget.install(self._engine, sqlite=self._sqlite)
+        # SQLite's INSERTs are compiled once per shape from the Core tables.
+        self._dialect = sqlite.dialect(paramstyle="qmark")
+        self._base_insert = sqlite.insert(events).on_conflict_do_nothing(index_elements=["id"])
         try:
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
@@ -290,9 +288,8 @@ class SqlStore(StoreReports, ContentRows, KeyRows, LimitRows, PriceRows, Reprice
             cursor.execute(_LAST_ROWID)
             (mark,) = cursor.fetchone()
             inserted = 0
-            for rows in encoded.groups.values():
-                cursor.execute(_INSERT_FROM_JSON, (rows_json(rows),))
-                inserted += cursor.rowcount
+            for shape, rows in encoded.groups.items():
+                inserted += self._insert_rows(cursor, shape, rows)
             new = encoded.accepted
             if inserted != len(new):
                 cursor.execute(_IDS_AFTER, (mark,))
@@ -314,8 +311,43 @@ class SqlStore(StoreReports, ContentRows, KeyRows, LimitRows, PriceRows, Reprice
         batch: Sequence[UsageEvent],
         on_error: Callable[[UsageEvent, Exception], None] | None,
     ) -> EncodedBatch:
-        # One group of full rows: SQLite reads them from one JSON array.
-        return encode_batch(batch, split_nulls=False, bool_as_int=self._sqlite, on_error=on_error)
+        sqlite_shapes = self._sqlite
+        return encode_batch(
+            batch, split_nulls=sqlite_shapes, bool_as_int=sqlite_shapes, on_error=on_error
+        )
+
+    def _insert_rows(self, cursor: Any, shape: tuple[bool, ...], rows: list[Any]) -> int:
+        """Insert rows of one shape with multi-row INSERTs; how many were new.
+
+        ``executemany`` gives the GIL away and takes it back at every row, and
+        behind a caller thread busy in Python each take waits for the switch
+        interval: a few hundred rows a second.  A multi-row INSERT crosses into
+        SQLite once per ``_ROWS_PER_INSERT`` rows.  Row counts are powers of two
+        (the remainder split into them), so a few statements serve every batch.
+        """
+        inserted = 0
+        start = 0
+        total = len(rows)
+        while start < total:
+            size = min(_ROWS_PER_INSERT, 1 << ((total - start).bit_length() - 1))
+            params = list(chain.from_iterable(rows[start : start + size]))
+            cursor.execute(self._insert_statement(shape, size), params)
+            inserted += cursor.rowcount
+            start += size
+        return inserted
+
+    def _insert_statement(self, shape: tuple[bool, ...], size: int) -> str:
+        sql = self._insert_sql.get((shape, size))
+        if sql is None:
+            columns = FIXED_COLUMNS + tuple(compress(OPTIONAL_COLUMNS, shape))
+            compiled = self._base_insert.compile(dialect=self._dialect, column_keys=list(columns))
+            if tuple(compiled.positiontup or ()) != columns:  # pragma: no cover - guards SQLAlchemy
+                raise StoreError("compiled INSERT does not list columns in table order")
+            head, _, tail = compiled.string.partition(" VALUES ")
+            row, _, conflict = tail.partition(")")
+            values = ", ".join([f"{row})"] * size)
+            sql = self._insert_sql[(shape, size)] = f"{head} VALUES {values}{conflict}"
+        return sql
 
     # -- reading -----------------------------------------------------------------
 
