@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -62,24 +63,55 @@ def child_env(home: Path, **settings: str) -> dict[str, str]:
     return env
 
 
+class Recorder:
+    """A child process recording events (see :data:`RECORDER`); its stderr goes to a file,
+    so a chatty log can never fill a pipe and stop it."""
+
+    def __init__(
+        self, env: Mapping[str, str], count: int, then: str, prefix: Sequence[str] = ()
+    ) -> None:
+        self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in finish()
+        self.process = subprocess.Popen(
+            [*prefix, sys.executable, "-c", RECORDER, str(count), then],
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "recorded":
+            self.process.kill()
+            _, err = self.finish(60)
+            raise AssertionError(f"the recorder failed: {line!r} {err[-3000:]}")
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def finish(self, timeout: float) -> tuple[str, str]:
+        """Wait for the child to end: what it printed after ``recorded``, and its stderr."""
+        assert self.process.stdout is not None
+        out = self.process.stdout.read()
+        self.process.stdout.close()
+        self.process.wait(timeout)
+        self._log.seek(0)
+        err = self._log.read()
+        self._log.close()
+        return out, err
+
+
 def start_recorder(
     env: Mapping[str, str], count: int, then: str, prefix: Sequence[str] = ()
-) -> subprocess.Popen[str]:
+) -> Recorder:
     """A child recording ``count`` events; returns once it said ``recorded``."""
-    child = subprocess.Popen(
-        [*prefix, sys.executable, "-c", RECORDER, str(count), then],
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    if line.strip() != "recorded":
-        child.kill()
-        _, err = child.communicate(timeout=60)
-        raise AssertionError(f"the recorder failed: {line!r} {err[-3000:]}")
-    return child
+    return Recorder(env, count, then, prefix)
 
 
 def run_flusher(env: Mapping[str, str], timeout: float, prefix: Sequence[str] = ()) -> str:

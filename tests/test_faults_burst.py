@@ -18,7 +18,7 @@ def test_a_million_records_keep_memory_flat_and_lose_nothing(tmp_path: Path) -> 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     env = child_env(tmp_path / "app", database_url=url)
     child = start_recorder(env, COUNT, "memory")
-    out, err = child.communicate(timeout=3600)
+    out, err = child.finish(3600)
     assert child.returncode == 0, err[-3000:]
     grown = re.search(r"grown_kib=(\d+) stats=(.*)", out)
     after = re.search(r"grown_after_flush_kib=(\d+)", out)

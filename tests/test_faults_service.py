@@ -19,7 +19,7 @@ def test_the_service_down_then_only_flush_in_a_new_process(db_url: str, tmp_path
         home, url=f"http://127.0.0.1:{port}", api_key="llk_unused", shutdown_timeout="1"
     )
     recorder = start_recorder(env, COUNT, "flush:10")  # tries for 10 s, nothing listens
-    out, err = recorder.communicate(timeout=240)
+    out, err = recorder.finish(240)
     assert out.strip() == "not flushed", err[-3000:]
     assert f"{COUNT} left in the journal" in err, err[-3000:]
     assert journal_segments(home)

@@ -23,7 +23,7 @@ def test_sigkill_right_after_the_last_record_loses_nothing(db_url: str, tmp_path
     env = child_env(home, database_url=db_url, flush_interval="60")
     child = start_recorder(env, COUNT, "wait")
     child.kill()
-    child.communicate(timeout=60)
+    child.finish(60)
     assert child.returncode == -signal.SIGKILL
     assert journal_segments(home)  # the events wait on disk
     out = run_flusher(env, 120)
@@ -39,7 +39,7 @@ def test_sigterm_flushes_within_its_time_says_so_and_ends_the_process(
     env = child_env(home, database_url=db_url, flush_interval="60", shutdown_timeout="30")
     child = start_recorder(env, COUNT, "wait")
     child.send_signal(signal.SIGTERM)
-    _, err = child.communicate(timeout=120)
+    _, err = child.finish(120)
     assert child.returncode == -signal.SIGTERM  # the default action still ends it
     assert "SIGTERM" in err and "events written" in err, err[-2000:]
     # Whatever the handler did not write, the next process does; nothing twice.
@@ -55,7 +55,7 @@ def test_sigterm_with_a_short_time_leaves_the_rest_in_the_journal_and_counts_it(
     env = child_env(home, database_url=url, flush_interval="60", shutdown_timeout="0")
     child = start_recorder(env, COUNT, "wait")
     child.send_signal(signal.SIGTERM)
-    _, err = child.communicate(timeout=120)
+    _, err = child.finish(120)
     assert child.returncode == -signal.SIGTERM
     assert "SIGTERM" in err and "left in the journal" in err, err[-2000:]
     assert run_flusher(env, 120).startswith("flushed")
@@ -73,7 +73,7 @@ def test_replay_as_pid_1_of_a_new_pid_namespace(tmp_path: Path) -> None:
     env = child_env(home, database_url=url, flush_interval="60")
     child = start_recorder(env, COUNT, "wait", prefix=prefix)
     child.kill()  # unshare dies, and with it (--kill-child) the namespace's pid 1
-    child.communicate(timeout=60)
+    child.finish(60)
     out = run_flusher(env, 120, prefix=prefix)
     assert out.startswith("flushed"), out
     assert_exactly_once(url, COUNT)

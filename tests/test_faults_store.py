@@ -42,7 +42,7 @@ def test_a_ledger_locked_for_10_s_from_the_first_write_loses_nothing(tmp_path: P
     started = time.monotonic()
     env = child_env(tmp_path / "app", database_url=url)
     child = start_recorder(env, COUNT, "flush:120")
-    out, err = child.communicate(timeout=240)
+    out, err = child.finish(240)
     assert locker.wait(60) == 0
     locker.stdout.close()
     assert time.monotonic() - started >= 10  # the lock was there for the first write
@@ -67,7 +67,7 @@ def test_a_read_only_ledger_keeps_events_in_the_journal_until_it_is_writable(
     try:
         env = child_env(tmp_path / "app", database_url=url, shutdown_timeout="1")
         child = start_recorder(env, COUNT, "flush:3")
-        out, err = child.communicate(timeout=240)
+        out, err = child.finish(240)
         assert out.strip() == "not flushed", err[-3000:]
         assert "3000 left in the journal" in err, err[-3000:]
     finally:
