@@ -77,4 +77,3 @@ def test_replay_as_pid_1_of_a_new_pid_namespace(tmp_path: Path) -> None:
     out = run_flusher(env, 120, prefix=prefix)
     assert out.startswith("flushed"), out
     assert_exactly_once(url, COUNT)
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta

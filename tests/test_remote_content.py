@@ -23,9 +23,8 @@ import sqlalchemy as sa
 import uvicorn
 
 import llmledger
-from llmledger.core.errors import ServiceUnavailable
 from llmledger.capture import capture_content, instrument
-from llmledger.core.errors import InvalidEventError
+from llmledger.core.errors import InvalidEventError, ServiceUnavailable
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import load_settings
 from llmledger.runtime.content import (

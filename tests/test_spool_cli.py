@@ -23,9 +23,7 @@ def run(*args: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def spooled(
-    ledger_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[int, list[str], list[str]]:
+def spooled(ledger_home: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str], list[str]]:
     """A port nothing listens on, the ids of 5 events waiting in its journal, and of 3
     set aside as refused, under ledger_home."""
     service = FakeService()

@@ -503,9 +503,7 @@ def test_writer_runs_deferred_items_and_the_prepare_hook(store: SqlStore) -> Non
     def price(event: UsageEvent) -> UsageEvent:
         return event.replace(cost=Decimal("0.5"), cost_source="manual")
 
-    writer = Writer(
-        store, prepare=price, strict=True, batch_size=10, flush_interval=5
-    )
+    writer = Writer(store, prepare=price, strict=True, batch_size=10, flush_interval=5)
     deferred = minimal_event()
     writer.submit(lambda: deferred)
     writer.submit(minimal_event())
@@ -565,10 +563,7 @@ def test_writer_counts_drops_past_the_journal_limit_and_after_close(
 def test_concurrent_threads_with_their_own_writers(db_url: str) -> None:
     migrate(db_url)
     stores = [SqlStore(db_url) for _ in range(2)]
-    writers = [
-        Writer(s, strict=True, batch_size=50, flush_interval=0.01)
-        for s in stores
-    ]
+    writers = [Writer(s, strict=True, batch_size=50, flush_interval=0.01) for s in stores]
 
     def produce(writer: Writer) -> None:
         for _ in range(500):

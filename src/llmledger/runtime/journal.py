@@ -164,9 +164,7 @@ def decode_event(data: bytes) -> UsageEvent:
         ts=_EPOCH + timedelta(microseconds=ts_us),
         usage=Usage(*usage),
         cost=None if cost is None else Decimal(cost),
-        cost_breakdown=None
-        if breakdown is None
-        else {k: Decimal(v) for k, v in breakdown.items()},
+        cost_breakdown=None if breakdown is None else {k: Decimal(v) for k, v in breakdown.items()},
         tags=tags or {},
         usage_parts=tuple(UsagePart(m, Usage(*u)) for m, u in parts) if parts else (),
         fee_counts=fees or {},
@@ -368,9 +366,7 @@ class Journal:
         now = time.monotonic()
         if now - self._last_drop_log >= self.drop_log_interval:
             self._last_drop_log = now
-            log.error(
-                "llmledger dropped an event: %s; %d dropped so far", reason, self.dropped
-            )
+            log.error("llmledger dropped an event: %s; %d dropped so far", reason, self.dropped)
             self._save_dropped()
 
     def _save_dropped(self) -> None:

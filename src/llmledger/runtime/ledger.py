@@ -215,13 +215,20 @@ class Ledger:
             separators=(",", ":"),
         ).encode("utf-8")
         kept = set_aside(
-            self.settings.home / "spool", gzip.compress(body), len(events), self.settings.spool_limit
+            self.settings.home / "spool",
+            gzip.compress(body),
+            len(events),
+            self.settings.spool_limit,
         )
         if isinstance(kept, str):
             log.error("llmledger: %d refused events could not be set aside: %s", len(events), kept)
         else:
-            log.error("llmledger: %d events refused by the store (%s); kept in %s",
-                      len(events), reason, kept)
+            log.error(
+                "llmledger: %d events refused by the store (%s); kept in %s",
+                len(events),
+                reason,
+                kept,
+            )
 
     @property
     def content_store(self) -> ContentStore:

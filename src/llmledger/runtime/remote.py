@@ -436,8 +436,8 @@ class RemoteSink:
         merged: list[dict[str, Any]] = []
         for result in results:
             if result is None:
-                part, part_ids, exc = next(found)
-                result = self._one_by_one(part, part_ids, exc)
+                part, part_ids, error = next(found)
+                result = self._one_by_one(part, part_ids, error)
             merged.extend(result)
         return merged
 

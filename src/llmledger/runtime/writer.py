@@ -509,8 +509,8 @@ class Writer:
                 refused.append((half, exc))
         if not went_through:
             raise first_error
-        for half, exc in refused:
-            written += self._set_aside_each(half, exc)
+        for half, error in refused:
+            written += self._set_aside_each(half, error)
         return written
 
     def _set_aside_each(self, batch: list[UsageEvent], exc: Exception) -> int:
