@@ -373,8 +373,13 @@ class Journal:
         """Keep this process's drop count beside its segment, for ``spool status``."""
         if self.dropped == self._dropped_logged or self._active is None:
             return
-        with contextlib.suppress(OSError):
-            self._active.path.with_suffix(_DROPPED).write_text(str(self.dropped))
+        path = self._active.path.with_suffix(_DROPPED)
+        try:
+            path.write_text(str(self.dropped))
+        except OSError:  # a full disk: no empty file left behind
+            with contextlib.suppress(OSError):
+                path.unlink()
+        else:
             self._dropped_logged = self.dropped
 
     def _open_segment(self) -> _Segment:
@@ -392,7 +397,7 @@ class Journal:
 
     def _folder_size(self) -> int:
         total = 0
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             for entry in os.scandir(self.folder):
                 if entry.name.endswith(_SEGMENT):
                     with contextlib.suppress(FileNotFoundError):
@@ -420,7 +425,7 @@ class Journal:
         held = {s.path.name for s in (*self._own, *self._orphans)}
         try:
             names = sorted(n for n in os.listdir(self.folder) if n.endswith(_SEGMENT))
-        except FileNotFoundError:
+        except OSError:  # no folder yet (or not a folder): nothing was left there
             return 0
         for name in names:
             if name in held:
@@ -681,7 +686,7 @@ def _count_records(path: Path) -> tuple[int, int, bool]:
 def _refused_files(spool: Path) -> list[Path]:
     try:
         names = sorted(n for n in os.listdir(spool / REFUSED) if n.endswith(_REFUSED_SUFFIX))
-    except FileNotFoundError:
+    except OSError:
         return []
     return [spool / REFUSED / name for name in names]
 
@@ -705,7 +710,7 @@ def journal_status(spool: str | os.PathLike[str]) -> JournalStatus:
     total_bytes = waiting_batches = waiting_events = dropped = 0
     try:
         folders = sorted(p for p in spool.iterdir() if p.is_dir() and p.name.startswith("j-"))
-    except FileNotFoundError:
+    except OSError:
         folders = []
     for folder in folders:
         events = segments = size = live = lost = 0
