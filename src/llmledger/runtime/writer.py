@@ -85,6 +85,8 @@ def _install_process_hooks() -> None:
 def _flush_all_at_exit() -> None:
     for writer in list(_live_writers):
         writer._flush_before_exit("exit")
+        # Releases the journal: stored segments are removed, the rest wait for the next process.
+        writer._stop(0)
 
 
 def _reset_all_after_fork() -> None:
