@@ -302,6 +302,7 @@ class Journal:
         self.dropped = 0
         self._dropped_logged = 0
         self._last_drop_log = float("-inf")
+        self._last_rescan = float("-inf")
         self._closed = False
         _live.add(self)
         if not _fork_hook:
@@ -339,8 +340,15 @@ class Journal:
             if used is None:
                 used = self._size = self._folder_size()
             if used + size > self.limit_bytes:
-                self._drop(f"the journal {self.folder} is full ({self.limit_bytes:,} bytes)")
-                return False
+                # The cached size may miss segments the writer removed since: look again,
+                # at most twice a second while full.
+                now = time.monotonic()
+                if now - self._last_rescan >= 0.5:
+                    self._last_rescan = now
+                    used = self._size = self._folder_size()
+                if used + size > self.limit_bytes:
+                    self._drop(f"the journal {self.folder} is full ({self.limit_bytes:,} bytes)")
+                    return False
             try:
                 written = os.write(segment.fd, record)
                 if self.fsync:
@@ -466,9 +474,11 @@ class Journal:
         marks: list[tuple[_Segment, int]] = []
         corrupt = 0
         own = 0
-        with self._lock:
-            segments = [*self._orphans, *self._own]
-            ends = {id(s): s.end for s in segments}
+        # No lock: the writer must never wait on the caller's thread, which may be the
+        # one running a signal handler that waits for the writer.  Copying a list and
+        # reading an int are atomic; an end read early only means a shorter chunk.
+        segments = [*self._orphans, *self._own]
+        ends = {id(s): s.end for s in segments}
         for segment in segments:
             if len(events) >= most:
                 break
@@ -534,32 +544,35 @@ class Journal:
 
     def commit(self, chunk: Chunk) -> None:
         """Mark the chunk's events as stored: finished segments are removed."""
-        with self._lock:
-            for segment, offset in chunk._marks:
-                try:
-                    segment.ack(offset)
-                except OSError as exc:  # pragma: no cover - a replay later is idempotent
-                    log.warning("llmledger: cannot mark progress in %s: %s", segment.path, exc)
-                if offset >= segment.end and segment.sealed:
-                    self._retire(segment)
-            self.committed += chunk.own
-            active = self._active
-            # A consumed active segment past 1 MiB is swapped for a fresh one, so
-            # the disk holds the backlog, not the history.
-            if (
-                active is not None
-                and active.acked >= active.end >= min(1 << 20, self.segment_bytes)
-                and not self._closed
-            ):
-                active.sealed = True
-                self._active = None
-                self._retire(active)
+        # Sealed segments are never appended to again, so they need no lock (see read()).
+        for segment, offset in chunk._marks:
+            try:
+                segment.ack(offset)
+            except OSError as exc:  # pragma: no cover - a replay later is idempotent
+                log.warning("llmledger: cannot mark progress in %s: %s", segment.path, exc)
+            if offset >= segment.end and segment.sealed:
+                self._retire(segment)
+        self.committed += chunk.own
+        active = self._active
+        # A consumed active segment past 1 MiB is swapped for a fresh one, so the disk
+        # holds the backlog, not the history; only when the caller is not appending.
+        if (
+            active is not None
+            and active.acked >= active.end >= min(1 << 20, self.segment_bytes)
+            and self._lock.acquire(blocking=False)
+        ):
+            try:
+                if self._active is active and active.acked >= active.end and not self._closed:
+                    active.sealed = True
+                    self._active = None
+                    self._retire(active)
+            finally:
+                self._lock.release()
 
     def rewind(self, chunk: Chunk) -> None:
         """Hand the chunk's events out again (its store did not take them)."""
-        with self._lock:
-            for segment, _ in chunk._marks:
-                segment.read_to = segment.acked
+        for segment, _ in chunk._marks:
+            segment.read_to = segment.acked
 
     def _retire(self, segment: _Segment) -> None:
         segment.close(remove=True)
