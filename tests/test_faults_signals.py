@@ -77,3 +77,50 @@ def test_replay_as_pid_1_of_a_new_pid_namespace(tmp_path: Path) -> None:
     out = run_flusher(env, 120, prefix=prefix)
     assert out.startswith("flushed"), out
     assert_exactly_once(url, COUNT)
+
+
+APP_WITH_ITS_OWN_HANDLER = r"""
+import signal, sys, threading, time
+import llmledger
+
+def own(signum, frame):
+    print("the app's handler ran", flush=True)
+    sys.exit(3)
+
+signal.signal(signal.SIGTERM, own)
+# A ledger first used from another thread installs nothing (Python allows handlers only
+# from the main thread); the main thread's first use does.
+worker = threading.Thread(target=lambda: llmledger.record(
+    provider="openai", model="gpt-4o", input_tokens=1, output_tokens=1, request_id="0"))
+worker.start(); worker.join()
+assert signal.getsignal(signal.SIGTERM) is own
+for i in range(1, 300):
+    llmledger.record(provider="openai", model="gpt-4o", input_tokens=1, output_tokens=1,
+                     request_id=str(i))
+assert signal.getsignal(signal.SIGTERM) is not own
+print("recorded", flush=True)
+time.sleep(600)
+"""
+
+
+def test_sigterm_flushes_then_hands_the_signal_to_the_apps_own_handler(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = child_env(tmp_path / "app", database_url=url, flush_interval="60")
+    child = subprocess.Popen(
+        [sys.executable, "-c", APP_WITH_ITS_OWN_HANDLER],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "recorded"
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 3, err[-3000:]  # the app's handler decided
+    assert "the app's handler ran" in out
+    assert "SIGTERM: 299 events written, none left in the journal" in err, err[-3000:]
+    assert_exactly_once(url, 300)

@@ -55,6 +55,7 @@ class Ledger:
         self._pending_content: PendingContent | None = None
         self._remote: RemoteSink | None = None
         self._limits: LimitGuard | None = None
+        self._signals_pending = False
         self._closed = False
         #: Whether instrumented calls are checked against the limits (the one
         #: flag the capture hooks read; the ``limits`` setting).
@@ -178,8 +179,9 @@ class Ledger:
                         settings=settings,
                         set_aside=None if settings.url else self._set_aside,
                     )
-                    if settings.handle_signals:
+                    self._signals_pending = settings.handle_signals and not (
                         install_signal_handlers()
+                    )
         return self._writer
 
     @property
@@ -306,6 +308,10 @@ class Ledger:
         """
         try:
             self.writer.submit(item)
+            if self._signals_pending:  # first used from another thread: try from this one
+                from llmledger.runtime.writer import install_signal_handlers
+
+                self._signals_pending = not install_signal_handlers()
         except Exception:
             if self.settings.strict:
                 raise
