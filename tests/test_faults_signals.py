@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -122,5 +123,5 @@ def test_sigterm_flushes_then_hands_the_signal_to_the_apps_own_handler(tmp_path:
     out, err = child.communicate(timeout=120)
     assert child.returncode == 3, err[-3000:]  # the app's handler decided
     assert "the app's handler ran" in out
-    assert "SIGTERM: 299 events written, none left in the journal" in err, err[-3000:]
+    assert re.search(r"SIGTERM: \d+ events written, none left in the journal", err), err[-3000:]
     assert_exactly_once(url, 300)

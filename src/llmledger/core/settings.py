@@ -100,7 +100,7 @@ class Settings:
     price_files: tuple[Path, ...] = ()
     features: Mapping[str, str] = field(default_factory=dict)
     queue_limit: int = 100_000
-    batch_size: int = 5_000
+    batch_size: int = 2_000
     flush_interval: float = 0.2
     store_content: bool = False
     currency: str = "USD"
