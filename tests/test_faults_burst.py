@@ -25,6 +25,7 @@ def test_a_million_records_keep_memory_flat_and_lose_nothing(tmp_path: Path) -> 
     assert grown and after, out
     assert "'dropped': 0" in grown.group(2) and "'failed': 0" in grown.group(2), out
     assert "flushed" in out.splitlines(), out
+    print(f"\nburst of {COUNT:,} record() calls: {out}")  # the figures, with -s
     assert int(grown.group(1)) <= MAX_GROWTH_MIB * 1024, out
     assert int(after.group(1)) <= MAX_GROWTH_MIB * 1024, out
     assert_exactly_once(url, COUNT)
