@@ -18,13 +18,8 @@ import pytest
 from llmledger.core.billing import UsagePart
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
-from llmledger.runtime.journal import (
-    Journal,
-    decode_event,
-    encode_event,
-    journal_status,
-    set_aside,
-)
+from llmledger.runtime.journal import Journal, decode_event, encode_event
+from llmledger.runtime.spool import journal_status, set_aside
 
 
 def event(i: int = 0, **fields: object) -> UsageEvent:

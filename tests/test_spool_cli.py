@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 import llmledger
 from llmledger.cli import main
-from llmledger.runtime.journal import journal_status
 from llmledger.runtime.ledger import shutdown
+from llmledger.runtime.spool import journal_status
 from tests.test_remote import FakeService, events, make_sink
 from tests.test_remote_content import free_port, serving
 

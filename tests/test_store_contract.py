@@ -24,7 +24,8 @@ from llmledger.core.ids import new_id
 from llmledger.core.usage import BUCKETS, Usage
 from llmledger.query import Filter, Query
 from llmledger.query.spec import COLUMN_DIMENSIONS
-from llmledger.runtime.journal import Journal, journal_status
+from llmledger.runtime.journal import Journal
+from llmledger.runtime.spool import journal_status
 from llmledger.runtime.writer import Writer
 from llmledger.store import (
     ApiKey,

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import click
 
 from llmledger.cli.common import echo_json, ledger_from, print_table
-from llmledger.runtime.journal import (
-    Journal,
+from llmledger.runtime.journal import Journal
+from llmledger.runtime.spool import (
     journal_folder,
     journal_status,
     read_set_aside,

@@ -192,7 +192,8 @@ class Ledger:
     def _journal(self) -> Journal | None:
         """The journal of this ledger's destination (None for an in-memory database:
         no other process could ever replay it, so the writer keeps a private one)."""
-        from llmledger.runtime.journal import Journal, journal_folder, name_destination
+        from llmledger.runtime.journal import Journal
+        from llmledger.runtime.spool import journal_folder, name_destination
 
         destination = self.destination
         if not self.settings.url and _in_memory(destination):
@@ -209,7 +210,7 @@ class Ledger:
         import gzip
         import json
 
-        from llmledger.runtime.journal import set_aside
+        from llmledger.runtime.spool import set_aside
         from llmledger.wire.serialize import event_to_json
 
         body = json.dumps(

@@ -51,7 +51,7 @@ from llmledger.core.errors import (
 )
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings
-from llmledger.runtime.journal import set_aside
+from llmledger.runtime.spool import set_aside
 from llmledger.store.content import ContentRecord
 from llmledger.wire.parse import MAX_CONTENT_CHARS
 from llmledger.wire.serialize import event_to_json
