@@ -24,9 +24,9 @@ from llmledger.runtime.observers import CommitListeners
 if TYPE_CHECKING:
     from llmledger.pricing import PriceBook, PriceResolver
     from llmledger.runtime.content import ContentStore, PendingContent
+    from llmledger.runtime.journal import Journal
     from llmledger.runtime.limits import LimitGuard
     from llmledger.runtime.prices import LedgerPrices
-    from llmledger.runtime.journal import Journal
     from llmledger.runtime.remote import RemoteSink
     from llmledger.runtime.writer import EventSink, Writer
     from llmledger.store import Store, WriteResult
