@@ -1,10 +1,10 @@
-"""The remote sink against a fake service (httpx.MockTransport): batching, retries, spool."""
+"""The remote sink against a fake service (httpx.MockTransport): batching, retries, the
+journal while the service is down, batches set aside."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -14,12 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from llmledger.core.errors import ConfigError
+from llmledger.core.errors import ConfigError, ServiceUnavailable
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import load_settings
 from llmledger.core.usage import Usage
+from llmledger.runtime.journal import Journal
 from llmledger.runtime.ledger import Ledger
 from llmledger.runtime.remote import RemoteSink
+from llmledger.runtime.writer import Writer
 from llmledger.wire.parse import parse_body
 
 NOW = datetime.now(UTC)
@@ -79,11 +81,7 @@ def make_sink(
     service: FakeService, tmp_path: Path, **options: Any
 ) -> tuple[RemoteSink, list[float]]:
     pauses: list[float] = []
-    defaults: dict[str, Any] = {
-        "replay_interval": 3600.0,
-        "sleep": pauses.append,
-        "background": False,
-    }
+    defaults: dict[str, Any] = {"sleep": pauses.append}
     sink = RemoteSink(
         "http://ledger.test/",
         "llk_test",
@@ -117,49 +115,124 @@ def test_retries_429_and_5xx_with_growing_pauses(tmp_path: Path) -> None:
     sink.close()
 
 
-def test_an_unreachable_service_spools_then_replays_exactly_once(tmp_path: Path) -> None:
-    service = FakeService()
-    service.down = True
-    sink, pauses = make_sink(service, tmp_path, retries=2, replay_interval=0.0)
-    first, second = events(5), events(1200)
-    assert sink.write(first).count == 0
-    assert sink.write(second).count == 0
-    assert sink.stats.spooled == 1205 and sink.spooled_events == 1205
-    assert len(list((tmp_path / "spool").iterdir())) == 3
-    assert pauses[:2] == [0.25, 0.5]
-    service.down = False
-    third = events(2)
-    assert sink.write(third).count == 2
-    assert sink.stats.replayed == 1205 and sink.spooled_events == 0
-    assert sorted(service.stored) == sorted(e.id for e in first + second + third)
-    assert len(set(service.stored)) == len(service.stored)
-    assert list((tmp_path / "spool").iterdir()) == []
-    sink.close()
+def journal_writer(sink: RemoteSink, tmp_path: Path, **options: Any) -> Writer:
+    """The writer a ledger with ``url`` builds: the remote sink fed by a journal on disk."""
+    defaults: dict[str, Any] = {
+        "batch_size": 5000,
+        "flush_interval": 0.05,
+        "strict": False,
+        "retry_backoff": 0.01,
+        "max_backoff": 0.05,
+        "shutdown_timeout": 1.0,
+    }
+    return Writer(sink, journal=Journal(tmp_path / "journal"), **{**defaults, **options})
 
 
-def test_while_down_batches_go_straight_to_the_spool(tmp_path: Path) -> None:
-    service = FakeService()
-    service.down = True
-    sink, _ = make_sink(service, tmp_path, retries=0, replay_interval=3600.0)
-    sink.write(events(1))
-    tries = len(service.requests)
-    sink.write(events(1))
-    assert len(service.requests) == tries  # no new attempt until the next replay time
-    assert sink.spooled_events == 2
-    sink.close()
-
-
-def test_the_spool_is_bounded_and_drops_are_counted_and_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_an_unreachable_service_keeps_events_in_the_journal_then_each_is_stored_once(
+    tmp_path: Path,
 ) -> None:
     service = FakeService()
     service.down = True
-    sink, _ = make_sink(service, tmp_path, retries=0, spool_limit=3000)
-    with caplog.at_level(logging.ERROR, logger="llmledger.runtime.remote"):
-        sink.write(events(5))
-        sink.write(events(200))
-    assert sink.stats.spooled == 5 and sink.stats.dropped == 200
-    assert "spool" in caplog.text and "dropped 200 events" in caplog.text
+    sink, _ = make_sink(service, tmp_path, retries=0)
+    writer = journal_writer(sink, tmp_path)
+    first, second = events(5), events(1200)
+    for event in first + second:
+        writer.submit(event)
+    assert not writer.flush(timeout=0.3)
+    assert writer.pending == 1205 and writer.written == 0 and writer.down is not None
+    service.down = False
+    assert writer.flush(timeout=10)
+    assert writer.pending == 0 and writer.written == 1205
+    assert sorted(service.stored) == sorted(e.id for e in first + second)
+    assert len(set(service.stored)) == len(service.stored)
+    writer.close()
+    assert not list((tmp_path / "journal").glob("*.seg"))
+    sink.close()
+
+
+def test_what_a_closed_writer_left_is_sent_by_the_next_one(tmp_path: Path) -> None:
+    service = FakeService()
+    service.down = True
+    sink, _ = make_sink(service, tmp_path, retries=0)
+    writer = journal_writer(sink, tmp_path)
+    left = events(3)
+    for event in left:
+        writer.submit(event)
+    assert not writer.close(timeout=0.2)
+    assert len(list((tmp_path / "journal").glob("*.seg"))) == 1
+    service.down = False
+    next_writer = journal_writer(sink, tmp_path)
+    assert next_writer.flush(timeout=10)  # only flush(): nothing new was recorded
+    assert sorted(service.stored) == sorted(e.id for e in left)
+    next_writer.close()
+    assert not list((tmp_path / "journal").glob("*.seg"))
+
+
+def test_an_unreachable_service_raises_so_the_writer_keeps_the_batch(tmp_path: Path) -> None:
+    service = FakeService()
+    service.down = True
+    sink, pauses = make_sink(service, tmp_path, retries=2)
+    with pytest.raises(ServiceUnavailable, match="connection refused"):
+        sink.write(events(2))
+    assert pauses == [0.25, 0.5]
+    sink.close()
+
+
+def poisoned(service: FakeService, bad: set[str]) -> None:
+    """Make the service answer 500 to every request holding one of the ``bad`` ids."""
+    answer = service.__call__
+
+    def call(request: httpx.Request) -> httpx.Response:
+        body = json.loads(gzip.decompress(request.content))
+        if any(item["id"] in bad for item in body["events"]):
+            service.requests.append(request)
+            return httpx.Response(500, json={"ok": False, "message": "internal error"})
+        return answer(request)
+
+    service.__call__ = call  # type: ignore[method-assign]
+
+
+def test_a_batch_failing_with_5xx_is_split_until_the_event_at_fault_is_set_aside(
+    tmp_path: Path,
+) -> None:
+    service = FakeService()
+    batch = events(20)
+    poison = batch[13]
+    poisoned(service, {poison.id})
+    sink = RemoteSink(
+        "http://ledger.test/",
+        "llk_test",
+        spool_dir=tmp_path / "spool",
+        transport=httpx.MockTransport(lambda r: service.__call__(r)),
+        retries=1,
+        sleep=lambda _: None,
+    )
+    result = sink.write(batch)
+    assert sorted(e.id for e in result.inserted) == sorted(e.id for e in batch if e != poison)
+    assert sorted(service.stored) == sorted(e.id for e in batch if e != poison)
+    assert sink.stats.refused == 1
+    [kept] = _refused_files(tmp_path)
+    assert [e["id"] for e in json.loads(gzip.decompress(kept.read_bytes()))["events"]] == [
+        poison.id
+    ]
+    sink.close()
+
+
+def test_a_service_failing_every_batch_with_5xx_sets_nothing_aside(tmp_path: Path) -> None:
+    service = FakeService()
+    batch = events(8)
+    poisoned(service, {e.id for e in batch})
+    sink = RemoteSink(
+        "http://ledger.test/",
+        "llk_test",
+        spool_dir=tmp_path / "spool",
+        transport=httpx.MockTransport(lambda r: service.__call__(r)),
+        retries=0,
+        sleep=lambda _: None,
+    )
+    with pytest.raises(ServiceUnavailable, match="HTTP 500"):
+        sink.write(batch)
+    assert sink.stats.refused == 0 and not _refused_files(tmp_path)
     sink.close()
 
 
@@ -182,10 +255,12 @@ def test_rejected_events_go_to_the_writers_error_hook(tmp_path: Path) -> None:
 def test_batches_refused_for_the_key_are_kept_for_later(tmp_path: Path, status: int) -> None:
     service = FakeService()
     service.answers = [status]
-    sink, _ = make_sink(service, tmp_path, replay_interval=0.0)
-    assert sink.write(events(3)).count == 0
-    assert sink.spooled_events == 3
-    assert sink.replay() == 3
+    sink, _ = make_sink(service, tmp_path)
+    batch = events(3)
+    with pytest.raises(ServiceUnavailable, match="LLMLEDGER_API_KEY"):
+        sink.write(batch)
+    assert sink.write(batch).count == 3
+    assert sink.stats.refused == 0
     sink.close()
 
 
@@ -193,39 +268,10 @@ def test_the_time_budget_bounds_one_batch(tmp_path: Path) -> None:
     service = FakeService()
     service.answers = [httpx.ReadTimeout("slow")] * 10
     sink, _ = make_sink(service, tmp_path, retries=10, timeout=2.0, budget=5.0)
-    assert sink.write(events(1)).count == 0
+    with pytest.raises(ServiceUnavailable):
+        sink.write(events(1))
     assert len(service.requests) <= 3
-    assert sink.spooled_events == 1
     sink.close()
-
-
-def test_a_batch_claimed_by_a_dead_process_is_released(tmp_path: Path) -> None:
-    service = FakeService()
-    service.down = True
-    sink, _ = make_sink(service, tmp_path, retries=0)
-    sink.write(events(4))
-    sink.close()
-    (spooled,) = (tmp_path / "spool").iterdir()
-    dead = 2**22 + 12345  # above the default pid_max: no such process
-    spooled.rename(spooled.with_name(f"{spooled.name}.sending-{dead}"))
-    service.down = False
-    again, _ = make_sink(service, tmp_path)
-    assert again.spooled_events == 4
-    assert again.replay() == 4
-    again.close()
-
-
-def test_the_background_replayer_empties_the_spool(tmp_path: Path) -> None:
-    service = FakeService()
-    service.down = True
-    sink, _ = make_sink(service, tmp_path, retries=0, replay_interval=3600.0)
-    sink.write(events(3))
-    sink.close()
-    service.down = False
-    replaying, _ = make_sink(service, tmp_path, replay_interval=0.01, background=True)
-    wait_for(lambda: len(service.stored) == 3)
-    wait_for(lambda: not list((tmp_path / "spool").iterdir()))
-    replaying.close()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -262,7 +308,7 @@ def test_a_batch_too_large_for_the_service_is_sent_again_in_halves(tmp_path: Pat
     batch = events(1000)
     assert sink.write(batch).count == 1000
     assert service.stored == [e.id for e in batch]  # every event once, in order
-    assert sink.stats.refused == 0 and sink.spooled_events == 0
+    assert sink.stats.refused == 0
     assert not _refused_files(tmp_path)
 
 
@@ -273,7 +319,7 @@ def test_a_refused_batch_is_set_aside_and_never_blocks_the_next(tmp_path: Path) 
     refused = events(5)
     assert sink.write(refused).count == 0
     assert pauses == []  # a final answer is not retried
-    assert sink.stats.refused == 5 and sink.spooled_events == 0
+    assert sink.stats.refused == 5
     [kept] = _refused_files(tmp_path)
     assert [e["id"] for e in json.loads(gzip.decompress(kept.read_bytes()))["events"]] == [
         e.id for e in refused
@@ -290,23 +336,3 @@ def test_single_events_too_large_are_set_aside_one_by_one(tmp_path: Path) -> Non
     assert sink.write(events(3)).count == 0
     assert sink.stats.refused == 3
     assert len(_refused_files(tmp_path)) == 3
-    assert sink.spooled_events == 0
-
-
-def test_spool_replay_splits_too_large_batches_and_sets_aside_unreadable_ones(
-    tmp_path: Path,
-) -> None:
-    service = FakeService()
-    sink, _ = make_sink(service, tmp_path)
-    service.down = True
-    batch = events(40)
-    sink.write(batch)
-    assert sink.spooled_events == 40
-    (tmp_path / "spool" / "00000000000000000000000000-2.json.gz").write_bytes(b"not gzip")
-    service.down = False
-    service.most_events = 15
-    assert sink.replay() == 40
-    assert sorted(service.stored) == sorted(e.id for e in batch)
-    assert sink.spooled_events == 0
-    [unreadable] = _refused_files(tmp_path)
-    assert unreadable.read_bytes() == b"not gzip"

@@ -24,7 +24,7 @@ import uvicorn
 
 import llmledger
 from llmledger.capture import capture_content, instrument
-from llmledger.core.errors import InvalidEventError
+from llmledger.core.errors import InvalidEventError, ServiceUnavailable
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import load_settings
 from llmledger.runtime.content import (
@@ -209,9 +209,7 @@ def text_sink(service: TextService, tmp_path: Path, **options: Any) -> RemoteSin
         "llk_test",
         spool_dir=tmp_path / "spool",
         transport=httpx.MockTransport(service),
-        replay_interval=0.0,
         sleep=lambda _: None,
-        background=False,
         **options,
     )
 
@@ -236,20 +234,20 @@ def test_each_event_carries_its_text_once(tmp_path: Path) -> None:
     sink.close()
 
 
-def test_spooled_batches_hold_the_text_and_replay_it(tmp_path: Path) -> None:
+def test_the_text_of_a_batch_not_sent_is_held_again_for_the_next_try(tmp_path: Path) -> None:
     service = TextService()
     service.down = True
     pending = PendingContent(limit=100)
     sink = text_sink(service, tmp_path, content=pending, retries=0)
     batch = events(2)
-    keep(pending, batch[1], "while down?", "spooled.")
-    assert sink.write(batch).count == 0
-    (spooled,) = (tmp_path / "spool").iterdir()
-    assert b"while down?" in gzip.decompress(spooled.read_bytes())
-    assert len(pending) == 0
+    keep(pending, batch[1], "while down?", "held.")
+    with pytest.raises(ServiceUnavailable):
+        sink.write(batch)
+    assert len(pending) == 1
     service.down = False
-    assert sink.replay() == 2
-    assert service.texts == {batch[1].id: ("while down?", "spooled.")}
+    assert sink.write(batch).count == 2
+    assert service.texts == {batch[1].id: ("while down?", "held.")}
+    assert len(pending) == 0
     sink.close()
 
 
@@ -368,10 +366,11 @@ def test_a_ledger_with_url_sends_the_text_to_the_service(
         assert answer.json() == {"event_id": event_id, "prompt": prompt, "response": "OK"}
     assert ledger._store is None
     assert not (ledger_home / "ledger.db").exists()
-    assert [p.name for p in ledger_home.rglob("*") if p.is_file()] == []
+    # Only the journal's note of where its events go: every event left it.
+    assert [p.name for p in ledger_home.rglob("*") if p.is_file()] == ["destination"]
 
 
-def test_text_waits_in_the_spool_until_the_service_is_back(
+def test_text_waits_with_its_event_until_the_service_is_back(
     db_url: str, ledger_home: Path, client: openai.OpenAI
 ) -> None:
     port = free_port()
@@ -385,16 +384,13 @@ def test_text_waits_in_the_spool_until_the_service_is_back(
     try:
         with instrument(store_content=True):
             client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-        assert llmledger.flush(30)
-        assert sink.spooled_events == 1
-        (spooled,) = (ledger_home / "spool").iterdir()
-        body = json.loads(gzip.decompress(spooled.read_bytes()))
-        (sent,) = body["events"]
-        assert "my secret question" in sent["content"]["prompt"]
+        assert not llmledger.flush(1)
+        assert ledger.stats()["pending"] == 1
         with serving(db_url, port) as service:
-            wait_for(lambda: sink.replay() == 1 or sink.spooled_events == 0)
-            assert kept_in(service) == {sent["id"]: (sent["content"]["prompt"], "OK")}
-            assert [e.id for e in service.store.events()] == [sent["id"]]
+            assert llmledger.flush(30)
+            ((event_id, (prompt, response)),) = kept_in(service).items()
+            assert "my secret question" in (prompt or "") and response == "OK"
+            assert [e.id for e in service.store.events()] == [event_id]
     finally:
         shutdown()
     assert not (ledger_home / "ledger.db").exists()

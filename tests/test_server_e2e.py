@@ -162,18 +162,17 @@ def test_events_recorded_while_the_service_is_down_arrive_exactly_once(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     home = tmp_path / "app-home"
-    # 1. the service is down: the app records, exits, and its events wait in the spool
+    # 1. the service is down: the app records, exits, and its events wait in the journal
     first = _record_in_a_new_process(home, url, key, 1500, "while-down")
-    spooled = [p for p in (home / "spool").iterdir() if p.name.endswith(".json.gz")]
-    assert spooled, "nothing was spooled"
+    assert list((home / "spool").glob("j-*/*.seg")), "nothing waits in the journal"
     with open_store(db_url) as store:
         assert store.count() == 0
-    # 2. the service comes back; the app restarts and records more: the spool goes first
+    # 2. the service comes back; the app restarts and records more: the journal goes too
     with serve(db_url, port):
         second = _record_in_a_new_process(home, url, key, 20, "after-restart")
         # 3. once more: nothing is left to replay, nothing is sent twice
         third = _record_in_a_new_process(home, url, key, 1, "again")
-    assert [p.name for p in (home / "spool").iterdir() if p.name.endswith(".json.gz")] == []
+    assert list((home / "spool").glob("j-*/*.seg")) == []
     expected = set(first) | set(second) | set(third)
     assert len(expected) == 1521
     with open_store(db_url) as store:

@@ -24,7 +24,9 @@ import pytest
 
 from llmledger.core.events import UsageEvent
 from llmledger.core.ids import new_id
+from llmledger.runtime.journal import Journal
 from llmledger.runtime.remote import RemoteSink
+from llmledger.runtime.writer import Writer
 from llmledger.wire.parse import MAX_COST, MAX_MILLIS, MAX_RAW_DEPTH, MAX_TOKENS
 from tests.conftest import backends, fresh_database
 from tests.test_server_e2e import cli, free_port, serve
@@ -345,22 +347,21 @@ def test_the_remote_sink_goes_on_past_events_the_service_refuses(
     first = [made(), made(user="bad\x00user"), made()]
     second = [made(), made(usage_raw={"cost": float("nan")})]
     third = [made()]
-    # The service is down: every batch waits in the spool.
+    # The service is down: every event waits in the journal.
     down = RemoteSink(
-        f"http://127.0.0.1:{free_port()}",
-        service.acme,
-        spool_dir=spool,
-        retries=0,
-        background=False,
-        timeout=2.0,
+        f"http://127.0.0.1:{free_port()}", service.acme, spool_dir=spool, retries=0, timeout=2.0
     )
+    writer = Writer(down, journal=Journal(spool / "journal"), strict=False, flush_interval=0.05)
     for batch in (first, second, third):
-        assert down.write(batch).count == 0
+        for event in batch:
+            writer.submit(event)
+    assert not writer.close(timeout=0.5)
     down.close()
-    assert down.stats.spooled == 6
-    sink = RemoteSink(service.url, service.acme, spool_dir=spool, retries=0, background=False)
-    assert sink.replay() == 4
-    assert sink.stats.rejected == 2 and sink.spooled_events == 0
+    sink = RemoteSink(service.url, service.acme, spool_dir=spool, retries=0)
+    replaying = Writer(sink, journal=Journal(spool / "journal"), strict=False)
+    assert replaying.flush(timeout=30) is False  # two events were refused: it says so
+    assert replaying.written == 4 and sink.stats.rejected == 2
+    replaying.close()
     direct = [made(), made(feature="\x00"), made()]
     assert sink.write(direct).count == 2
     sink.close()

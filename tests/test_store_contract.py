@@ -24,6 +24,8 @@ from llmledger.core.ids import new_id
 from llmledger.core.usage import BUCKETS, Usage
 from llmledger.query import Filter, Query
 from llmledger.query.spec import COLUMN_DIMENSIONS
+from llmledger.runtime.journal import Journal
+from llmledger.runtime.spool import journal_status
 from llmledger.runtime.writer import Writer
 from llmledger.store import (
     ApiKey,
@@ -489,7 +491,7 @@ def test_sqlite_uses_wal(tmp_path: Path) -> None:
 
 
 def test_writer_flush_commits_everything_submitted(store: SqlStore) -> None:
-    writer = Writer(store, batch_size=7, flush_interval=5, queue_limit=1000, strict=True)
+    writer = Writer(store, batch_size=7, flush_interval=5, strict=True)
     events = [minimal_event() for _ in range(50)]
     for event in events:
         writer.submit(event)
@@ -502,9 +504,7 @@ def test_writer_runs_deferred_items_and_the_prepare_hook(store: SqlStore) -> Non
     def price(event: UsageEvent) -> UsageEvent:
         return event.replace(cost=Decimal("0.5"), cost_source="manual")
 
-    writer = Writer(
-        store, prepare=price, strict=True, batch_size=10, flush_interval=5, queue_limit=100
-    )
+    writer = Writer(store, prepare=price, strict=True, batch_size=10, flush_interval=5)
     deferred = minimal_event()
     writer.submit(lambda: deferred)
     writer.submit(minimal_event())
@@ -515,7 +515,7 @@ def test_writer_runs_deferred_items_and_the_prepare_hook(store: SqlStore) -> Non
 
 
 def test_writer_skips_bad_items_without_losing_the_batch(store: SqlStore) -> None:
-    writer = Writer(store, strict=False, batch_size=100, flush_interval=5, queue_limit=100)
+    writer = Writer(store, strict=False, batch_size=100, flush_interval=5)
     good = [minimal_event() for _ in range(3)]
     writer.submit(good[0])
     writer.submit(lambda: 1 / 0)  # type: ignore[arg-type, return-value]
@@ -523,14 +523,14 @@ def test_writer_skips_bad_items_without_losing_the_batch(store: SqlStore) -> Non
     writer.submit(minimal_event(ts=datetime(2025, 1, 1)))  # naive time: rejected by the store
     writer.submit("not an event")  # type: ignore[arg-type]
     writer.submit(good[2])
-    assert writer.flush(timeout=30)
-    assert writer.failed == 3 and writer.written == 3
+    assert writer.flush(timeout=30) is False  # three events did not reach the store
+    assert writer.failed == 2 and writer.dropped == 1 and writer.written == 3
     assert {e.id for e in store.events()} == {e.id for e in good}
     writer.close()
 
 
 def test_writer_strict_re_raises_internal_errors_from_flush(store: SqlStore) -> None:
-    writer = Writer(store, strict=True, batch_size=100, flush_interval=5, queue_limit=100)
+    writer = Writer(store, strict=True, batch_size=100, flush_interval=5)
     writer.submit(lambda: 1 / 0)  # type: ignore[arg-type, return-value]
     writer.submit(minimal_event())
     with pytest.raises(ZeroDivisionError):
@@ -540,39 +540,31 @@ def test_writer_strict_re_raises_internal_errors_from_flush(store: SqlStore) -> 
     writer.close()
 
 
-def test_writer_counts_drops_when_full_and_after_close(
-    store: SqlStore, caplog: pytest.LogCaptureFixture
+def test_writer_counts_drops_past_the_journal_limit_and_after_close(
+    store: SqlStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    gate = threading.Event()
-
-    def blocked() -> UsageEvent:
-        gate.wait(30)
-        return minimal_event()
-
-    writer = Writer(store, strict=True, batch_size=1, flush_interval=5, queue_limit=3)
-    writer.submit(blocked)
+    journal = Journal(tmp_path / "journal", limit_bytes=1500)
+    writer = Writer(store, journal=journal, strict=True, batch_size=100, flush_interval=60)
+    kept = 0
     for _ in range(20):
-        if writer.pending == 0:
-            break
-        threading.Event().wait(0.05)
-    for _ in range(5):
         writer.submit(minimal_event())
-    assert writer.dropped == 2
+    kept = journal.appended
+    assert 0 < kept < 20 and writer.dropped == 20 - kept
     assert sum("dropped" in r.getMessage() for r in caplog.records) == 1  # rate-limited
-    gate.set()
-    assert writer.close(timeout=30)
+    assert journal_status(tmp_path).destinations == ()  # not under a spool folder
+    assert writer.close(timeout=30) is False  # events were dropped: it says so
     writer.submit(minimal_event())
-    assert writer.dropped == 3
-    assert store.count() == 4
+    assert writer.dropped == 21 - kept
+    assert store.count() == kept
+    assert (tmp_path / "journal").is_dir()
+    [count] = (tmp_path / "journal").glob("*.dropped")
+    assert int(count.read_text()) == 20 - kept
 
 
 def test_concurrent_threads_with_their_own_writers(db_url: str) -> None:
     migrate(db_url)
     stores = [SqlStore(db_url) for _ in range(2)]
-    writers = [
-        Writer(s, strict=True, batch_size=50, flush_interval=0.01, queue_limit=10_000)
-        for s in stores
-    ]
+    writers = [Writer(s, strict=True, batch_size=50, flush_interval=0.01) for s in stores]
 
     def produce(writer: Writer) -> None:
         for _ in range(500):
@@ -597,7 +589,7 @@ from llmledger.core.events import UsageEvent
 from llmledger.store import open_store
 from llmledger.runtime.writer import Writer
 store = open_store(sys.argv[1])
-writer = Writer(store, strict=True, batch_size=100, flush_interval=0.01, queue_limit=100000)
+writer = Writer(store, strict=True, batch_size=100, flush_interval=0.01)
 for i in range(int(sys.argv[2])):
     writer.submit(UsageEvent(provider="openai", model="m", ts=datetime.now(timezone.utc)))
 assert writer.close(timeout=120)
@@ -622,7 +614,7 @@ def test_concurrent_processes_write_to_one_ledger(db_url: str) -> None:
 
 
 def test_writer_works_in_a_forked_child(store: SqlStore, tmp_path: Path) -> None:
-    writer = Writer(store, strict=True, batch_size=10, flush_interval=0.01, queue_limit=1000)
+    writer = Writer(store, strict=True, batch_size=10, flush_interval=0.01)
     writer.submit(minimal_event())
     assert writer.flush(timeout=30)
     child_event = minimal_event()

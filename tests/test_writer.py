@@ -1,4 +1,5 @@
-"""The writer's own behaviour, against an in-memory sink that can be told to fail."""
+"""The writer's own behaviour over a real journal, against an in-memory sink that can be told
+to fail."""
 
 from __future__ import annotations
 
@@ -48,9 +49,9 @@ def make_writer(sink: Sink, **options: object) -> Writer:
     defaults: dict[str, object] = {
         "batch_size": 100,
         "flush_interval": 5.0,
-        "queue_limit": 1000,
         "strict": False,
         "retry_backoff": 0.001,
+        "max_backoff": 0.01,
     }
     defaults.update(options)
     return Writer(sink, **defaults)  # type: ignore[arg-type]
@@ -66,30 +67,61 @@ def test_transient_failures_are_retried() -> None:
     writer.close()
 
 
-def test_a_batch_that_keeps_failing_is_counted_and_the_writer_goes_on() -> None:
+def test_a_batch_that_keeps_failing_stays_in_the_journal_until_the_store_takes_it() -> None:
     sink = Sink()
-    sink.failures = [WriteError("database is locked", retryable=True)] * 4
-    writer = make_writer(sink, retries=3)
+    sink.failures = [WriteError("database is locked", retryable=True)] * 40
+    writer = make_writer(sink)
     for _ in range(5):
         writer.submit(event())
     assert writer.flush(timeout=10)
-    assert writer.failed == 5 and writer.written == 0
-    writer.submit(event())
+    assert writer.failed == 0 and writer.written == 5 and sink.calls == 41
+    writer.close()
+
+
+def test_flush_says_false_while_the_store_is_down_and_nothing_is_lost() -> None:
+    sink = Sink()
+    sink.failures = [WriteError("disk I/O error", retryable=True)] * 10_000
+    writer = make_writer(sink)
+    batch = [event() for _ in range(7)]
+    for item in batch:
+        writer.submit(item)
+    assert writer.flush(timeout=0.2) is False
+    assert writer.pending == 7 and writer.down is not None
+    sink.failures.clear()
     assert writer.flush(timeout=10)
-    assert writer.written == 1
+    assert set(sink.rows) == {e.id for e in batch} and writer.down is None
+    writer.close()
+
+
+def test_data_refused_by_a_store_that_takes_nothing_is_kept_not_set_aside() -> None:
+    sink = Sink()
+    sink.reject_models = {"m"}  # every event: the store is at fault, not one event
+    kept: list[tuple[list[str], str]] = []
+    writer = make_writer(sink, set_aside=lambda es, why: kept.append(([e.id for e in es], why)))
+    for _ in range(4):
+        writer.submit(event())
+    assert writer.flush(timeout=0.2) is False
+    assert writer.failed == 0 and kept == [] and writer.pending == 4
+    sink.reject_models.clear()
+    assert writer.flush(timeout=10)
+    assert writer.written == 4
     writer.close()
 
 
 def test_rejected_data_is_isolated_so_the_rest_of_the_batch_is_kept() -> None:
     sink = Sink()
     sink.reject_models = {"bad"}
-    writer = make_writer(sink)
+    kept: list[tuple[list[str], str]] = []
+    writer = make_writer(sink, set_aside=lambda es, why: kept.append(([e.id for e in es], why)))
     batch = [event(), event("bad"), event(), event(), event("bad"), event()]
     for item in batch:
         writer.submit(item)
-    assert writer.flush(timeout=10)
+    assert writer.flush(timeout=10) is False  # two events did not reach the store
     assert writer.failed == 2 and writer.written == 4
     assert set(sink.rows) == {e.id for e in batch if e.model != "bad"}
+    assert [ids for ids, _ in kept] == [[batch[1].id], [batch[4].id]]
+    assert all("constraint failed" in why for _, why in kept)
+    assert writer.flush(timeout=10)  # nothing failed since
     writer.close()
 
 
@@ -114,7 +146,7 @@ def test_prepare_errors_skip_only_that_event() -> None:
     writer = make_writer(sink, prepare=prepare)
     for item in (event(), event("bad"), event()):
         writer.submit(item)
-    assert writer.flush(timeout=10)
+    assert writer.flush(timeout=10) is False
     assert writer.failed == 1 and writer.written == 2
     writer.close()
 
@@ -132,19 +164,16 @@ def test_a_full_batch_is_written_without_waiting_for_the_interval() -> None:
     writer.close()
 
 
-def test_flush_times_out_while_the_writer_is_busy() -> None:
+def test_a_callable_is_built_at_once_so_its_event_is_journaled_before_submit_returns() -> None:
     sink = Sink()
-    gate = threading.Event()
-
-    def slow() -> UsageEvent:
-        gate.wait(10)
-        return event()
-
     writer = make_writer(sink)
-    writer.submit(slow)
-    assert writer.flush(timeout=0.05) is False
-    gate.set()
-    assert writer.flush(timeout=10)
+    made = event()
+    writer.submit(lambda: made)
+    assert writer.journal.appended == 1  # on disk when submit returns
+    writer.submit(lambda: 1 / 0)  # type: ignore[arg-type, return-value]
+    assert writer.failed == 1 and writer.journal.appended == 1
+    assert writer.flush(timeout=10) is False
+    assert list(sink.rows) == [made.id]
     writer.close()
 
 
@@ -164,19 +193,19 @@ def test_the_exit_hook_flushes_live_writers() -> None:
 
 
 def test_defaults_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLMLEDGER_QUEUE_LIMIT", "7")
+    monkeypatch.setenv("LLMLEDGER_SHUTDOWN_TIMEOUT", "7")
     monkeypatch.setenv("LLMLEDGER_BATCH_SIZE", "3")
     writer = Writer(Sink())
-    assert (writer.queue_limit, writer.batch_size, writer.strict) == (7, 3, True)
+    assert (writer.shutdown_timeout, writer.batch_size, writer.strict) == (7, 3, True)
     explicit = Writer(Sink(), settings=load_settings(), batch_size=5)
-    assert explicit.batch_size == 5 and explicit.queue_limit == 7
+    assert explicit.batch_size == 5 and explicit.shutdown_timeout == 7
     writer.close()
     explicit.close()
 
 
 def test_submit_from_many_threads_loses_nothing() -> None:
     sink = Sink()
-    writer = make_writer(sink, batch_size=64, flush_interval=0.01, queue_limit=100_000)
+    writer = make_writer(sink, batch_size=64, flush_interval=0.01)
 
     def produce() -> None:
         for _ in range(2000):
@@ -191,7 +220,7 @@ def test_submit_from_many_threads_loses_nothing() -> None:
     assert len(sink.rows) == 8000 and writer.written == 8000 and writer.dropped == 0
 
 
-def test_flush_waits_for_a_batch_already_taken_from_the_queue() -> None:
+def test_flush_waits_for_a_batch_already_taken_from_the_journal() -> None:
     started, release = threading.Event(), threading.Event()
 
     class SlowSink(Sink):
@@ -209,7 +238,7 @@ def test_flush_waits_for_a_batch_already_taken_from_the_queue() -> None:
     writer = make_writer(sink, flush_interval=0.01)
     writer.submit(event())
     assert started.wait(10)
-    assert writer.pending == 0  # the batch is in the thread's hands, not in the queue
+    assert writer.pending == 1  # in the thread's hands, and still in the journal
     assert writer.flush(timeout=0.05) is False
     release.set()
     assert writer.flush(timeout=10)

@@ -91,7 +91,7 @@ COMMANDS: dict[str, CommandEntry] = {
     ),
     "spool": CommandEntry(
         "llmledger.cli.spool:spool_group",
-        "Events waiting on this machine for the llmledger service: status, replay, requeue.",
+        "Events waiting on this machine for their database or service: status, replay, requeue.",
     ),
 }
 

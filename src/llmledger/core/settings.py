@@ -40,8 +40,9 @@ class Settings:
         features: Declared feature names (name -> display name); when not empty,
             an undeclared feature is an error.  Reports for people show each
             display name beside its feature's name.
-        queue_limit: Most events waiting for the background writer; beyond it new
-            events are dropped and counted, so memory stays bounded.
+        queue_limit: Most kept texts (``store_content`` with ``url``) waiting in
+            memory for their events to be sent; beyond it the oldest text is dropped
+            and counted.  Events themselves wait in the journal on disk.
         batch_size: Most events written in one transaction.
         flush_interval: Seconds the writer waits to fill a batch.
         store_content: Keep prompt and response text (off by default).
@@ -50,8 +51,15 @@ class Settings:
         url: Base URL of an llmledger service; when set (with ``api_key``) events
             are sent there instead of to a local database.
         api_key: The ingest key the SDK sends events with.
-        spool_limit: Most bytes of events kept on disk (``home/spool``) while the
-            service is unreachable; beyond it new batches are dropped and counted.
+        spool_limit: Most bytes of the journal (``home/spool``), where every event
+            waits until its store or service has it; beyond it new events are
+            dropped, counted and logged as errors.
+        journal_fsync: ``fsync`` the journal after every event, so events survive
+            a power loss too (much slower); off, they survive the process.
+        shutdown_timeout: Most seconds spent flushing at exit or on SIGTERM/SIGINT;
+            what is left waits in the journal for the next process.
+        handle_signals: Flush on SIGTERM and SIGINT (then hand the signal to the
+            handler that was there before).
         max_body_bytes: Largest request body the service accepts.
         key_cache_seconds: How long the service trusts an API key it verified
             before reading it again (0: every request); a key revoked through
@@ -119,14 +127,17 @@ class Settings:
     price_files: tuple[Path, ...] = ()
     features: Mapping[str, str] = field(default_factory=dict)
     queue_limit: int = 100_000
-    batch_size: int = 5_000
+    batch_size: int = 2_000
     flush_interval: float = 0.2
     store_content: bool = False
     currency: str = "USD"
     strict: bool = False
     url: str | None = None
     api_key: str | None = None
-    spool_limit: int = 100_000_000
+    spool_limit: int = 2_000_000_000
+    journal_fsync: bool = False
+    shutdown_timeout: float = 5.0
+    handle_signals: bool = True
     max_body_bytes: int = 10_000_000
     key_cache_seconds: float = 5.0
     query_timeout: float = 30.0
@@ -239,7 +250,7 @@ def _coerce(name: str, value: Any) -> Any:
             if seconds <= 0:
                 raise ValueError("must be positive")
             return seconds
-        if name in ("key_cache_seconds", "query_timeout", "ingest_timeout"):
+        if name in ("key_cache_seconds", "query_timeout", "ingest_timeout", "shutdown_timeout"):
             seconds = float(value)
             if not 0 <= seconds <= 3600:
                 raise ValueError("must be between 0 and 3600")
@@ -260,9 +271,11 @@ def _coerce(name: str, value: Any) -> Any:
             "strict",
             "otel",
             "otel_metrics",
-            "limits",
             "run_jobs",
             "price_refresh",
+            "journal_fsync",
+            "handle_signals",
+            "limits",
         ):
             if isinstance(value, bool):
                 return value

@@ -1,14 +1,17 @@
-"""The ledger: settings, store, price resolver and background writer, wired together.
+"""The ledger: settings, store, price resolver, journal and background writer, wired together.
 
 One :class:`Ledger` per process is the usual case (:func:`get_ledger`), built on
 first use from the settings in force; :func:`configure` replaces it.  Every part
-is built late, so importing llmledger opens nothing.
+is built late, so importing llmledger opens nothing.  Events go through the
+journal (:mod:`llmledger.runtime.journal`) of their destination, one folder per
+database or service under ``$LLMLEDGER_HOME/spool``.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import re
 import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,6 +24,7 @@ from llmledger.runtime.observers import CommitListeners
 if TYPE_CHECKING:
     from llmledger.pricing import PriceBook, PriceResolver
     from llmledger.runtime.content import ContentStore, PendingContent
+    from llmledger.runtime.journal import Journal
     from llmledger.runtime.limits import LimitGuard
     from llmledger.runtime.prices import LedgerPrices
     from llmledger.runtime.remote import RemoteSink
@@ -51,6 +55,7 @@ class Ledger:
         self._pending_content: PendingContent | None = None
         self._remote: RemoteSink | None = None
         self._limits: LimitGuard | None = None
+        self._signals_pending = False
         self._closed = False
         #: Whether instrumented calls are checked against the limits (the one
         #: flag the capture hooks read; the ``limits`` setting).
@@ -160,18 +165,73 @@ class Ledger:
         if self._writer is None:
             with self._lock:
                 if self._writer is None:
-                    from llmledger.runtime.writer import Writer
+                    from llmledger.runtime.writer import Writer, install_signal_handlers
 
+                    settings = self.settings
                     self._writer = Writer(
                         self._observed_sink(),
-                        settings=self.settings,
+                        journal=self._journal(),
                         prepare=self.prepare,
-                        queue_limit=self.settings.queue_limit,
-                        batch_size=self.settings.batch_size,
-                        flush_interval=self.settings.flush_interval,
-                        strict=self.settings.strict,
+                        batch_size=settings.batch_size,
+                        flush_interval=settings.flush_interval,
+                        strict=settings.strict,
+                        shutdown_timeout=settings.shutdown_timeout,
+                        settings=settings,
+                        set_aside=None if settings.url else self._set_aside,
+                    )
+                    self._signals_pending = settings.handle_signals and not (
+                        install_signal_handlers()
                     )
         return self._writer
+
+    @property
+    def destination(self) -> str:
+        """Where this ledger's events go: the service's URL, or the database's."""
+        return self.settings.url or self.settings.resolved_database_url
+
+    def _journal(self) -> Journal | None:
+        """The journal of this ledger's destination (None for an in-memory database:
+        no other process could ever replay it, so the writer keeps a private one)."""
+        from llmledger.runtime.journal import Journal
+        from llmledger.runtime.spool import journal_folder, name_destination
+
+        destination = self.destination
+        if not self.settings.url and _in_memory(destination):
+            return None
+        spool = self.settings.home / "spool"
+        folder = journal_folder(spool, destination)
+        name_destination(folder, _hide_password(destination))
+        return Journal(
+            folder, limit_bytes=self.settings.spool_limit, fsync=self.settings.journal_fsync
+        )
+
+    def _set_aside(self, events: Sequence[UsageEvent], reason: str) -> None:
+        """Keep events the store refused for good in ``spool/refused`` (``spool requeue``)."""
+        import gzip
+        import json
+
+        from llmledger.runtime.spool import set_aside
+        from llmledger.wire.serialize import event_to_json
+
+        body = json.dumps(
+            {"events": [event_to_json(e) for e in events], "reason": reason},
+            separators=(",", ":"),
+        ).encode("utf-8")
+        kept = set_aside(
+            self.settings.home / "spool",
+            gzip.compress(body),
+            len(events),
+            self.settings.spool_limit,
+        )
+        if isinstance(kept, str):
+            log.error("llmledger: %d refused events could not be set aside: %s", len(events), kept)
+        else:
+            log.error(
+                "llmledger: %d events refused by the store (%s); kept in %s",
+                len(events),
+                reason,
+                kept,
+            )
 
     @property
     def content_store(self) -> ContentStore:
@@ -193,7 +253,7 @@ class Ledger:
                 if self._pending_content is None:
                     from llmledger.runtime.content import PendingContent
 
-                    # Every event waiting in the queue, and the batch being written.
+                    # Texts waiting for their events, and those of the batch being sent.
                     limit = self.settings.queue_limit + self.settings.batch_size
                     self._pending_content = PendingContent(limit)
         return self._pending_content
@@ -241,30 +301,40 @@ class Ledger:
         return self.prices.settle(event)
 
     def submit(self, item: UsageEvent | Callable[[], UsageEvent]) -> None:
-        """Queue an event (or deferred work producing one) for the background writer.
+        """Append an event to the journal (a callable is run first, to make it).
 
-        Never raises and never blocks: a full queue drops the event and counts it.
+        Once this returns the event is written to the operating system: it
+        survives the death of the process.  Never raises and never blocks on a
+        database: an event over the journal's disk limit is dropped and counted.
         """
         try:
             self.writer.submit(item)
+            if self._signals_pending:  # first used from another thread: try from this one
+                from llmledger.runtime.writer import install_signal_handlers
+
+                self._signals_pending = not install_signal_handlers()
         except Exception:
             if self.settings.strict:
                 raise
             log.exception("llmledger: could not queue an event")
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every event submitted so far is committed (or ``timeout`` passes)."""
-        if self._writer is None:
-            return True
-        return self._writer.flush(timeout)
+        """Wait until every event submitted so far, and every event a dead process
+        left in this destination's journal, is in the store (or ``timeout`` passes).
+
+        Returns:
+            True only when all of them reached the store.
+        """
+        return self.writer.flush(timeout)
 
     def close(self) -> None:
-        """Flush, stop the writer and close the store (or the remote sink's connections)."""
+        """Flush (for at most ``shutdown_timeout`` seconds), stop the writer and close
+        the store (or the remote sink's connections); what is left stays in the journal."""
         if self._closed:
             return
         self._closed = True
         if self._writer is not None:
-            self._writer.close()
+            self._writer.close(self.settings.shutdown_timeout)
         self.after_commit.close()
         atexit.unregister(self._close_listeners_at_exit)
         if self._remote is not None:
@@ -273,11 +343,23 @@ class Ledger:
             self._store.close()
 
     def stats(self) -> dict[str, Any]:
-        """Counters of the writer: written, dropped, failed."""
+        """Counters of this process's writer.
+
+        ``written`` (rows committed), ``pending`` (events waiting in the
+        journal), ``dropped`` (events the journal could not take: its disk
+        limit or a full disk), ``failed`` (events that could not be built,
+        priced or stored) and ``down`` (why the store is not taking events, or None).
+        """
         if self._writer is None:
-            return {"written": 0, "dropped": 0, "failed": 0}
+            return {"written": 0, "pending": 0, "dropped": 0, "failed": 0, "down": None}
         w = self._writer
-        return {"written": w.written, "dropped": w.dropped, "failed": w.failed}
+        return {
+            "written": w.written,
+            "pending": w.pending,
+            "dropped": w.dropped,
+            "failed": w.failed,
+            "down": w.down,
+        }
 
 
 class _LazySink:
@@ -344,9 +426,26 @@ def shutdown() -> None:
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Wait until every event recorded so far is committed to the ledger.
+    """Wait until every event recorded so far is committed to the ledger, with
+    whatever processes that died left in the journal.
 
     Returns:
         True when everything was written before ``timeout`` seconds passed.
     """
-    return get_ledger().flush(timeout) if _ledger is not None else True
+    return get_ledger().flush(timeout)
+
+
+def _in_memory(url: str) -> bool:
+    """Whether a database URL names an in-memory SQLite database."""
+    scheme, _, rest = url.partition("://")
+    return scheme.startswith("sqlite") and (rest in ("", "/") or ":memory:" in rest)
+
+
+def _hide_password(url: str) -> str:
+    """The URL with any password replaced by ``***``.
+
+    Example:
+        >>> _hide_password("postgresql+psycopg://me:secret@db/ledger")
+        'postgresql+psycopg://me:***@db/ledger'
+    """
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

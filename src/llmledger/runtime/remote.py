@@ -1,39 +1,42 @@
 """The remote sink: the SDK sends its events to an llmledger service instead of a database.
 
-:class:`RemoteSink` is an :class:`~llmledger.runtime.writer.EventSink`, so the ledger's
-background writer keeps doing the batching, the queue bound and the flush at
-exit; this module adds what the network needs:
+:class:`RemoteSink` is an :class:`~llmledger.runtime.writer.EventSink`: the ledger's
+background writer reads the events from the journal (:mod:`llmledger.runtime.journal`)
+and hands them here, and marks them done in the journal only once the service
+answered.  While the service is unreachable the events simply stay in the
+journal, on disk, and the writer tries again with growing pauses; the next
+process, or ``flush()`` in any process, sends what a dead process left.  Event
+ids make every resend idempotent, so each event is stored exactly once.  This
+module adds what the network needs:
 
 - batches of up to 1,000 events and ``max_body_bytes``, gzip-compressed, in the
   JSON shape of ``llmledger logs --json``; an event whose prompt and response
   text is kept carries it in ``content`` (taken from the ledger's
-  :class:`~llmledger.runtime.content.PendingContent`), so the text is sent, spooled and
-  replayed with its event;
+  :class:`~llmledger.runtime.content.PendingContent`, and given back when the
+  batch could not be sent);
 - retries with growing pauses on 429 and 5xx answers and on connection errors
   (honouring ``Retry-After``), within a time budget per batch so an exiting
   process is never held for long;
-- a spool on disk (``$LLMLEDGER_HOME/spool``, bounded by ``spool_limit`` bytes)
-  for batches the service could not take, replayed oldest first before the next
-  batch is sent and by a background thread while the spool is not empty; event
-  ids make every replay idempotent, so each event is stored exactly once;
 - a batch the service refuses for good (a 4xx other than 401, 403, 408 and 429)
-  never blocks the spool: one answered 413 (too large) is split in halves and
+  never blocks the journal: one answered 413 (too large) is split in halves and
   sent again, and whatever is still refused is set aside in ``spool/refused``
-  (within the same ``spool_limit``) for a person to look at, and logged;
-- counters of what was sent, spooled, replayed, set aside and dropped; every
-  drop is logged.
+  (within ``spool_limit``) for a person to look at, and logged;
+- a batch that keeps failing with 5xx is split in halves until the event at
+  fault is found: that event is set aside with the answer, everything else goes
+  through.  When no part goes through, the service is down, not the event: the
+  batch stays in the journal;
+- counters of what was sent, set aside and dropped; every drop is logged.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,13 +50,14 @@ from llmledger.core.errors import (
     ServiceUnavailable,
 )
 from llmledger.core.events import UsageEvent
-from llmledger.core.ids import new_id
 from llmledger.core.settings import Settings
+from llmledger.runtime.spool import set_aside
+from llmledger.store.content import ContentRecord
 from llmledger.wire.parse import MAX_CONTENT_CHARS
 from llmledger.wire.serialize import event_to_json
 
 if TYPE_CHECKING:
-    from llmledger.runtime.content import ContentRecord, PendingContent
+    from llmledger.runtime.content import PendingContent
     from llmledger.store.protocol import WriteResult
 
 __all__ = [
@@ -61,9 +65,6 @@ __all__ = [
     "RemoteSink",
     "RemoteStats",
     "ServiceUnavailable",
-    "SpoolStatus",
-    "requeue_refused",
-    "spool_status",
 ]
 
 log = logging.getLogger("llmledger.runtime.remote")
@@ -72,8 +73,6 @@ _MAX_BATCH = 1000
 _BODY_START = b'{"events":['
 _BODY_END = b"]}"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_SUFFIX = ".json.gz"
-_CLAIMED = ".sending-"
 
 
 #: 4xx answers worth retrying: the key may be fixed, the service may catch up.
@@ -88,99 +87,14 @@ class RemoteStats:
     sent: int = 0
     duplicates: int = 0
     rejected: int = 0
-    spooled: int = 0
-    replayed: int = 0
     refused: int = 0
     dropped: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolStatus:
-    """What a spool folder holds: batches waiting to be sent, and batches set aside."""
+class _ServerFailing(ServiceUnavailable):
+    """The service answered 5xx to every try of one batch: the batch may be at fault."""
 
-    folder: Path
-    waiting_batches: int
-    waiting_events: int
-    refused_batches: int
-    refused_events: int
-    bytes: int
-
-
-def _batch_files(folder: Path) -> list[Path]:
-    """Spooled batch files of a folder, oldest first (their names start with a ULID)."""
-    try:
-        names = sorted(p for p in os.listdir(folder) if p.endswith(_SUFFIX))
-    except FileNotFoundError:
-        return []
-    return [folder / name for name in names]
-
-
-def _events_in(files: Sequence[Path]) -> int:
-    """Events in batch files, from their names (``<ulid>-<count>.json.gz``)."""
-    total = 0
-    for path in files:
-        count = path.name.removesuffix(_SUFFIX).rpartition("-")[2]
-        total += int(count) if count.isdigit() else 0
-    return total
-
-
-def spool_status(folder: str | os.PathLike[str]) -> SpoolStatus:
-    """What the spool folder holds (``$LLMLEDGER_HOME/spool`` for a ledger).
-
-    Example:
-        >>> import tempfile
-        >>> status = spool_status(tempfile.mkdtemp())
-        >>> status.waiting_events, status.refused_events, status.bytes
-        (0, 0, 0)
-    """
-    folder = Path(folder)
-    waiting = _batch_files(folder)
-    refused = _batch_files(folder / _REFUSED)
-    size = 0
-    for path in (*waiting, *refused):
-        with contextlib.suppress(FileNotFoundError):
-            size += path.stat().st_size
-    return SpoolStatus(
-        folder=folder,
-        waiting_batches=len(waiting),
-        waiting_events=_events_in(waiting),
-        refused_batches=len(refused),
-        refused_events=_events_in(refused),
-        bytes=size,
-    )
-
-
-def requeue_refused(folder: str | os.PathLike[str]) -> int:
-    """Move the batches set aside in ``spool/refused`` back into the spool, to be sent again.
-
-    For after the cause is fixed (a service upgraded, its body limit raised);
-    the next replay sends them, oldest first, and event ids keep it idempotent.
-
-    Returns:
-        How many events were moved back.
-
-    Example:
-        >>> import tempfile
-        >>> requeue_refused(tempfile.mkdtemp())
-        0
-    """
-    folder = Path(folder)
-    moved = []
-    for path in _batch_files(folder / _REFUSED):
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(path, folder / path.name)
-            moved.append(path)
-    return _events_in(moved)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - another user's process
-        return True
-    return True
+    retryable = False
 
 
 @dataclass
@@ -198,18 +112,15 @@ class RemoteSink:
     Args:
         url: The service's base URL (``https://ledger.example.com``).
         api_key: An ingest (or admin) key.
-        spool_dir: Folder for batches the service could not take.
-        spool_limit: Most bytes kept in the spool; a batch that does not fit is
+        spool_dir: The spool folder: batches refused for good go to its ``refused`` folder.
+        spool_limit: Most bytes of batches set aside; one that does not fit is
             dropped, counted and logged.
         transport: An httpx transport (tests use ``httpx.MockTransport``).
         timeout: Seconds per request.
         retries: Extra attempts for a batch answered 429/5xx or not answered.
         backoff: Pause before the first retry; it doubles, up to ``max_backoff``.
-        budget: Most seconds spent on one batch before it is spooled instead (kept
-            under the writer's exit timeout, so exiting never loses a batch).
-        replay_interval: Seconds between replay attempts while the service is down.
-        background: Replay the spool from a background thread too (not only
-            before the next batch).
+        budget: Most seconds spent on one batch before it is left in the journal
+            for a later try (so an exiting process is never held for long).
         content: Where the kept text of the events waits; each event's text is
             sent with it.
         max_body_bytes: Largest request body (uncompressed) the service accepts;
@@ -218,11 +129,11 @@ class RemoteSink:
     Example:
         >>> import tempfile
         >>> sink = RemoteSink("http://127.0.0.1:9", "llk_x_y", spool_dir=tempfile.mkdtemp(),
-        ...                   retries=0, background=False)
+        ...                   retries=0)
         >>> sink.write([]).count
         0
-        >>> sink.stats.sent, sink.spooled_events
-        (0, 0)
+        >>> sink.stats.sent
+        0
         >>> sink.close()
     """
 
@@ -232,15 +143,13 @@ class RemoteSink:
         api_key: str,
         *,
         spool_dir: str | os.PathLike[str],
-        spool_limit: int = 100_000_000,
+        spool_limit: int = 2_000_000_000,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 5.0,
         retries: int = 3,
         backoff: float = 0.25,
         max_backoff: float = 4.0,
         budget: float = 8.0,
-        replay_interval: float = 5.0,
-        background: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         content: PendingContent | None = None,
         max_body_bytes: int = 10_000_000,
@@ -254,7 +163,6 @@ class RemoteSink:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.budget = budget
-        self.replay_interval = replay_interval
         self.timeout = timeout
         self.stats = RemoteStats()
         self._sleep = sleep
@@ -270,17 +178,11 @@ class RemoteSink:
             transport=transport,
         )
         self._lock = threading.RLock()
-        self._down_until = 0.0
-        self._closed = not background
-        self._stop = threading.Event()
-        self._replayer: threading.Thread | None = None
-        self._release_stale_claims()
-        if self._spooled_files():
-            self._start_replayer()
+        self._texts: dict[str, ContentRecord] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> RemoteSink:
-        """The sink named by ``url`` and ``api_key``, spooling to ``home/spool``.
+        """The sink named by ``url`` and ``api_key``, setting aside in ``home/spool/refused``.
 
         Raises:
             ConfigError: when ``url`` is set without ``api_key``.
@@ -304,38 +206,53 @@ class RemoteSink:
         *,
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
     ) -> WriteResult:
-        """Send events (spooling them when the service is unreachable).
+        """Send events to the service.
 
         Returns:
             What the service answered: the events it stored, the ids it already
-            had and those it rejected.  Spooled events are in none of them.
+            had and those it rejected.
+
+        Raises:
+            ServiceUnavailable: when the service did not take a request (the
+                events stay in the journal; their kept text is held again).
         """
         from llmledger.store.protocol import WriteResult  # the store's imports wait for a write
 
         with self._lock:
-            if self._spooled_files() and time.monotonic() >= self._down_until:
-                self.replay()
             answered = _Answered()
-            requests = self._requests(batch)
-            for index, (chunk, payload) in enumerate(requests):
-                if time.monotonic() < self._down_until:
-                    self._spool(payload, len(chunk))
-                    continue
-                try:
-                    results = self._deliver(payload, [event.id for event in chunk])
-                except ServiceUnavailable as exc:
-                    log.warning(
-                        "llmledger: service unavailable (%s); spooling %d events",
-                        exc,
-                        sum(len(c) for c, _ in requests[index:]),
-                    )
-                    self._mark_down()
-                    self._spool(payload, len(chunk))
-                    continue
-                self._account(chunk, results, on_error, answered)
+            self._texts = self._take_texts(batch)
+            try:
+                requests = self._requests(batch)
+                for index, (chunk, payload) in enumerate(requests):
+                    try:
+                        results = self._deliver(payload, [event.id for event in chunk])
+                    except ServiceUnavailable:
+                        self._give_back(e for c, _ in requests[index:] for e in c)
+                        raise
+                    self._account(chunk, results, on_error, answered)
+            finally:
+                self._texts = {}
             return WriteResult(
                 tuple(answered.stored), tuple(answered.duplicates), tuple(answered.rejected)
             )
+
+    def _take_texts(self, batch: Sequence[UsageEvent]) -> dict[str, ContentRecord]:
+        texts: dict[str, ContentRecord] = {}
+        if self.content is not None and len(self.content):
+            for event in batch:
+                record = self.content.take(event.id)
+                if record is not None:
+                    texts[event.id] = record
+        return texts
+
+    def _give_back(self, events: Iterable[UsageEvent]) -> None:
+        """Hold the text of events not sent again, for the next try."""
+        if self.content is None or not self._texts:
+            return
+        for event in events:
+            record = self._texts.get(event.id)
+            if record is not None:
+                self.content.save(record)
 
     def _account(
         self,
@@ -413,10 +330,9 @@ class RemoteSink:
 
     def _event_json(self, event: UsageEvent) -> dict[str, Any]:
         data = event_to_json(event)
-        if self.content is not None:
-            record = self.content.take(event.id)
-            if record is not None:
-                data["content"] = _content_json(record)
+        record = self._texts.get(event.id)
+        if record is not None:
+            data["content"] = _content_json(record)
         return data
 
     def _send(self, payload: bytes) -> list[dict[str, Any]]:
@@ -429,11 +345,13 @@ class RemoteSink:
         spent = 0.0  # pauses and timeouts, counted even when the clock did not see them
         pause = self.backoff
         problem = "no attempt"
+        answered_5xx = False
         for attempt in range(self.retries + 1):
             wait = pause
             try:
                 answer = self._client.post("/v1/events", content=payload)
             except httpx.HTTPError as exc:
+                answered_5xx = False
                 problem = f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, httpx.TimeoutException):
                     spent += self.timeout
@@ -453,8 +371,9 @@ class RemoteSink:
                     raise ServiceUnavailable(f"{problem}; check LLMLEDGER_API_KEY")
                 if 400 <= answer.status_code < 500 and answer.status_code not in _NOT_FINAL:
                     raise BatchRefused(answer.status_code, problem)
+                answered_5xx = answer.status_code >= 500
                 if answer.status_code not in _RETRY_STATUSES:
-                    raise ServiceUnavailable(problem)
+                    raise (_ServerFailing if answered_5xx else ServiceUnavailable)(problem)
                 retry_after = answer.headers.get("retry-after", "")
                 if retry_after.isdigit():
                     wait = max(wait, float(retry_after))
@@ -466,14 +385,15 @@ class RemoteSink:
             self._sleep(wait)
             spent += wait
             pause *= 2
-        raise ServiceUnavailable(problem)
+        raise (_ServerFailing if answered_5xx else ServiceUnavailable)(problem)
 
     def _deliver(self, payload: bytes, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Send one compressed batch; the results, one per event of ``ids``.
 
         A batch answered 413 is sent again in halves; a batch (or a single
         event) the service still refuses is set aside, and its events are
-        answered ``refused``.
+        answered ``refused``.  A batch answered 5xx on every try is split the
+        same way: see :meth:`_isolate`.
 
         Raises:
             ServiceUnavailable: when the service did not take the batch in time.
@@ -482,18 +402,70 @@ class RemoteSink:
             return self._send(payload)
         except BatchRefused as exc:
             if exc.status == 413 and len(ids) > 1:
-                items = json.loads(gzip.decompress(payload))["events"]
-                half = len(items) // 2
                 return [
-                    *self._deliver(_gzip(_dumps({"events": items[:half]})), ids[:half]),
-                    *self._deliver(_gzip(_dumps({"events": items[half:]})), ids[half:]),
+                    result
+                    for part, part_ids in _halves(payload, ids)
+                    for result in self._deliver(part, part_ids)
                 ]
-            self._set_aside(payload, len(ids), str(exc))
-            return [{"id": event_id, "status": _REFUSED, "reason": str(exc)} for event_id in ids]
+            return self._refuse(payload, ids, str(exc))
+        except _ServerFailing:
+            if len(ids) == 1:
+                raise
+            return self._isolate(payload, ids)
+
+    def _isolate(self, payload: bytes, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Send a batch the service failed on (5xx) in halves, to find the event at fault.
+
+        When one half goes through the service is up, so the events of a half
+        that still fails are sent one by one, and each that fails alone is set
+        aside with the service's answer.  When neither half goes through, the
+        service is down: :class:`_ServerFailing` raises and the batch stays in
+        the journal.
+        """
+        results: list[list[dict[str, Any]] | None] = []
+        failing: list[tuple[bytes, Sequence[str], _ServerFailing]] = []
+        for part, part_ids in _halves(payload, ids):
+            try:
+                results.append(self._deliver(part, part_ids))
+            except _ServerFailing as exc:
+                results.append(None)
+                failing.append((part, part_ids, exc))
+        if len(failing) == len(results):
+            raise failing[0][2]
+        found = iter(failing)
+        merged: list[dict[str, Any]] = []
+        for result in results:
+            if result is None:
+                part, part_ids, error = next(found)
+                result = self._one_by_one(part, part_ids, error)
+            merged.extend(result)
+        return merged
+
+    def _one_by_one(
+        self, payload: bytes, ids: Sequence[str], error: _ServerFailing
+    ) -> list[dict[str, Any]]:
+        """Each event of a failing part alone (the service is up); set aside those it fails on."""
+        if len(ids) == 1:
+            return self._refuse(payload, ids, f"the service fails on this event: {error}")
+        items = json.loads(gzip.decompress(payload))["events"]
+        results: list[dict[str, Any]] = []
+        for item, event_id in zip(items, ids, strict=True):
+            single = _gzip(_dumps({"events": [item]}))
+            try:
+                results.extend(self._deliver(single, [event_id]))
+            except _ServerFailing as exc:
+                results.extend(
+                    self._refuse(single, [event_id], f"the service fails on this event: {exc}")
+                )
+        return results
+
+    def _refuse(self, payload: bytes, ids: Sequence[str], problem: str) -> list[dict[str, Any]]:
+        self._set_aside(payload, len(ids), problem)
+        return [{"id": event_id, "status": _REFUSED, "reason": problem} for event_id in ids]
 
     def _set_aside(self, payload: bytes, count: int, problem: str) -> None:
         """Keep a refused batch in ``spool/refused`` (never replayed), within the spool limit."""
-        kept = self._keep(self.spool_dir / _REFUSED, payload, count)
+        kept = set_aside(self.spool_dir, payload, count, self.spool_limit)
         if isinstance(kept, str):
             self.stats.dropped += count
             log.error(
@@ -511,165 +483,19 @@ class RemoteSink:
             kept,
         )
 
-    def _set_aside_file(self, claimed: Path, name: str, problem: Exception) -> None:
-        """Move a spooled batch that cannot be read to ``spool/refused``."""
-        folder = self.spool_dir / _REFUSED
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            os.replace(claimed, folder / name)
-        except OSError as exc:  # pragma: no cover - the spool folder went away
-            log.error("llmledger: cannot set aside spooled batch %s: %s", claimed, exc)
-            return
-        log.error(
-            "llmledger: spooled batch %s cannot be read (%s); kept in %s",
-            name,
-            problem,
-            folder / name,
-        )
-
-    def _mark_down(self) -> None:
-        self._down_until = time.monotonic() + self.replay_interval
-        self._start_replayer()
-
-    # -- the spool -----------------------------------------------------------------------
-
-    def _spooled_files(self) -> list[Path]:
-        return _batch_files(self.spool_dir)
-
-    def _spool_size(self) -> int:
-        """Bytes in the spool, batches set aside included."""
-        total = 0
-        for folder in (self.spool_dir, self.spool_dir / _REFUSED):
-            with contextlib.suppress(FileNotFoundError):
-                for entry in os.scandir(folder):
-                    if entry.is_file():
-                        with contextlib.suppress(FileNotFoundError):
-                            total += entry.stat().st_size
-        return total
-
-    def _keep(self, folder: Path, payload: bytes, count: int) -> Path | str:
-        """Write a batch file into ``folder`` within ``spool_limit``: its path, or why not.
-
-        The name starts with a ULID, so batches are replayed oldest first; the
-        file appears whole or not at all.
-        """
-        if self._spool_size() + len(payload) > self.spool_limit:
-            return f"spool {self.spool_dir} is full ({self.spool_limit} bytes)"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            name = f"{new_id()}-{count}{_SUFFIX}"
-            partial = folder / f".{name}.tmp"
-            partial.write_bytes(payload)
-            os.replace(partial, folder / name)
-        except OSError as exc:
-            return f"cannot write to {folder} ({exc})"
-        return folder / name
-
-    def _spool(self, payload: bytes, count: int) -> None:
-        kept = self._keep(self.spool_dir, payload, count)
-        if isinstance(kept, str):
-            self.stats.dropped += count
-            log.error(
-                "llmledger: %s; dropped %d events (%d dropped so far)",
-                kept,
-                count,
-                self.stats.dropped,
-            )
-            return
-        self.stats.spooled += count
-
-    def _release_stale_claims(self) -> None:
-        """Give back batches claimed by a process that died while sending them."""
-        with contextlib.suppress(FileNotFoundError):
-            for name in os.listdir(self.spool_dir):
-                stem, sep, pid = name.rpartition(_CLAIMED)
-                if sep and pid.isdigit() and not _alive(int(pid)):
-                    with contextlib.suppress(OSError):
-                        os.replace(self.spool_dir / name, self.spool_dir / stem)
-
-    def replay(self) -> int:
-        """Send spooled batches, oldest first, until the spool is empty or the service fails.
-
-        Another process sharing the spool never sends the same file: a batch is
-        claimed by renaming it first.
-
-        Returns:
-            How many events the service stored.
-        """
-        stored = 0
-        with self._lock:
-            for path in self._spooled_files():
-                claimed = path.with_name(f"{path.name}{_CLAIMED}{os.getpid()}")
-                try:
-                    os.replace(path, claimed)
-                except FileNotFoundError:
-                    continue  # another process took it
-                try:
-                    payload = claimed.read_bytes()
-                    ids = _spooled_ids(payload)
-                except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                    self._set_aside_file(claimed, path.name, exc)
-                    continue
-                try:
-                    results = self._deliver(payload, ids)
-                except ServiceUnavailable as exc:
-                    os.replace(claimed, path)
-                    log.warning("llmledger: spool replay paused (%s)", exc)
-                    self._mark_down()
-                    break
-                for result in results:
-                    if result.get("status") == "accepted":
-                        stored += 1
-                    elif result.get("status") == "duplicate":
-                        self.stats.duplicates += 1
-                    elif result.get("status") != _REFUSED:  # those were set aside
-                        self.stats.rejected += 1
-                        log.error(
-                            "llmledger: spooled event %s dropped: rejected: %s",
-                            result.get("id"),
-                            result.get("reason"),
-                        )
-                claimed.unlink()
-            self.stats.replayed += stored
-            self.stats.sent += stored
-        return stored
-
-    def _start_replayer(self) -> None:
-        if self._replayer is not None and self._replayer.is_alive():
-            return
-        if self._closed:
-            return
-        self._replayer = threading.Thread(
-            target=self._replay_loop, name="llmledger-spool", daemon=True
-        )
-        self._replayer.start()
-
-    def _replay_loop(self) -> None:
-        while not self._stop.wait(self.replay_interval):
-            if time.monotonic() < self._down_until:
-                continue
-            try:
-                self.replay()
-            except Exception:  # pragma: no cover - the host app must never see our errors
-                log.exception("llmledger: spool replay failed")
-            if not self._spooled_files():
-                return
-
-    @property
-    def spooled_events(self) -> int:
-        """Events waiting in the spool (from the file names)."""
-        return _events_in(self._spooled_files())
-
     def close(self) -> None:
-        """Stop the replay thread and close connections (the spool stays for later)."""
-        self._closed = True
-        self._stop.set()
+        """Close the connections."""
         self._client.close()
 
 
-def _spooled_ids(payload: bytes) -> list[str]:
-    """The event ids of a spooled (compressed) batch, in order."""
-    return [str(item.get("id")) for item in json.loads(gzip.decompress(payload))["events"]]
+def _halves(payload: bytes, ids: Sequence[str]) -> list[tuple[bytes, Sequence[str]]]:
+    """A compressed batch as two compressed batches, each with its ids."""
+    items = json.loads(gzip.decompress(payload))["events"]
+    half = len(items) // 2
+    return [
+        (_gzip(_dumps({"events": items[:half]})), ids[:half]),
+        (_gzip(_dumps({"events": items[half:]})), ids[half:]),
+    ]
 
 
 def _dumps(data: Any) -> bytes:

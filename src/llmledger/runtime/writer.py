@@ -1,13 +1,20 @@
-"""The background writer: the caller's thread appends, one daemon thread writes.
+"""The background writer: the caller's thread appends to the journal, one daemon thread writes.
 
-``Writer.submit`` is all the host application's thread ever does: an append to
-a bounded in-memory queue, O(1), never blocking and never raising.  A daemon
-thread takes up to ``batch_size`` items at a time, turns deferred items into
-events, runs the ``prepare`` hook (pricing), and writes the batch to the store
-in one transaction.  ``flush()`` waits until everything submitted before it is
-committed; an ``atexit`` hook flushes on interpreter exit, and after
-``os.fork()`` the child gets a fresh queue and starts its own thread when first
-used.
+``Writer.submit`` is all the host application's thread ever does: serialise the
+event and append it to the journal (:mod:`llmledger.runtime.journal`) with one
+``os.write``, never blocking on a database and never raising.  A daemon thread
+reads the journal back in batches of up to ``batch_size``, runs the
+``prepare`` hook (pricing), writes each batch to its sink (the store, or the
+remote sink) in one transaction, and only then marks the batch done in the
+journal.  While the sink is down, locked or read-only the events stay in the
+journal and the batch is tried again with growing pauses: nothing is dropped.
+
+``flush()`` waits until everything submitted before it, and everything that
+dead processes left in the same journal, is stored; it says truthfully whether
+it was.  An ``atexit`` hook and (from the main thread) SIGTERM/SIGINT handlers
+flush for at most ``shutdown_timeout`` seconds, log what is left in the
+journal, and hand the signal on.  After ``os.fork()`` the child gets its own
+segment and starts its own thread when first used.
 """
 
 from __future__ import annotations
@@ -15,15 +22,19 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import shutil
+import signal
+import tempfile
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
+from llmledger.runtime.journal import Chunk, Journal
 
 if TYPE_CHECKING:
     from llmledger.store.protocol import WriteResult
@@ -33,7 +44,8 @@ __all__ = ["EventSink", "Item", "Writer"]
 log = logging.getLogger("llmledger.runtime.writer")
 
 #: What ``submit`` accepts: an event, or a zero-argument callable that makes one
-#: in the background (e.g. normalising a captured stream).
+#: (it runs at once, on the caller's thread, so the event is journaled before
+#: the call returns).
 Item = UsageEvent | Callable[[], UsageEvent]
 
 
@@ -50,18 +62,14 @@ class EventSink(Protocol):
         ...
 
 
-class _FlushMarker:
-    """Placed in the queue by ``flush``; set once everything before it is written."""
-
-    __slots__ = ("done",)
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
+#: A sink that wants to keep events it could not store for good (a refused
+#: batch) calls nothing; a sink without ``set_aside`` has its rejects logged.
+SetAside = Callable[[Sequence[UsageEvent], str], None]
 
 _live_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
 _hooks_installed = False
 _hooks_lock = threading.Lock()
+_previous_handlers: dict[int, Any] = {}
 
 
 def _install_process_hooks() -> None:
@@ -76,7 +84,9 @@ def _install_process_hooks() -> None:
 
 def _flush_all_at_exit() -> None:
     for writer in list(_live_writers):
-        writer._flush_at_exit()
+        writer._flush_before_exit("exit")
+        # Releases the journal: stored segments are removed, the rest wait for the next process.
+        writer._stop(0)
 
 
 def _reset_all_after_fork() -> None:
@@ -84,23 +94,60 @@ def _reset_all_after_fork() -> None:
         writer._reset_after_fork()
 
 
+def install_signal_handlers(signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> bool:
+    """Flush every live writer on these signals, then hand the signal to the previous handler.
+
+    Installed only from the main thread (the only one Python lets set handlers)
+    and once per signal; a handler the application set later replaces ours.
+
+    Returns:
+        Whether the handlers are in place.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    with _hooks_lock:
+        for signum in signals:
+            if signum in _previous_handlers:
+                continue
+            try:
+                _previous_handlers[signum] = signal.signal(signum, _on_signal)
+            except (ValueError, OSError):  # pragma: no cover - not the main interpreter
+                return False
+    return True
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    name = signal.Signals(signum).name
+    for writer in list(_live_writers):
+        writer._flush_before_exit(name)
+    previous = _previous_handlers.get(signum)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_IGN:
+        return
+    else:  # the default action (end the process), as if we had never been here
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
 class Writer:
-    """Batches events onto a store from one background thread.
+    """Writes the journal's events onto a sink from one background thread.
 
     Args:
         store: Where batches go: a store, the remote sink, or anything with their ``write``.
+        journal: The journal events wait in (a private one in a temporary folder when None).
         settings: Source of the defaults below (loaded from the environment when None).
         batch_size: Most events per transaction.
         flush_interval: Seconds to wait for a batch to fill before writing what is there.
-        queue_limit: Most items waiting; beyond it ``submit`` drops and counts.
         prepare: Called on each event in the background before it is written
             (pricing); returns the event to store.
         strict: Re-raise internal errors from ``flush()`` (tests).
-        retries: Extra attempts for a batch the database refused for a
-            transient reason (locked, unreachable), with growing pauses.
-        retry_backoff: Pause before the first retry, in seconds; it quadruples.
-        drop_warning_interval: Least seconds between two "queue full" warnings.
-        exit_timeout: Most seconds the exit hook waits for the final flush.
+        retry_backoff: Pause before the first retry of a batch the sink could not
+            take, in seconds; it quadruples up to ``max_backoff``.
+        max_backoff: Longest pause between two tries.
+        shutdown_timeout: Most seconds the exit hook and signal handlers flush.
+        orphan_interval: Seconds between two looks for segments dead processes left.
+        set_aside: Keeps events the sink refused for good (with the reason).
 
     Example:
         >>> from datetime import datetime, timezone
@@ -121,18 +168,19 @@ class Writer:
         self,
         store: EventSink,
         *,
+        journal: Journal | None = None,
         settings: Settings | None = None,
         batch_size: int | None = None,
         flush_interval: float | None = None,
-        queue_limit: int | None = None,
         prepare: Callable[[UsageEvent], UsageEvent] | None = None,
         strict: bool | None = None,
-        retries: int = 3,
         retry_backoff: float = 0.05,
-        drop_warning_interval: float = 60.0,
-        exit_timeout: float = 10.0,
+        max_backoff: float = 1.0,
+        shutdown_timeout: float | None = None,
+        orphan_interval: float = 10.0,
+        set_aside: SetAside | None = None,
     ) -> None:
-        if settings is None and None in (batch_size, flush_interval, queue_limit, strict):
+        if settings is None and None in (batch_size, flush_interval, strict, shutdown_timeout):
             settings = load_settings()
         defaults = settings or Settings()
         self.store = store
@@ -141,72 +189,68 @@ class Writer:
         self.flush_interval = (
             flush_interval if flush_interval is not None else defaults.flush_interval
         )
-        self.queue_limit = max(1, queue_limit if queue_limit is not None else defaults.queue_limit)
         self.strict = strict if strict is not None else defaults.strict
-        self.retries = retries
         self.retry_backoff = retry_backoff
-        self.drop_warning_interval = drop_warning_interval
-        self.exit_timeout = exit_timeout
+        self.max_backoff = max_backoff
+        self.shutdown_timeout = (
+            shutdown_timeout if shutdown_timeout is not None else defaults.shutdown_timeout
+        )
+        self.orphan_interval = orphan_interval
+        self.set_aside = set_aside
+        self._private: str | None = None
+        if journal is None:
+            self._private = tempfile.mkdtemp(prefix="llmledger-journal-")
+            journal = Journal(self._private, limit_bytes=defaults.spool_limit)
+        self.journal = journal
         self._written = 0
         self._failed = 0
-        self._dropped = 0
+        self._failed_seen = 0
         self._closed = False
         self._new_process_state()
         _install_process_hooks()
         _live_writers.add(self)
 
     def _new_process_state(self) -> None:
-        self._queue: deque[Item | _FlushMarker] = deque()
         self._wake = threading.Event()
+        self._done = threading.Condition()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._errors: list[BaseException] = []
-        self._last_drop_warning = float("-inf")
+        self._scan_wanted = 1  # look for dead processes' segments when the thread starts
+        self._scan_done = 0
+        self._down: str | None = None
+        self._idle = True
 
     # -- the caller's side ---------------------------------------------------------
 
     def submit(self, item: Item) -> None:
-        """Queue an event (or a callable making one) for writing; never blocks or raises.
+        """Append an event (or the event a callable makes) to the journal; never blocks or raises.
 
-        When the queue is full, or the writer is closed, the item is dropped and
-        counted in ``dropped``.
+        An event the journal cannot take (over its disk limit, a full disk, a
+        closed writer) is dropped, counted in ``dropped`` and logged.
 
         Example:
             >>> from llmledger.store import open_store
-            >>> writer = Writer(open_store("sqlite://"), queue_limit=1, strict=False,
-            ...                 batch_size=10, flush_interval=60)
-            >>> writer.submit(lambda: 1 / 0)  # the error surfaces in the background
-            >>> writer.submit(lambda: 1 / 0)  # queue full: dropped
-            >>> writer.dropped
+            >>> writer = Writer(open_store("sqlite://"), strict=False)
+            >>> writer.submit(lambda: 1 / 0)  # logged and counted, never raised
+            >>> writer.failed
             1
         """
         try:
-            queue = self._queue
-            size = len(queue)
-            if size >= self.queue_limit or self._closed:
-                self._drop()
-                return
-            queue.append(item)
-            if self._thread is None:
-                self._start()
-            elif (size + 1) % self.batch_size == 0:
-                self._wake.set()
+            event = item if type(item) is UsageEvent else self._resolve(item)
+        except Exception as exc:
+            self._fail(1, "llmledger skipped an event that could not be built", exc)
+            return
+        try:
+            journal = self.journal
+            if journal.append(event):
+                if self._thread is None:
+                    self._start()
+                elif journal.appended % self.batch_size == 0:
+                    self._wake.set()
         except Exception:  # pragma: no cover - the host app must never see our errors
-            log.exception("llmledger could not queue an event")
-
-    def _drop(self) -> None:
-        with self._lock:
-            self._dropped += 1
-            now = time.monotonic()
-            if now - self._last_drop_warning < self.drop_warning_interval:
-                return
-            self._last_drop_warning = now
-            dropped = self._dropped
-        reason = (
-            "writer is closed" if self._closed else f"queue is full ({self.queue_limit} waiting)"
-        )
-        log.warning("llmledger dropped an event: %s; %d dropped so far", reason, dropped)
+            log.exception("llmledger could not journal an event")
 
     def _start(self) -> None:
         with self._lock:
@@ -217,10 +261,12 @@ class Writer:
             self._thread = thread
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every item submitted before this call is committed.
+        """Wait until every event submitted before this call, and every event dead
+        processes left in the journal, is in the store.
 
         Returns:
-            False when ``timeout`` seconds passed first.
+            True only when all of them reached the store (none failed, none left
+            waiting when ``timeout`` seconds passed).
 
         Raises:
             Exception: with ``strict``, the first internal error since the last flush.
@@ -230,43 +276,64 @@ class Writer:
             >>> Writer(open_store("sqlite://"), strict=False).flush(timeout=1)
             True
         """
-        thread = self._thread
-        if thread is threading.current_thread():
+        if self._thread is threading.current_thread():
             return False
-        done = True
-        # The thread may hold a batch it took from the queue but has not yet
-        # committed: the marker goes behind it, so an empty queue is no shortcut.
-        if self._queue or (thread is not None and thread.is_alive()):
-            marker = _FlushMarker()
-            self._queue.append(marker)
-            if thread is None:
-                self._start()
-            if self._thread is None:  # closed: nothing will ever write it
-                self._queue.remove(marker)
-                done = not self._queue
-            else:
-                self._wake.set()
-                done = marker.done.wait(timeout)
+        journal = self.journal
+        target = journal.appended
+        if not journal.pending and not journal.orphans_waiting and not journal.claim_orphans():
+            # Everything of this process is stored and no dead process left anything.
+            return self._report(True)
+        with self._done:
+            self._scan_wanted += 1
+            wanted = self._scan_wanted
+        if self._thread is None:
+            self._start()
+        if self._thread is None:  # closed: nothing will ever write
+            return journal.committed >= target
+        self._wake.set()
+
+        def finished() -> bool:
+            return (
+                self._scan_done >= wanted
+                and journal.committed >= target
+                and not journal.orphans_waiting
+            )
+
+        with self._done:
+            done = self._done.wait_for(finished, timeout)
+        return self._report(done)
+
+    def _report(self, done: bool) -> bool:
+        """What flush returns: False when an event failed or was dropped since the last one."""
+        lost = self._failed + self.journal.dropped
+        failed, self._failed_seen = lost > self._failed_seen, lost
         self._raise_if_strict()
-        return done
+        return done and not failed
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush, then stop the thread; later submissions are dropped.
+        """Flush, then stop the thread and release the journal; later submissions are dropped.
 
         Returns:
-            False when the final flush did not finish within ``timeout``.
+            False when the final flush did not finish within ``timeout`` (what
+            is left waits in the journal for the next process).
         """
         try:
             done = self.flush(timeout)
         finally:
-            self._closed = True
-            self._stopping = True
-            self._wake.set()
-            thread = self._thread
-        if thread is not None and done:
-            thread.join(timeout)
-        _live_writers.discard(self)
+            self._stop(timeout)
         return done
+
+    def _stop(self, timeout: float | None) -> None:
+        self._closed = True
+        self._stopping = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self.journal.close()
+        if self._private is not None and self.journal.pending == 0:
+            shutil.rmtree(self._private, ignore_errors=True)
+        _live_writers.discard(self)
 
     def _raise_if_strict(self) -> None:
         if self.strict and self._errors:
@@ -274,18 +341,41 @@ class Writer:
             self._errors.clear()
             raise first
 
-    def _flush_at_exit(self) -> None:
+    def _flush_before_exit(self, why: str) -> None:
+        """Flush for at most ``shutdown_timeout`` seconds and say what is left."""
         try:
-            if not self.flush(self.exit_timeout):
-                log.warning("llmledger: %d events were not written before exit", len(self._queue))
+            if self._thread is None and not self.journal.pending:
+                return
+            before = self._written
+            done = self.flush(self.shutdown_timeout)
+            left = self.journal.pending
+            if done and not left:
+                # A signal is never silent; a normal exit with nothing left is.
+                log.log(
+                    logging.INFO if why == "exit" else logging.WARNING,
+                    "llmledger: %s: %d events written, none left in the journal",
+                    why,
+                    self._written - before,
+                )
+            else:
+                log.warning(
+                    "llmledger: %s: %d events written; %d left in the journal %s for the "
+                    "next process%s",
+                    why,
+                    self._written - before,
+                    left,
+                    self.journal.folder,
+                    f" ({self._down})" if self._down else "",
+                )
         except Exception:
-            log.exception("llmledger could not flush events at exit")
+            log.exception("llmledger could not flush events before %s", why)
 
     def _reset_after_fork(self) -> None:
         # The parent's thread does not exist here and its locks may be held:
-        # start over with an empty queue; the parent writes what it had queued.
+        # start over; the parent writes what it had journaled.
         self._new_process_state()
-        self._written = self._failed = self._dropped = 0
+        self._written = self._failed = self._failed_seen = 0
+        self._private = None  # the parent's folder: the child never removes it
 
     # -- counters ------------------------------------------------------------------
 
@@ -296,70 +386,95 @@ class Writer:
 
     @property
     def failed(self) -> int:
-        """Items lost to errors: bad items, rejected events, batches that kept failing."""
+        """Events lost to errors: events that could not be built, priced or read
+        back, and events the sink refused for good (set aside when it can)."""
         return self._failed
 
     @property
     def dropped(self) -> int:
-        """Items refused by ``submit`` because the queue was full or the writer closed."""
-        return self._dropped
+        """Events the journal could not take (disk limit, full disk, closed writer)."""
+        return self.journal.dropped
 
     @property
     def pending(self) -> int:
-        """Items waiting in the queue."""
-        return len(self._queue)
+        """Events of this process waiting in the journal."""
+        return self.journal.pending
+
+    @property
+    def down(self) -> str | None:
+        """Why the sink is not taking events right now, or None."""
+        return self._down
 
     # -- the background thread -----------------------------------------------------
 
     def _run(self) -> None:
-        queue = self._queue
-        wake = self._wake
+        journal = self.journal
+        next_scan = 0.0
+        pause = self.retry_backoff
         while True:
-            if len(queue) < self.batch_size and not self._stopping:
-                wake.wait(self.flush_interval)
-            wake.clear()
-            while queue:
-                self._write_next_batch(queue)
-            if self._stopping and not queue:
+            now = time.monotonic()
+            wanted = self._scan_wanted
+            if wanted > self._scan_done or now >= next_scan:
+                try:
+                    journal.claim_orphans()
+                except OSError as exc:  # pragma: no cover - the folder went away
+                    log.warning("llmledger: cannot look for left-over journal segments: %s", exc)
+                next_scan = now + self.orphan_interval
+            chunk = None if self._stopping and self._down else journal.read(self.batch_size)
+            if chunk is None:
+                with self._done:
+                    self._scan_done = max(self._scan_done, wanted)
+                    self._done.notify_all()
+                if self._stopping:
+                    return
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+                continue
+            if self._write_chunk(chunk):
+                journal.commit(chunk)
+                pause = self.retry_backoff
+                with self._done:
+                    self._done.notify_all()
+                continue
+            journal.rewind(chunk)
+            if self._stopping:
                 return
+            self._wake.wait(pause)
+            self._wake.clear()
+            pause = min(pause * 4, self.max_backoff)
 
-    def _write_next_batch(self, queue: deque[Item | _FlushMarker]) -> None:
-        items: list[Item] = []
-        markers: list[_FlushMarker] = []
-        popleft = queue.popleft
-        limit = self.batch_size
-        while len(items) < limit:
-            try:
-                item = popleft()
-            except IndexError:
-                break
-            if type(item) is _FlushMarker:
-                markers.append(item)
-                break
-            items.append(item)  # type: ignore[arg-type]
-        try:
-            if items:
-                self._write_items(items)
-        except Exception as exc:  # pragma: no cover - last line of defence
-            self._fail(len(items), "llmledger writer failed", exc)
-        finally:
-            for marker in markers:
-                marker.done.set()
-
-    def _write_items(self, items: list[Item]) -> None:
+    def _write_chunk(self, chunk: Chunk) -> bool:
+        """Write one chunk; False when the sink could not take it (it stays in the journal)."""
+        if chunk.corrupt:
+            self._failed += chunk.corrupt
         prepare = self.prepare
         batch: list[UsageEvent] = []
-        for item in items:
+        for event in chunk.events:
             try:
-                event = item if type(item) is UsageEvent else self._resolve(item)
-                if prepare is not None:
-                    event = prepare(event)
+                batch.append(event if prepare is None else prepare(event))
             except Exception as exc:
                 self._fail(1, "llmledger skipped an event that could not be prepared", exc)
-                continue
-            batch.append(event)
-        if batch:
-            self._write_with_retries(batch)
+        if not batch:
+            return True
+        try:
+            self._written += self._write_isolating(batch)
+        except Exception as exc:
+            first = self._down is None
+            self._down = f"{type(exc).__name__}: {exc}"
+            if first:
+                log.warning(
+                    "llmledger could not write %d events (%s); they wait in the journal "
+                    "and are tried again",
+                    len(batch),
+                    exc,
+                )
+            if self.strict and first and not hasattr(exc, "retryable"):
+                self._errors.append(exc)  # a bug, not a store that is down: tests see it
+            return False
+        if self._down is not None:
+            log.warning("llmledger: writing again after: %s", self._down)
+            self._down = None
+        return True
 
     @staticmethod
     def _resolve(item: Item) -> UsageEvent:
@@ -368,39 +483,59 @@ class Writer:
             raise TypeError(f"expected a UsageEvent, got {type(event).__name__}")
         return event
 
-    def _write_with_retries(self, batch: list[UsageEvent]) -> None:
-        from llmledger.store.errors import WriteError
-
-        pause = self.retry_backoff
-        for attempt in range(self.retries + 1):
-            try:
-                self._written += self._write_isolating(batch)
-                return
-            except WriteError as exc:
-                if attempt == self.retries or not exc.retryable:
-                    self._fail(len(batch), f"llmledger could not write {len(batch)} events", exc)
-                    return
-                log.warning("llmledger write failed (%s); retrying in %.2fs", exc, pause)
-                time.sleep(pause)
-                pause *= 4
-            except Exception as exc:
-                self._fail(len(batch), f"llmledger could not write {len(batch)} events", exc)
-                return
-
     def _write_isolating(self, batch: list[UsageEvent]) -> int:
-        """Write the batch; when the data is refused, split it to keep the good events."""
-        from llmledger.store.errors import WriteError
+        """Write the batch; when it is refused, split it to find the events at fault.
 
+        An error the sink calls retryable (locked, unreachable) raises at once.
+        Otherwise the batch is split in halves: an event is set aside only when
+        the sink took the other half (it is up, so the event is at fault); when
+        nothing goes through, the error raises and the batch waits in the journal.
+        """
         try:
             return self.store.write(batch, on_error=self._reject).count
-        except WriteError as exc:
-            if exc.retryable or len(batch) == 1:
-                if len(batch) == 1 and not exc.retryable:
-                    self._fail(1, f"llmledger could not store event {batch[0].id}", exc)
-                    return 0
+        except Exception as exc:
+            if getattr(exc, "retryable", True) or len(batch) == 1:
                 raise
+            first_error: Exception = exc
         middle = len(batch) // 2
-        return self._write_isolating(batch[:middle]) + self._write_isolating(batch[middle:])
+        written = 0
+        refused: list[tuple[list[UsageEvent], Exception]] = []
+        went_through = False
+        for half in (batch[:middle], batch[middle:]):
+            try:
+                written += self._write_isolating(half)
+                went_through = True
+            except Exception as exc:
+                if getattr(exc, "retryable", True):
+                    raise
+                refused.append((half, exc))
+        if not went_through:
+            raise first_error
+        for half, error in refused:
+            written += self._set_aside_each(half, error)
+        return written
+
+    def _set_aside_each(self, batch: list[UsageEvent], exc: Exception) -> int:
+        """Try the events of a refused part one by one; set aside each the sink refuses."""
+        if len(batch) == 1:
+            self._refuse(batch, exc)
+            return 0
+        written = 0
+        for event in batch:
+            try:
+                written += self.store.write([event], on_error=self._reject).count
+            except Exception as error:
+                if getattr(error, "retryable", True):
+                    raise
+                self._refuse([event], error)
+        return written
+
+    def _refuse(self, events: list[UsageEvent], exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.set_aside is not None:
+            self.set_aside(events, reason)
+        for event in events:
+            self._fail(1, f"llmledger could not store event {event.id}", exc)
 
     def _reject(self, event: UsageEvent, exc: Exception) -> None:
         self._fail(1, f"llmledger skipped event {getattr(event, 'id', '?')}", exc)

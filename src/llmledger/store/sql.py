@@ -1,9 +1,11 @@
 """The ledger store on SQLAlchemy Core: one class for SQLite and PostgreSQL.
 
 Reads go through SQLAlchemy Core.  Writes are the hot path and use the raw
-DBAPI connection inside the SQLAlchemy connection's transaction: on SQLite an
-INSERT compiled once per shape from the Core table, run with ``executemany``;
-on PostgreSQL COPY into temporary tables (``llmledger.store.pgcopy``).
+DBAPI connection inside the SQLAlchemy connection's transaction: on SQLite
+multi-row INSERTs compiled once per shape from the Core table, so a batch
+crosses into SQLite a few times, not once per row (a per-row ``executemany``
+gives the GIL away at every row and starves behind a busy caller thread); on
+PostgreSQL COPY into temporary tables (``llmledger.store.pgcopy``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from itertools import compress
+from itertools import chain, compress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -59,6 +61,8 @@ __all__ = ["SqlStore", "WriteHook"]
 WriteHook = Callable[[Connection, Sequence[UsageEvent]], object]
 
 _LAST_ROWID = f"SELECT coalesce(max(rowid), 0) FROM {events.name}"
+#: Most rows in one multi-row INSERT: a batch crosses into SQLite in a few calls.
+_ROWS_PER_INSERT = 256
 _IDS_AFTER = f"SELECT id FROM {events.name} WHERE rowid > ?"
 _TAGS_FROM_JSON = (
     f"INSERT OR IGNORE INTO {event_tags.name} (key, value, ts_us, event_id) "
@@ -117,8 +121,8 @@ class SqlStore(
         backend = parsed.get_backend_name()
         self._url = parsed
         self._pid = os.getpid()
-        self._insert_sql: dict[tuple[bool, ...], str] = {}
         self._path: Path | None = None
+        self._insert_sql: dict[tuple[tuple[bool, ...], int], str] = {}
         self.write_hooks: list[WriteHook] = list(write_hooks)
         # Hourly rollups are kept in the same transaction as the events they count.
         self.write_hooks.insert(0, apply_rollups)
@@ -295,8 +299,7 @@ class SqlStore(
             (mark,) = cursor.fetchone()
             inserted = 0
             for shape, rows in encoded.groups.items():
-                cursor.executemany(self._insert_statement(shape), rows)
-                inserted += cursor.rowcount
+                inserted += self._insert_rows(cursor, shape, rows)
             new = encoded.accepted
             if inserted != len(new):
                 cursor.execute(_IDS_AFTER, (mark,))
@@ -323,14 +326,37 @@ class SqlStore(
             batch, split_nulls=sqlite_shapes, bool_as_int=sqlite_shapes, on_error=on_error
         )
 
-    def _insert_statement(self, shape: tuple[bool, ...]) -> str:
-        sql = self._insert_sql.get(shape)
+    def _insert_rows(self, cursor: Any, shape: tuple[bool, ...], rows: list[Any]) -> int:
+        """Insert rows of one shape with multi-row INSERTs; how many were new.
+
+        ``executemany`` gives the GIL away and takes it back at every row, and
+        behind a caller thread busy in Python each take waits for the switch
+        interval: a few hundred rows a second.  A multi-row INSERT crosses into
+        SQLite once per ``_ROWS_PER_INSERT`` rows.  Row counts are powers of two
+        (the remainder split into them), so a few statements serve every batch.
+        """
+        inserted = 0
+        start = 0
+        total = len(rows)
+        while start < total:
+            size = min(_ROWS_PER_INSERT, 1 << ((total - start).bit_length() - 1))
+            params = list(chain.from_iterable(rows[start : start + size]))
+            cursor.execute(self._insert_statement(shape, size), params)
+            inserted += cursor.rowcount
+            start += size
+        return inserted
+
+    def _insert_statement(self, shape: tuple[bool, ...], size: int) -> str:
+        sql = self._insert_sql.get((shape, size))
         if sql is None:
             columns = FIXED_COLUMNS + tuple(compress(OPTIONAL_COLUMNS, shape))
             compiled = self._base_insert.compile(dialect=self._dialect, column_keys=list(columns))
             if tuple(compiled.positiontup or ()) != columns:  # pragma: no cover - guards SQLAlchemy
                 raise StoreError("compiled INSERT does not list columns in table order")
-            sql = self._insert_sql[shape] = compiled.string
+            head, _, tail = compiled.string.partition(" VALUES ")
+            row, _, conflict = tail.partition(")")
+            values = ", ".join([f"{row})"] * size)
+            sql = self._insert_sql[(shape, size)] = f"{head} VALUES {values}{conflict}"
         return sql
 
     # -- reading -----------------------------------------------------------------

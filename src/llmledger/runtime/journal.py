@@ -1,0 +1,594 @@
+"""The journal: every event on disk before ``record()`` returns, until its store has it.
+
+The caller's thread serialises the event (``marshal`` of its fields: a few
+microseconds) and appends it with one ``os.write`` to this process's segment
+file, opened ``O_APPEND``.  From then on the event belongs to the operating
+system: it survives the death of the process (SIGTERM, SIGKILL, an OOM kill),
+though not a power loss unless ``journal_fsync`` is set.  The background writer
+(and, with ``url`` set, the remote sink behind it) reads the segments back in
+batches and marks how far its store has committed; the heap never holds the
+backlog, so memory stays flat however far behind the store falls.
+
+Segments are claimed with an exclusive ``flock``: the lock belongs to the open
+file and is released by the kernel when the process dies, whatever its pid
+(pid reuse, pid 1 in a container).  A segment whose lock can be taken has no
+live owner: the next process that uses the same destination, or its
+``flush()``, claims it and replays it.  Replays are idempotent because the
+store and the service skip event ids they already have, so every event is
+stored exactly once.
+
+Layout of ``$LLMLEDGER_HOME/spool``::
+
+    spool/j-<hash>/destination        the database or service the events go to
+    spool/j-<hash>/<ulid>.seg         records: <length u32><crc32 u32><payload>
+    spool/j-<hash>/<ulid>.ack         8 bytes: how far the store committed
+    spool/j-<hash>/<ulid>.dropped     events this process dropped at the disk limit
+    spool/refused/<ulid>-<n>.json.gz  batches set aside for a person to look at
+
+(:mod:`llmledger.runtime.spool` names the folders, reads their status and keeps
+the batches set aside.)
+
+The disk limit (``spool_limit`` bytes per journal) bounds the folder: past it
+new events are dropped, counted (``Ledger.stats()["dropped"]``, ``llmledger
+spool status``) and logged as errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import marshal
+import os
+import pickle
+import struct
+import threading
+import time
+import weakref
+import zlib
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+from llmledger.core.billing import UsagePart
+from llmledger.core.events import UsageEvent
+from llmledger.core.ids import new_id
+from llmledger.core.usage import BUCKETS, Usage
+
+__all__ = ["ACK", "HEADER", "SEGMENT", "Chunk", "Journal", "decode_event", "encode_event"]
+
+log = logging.getLogger("llmledger.runtime.journal")
+
+#: A record's header: the payload's length and CRC-32.
+HEADER = _HEADER = struct.Struct("<II")
+#: An ``.ack`` file: the offset its segment is stored up to.
+ACK = _ACK = struct.Struct("<Q")
+SEGMENT = _SEGMENT = ".seg"
+_ACK_SUFFIX = ".ack"
+_DROPPED = ".dropped"
+_READ_CHUNK = 1 << 20
+_MARSHALLED = b"m"
+_PICKLED = b"p"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_SPECIAL = (
+    "ts",
+    "usage",
+    "cost",
+    "cost_breakdown",
+    "tags",
+    "usage_parts",
+    "fee_counts",
+    "usage_raw",
+)
+_PLAIN = tuple(f.name for f in fields(UsageEvent) if f.name not in _SPECIAL)
+_plain = attrgetter(*_PLAIN)
+_buckets = attrgetter(*BUCKETS)
+_dumps = marshal.dumps
+
+
+# -- one event as bytes ------------------------------------------------------------------
+
+
+def encode_event(event: UsageEvent) -> bytes:
+    """The event as journal bytes: ``marshal`` of its fields (pickle for odd raw usage).
+
+    Example:
+        >>> e = UsageEvent(provider="openai", model="gpt-4o",
+        ...                ts=datetime(2025, 1, 1, tzinfo=UTC), tags={"env": "prod"})
+        >>> decode_event(encode_event(e)) == e
+        True
+    """
+    cost = event.cost
+    breakdown = event.cost_breakdown
+    tags = event.tags
+    parts = event.usage_parts
+    fees = event.fee_counts
+    try:
+        return _MARSHALLED + _dumps(
+            (
+                _plain(event),
+                (event.ts - _EPOCH) // _MICROSECOND,
+                _buckets(event.usage),
+                None if cost is None else str(cost),
+                None if breakdown is None else {k: str(v) for k, v in breakdown.items()},
+                dict(tags) if tags else None,
+                tuple((p.model, _buckets(p.usage)) for p in parts) if parts else None,
+                dict(fees) if fees else None,
+                event.usage_raw,
+            )
+        )
+    except ValueError:  # a raw usage marshal cannot hold: the slow, general way
+        return _PICKLED + pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_event(data: bytes) -> UsageEvent:
+    """The event of :func:`encode_event`'s bytes (its time in UTC).
+
+    Raises:
+        ValueError: when the bytes are not an encoded event.
+    """
+    kind, body = data[:1], data[1:]
+    if kind == _PICKLED:
+        event = pickle.loads(body)
+        if not isinstance(event, UsageEvent):
+            raise ValueError("not an event")
+        return event
+    if kind != _MARSHALLED:
+        raise ValueError("unknown record kind")
+    try:
+        plain, ts_us, usage, cost, breakdown, tags, parts, fees, raw = marshal.loads(body)
+    except (EOFError, TypeError) as exc:
+        raise ValueError(f"unreadable record: {exc}") from None
+    values: dict[str, Any] = dict(zip(_PLAIN, plain, strict=True))
+    return UsageEvent(
+        ts=_EPOCH + timedelta(microseconds=ts_us),
+        usage=Usage(*usage),
+        cost=None if cost is None else Decimal(cost),
+        cost_breakdown=None if breakdown is None else {k: Decimal(v) for k, v in breakdown.items()},
+        tags=tags or {},
+        usage_parts=tuple(UsagePart(m, Usage(*u)) for m, u in parts) if parts else (),
+        fee_counts=fees or {},
+        usage_raw=raw,
+        **values,
+    )
+
+
+# -- segments ------------------------------------------------------------------------------
+
+
+class _Segment:
+    """One segment file, held open and locked by this process."""
+
+    __slots__ = ("ack_fd", "acked", "end", "fd", "orphan", "path", "read_to", "sealed")
+
+    def __init__(self, path: Path, fd: int, *, orphan: bool) -> None:
+        self.path = path
+        self.fd = fd
+        self.orphan = orphan
+        self.sealed = orphan  # no more appends
+        self.end = 0
+        self.acked = 0  # committed by the store
+        self.read_to = 0  # handed to the writer
+        self.ack_fd = -1
+
+    @property
+    def ack_path(self) -> Path:
+        return self.path.with_suffix(_ACK_SUFFIX)
+
+    def load_ack(self) -> None:
+        with contextlib.suppress(OSError, struct.error):
+            (self.acked,) = _ACK.unpack(self.ack_path.read_bytes()[: _ACK.size])
+        self.read_to = self.acked
+
+    def ack(self, offset: int) -> None:
+        self.acked = offset
+        if self.ack_fd < 0:
+            self.ack_fd = os.open(self.ack_path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.pwrite(self.ack_fd, _ACK.pack(offset), 0)
+
+    def close(self, *, remove: bool) -> None:
+        if remove:
+            # Unlinked while still locked, so no other process claims a half-gone file.
+            for path in (self.path, self.ack_path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        for fd in (self.ack_fd, self.fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.fd = self.ack_fd = -1
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Events read from the journal, to be committed together.
+
+    Attributes:
+        events: The events, in journal order.
+        corrupt: Records that could not be read back (skipped, counted).
+    """
+
+    events: list[UsageEvent]
+    corrupt: int
+    _marks: list[tuple[_Segment, int]]
+    own: int  # events appended by this process
+
+
+_live: weakref.WeakSet[Journal] = weakref.WeakSet()
+_fork_hook = False
+
+
+def _after_fork_in_child() -> None:
+    for journal in list(_live):
+        journal._forget_after_fork()
+
+
+class Journal:
+    """An append-only, crash-surviving log of events in one folder.
+
+    Args:
+        folder: The journal's folder (one per destination: :func:`journal_folder`).
+        limit_bytes: Most bytes the folder may hold; past it events are dropped and counted.
+        segment_bytes: Size after which appends go to a new segment file.
+        fsync: ``os.fsync`` after every append (survives power loss; much slower).
+        drop_log_interval: Least seconds between two "journal full" errors in the log.
+
+    Example:
+        >>> import tempfile
+        >>> journal = Journal(tempfile.mkdtemp())
+        >>> e = UsageEvent(provider="openai", model="gpt-4o", ts=datetime.now(UTC))
+        >>> journal.append(e)
+        True
+        >>> chunk = journal.read(10)
+        >>> [x.id for x in chunk.events] == [e.id]
+        True
+        >>> journal.commit(chunk)
+        >>> journal.read(10) is None
+        True
+        >>> journal.close()
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        limit_bytes: int = 1_000_000_000,
+        segment_bytes: int = 64 << 20,
+        fsync: bool = False,
+        drop_log_interval: float = 10.0,
+    ) -> None:
+        global _fork_hook
+        self.folder = Path(folder)
+        self.limit_bytes = limit_bytes
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self.drop_log_interval = drop_log_interval
+        self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()
+        self._active: _Segment | None = None
+        self._own: list[_Segment] = []  # oldest first; the active one last
+        self._orphans: list[_Segment] = []
+        self._size: int | None = None
+        self.appended = 0
+        self.committed = 0  # of this process's own events
+        self.dropped = 0
+        self._dropped_logged = 0
+        self._last_drop_log = float("-inf")
+        self._last_rescan = float("-inf")
+        self._closed = False
+        _live.add(self)
+        if not _fork_hook:
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _fork_hook = True
+
+    # -- the caller's side ---------------------------------------------------------------
+
+    def append(self, event: UsageEvent) -> bool:
+        """Write one event to the operating system; never raises.
+
+        Returns:
+            False when it was dropped (journal full, disk full, journal closed),
+            which is counted in :attr:`dropped` and logged.
+        """
+        try:
+            payload = encode_event(event)
+            record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        except Exception as exc:  # pragma: no cover - every event field is encodable
+            self._drop(f"cannot encode event {getattr(event, 'id', '?')}: {exc}")
+            return False
+        size = len(record)
+        with self._lock:
+            segment = self._active
+            if segment is None or segment.end >= self.segment_bytes:
+                if self._closed:
+                    self._drop("the journal is closed")
+                    return False
+                try:
+                    segment = self._open_segment()
+                except OSError as exc:
+                    self._drop(f"cannot create a journal segment in {self.folder}: {exc}")
+                    return False
+            used = self._size
+            if used is None:
+                used = self._size = self._folder_size()
+            if used + size > self.limit_bytes:
+                # The cached size may miss segments the writer removed since: look again,
+                # at most twice a second while full.
+                now = time.monotonic()
+                if now - self._last_rescan >= 0.5:
+                    self._last_rescan = now
+                    used = self._size = self._folder_size()
+                if used + size > self.limit_bytes:
+                    self._drop(f"the journal {self.folder} is full ({self.limit_bytes:,} bytes)")
+                    return False
+            try:
+                written = os.write(segment.fd, record)
+                if self.fsync:
+                    os.fsync(segment.fd)
+            except OSError as exc:
+                written = -1
+                problem = str(exc)
+            else:
+                problem = "short write (disk full?)"
+            if written != size:
+                if written > 0:  # a torn record would hide every later one: cut it off
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(segment.fd, segment.end)
+                self._drop(f"cannot write to {segment.path}: {problem}")
+                return False
+            segment.end += size
+            self._size = used + size
+            self.appended += 1
+        return True
+
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._last_drop_log >= self.drop_log_interval:
+            self._last_drop_log = now
+            log.error("llmledger dropped an event: %s; %d dropped so far", reason, self.dropped)
+            self._save_dropped()
+
+    def _save_dropped(self) -> None:
+        """Keep this process's drop count beside its segment, for ``spool status``."""
+        if self.dropped == self._dropped_logged or self._active is None:
+            return
+        path = self._active.path.with_suffix(_DROPPED)
+        try:
+            path.write_text(str(self.dropped))
+        except OSError:  # a full disk: no empty file left behind
+            with contextlib.suppress(OSError):
+                path.unlink()
+        else:
+            self._dropped_logged = self.dropped
+
+    def _open_segment(self) -> _Segment:
+        """A new segment for appends (the previous one is sealed)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{new_id()}{_SEGMENT}"
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        segment = _Segment(path, fd, orphan=False)
+        if self._active is not None:
+            self._active.sealed = True
+        self._own.append(segment)
+        self._active = segment
+        return segment
+
+    def _folder_size(self) -> int:
+        total = 0
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.folder):
+                if entry.name.endswith(_SEGMENT):
+                    with contextlib.suppress(FileNotFoundError):
+                        total += entry.stat().st_size
+        return total
+
+    # -- the writer's side ---------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Events this process appended that its store has not committed yet."""
+        return self.appended - self.committed
+
+    def claim_orphans(self) -> int:
+        """Claim the segments no live process holds (left by processes that died).
+
+        Returns:
+            How many segments were claimed.
+        """
+        with self._claim_lock:
+            return self._claim_orphans()
+
+    def _claim_orphans(self) -> int:
+        claimed = 0
+        held = {s.path.name for s in (*self._own, *self._orphans)}
+        try:
+            names = sorted(n for n in os.listdir(self.folder) if n.endswith(_SEGMENT))
+        except OSError:  # no folder yet (or not a folder): nothing was left there
+            return 0
+        for name in names:
+            if name in held:
+                continue
+            path = self.folder / name
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            if not _try_lock(fd):
+                os.close(fd)
+                continue
+            if not path.exists():  # finished and removed by the owner before we locked it
+                os.close(fd)
+                continue
+            segment = _Segment(path, fd, orphan=True)
+            segment.end = os.fstat(fd).st_size
+            segment.load_ack()
+            if segment.acked >= segment.end:  # all stored (or empty): only the file was left
+                segment.close(remove=True)
+                continue
+            self._orphans.append(segment)
+            claimed += 1
+        return claimed
+
+    @property
+    def orphans_waiting(self) -> bool:
+        """Whether claimed segments of dead processes still hold uncommitted events."""
+        return bool(self._orphans)
+
+    def read(self, most: int) -> Chunk | None:
+        """The next events not yet handed out: claimed orphans first, then this process's.
+
+        Returns:
+            Up to ``most`` events, or None when everything was handed out.
+        """
+        events: list[UsageEvent] = []
+        marks: list[tuple[_Segment, int]] = []
+        corrupt = 0
+        own = 0
+        # No lock: the writer must never wait on the caller's thread, which may be the
+        # one running a signal handler that waits for the writer.  Copying a list and
+        # reading an int are atomic; an end read early only means a shorter chunk.
+        segments = [*self._orphans, *self._own]
+        ends = {id(s): s.end for s in segments}
+        for segment in segments:
+            if len(events) >= most:
+                break
+            start = segment.read_to
+            offset, records, bad = self._read_segment(
+                segment, start, ends[id(segment)], most, events
+            )
+            corrupt += bad
+            if offset != start:
+                segment.read_to = offset
+                marks.append((segment, offset))
+                if not segment.orphan:
+                    own += records
+        if not marks:
+            return None
+        return Chunk(events, corrupt, marks, own)
+
+    def _read_segment(
+        self, segment: _Segment, start: int, end: int, most: int, out: list[UsageEvent]
+    ) -> tuple[int, int, int]:
+        """Decode records of ``segment`` from ``start`` into ``out``.
+
+        Returns:
+            The offset reached, the records read and how many of them were unreadable.
+        """
+        offset = start
+        corrupt = records = 0
+        buffer = b""
+        base = start
+        header = _HEADER.size
+        while len(out) < most and offset < end:
+            rel = offset - base
+            if len(buffer) - rel < header:
+                buffer = os.pread(segment.fd, min(_READ_CHUNK, end - offset), offset)
+                base, rel = offset, 0
+            if len(buffer) - rel >= header:
+                length, crc = _HEADER.unpack_from(buffer, rel)
+                if len(buffer) - rel < header + length <= end - offset:
+                    buffer = os.pread(segment.fd, max(_READ_CHUNK, header + length), offset)
+                    base, rel = offset, 0
+            if len(buffer) - rel < header or len(buffer) - rel < header + length:
+                # A record cut short (the process died in a write on a full disk):
+                # nothing can follow it.
+                log.warning(
+                    "llmledger: %d bytes of an incomplete record end %s; skipped",
+                    end - offset,
+                    segment.path,
+                )
+                corrupt += 1
+                offset = end
+                break
+            payload = buffer[rel + header : rel + header + length]
+            offset += header + length
+            records += 1
+            try:
+                if zlib.crc32(payload) != crc:
+                    raise ValueError("checksum mismatch")
+                out.append(decode_event(payload))
+            except Exception as exc:
+                corrupt += 1
+                log.error("llmledger: unreadable record in %s skipped: %s", segment.path, exc)
+        return offset, records, corrupt
+
+    def commit(self, chunk: Chunk) -> None:
+        """Mark the chunk's events as stored: finished segments are removed."""
+        # Sealed segments are never appended to again, so they need no lock (see read()).
+        for segment, offset in chunk._marks:
+            try:
+                segment.ack(offset)
+            except OSError as exc:  # pragma: no cover - a replay later is idempotent
+                log.warning("llmledger: cannot mark progress in %s: %s", segment.path, exc)
+            if offset >= segment.end and segment.sealed:
+                self._retire(segment)
+        self.committed += chunk.own
+        active = self._active
+        # A consumed active segment past 1 MiB is swapped for a fresh one, so the disk
+        # holds the backlog, not the history; only when the caller is not appending.
+        if (
+            active is not None
+            and active.acked >= active.end >= min(1 << 20, self.segment_bytes)
+            and self._lock.acquire(blocking=False)
+        ):
+            try:
+                if self._active is active and active.acked >= active.end and not self._closed:
+                    active.sealed = True
+                    self._active = None
+                    self._retire(active)
+            finally:
+                self._lock.release()
+
+    def rewind(self, chunk: Chunk) -> None:
+        """Hand the chunk's events out again (its store did not take them)."""
+        for segment, _ in chunk._marks:
+            segment.read_to = segment.acked
+
+    def _retire(self, segment: _Segment) -> None:
+        segment.close(remove=True)
+        for group in (self._own, self._orphans):
+            if segment in group:
+                group.remove(segment)
+        self._size = None
+
+    def close(self) -> None:
+        """Release every segment: consumed ones are removed, the rest stay for the next process."""
+        with self._lock:
+            self._closed = True
+            self._save_dropped()
+            for segment in [*self._orphans, *self._own]:
+                done = segment.acked >= segment.end
+                segment.close(remove=done)
+            self._orphans.clear()
+            self._own.clear()
+            self._active = None
+        _live.discard(self)
+
+    def _forget_after_fork(self) -> None:
+        # The parent keeps its segments (and their locks); the child starts its own.
+        self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()
+        for segment in [*self._orphans, *self._own]:
+            for fd in (segment.fd, segment.ack_fd):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+        self._orphans = []
+        self._own = []
+        self._active = None
+        self.appended = self.committed = self.dropped = 0

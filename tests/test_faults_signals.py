@@ -1,0 +1,127 @@
+"""Fault tests: a recording process killed by SIGKILL or SIGTERM right after its last
+``record()``, and the replay of what it left as pid 1 of a new pid namespace."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+from pathlib import Path
+
+from tests.fault_support import (
+    assert_exactly_once,
+    child_env,
+    journal_segments,
+    run_flusher,
+    start_recorder,
+)
+
+COUNT = 5_000
+
+
+def test_sigkill_right_after_the_last_record_loses_nothing(db_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "app"
+    env = child_env(home, database_url=db_url, flush_interval="60")
+    child = start_recorder(env, COUNT, "wait")
+    child.kill()
+    child.finish(60)
+    assert child.returncode == -signal.SIGKILL
+    assert journal_segments(home)  # the events wait on disk
+    out = run_flusher(env, 120)
+    assert out.startswith("flushed"), out
+    assert not journal_segments(home)
+    assert_exactly_once(db_url, COUNT)
+
+
+def test_sigterm_flushes_within_its_time_says_so_and_ends_the_process(
+    db_url: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "app"
+    env = child_env(home, database_url=db_url, flush_interval="60", shutdown_timeout="30")
+    child = start_recorder(env, COUNT, "wait")
+    child.send_signal(signal.SIGTERM)
+    _, err = child.finish(120)
+    assert child.returncode == -signal.SIGTERM  # the default action still ends it
+    assert "SIGTERM" in err and "events written" in err, err[-2000:]
+    # Whatever the handler did not write, the next process does; nothing twice.
+    assert run_flusher(env, 120).startswith("flushed")
+    assert_exactly_once(db_url, COUNT)
+
+
+def test_sigterm_with_a_short_time_leaves_the_rest_in_the_journal_and_counts_it(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "app"
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = child_env(home, database_url=url, flush_interval="60", shutdown_timeout="0")
+    child = start_recorder(env, COUNT, "wait")
+    child.send_signal(signal.SIGTERM)
+    _, err = child.finish(120)
+    assert child.returncode == -signal.SIGTERM
+    assert "SIGTERM" in err and "left in the journal" in err, err[-2000:]
+    assert run_flusher(env, 120).startswith("flushed")
+    assert_exactly_once(url, COUNT)
+
+
+def test_replay_as_pid_1_of_a_new_pid_namespace(tmp_path: Path) -> None:
+    """The recorder and the replayer are both pid 1, each in its own namespace: a claim
+    by pid would look alive to the replayer; the lock on the segment died with its holder."""
+    unshare = shutil.which("unshare")
+    assert unshare is not None, "util-linux's unshare is needed (CI runs as root)"
+    prefix = [unshare, "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"]
+    home = tmp_path / "app"
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = child_env(home, database_url=url, flush_interval="60")
+    child = start_recorder(env, COUNT, "wait", prefix=prefix)
+    child.kill()  # unshare dies, and with it (--kill-child) the namespace's pid 1
+    child.finish(60)
+    out = run_flusher(env, 120, prefix=prefix)
+    assert out.startswith("flushed"), out
+    assert_exactly_once(url, COUNT)
+
+
+APP_WITH_ITS_OWN_HANDLER = r"""
+import signal, sys, threading, time
+import llmledger
+
+def own(signum, frame):
+    print("the app's handler ran", flush=True)
+    sys.exit(3)
+
+signal.signal(signal.SIGTERM, own)
+# A ledger first used from another thread installs nothing (Python allows handlers only
+# from the main thread); the main thread's first use does.
+worker = threading.Thread(target=lambda: llmledger.record(
+    provider="openai", model="gpt-4o", input_tokens=1, output_tokens=1, request_id="0"))
+worker.start(); worker.join()
+assert signal.getsignal(signal.SIGTERM) is own
+for i in range(1, 300):
+    llmledger.record(provider="openai", model="gpt-4o", input_tokens=1, output_tokens=1,
+                     request_id=str(i))
+assert signal.getsignal(signal.SIGTERM) is not own
+print("recorded", flush=True)
+time.sleep(600)
+"""
+
+
+def test_sigterm_flushes_then_hands_the_signal_to_the_apps_own_handler(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = child_env(tmp_path / "app", database_url=url, flush_interval="60")
+    child = subprocess.Popen(
+        [sys.executable, "-c", APP_WITH_ITS_OWN_HANDLER],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "recorded"
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 3, err[-3000:]  # the app's handler decided
+    assert "the app's handler ran" in out
+    assert re.search(r"SIGTERM: \d+ events written, none left in the journal", err), err[-3000:]
+    assert_exactly_once(url, 300)

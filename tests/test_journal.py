@@ -1,0 +1,181 @@
+"""The journal on its own: events round-trip, damaged files are read as far as they go,
+a full disk drops and counts without leaving empty files, claims follow flock."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import struct
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from llmledger.core.billing import UsagePart
+from llmledger.core.events import UsageEvent
+from llmledger.core.usage import Usage
+from llmledger.runtime.journal import Journal, decode_event, encode_event
+from llmledger.runtime.spool import journal_status, set_aside
+
+
+def event(i: int = 0, **fields: object) -> UsageEvent:
+    return UsageEvent(
+        provider="openai",
+        model="gpt-4o",
+        ts=datetime.now(UTC),
+        usage=Usage(input_tokens=10, output_tokens=i),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def drain(journal: Journal) -> list[UsageEvent]:
+    out: list[UsageEvent] = []
+    while (chunk := journal.read(1000)) is not None:
+        out.extend(chunk.events)
+        journal.commit(chunk)
+    return out
+
+
+def test_every_field_round_trips() -> None:
+    full = event(
+        7,
+        id="01JFULL",
+        duration_ms=12.5,
+        ttft_ms=3.0,
+        response_model="gpt-4o-2024-08-06",
+        operation="responses",
+        stream=True,
+        service_tier="flex",
+        request_id="req_1",
+        finish_reason="stop",
+        status="error",
+        error_type="APIError",
+        error_message="boom",
+        usage_raw={"prompt_tokens": 10, "nested": [1, 2.5, None, True]},
+        usage_source="estimated",
+        cost=Decimal("0.000123456"),
+        cost_breakdown={"input": Decimal("0.0001"), "output": Decimal("0.000023456")},
+        cost_source="catalog",
+        price_ref="genai-prices@1:openai/gpt-4o",
+        incomplete_reason="no rate for audio",
+        tenant="acme",
+        user="u",
+        feature="chat",
+        session="s",
+        tags={"env": "prod"},
+        api_key_fingerprint="sha256:abc",
+        warnings=("odd",),
+        usage_parts=(
+            UsagePart(None, Usage(input_tokens=5)),
+            UsagePart("o3", Usage(output_tokens=2)),
+        ),
+        fee_counts={"web_search": 2},
+    )
+    assert decode_event(encode_event(full)) == full
+    odd = event(usage_raw={"when": datetime(2025, 1, 1, tzinfo=UTC)})  # marshal cannot
+    assert decode_event(encode_event(odd)) == odd
+    local = UsageEvent(
+        provider="openai",
+        model="m",
+        ts=datetime(2025, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))),
+    )
+    assert decode_event(encode_event(local)).ts == local.ts  # the same instant, in UTC
+
+
+def test_events_come_back_in_order_and_a_stored_segment_is_removed(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, segment_bytes=2000)  # a new segment every few events
+    events = [event(i) for i in range(50)]
+    for e in events:
+        assert journal.append(e)
+    assert len(list(tmp_path.glob("*.seg"))) > 3
+    assert [e.id for e in drain(journal)] == [e.id for e in events]
+    assert journal.pending == 0
+    assert len(list(tmp_path.glob("*.seg"))) == 1  # only the one still being appended to
+    journal.close()
+    assert list(tmp_path.glob("*.seg")) == []
+
+
+def test_a_torn_last_record_and_a_damaged_one_are_skipped_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = Journal(tmp_path)
+    events = [event(i) for i in range(4)]
+    for e in events:
+        writer.append(e)
+    [segment] = tmp_path.glob("*.seg")
+    writer._forget_after_fork()  # as if the process had died: its lock is gone
+    data = bytearray(segment.read_bytes())
+    data[20] ^= 0xFF  # inside the first record's payload: its checksum fails
+    torn = struct.pack("<II", 1000, 0) + b"cut short"  # a record whose write was cut
+    segment.write_bytes(bytes(data) + torn)
+    reader = Journal(tmp_path)
+    assert reader.claim_orphans() == 1
+    with caplog.at_level(logging.WARNING):
+        chunk = reader.read(100)
+    assert chunk is not None
+    assert [e.id for e in chunk.events] == [e.id for e in events[1:]]
+    assert chunk.corrupt == 2
+    assert "checksum" in caplog.text and "incomplete record" in caplog.text
+    reader.commit(chunk)
+    assert not reader.orphans_waiting and list(tmp_path.glob("*.seg")) == []
+
+
+def test_a_live_process_keeps_its_segment_and_a_dead_one_gives_it_up(tmp_path: Path) -> None:
+    owner = Journal(tmp_path)
+    owner.append(event())
+    other = Journal(tmp_path)
+    assert other.claim_orphans() == 0  # flock held by the owner
+    [segment] = tmp_path.glob("*.seg")
+    fd = os.open(segment, os.O_RDONLY)
+    with pytest.raises(BlockingIOError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(fd)
+    owner._forget_after_fork()  # closing the file is what a death does
+    assert other.claim_orphans() == 1
+    assert len(drain(other)) == 1
+    other.close()
+
+
+def test_the_disk_limit_drops_counts_and_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal(tmp_path / "j", limit_bytes=1000, drop_log_interval=3600)
+    with caplog.at_level(logging.ERROR):
+        results = [journal.append(event(i)) for i in range(10)]
+    kept = results.count(True)
+    assert 0 < kept < 10 and journal.dropped == 10 - kept
+    assert caplog.text.count("dropped an event") == 1 and "is full" in caplog.text
+    journal.close()
+    status = journal_status(tmp_path)
+    assert status.dropped_events == 0  # not under a spool folder's j-* name
+    assert int(next((tmp_path / "j").glob("*.dropped")).read_text()) == 10 - kept
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs (CI runs as root, as here), filled up."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
+    try:
+        (folder / "filler").write_bytes(b"x" * 60_000)
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_drops_and_counts_and_leaves_no_empty_files(full_disk: Path) -> None:
+    journal = Journal(full_disk / "spool" / "j-x")
+    results = [journal.append(event(i, error_message="x" * 500)) for i in range(40)]
+    assert results.count(False) == journal.dropped > 0
+    drain(journal)
+    journal.close()
+    kept = set_aside(full_disk / "spool", b"y" * 10_000, 3, 10**9)
+    assert isinstance(kept, str) and "cannot write" in kept
+    leftovers = [p for p in full_disk.rglob("*") if p.is_file() and p.stat().st_size == 0]
+    assert leftovers == []
+    assert not list(full_disk.rglob("*.tmp"))
