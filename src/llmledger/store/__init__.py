@@ -31,12 +31,14 @@ if TYPE_CHECKING:
         metadata,
     )
     from llmledger.store.sql import SqlStore, WriteHook
+    from llmledger.store.tombstones import DeleteResult
 
 __all__ = [
     "FILTER_COLUMNS",
     "ApiKey",
     "ContentRecord",
     "DatabasePrices",
+    "DeleteResult",
     "InvalidQueryError",
     "RowExistsError",
     "SqlStore",
@@ -65,6 +67,7 @@ _LAZY = {
     "StoredKey": "llmledger.store.keys",
     "ContentRecord": "llmledger.store.content",
     "DatabasePrices": "llmledger.store.prices",
+    "DeleteResult": "llmledger.store.tombstones",
     "StoredPrice": "llmledger.store.prices",
     "StoredRate": "llmledger.store.prices",
     "Store": "llmledger.store.protocol",

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from llmledger.store.keys import ApiKey, StoredKey
     from llmledger.store.prices import DatabasePrices, StoredPrice, StoredRate
     from llmledger.store.reprice import RepriceBatch, RepriceJob, RepriceStep
+    from llmledger.store.tombstones import DeleteResult
 
 __all__ = ["Store", "WriteResult"]
 
@@ -127,7 +128,7 @@ class Store(Protocol):
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
         content: Mapping[str, ContentRecord] | None = None,
     ) -> WriteResult:
-        """Insert events in one transaction, skipping ids already stored.
+        """Insert events in one transaction, skipping ids already stored or deleted.
 
         ``content`` maps event ids to their text, written in the same
         transaction for the events inserted (never for a duplicate).
@@ -167,6 +168,12 @@ class Store(Protocol):
 
     def count(self) -> int:
         """How many events are stored."""
+        ...
+
+    def delete_events(self, query: Query, *, now: datetime, dry_run: bool = False) -> DeleteResult:
+        """Delete the events of a query's range and filters in one transaction, leaving a
+        tombstone per id (a later write skips it as a duplicate) and rebuilding the
+        rollups they counted in; with ``dry_run`` only count them."""
         ...
 
     def unpriced_models(self) -> list[tuple[str, str, int]]:

@@ -53,6 +53,7 @@ from llmledger.store.reports import StoreReports
 from llmledger.store.reprice import RepriceRows
 from llmledger.store.rollups import apply_rollups
 from llmledger.store.schema import FILTER_COLUMNS, event_tags, events
+from llmledger.store.tombstones import TombstoneRows, without_tombstoned
 
 __all__ = ["SqlStore", "WriteHook"]
 
@@ -81,6 +82,7 @@ class SqlStore(
     RepriceRows,
     EventLookups,
     AlertRows,
+    TombstoneRows,
 ):
     """The ledger in a SQLite file or a PostgreSQL database (a :class:`~llmledger.store.Store`).
 
@@ -232,7 +234,7 @@ class SqlStore(
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
         content: Mapping[str, ContentRecord] | None = None,
     ) -> WriteResult:
-        """Insert events in one transaction; an id already stored is skipped.
+        """Insert events in one transaction; an id already stored (or deleted) is skipped.
 
         Args:
             batch: The events.
@@ -271,10 +273,13 @@ class SqlStore(
             try:
                 with self._connect(write=True) as conn:
                     conn.begin()
+                    # A deleted event's id stays deleted: its tombstone counts as stored.
+                    live = without_tombstoned(conn, encoded.accepted)
+                    todo = encoded if live is None else self._encode(live, None)
                     if self._sqlite:
-                        new = self._write_sqlite(conn, encoded)
+                        new = self._write_sqlite(conn, todo) if todo.accepted else []
                     else:
-                        new = self._write_postgres(conn, encoded)
+                        new = self._write_postgres(conn, todo) if todo.accepted else []
                     for hook in self.write_hooks:
                         hook(conn, new)
                     if content:
