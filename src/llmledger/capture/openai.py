@@ -22,23 +22,11 @@ from llmledger.capture._stainless import (
     raw_response_types,
 )
 from llmledger.capture._streams import StreamSpec
+from llmledger.core.providers import OPENAI_COMPATIBLE_HOSTS
 from llmledger.normalize.openai import RESPONSE_EVENTS
 
 __all__ = ["available", "body_text", "make_patches", "provider_for_host", "sdk"]
 
-_HOSTS = {
-    "api.openai.com": "openai",
-    "openrouter.ai": "openrouter",
-    "api.mistral.ai": "mistral",
-    "api.deepseek.com": "deepseek",
-    "api.groq.com": "groq",
-    "api.together.xyz": "together",
-    "api.together.ai": "together",
-    "api.fireworks.ai": "fireworks",
-    "api.x.ai": "xai",
-    "api.perplexity.ai": "perplexity",
-    "api.cerebras.ai": "cerebras",
-}
 
 
 def provider_for_host(host: str, port: int | None = None) -> tuple[str, str]:
@@ -51,8 +39,8 @@ def provider_for_host(host: str, port: int | None = None) -> tuple[str, str]:
         ('google', 'openai')
     """
     host = host.lower()
-    if host in _HOSTS:
-        name = _HOSTS[host]
+    if host in OPENAI_COMPATIBLE_HOSTS:
+        name = OPENAI_COMPATIBLE_HOSTS[host]
         return name, name
     if host.endswith(".openai.azure.com") or host.endswith(".services.ai.azure.com"):
         return "azure", "azure"

@@ -48,6 +48,10 @@ COMMANDS: dict[str, CommandEntry] = {
         "llmledger.cli.budgets:budgets_group",
         "Money budgets: add, list, show, check, test, remove.",
     ),
+    "audit": CommandEntry(
+        "llmledger.cli.audit:audit_command",
+        "Find LLM calls that escape tracking: untracked SDK clients, raw HTTP calls, keys.",
+    ),
     "cost": CommandEntry("llmledger.cli.cost:cost_command", "What a call cost, bucket by bucket."),
     "db": CommandEntry("llmledger.cli.db:db_group", "The ledger database."),
     "demo": CommandEntry(

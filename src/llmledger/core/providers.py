@@ -8,7 +8,43 @@ so a spelling added here is understood everywhere at once.
 
 from __future__ import annotations
 
-__all__ = ["PROVIDER_ALIASES", "provider_name"]
+__all__ = [
+    "OPENAI_COMPATIBLE_HOSTS",
+    "PROVIDER_ALIASES",
+    "PROVIDER_HOSTS",
+    "provider_name",
+    "provider_of_host",
+]
+
+#: Hosts of providers that speak OpenAI's API -> llmledger's provider name.
+OPENAI_COMPATIBLE_HOSTS: dict[str, str] = {
+    "api.openai.com": "openai",
+    "openrouter.ai": "openrouter",
+    "api.mistral.ai": "mistral",
+    "api.deepseek.com": "deepseek",
+    "api.groq.com": "groq",
+    "api.together.xyz": "together",
+    "api.together.ai": "together",
+    "api.fireworks.ai": "fireworks",
+    "api.x.ai": "xai",
+    "api.perplexity.ai": "perplexity",
+    "api.cerebras.ai": "cerebras",
+}
+#: Every provider API host known by name -> llmledger's provider name.
+PROVIDER_HOSTS: dict[str, str] = {
+    **OPENAI_COMPATIBLE_HOSTS,
+    "api.anthropic.com": "anthropic",
+    "generativelanguage.googleapis.com": "google",
+    "aiplatform.googleapis.com": "google",
+    "api.cohere.ai": "cohere",
+    "api.cohere.com": "cohere",
+}
+#: Host suffixes of providers with a host per region or resource.
+_HOST_SUFFIXES: dict[str, str] = {
+    ".openai.azure.com": "azure",
+    ".services.ai.azure.com": "azure",
+    "-aiplatform.googleapis.com": "google",
+}
 
 #: Another spelling (lower case) -> llmledger's provider name.
 PROVIDER_ALIASES: dict[str, str] = {
@@ -67,3 +103,23 @@ def provider_name(name: str) -> str:
     """
     lowered = name.strip().lower()
     return PROVIDER_ALIASES.get(lowered, lowered)
+
+
+def provider_of_host(host: str) -> str | None:
+    """The provider whose API a host serves, or None for any other host.
+
+    Example:
+        >>> provider_of_host("API.OpenAI.com"), provider_of_host("acme.openai.azure.com")
+        ('openai', 'azure')
+        >>> provider_of_host("bedrock-runtime.eu-west-1.amazonaws.com"), provider_of_host("x.org")
+        ('bedrock', None)
+    """
+    host = host.strip().lower().rstrip(".")
+    if host in PROVIDER_HOSTS:
+        return PROVIDER_HOSTS[host]
+    for suffix, provider in _HOST_SUFFIXES.items():
+        if host.endswith(suffix):
+            return provider
+    if host.startswith("bedrock-runtime.") and host.endswith(".amazonaws.com"):
+        return "bedrock"
+    return None

@@ -1,0 +1,3 @@
+import llmledger
+
+llmledger.instrument()
