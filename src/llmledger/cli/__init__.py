@@ -58,6 +58,10 @@ COMMANDS: dict[str, CommandEntry] = {
         "llmledger.cli.demo:demo_command",
         "Fill the ledger from real SDK calls to a local simulated provider, then report.",
     ),
+    "import": CommandEntry(
+        "llmledger.cli.importing:import_command",
+        "Import a CSV or JSON Lines log of LLM calls, mapping its columns onto events.",
+    ),
     "keys": CommandEntry(
         "llmledger.cli.keys:keys_group", "API keys of the service: create, list, revoke."
     ),
