@@ -56,7 +56,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "db": CommandEntry("llmledger.cli.db:db_group", "The ledger database."),
     "demo": CommandEntry(
         "llmledger.cli.demo:demo_command",
-        "Fill the ledger from real SDK calls to a local simulated provider, then report.",
+        "Fill a demo ledger from real SDK calls to a local simulated provider, then report.",
     ),
     "import": CommandEntry(
         "llmledger.cli.importing:import_command",
@@ -92,6 +92,10 @@ COMMANDS: dict[str, CommandEntry] = {
     "serve": CommandEntry(
         "llmledger.cli.serve:serve_command",
         "Run the llmledger service: ingest, events, reports, prices and keys over HTTP.",
+    ),
+    "sim": CommandEntry(
+        "llmledger.cli.sim:sim_command",
+        "Run the simulated OpenAI-, Anthropic- and Gemini-compatible provider until stopped.",
     ),
     "worker": CommandEntry(
         "llmledger.cli.budgets:worker_command",

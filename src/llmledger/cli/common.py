@@ -36,12 +36,16 @@ def settings_from(ctx: click.Context) -> Settings:
     return load_settings(**_given(ctx))
 
 
-def ledger_from(ctx: click.Context) -> Ledger:
-    """The ledger named by the global options (or the environment and config)."""
+def ledger_from(ctx: click.Context, *, database_url: str | None = None) -> Ledger:
+    """The ledger named by the global options (or the environment and config), or the one
+    at ``database_url`` with the other settings (the demo's own ledger)."""
     root = ctx.find_root()
     cached = root.meta.get("llmledger.runtime.ledger")
     if cached is None:
-        cached = configure(**_given(ctx))
+        given = _given(ctx)
+        if database_url is not None:
+            given["database_url"] = database_url
+        cached = configure(**given)
         root.meta["llmledger.runtime.ledger"] = cached
         root.call_on_close(cached.close)
     assert isinstance(cached, Ledger)

@@ -6,14 +6,18 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
 
-from llmledger.cli.common import ledger_from
+from llmledger.cli.common import ledger_from, settings_from
 from llmledger.core.errors import MissingDependencyError
 
-__all__ = ["COMMANDS", "run_scenario"]
+__all__ = ["COMMANDS", "DEMO_ENVIRONMENT", "run_scenario"]
+
+#: The ``environment`` tag of every demo call: how a later run finds them in a ledger.
+DEMO_ENVIRONMENT = "demo"
 
 TENANTS = {
     "acme": ["ana", "bruno"],
@@ -66,7 +70,7 @@ def run_scenario(
             user=user,
             feature=feature,
             session=f"s-{tenant}-{i // 4}",
-            tags={"environment": "demo", "ticket": f"T-{100 + i % 9}"},
+            tags={"environment": DEMO_ENVIRONMENT, "ticket": f"T-{100 + i % 9}"},
         ):
             try:
                 _one_call(openai_client, anthropic_client, feature, question, i)
@@ -127,15 +131,22 @@ def _one_call(oc: Any, ac: Any, feature: str, question: str, i: int) -> None:
     show_default=True,
     help="How many provider calls to make.",
 )
+@click.option(
+    "--db",
+    help="Ledger database URL to fill instead of the demo's own (home/demo.db, made anew "
+    "each run); the events of an earlier demo run there are deleted first.",
+)
 @click.pass_context
-def demo_command(ctx: click.Context, calls: int) -> None:
-    """Fill the ledger from real SDK calls to a local simulated provider, then report.
+def demo_command(ctx: click.Context, calls: int, db: str | None) -> None:
+    """Fill a demo ledger from real SDK calls to a local simulated provider, then report.
 
     Starts an OpenAI- and Anthropic-compatible server on 127.0.0.1, drives the real
     ``openai`` and ``anthropic`` clients against it for several tenants, users and
     features (chat, streams, cached prompts, reasoning, embeddings, a few failures),
     records every call with :func:`llmledger.instrument`, and prints the report. No
-    API key and no network are needed.
+    API key and no network are needed. The demo writes into a ledger of its own
+    (``demo.db`` in the home folder, printed at the end), never into your ledger,
+    unless ``--db`` names one; running it again does not double it.
     """
     try:
         import anthropic
@@ -147,10 +158,22 @@ def demo_command(ctx: click.Context, calls: int) -> None:
 
     from llmledger.capture import instrument
     from llmledger.cli.report import print_report
-    from llmledger.query import Query
+    from llmledger.query import Query, parse_where
     from llmledger.sim import SimulatedProvider
 
-    ledger = ledger_from(ctx)
+    if db is None:
+        home = settings_from(ctx).home
+        _remove_sqlite(home / "demo.db")
+        home.mkdir(parents=True, exist_ok=True)
+        ledger = ledger_from(ctx, database_url=f"sqlite:///{home / 'demo.db'}")
+    else:
+        ledger = ledger_from(ctx, database_url=db)
+        earlier = ledger.store.delete_events(
+            Query(where=parse_where([f"tag:environment={DEMO_ENVIRONMENT}"])),
+            now=datetime.now(UTC),
+        )
+        if earlier.count:
+            click.echo(f"deleted the {earlier.count} events of an earlier demo run")
     started = datetime.now(UTC)
     clock = time.perf_counter()
     with SimulatedProvider() as sim, instrument():
@@ -174,7 +197,18 @@ def demo_command(ctx: click.Context, calls: int) -> None:
     for by in ("feature", "model", "tenant"):
         print_report(ledger.store.report(Query(since=started, by=(by,))))
         click.echo()
-    click.echo("next: llmledger logs -n 5; llmledger report --by user; llmledger prices list")
+    url = ledger.settings.resolved_database_url
+    click.echo(f"demo ledger: {url}")
+    click.echo(
+        f"next: llmledger --database-url {url} logs -n 5; "
+        f"llmledger --database-url {url} report --by user"
+    )
+
+
+def _remove_sqlite(path: Path) -> None:
+    """A SQLite file and its journal files, removed (the demo's ledger starts empty)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 COMMANDS = [demo_command]

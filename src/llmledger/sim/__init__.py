@@ -1,4 +1,4 @@
-"""A local simulated LLM provider: OpenAI- and Anthropic-compatible endpoints."""
+"""A local simulated LLM provider: OpenAI-, Anthropic- and Gemini-compatible endpoints."""
 
 from llmledger.sim.server import SimulatedProvider
 

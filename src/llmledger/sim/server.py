@@ -1,7 +1,8 @@
-"""A small HTTP server that answers like OpenAI and Anthropic, with realistic usage.
+"""A small HTTP server that answers like OpenAI, Anthropic and Gemini, with realistic usage.
 
 It serves ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings`` (OpenAI
-shapes) and ``/v1/messages`` (Anthropic), streaming and not. Token counts follow
+shapes), ``/v1/messages`` (Anthropic) and ``/v1beta/models/{model}:generateContent``
+and ``:streamGenerateContent`` (Gemini), streaming and not. Token counts follow
 the text sent; a long prompt seen before is served partly from a prompt cache, as
 the real services do; reasoning models spend reasoning tokens. Answers are
 deterministic for a given request, so a demo gives the same ledger every run.
@@ -13,16 +14,21 @@ failed calls can be shown too.
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 from llmledger.sim.anthropic_api import AnthropicRoutes
 from llmledger.sim.base import SimServer, State
+from llmledger.sim.gemini_api import GeminiRoutes
 from llmledger.sim.openai_api import OpenAIRoutes
 
 __all__ = ["SimulatedProvider"]
 
+# The google-genai SDK names the API version in the path (v1beta by default, v1 with a base URL).
+_GEMINI_PATH = re.compile(r"/v1(?:beta|alpha)?/models/([^/:]+):(generateContent|streamGenerateContent)")
 
-class _Handler(OpenAIRoutes, AnthropicRoutes):
+
+class _Handler(OpenAIRoutes, AnthropicRoutes, GeminiRoutes):
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         try:
@@ -35,6 +41,11 @@ class _Handler(OpenAIRoutes, AnthropicRoutes):
             )
             return
         path = self.path.split("?", 1)[0].rstrip("/")
+        gemini = _GEMINI_PATH.fullmatch(path)
+        if gemini is not None:
+            model, method = gemini.groups()
+            self._gemini(model, body, stream=method == "streamGenerateContent")
+            return
         routes = {
             "/v1/chat/completions": self._chat,
             "/v1/responses": self._responses,
@@ -78,6 +89,11 @@ class SimulatedProvider:
     @property
     def anthropic_base_url(self) -> str:
         """The ``base_url`` to give an ``anthropic`` client."""
+        return self.url
+
+    @property
+    def gemini_base_url(self) -> str:
+        """The ``base_url`` of a ``google-genai`` client's ``http_options``."""
         return self.url
 
     def start(self) -> SimulatedProvider:
