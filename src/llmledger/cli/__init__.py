@@ -54,6 +54,10 @@ COMMANDS: dict[str, CommandEntry] = {
     ),
     "cost": CommandEntry("llmledger.cli.cost:cost_command", "What a call cost, bucket by bucket."),
     "db": CommandEntry("llmledger.cli.db:db_group", "The ledger database."),
+    "delete": CommandEntry(
+        "llmledger.cli.delete:delete_command",
+        "Delete events by filter (test data, a tenant that left), with a dry run.",
+    ),
     "demo": CommandEntry(
         "llmledger.cli.demo:demo_command",
         "Fill a demo ledger from real SDK calls to a local simulated provider, then report.",

@@ -17,6 +17,7 @@ from llmledger.server.routers import (
     admin,
     alerts,
     budgets,
+    deletes,
     events,
     health,
     keys,
@@ -116,7 +117,7 @@ def create_app(
         >>> from llmledger.core.settings import load_settings
         >>> app = create_app(load_settings(database_url="sqlite://"))
         >>> [path for path in app.openapi()["paths"] if path.startswith("/v1/events")]
-        ['/v1/events', '/v1/events/{event_id}', '/v1/events/{event_id}/content']
+        ['/v1/events/delete', '/v1/events', '/v1/events/{event_id}', '/v1/events/{event_id}/content']
     """
     settings = settings if settings is not None else load_settings()
     service = Service(settings, store=store)
@@ -149,7 +150,8 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
-    for module in (events, traces, reports, prices, keys, limits, admin, budgets, alerts, health):
+    modules = (deletes, events, traces, reports, prices, keys, limits, admin, budgets, alerts, health)
+    for module in modules:
         app.include_router(module.router)
     dashboard.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
