@@ -33,6 +33,7 @@ from llmledger.core.attribution import Attribution, attribution_in_force, curren
 from llmledger.core.events import FrozenDict, Operation, Status, UsageEvent
 from llmledger.core.ids import fingerprint
 from llmledger.core.usage import Usage
+from llmledger.runtime.debug import log_captured
 from llmledger.runtime.ledger import Ledger, get_ledger
 from llmledger.runtime.recording import Block, current_block
 
@@ -412,6 +413,10 @@ def reading_event(
         event = assemble_event(values, features=features, reading=reading)
     if call.prompt is not None:
         _keep_content(call, event, text() if text is not None else None)
+    if call.ledger.settings.debug:
+        log_captured(
+            event, reader=reader, source="stream events" if events is not None else "response body"
+        )
     return event
 
 
@@ -434,6 +439,8 @@ def error_event(
     event = assemble_event(values, features=call.ledger.features, usage={})
     if call.prompt is not None:
         _keep_content(call, event, None)
+    if call.ledger.settings.debug:
+        log_captured(event, reader=call.reader, source="no response (the call failed)")
     return event
 
 
@@ -533,7 +540,10 @@ def usage_event(
         stream=call.stream,
         warnings=usage.problems() if usage is not None else [],
     )
-    return assemble_event(values, features=call.ledger.features, reading=reading)
+    event = assemble_event(values, features=call.ledger.features, reading=reading)
+    if call.ledger.settings.debug:
+        log_captured(event, reader=call.provider, source="the framework's usage")
+    return event
 
 
 def count(value: Any) -> int:

@@ -120,6 +120,8 @@ class Settings:
         smtp_sender: The ``From`` address.
         webhook_secret: Key of the ``X-Llmledger-Signature`` HMAC-SHA256 of webhook bodies.
         notify_timeout: Seconds one delivery attempt may take.
+        debug: Log each captured call at DEBUG: how its usage was read and how it
+            was priced (never prompt or response text).
     """
 
     home: Path = field(default_factory=default_home)
@@ -176,6 +178,7 @@ class Settings:
     smtp_sender: str = "llmledger@localhost"
     webhook_secret: str | None = None
     notify_timeout: float = 10.0
+    debug: bool = False
 
     @property
     def resolved_database_url(self) -> str:
@@ -276,6 +279,7 @@ def _coerce(name: str, value: Any) -> Any:
             "journal_fsync",
             "handle_signals",
             "limits",
+            "debug",
         ):
             if isinstance(value, bool):
                 return value

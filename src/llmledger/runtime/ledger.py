@@ -62,6 +62,10 @@ class Ledger:
         self.guarded = settings.limits
         #: Told of every batch stored, in the writer's thread (OpenTelemetry export).
         self.after_commit = CommitListeners(strict=settings.strict)
+        if settings.debug:
+            from llmledger.runtime import debug
+
+            debug.enable()
 
     @property
     def store(self) -> Store:
@@ -298,7 +302,12 @@ class Ledger:
         Returns:
             A priced copy, or ``event`` itself when it was priced already.
         """
-        return self.prices.settle(event)
+        settled = self.prices.settle(event)
+        if self.settings.debug and settled is not event:
+            from llmledger.runtime.debug import log_priced
+
+            log_priced(settled)
+        return settled
 
     def submit(self, item: UsageEvent | Callable[[], UsageEvent]) -> None:
         """Append an event to the journal (a callable is run first, to make it).
