@@ -105,9 +105,7 @@ def test_json_output() -> None:
 
 def test_sarif_output_is_valid_sarif_2_1_0(tmp_path: Path) -> None:
     out = tmp_path / "audit.sarif"
-    result = CliRunner().invoke(
-        main, ["audit", str(EXAMPLES), "--format", "sarif", "-o", str(out)]
-    )
+    result = CliRunner().invoke(main, ["audit", str(EXAMPLES), "--format", "sarif", "-o", str(out)])
     assert result.exit_code == 1
     sarif: dict[str, Any] = json.loads(out.read_text())
     validator = jsonschema_rs.validator_for(json.loads(SARIF_SCHEMA.read_text()))
@@ -140,7 +138,9 @@ def test_a_file_that_does_not_parse_is_skipped_with_a_warning(tmp_path: Path) ->
     result = CliRunner().invoke(main, ["audit", str(tmp_path), "--format", "json"])
     assert result.exit_code == 1
     data = json.loads(result.stdout)
-    assert data["errors"] == [{"path": "broken.py", "reason": "not valid Python: invalid syntax (line 1)"}]
+    assert data["errors"] == [
+        {"path": "broken.py", "reason": "not valid Python: invalid syntax (line 1)"}
+    ]
     assert [(f["path"], f["provider"]) for f in data["findings"]] == [("ok.py", "mistral")]
     assert "warning: skipped broken.py" in result.stderr
 
@@ -149,34 +149,55 @@ def test_a_file_that_does_not_parse_is_skipped_with_a_warning(tmp_path: Path) ->
     ("source", "rules"),
     [
         # URLs through names, f-strings, concatenation and clients made for a base URL
-        ("import requests\nBASE = 'https://api.openai.com/v1'\nrequests.post(BASE + '/x')\n",
-         ["raw-http-provider-call"]),
-        ("import httpx\nc = httpx.Client(base_url='https://api.anthropic.com')\n",
-         ["raw-http-provider-call"]),
-        ("import aiohttp\nasync def f():\n    async with aiohttp.ClientSession() as s:\n"
-         "        await s.post(f'https://{\"api.groq.com\"}/openai/v1')\n",
-         ["raw-http-provider-call"]),
-        ("from urllib.request import Request, urlopen\n"
-         "urlopen(Request('https://generativelanguage.googleapis.com/v1beta/models'))\n",
-         ["raw-http-provider-call"]),
-        ("import http.client\nhttp.client.HTTPSConnection('bedrock-runtime.us-east-1.amazonaws.com')\n",
-         ["raw-http-provider-call"]),
+        (
+            "import requests\nBASE = 'https://api.openai.com/v1'\nrequests.post(BASE + '/x')\n",
+            ["raw-http-provider-call"],
+        ),
+        (
+            "import httpx\nc = httpx.Client(base_url='https://api.anthropic.com')\n",
+            ["raw-http-provider-call"],
+        ),
+        (
+            "import aiohttp\nasync def f():\n    async with aiohttp.ClientSession() as s:\n"
+            "        await s.post(f'https://{\"api.groq.com\"}/openai/v1')\n",
+            ["raw-http-provider-call"],
+        ),
+        (
+            "from urllib.request import Request, urlopen\n"
+            "urlopen(Request('https://generativelanguage.googleapis.com/v1beta/models'))\n",
+            ["raw-http-provider-call"],
+        ),
+        (
+            "import http.client\n"
+            "http.client.HTTPSConnection('bedrock-runtime.us-east-1.amazonaws.com')\n",
+            ["raw-http-provider-call"],
+        ),
         # SDKs llmledger.instrument() cannot capture, unless the module records by hand
         ("from mistralai import Mistral\nm = Mistral(api_key='x')\n", ["untracked-sdk-client"]),
-        ("import llmledger\nfrom mistralai import Mistral\nm = Mistral(api_key='x')\n"
-         "with llmledger.track(provider='mistral', model='m'):\n    pass\n", []),
+        (
+            "import llmledger\nfrom mistralai import Mistral\nm = Mistral(api_key='x')\n"
+            "with llmledger.track(provider='mistral', model='m'):\n    pass\n",
+            [],
+        ),
         ("import boto3\nb = boto3.client('bedrock-runtime')\n", ["untracked-sdk-client"]),
         ("import boto3\ns3 = boto3.client('s3')\n", []),
         # keys
-        ("import os\nheaders = {'Authorization': os.getenv('MISTRAL_API_KEY')}\n",
-         ["provider-key-bypass"]),
-        ("import os\nfrom openai import OpenAI\nimport llmledger\nllmledger.instrument()\n"
-         "k = os.environ['OPENAI_API_KEY']\nc = OpenAI(api_key=k)\nprint(k)\n",
-         ["provider-key-bypass"]),
+        (
+            "import os\nheaders = {'Authorization': os.getenv('MISTRAL_API_KEY')}\n",
+            ["provider-key-bypass"],
+        ),
+        (
+            "import os\nfrom openai import OpenAI\nimport llmledger\nllmledger.instrument()\n"
+            "k = os.environ['OPENAI_API_KEY']\nc = OpenAI(api_key=k)\nprint(k)\n",
+            ["provider-key-bypass"],
+        ),
         # a provider host in text that is no call, and a '#' inside a string
         ("LINK = 'https://api.openai.com/docs'\nprint('# llmledger: ignore', LINK)\n", []),
-        ("import requests\nrequests.get('https://api.openai.com/v1/models', "
-         "headers={'x': '# llmledger: ignore'})\n", ["raw-http-provider-call"]),
+        (
+            "import requests\nrequests.get('https://api.openai.com/v1/models', "
+            "headers={'x': '# llmledger: ignore'})\n",
+            ["raw-http-provider-call"],
+        ),
     ],
 )
 def test_python_rules(source: str, rules: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""``llmledger import``: mapping, validation with rejected rows kept, idempotent re-runs, pricing."""
+"""``llmledger import``: mapping, validation keeping rejected rows, idempotent re-runs, pricing."""
 
 from __future__ import annotations
 
@@ -104,7 +104,9 @@ def test_identical_rows_are_each_imported_and_an_id_column_names_the_event(
     keyed2 = tmp_path / "keyed2.csv"
     keyed2.write_text(f"id,ts,model,input_tokens\n{ulid},2025-03-01T10:00:00Z,gpt-4o,6\n")
     for path in (keyed, keyed2):
-        assert invoke(db_url, str(path), "--map", "pk=id", "--set", "provider=openai").exit_code == 0
+        assert (
+            invoke(db_url, str(path), "--map", "pk=id", "--set", "provider=openai").exit_code == 0
+        )
     store = open_store(db_url)
     assert store.get(ulid) is not None and store.get(ulid).usage.input_tokens == 6  # type: ignore[union-attr]
     keyed.write_text("pk,ts,model,input_tokens\n7,2025-03-01T10:00:00Z,gpt-4o,999\n")

@@ -56,7 +56,9 @@ def test_the_sdks_run_against_llmledger_sim() -> None:
         assert message.usage.output_tokens > 0
         gc = genai.Client(
             api_key="sim",
-            http_options=types.HttpOptions(base_url=url, retry_options=types.HttpRetryOptions(attempts=1)),
+            http_options=types.HttpOptions(
+                base_url=url, retry_options=types.HttpRetryOptions(attempts=1)
+            ),
         )
         answer = gc.models.generate_content(model="gemini-2.5-flash", contents="Hi")
         assert answer.usage_metadata is not None

@@ -128,7 +128,9 @@ def tokens(source: str) -> tuple[list[Token], frozenset[int]]:
                 inner, inner_ignored = tokens(source[start:end])
                 ignored.update(at + line - 1 for at in inner_ignored)
                 out.extend(
-                    Token(t.kind, t.text, t.line + line - 1, t.column + (column - 1) * (t.line == 1))
+                    Token(
+                        t.kind, t.text, t.line + line - 1, t.column + (column - 1) * (t.line == 1)
+                    )
                     for t in inner
                 )
             i = j + 1
@@ -184,7 +186,9 @@ class _Scan:
         self.sdk_names: dict[str, str] = {}
         self.findings: list[Finding] = []
 
-    def finding(self, rule: str, first: Token, last: Token, message: str, provider: str | None) -> None:
+    def finding(
+        self, rule: str, first: Token, last: Token, message: str, provider: str | None
+    ) -> None:
         code = self.lines[first.line - 1].strip() if first.line <= len(self.lines) else ""
         self.findings.append(
             Finding(rule, self.path, first.line, first.column, last.line, message, provider, code)  # type: ignore[arg-type]
@@ -237,8 +241,11 @@ class _Scan:
                     depth -= 1
                 elif tok.text in ";," and depth == 0:
                     break
-            elif depth == 0 and tok.kind == "ident" and tok.text in (
-                "const", "let", "var", "function", "export", "import", "return", "class"
+            elif (
+                depth == 0
+                and tok.kind == "ident"
+                and tok.text
+                in ("const", "let", "var", "function", "export", "import", "return", "class")
             ):
                 break
             out.append(tok)
@@ -297,8 +304,10 @@ class _Scan:
             before = toks[index - 1] if index else None
             owner = toks[index - 2] if index > 1 else None
             if after is not None and after.text == "(" and tok.text in _HTTP_FUNCTIONS:
-                if before is not None and before.text == "." and (
-                    owner is None or owner.text not in _HTTP_OWNERS
+                if (
+                    before is not None
+                    and before.text == "."
+                    and (owner is None or owner.text not in _HTTP_OWNERS)
                 ):
                     continue
                 self._http(tok.text, index, index + 1)
@@ -333,9 +342,9 @@ class _Scan:
         toks = self.toks
         if index + 2 >= len(toks):
             return
-        if toks[index + 1].text == "." and toks[index + 2].kind == "ident":
-            key = toks[index + 2]
-        elif toks[index + 1].text == "[" and toks[index + 2].kind == "string":
+        if (toks[index + 1].text == "." and toks[index + 2].kind == "ident") or (
+            toks[index + 1].text == "[" and toks[index + 2].kind == "string"
+        ):
             key = toks[index + 2]
         else:
             return

@@ -385,13 +385,17 @@ class _Module:
         if isinstance(node, ast.Call):
             name = self.qualname(node.func)
             func = node.func
-            reader = name in _ENV_READERS or (
-                # environ.get("X"), config("X"), env("X"), env.str("X") of settings libraries
-                isinstance(func, ast.Attribute)
-                and func.attr in ("get", "str")
-                and isinstance(func.value, ast.Name | ast.Attribute)
-                and self.target_text(func.value) in ("environ", "os.environ", "env")
-            ) or (isinstance(func, ast.Name) and func.id in ("config", "env", "getenv"))
+            reader = (
+                name in _ENV_READERS
+                or (
+                    # environ.get("X"), config("X"), env("X"), env.str("X") of settings libraries
+                    isinstance(func, ast.Attribute)
+                    and func.attr in ("get", "str")
+                    and isinstance(func.value, ast.Name | ast.Attribute)
+                    and self.target_text(func.value) in ("environ", "os.environ", "env")
+                )
+                or (isinstance(func, ast.Name) and func.id in ("config", "env", "getenv"))
+            )
             if reader and node.args:
                 first = node.args[0]
                 if (
@@ -419,7 +423,6 @@ class _Module:
         ):
             return node.attr  # settings.OPENAI_API_KEY
         return None
-
 
 
 def read_python(source: str, path: str) -> PythonFile:

@@ -28,7 +28,6 @@ from llmledger.normalize.openai import RESPONSE_EVENTS
 __all__ = ["available", "body_text", "make_patches", "provider_for_host", "sdk"]
 
 
-
 def provider_for_host(host: str, port: int | None = None) -> tuple[str, str]:
     """The event's provider and the normaliser's reader for an OpenAI-compatible host.
 

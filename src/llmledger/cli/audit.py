@@ -92,10 +92,7 @@ def _print(report: AuditReport) -> None:
         print_table(
             None,
             ("where", "rule", "provider", "what"),
-            [
-                (f"{f.path}:{f.line}", f.rule, f.provider or "", f.message)
-                for f in report.findings
-            ],
+            [(f"{f.path}:{f.line}", f.rule, f.provider or "", f.message) for f in report.findings],
         )
     summary = (
         f"{len(report.findings)} finding(s) in {report.files} file(s)"

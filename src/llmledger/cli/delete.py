@@ -64,9 +64,7 @@ def delete_command(
     if not dry_run and not yes:
         preview = store.delete_events(query, now=now, dry_run=True)
         if preview.count:
-            click.confirm(
-                f"delete {preview.count} events ({money(preview.cost, 4)})?", abort=True
-            )
+            click.confirm(f"delete {preview.count} events ({money(preview.cost, 4)})?", abort=True)
     result = store.delete_events(query, now=now, dry_run=dry_run)
     if as_json:
         echo_json(result.to_dict())

@@ -16,7 +16,7 @@ import sys
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import BUCKETS
 
-__all__ = ["enable", "log_captured", "log_priced", "log"]
+__all__ = ["enable", "log", "log_captured", "log_priced"]
 
 log = logging.getLogger("llmledger.debug")
 _RAW_LIMIT = 600

@@ -39,8 +39,8 @@ from llmledger.runtime.recording import build_event
 
 __all__ = [
     "FIELDS",
-    "ImportResult",
     "ColumnMapping",
+    "ImportResult",
     "Rejected",
     "import_file",
     "load_mapping",
@@ -79,9 +79,7 @@ def _check_target(target: str) -> str:
     target = target.strip()
     if target in FIELDS or (target.startswith("tag:") and len(target) > 4):
         return target
-    raise ConfigError(
-        f"cannot map onto {target!r}: targets are {', '.join(FIELDS)} and tag:KEY"
-    )
+    raise ConfigError(f"cannot map onto {target!r}: targets are {', '.join(FIELDS)} and tag:KEY")
 
 
 @dataclass(frozen=True)
@@ -239,13 +237,13 @@ def read_rows(text: Iterator[str], fmt: Format) -> Iterator[Row]:
         buffer = io.StringIO()
         csv.writer(buffer).writerow(cells)
         raw = buffer.getvalue().rstrip("\r\n")
-        line, start = start, reader.line_num + 1
+        first, start = start, reader.line_num + 1
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) != len(header):
-            yield Row(line, None, raw, f"{len(cells)} cells where the header has {len(header)}")
+            yield Row(first, None, raw, f"{len(cells)} cells where the header has {len(header)}")
             continue
-        yield Row(line, dict(zip(header, cells, strict=True)), raw)
+        yield Row(first, dict(zip(header, cells, strict=True)), raw)
 
 
 # -- rows to events --------------------------------------------------------------------

@@ -116,8 +116,10 @@ def create_app(
     Example:
         >>> from llmledger.core.settings import load_settings
         >>> app = create_app(load_settings(database_url="sqlite://"))
-        >>> [path for path in app.openapi()["paths"] if path.startswith("/v1/events")]
-        ['/v1/events/delete', '/v1/events', '/v1/events/{event_id}', '/v1/events/{event_id}/content']
+        >>> sorted(path for path in app.openapi()["paths"] if path.startswith("/v1/events"))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        ['/v1/events', '/v1/events/delete', '/v1/events/{event_id}',
+         '/v1/events/{event_id}/content']
     """
     settings = settings if settings is not None else load_settings()
     service = Service(settings, store=store)

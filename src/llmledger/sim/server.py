@@ -25,7 +25,9 @@ from llmledger.sim.openai_api import OpenAIRoutes
 __all__ = ["SimulatedProvider"]
 
 # The google-genai SDK names the API version in the path (v1beta by default, v1 with a base URL).
-_GEMINI_PATH = re.compile(r"/v1(?:beta|alpha)?/models/([^/:]+):(generateContent|streamGenerateContent)")
+_GEMINI_PATH = re.compile(
+    r"/v1(?:beta|alpha)?/models/([^/:]+):(generateContent|streamGenerateContent)"
+)
 
 
 class _Handler(OpenAIRoutes, AnthropicRoutes, GeminiRoutes):

@@ -199,9 +199,7 @@ class TombstoneRows:
     def _connect(self, *, write: bool = False) -> Connection:  # pragma: no cover - SqlStore's
         raise NotImplementedError
 
-    def delete_events(
-        self, query: Query, *, now: datetime, dry_run: bool = False
-    ) -> DeleteResult:
+    def delete_events(self, query: Query, *, now: datetime, dry_run: bool = False) -> DeleteResult:
         """Delete the events of a query's range and filters, leaving tombstones.
 
         See :func:`delete_events`; everything happens in one transaction.
@@ -215,8 +213,8 @@ class TombstoneRows:
             >>> store.write([e]).count
             1
             >>> from llmledger.query import build_query
-            >>> gone = store.delete_events(build_query(now=datetime.now(UTC), where=["tenant=test"]),
-            ...                            now=datetime.now(UTC))
+            >>> query = build_query(now=datetime.now(UTC), where=["tenant=test"])
+            >>> gone = store.delete_events(query, now=datetime.now(UTC))
             >>> gone.count, store.count(), store.write([e]).duplicates == (e.id,)
             (1, 0, True)
         """

@@ -56,9 +56,7 @@ async def delete_events(request: Request, principal: Admin, body: DeleteIn) -> d
     same events is answered `duplicate` and never stores them again; the rollups are
     rebuilt in the same transaction. With `dry_run` nothing is deleted."""
     if not (body.where or body.since or body.until or body.last or body.period):
-        raise ApiError(
-            400, "give a range or a filter: a delete never takes every event by default"
-        )
+        raise ApiError(400, "give a range or a filter: a delete never takes every event by default")
     now = datetime.now(UTC)
     query = principal.scoped(
         build_query(
