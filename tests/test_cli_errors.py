@@ -110,12 +110,12 @@ def test_a_broken_config_file_is_one_line(
     assert_one_line_error(result)
 
 
-# serve and demo would run for long with a home that works; their start with a
+# serve, demo and sim would run for long with a home that works; their start with a
 # broken one is covered above.
 @pytest.mark.parametrize(
     ("path", "command"),
-    [(p, c) for p, c in LEAVES if p[0] not in ("serve", "demo")],
-    ids=[i for i in IDS if i.split()[0] not in ("serve", "demo")],
+    [(p, c) for p, c in LEAVES if p[0] not in ("serve", "demo", "sim")],
+    ids=[i for i in IDS if i.split()[0] not in ("serve", "demo", "sim")],
 )
 def test_a_home_that_cannot_be_created_is_never_a_traceback(
     path: CommandPath, command: click.Command, tmp_path: Path

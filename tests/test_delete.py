@@ -181,3 +181,27 @@ def test_the_admin_route_deletes_in_its_scope_and_replays_stay_deleted(db_url: s
     store = open_store(db_url)
     assert_rollups_equal_raw(store)
     store.close()
+
+
+@pytest.mark.unmigrated
+def test_the_tombstones_migration_runs_on_a_ledger_of_the_previous_schema(db_url: str) -> None:
+    import sqlalchemy as sa
+
+    from llmledger.store.migrator import downgrade_connection, upgrade_connection
+
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            upgrade_connection(conn, "0008")
+    finally:
+        engine.dispose()
+    with open_store(db_url) as store:  # migrates to the newest schema
+        event = UsageEvent(provider="openai", model="gpt-4o", ts=T0, tenant="acme")
+        store.write([event])
+        assert store.delete_events(Query(), now=NOW).count == 1
+        assert store.write([event]).duplicates == (event.id,)
+        with store.engine.begin() as conn:
+            downgrade_connection(conn, "0008")
+            assert not sa.inspect(conn).has_table("tombstones")
+            upgrade_connection(conn)
+            assert sa.inspect(conn).has_table("tombstones")

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from llmledger.cli.common import print_table
+from llmledger.cli.common import print_table, settings_from
 
 if TYPE_CHECKING:
     from llmledger.audit import AuditReport
 
-__all__ = ["audit_command"]
+__all__ = ["COMMANDS", "audit_command"]
 
 
 @click.command("audit")
@@ -39,7 +39,10 @@ __all__ = ["audit_command"]
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the output to this file instead of the terminal.",
 )
-def audit_command(paths: tuple[Path, ...], fmt: str, output: Path | None) -> None:
+@click.pass_context
+def audit_command(
+    ctx: click.Context, paths: tuple[Path, ...], fmt: str, output: Path | None
+) -> None:
     """Find LLM calls that escape tracking: untracked SDK clients, raw HTTP calls, keys.
 
     Reads Python (with the ast module) and JavaScript/TypeScript (token by token)
@@ -54,6 +57,7 @@ def audit_command(paths: tuple[Path, ...], fmt: str, output: Path | None) -> Non
     """
     from llmledger.audit import AuditReport, audit, to_sarif
 
+    settings_from(ctx)  # a broken config file is an error here too
     report = AuditReport()
     for path in paths:
         found = audit(path)
@@ -99,3 +103,6 @@ def _print(report: AuditReport) -> None:
         f"{f'; {len(report.ignored)} accepted by llmledger: ignore' if report.ignored else ''}"
     )
     click.echo(summary if report.findings else f"no untracked LLM calls: {summary}")
+
+
+COMMANDS = [audit_command]

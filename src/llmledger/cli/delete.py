@@ -8,7 +8,7 @@ import click
 
 from llmledger.cli.common import echo_json, ledger_from, money
 
-__all__ = ["delete_command"]
+__all__ = ["COMMANDS", "delete_command"]
 
 
 @click.command("delete")
@@ -76,3 +76,6 @@ def delete_command(
         else ""
     )
     click.echo(f"{verb} {result.count} events ({money(result.cost, 4)}){span}")
+
+
+COMMANDS = [delete_command]

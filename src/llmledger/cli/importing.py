@@ -8,7 +8,7 @@ import click
 
 from llmledger.cli.common import echo_json, ledger_from, print_table
 
-__all__ = ["import_command"]
+__all__ = ["COMMANDS", "import_command"]
 
 #: Rejections listed on the terminal (all of them are in the rejects file).
 _SHOWN = 20
@@ -140,3 +140,6 @@ def import_command(
             click.echo(f"rejected rows written to {result.rejects_file}")
     if result.rejected:
         raise SystemExit(1)
+
+
+COMMANDS = [import_command]

@@ -8,7 +8,9 @@ from types import FrameType
 
 import click
 
-__all__ = ["sim_command"]
+from llmledger.cli.common import settings_from
+
+__all__ = ["COMMANDS", "sim_command"]
 
 
 @click.command("sim")
@@ -20,7 +22,8 @@ __all__ = ["sim_command"]
     show_default=True,
     help="Port to listen on (0: any free port, printed at start).",
 )
-def sim_command(host: str, port: int) -> None:
+@click.pass_context
+def sim_command(ctx: click.Context, host: str, port: int) -> None:
     """Run the simulated OpenAI-, Anthropic- and Gemini-compatible provider until stopped.
 
     Point the real SDKs at it (no API key, no network): chat completions, Responses
@@ -36,6 +39,7 @@ def sim_command(host: str, port: int) -> None:
     """
     from llmledger.sim import SimulatedProvider
 
+    settings_from(ctx)  # a broken config file is an error here too
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -62,3 +66,6 @@ def sim_command(host: str, port: int) -> None:
             pass
     signal.signal(signal.SIGTERM, previous)
     click.echo("stopped")
+
+
+COMMANDS = [sim_command]
