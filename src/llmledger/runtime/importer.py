@@ -22,7 +22,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -42,6 +42,8 @@ __all__ = [
     "ColumnMapping",
     "ImportResult",
     "Rejected",
+    "default_rejects_path",
+    "detect_format",
     "import_file",
     "load_mapping",
     "parse_assignments",
@@ -305,7 +307,7 @@ def row_event(
     *,
     source: str,
     occurrence: int,
-    features: Any = (),
+    features: Collection[str] = (),
     now: datetime,
 ) -> UsageEvent:
     """The event of one row.
@@ -316,7 +318,7 @@ def row_event(
     values: dict[str, Any] = dict(mapping.constants)
     tags: dict[str, str] = {}
     columns = {name: name for name in data if name in FIELDS or name.startswith("tag:")}
-    columns.update({k: v for k, v in mapping.columns.items()})
+    columns.update(mapping.columns)
     for column, target in columns.items():
         if column not in data:
             continue
@@ -500,7 +502,7 @@ def import_file(
         header = handle.readline() if fmt == "csv" else None
         handle.seek(0)
         sink = _Rejects(rejects or default_rejects_path(path), fmt, header)
-        seen: dict[str, int] = {}
+        seen: dict[bytes, int] = {}
         batch: list[UsageEvent] = []
         lines = iter(handle.readline, "")
         try:
@@ -508,7 +510,9 @@ def import_file(
                 result.rows += 1
                 reason = row.error
                 if reason is None and row.data is not None:
-                    key = json.dumps(row.data, sort_keys=True, default=str)
+                    # Identical rows are told apart by their order; a digest keeps this small.
+                    text = json.dumps(row.data, sort_keys=True, default=str).encode()
+                    key = hashlib.blake2b(text, digest_size=16).digest()
                     seen[key] = occurrence = seen.get(key, 0) + 1
                     try:
                         event = row_event(
