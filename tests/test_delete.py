@@ -192,7 +192,7 @@ def test_the_tombstones_migration_runs_on_a_ledger_of_the_previous_schema(db_url
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            upgrade_connection(conn, "0011")
+            upgrade_connection(conn, "0010")
     finally:
         engine.dispose()
     with open_store(db_url) as store:  # migrates to the newest schema
@@ -201,7 +201,7 @@ def test_the_tombstones_migration_runs_on_a_ledger_of_the_previous_schema(db_url
         assert store.delete_events(Query(), now=NOW).count == 1
         assert store.write([event]).duplicates == (event.id,)
         with store.engine.begin() as conn:
-            downgrade_connection(conn, "0011")
+            downgrade_connection(conn, "0010")
             assert not sa.inspect(conn).has_table("tombstones")
             upgrade_connection(conn)
             assert sa.inspect(conn).has_table("tombstones")

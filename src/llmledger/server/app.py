@@ -152,8 +152,9 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
-    modules = (deletes, events, traces, reports, prices, keys, limits, admin, budgets, alerts, health)
-    for module in modules:
+    for module in (deletes, events, traces, reports, prices, keys, limits, admin, budgets):
+        app.include_router(module.router)
+    for module in (alerts, health):
         app.include_router(module.router)
     dashboard.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -1,7 +1,7 @@
 """Tombstones: the ids of deleted events, so no replay brings them back.
 
 Revision ID: 0012
-Revises: 0011
+Revises: 0010
 
 ``tombstones`` holds one row per deleted event: its id, its start time and when
 it was deleted. The store skips a tombstoned id on every write, as it skips an
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision: str | None = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | None = None
 depends_on: str | None = None
 
