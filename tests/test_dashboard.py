@@ -9,6 +9,7 @@ import re
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
@@ -17,12 +18,14 @@ import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 
+from llmledger.alerts import Budget
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import load_settings
 from llmledger.core.usage import Usage
 from llmledger.server.app import create_app
 from llmledger.server.dashboard.session import SESSION_COOKIE, session_secret
 from llmledger.store import open_store
+from tests.alerting_support import webhook_server
 
 NOW = datetime.now(UTC)
 SECRET_USER = "globex-secret-user"
@@ -192,8 +195,15 @@ def test_a_reader_of_one_tenant_sees_none_of_another_on_any_page_or_data_route(
         "/entity?tag=owner%3Dg-owner",
         "/entity?tag=podcast_id%3Drec1",
         "/prices",
+        "/budgets",
     ]
+    for tenant in ("acme", "globex"):
+        cap = Budget(name=f"{tenant}-cap", amount=Decimal("0.0001"), tenant=tenant, created=NOW)
+        dash.store.add_budget(cap, now=NOW)
+    dash.app.state.service.monitor.check(datetime.now(UTC))
+    assert {a.tenant for a in dash.store.list_alerts(tenant="*")} >= {"acme", "globex"}
     with signed_in(dash, dash.reader) as client:
+        assert "acme-cap" in client.get("/budgets").text and "acme-cap" in client.get("/").text
         for route in routes:
             answer = client.get(route)
             assert answer.status_code == 200, (route, answer.text)
@@ -305,3 +315,85 @@ def test_reprice_from_the_prices_page_is_for_admins_and_dry_by_default(dash: Das
         bad = client.post("/prices/reprice", data={"csrf": csrf, "since": "soon"})
         assert bad.status_code == 400 and "soon" in bad.text
         assert {e.id: e.cost for e in dash.store.events()} == before
+
+
+def test_budgets_are_made_edited_tested_and_their_alerts_acknowledged_by_admins(
+    dash: Dashboard,
+) -> None:
+    with webhook_server() as (hook_url, hook), signed_in(dash, dash.admin) as client:
+        page = client.get("/budgets")
+        assert page.status_code == 200 and "no budgets yet" in page.text
+        csrf = _csrf(page.text)
+        form = {
+            "csrf": csrf,
+            "name": "chat-month",
+            "amount": "0.001",
+            "period": "month",
+            "tz": "UTC",
+            "where": "feature=chat",
+            "thresholds": "50, 100",
+            "recipients": f"webhook:{hook_url}",
+            "tenant": "acme",
+        }
+        forged = client.post("/budgets", data={**form, "csrf": "forged"})
+        assert forged.status_code == 403 and dash.store.list_budgets(tenant="*") == []
+        bad = client.post("/budgets", data={**form, "amount": "-3"})
+        assert bad.status_code == 400 and "amount" in bad.text
+        made = client.post("/budgets", data=form)
+        assert made.status_code == 201 and "budget chat-month created" in made.text
+        (budget,) = dash.store.list_budgets(tenant="*")
+        assert budget.tenant == "acme" and budget.where == ("feature=chat",)
+        assert budget.thresholds == (50, 100) and budget.amount == Decimal("0.001")
+        assert 'aria-label="chat-month: ' in made.text and "crossed 50%, 100%" in made.text
+        assert 'data-budget="chat-month"' in client.get("/").text
+        again = client.post("/budgets", data=form)
+        assert again.status_code == 409
+
+        edited = client.post(
+            f"/budgets/{budget.id}/edit",
+            data={
+                "csrf": csrf,
+                "amount": "1000",
+                "thresholds": "80",
+                "recipients": f"webhook:{hook_url}",
+                "active": "on",
+            },
+        )
+        assert edited.status_code == 200 and "budget chat-month saved" in edited.text
+        changed = dash.store.get_budget(budget.id)
+        assert changed is not None and changed.amount == Decimal(1000)
+        assert changed.thresholds == (80,) and changed.where == ("feature=chat",)
+
+        tested = client.post(f"/budgets/{budget.id}/test", data={"csrf": csrf})
+        assert tested.status_code == 200 and "delivered" in tested.text
+        assert len(hook.bodies()) == 1
+
+        client.post(
+            f"/budgets/{budget.id}/edit",
+            data={"csrf": csrf, "amount": "0.001", "recipients": "", "active": "on"},
+        )
+        dash.app.state.service.monitor.check(datetime.now(UTC))
+        (alert,) = dash.store.list_alerts(tenant="*")
+        page = client.get("/budgets")
+        assert alert.title in page.text and f"Acknowledge {alert.title}" in page.text
+        with signed_in(dash, dash.reader) as reader:
+            reader_csrf = _csrf(reader.get("/budgets").text)
+            shown = reader.get("/budgets").text
+            assert "chat-month" in shown and "Create a budget" not in shown
+            assert "Acknowledge" not in shown
+            for route in (
+                "/budgets",
+                f"/budgets/{budget.id}/edit",
+                f"/budgets/{budget.id}/test",
+                f"/alerts/{alert.id}/ack",
+            ):
+                answer = reader.post(route, data={"csrf": reader_csrf, "amount": "1"})
+                assert answer.status_code == 403, route
+        assert client.post(f"/alerts/{alert.id}/ack", data={"csrf": "x"}).status_code == 403
+        acked = client.post(f"/alerts/{alert.id}/ack", data={"csrf": csrf})
+        assert acked.status_code == 200 and "alert acknowledged" in acked.text
+        stored = dash.store.get_alert(alert.id)
+        assert stored is not None and stored.acked is not None
+        assert f"Acknowledge {alert.title}" not in acked.text
+        missing = client.post("/alerts/nope/ack", data={"csrf": csrf})
+        assert missing.status_code == 404

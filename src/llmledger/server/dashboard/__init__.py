@@ -13,7 +13,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 
-from llmledger.server.dashboard import admin, views
+from llmledger.server.dashboard import admin, budgets, views
 from llmledger.server.dashboard.session import NotSignedInError
 
 __all__ = ["install"]
@@ -23,6 +23,7 @@ def install(app: FastAPI) -> None:
     """Add the dashboard's pages to the service's app."""
     app.include_router(views.router)
     app.include_router(admin.router)
+    app.include_router(budgets.router)
 
     @app.exception_handler(NotSignedInError)
     async def _sign_in(request: Request, _exc: NotSignedInError) -> RedirectResponse:

@@ -53,6 +53,7 @@ PAGES = (
     ("calls", "/calls", "Calls"),
     ("breakdowns", "/breakdowns", "Breakdowns"),
     ("entity", "/entity", "Entity"),
+    ("budgets", "/budgets", "Budgets and alerts"),
     ("prices", "/prices", "Prices"),
     ("keys", "/keys", "Keys"),
 )

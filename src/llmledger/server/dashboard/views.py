@@ -30,6 +30,7 @@ from llmledger.query.periods import from_us
 from llmledger.query.spec import COLUMN_DIMENSIONS, METRICS, TIME_BUCKETS
 from llmledger.server.auth import get_service
 from llmledger.server.dashboard import data
+from llmledger.server.dashboard.budgets import budget_statuses
 from llmledger.server.dashboard.render import (
     HERE,
     Signed,
@@ -59,6 +60,7 @@ def overview_page(
     found, status, error = attempt(
         lambda: data.overview(service, signed.principal, datetime.now(UTC), tz=tz, stack=stack)
     )
+    statuses, _, budget_error = attempt(lambda: {"all": budget_statuses(request, signed)})
     return render(
         request,
         "overview.html",
@@ -66,6 +68,8 @@ def overview_page(
         status,
         data=found,
         error=error,
+        budgets=None if statuses is None else statuses["all"],
+        budget_error=budget_error,
         tz=tz,
         stack=stack,
         stacks=data.STACKS,
