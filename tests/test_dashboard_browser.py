@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from llmledger.core.ids import new_id
+from tests.alerting_support import wait_for, webhook_server
 from tests.test_server_e2e import cli, free_port, serve
 
 CHROMIUM = "/usr/bin/chromium"
@@ -112,6 +113,7 @@ def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Brows
     now = datetime.now(UTC)
     history = _history(now, 360)
     with (
+        webhook_server() as (hook_url, hook),
         serve(db_url, free_port()) as url,
         httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=60) as api,
     ):
@@ -192,8 +194,44 @@ def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Brows
         _chart_drawn(page)
         _shot(page, "entity", shots)
 
+        # Budgets and alerts: create a budget, send a test, see it cross and acknowledge it.
+        other = {"name": "globex-cap", "amount": "1", "tenant": "globex"}
+        assert api.post("/v1/budgets", json=other).status_code == 201
+        page.get_by_role("link", name="Budgets and alerts").click()
+        create = page.locator("#create-budget")
+        create.get_by_label("Name").fill("acme-search")
+        create.get_by_label("Amount").fill("0.01")
+        create.get_by_label("Scope (one filter a line)").fill("feature=search")
+        create.get_by_label("Recipients (one a line)").fill(f"webhook:{hook_url}")
+        create.get_by_label("Tenant").fill("acme")
+        create.get_by_role("button", name="Create budget").click()
+        expect(page.get_by_text("budget acme-search created")).to_be_visible()
+        bar = page.get_by_role("progressbar", name="acme-search:")
+        expect(bar).to_be_visible()
+        expect(page.locator("#budgets tbody tr", has_text="acme-search")).to_contain_text(
+            "feature=search"
+        )
+        page.get_by_role("button", name="Send a test notification for acme-search").click()
+        expect(page.get_by_label("Test notifications")).to_contain_text("delivered")
+        assert len(hook.bodies()) == 1
+        cli(db_url, "budgets", "check", "--alert")
+        page.get_by_role("link", name="Budgets and alerts").click()
+        row = page.locator("#alerts tbody tr", has_text="acme-search")
+        expect(row.first).to_be_visible()
+        wait_for(lambda: len(hook.bodies()) >= 2, "the crossing's notification")
+        row.first.get_by_role("button", name="Acknowledge").click()
+        expect(page.get_by_text("alert acknowledged")).to_be_visible()
+        expect(
+            page.locator("#alerts tbody tr", has_text="acme-search").first
+        ).to_contain_text("by ")
+        _shot(page, "budgets", shots)
+        page.get_by_role("link", name="Overview").click()
+        expect(page.get_by_role("progressbar", name="acme-search:")).to_be_visible()
+        _chart_drawn(page)
+        _shot(page, "overview", shots)
+
         # Prices: a model without a price; add a row, mark it checked, price its calls again.
-        page.get_by_role("link", name="Prices").click()
+        page.get_by_role("link", name="Prices", exact=True).click()
         expect(page.locator("#gaps tbody tr", has_text="acme-large")).to_be_visible()
         page.get_by_label("Provider").fill("openai")
         page.get_by_label("Model", exact=True).fill("acme-large")
@@ -209,7 +247,7 @@ def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Brows
         expect(page.get_by_text("3 of 3 calls would change")).to_be_visible()
         page.get_by_role("button", name="Apply these changes").click()
         expect(page.get_by_text("3 of 3 calls changed")).to_be_visible()
-        page.get_by_role("link", name="Prices").click()
+        page.get_by_role("link", name="Prices", exact=True).click()
         expect(page.locator("#gaps tbody tr", has_text="acme-large")).to_have_count(0)
         expect(page.locator("#in-force tbody tr").first).to_be_visible()
         _shot(page, "prices", shots)
@@ -280,6 +318,10 @@ def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Brows
         assert len(groups) == 1 and groups[0].startswith("acme")
         assert "globex" not in page.content()
         page.goto(f"{url}/entity?tag={quote('podcast_id=rec1')}")
+        assert "globex" not in page.content()
+        page.goto(f"{url}/budgets")
+        expect(page.get_by_role("progressbar", name="acme-search:")).to_be_visible()
+        expect(page.get_by_role("button", name="Create budget")).to_have_count(0)
         assert "globex" not in page.content()
         page.goto(f"{url}/prices")
         expect(page.get_by_role("heading", name="Prices", exact=True)).to_be_visible()
