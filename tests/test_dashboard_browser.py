@@ -221,9 +221,9 @@ def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Brows
         wait_for(lambda: len(hook.bodies()) >= 2, "the crossing's notification")
         row.first.get_by_role("button", name="Acknowledge").click()
         expect(page.get_by_text("alert acknowledged")).to_be_visible()
-        expect(
-            page.locator("#alerts tbody tr", has_text="acme-search").first
-        ).to_contain_text("by ")
+        expect(page.locator("#alerts tbody tr", has_text="acme-search").first).to_contain_text(
+            "by "
+        )
         _shot(page, "budgets", shots)
         page.get_by_role("link", name="Overview").click()
         expect(page.get_by_role("progressbar", name="acme-search:")).to_be_visible()
