@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_report  # the ledger builder
 
+from llmledger.alerts import Budget
 from llmledger.core.settings import load_settings
 from llmledger.query import Query
 from llmledger.server.auth import Principal
@@ -63,6 +65,22 @@ def add_tags(store: SqlStore) -> None:
             statement = statement.replace("%", "%%")  # psycopg placeholders
         conn.exec_driver_sql(statement)
     bench_report._analyze(store)
+
+
+def add_budgets(store: SqlStore) -> None:
+    """Twenty budgets, one per tenant, half of them scoped by feature too (once per ledger)."""
+    if store.list_budgets(tenant="*"):
+        return
+    for number in range(20):
+        where = (f"feature=feature{number % 12}",) if number % 2 else ()
+        budget = Budget(
+            name=f"tenant{number}-month",
+            amount=Decimal(1000),
+            tenant=f"tenant{number}",
+            where=where,
+            created=NOW,
+        )
+        store.add_budget(budget, now=NOW)
 
 
 def _principal(role: str, tenant: str | None) -> Principal:
@@ -129,7 +147,21 @@ def pages(service: Service) -> list[tuple[str, Callable[[], Any]]]:
         ),
         ("prices", lambda: data.prices_page(service, admin, NOW)),
         ("keys", lambda: data.keys_page(service)),
+        # What /budgets reads through the /v1/budgets/check and /v1/alerts routes.
+        ("budgets and alerts (20 budgets)", lambda: budgets_page(service, "*")),
+        ("budgets and alerts (reader of one tenant)", lambda: budgets_page(service, "tenant3")),
     ]
+
+
+def budgets_page(service: Service, tenant: str) -> Any:
+    """The statuses, budgets and alert history of the budgets page (and the overview's bars)."""
+    store = service.store
+    budgets = store.list_budgets(tenant=tenant, active_only=True)
+    return (
+        service.monitor.budget_statuses(budgets, NOW),
+        store.list_budgets(tenant=tenant),
+        store.list_alerts(tenant=tenant, limit=100),
+    )
 
 
 def measure(action: Callable[[], Any], runs: int) -> list[float]:
@@ -173,6 +205,7 @@ def main() -> None:
     try:
         how = bench_report.prepare(store, args.events, args.fresh)
         add_tags(store)
+        add_budgets(store)
         with tempfile.TemporaryDirectory() as home:
             settings = load_settings(home=home, database_url=store.url)
             service = Service(settings, store=store)
