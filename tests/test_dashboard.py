@@ -281,7 +281,14 @@ def test_feature_badges_show_declared_names_and_pages_load_nothing_from_elsewher
         calls = client.get("/calls?last=all&feature=chat")
         assert "Chat bot" in calls.text
         assert "default-src 'self'" in calls.headers["content-security-policy"]
-        for route in ("/", "/calls", "/breakdowns", "/entity?tag=podcast_id=rec1", "/prices"):
+        for route in (
+            "/",
+            "/calls",
+            "/breakdowns",
+            "/entity?tag=podcast_id=rec1",
+            "/prices",
+            "/budgets",
+        ):
             html = client.get(route).text
             sources = re.findall(r'(?:src|href)="([^"]+)"', html)
             assert sources and not [s for s in sources if "//" in s], route
@@ -339,6 +346,7 @@ def test_budgets_are_made_edited_tested_and_their_alerts_acknowledged_by_admins(
         assert forged.status_code == 403 and dash.store.list_budgets(tenant="*") == []
         bad = client.post("/budgets", data={**form, "amount": "-3"})
         assert bad.status_code == 400 and "amount" in bad.text
+        assert 'value="-3"' in bad.text and "feature=chat</textarea>" in bad.text
         made = client.post("/budgets", data=form)
         assert made.status_code == 201 and "budget chat-month created" in made.text
         (budget,) = dash.store.list_budgets(tenant="*")
@@ -372,6 +380,8 @@ def test_budgets_are_made_edited_tested_and_their_alerts_acknowledged_by_admins(
             f"/budgets/{budget.id}/edit",
             data={"csrf": csrf, "amount": "0.001", "recipients": "", "active": "on"},
         )
+        alone = client.post(f"/budgets/{budget.id}/test", data={"csrf": csrf})
+        assert "has no recipients" in alone.text
         dash.app.state.service.monitor.check(datetime.now(UTC))
         (alert,) = dash.store.list_alerts(tenant="*")
         page = client.get("/budgets")

@@ -31,6 +31,19 @@ __all__ = ["budget_statuses", "router"]
 
 router = APIRouter(include_in_schema=False)
 PERIODS = ("day", "week", "month", "rolling")
+#: The create form's fields, given back as typed when the budget is refused.
+_CREATE_FIELDS = (
+    "name",
+    "amount",
+    "currency",
+    "period",
+    "rolling_days",
+    "tz",
+    "where",
+    "thresholds",
+    "recipients",
+    "tenant",
+)
 
 
 def budget_statuses(request: Request, signed: Session) -> list[dict[str, Any]]:
@@ -45,6 +58,7 @@ def _page(
     message: str | None = None,
     form_error: str | None = None,
     tests: list[dict[str, Any]] | None = None,
+    draft: dict[str, str] | None = None,
 ) -> HTMLResponse:
     def build() -> dict[str, Any]:
         return {
@@ -66,6 +80,7 @@ def _page(
         message=message,
         form_error=form_error,
         tests=tests,
+        draft=draft,
         admin=is_admin(signed),
         periods=PERIODS,
     )
@@ -127,7 +142,8 @@ async def create_budget(request: Request, signed: Signed) -> HTMLResponse:
         made = budget_routes.create_budget(request, signed.principal, body)
     except (LedgerError, pydantic.ValidationError) as exc:
         status, text = error_text(exc)
-        return _page(request, signed, status, form_error=text)
+        draft = {name: str(form.get(name, "")) for name in _CREATE_FIELDS}
+        return _page(request, signed, status, form_error=text, draft=draft)
     return _page(request, signed, 201, message=f"budget {made['name']} created")
 
 
@@ -157,6 +173,8 @@ async def test_budget(request: Request, signed: Signed, budget_id: str) -> HTMLR
     except LedgerError as exc:
         status, text = error_text(exc)
         return _page(request, signed, status, form_error=text)
+    if not results:
+        return _page(request, signed, form_error="this budget has no recipients to send a test to")
     return _page(request, signed, tests=results, message="test notifications sent")
 
 
