@@ -105,7 +105,7 @@ def browser() -> Iterator[Browser]:
 
 def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Browser) -> None:
     shots = db_backend == "sqlite"
-    cli(db_url, "demo", "--calls", "20")
+    cli(db_url, "demo", "--calls", "20", "--db", db_url)
     admin = json.loads(cli(db_url, "keys", "create", "--role", "admin", "--json"))["secret"]
     reader = json.loads(
         cli(db_url, "keys", "create", "--role", "reader", "--tenant", "acme", "--json")
