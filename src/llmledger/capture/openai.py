@@ -126,10 +126,11 @@ def _chat_keep(chunk: Any) -> bool:
     # What ChatStream reads past the first chunks: usage and finish reasons.
     if getattr(chunk, "usage", None) is not None:
         return True
-    return any(
-        getattr(choice, "finish_reason", None) is not None
-        for choice in getattr(chunk, "choices", None) or ()
-    )
+    # A loop, not any() over a generator: this runs on the caller's thread for every chunk.
+    for choice in getattr(chunk, "choices", None) or ():
+        if getattr(choice, "finish_reason", None) is not None:
+            return True
+    return False
 
 
 def _responses_keep(event: Any) -> bool:
