@@ -156,6 +156,38 @@ def _is_usage_chunk(chunk: Any) -> bool:
     return not getattr(chunk, "choices", True) and getattr(chunk, "usage", None) is not None
 
 
+def _chat_body(completion: type | None, choice: type | None) -> Any:
+    """What the chat reader reads of a ``ChatCompletion``: the same values its JSON dump has.
+
+    Dumping the whole model (every choice's message) costs the caller's thread more
+    than the rest of the recording; the reader needs ``id``, ``model``, ``usage``,
+    ``service_tier`` and the choices' ``finish_reason``. Anything unusual (another
+    class, an ``error`` field, a choice that is not a model) is left to the full dump.
+    """
+
+    def read_body(operation: str, response: Any) -> Mapping[str, Any] | None:
+        if operation != "chat" or completion is None or type(response) is not completion:
+            return None
+        choices = getattr(response, "choices", None)
+        if type(choices) is not list or getattr(response, "error", None) is not None:
+            return None
+        ends = []
+        for item in choices:
+            if type(item) is not choice:
+                return None
+            ends.append({"finish_reason": getattr(item, "finish_reason", None)})
+        usage = getattr(response, "usage", None)
+        return {
+            "id": getattr(response, "id", None),
+            "model": getattr(response, "model", None),
+            "service_tier": getattr(response, "service_tier", None),
+            "usage": None if usage is None else as_dict(usage),
+            "choices": ends,
+        }
+
+    return read_body
+
+
 # -- installing --------------------------------------------------------------------------
 
 
@@ -208,4 +240,8 @@ def sdk() -> StainlessSDK:
         stream_types=(streaming.Stream, streaming.AsyncStream),
         raw_types=raw_types,
         stream_classes=tuple(stream_classes),
+        read_body=_chat_body(
+            optional("openai.types.chat", "ChatCompletion"),
+            optional("openai.types.chat.chat_completion", "Choice"),
+        ),
     )
