@@ -15,7 +15,8 @@ import llmledger
 from llmledger.capture import Instrumentation, capture_content, instrument
 from llmledger.capture import openai as openai_capture
 from llmledger.capture._core import fingerprint
-from llmledger.normalize import read_response
+from llmledger.capture._stainless import as_dict
+from llmledger.normalize import read_response, read_stream
 from tests.test_capture_support import (
     JSON,
     SSE,
@@ -450,6 +451,51 @@ def test_a_chat_response_is_read_from_its_fields_as_from_its_whole_body(
     )
     if reading.reported_cost is not None:
         assert (event.cost, event.cost_source) == (reading.reported_cost, "provider-reported")
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider"),
+    [("https://api.openai.com/v1", "openai"), ("https://openrouter.ai/api/v1", "openrouter")],
+)
+def test_stream_chunks_are_read_from_their_fields_as_from_their_whole_events(
+    base_url: str, provider: str, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    replay = Replay({"/chat/completions": (200, CHAT_STREAM, SSE)})
+    client = openai.OpenAI(
+        api_key="sk-test", base_url=base_url, http_client=replay.sync_client(), max_retries=0
+    )
+    seen = list(
+        client.chat.completions.create(
+            model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    spec = openai_capture.sdk().streams["chat"]
+    assert spec.read_chunk is not None
+    for chunk in seen:
+        fields = spec.read_chunk(chunk)
+        assert fields is not None
+        assert spec.has_output(fields) == spec.has_output(as_dict(chunk))
+    assert any(spec.has_output(as_dict(chunk)) for chunk in seen)
+    event = ledger.one()
+    reading = read_stream(CHAT_STREAM, provider=provider, operation="chat")
+    assert (event.provider, event.status, event.stream) == (provider, "ok", True)
+    assert (
+        event.usage,
+        event.usage_raw,
+        event.usage_source,
+        event.response_model,
+        event.finish_reason,
+        event.service_tier,
+        event.warnings,
+    ) == (
+        reading.usage,
+        reading.usage_raw,
+        reading.usage_source,
+        reading.response_model,
+        reading.finish_reason,
+        reading.service_tier,
+        tuple(reading.warnings),
+    )
 
 
 def test_instrument_is_idempotent_and_undone_by_its_handle(

@@ -143,8 +143,71 @@ def _request_id(response: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: The SDK's chunk, chunk choice and delta classes, looked up on first use.
+_chunk_classes: list[Any] = []
+
+
+def _chat_chunk_fields(chunk: Any) -> Mapping[str, Any] | None:
+    """What the chat stream reading and ``_chat_has_output`` read of a ``ChatCompletionChunk``.
+
+    The same values the chunk's JSON dump has, without dumping every delta's text.
+    Anything unusual (another class, a choice or delta that is not the SDK's) is
+    left to the full dump.
+    """
+    if not _chunk_classes:
+        _chunk_classes.extend(
+            optional(module, name)
+            for module, name in (
+                ("openai.types.chat", "ChatCompletionChunk"),
+                ("openai.types.chat.chat_completion_chunk", "Choice"),
+                ("openai.types.chat.chat_completion_chunk", "ChoiceDelta"),
+            )
+        )
+    chunk_class, choice_class, delta_class = _chunk_classes
+    if chunk_class is None or type(chunk) is not chunk_class:
+        return None
+    choices = getattr(chunk, "choices", None)
+    if type(choices) is not list or getattr(chunk, "error", None) is not None:
+        return None
+    read = []
+    for item in choices:
+        delta = getattr(item, "delta", None)
+        if (
+            type(item) is not choice_class
+            or type(delta) is not delta_class
+            or getattr(delta, "audio", None) is not None
+        ):
+            return None
+        read.append(
+            {
+                "finish_reason": getattr(item, "finish_reason", None),
+                "delta": {
+                    "content": getattr(delta, "content", None),
+                    "tool_calls": getattr(delta, "tool_calls", None),
+                    "refusal": getattr(delta, "refusal", None),
+                    "audio": None,
+                },
+            }
+        )
+    usage = getattr(chunk, "usage", None)
+    return {
+        "id": getattr(chunk, "id", None),
+        "model": getattr(chunk, "model", None),
+        "service_tier": getattr(chunk, "service_tier", None),
+        "usage": None if usage is None else as_dict(usage),
+        "choices": read,
+    }
+
+
 _STREAMS = {
-    "chat": StreamSpec(as_dict, _chat_has_output, _chat_stream_text, _request_id, _chat_keep),
+    "chat": StreamSpec(
+        as_dict,
+        _chat_has_output,
+        _chat_stream_text,
+        _request_id,
+        _chat_keep,
+        _chat_chunk_fields,
+    ),
     "responses": StreamSpec(
         as_dict, _responses_has_output, _responses_stream_text, _request_id, _responses_keep
     ),
