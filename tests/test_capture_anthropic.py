@@ -11,6 +11,8 @@ import pytest
 
 import llmledger
 from llmledger.capture import Instrumentation
+from llmledger.capture.anthropic import _message_body
+from llmledger.normalize import read_response
 from tests.test_capture_support import (
     JSON,
     SSE,
@@ -212,3 +214,49 @@ def test_a_compaction_stream_and_a_web_search_reach_the_event(
     assert [p.usage.output_tokens for p in compacted.usage_parts] == [83, 8]
     assert (compacted.fee_counts, search.fee_counts) == ({}, {"web_searches": 1})
     assert compacted.warnings == ()
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "anthropic_messages_cache_read.json",
+        "anthropic_messages_advisor_tool.json",
+        "anthropic_messages_compaction_cache_write.json",
+        "anthropic_messages_compaction_end_to_end.json",
+        "anthropic_messages_web_search.json",
+    ],
+)
+def test_a_message_is_read_from_its_fields_as_from_its_whole_body(
+    fixture: str, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    # The hook reads a few fields of the SDK's model rather than dumping it whole:
+    # the event must be what reading the recorded body itself gives.
+    body = recorded(fixture)
+    replay = Replay({"/v1/messages": (200, body, JSON)})
+    client = replay.sdk_client(anthropic.Anthropic, "anthropic", **_OPTIONS)
+    message = client.messages.create(model="m", max_tokens=64, messages=MESSAGES)
+    read_body = _message_body(anthropic.types.Message)
+    assert read_body is not None and read_body("chat", message) is not None
+    event = ledger.one()
+    reading = read_response(json.loads(body), provider="anthropic", operation="chat")
+    assert (
+        event.usage,
+        event.usage_raw,
+        event.usage_source,
+        event.usage_parts,
+        event.response_model,
+        event.finish_reason,
+        event.service_tier,
+        event.warnings,
+        event.fee_counts,
+    ) == (
+        reading.usage,
+        reading.usage_raw,
+        reading.usage_source,
+        reading.usage_parts,
+        reading.response_model,
+        reading.finish_reason,
+        reading.service_tier,
+        tuple(reading.warnings),
+        reading.fee_counts,
+    )

@@ -13,7 +13,10 @@ import pytest
 
 import llmledger
 from llmledger.capture import Instrumentation, capture_content, instrument
+from llmledger.capture import openai as openai_capture
 from llmledger.capture._core import fingerprint
+from llmledger.capture._stainless import as_dict
+from llmledger.normalize import read_response, read_stream
 from tests.test_capture_support import (
     JSON,
     SSE,
@@ -395,6 +398,104 @@ def test_openai_compatible_base_url_names_the_provider(
     plain, streamed = ledger.events()
     assert (plain.provider, plain.model) == ("openrouter", "openai/gpt-4o-mini")
     assert streamed.provider == "openrouter"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "base_url", "provider"),
+    [
+        ("openai_chat_prompt_cache_hit.json", "https://api.openai.com/v1", "openai"),
+        ("openai_chat_audio.json", "https://api.openai.com/v1", "openai"),
+        ("openai_chat_o3mini_reasoning.json", "https://api.openai.com/v1", "openai"),
+        ("openrouter_chat_cost.json", "https://openrouter.ai/api/v1", "openrouter"),
+        ("mistral_chat_cached.json", "https://api.mistral.ai/v1", "mistral"),
+    ],
+)
+def test_a_chat_response_is_read_from_its_fields_as_from_its_whole_body(
+    fixture: str,
+    base_url: str,
+    provider: str,
+    ledger: KeepingLedger,
+    instrumented: Instrumentation,
+) -> None:
+    # The hook reads a few fields of the SDK's model rather than dumping it whole:
+    # the event must be what reading the recorded body itself gives.
+    body = recorded(fixture)
+    replay = Replay({"/chat/completions": (200, body, JSON)})
+    client = openai.OpenAI(
+        api_key="sk-test", base_url=base_url, http_client=replay.sync_client(), max_retries=0
+    )
+    completion = client.chat.completions.create(model="m", messages=MESSAGES)
+    read_body = openai_capture.sdk().read_body
+    assert read_body is not None and read_body("chat", completion) is not None
+    event = ledger.one()
+    reading = read_response(json.loads(body), provider=provider, operation="chat")
+    assert event.provider == provider
+    assert (
+        event.usage,
+        event.usage_raw,
+        event.usage_source,
+        event.response_model,
+        event.finish_reason,
+        event.service_tier,
+        event.warnings,
+        event.fee_counts,
+    ) == (
+        reading.usage,
+        reading.usage_raw,
+        reading.usage_source,
+        reading.response_model,
+        reading.finish_reason,
+        reading.service_tier,
+        tuple(reading.warnings),
+        reading.fee_counts,
+    )
+    if reading.reported_cost is not None:
+        assert (event.cost, event.cost_source) == (reading.reported_cost, "provider-reported")
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider"),
+    [("https://api.openai.com/v1", "openai"), ("https://openrouter.ai/api/v1", "openrouter")],
+)
+def test_stream_chunks_are_read_from_their_fields_as_from_their_whole_events(
+    base_url: str, provider: str, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    replay = Replay({"/chat/completions": (200, CHAT_STREAM, SSE)})
+    client = openai.OpenAI(
+        api_key="sk-test", base_url=base_url, http_client=replay.sync_client(), max_retries=0
+    )
+    seen = list(
+        client.chat.completions.create(
+            model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    spec = openai_capture.sdk().streams["chat"]
+    assert spec.read_chunk is not None
+    for chunk in seen:
+        fields = spec.read_chunk(chunk)
+        assert fields is not None
+        assert spec.has_output(fields) == spec.has_output(as_dict(chunk))
+    assert any(spec.has_output(as_dict(chunk)) for chunk in seen)
+    event = ledger.one()
+    reading = read_stream(CHAT_STREAM, provider=provider, operation="chat")
+    assert (event.provider, event.status, event.stream) == (provider, "ok", True)
+    assert (
+        event.usage,
+        event.usage_raw,
+        event.usage_source,
+        event.response_model,
+        event.finish_reason,
+        event.service_tier,
+        event.warnings,
+    ) == (
+        reading.usage,
+        reading.usage_raw,
+        reading.usage_source,
+        reading.response_model,
+        reading.finish_reason,
+        reading.service_tier,
+        tuple(reading.warnings),
+    )
 
 
 def test_instrument_is_idempotent_and_undone_by_its_handle(

@@ -30,12 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import llmledger.runtime.ledger as _ledger_module
 from llmledger.core.attribution import Attribution, attribution_in_force, current_attribution
+from llmledger.core.errors import ResponseParseError
 from llmledger.core.events import FrozenDict, Operation, Status, UsageEvent
 from llmledger.core.ids import fingerprint
 from llmledger.core.usage import Usage
 from llmledger.runtime.debug import log_captured
 from llmledger.runtime.ledger import Ledger, get_ledger
-from llmledger.runtime.recording import Block, current_block
+from llmledger.runtime.recording import Block, assemble_event, current_block
 
 if TYPE_CHECKING:
     from llmledger.runtime.limits import LimitCheck
@@ -385,9 +386,7 @@ def reading_event(
     ``events`` must be a sequence when ``text`` (which extracts the response
     text, used only when content is kept) reads it too.
     """
-    from llmledger.core.errors import ResponseParseError
     from llmledger.normalize import read_response, read_stream_events
-    from llmledger.runtime.recording import assemble_event
 
     reader = call.reader or call.provider
     values = _values(call, ended, ttft)
@@ -424,8 +423,6 @@ def error_event(
     call: Call, exc: BaseException, *, ended: float, request_id: str | None
 ) -> UsageEvent:
     """Build the event of a call that failed before any response was read."""
-    from llmledger.runtime.recording import assemble_event
-
     values = _values(call, ended, None)
     values.setdefault("model", "unknown")
     values.update(

@@ -68,6 +68,9 @@ class StainlessSDK:
         raw_types: The raw response classes ``with_raw_response`` returns.
         stream_classes: The SDK's stream classes and helper streams whose
             ``close()`` ends a tracked stream; each with how to reach its raw stream.
+        read_body: ``(operation, response model)`` → the part of the JSON body the
+            reader reads, taken from the model's fields instead of dumping it all
+            (used when the response text is not kept); None when it cannot say.
     """
 
     provider: str
@@ -82,6 +85,7 @@ class StainlessSDK:
     stream_types: tuple[type, ...]
     raw_types: tuple[type, ...]
     stream_classes: tuple[tuple[type, Callable[[Any], Any]], ...]
+    read_body: Callable[[str, Any], Mapping[str, Any] | None] | None = None
 
 
 def as_dict(model: Any) -> Mapping[str, Any]:
@@ -237,7 +241,14 @@ def _build_response(
         body: Mapping[str, Any] = json.loads(http_response.content)
         request_id = http_response.headers.get(sdk.request_id_header)
     else:
-        body = as_dict(result)
+        read_body = sdk.read_body
+        # Kept text needs the whole body; otherwise the reader's fields are enough.
+        found = (
+            read_body(call.operation, result)
+            if read_body is not None and call.prompt is None
+            else None
+        )
+        body = as_dict(result) if found is None else found
         request_id = getattr(result, "_request_id", None)
     return reading_event(
         call,

@@ -68,6 +68,9 @@ class StreamSpec:
         keep: On the caller's thread: whether a chunk after the first few carries
             what the reading needs (usage, the ending); the others are not kept,
             so a stream holds no more memory than its ends. None keeps every chunk.
+        read_chunk: A chunk as the part of its event dict that the reading and
+            ``has_output`` read, from its fields instead of a whole dump (used when
+            the response text is not kept); None when it cannot say.
     """
 
     as_dict: Callable[[Any], Mapping[str, Any]]
@@ -75,6 +78,7 @@ class StreamSpec:
     text: Callable[[Sequence[Mapping[str, Any]]], str | None]
     request_id: Callable[[Any], str | None]
     keep: Callable[[Any], bool] | None = None
+    read_chunk: Callable[[Any], Mapping[str, Any] | None] | None = None
 
 
 class Tracker:
@@ -157,8 +161,17 @@ class StreamTracker(Tracker):
             self.source,
         )
 
+        # Kept text needs whole events; otherwise the fields the reading reads are enough.
+        read = spec.read_chunk if call.prompt is None else None
+
         def build() -> UsageEvent:
-            events = [spec.as_dict(chunk) for chunk in chunks]
+            if read is None:
+                events = [spec.as_dict(chunk) for chunk in chunks]
+            else:
+                events = []
+                for chunk in chunks:
+                    found = read(chunk)
+                    events.append(spec.as_dict(chunk) if found is None else found)
             ttft = next((times[i] for i in range(len(times)) if spec.has_output(events[i])), None)
             if ttft is None and times:
                 ttft = times[0]

@@ -12,6 +12,7 @@ from llmledger.capture._patch import Patch
 from llmledger.capture._stainless import (
     StainlessSDK,
     as_dict,
+    optional,
     patches,
     raw_response_types,
 )
@@ -74,6 +75,32 @@ def available() -> bool:
     return True
 
 
+def _message_body(message: type | None) -> Any:
+    """What the reader reads of a ``Message``: the same values its JSON dump has.
+
+    The reader needs ``id``, ``model``, ``stop_reason`` and ``usage``, not the content
+    blocks; anything unusual (another class, an ``error`` field) is left to the full dump.
+    """
+
+    def read_body(operation: str, response: Any) -> Mapping[str, Any] | None:
+        if (
+            operation != "chat"
+            or message is None
+            or type(response) is not message
+            or getattr(response, "error", None) is not None
+        ):
+            return None
+        usage = getattr(response, "usage", None)
+        return {
+            "id": getattr(response, "id", None),
+            "model": getattr(response, "model", None),
+            "stop_reason": getattr(response, "stop_reason", None),
+            "usage": None if usage is None else as_dict(usage),
+        }
+
+    return read_body
+
+
 def make_patches(options: CaptureOptions) -> list[Patch]:
     """The patches that capture the ``anthropic`` SDK's calls, with these options."""
     base = importlib.import_module("anthropic._base_client")
@@ -97,5 +124,6 @@ def make_patches(options: CaptureOptions) -> list[Patch]:
             (streaming.Stream, lambda stream: stream),
             (streaming.AsyncStream, lambda stream: stream),
         ),
+        read_body=_message_body(optional("anthropic.types", "Message")),
     )
     return patches(sdk, options)

@@ -126,10 +126,11 @@ def _chat_keep(chunk: Any) -> bool:
     # What ChatStream reads past the first chunks: usage and finish reasons.
     if getattr(chunk, "usage", None) is not None:
         return True
-    return any(
-        getattr(choice, "finish_reason", None) is not None
-        for choice in getattr(chunk, "choices", None) or ()
-    )
+    # A loop, not any() over a generator: this runs on the caller's thread for every chunk.
+    for choice in getattr(chunk, "choices", None) or ():
+        if getattr(choice, "finish_reason", None) is not None:
+            return True
+    return False
 
 
 def _responses_keep(event: Any) -> bool:
@@ -142,8 +143,71 @@ def _request_id(response: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: The SDK's chunk, chunk choice and delta classes, looked up on first use.
+_chunk_classes: list[Any] = []
+
+
+def _chat_chunk_fields(chunk: Any) -> Mapping[str, Any] | None:
+    """What the chat stream reading and ``_chat_has_output`` read of a ``ChatCompletionChunk``.
+
+    The same values the chunk's JSON dump has, without dumping every delta's text.
+    Anything unusual (another class, a choice or delta that is not the SDK's) is
+    left to the full dump.
+    """
+    if not _chunk_classes:
+        _chunk_classes.extend(
+            optional(module, name)
+            for module, name in (
+                ("openai.types.chat", "ChatCompletionChunk"),
+                ("openai.types.chat.chat_completion_chunk", "Choice"),
+                ("openai.types.chat.chat_completion_chunk", "ChoiceDelta"),
+            )
+        )
+    chunk_class, choice_class, delta_class = _chunk_classes
+    if chunk_class is None or type(chunk) is not chunk_class:
+        return None
+    choices = getattr(chunk, "choices", None)
+    if type(choices) is not list or getattr(chunk, "error", None) is not None:
+        return None
+    read = []
+    for item in choices:
+        delta = getattr(item, "delta", None)
+        if (
+            type(item) is not choice_class
+            or type(delta) is not delta_class
+            or getattr(delta, "audio", None) is not None
+        ):
+            return None
+        read.append(
+            {
+                "finish_reason": getattr(item, "finish_reason", None),
+                "delta": {
+                    "content": getattr(delta, "content", None),
+                    "tool_calls": getattr(delta, "tool_calls", None),
+                    "refusal": getattr(delta, "refusal", None),
+                    "audio": None,
+                },
+            }
+        )
+    usage = getattr(chunk, "usage", None)
+    return {
+        "id": getattr(chunk, "id", None),
+        "model": getattr(chunk, "model", None),
+        "service_tier": getattr(chunk, "service_tier", None),
+        "usage": None if usage is None else as_dict(usage),
+        "choices": read,
+    }
+
+
 _STREAMS = {
-    "chat": StreamSpec(as_dict, _chat_has_output, _chat_stream_text, _request_id, _chat_keep),
+    "chat": StreamSpec(
+        as_dict,
+        _chat_has_output,
+        _chat_stream_text,
+        _request_id,
+        _chat_keep,
+        _chat_chunk_fields,
+    ),
     "responses": StreamSpec(
         as_dict, _responses_has_output, _responses_stream_text, _request_id, _responses_keep
     ),
@@ -153,6 +217,38 @@ _STREAMS = {
 def _is_usage_chunk(chunk: Any) -> bool:
     # The chunk ``include_usage`` adds: no choices, only usage.
     return not getattr(chunk, "choices", True) and getattr(chunk, "usage", None) is not None
+
+
+def _chat_body(completion: type | None, choice: type | None) -> Any:
+    """What the chat reader reads of a ``ChatCompletion``: the same values its JSON dump has.
+
+    Dumping the whole model (every choice's message) costs the caller's thread more
+    than the rest of the recording; the reader needs ``id``, ``model``, ``usage``,
+    ``service_tier`` and the choices' ``finish_reason``. Anything unusual (another
+    class, an ``error`` field, a choice that is not a model) is left to the full dump.
+    """
+
+    def read_body(operation: str, response: Any) -> Mapping[str, Any] | None:
+        if operation != "chat" or completion is None or type(response) is not completion:
+            return None
+        choices = getattr(response, "choices", None)
+        if type(choices) is not list or getattr(response, "error", None) is not None:
+            return None
+        ends = []
+        for item in choices:
+            if type(item) is not choice:
+                return None
+            ends.append({"finish_reason": getattr(item, "finish_reason", None)})
+        usage = getattr(response, "usage", None)
+        return {
+            "id": getattr(response, "id", None),
+            "model": getattr(response, "model", None),
+            "service_tier": getattr(response, "service_tier", None),
+            "usage": None if usage is None else as_dict(usage),
+            "choices": ends,
+        }
+
+    return read_body
 
 
 # -- installing --------------------------------------------------------------------------
@@ -207,4 +303,8 @@ def sdk() -> StainlessSDK:
         stream_types=(streaming.Stream, streaming.AsyncStream),
         raw_types=raw_types,
         stream_classes=tuple(stream_classes),
+        read_body=_chat_body(
+            optional("openai.types.chat", "ChatCompletion"),
+            optional("openai.types.chat.chat_completion", "Choice"),
+        ),
     )

@@ -102,4 +102,16 @@ def fingerprint(api_key: str | None) -> str | None:
     """
     if not api_key:
         return None
-    return "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+    # Every captured call names its client's key: hash each key once (a process uses few).
+    found = _fingerprints.get(api_key)
+    if found is None:
+        found = "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+        if len(_fingerprints) >= _FINGERPRINTS_KEPT:
+            _fingerprints.clear()
+        _fingerprints[api_key] = found
+    return found
+
+
+#: The fingerprints of the keys seen lately (cleared when it grows past its bound).
+_fingerprints: dict[str, str] = {}
+_FINGERPRINTS_KEPT = 256
