@@ -242,6 +242,20 @@ def test_unsettled_reservations_expire(db_url: str) -> None:
     store.close()
 
 
+def test_a_reservation_id_in_use_is_refused_and_reserves_nothing(db_url: str) -> None:
+    store = open_store(db_url)
+    store.add_limit(Limit("user", "ana", "requests", Decimal(2), "day", id="L1"))
+    now = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    ana = Subject(user="ana")
+    store.reserve_limits(ana, Amounts(), now=now, ttl=60, reservation="R1")
+    with pytest.raises(InvalidLimitError, match="already in use"):
+        store.reserve_limits(ana, Amounts(), now=now, ttl=60, reservation="R1")
+    # the refused reservation took nothing: one more call still fits
+    decision = store.reserve_limits(ana, Amounts(), now=now, ttl=60, reservation="R2")[0]
+    assert decision.outcome == "ok" and decision.reserved == 1
+    store.close()
+
+
 def test_limits_scoped_to_a_tenant_only_count_its_calls(db_url: str) -> None:
     store = open_store(db_url)
     store.add_limit(Limit("user", "ana", "requests", Decimal(1), "day", tenant="acme", id="L1"))

@@ -42,6 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from llmledger.core.errors import InvalidLimitError
 from llmledger.core.limits import Amounts, Decision, Limit, Subject, decide, window_start
 from llmledger.store.codec import from_micros, to_micros
 from llmledger.store.errors import RowExistsError, database_errors
@@ -259,6 +260,14 @@ class LimitRows:
                 outcome = decide(limit, used=used, reserved=reserved, needed=units)
                 decisions.append(Decision(limit, window, used, reserved, units, outcome))
             if write and all(d.outcome != "block" for d in decisions):
+                taken = cursor.all(
+                    "SELECT 1 FROM limit_reservations WHERE id = :id", {"id": reservation}
+                )
+                if taken:
+                    conn.rollback()
+                    raise InvalidLimitError(
+                        f"reservation {reservation!r} is already in use: give each call its own"
+                    )
                 expires_us = now_us + int(ttl * 1_000_000)
                 cursor.many(
                     "INSERT INTO limit_reservations "
