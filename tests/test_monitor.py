@@ -257,15 +257,19 @@ def test_the_budgets_migration_runs_on_the_previous_schema_and_back(db_url: str)
     from llmledger.store.migrator import current_revision, downgrade_connection, upgrade_connection
 
     engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        upgrade_connection(conn, "0011")
-    with open_store(db_url, upgrade=False) as old:
-        old.write([_event()])
-    with open_store(db_url) as store:
-        store.add_budget(Budget(name="after", amount=Decimal(1)), now=NOW)
-        assert store.count() == 1 and [b.name for b in store.list_budgets()] == ["after"]
-    with engine.begin() as conn:
-        downgrade_connection(conn, "0011")
-        assert current_revision(conn) == "0011"
-        assert "budgets" not in sa.inspect(conn).get_table_names()
-    engine.dispose()
+    try:
+        with engine.begin() as conn:
+            upgrade_connection(conn, "0011")
+        with open_store(db_url) as store:
+            store.write([_event()])
+        with engine.begin() as conn:
+            downgrade_connection(conn, "0011")
+        with open_store(db_url) as store:
+            store.add_budget(Budget(name="after", amount=Decimal(1)), now=NOW)
+            assert store.count() == 1 and [b.name for b in store.list_budgets()] == ["after"]
+        with engine.begin() as conn:
+            downgrade_connection(conn, "0011")
+            assert current_revision(conn) == "0011"
+            assert "budgets" not in sa.inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
