@@ -152,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         days, cursor = self._openai_window(query)
         buckets = []
         for day in days:
-            results = [
+            results: list[dict[str, Any]] = [
                 {
                     "object": "organization.usage.completions.result",
                     "input_tokens": sum(c.input_tokens for c in calls),
@@ -169,27 +169,14 @@ class _Handler(BaseHTTPRequestHandler):
                 }
                 for model, calls in sorted(self._calls("openai", day).items())
             ]
-            start = _day_start(day)
-            buckets.append(
-                {
-                    "object": "bucket",
-                    "start_time": int(start.timestamp()),
-                    "end_time": int((start + timedelta(days=1)).timestamp()),
-                    "results": results,
-                }
-            )
-        return {
-            "object": "page",
-            "data": buckets,
-            "has_more": cursor is not None,
-            "next_page": cursor,
-        }
+            buckets.append(_openai_bucket(day, results))
+        return _openai_page(buckets, cursor)
 
     def _openai_costs(self, query: dict[str, list[str]]) -> dict[str, Any]:
         days, cursor = self._openai_window(query)
         buckets = []
         for day in days:
-            results = []
+            results: list[dict[str, Any]] = []
             for model, calls in sorted(self._calls("openai", day).items()):
                 for kind, amount in (
                     ("input", sum((c.input_cost for c in calls), Decimal(0))),
@@ -203,21 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
                             "project_id": None,
                         }
                     )
-            start = _day_start(day)
-            buckets.append(
-                {
-                    "object": "bucket",
-                    "start_time": int(start.timestamp()),
-                    "end_time": int((start + timedelta(days=1)).timestamp()),
-                    "results": results,
-                }
-            )
-        return {
-            "object": "page",
-            "data": buckets,
-            "has_more": cursor is not None,
-            "next_page": cursor,
-        }
+            buckets.append(_openai_bucket(day, results))
+        return _openai_page(buckets, cursor)
 
     # -- Anthropic -------------------------------------------------------------------------
 
@@ -334,3 +308,19 @@ class SimulatedBilling:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join()
+
+
+def _openai_bucket(day: date, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One day's bucket of an OpenAI usage or costs page."""
+    start = _day_start(day)
+    return {
+        "object": "bucket",
+        "start_time": int(start.timestamp()),
+        "end_time": int((start + timedelta(days=1)).timestamp()),
+        "results": results,
+    }
+
+
+def _openai_page(buckets: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
+    """An OpenAI usage or costs page of buckets, with the cursor of the next."""
+    return {"object": "page", "data": buckets, "has_more": cursor is not None, "next_page": cursor}
