@@ -26,6 +26,7 @@ import llmledger.runtime.ledger
 from llmledger.capture import Instrumentation, instrument
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import load_settings
+from llmledger.runtime.captured import Captured, captured_event
 from llmledger.runtime.ledger import Ledger
 
 RECORDED = Path(__file__).parent / "fixtures" / "recorded"
@@ -41,7 +42,7 @@ class KeepingLedger(Ledger):
         self.items: list[Any] = []
         self._events: list[UsageEvent] = []
 
-    def submit(self, item: UsageEvent | Callable[[], UsageEvent]) -> None:
+    def submit(self, item: UsageEvent | tuple[Any, ...] | Callable[[], UsageEvent]) -> None:
         self.items.append(item)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -52,6 +53,8 @@ class KeepingLedger(Ledger):
         gc.collect()
         pending, self.items = self.items, []
         for item in pending:
+            if isinstance(item, tuple):  # a captured call's values: built as the writer does
+                item = captured_event(Captured(*item), self)
             self._events.append(item() if callable(item) else item)
         return list(self._events)
 

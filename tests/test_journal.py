@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from llmledger.core.billing import UsagePart
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
-from llmledger.runtime.journal import Journal, decode_event, encode_event
+from llmledger.runtime.journal import Chunk, Journal, decode_event, encode_event
 from llmledger.runtime.spool import journal_status, set_aside
 
 
@@ -32,10 +33,16 @@ def event(i: int = 0, **fields: object) -> UsageEvent:
     )
 
 
+def events_of(chunk: Chunk) -> list[UsageEvent]:
+    """The chunk's records, every one an event (no captured calls were journaled)."""
+    assert all(isinstance(e, UsageEvent) for e in chunk.events)
+    return cast(list[UsageEvent], chunk.events)
+
+
 def drain(journal: Journal) -> list[UsageEvent]:
     out: list[UsageEvent] = []
     while (chunk := journal.read(1000)) is not None:
-        out.extend(chunk.events)
+        out.extend(events_of(chunk))
         journal.commit(chunk)
     return out
 
@@ -107,8 +114,10 @@ def test_a_torn_last_record_and_a_damaged_one_are_skipped_and_counted(
     for e in events:
         writer.append(e)
     [segment] = tmp_path.glob("*.seg")
+    assert writer._active is not None
+    end = writer._active.end  # where the records end (the rest of the file is zeros)
     writer._forget_after_fork()  # as if the process had died: its lock is gone
-    data = bytearray(segment.read_bytes())
+    data = bytearray(segment.read_bytes()[:end])
     data[20] ^= 0xFF  # inside the first record's payload: its checksum fails
     torn = struct.pack("<II", 1000, 0) + b"cut short"  # a record whose write was cut
     segment.write_bytes(bytes(data) + torn)
@@ -117,7 +126,7 @@ def test_a_torn_last_record_and_a_damaged_one_are_skipped_and_counted(
     with caplog.at_level(logging.WARNING):
         chunk = reader.read(100)
     assert chunk is not None
-    assert [e.id for e in chunk.events] == [e.id for e in events[1:]]
+    assert [e.id for e in events_of(chunk)] == [e.id for e in events[1:]]
     assert chunk.corrupt == 2
     assert "checksum" in caplog.text and "incomplete record" in caplog.text
     reader.commit(chunk)

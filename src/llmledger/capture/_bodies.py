@@ -5,7 +5,8 @@ the caller may ``parse()`` it, iterate its lines or bytes, or close it unread.
 Whichever it does, the bytes pass through the HTTP response's byte stream, so
 that stream is wrapped in place (the response object, and what every method of
 it returns, stay as they are): each network chunk costs one list append on the
-caller's thread, and the body is read once the stream ends, in the background.
+caller's thread, and the body is parsed when the stream ends and handed over
+(:func:`~llmledger.capture._core.hand_over`); its usage is read in the background.
 
 The ending gives the status as for SDK streams: read to the end ``ok``, a read
 error ``error``, closed part-way ``incomplete``, closed or dropped unread
@@ -20,14 +21,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from llmledger.capture._core import Call, reading_event, usage_event, with_error
+from llmledger.capture._core import Call, hand_over
 from llmledger.capture._streams import Tracker
-from llmledger.core.events import Status, UsageEvent
+from llmledger.core.events import Status
 
 __all__ = ["BodyTracker", "body_event", "track_body"]
 
-#: Builds the event of a read body: ``(call, body, ended, status, ttft, exc)``.
-Build = Callable[[Call, bytes, float, Status, float | None, BaseException | None], Any]
+#: Hands over the call of a read body: ``(call, body, ended, status, ttft, exc)``.
+Build = Callable[[Call, bytes, float, Status, float | None, BaseException | None], None]
 
 
 class BodyTracker(Tracker):
@@ -55,11 +56,8 @@ class BodyTracker(Tracker):
         else:
             self.finish("error", exc)
 
-    def _builder(
-        self, status: Status, exc: BaseException | None, ended: float
-    ) -> Callable[[], UsageEvent]:
-        call, chunks, first, build = self.call, self.chunks, self.first, self.build
-        return lambda: build(call, b"".join(chunks), ended, status, first, exc)
+    def _hand_over(self, status: Status, exc: BaseException | None, ended: float) -> None:
+        self.build(self.call, b"".join(self.chunks), ended, status, self.first, exc)
 
 
 def _byte_stream_bases(http_response: Any) -> tuple[type, type]:
@@ -141,7 +139,7 @@ def _ended_in_full(body: bytes, events: list[dict[str, Any]]) -> bool:
 
 
 def body_event(request_id: str | None, text: Callable[[str, Any], str | None]) -> Build:
-    """How to build the event of a body: SSE for a streamed call, JSON otherwise.
+    """How to hand over the call of a body: SSE for a streamed call, JSON otherwise.
 
     ``text`` gives the response text of a JSON body (``(operation, body)``) or of
     the list of stream events (``(operation, events)``), used when content is kept.
@@ -155,33 +153,34 @@ def body_event(request_id: str | None, text: Callable[[str, Any], str | None]) -
         status: Status,
         ttft: float | None,
         exc: BaseException | None,
-    ) -> Any:
+    ) -> None:
         if call.stream:
             events = transcript_events(body.decode("utf-8", errors="replace"))
             if status == "incomplete" and _ended_in_full(body, events):
                 # The SDK stops reading at the stream's last event and closes the response.
                 status = "ok"
-            event = reading_event(
+            hand_over(
                 call,
-                events=events,
                 ended=ended,
                 status=status,
                 ttft=ttft,
                 request_id=request_id,
+                events=events,
+                exc=exc,
                 text=lambda: text(call.operation, events),
             )
         elif status == "ok":
             parsed = json.loads(body)
-            event = reading_event(
+            hand_over(
                 call,
-                body=parsed,
                 ended=ended,
                 request_id=request_id,
+                body=parsed,
+                exc=exc,
                 text=lambda: text(call.operation, parsed),
             )
         else:
             # A JSON body read part-way tells nothing: the call is recorded without usage.
-            event = usage_event(call, None, ended=ended, status=status, request_id=request_id)
-        return with_error(event, exc)
+            hand_over(call, ended=ended, status=status, request_id=request_id, exc=exc)
 
     return build

@@ -1,10 +1,12 @@
 """What every provider hook shares.
 
 The caller's thread only takes a :class:`Call` (timestamps, the attribution in
-force, the requested model, references) and hands the ledger a zero-argument
-callable; reading the response, pricing and writing happen in the ledger's
-background writer. A call made inside a :func:`llmledger.track` block hands that
-callable to the block instead, which records it as its own event.
+force, the requested model, references) and, once the call ends, hands the
+ledger the call's plain values (:func:`hand_over`): the journal writes them to
+disk as they are, and reading the usage, pricing and writing to the store
+happen in the ledger's background writer. A call made inside a
+:func:`llmledger.track` block hands the block the work building its event
+instead, and the block records it as its own event.
 
 The options a hook follows (:class:`CaptureOptions`) belong to the
 :class:`~llmledger.capture.Instrumentation` that installed it and are bound into
@@ -18,25 +20,22 @@ is logged and counted and never reaches the caller (it is re-raised only when
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import llmledger.runtime.ledger as _ledger_module
 from llmledger.core.attribution import Attribution, attribution_in_force, current_attribution
-from llmledger.core.errors import ResponseParseError
-from llmledger.core.events import FrozenDict, Operation, Status, UsageEvent
+from llmledger.core.events import Operation, Status, UsageEvent
 from llmledger.core.ids import fingerprint
 from llmledger.core.usage import Usage
-from llmledger.runtime.debug import log_captured
+from llmledger.runtime.captured import Captured, captured, captured_event
 from llmledger.runtime.ledger import Ledger, get_ledger
-from llmledger.runtime.recording import Block, assemble_event, current_block
+from llmledger.runtime.recording import Block, current_block
 
 if TYPE_CHECKING:
     from llmledger.runtime.limits import LimitCheck
@@ -53,24 +52,20 @@ __all__ = [
     "capture_content",
     "count",
     "current_scope",
-    "error_event",
     "fingerprint",
+    "hand_over",
     "internal_error",
     "internal_errors",
     "merge_attribution",
     "open_block",
-    "reading_event",
     "submit",
     "usage_event",
-    "with_error",
 ]
 
 log = logging.getLogger("llmledger.capture")
 
 #: A redaction hook: gets ``("prompt" | "response", text)``, returns the text to keep.
 Redactor = Callable[[str, str], str]
-
-_MAX_ERROR_MESSAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,121 +337,65 @@ def submit(call: Call, build: Callable[[], UsageEvent]) -> None:
         block.ledger.submit(block.deferred(build))
 
 
-# -- building events (background thread) --------------------------------------------------
+# -- handing a call over --------------------------------------------------------------
 
 
-def _values(call: Call, ended: float, ttft: float | None) -> dict[str, Any]:
-    # What the framework call names (``extra``) is the innermost layer, so it wins.
-    attribution = call.attribution.merged(**call.extra) if call.extra else call.attribution
-    values: dict[str, Any] = {
-        "provider": call.provider,
-        "operation": call.operation,
-        "stream": call.stream,
-        "ts": datetime.fromtimestamp(call.wall, UTC),
-        "duration_ms": round(max(ended - call.started, 0.0) * 1000, 3),
-        "tenant": attribution.tenant,
-        "user": attribution.user,
-        "feature": attribution.feature,
-        "session": attribution.session,
-        "tags": FrozenDict(attribution.tags),
-        "api_key_fingerprint": fingerprint(call.api_key),
-    }
-    if call.model:
-        values["model"] = call.model
-    if ttft is not None:
-        values["ttft_ms"] = round(max(ttft - call.started, 0.0) * 1000, 3)
-    return values
-
-
-def reading_event(
+def hand_over(
     call: Call,
     *,
-    body: Any = None,
-    events: Iterable[Mapping[str, Any]] | None = None,
     ended: float,
     status: Status = "ok",
     ttft: float | None = None,
     request_id: str | None = None,
+    body: Mapping[str, Any] | None = None,
+    events: Sequence[Mapping[str, Any]] | None = None,
+    exc: BaseException | None = None,
     text: Callable[[], str | None] | None = None,
-) -> UsageEvent:
-    """Build the event of a call from its response body or its stream events.
+) -> None:
+    """Hand over an ended call: its plain values go to the journal, and the writer
+    builds its event in the background (reading the usage, pricing).
 
-    Runs in the background writer. A body the normaliser cannot read (an
-    operation it has no reader for) still gives an event, with its usage missing.
-    ``events`` must be a sequence when ``text`` (which extracts the response
-    text, used only when content is kept) reads it too.
+    ``body`` is the response body (or the parts of it its reading reads), ``events``
+    a stream's events; neither, for a call that failed before any answer or whose
+    answer tells nothing (its usage is then missing).  ``exc`` is the exception that
+    ended the call.  ``text`` gives the response text and is called only when the
+    call keeps its text.  Inside a :func:`llmledger.track` block, or for a guarded
+    call (its reservation is settled with the event), the event is built where the
+    block or the settlement needs it.
     """
-    from llmledger.normalize import read_response, read_stream_events
-
-    reader = call.reader or call.provider
-    values = _values(call, ended, ttft)
-    values["status"] = status
-    if request_id:
-        values["request_id"] = request_id
-    try:
-        if events is not None:
-            reading = read_stream_events(events, provider=reader, operation=call.operation)
-        else:
-            reading = read_response(body, provider=reader, operation=call.operation)
-    except ResponseParseError:
-        if call.operation == "chat" or call.operation == "responses":
-            raise
-        reading = None
-    features = call.ledger.features
-    if reading is None:
-        values["usage_source"] = "missing"
-        event = assemble_event(values, features=features, usage={})
-    else:
-        if reading.request_id and values.get("request_id") is None:
-            values["request_id"] = reading.request_id
-        event = assemble_event(values, features=features, reading=reading)
+    prompt = response = None
     if call.prompt is not None:
-        _keep_content(call, event, text() if text is not None else None)
-    if call.ledger.settings.debug:
-        log_captured(
-            event, reader=reader, source="stream events" if events is not None else "response body"
-        )
-    return event
-
-
-def error_event(
-    call: Call, exc: BaseException, *, ended: float, request_id: str | None
-) -> UsageEvent:
-    """Build the event of a call that failed before any response was read."""
-    values = _values(call, ended, None)
-    values.setdefault("model", "unknown")
-    values.update(
-        status="error",
-        error_type=type(exc).__name__,
-        error_message=str(exc)[:_MAX_ERROR_MESSAGE] or None,
-        usage_source="missing",
+        prompt = call.prompt
+        response = text() if text is not None else None
+        redact = call.options.redact
+        if redact is not None:
+            prompt = redact("prompt", prompt)
+            response = redact("response", response) if response is not None else None
+    values = captured(
+        provider=call.provider,
+        reader=call.reader,
+        operation=call.operation,
+        model=call.model,
+        stream=call.stream,
+        wall=call.wall,
+        started=call.started,
+        ended=ended,
+        attribution=call.attribution.merged(**call.extra) if call.extra else call.attribution,
+        api_key=call.api_key,
+        status=status,
+        ttft=ttft,
+        request_id=request_id,
+        body=body,
+        events=events,
+        exc=exc,
+        prompt=prompt,
+        response=response,
     )
-    if request_id:
-        values["request_id"] = request_id
-    event = assemble_event(values, features=call.ledger.features, usage={})
-    if call.prompt is not None:
-        _keep_content(call, event, None)
-    if call.ledger.settings.debug:
-        log_captured(event, reader=call.reader, source="no response (the call failed)")
-    return event
-
-
-def with_error(event: UsageEvent, exc: BaseException | None) -> UsageEvent:
-    """The event, naming the exception that ended its call when there is one (a copy).
-
-    Example:
-        >>> from datetime import UTC, datetime
-        >>> event = UsageEvent(provider="openai", model="gpt-4o", ts=datetime.now(UTC))
-        >>> with_error(event, TimeoutError("read timed out")).error_type
-        'TimeoutError'
-    """
-    if exc is None:
-        return event
-    return dataclasses.replace(
-        event,
-        error_type=type(exc).__name__,
-        error_message=str(exc)[:_MAX_ERROR_MESSAGE] or None,
-    )
+    if call.block is None and call.reservation is None:
+        call.ledger.submit(values)
+        return
+    ledger = call.ledger
+    submit(call, lambda: captured_event(Captured(*values), ledger))
 
 
 def adapter_call(
@@ -517,14 +456,23 @@ def usage_event(
     is missing. Counts that break the invariants are kept, with warnings.
     """
     from llmledger.normalize.base import Reading
-    from llmledger.runtime.recording import assemble_event
 
-    values = _values(call, ended, ttft)
-    values.setdefault("model", response_model or "unknown")
-    values["status"] = status
-    if error_type is not None:
-        values["error_type"] = error_type
-        values["error_message"] = (error_message or "")[:_MAX_ERROR_MESSAGE] or None
+    values = captured(
+        provider=call.provider,
+        reader=call.reader,
+        operation=call.operation,
+        model=call.model,
+        stream=call.stream,
+        wall=call.wall,
+        started=call.started,
+        ended=ended,
+        attribution=call.attribution.merged(**call.extra) if call.extra else call.attribution,
+        api_key=call.api_key,
+        status=status,
+        ttft=ttft,
+        error_type=error_type,
+        error_message=error_message,
+    )
     reading = Reading(
         provider=call.provider,
         operation=call.operation,
@@ -537,10 +485,7 @@ def usage_event(
         stream=call.stream,
         warnings=usage.problems() if usage is not None else [],
     )
-    event = assemble_event(values, features=call.ledger.features, reading=reading)
-    if call.ledger.settings.debug:
-        log_captured(event, reader=call.provider, source="the framework's usage")
-    return event
+    return captured_event(Captured(*values), call.ledger, reading)
 
 
 def count(value: Any) -> int:
@@ -568,17 +513,3 @@ def request_id_of(exc: BaseException) -> str | None:
             if isinstance(value, str):
                 return value
     return None
-
-
-def _keep_content(call: Call, event: UsageEvent, response_text: str | None) -> None:
-    from llmledger.runtime.content import ContentRecord, content_store
-
-    prompt: str | None = call.prompt
-    response = response_text
-    redact = call.options.redact
-    if redact is not None:
-        prompt = redact("prompt", prompt) if prompt is not None else None
-        response = redact("response", response) if response is not None else None
-    content_store(call.ledger).save(
-        ContentRecord(event_id=event.id, ts=event.ts, prompt=prompt, response=response)
-    )

@@ -13,14 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from llmledger.capture._core import Call, _values, internal_error, submit
+from llmledger.capture._core import Call, hand_over, internal_error
 from llmledger.core.errors import LimitExceededError
-from llmledger.core.events import UsageEvent
 from llmledger.core.ids import fingerprint
 from llmledger.core.limits import Subject
 from llmledger.runtime.limits import NOTE_TAG, LimitCheck
 
-__all__ = ["blocked_event", "guard_call"]
+__all__ = ["guard_call"]
 
 
 def guard_call(call: Call, body: Any, resolve: Callable[[], None]) -> None:
@@ -60,23 +59,9 @@ def guard_call(call: Call, body: Any, resolve: Callable[[], None]) -> None:
 
 
 def _record_blocked(call: Call, result: LimitCheck, error: LimitExceededError) -> None:
+    """Record a call refused before it was sent: status ``blocked``, no usage, no kept text."""
     try:
-        ended = time.perf_counter()
-        submit(call, lambda: blocked_event(call, error, ended=ended))
+        call.prompt = None
+        hand_over(call, ended=time.perf_counter(), status="blocked", exc=error)
     except Exception:
         internal_error(f"{call.provider} blocked call", call.ledger)
-
-
-def blocked_event(call: Call, error: LimitExceededError, *, ended: float) -> UsageEvent:
-    """The event of a call refused before it was sent: status ``blocked``, no usage."""
-    from llmledger.runtime.recording import assemble_event
-
-    values = _values(call, ended, None)
-    values.setdefault("model", "unknown")
-    values.update(
-        status="blocked",
-        error_type=type(error).__name__,
-        error_message=str(error)[:1000] or None,
-        usage_source="missing",
-    )
-    return assemble_event(values, features=call.ledger.features, usage={})

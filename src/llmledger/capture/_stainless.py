@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import importlib
 import inspect
 import json
@@ -28,11 +27,9 @@ from llmledger.capture._core import (
     Call,
     CaptureOptions,
     begin,
-    error_event,
+    hand_over,
     internal_error,
-    reading_event,
     request_id_of,
-    submit,
 )
 from llmledger.capture._limits import guard_call
 from llmledger.capture._patch import Patch
@@ -60,7 +57,7 @@ class StainlessSDK:
         body_text: ``(operation, body)`` → the response text (kept content).
         request_id_header: The response header with the provider's request id.
         resolve: ``(client, call)`` → sets the event's provider and reader name
-            from the client (its host); runs in the background.
+            from the client (its host).
         hide_usage_chunk: Predicate of the usage-only chunk that the
             ``include_usage`` option adds to chat streams (OpenAI only).
         sync_client, async_client: The base client classes to hook.
@@ -198,11 +195,8 @@ def _asking_usage(sdk: StainlessSDK, call: Call, request_options: Any) -> Any:
 
 
 def _resolve(sdk: StainlessSDK, client: Any, call: Call) -> None:
-    """What is read from the client after the call: its provider, reader and key.
-
-    Read after the call rather than before, so the caller's thread does not pay
-    for it: the client's key and base URL are fixed once it is made (``with_options``
-    makes a new client).
+    """What is read from the client once the call is sent: its provider, reader and key
+    (an unguarded call reads them after the call, so nothing delays the request).
     """
     sdk.resolve(client, call)
     if call.api_key is None:  # else the request's own headers named the key sent
@@ -213,12 +207,8 @@ def _resolve(sdk: StainlessSDK, client: Any, call: Call) -> None:
 def _failed(sdk: StainlessSDK, client: Any, call: Call, exc: BaseException) -> None:
     try:
         ended = time.perf_counter()
-
-        def build() -> Any:
-            _resolve(sdk, client, call)
-            return error_event(call, exc, ended=ended, request_id=request_id_of(exc))
-
-        submit(call, build)
+        _resolve(sdk, client, call)
+        hand_over(call, ended=ended, status="error", exc=exc, request_id=request_id_of(exc))
     except Exception:
         internal_error(f"{sdk.provider} failed call", call.ledger)
 
@@ -226,23 +216,18 @@ def _failed(sdk: StainlessSDK, client: Any, call: Call, exc: BaseException) -> N
 def _response_done(
     sdk: StainlessSDK, client: Any, call: Call, result: Any, http_response: Any = None
 ) -> None:
-    """Record a non-streamed response: a model, or the read body of a raw response."""
-    submit(
-        call, functools.partial(_build_response, sdk, client, call, result, http_response, _clock())
-    )
+    """Hand over a non-streamed response: a model, or the read body of a raw response.
 
-
-def _build_response(
-    sdk: StainlessSDK, client: Any, call: Call, result: Any, http_response: Any, ended: float
-) -> Any:
-    """The event of a non-streamed response (in the background writer)."""
+    Only the fields the reading reads are taken from a model (``sdk.read_body``),
+    unless the response text is kept, which needs the whole body.
+    """
+    ended = _clock()
     _resolve(sdk, client, call)
     if http_response is not None:
         body: Mapping[str, Any] = json.loads(http_response.content)
         request_id = http_response.headers.get(sdk.request_id_header)
     else:
         read_body = sdk.read_body
-        # Kept text needs the whole body; otherwise the reader's fields are enough.
         found = (
             read_body(call.operation, result)
             if read_body is not None and call.prompt is None
@@ -250,10 +235,10 @@ def _build_response(
         )
         body = as_dict(result) if found is None else found
         request_id = getattr(result, "_request_id", None)
-    return reading_event(
+    hand_over(
         call,
-        body=body,
         ended=ended,
+        body=body,
         request_id=request_id,
         text=lambda: sdk.body_text(call.operation, body),
     )
@@ -266,7 +251,7 @@ def _track(sdk: StainlessSDK, client: Any, call: Call, stream: Any, asynchronous
     spec = sdk.streams.get(call.operation)
     if spec is None:
         return
-    _resolve(sdk, client, call)  # cheap, and the tracker builds in the background
+    _resolve(sdk, client, call)
     tracker = StreamTracker(call, spec, getattr(stream, "response", None))
     hide = sdk.hide_usage_chunk if call.hide_usage_chunk else None
     inner = stream._iterator
@@ -325,11 +310,7 @@ def _done(sdk: StainlessSDK, client: Any, call: Call, result: Any, asynchronous:
     if kind is None:
         kind = _kind(sdk, result)
     if kind == _MODEL:
-        build = functools.partial(_build_response, sdk, client, call, result, None, _clock())
-        if call.block is None and call.reservation is None:
-            call.ledger.submit(build)
-        else:
-            submit(call, build)
+        _response_done(sdk, client, call, result)
         return None
     if kind == _STREAM:
         _track(sdk, client, call, result, asynchronous)

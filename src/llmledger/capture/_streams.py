@@ -8,7 +8,8 @@ chunks the reading needs are kept (the first few, and those the SDK's
 :attr:`StreamSpec.keep` picks: usage, the ending), unless the response text is
 kept: holding every parsed chunk until the stream ends costs the caller more in
 memory and garbage collection than the tracking itself. Turning the chunks into
-usage happens in the background once the stream ends:
+usage happens in the background once the stream ends (the caller's thread hands
+over the kept chunks' fields, :func:`~llmledger.capture._core.hand_over`):
 
 * iterated to the end: ``ok``
 * the SDK raised while reading: ``error``
@@ -26,15 +27,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from llmledger.capture._core import (
-    Call,
-    error_event,
-    internal_error,
-    reading_event,
-    submit,
-    with_error,
-)
-from llmledger.core.events import Status, UsageEvent
+from llmledger.capture._core import Call, hand_over, internal_error, request_id_of
+from llmledger.core.events import Status
 
 __all__ = [
     "TRACKER_ATTR",
@@ -84,8 +78,8 @@ class StreamSpec:
 class Tracker:
     """Collects one call's chunks and records its event once, at the first ending.
 
-    Subclasses say how the event is built (:meth:`_builder`, run in the
-    background) and, for a call that failed before any chunk, its request id.
+    Subclasses say what is handed over at the ending (:meth:`_hand_over`) and, for a
+    call that failed before any chunk, its request id.
     """
 
     __slots__ = ("call", "chunks", "done")
@@ -107,12 +101,10 @@ class Tracker:
             ended = time.perf_counter()
             call = self.call
             if exc is not None and not self.chunks:
-                submit(
-                    call,
-                    lambda: error_event(call, exc, ended=ended, request_id=self._request_id(exc)),
-                )
+                request_id = self._request_id(exc)
+                hand_over(call, ended=ended, status="error", exc=exc, request_id=request_id)
                 return
-            submit(call, self._builder(status, exc, ended))
+            self._hand_over(status, exc, ended)
         except Exception:
             internal_error(self.where)
 
@@ -128,9 +120,7 @@ class Tracker:
     def _request_id(self, exc: BaseException | None) -> str | None:
         return None
 
-    def _builder(
-        self, status: Status, exc: BaseException | None, ended: float
-    ) -> Callable[[], UsageEvent]:
+    def _hand_over(self, status: Status, exc: BaseException | None, ended: float) -> None:
         raise NotImplementedError
 
 
@@ -150,48 +140,33 @@ class StreamTracker(Tracker):
     def _request_id(self, exc: BaseException | None) -> str | None:
         return _request_id(self.spec, self.source, exc)
 
-    def _builder(
-        self, status: Status, exc: BaseException | None, ended: float
-    ) -> Callable[[], UsageEvent]:
-        call, spec, chunks, times, source = (
-            self.call,
-            self.spec,
-            self.chunks,
-            self.times,
-            self.source,
-        )
-
+    def _hand_over(self, status: Status, exc: BaseException | None, ended: float) -> None:
+        call, spec, times = self.call, self.spec, self.times
         # Kept text needs whole events; otherwise the fields the reading reads are enough.
         read = spec.read_chunk if call.prompt is None else None
-
-        def build() -> UsageEvent:
-            if read is None:
-                events = [spec.as_dict(chunk) for chunk in chunks]
-            else:
-                events = []
-                for chunk in chunks:
-                    found = read(chunk)
-                    events.append(spec.as_dict(chunk) if found is None else found)
-            ttft = next((times[i] for i in range(len(times)) if spec.has_output(events[i])), None)
-            if ttft is None and times:
-                ttft = times[0]
-            event = reading_event(
-                call,
-                events=events,
-                ended=ended,
-                status=status,
-                ttft=ttft,
-                request_id=_request_id(spec, source, exc),
-                text=lambda: spec.text(events),
-            )
-            return with_error(event, exc)
-
-        return build
+        if read is None:
+            events = [spec.as_dict(chunk) for chunk in self.chunks]
+        else:
+            events = []
+            for chunk in self.chunks:
+                found = read(chunk)
+                events.append(spec.as_dict(chunk) if found is None else found)
+        ttft = next((times[i] for i in range(len(times)) if spec.has_output(events[i])), None)
+        if ttft is None and times:
+            ttft = times[0]
+        hand_over(
+            call,
+            ended=ended,
+            status=status,
+            ttft=ttft,
+            request_id=_request_id(spec, self.source, exc),
+            events=events,
+            exc=exc,
+            text=lambda: spec.text(events),
+        )
 
 
 def _request_id(spec: StreamSpec, source: Any, exc: BaseException | None) -> str | None:
-    from llmledger.capture._core import request_id_of
-
     if exc is not None:
         found = request_id_of(exc)
         if found:

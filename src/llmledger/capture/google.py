@@ -22,11 +22,9 @@ from llmledger.capture._core import (
     Call,
     CaptureOptions,
     begin,
-    error_event,
+    hand_over,
     internal_error,
-    reading_event,
     request_id_of,
-    submit,
 )
 from llmledger.capture._limits import guard_call
 from llmledger.capture._patch import Patch
@@ -128,7 +126,7 @@ def _resolved() -> None:
 def _failed(call: Call, exc: BaseException) -> None:
     try:
         ended = time.perf_counter()
-        submit(call, lambda: error_event(call, exc, ended=ended, request_id=request_id_of(exc)))
+        hand_over(call, ended=ended, status="error", exc=exc, request_id=request_id_of(exc))
     except Exception:
         internal_error("google failed call", call.ledger)
 
@@ -136,14 +134,8 @@ def _failed(call: Call, exc: BaseException) -> None:
 def _response_done(call: Call, response: Any) -> None:
     try:
         ended = time.perf_counter()
-
-        def build() -> Any:
-            body = _as_dict(response)
-            return reading_event(
-                call, body=body, ended=ended, text=lambda: body_text(call.operation, body)
-            )
-
-        submit(call, build)
+        body = _as_dict(response)
+        hand_over(call, ended=ended, body=body, text=lambda: body_text(call.operation, body))
     except Exception:
         internal_error("google call end", call.ledger)
 

@@ -1,10 +1,16 @@
 """The journal: every event on disk before ``record()`` returns, until its store has it.
 
-The caller's thread serialises the event (``marshal`` of its fields: a few
-microseconds) and appends it with one ``os.write`` to this process's segment
-file, opened ``O_APPEND``.  From then on the event belongs to the operating
-system: it survives the death of the process (SIGTERM, SIGKILL, an OOM kill),
-though not a power loss unless ``journal_fsync`` is set.  The background writer
+The caller's thread serialises the event (``marshal`` of its fields, or of a
+captured call's plain values) and copies it into this process's segment file,
+which is mapped into memory (``mmap``, shared with the file) and whose disk
+blocks were allocated when it was made (``posix_fallocate``): an append is a
+memory copy, no system call, and can never find the disk full.  From then on
+the event belongs to the operating system's page cache: it survives the death
+of the process (SIGTERM, SIGKILL, an OOM kill), though not a power loss unless
+``journal_fsync`` is set.  Where a segment cannot be allocated or mapped (a
+nearly full disk, a file system without either), appends to it are ``write``
+calls instead.  The unused end of a segment is zeros: a record header of length
+zero marks where its records end.  The background writer
 (and, with ``url`` set, the remote sink behind it) reads the segments back in
 batches and marks how far its store has committed; the heap never holds the
 backlog, so memory stays flat however far behind the store falls.
@@ -37,8 +43,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import marshal
+import mmap
 import os
 import pickle
 import struct
@@ -57,8 +65,19 @@ from llmledger.core.billing import UsagePart
 from llmledger.core.events import UsageEvent
 from llmledger.core.ids import new_id
 from llmledger.core.usage import BUCKETS, Usage
+from llmledger.runtime.captured import Captured
 
-__all__ = ["ACK", "HEADER", "SEGMENT", "Chunk", "Journal", "decode_event", "encode_event"]
+__all__ = [
+    "ACK",
+    "HEADER",
+    "SEGMENT",
+    "Chunk",
+    "Journal",
+    "decode_event",
+    "decode_record",
+    "encode_captured",
+    "encode_event",
+]
 
 log = logging.getLogger("llmledger.runtime.journal")
 
@@ -72,6 +91,7 @@ _DROPPED = ".dropped"
 _READ_CHUNK = 1 << 20
 _MARSHALLED = b"m"
 _PICKLED = b"p"
+_CAPTURED = b"c"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -126,6 +146,35 @@ def encode_event(event: UsageEvent) -> bytes:
         return _PICKLED + pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def encode_captured(values: tuple[Any, ...]) -> bytes:
+    """A captured call's plain values (:func:`~llmledger.runtime.captured.captured`) as
+    journal bytes.
+
+    Example:
+        >>> decode_record(encode_captured(tuple(range(23)))).duration_ms
+        7
+    """
+    try:
+        return _CAPTURED + _dumps(values)
+    except ValueError:  # a body value marshal cannot hold: as the JSON it came from
+        return _CAPTURED + _dumps(json.loads(json.dumps(values, default=str)))
+
+
+def decode_record(data: bytes) -> UsageEvent | Captured:
+    """What a journal record holds: an event (:func:`encode_event`), or a captured call
+    (:func:`encode_captured`) whose event the writer builds.
+
+    Raises:
+        ValueError: when the bytes are neither.
+    """
+    if data[:1] == _CAPTURED:
+        try:
+            return Captured(*marshal.loads(data[1:]))
+        except (EOFError, TypeError, ValueError) as exc:
+            raise ValueError(f"unreadable record: {exc}") from None
+    return decode_event(data)
+
+
 def decode_event(data: bytes) -> UsageEvent:
     """The event of :func:`encode_event`'s bytes (its time in UTC).
 
@@ -164,17 +213,30 @@ def decode_event(data: bytes) -> UsageEvent:
 class _Segment:
     """One segment file, held open and locked by this process."""
 
-    __slots__ = ("ack_fd", "acked", "end", "fd", "orphan", "path", "read_to", "sealed")
+    __slots__ = (
+        "ack_fd",
+        "acked",
+        "capacity",
+        "end",
+        "fd",
+        "map",
+        "orphan",
+        "path",
+        "read_to",
+        "sealed",
+    )
 
     def __init__(self, path: Path, fd: int, *, orphan: bool) -> None:
         self.path = path
         self.fd = fd
         self.orphan = orphan
         self.sealed = orphan  # no more appends
-        self.end = 0
+        self.end = 0  # where the records end
         self.acked = 0  # committed by the store
         self.read_to = 0  # handed to the writer
         self.ack_fd = -1
+        self.map: mmap.mmap | None = None  # appends copy into it, up to capacity
+        self.capacity = 0
 
     @property
     def ack_path(self) -> Path:
@@ -192,6 +254,13 @@ class _Segment:
         os.pwrite(self.ack_fd, _ACK.pack(offset), 0)
 
     def close(self, *, remove: bool) -> None:
+        if self.map is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.map.close()
+            self.map = None
+            if not remove:  # give back the allocated blocks past the records
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, self.end)
         if remove:
             # Unlinked while still locked, so no other process claims a half-gone file.
             for path in (self.path, self.ack_path):
@@ -221,7 +290,7 @@ class Chunk:
         corrupt: Records that could not be read back (skipped, counted).
     """
 
-    events: list[UsageEvent]
+    events: list[UsageEvent | Captured]
     corrupt: int
     _marks: list[tuple[_Segment, int]]
     own: int  # events appended by this process
@@ -242,7 +311,8 @@ class Journal:
     Args:
         folder: The journal's folder (one per destination: :func:`journal_folder`).
         limit_bytes: Most bytes the folder may hold; past it events are dropped and counted.
-        segment_bytes: Size after which appends go to a new segment file.
+        segment_bytes: Size of a segment file (its blocks are allocated when it is
+            made); appends that do not fit go to a new one.
         fsync: ``os.fsync`` after every append (survives power loss; much slower).
         drop_log_interval: Least seconds between two "journal full" errors in the log.
 
@@ -266,7 +336,7 @@ class Journal:
         folder: str | os.PathLike[str],
         *,
         limit_bytes: int = 1_000_000_000,
-        segment_bytes: int = 64 << 20,
+        segment_bytes: int = 8 << 20,
         fsync: bool = False,
         drop_log_interval: float = 10.0,
     ) -> None:
@@ -296,63 +366,87 @@ class Journal:
 
     # -- the caller's side ---------------------------------------------------------------
 
-    def append(self, event: UsageEvent) -> bool:
-        """Write one event to the operating system; never raises.
+    def append(self, event: UsageEvent | tuple[Any, ...]) -> bool:
+        """Write one event, or a captured call's plain values, to the operating system;
+        never raises.
 
         Returns:
             False when it was dropped (journal full, disk full, journal closed),
             which is counted in :attr:`dropped` and logged.
         """
         try:
-            payload = encode_event(event)
+            payload = encode_captured(event) if isinstance(event, tuple) else encode_event(event)
             record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         except Exception as exc:  # pragma: no cover - every event field is encodable
-            self._drop(f"cannot encode event {getattr(event, 'id', '?')}: {exc}")
+            self._drop(f"cannot encode event {getattr(event, 'id', '(captured call)')}: {exc}")
             return False
         size = len(record)
         with self._lock:
             segment = self._active
-            if segment is None or segment.end >= self.segment_bytes:
+            if segment is None or segment.end + size > segment.capacity:
                 if self._closed:
                     self._drop("the journal is closed")
                     return False
-                try:
-                    segment = self._open_segment()
-                except OSError as exc:
-                    self._drop(f"cannot create a journal segment in {self.folder}: {exc}")
+                segment = self._next_segment(size)
+                if segment is None:
                     return False
-            used = self._size
-            if used is None:
-                used = self._size = self._folder_size()
-            if used + size > self.limit_bytes:
-                # The cached size may miss segments the writer removed since: look again,
-                # at most twice a second while full.
-                now = time.monotonic()
-                if now - self._last_rescan >= 0.5:
-                    self._last_rescan = now
-                    used = self._size = self._folder_size()
-                if used + size > self.limit_bytes:
-                    self._drop(f"the journal {self.folder} is full ({self.limit_bytes:,} bytes)")
-                    return False
-            try:
-                written = os.write(segment.fd, record)
+            start = segment.end
+            end = start + size
+            view = segment.map
+            if view is not None:
+                view[start:end] = record
                 if self.fsync:
-                    os.fsync(segment.fd)
-            except OSError as exc:
-                written = -1
-                problem = str(exc)
-            else:
-                problem = "short write (disk full?)"
-            if written != size:
-                if written > 0:  # a torn record would hide every later one: cut it off
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(segment.fd, segment.end)
-                self._drop(f"cannot write to {segment.path}: {problem}")
+                    page = start - start % mmap.PAGESIZE
+                    view.flush(page, end - page)
+            elif not self._write(segment, record):
                 return False
-            segment.end += size
-            self._size = used + size
+            segment.end = end
             self.appended += 1
         return True
+
+    def _write(self, segment: _Segment, record: bytes) -> bool:
+        """Append a record with a system call (a segment that could not be mapped)."""
+        try:
+            written = os.pwrite(segment.fd, record, segment.end)
+            if self.fsync:
+                os.fsync(segment.fd)
+        except OSError as exc:
+            written = -1
+            problem = str(exc)
+        else:
+            problem = "short write (disk full?)"
+        if written == len(record):
+            return True
+        if written > 0:  # a torn record would hide every later one: cut it off
+            with contextlib.suppress(OSError):
+                os.ftruncate(segment.fd, segment.end)
+        self._drop(f"cannot write to {segment.path}: {problem}")
+        return False
+
+    def _next_segment(self, size: int) -> _Segment | None:
+        """A new segment with room for a ``size``-byte record, within the disk limit; None
+        when there is none (the event is dropped, counted and logged)."""
+        used = self._size
+        if used is None:
+            used = self._size = self._folder_size()
+        if used + size > self.limit_bytes:
+            # The cached size may miss segments the writer removed since: look again,
+            # at most twice a second while full.
+            now = time.monotonic()
+            if now - self._last_rescan >= 0.5:
+                self._last_rescan = now
+                used = self._size = self._folder_size()
+            if used + size > self.limit_bytes:
+                self._drop(f"the journal {self.folder} is full ({self.limit_bytes:,} bytes)")
+                return None
+        capacity = min(max(self.segment_bytes, size), self.limit_bytes - used)
+        try:
+            segment = self._open_segment(capacity)
+        except OSError as exc:
+            self._drop(f"cannot create a journal segment in {self.folder}: {exc}")
+            return None
+        self._size = used + segment.capacity
+        return segment
 
     def _drop(self, reason: str) -> None:
         self.dropped += 1
@@ -375,13 +469,23 @@ class Journal:
         else:
             self._dropped_logged = self.dropped
 
-    def _open_segment(self) -> _Segment:
-        """A new segment for appends (the previous one is sealed)."""
+    def _open_segment(self, capacity: int) -> _Segment:
+        """A new segment for appends, its blocks allocated and mapped (the previous one
+        is sealed); when allocating or mapping fails, appends to it are system calls."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{new_id()}{_SEGMENT}"
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         segment = _Segment(path, fd, orphan=False)
+        segment.capacity = capacity
+        try:
+            os.posix_fallocate(fd, 0, capacity)
+            segment.map = mmap.mmap(fd, capacity)
+        except (OSError, ValueError) as exc:
+            log.debug("llmledger: journal segment %s not mapped (%s): appends write", path, exc)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            segment.map = None
         if self._active is not None:
             self._active.sealed = True
         self._own.append(segment)
@@ -437,6 +541,10 @@ class Journal:
             segment = _Segment(path, fd, orphan=True)
             segment.end = os.fstat(fd).st_size
             segment.load_ack()
+            if segment.acked < segment.end:
+                head = os.pread(fd, _HEADER.size, segment.acked)
+                if len(head) < _HEADER.size or _HEADER.unpack(head)[0] == 0:
+                    segment.end = segment.acked  # only the unused, allocated end is left
             if segment.acked >= segment.end:  # all stored (or empty): only the file was left
                 segment.close(remove=True)
                 continue
@@ -455,7 +563,7 @@ class Journal:
         Returns:
             Up to ``most`` events, or None when everything was handed out.
         """
-        events: list[UsageEvent] = []
+        events: list[UsageEvent | Captured] = []
         marks: list[tuple[_Segment, int]] = []
         corrupt = 0
         own = 0
@@ -482,7 +590,7 @@ class Journal:
         return Chunk(events, corrupt, marks, own)
 
     def _read_segment(
-        self, segment: _Segment, start: int, end: int, most: int, out: list[UsageEvent]
+        self, segment: _Segment, start: int, end: int, most: int, out: list[UsageEvent | Captured]
     ) -> tuple[int, int, int]:
         """Decode records of ``segment`` from ``start`` into ``out``.
 
@@ -501,6 +609,9 @@ class Journal:
                 base, rel = offset, 0
             if len(buffer) - rel >= header:
                 length, crc = _HEADER.unpack_from(buffer, rel)
+                if length == 0:  # the zeros after the last record of a dead process's segment
+                    segment.end = end = offset
+                    break
                 if len(buffer) - rel < header + length <= end - offset:
                     buffer = os.pread(segment.fd, max(_READ_CHUNK, header + length), offset)
                     base, rel = offset, 0
@@ -521,7 +632,7 @@ class Journal:
             try:
                 if zlib.crc32(payload) != crc:
                     raise ValueError("checksum mismatch")
-                out.append(decode_event(payload))
+                out.append(decode_record(payload))
             except Exception as exc:
                 corrupt += 1
                 log.error("llmledger: unreadable record in %s skipped: %s", segment.path, exc)
@@ -584,6 +695,9 @@ class Journal:
         self._lock = threading.Lock()
         self._claim_lock = threading.Lock()
         for segment in [*self._orphans, *self._own]:
+            if segment.map is not None:  # the child's own view of the parent's file
+                with contextlib.suppress(OSError, ValueError):
+                    segment.map.close()
             for fd in (segment.fd, segment.ack_fd):
                 if fd >= 0:
                     with contextlib.suppress(OSError):

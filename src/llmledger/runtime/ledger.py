@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from llmledger.core.errors import FileAccessError, LedgerError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
+from llmledger.runtime.captured import Captured, captured_event
 from llmledger.runtime.observers import CommitListeners
 
 if TYPE_CHECKING:
@@ -176,6 +177,7 @@ class Ledger:
                         self._observed_sink(),
                         journal=self._journal(),
                         prepare=self.prepare,
+                        build=self._build_captured,
                         batch_size=settings.batch_size,
                         flush_interval=settings.flush_interval,
                         strict=settings.strict,
@@ -309,8 +311,14 @@ class Ledger:
             log_priced(settled)
         return settled
 
-    def submit(self, item: UsageEvent | Callable[[], UsageEvent]) -> None:
-        """Append an event to the journal (a callable is run first, to make it).
+    def _build_captured(self, call: Captured) -> UsageEvent:
+        """The event of a captured call read back from the journal (in the writer)."""
+        return captured_event(call, self)
+
+    def submit(self, item: UsageEvent | tuple[Any, ...] | Callable[[], UsageEvent]) -> None:
+        """Append an event to the journal (a callable is run first, to make it), or a
+        captured call's plain values (:func:`~llmledger.runtime.captured.captured`),
+        whose event the writer builds.
 
         Once this returns the event is written to the operating system: it
         survives the death of the process.  Never raises and never blocks on a

@@ -117,6 +117,9 @@ def _count_records(path: Path) -> tuple[int, int, bool]:
             if len(head) < header:
                 break
             length, _ = _HEADER.unpack(head)
+            if length == 0:  # the unused, allocated end of the segment
+                size = offset
+                break
             if offset + header + length > size:
                 break
             offset += header + length

@@ -30,10 +30,11 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
+from llmledger.runtime.captured import Captured
 from llmledger.runtime.journal import Chunk, Journal
 
 if TYPE_CHECKING:
@@ -43,10 +44,12 @@ __all__ = ["EventSink", "Item", "Writer"]
 
 log = logging.getLogger("llmledger.runtime.writer")
 
-#: What ``submit`` accepts: an event, or a zero-argument callable that makes one
-#: (it runs at once, on the caller's thread, so the event is journaled before
+#: What ``submit`` accepts: an event; a captured call's plain values
+#: (:func:`~llmledger.runtime.captured.captured`), journaled as they are, whose event
+#: ``prepare`` builds in the background; or a zero-argument callable that makes an
+#: event (it runs at once, on the caller's thread, so the event is journaled before
 #: the call returns).
-Item = UsageEvent | Callable[[], UsageEvent]
+Item = UsageEvent | tuple[Any, ...] | Callable[[], UsageEvent]
 
 
 class EventSink(Protocol):
@@ -141,6 +144,8 @@ class Writer:
         flush_interval: Seconds to wait for a batch to fill before writing what is there.
         prepare: Called on each event in the background before it is written
             (pricing); returns the event to store.
+        build: Makes the event of a captured call's plain values read back from
+            the journal, before ``prepare``; without it such records are refused.
         strict: Re-raise internal errors from ``flush()`` (tests).
         retry_backoff: Pause before the first retry of a batch the sink could not
             take, in seconds; it quadruples up to ``max_backoff``.
@@ -173,6 +178,7 @@ class Writer:
         batch_size: int | None = None,
         flush_interval: float | None = None,
         prepare: Callable[[UsageEvent], UsageEvent] | None = None,
+        build: Callable[[Captured], UsageEvent] | None = None,
         strict: bool | None = None,
         retry_backoff: float = 0.05,
         max_backoff: float = 1.0,
@@ -185,6 +191,7 @@ class Writer:
         defaults = settings or Settings()
         self.store = store
         self.prepare = prepare
+        self.build = build
         self.batch_size = max(1, batch_size if batch_size is not None else defaults.batch_size)
         self.flush_interval = (
             flush_interval if flush_interval is not None else defaults.flush_interval
@@ -238,7 +245,11 @@ class Writer:
             1
         """
         try:
-            event = item if type(item) is UsageEvent else self._resolve(item)
+            kind = type(item)
+            if kind is UsageEvent or kind is tuple:
+                event = cast("UsageEvent | tuple[Any, ...]", item)
+            else:
+                event = self._resolve(item)
         except Exception as exc:
             self._fail(1, "llmledger skipped an event that could not be built", exc)
             return
@@ -447,10 +458,16 @@ class Writer:
         """Write one chunk; False when the sink could not take it (it stays in the journal)."""
         if chunk.corrupt:
             self._failed += chunk.corrupt
-        prepare = self.prepare
+        prepare, build = self.prepare, self.build
         batch: list[UsageEvent] = []
-        for event in chunk.events:
+        for item in chunk.events:
             try:
+                if isinstance(item, Captured):
+                    if build is None:
+                        raise TypeError("this writer cannot build the event of a captured call")
+                    event = build(item)
+                else:
+                    event = item
                 batch.append(event if prepare is None else prepare(event))
             except Exception as exc:
                 self._fail(1, "llmledger skipped an event that could not be prepared", exc)
