@@ -141,19 +141,28 @@ class StreamTracker(Tracker):
         return _request_id(self.spec, self.source, exc)
 
     def _hand_over(self, status: Status, exc: BaseException | None, ended: float) -> None:
-        call, spec, times = self.call, self.spec, self.times
+        call, spec, chunks, times, keep = self.call, self.spec, self.chunks, self.times, self.keep
         # Kept text needs whole events; otherwise the fields the reading reads are enough.
         read = spec.read_chunk if call.prompt is None else None
-        if read is None:
-            events = [spec.as_dict(chunk) for chunk in self.chunks]
-        else:
-            events = []
-            for chunk in self.chunks:
-                found = read(chunk)
-                events.append(spec.as_dict(chunk) if found is None else found)
-        ttft = next((times[i] for i in range(len(times)) if spec.has_output(events[i])), None)
-        if ttft is None and times:
-            ttft = times[0]
+
+        def event_of(chunk: Any) -> Mapping[str, Any]:
+            found = read(chunk) if read is not None else None
+            return spec.as_dict(chunk) if found is None else found
+
+        # The first chunks were kept for their times: the first with output is the first token.
+        timed: dict[int, Mapping[str, Any]] = {}
+        ttft = times[0] if times else None
+        for i in range(len(times)):
+            timed[i] = found = event_of(chunks[i])
+            if spec.has_output(found):
+                ttft = times[i]
+                break
+        # Of those, the reading needs the first and the ones ``keep`` picks, as after them.
+        events = [
+            timed[i] if i in timed else event_of(chunk)
+            for i, chunk in enumerate(chunks)
+            if keep is None or i == 0 or i >= len(times) or keep(chunk)
+        ]
         hand_over(
             call,
             ended=ended,

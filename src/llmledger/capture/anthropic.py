@@ -15,6 +15,7 @@ from llmledger.capture._stainless import (
     optional,
     patches,
     raw_response_types,
+    usage_as_dict,
 )
 from llmledger.capture._streams import StreamSpec
 
@@ -95,7 +96,7 @@ def _message_body(message: type | None) -> Any:
             "id": getattr(response, "id", None),
             "model": getattr(response, "model", None),
             "stop_reason": getattr(response, "stop_reason", None),
-            "usage": None if usage is None else as_dict(usage),
+            "usage": usage_as_dict(usage),
         }
 
     return read_body

@@ -20,6 +20,7 @@ from llmledger.capture._stainless import (
     optional,
     patches,
     raw_response_types,
+    usage_as_dict,
 )
 from llmledger.capture._streams import StreamSpec
 from llmledger.core.providers import OPENAI_COMPATIBLE_HOSTS
@@ -194,7 +195,7 @@ def _chat_chunk_fields(chunk: Any) -> Mapping[str, Any] | None:
         "id": getattr(chunk, "id", None),
         "model": getattr(chunk, "model", None),
         "service_tier": getattr(chunk, "service_tier", None),
-        "usage": None if usage is None else as_dict(usage),
+        "usage": usage_as_dict(usage),
         "choices": read,
     }
 
@@ -244,7 +245,7 @@ def _chat_body(completion: type | None, choice: type | None) -> Any:
             "id": getattr(response, "id", None),
             "model": getattr(response, "model", None),
             "service_tier": getattr(response, "service_tier", None),
-            "usage": None if usage is None else as_dict(usage),
+            "usage": usage_as_dict(usage),
             "choices": ends,
         }
 
