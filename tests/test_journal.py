@@ -188,3 +188,46 @@ def test_a_full_disk_drops_and_counts_and_leaves_no_empty_files(full_disk: Path)
     leftovers = [p for p in full_disk.rglob("*") if p.is_file() and p.stat().st_size == 0]
     assert leftovers == []
     assert not list(full_disk.rglob("*.tmp"))
+
+
+def test_appends_move_to_the_mapped_segment_the_writer_made(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    first = event(0)
+    assert journal.append(first)  # no spare yet: a plain segment, written with pwrite
+    assert journal._active is not None and journal._active.map is None
+    journal.prepare_spare()
+    later = [event(i) for i in range(1, 50)]
+    for e in later:
+        assert journal.append(e)
+    active = journal._active
+    assert active is not None and active.map is not None  # appends are memory copies now
+    assert len(list(tmp_path.glob("*.seg"))) == 2
+    assert [e.id for e in drain(journal)] == [e.id for e in [first, *later]]
+    journal.close()
+    assert list(tmp_path.glob("*.seg")) == []
+
+
+def test_a_dead_process_s_mapped_segment_is_read_up_to_its_unused_end(tmp_path: Path) -> None:
+    owner = Journal(tmp_path, segment_bytes=1 << 20)
+    owner.prepare_spare()
+    events = [event(i) for i in range(5)]
+    for e in events:
+        owner.append(e)
+    [segment] = tmp_path.glob("*.seg")
+    assert segment.stat().st_size == 1 << 20  # allocated whole: zeros after the records
+    owner._forget_after_fork()  # as if the process had died
+    reader = Journal(tmp_path)
+    assert reader.claim_orphans() == 1
+    assert [e.id for e in drain(reader)] == [e.id for e in events]
+    assert not reader.orphans_waiting and list(tmp_path.glob("*.seg")) == []
+
+
+def test_a_stored_mapped_segment_left_by_a_dead_process_is_removed(tmp_path: Path) -> None:
+    owner = Journal(tmp_path)
+    owner.prepare_spare()
+    owner.append(event())
+    assert len(drain(owner)) == 1  # stored: its .ack says so
+    owner._forget_after_fork()
+    reader = Journal(tmp_path)
+    assert reader.claim_orphans() == 0  # nothing left to replay in it
+    assert list(tmp_path.glob("*.seg")) == []

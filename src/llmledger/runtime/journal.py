@@ -3,14 +3,18 @@
 The caller's thread serialises the event (``marshal`` of its fields, or of a
 captured call's plain values) and copies it into this process's segment file,
 which is mapped into memory (``mmap``, shared with the file) and whose disk
-blocks were allocated when it was made (``posix_fallocate``): an append is a
-memory copy, no system call, and can never find the disk full.  From then on
-the event belongs to the operating system's page cache: it survives the death
-of the process (SIGTERM, SIGKILL, an OOM kill), though not a power loss unless
-``journal_fsync`` is set.  Where a segment cannot be allocated or mapped (a
-nearly full disk, a file system without either), appends to it are ``write``
-calls instead.  The unused end of a segment is zeros: a record header of length
-zero marks where its records end.  The background writer
+blocks were allocated and paged in when it was made (``posix_fallocate``,
+``MAP_POPULATE``): an append is a memory copy, no system call, and can never
+find the disk full.  From then on the event belongs to the operating system's
+page cache: it survives the death of the process (SIGTERM, SIGKILL, an OOM
+kill), though not a power loss unless ``journal_fsync`` is set.
+
+Making a mapped segment takes milliseconds, so the caller's thread never does:
+the background writer keeps one ready (:meth:`Journal.prepare_spare`), and
+until it is there (the first events of a process) or where a segment cannot be
+allocated or mapped (a nearly full disk, a file system without either),
+appends are ``pwrite`` calls to a plain segment.  The unused end of a mapped
+segment is zeros: a record header of length zero marks where its records end.  The background writer
 (and, with ``url`` set, the remote sink behind it) reads the segments back in
 batches and marks how far its store has committed; the heap never holds the
 backlog, so memory stays flat however far behind the store falls.
@@ -89,6 +93,8 @@ SEGMENT = _SEGMENT = ".seg"
 _ACK_SUFFIX = ".ack"
 _DROPPED = ".dropped"
 _READ_CHUNK = 1 << 20
+# Paged in when mapped (Linux): the first touch of a page costs the writer, not the caller.
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 _MARSHALLED = b"m"
 _PICKLED = b"p"
 _CAPTURED = b"c"
@@ -349,6 +355,7 @@ class Journal:
         self._lock = threading.Lock()
         self._claim_lock = threading.Lock()
         self._active: _Segment | None = None
+        self._spare: _Segment | None = None  # made by the writer, mapped, for the next appends
         self._own: list[_Segment] = []  # oldest first; the active one last
         self._orphans: list[_Segment] = []
         self._size: int | None = None
@@ -383,7 +390,11 @@ class Journal:
         size = len(record)
         with self._lock:
             segment = self._active
-            if segment is None or segment.end + size > segment.capacity:
+            if (
+                segment is None
+                or segment.end + size > segment.capacity
+                or (segment.map is None and self._spare is not None)
+            ):
                 if self._closed:
                     self._drop("the journal is closed")
                     return False
@@ -439,14 +450,51 @@ class Journal:
             if used + size > self.limit_bytes:
                 self._drop(f"the journal {self.folder} is full ({self.limit_bytes:,} bytes)")
                 return None
-        capacity = min(max(self.segment_bytes, size), self.limit_bytes - used)
-        try:
-            segment = self._open_segment(capacity)
-        except OSError as exc:
-            self._drop(f"cannot create a journal segment in {self.folder}: {exc}")
-            return None
-        self._size = used + segment.capacity
+        spare = self._spare
+        if spare is not None and spare.capacity >= size:
+            self._spare = None
+            segment = spare
+        else:
+            capacity = min(max(self.segment_bytes, size), self.limit_bytes - used)
+            try:
+                segment = self._create(capacity, mapped=False)
+            except OSError as exc:
+                self._drop(f"cannot create a journal segment in {self.folder}: {exc}")
+                return None
+            self._size = used + segment.capacity
+        if self._active is not None:
+            self._active.sealed = True
+        self._own.append(segment)
+        self._active = segment
         return segment
+
+    def prepare_spare(self) -> None:
+        """Make the next segment, allocated, mapped and paged in, so appends never wait
+        for one (the writer calls it; never raises)."""
+        if self._spare is not None or self._closed:
+            return
+        try:
+            with self._lock:
+                used = self._size
+                if used is None:
+                    used = self._size = self._folder_size()
+                capacity = min(self.segment_bytes, self.limit_bytes - used)
+                if capacity < min(self.segment_bytes, 1 << 16) or self._spare is not None:
+                    return  # too near the disk limit: appends make plain segments
+                self._size = used + capacity
+            spare = self._create(capacity, mapped=True)
+        except OSError as exc:
+            log.debug("llmledger: no spare journal segment in %s: %s", self.folder, exc)
+            return
+        if spare.map is None:  # mapping failed: plain segments will do
+            spare.close(remove=True)
+            self._size = None
+            return
+        with self._lock:
+            if self._closed:
+                spare.close(remove=True)
+            else:
+                self._spare = spare
 
     def _drop(self, reason: str) -> None:
         self.dropped += 1
@@ -469,27 +517,23 @@ class Journal:
         else:
             self._dropped_logged = self.dropped
 
-    def _open_segment(self, capacity: int) -> _Segment:
-        """A new segment for appends, its blocks allocated and mapped (the previous one
-        is sealed); when allocating or mapping fails, appends to it are system calls."""
+    def _create(self, capacity: int, *, mapped: bool) -> _Segment:
+        """A new segment file, locked; ``mapped``: its blocks allocated, mapped and paged
+        in (left unmapped when that fails, appends then write)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{new_id()}{_SEGMENT}"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         segment = _Segment(path, fd, orphan=False)
         segment.capacity = capacity
-        try:
-            os.posix_fallocate(fd, 0, capacity)
-            segment.map = mmap.mmap(fd, capacity)
-        except (OSError, ValueError) as exc:
-            log.debug("llmledger: journal segment %s not mapped (%s): appends write", path, exc)
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            segment.map = None
-        if self._active is not None:
-            self._active.sealed = True
-        self._own.append(segment)
-        self._active = segment
+        if mapped:
+            try:
+                os.posix_fallocate(fd, 0, capacity)
+                segment.map = mmap.mmap(fd, capacity, flags=_MAP_FLAGS)
+            except (OSError, ValueError) as exc:
+                log.debug("llmledger: journal segment %s not mapped: %s", path, exc)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
         return segment
 
     def _folder_size(self) -> int:
@@ -688,13 +732,17 @@ class Journal:
             self._orphans.clear()
             self._own.clear()
             self._active = None
+            if self._spare is not None:
+                self._spare.close(remove=True)
+                self._spare = None
         _live.discard(self)
 
     def _forget_after_fork(self) -> None:
         # The parent keeps its segments (and their locks); the child starts its own.
         self._lock = threading.Lock()
         self._claim_lock = threading.Lock()
-        for segment in [*self._orphans, *self._own]:
+        spare = [self._spare] if self._spare is not None else []
+        for segment in [*self._orphans, *self._own, *spare]:
             if segment.map is not None:  # the child's own view of the parent's file
                 with contextlib.suppress(OSError, ValueError):
                     segment.map.close()
@@ -705,4 +753,5 @@ class Journal:
         self._orphans = []
         self._own = []
         self._active = None
+        self._spare = None
         self.appended = self.committed = self.dropped = 0

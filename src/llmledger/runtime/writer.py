@@ -431,6 +431,7 @@ class Writer:
                 except OSError as exc:  # pragma: no cover - the folder went away
                     log.warning("llmledger: cannot look for left-over journal segments: %s", exc)
                 next_scan = now + self.orphan_interval
+            journal.prepare_spare()
             chunk = None if self._stopping and self._down else journal.read(self.batch_size)
             if chunk is None:
                 with self._done:
