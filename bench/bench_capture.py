@@ -256,15 +256,26 @@ print(json.dumps({"wall": wall, "cpu": used, "status": event.price_status,
 
 
 def record_cold(runs: int) -> list[dict[str, Any]]:
-    """The first record() of new processes; importing it (on first use of the name) apart."""
+    """The first record() of new processes; importing it (on first use of the name) apart.
+
+    Byte code is cached, as it is for an installed package (in a folder of the run's
+    own, warmed by one untimed process), so the figures are not the compiler's.
+    """
     found = []
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory() as home:
-            env = {**os.environ, "LLMLEDGER_HOME": home}
-            done = subprocess.run(
-                [sys.executable, "-c", _COLD], env=env, capture_output=True, text=True, check=True
-            )
-            found.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "PYTHONPYCACHEPREFIX": cache}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        for run in range(runs + 1):
+            with tempfile.TemporaryDirectory() as home:
+                done = subprocess.run(
+                    [sys.executable, "-c", _COLD],
+                    env={**env, "LLMLEDGER_HOME": home},
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+            if run:  # the first one wrote the byte code
+                found.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return found
 
 

@@ -47,12 +47,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import marshal
 import mmap
 import os
-import pickle
 import struct
 import threading
 import time
@@ -149,6 +147,8 @@ def encode_event(event: UsageEvent) -> bytes:
             )
         )
     except ValueError:  # a raw usage marshal cannot hold: the slow, general way
+        import pickle  # rare: imported when first needed
+
         return _PICKLED + pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -163,6 +163,8 @@ def encode_captured(values: tuple[Any, ...]) -> bytes:
     try:
         return _CAPTURED + _dumps(values)
     except ValueError:  # a body value marshal cannot hold: as the JSON it came from
+        import json  # rare: imported when first needed
+
         return _CAPTURED + _dumps(json.loads(json.dumps(values, default=str)))
 
 
@@ -189,6 +191,8 @@ def decode_event(data: bytes) -> UsageEvent:
     """
     kind, body = data[:1], data[1:]
     if kind == _PICKLED:
+        import pickle
+
         event = pickle.loads(body)
         if not isinstance(event, UsageEvent):
             raise ValueError("not an event")

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["REFRESH_SECONDS", "LedgerPrices"]
 
+#: How long a background thread waits when it starts, so the caller that started it goes on.
+_YIELD = 0.002
+
 log = logging.getLogger("llmledger")
 
 #: Least seconds between two checks that the database's prices or the price files changed.
@@ -193,6 +196,9 @@ class LedgerPrices:
     # -- loading (the loading thread, the writer's) -------------------------------------
 
     def _load(self) -> None:
+        # The thread that started this one is in the middle of a record(): let it
+        # have the interpreter back first, rather than after a whole switch interval.
+        time.sleep(_YIELD)
         try:
             self.cache = self._build(self._version())
             self._checked_at = time.monotonic()

@@ -22,9 +22,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import weakref
@@ -206,6 +204,8 @@ class Writer:
         self.set_aside = set_aside
         self._private: str | None = None
         if journal is None:
+            import tempfile
+
             self._private = tempfile.mkdtemp(prefix="llmledger-journal-")
             journal = Journal(self._private, limit_bytes=defaults.spool_limit)
         self.journal = journal
@@ -343,6 +343,8 @@ class Writer:
             thread.join(timeout)
         self.journal.close()
         if self._private is not None and self.journal.pending == 0:
+            import shutil
+
             shutil.rmtree(self._private, ignore_errors=True)
         _live_writers.discard(self)
 
@@ -419,6 +421,8 @@ class Writer:
     # -- the background thread -----------------------------------------------------
 
     def _run(self) -> None:
+        # Started by the caller's first event: let it go on before this thread runs.
+        time.sleep(0.002)
         journal = self.journal
         next_scan = 0.0
         pause = self.retry_backoff
