@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from operator import add, attrgetter, itemgetter
 from typing import Any
 
@@ -175,8 +176,9 @@ def rollup_rows(batch: Iterable[UsageEvent]) -> dict[str, list[tuple[Any, ...]]]
     return {daily_rollups.name: daily, rollups.name: hourly}
 
 
-def _upsert_sql(table: sa.Table) -> str:
-    """SQLite's ``INSERT … ON CONFLICT DO UPDATE`` adding a row's state to the stored one."""
+def _upsert_sql(table: sa.Table, rows: int) -> str:
+    """SQLite's ``INSERT … ON CONFLICT DO UPDATE`` adding each of ``rows`` rows' state to
+    the stored one."""
     name = table.name
     time = table.primary_key.columns.values()[1].name
     updates = [f'"{c}" = {name}."{c}" + excluded."{c}"' for c in _ADDED]
@@ -187,13 +189,37 @@ def _upsert_sql(table: sa.Table) -> str:
     updates.append(f'"first_us" = min({name}."first_us", excluded."first_us")')
     updates.append(f'"last_us" = max({name}."last_us", excluded."last_us")')
     columns = ", ".join(f'"{c}"' for c in (ROW_COLUMNS[0], time, *ROW_COLUMNS[2:]))
+    row = f"({', '.join(['?'] * len(ROW_COLUMNS))})"
     return (
-        f"INSERT INTO {name} ({columns}) VALUES ({', '.join(['?'] * len(ROW_COLUMNS))}) "
+        f"INSERT INTO {name} ({columns}) VALUES {', '.join([row] * rows)} "
         f'ON CONFLICT ("grain", "{time}", "dims_key") DO UPDATE SET {", ".join(updates)}'
     )
 
 
-_ROW_UPSERTS = {table.name: _upsert_sql(table) for table in (rollups, daily_rollups)}
+# Rows per SQLite upsert statement (its bound values stay well under SQLite's limit).
+_ROWS_PER_UPSERT = 256
+_TABLES = {table.name: table for table in (rollups, daily_rollups)}
+_row_upserts: dict[tuple[str, int], str] = {}
+
+
+def _upsert_rows(connection: Connection, name: str, rows: list[tuple[Any, ...]]) -> None:
+    """Upsert rows into a rollup table on SQLite with multi-row statements.
+
+    ``executemany`` gives the GIL away and takes it back at every row, and behind
+    a caller thread busy in Python each take waits for the switch interval; one
+    statement per ``_ROWS_PER_UPSERT`` rows crosses into SQLite a few times per
+    batch.  Row counts are powers of two (the remainder split into them), so a
+    few statements serve every batch.
+    """
+    start = 0
+    total = len(rows)
+    while start < total:
+        size = min(_ROWS_PER_UPSERT, 1 << ((total - start).bit_length() - 1))
+        sql = _row_upserts.get((name, size))
+        if sql is None:
+            sql = _row_upserts[(name, size)] = _upsert_sql(_TABLES[name], size)
+        connection.exec_driver_sql(sql, tuple(chain.from_iterable(rows[start : start + size])))
+        start += size
 
 
 def _upsert_from_batch(table: sa.Table, grains: tuple[int, ...]) -> Any:
@@ -298,7 +324,7 @@ def apply_rollups(connection: Connection, batch: Iterable[UsageEvent]) -> None:
         if rows:
             # Upsert in key order so two writers never wait on each other's rows in a cycle.
             rows.sort(key=_ROW_KEY)
-            connection.exec_driver_sql(_ROW_UPSERTS[name], rows)
+            _upsert_rows(connection, name, rows)
 
 
 def _floor(moment: datetime | None, period_us: int) -> int | None:
