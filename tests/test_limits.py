@@ -209,6 +209,7 @@ def test_check_estimates_reserves_and_settles(ledger: Ledger) -> None:
         llmledger.check(user="ana", tokens=600, raise_on_block=True)
     first.settle(tokens=300)
     first.settle(tokens=300)  # once only
+    assert llmledger.flush(10)  # settles are applied off the caller's thread
     third = llmledger.check(user="ana", tokens=600)
     assert third.allowed and third.decisions[0].used == 300
     assert llmledger.check(user="bob", tokens=10**9).decisions == ()

@@ -342,7 +342,10 @@ class Ledger:
         Returns:
             True only when all of them reached the store.
         """
-        return self.writer.flush(timeout)
+        flushed = self.writer.flush(timeout)
+        if self._limits is not None:
+            flushed = self._limits.flush(timeout) and flushed
+        return flushed
 
     def close(self) -> None:
         """Flush (for at most ``shutdown_timeout`` seconds), stop the writer and close
@@ -352,6 +355,8 @@ class Ledger:
         self._closed = True
         if self._writer is not None:
             self._writer.close(self.settings.shutdown_timeout)
+        if self._limits is not None:
+            self._limits.close(self.settings.shutdown_timeout)
         self.after_commit.close()
         atexit.unregister(self._close_listeners_at_exit)
         if self._remote is not None:

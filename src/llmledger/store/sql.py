@@ -140,6 +140,8 @@ class SqlStore(
                 "postgresql+psycopg://USER@HOST/DB"
             )
         self._sqlite = backend == "sqlite"
+        # The limits' own pool on PostgreSQL (made on first use, see _limit_engine).
+        self._limits_pool: Engine | None = None
         budget.install(self._engine, sqlite=self._sqlite)
         # SQLite's INSERTs are compiled once per shape from the Core tables.
         self._dialect = sqlite.dialect(paramstyle="qmark")
@@ -176,7 +178,17 @@ class SqlStore(
         # Connections inherited across fork() must not be used by the child.
         if os.getpid() != self._pid:
             self._engine.dispose(close=False)
+            if self._limits_pool is not None:
+                self._limits_pool.dispose(close=False)
             self._pid = os.getpid()
+
+    def _limit_engine(self) -> Engine:
+        # A guarded call's reserve is one statement: a pool that pings each connection
+        # on checkout would double its round trips, so limits have a pool without.
+        self._check_fork()
+        if self._limits_pool is None:
+            self._limits_pool = postgres_engine(self._url, pre_ping=False)
+        return self._limits_pool
 
     def _connect(self, *, write: bool = False) -> Connection:
         self._check_fork()
@@ -186,6 +198,8 @@ class SqlStore(
     def close(self) -> None:
         """Close every pooled connection; the store can be reopened by using it again."""
         self._engine.dispose()
+        if self._limits_pool is not None:
+            self._limits_pool.dispose()
 
     def __enter__(self) -> SqlStore:
         return self
