@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmledger.core.attribution import current_attribution
 from llmledger.core.errors import InvalidLimitError, LedgerError, LimitExceededError
 from llmledger.core.ids import fingerprint, new_id
-from llmledger.core.limits import Amounts, Decision, Policy, Subject, estimate_tokens
+from llmledger.core.limits import NOTE_TAG, Amounts, Decision, Policy, Subject, estimate_tokens
 from llmledger.core.usage import Usage
 
 if TYPE_CHECKING:
@@ -57,12 +57,9 @@ __all__ = [
 
 log = logging.getLogger("llmledger.limits")
 
-#: The tag a guarded call's event carries when a limit warned, or the limit store
-#: could not be reached: ``warn:<limit ids>``, ``unavailable:open`` / ``unavailable:closed``.
-NOTE_TAG = "llmledger.limits"
-
-#: Called with each check in which a ``warn`` limit was passed (e.g. to raise an
-#: alert); a listener that fails is logged, never raised into the call.
+#: Called with each check in which a ``warn`` limit was passed, in the process that
+#: made the call; a listener that fails is logged, never raised into the call.  (The
+#: alert rule ``limit`` reads the ledger instead: see docs/limits.md.)
 warning_listeners: list[Callable[[LimitCheck], object]] = []
 
 
