@@ -337,7 +337,8 @@ class Ledger:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event submitted so far, and every event a dead process
-        left in this destination's journal, is in the store (or ``timeout`` passes).
+        left in this destination's journal, is in the store, and every limit settle
+        handed over so far is applied (or ``timeout`` passes).
 
         Returns:
             True only when all of them reached the store.

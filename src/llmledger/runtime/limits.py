@@ -21,10 +21,12 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -330,6 +332,8 @@ class LimitGuard:
         self._backend = backend
         self._lock = threading.Lock()
         self._settler = _Settler(self.settle)
+        _live_guards.add(self)
+        _install_exit_hook()
 
     @property
     def backend(self) -> LimitBackend:
@@ -445,6 +449,7 @@ class LimitGuard:
 
     def close(self, timeout: float | None = None) -> None:
         """Apply the settles left (for at most ``timeout`` seconds) and stop the thread."""
+        _live_guards.discard(self)
         self._settler.close(timeout)
         if isinstance(self._backend, RemoteLimits):
             self._backend.close()
@@ -460,6 +465,29 @@ class LimitGuard:
             log.exception("llmledger: settling a limit reservation failed")
             if self.ledger.settings.strict:
                 raise
+
+
+_live_guards: weakref.WeakSet[LimitGuard] = weakref.WeakSet()
+_exit_hook = threading.Lock()
+_exit_hook_installed = False
+
+
+def _install_exit_hook() -> None:
+    global _exit_hook_installed
+    with _exit_hook:
+        if not _exit_hook_installed:
+            atexit.register(_settle_all_at_exit)
+            _exit_hook_installed = True
+
+
+def _settle_all_at_exit() -> None:
+    """At exit, the settles left are applied: the ledger's flush builds the events still
+    queued (which hands over their settles) and then waits for the settles."""
+    for guard in list(_live_guards):
+        try:
+            guard.ledger.flush(guard.ledger.settings.shutdown_timeout)
+        except Exception:
+            log.exception("llmledger: could not apply the limit settles left at exit")
 
 
 class _Settler:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import chain, compress
@@ -64,6 +65,8 @@ WriteHook = Callable[[Connection, Sequence[UsageEvent]], object]
 _LAST_ROWID = f"SELECT coalesce(max(rowid), 0) FROM {events.name}"
 #: Most rows in one multi-row INSERT: a batch crosses into SQLite in a few calls.
 _ROWS_PER_INSERT = 256
+#: Guards the making of a store's limits pool (two threads may ask for it at once).
+_POOL_LOCK = threading.Lock()
 _IDS_AFTER = f"SELECT id FROM {events.name} WHERE rowid > ?"
 _TAGS_FROM_JSON = (
     f"INSERT OR IGNORE INTO {event_tags.name} (key, value, ts_us, event_id) "
@@ -186,9 +189,16 @@ class SqlStore(
         # A guarded call's reserve is one statement: a pool that pings each connection
         # on checkout would double its round trips, so limits have a pool without.
         self._check_fork()
-        if self._limits_pool is None:
-            self._limits_pool = postgres_engine(self._url, pre_ping=False)
-        return self._limits_pool
+        pool = self._limits_pool
+        if pool is None:
+            pool = postgres_engine(self._url, pre_ping=False)
+            with _POOL_LOCK:
+                if self._limits_pool is None:
+                    self._limits_pool = pool
+                else:  # another thread made it first
+                    pool.dispose()
+                    pool = self._limits_pool
+        return pool
 
     def _connect(self, *, write: bool = False) -> Connection:
         self._check_fork()
