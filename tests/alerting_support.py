@@ -4,6 +4,7 @@ webhook endpoint (the standard library's HTTP server), each recording what arriv
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,24 +23,39 @@ from tests.test_server_e2e import free_port
 
 @dataclass
 class Mailbox:
-    """What the SMTP server received."""
+    """What the SMTP server received (and whether each mail came over TLS)."""
 
     mails: list[Message] = field(default_factory=list)
+    encrypted: list[bool] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         with self.lock:
             self.mails.append(message_from_bytes(content))
+            transport = server.transport
+            tls = transport is not None and transport.get_extra_info("ssl_object") is not None
+            self.encrypted.append(tls)
         return "250 OK"
 
 
 @contextmanager
-def smtp_server() -> Iterator[tuple[int, Mailbox]]:
-    """A real SMTP server on loopback; yields its port and mailbox."""
+def smtp_server(
+    tls: ssl.SSLContext | None = None, *, implicit: bool = False
+) -> Iterator[tuple[int, Mailbox]]:
+    """A real SMTP server on loopback; yields its port and mailbox.
+
+    With ``tls`` (a server context) it requires STARTTLS before any mail, or with
+    ``implicit`` speaks TLS from the first byte.
+    """
     box = Mailbox()
     port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
+    options: dict[str, Any] = {}
+    if tls is not None and implicit:
+        options = {"ssl_context": tls}
+    elif tls is not None:
+        options = {"tls_context": tls, "require_starttls": True}
+    controller = Controller(box, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield port, box

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -209,9 +213,34 @@ def test_check_estimates_reserves_and_settles(ledger: Ledger) -> None:
         llmledger.check(user="ana", tokens=600, raise_on_block=True)
     first.settle(tokens=300)
     first.settle(tokens=300)  # once only
+    assert llmledger.flush(10)  # settles are applied off the caller's thread
     third = llmledger.check(user="ana", tokens=600)
     assert third.allowed and third.decisions[0].used == 300
     assert llmledger.check(user="bob", tokens=10**9).decisions == ()
+
+
+def test_a_settle_handed_over_is_applied_before_the_process_exits(
+    db_url: str, tmp_path: Path
+) -> None:
+    store = open_store(db_url)
+    limit = Limit("user", "ana", "tokens", Decimal(1000), "day", id="L-tok")
+    store.add_limit(limit)
+    script = (
+        "import llmledger\n"
+        "c = llmledger.check(user='ana', tokens=600, reserve=True)\n"
+        "assert c.allowed\n"
+        "c.settle(tokens=250)\n"  # then exits without flushing
+    )
+    env = {
+        **os.environ,
+        "LLMLEDGER_DATABASE_URL": db_url,
+        "LLMLEDGER_HOME": str(tmp_path / "home"),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    _, used, reserved = store.limit_states([limit], now=datetime.now(UTC))["L-tok"]
+    assert (used, reserved) == (250, 0)
+    store.close()
 
 
 def test_unsettled_reservations_expire(db_url: str) -> None:

@@ -3,6 +3,7 @@
 * :mod:`~llmledger.alerts.budgets`: a budget, its window and its status;
 * :mod:`~llmledger.alerts.evaluate`: many budgets answered by few report queries;
 * :mod:`~llmledger.alerts.rules`: the alert rules and their baselines;
+* :mod:`~llmledger.alerts.limits`: the rule on spending limits passed;
 * :mod:`~llmledger.alerts.state`: fire once per crossing, resolve when clear;
 * :mod:`~llmledger.alerts.messages`: notifications as data, retries' backoff;
 * :mod:`~llmledger.alerts.recipients`: ``email:…``, ``webhook:…``, ``slack:…``.
@@ -31,6 +32,7 @@ from llmledger.alerts.budgets import (
     matches,
 )
 from llmledger.alerts.evaluate import BudgetPlan, budget_conditions, plan_budgets, statuses
+from llmledger.alerts.limits import limit_conditions
 from llmledger.alerts.messages import (
     Message,
     alert_messages,
@@ -63,6 +65,7 @@ __all__ = [
     "budget_window",
     "crossing_key",
     "digest_messages",
+    "limit_conditions",
     "matches",
     "parse_recipients",
     "plan_budgets",

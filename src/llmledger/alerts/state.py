@@ -47,6 +47,7 @@ Rule = Literal[
     "latency",
     "price_gap",
     "stale_prices",
+    "limit",
 ]
 RULES: tuple[str, ...] = get_args(Rule)
 

@@ -34,6 +34,7 @@ __all__ = [
     "METRICS",
     "MODES",
     "NANOS_PER_USD",
+    "NOTE_TAG",
     "OUTCOMES",
     "PERIODS",
     "POLICIES",
@@ -68,6 +69,11 @@ PERIODS: tuple[str, ...] = get_args(Period)
 MODES: tuple[str, ...] = get_args(LimitMode)
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 POLICIES: tuple[str, ...] = get_args(Policy)
+
+#: The tag a guarded call's event carries when a limit warned or refused it, or the
+#: limit store could not be reached: ``warn:<limit ids>``, ``block:<limit ids>``,
+#: ``unavailable:open`` / ``unavailable:closed``.
+NOTE_TAG = "llmledger.limits"
 
 #: Cost units: nano-USD, as the events table stores cost.
 NANOS_PER_USD = 1_000_000_000

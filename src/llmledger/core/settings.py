@@ -118,6 +118,8 @@ class Settings:
         smtp_user: Login, when the server needs one.
         smtp_password: Its password.
         smtp_sender: The ``From`` address.
+        smtp_ca_file: A PEM file of the certificate authorities the mail server's
+            certificate is verified against, instead of the system's (``starttls``, ``tls``).
         webhook_secret: Key of the ``X-Llmledger-Signature`` HMAC-SHA256 of webhook bodies.
         notify_timeout: Seconds one delivery attempt may take.
         debug: Log each captured call at DEBUG: how its usage was read and how it
@@ -176,6 +178,7 @@ class Settings:
     smtp_user: str | None = None
     smtp_password: str | None = None
     smtp_sender: str = "llmledger@localhost"
+    smtp_ca_file: str | None = None
     webhook_secret: str | None = None
     notify_timeout: float = 10.0
     debug: bool = False

@@ -38,6 +38,7 @@ from llmledger.alerts import (
     alert_messages,
     budget_conditions,
     digest_messages,
+    limit_conditions,
     plan_budgets,
     retry_delay,
     statuses,
@@ -45,6 +46,7 @@ from llmledger.alerts import (
     transition,
     windows,
 )
+from llmledger.alerts.limits import NOTED
 from llmledger.alerts.messages import MAX_ATTEMPTS
 from llmledger.alerts.rules import (
     AUTH_ERROR_TYPES,
@@ -60,7 +62,7 @@ from llmledger.core.ids import new_id
 from llmledger.core.settings import Settings
 from llmledger.notify import send
 from llmledger.pricing import PriceResolver
-from llmledger.query import Query
+from llmledger.query import Filter, Query
 from llmledger.store import Store
 
 __all__ = ["CheckResult", "Delivery", "Monitor", "alert_settings"]
@@ -290,6 +292,23 @@ class Monitor:
                         listed.append((row["provider"], row["model"], status, calls))
             return price_gap_conditions(listed, cfg)
 
+        def limits() -> list[Condition]:
+            found = self.store.list_limits()
+            if not found:
+                return []
+            states = self.store.limit_states(found, now=now)
+            noted = report(
+                Query(
+                    since=min(window for window, _, _ in states.values()),
+                    until=now,
+                    by=(NOTED,),
+                    every="hour",
+                    where=(Filter(NOTED, (None,), negate=True),),
+                    metrics=("calls",),
+                )
+            ).rows
+            return limit_conditions(found, states, noted, cfg.recipients)
+
         def stale() -> list[Condition]:
             today = now.date()
             before = today - timedelta(days=cfg.stale_days - 1)
@@ -308,6 +327,7 @@ class Monitor:
             ),
             "price_gap": gaps,
             "stale_prices": stale,
+            "limit": limits,
         }
 
     # -- delivery --------------------------------------------------------------------

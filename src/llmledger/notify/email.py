@@ -6,6 +6,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 
 from llmledger.alerts import Message, Recipient
 from llmledger.core.errors import NotificationError
@@ -56,17 +57,25 @@ def send_email(message: Message, settings: Settings) -> None:
                 settings.smtp_host,
                 settings.smtp_port,
                 timeout=timeout,
-                context=ssl.create_default_context(),
+                context=_tls_context(settings),
             )
         else:
             client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
         with client:
             if settings.smtp_security == "starttls":
-                client.starttls(context=ssl.create_default_context())
+                client.starttls(context=_tls_context(settings))
             if settings.smtp_user:
                 client.login(settings.smtp_user, settings.smtp_password or "")
             client.send_message(mail)
-    except (OSError, smtplib.SMTPException) as exc:
+    except (OSError, smtplib.SMTPException) as exc:  # ssl.SSLError is an OSError
         raise NotificationError(
             f"{message.recipient}: mail via {settings.smtp_host}:{settings.smtp_port} failed: {exc}"
         ) from None
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    """Verifies the server's certificate and name: against ``smtp_ca_file`` when set
+    (a private authority), else the system's certificate authorities."""
+    if settings.smtp_ca_file:
+        return ssl.create_default_context(cafile=str(Path(settings.smtp_ca_file).expanduser()))
+    return ssl.create_default_context()

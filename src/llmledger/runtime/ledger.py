@@ -337,12 +337,16 @@ class Ledger:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event submitted so far, and every event a dead process
-        left in this destination's journal, is in the store (or ``timeout`` passes).
+        left in this destination's journal, is in the store, and every limit settle
+        handed over so far is applied (or ``timeout`` passes).
 
         Returns:
             True only when all of them reached the store.
         """
-        return self.writer.flush(timeout)
+        flushed = self.writer.flush(timeout)
+        if self._limits is not None:
+            flushed = self._limits.flush(timeout) and flushed
+        return flushed
 
     def close(self) -> None:
         """Flush (for at most ``shutdown_timeout`` seconds), stop the writer and close
@@ -352,6 +356,8 @@ class Ledger:
         self._closed = True
         if self._writer is not None:
             self._writer.close(self.settings.shutdown_timeout)
+        if self._limits is not None:
+            self._limits.close(self.settings.shutdown_timeout)
         self.after_commit.close()
         atexit.unregister(self._close_listeners_at_exit)
         if self._remote is not None:

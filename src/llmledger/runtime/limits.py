@@ -21,9 +21,13 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
+import time
+import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmledger.core.attribution import current_attribution
 from llmledger.core.errors import InvalidLimitError, LedgerError, LimitExceededError
 from llmledger.core.ids import fingerprint, new_id
-from llmledger.core.limits import Amounts, Decision, Policy, Subject, estimate_tokens
+from llmledger.core.limits import NOTE_TAG, Amounts, Decision, Policy, Subject, estimate_tokens
 from llmledger.core.usage import Usage
 
 if TYPE_CHECKING:
@@ -55,12 +59,9 @@ __all__ = [
 
 log = logging.getLogger("llmledger.limits")
 
-#: The tag a guarded call's event carries when a limit warned, or the limit store
-#: could not be reached: ``warn:<limit ids>``, ``unavailable:open`` / ``unavailable:closed``.
-NOTE_TAG = "llmledger.limits"
-
-#: Called with each check in which a ``warn`` limit was passed (e.g. to raise an
-#: alert); a listener that fails is logged, never raised into the call.
+#: Called with each check in which a ``warn`` limit was passed, in the process that
+#: made the call; a listener that fails is logged, never raised into the call.  (The
+#: alert rule ``limit`` reads the ledger instead: see docs/limits.md.)
 warning_listeners: list[Callable[[LimitCheck], object]] = []
 
 
@@ -278,13 +279,15 @@ class LimitCheck:
         """Replace the reservation by what the call spent (once; later calls do nothing).
 
         Call it with nothing (zero cost and tokens) when the call failed: that
-        releases the reservation.  Never raises: a settle that cannot reach the
-        store is logged, and the reservation expires after ``limit_ttl``.
+        releases the reservation.  The settle is handed to a thread of the ledger
+        and returns at once (``llmledger.flush()`` waits for it): until it lands, the
+        call's estimate counts in its place.  Never raises: a settle that cannot
+        reach the store is logged, and the reservation expires after ``limit_ttl``.
         """
         if self.reservation is None or self.guard is None or self._settled:
             return
         self._settled.append(True)
-        self.guard.settle(
+        self.guard.settle_later(
             self.reservation, Amounts.of_call(cost=cost, tokens=tokens, requests=requests)
         )
 
@@ -328,6 +331,9 @@ class LimitGuard:
         self.ttl = settings.limit_ttl
         self._backend = backend
         self._lock = threading.Lock()
+        self._settler = _Settler(self.settle)
+        _live_guards.add(self)
+        _install_exit_hook()
 
     @property
     def backend(self) -> LimitBackend:
@@ -426,17 +432,128 @@ class LimitGuard:
         needed = self.estimate(provider, model, prompt_bytes, max_tokens, now)
         return self.decide(subject, needed, reserve=True, now=now)
 
-    def settle(self, reservation: str, spent: Amounts) -> None:
-        """Settle a reservation; a store that cannot be reached is logged (the TTL frees it)."""
+    def settle_later(self, reservation: str, spent: Amounts) -> None:
+        """Settle a reservation in the guard's settling thread, off the caller's path.
+
+        Settles are applied in the order given; :meth:`flush` waits for them.
+        """
+        self._settler.submit(reservation, spent, datetime.now(UTC))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every settle handed over so far is applied (or ``timeout`` passes).
+
+        Returns:
+            True when none is left.
+        """
+        return self._settler.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Apply the settles left (for at most ``timeout`` seconds) and stop the thread."""
+        _live_guards.discard(self)
+        self._settler.close(timeout)
+        if isinstance(self._backend, RemoteLimits):
+            self._backend.close()
+
+    def settle(self, reservation: str, spent: Amounts, now: datetime | None = None) -> None:
+        """Settle a reservation now; a store that cannot be reached is logged (the TTL frees it)."""
         # Never raises: it runs where the call's event is built, which must not be lost.
         try:
-            self.backend.settle(reservation, spent, now=datetime.now(UTC))
+            self.backend.settle(reservation, spent, now=now or datetime.now(UTC))
         except LedgerError:
             log.warning("llmledger: could not settle a limit reservation", exc_info=True)
         except Exception:
             log.exception("llmledger: settling a limit reservation failed")
             if self.ledger.settings.strict:
                 raise
+
+
+_live_guards: weakref.WeakSet[LimitGuard] = weakref.WeakSet()
+_exit_hook = threading.Lock()
+_exit_hook_installed = False
+
+
+def _install_exit_hook() -> None:
+    global _exit_hook_installed
+    with _exit_hook:
+        if not _exit_hook_installed:
+            atexit.register(_settle_all_at_exit)
+            _exit_hook_installed = True
+
+
+def _settle_all_at_exit() -> None:
+    """At exit, the settles left are applied: the ledger's flush builds the events still
+    queued (which hands over their settles) and then waits for the settles."""
+    for guard in list(_live_guards):
+        try:
+            guard.ledger.flush(guard.ledger.settings.shutdown_timeout)
+        except Exception:
+            log.exception("llmledger: could not apply the limit settles left at exit")
+
+
+class _Settler:
+    """A thread that applies settles in the order they are handed over.
+
+    Settling is the one part of a guarded call that may wait: while it waits,
+    the call's reservation (its estimate) keeps counting, which never lets more
+    through.  The thread starts on the first settle (again after a fork) and
+    ends once idle for a while.
+    """
+
+    _IDLE = 30.0
+
+    def __init__(self, settle: Callable[[str, Amounts, datetime], None]) -> None:
+        self._settle = settle
+        self._queue: deque[tuple[str, Amounts, datetime]] = deque()
+        self._ready = threading.Condition()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    def submit(self, reservation: str, spent: Amounts, now: datetime) -> None:
+        with self._ready:
+            self._queue.append((reservation, spent, now))
+            self._pending += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="llmledger-limits-settle", daemon=True
+                )
+                self._thread.start()
+            self._ready.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                if not self._queue and not self._ready.wait_for(
+                    lambda: bool(self._queue), timeout=self._IDLE
+                ):
+                    self._thread = None
+                    return
+                reservation, spent, now = self._queue.popleft()
+            try:
+                self._settle(reservation, spent, now)
+            except BaseException as exc:  # strict mode: seen by the next flush
+                self._failure = exc
+            finally:
+                with self._ready:
+                    self._pending -= 1
+                    self._ready.notify_all()
+
+    def flush(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._ready:
+            while self._pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._ready.wait(left)
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+        return True
+
+    def close(self, timeout: float | None) -> None:
+        if not self.flush(timeout):
+            log.warning("llmledger: %d limit settles were left unapplied", self._pending)
 
 
 _OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "maxOutputTokens")

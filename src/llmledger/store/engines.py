@@ -102,8 +102,12 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (found.st_dev, found.st_ino)
 
 
-def postgres_engine(url: sa.URL) -> Engine:
+def postgres_engine(url: sa.URL, *, pre_ping: bool = True) -> Engine:
     """An engine for a PostgreSQL ledger through psycopg 3.
+
+    ``pre_ping`` checks each connection with a round trip as it leaves the pool; the
+    limits' pool goes without (one round trip per check is its budget) and replaces
+    a connection found broken instead.
 
     Raises:
         StoreError: for another driver, or when psycopg is not installed.
@@ -116,7 +120,7 @@ def postgres_engine(url: sa.URL) -> Engine:
         )
     connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
     try:
-        return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=pre_ping)
     except ImportError as exc:
         raise StoreError(
             f"PostgreSQL needs psycopg 3: pip install 'llmledger[postgres]' ({exc})"

@@ -6,11 +6,18 @@ the units settled (``used``).  ``limit_reservations`` holds what each call in
 flight reserved, per limit, until it is settled or its ``expires_us`` passes (a
 process killed mid-call never settles; its reservation stops counting at expiry).
 
-Reserve and settle are atomic per limit: both first lock the rows of the limits
-they touch, in id order (PostgreSQL ``SELECT … FOR UPDATE``; SQLite's write
-transactions begin with ``BEGIN IMMEDIATE``, which serialises them all), then
-read and change the counters in the same transaction.  The decision itself is the
-pure :func:`llmledger.core.limits.decide`.
+Reserve is atomic per limit.  On SQLite its write transaction begins with
+``BEGIN IMMEDIATE``, which serialises every writer, then reads and changes the
+counters.  On PostgreSQL it is one round trip: two statements sent in one
+pipeline, which runs them as one transaction.  The first locks the rows of the
+matching limits in id order (``SELECT … FOR UPDATE``); the second, whose snapshot
+is taken once the locks are held, reads the counters and inserts the reservation
+only when no ``block`` limit refuses it.  (One statement alone cannot do it: its
+snapshot would predate the lock it waited for, and miss the reservation committed
+by the holder.)  Settle is one statement on PostgreSQL too: it moves the
+reservation into the counters, which never lets a reservation pass its limit, so
+it needs no lock.  The decision itself is the pure
+:func:`llmledger.core.limits.decide`, mirrored in the reservation's SQL condition.
 
 Example:
     >>> from datetime import UTC, datetime
@@ -34,18 +41,18 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from llmledger.core.errors import InvalidLimitError
-from llmledger.core.limits import Amounts, Decision, Limit, Subject, decide, window_start
+from llmledger.core.errors import InvalidLimitError, StoreError, StoreUnavailableError
+from llmledger.core.limits import PERIODS, Amounts, Decision, Limit, Subject, decide, window_start
 from llmledger.store.codec import from_micros, to_micros
-from llmledger.store.errors import RowExistsError, database_errors
+from llmledger.store.errors import RowExistsError, database_errors, is_transient, one_line
 from llmledger.store.schema import metadata
 
 __all__ = ["STALE_RESERVATION_US", "LimitRows", "limit_reservations", "limit_usage", "limits"]
@@ -113,6 +120,9 @@ class LimitRows:
     _sqlite: bool
 
     def _connect(self, *, write: bool = False) -> Connection:  # pragma: no cover - SqlStore's
+        raise NotImplementedError
+
+    def _limit_engine(self) -> Engine:  # pragma: no cover - SqlStore's
         raise NotImplementedError
 
     # -- the limits ------------------------------------------------------------------
@@ -241,12 +251,13 @@ class LimitRows:
         match, params = _matching_sql(subject)
         if match is None:
             return []
-        lock = " FOR UPDATE" if write and not self._sqlite else ""
+        if not self._sqlite:
+            return self._reserve_postgres(match, params, needed, now, ttl, reservation)
         with database_errors("check the limits"), self._connect(write=write) as conn:
             conn.begin()
             cursor = self._cursor(conn)
             rows = cursor.all(
-                f"SELECT {_LIMIT_COLUMNS} FROM limits WHERE {match} ORDER BY id{lock}", params
+                f"SELECT {_LIMIT_COLUMNS} FROM limits WHERE {match} ORDER BY id", params
             )
             found = [_limit(dict(zip(_LIMIT_FIELDS, row, strict=True))) for row in rows]
             if not found:
@@ -314,7 +325,11 @@ class LimitRows:
         """
         owner = "" if tenant is None else " AND tenant = :tenant"
         params: dict[str, Any] = {"id": reservation, "tenant": tenant}
-        lock = "" if self._sqlite else " FOR UPDATE"
+        stale = to_micros(now) - STALE_RESERVATION_US
+        if not self._sqlite:
+            values = {**params, **_amounts("", spent), "stale": stale}
+            sql = _PG_SETTLE.format(owner=owner)
+            return int(self._autocommit("settle the limits", lambda d: _one(d, sql, values)))
         with database_errors("settle the limits"), self._connect(write=True) as conn:
             conn.begin()
             cursor = self._cursor(conn)
@@ -328,18 +343,16 @@ class LimitRows:
                 conn.rollback()
                 return 0
             ids, id_params = _in("l", limit_ids)
-            # The same locks, in the same order, as a reservation takes.
             metric = {
                 str(limit_id): str(name)
                 for limit_id, name in cursor.all(
-                    f"SELECT id, metric FROM limits WHERE id IN ({ids}) ORDER BY id{lock}",
-                    id_params,
+                    f"SELECT id, metric FROM limits WHERE id IN ({ids})", id_params
                 )
             }
             # Long-expired reservations of these limits go here, off the caller's path.
             cursor.run(
                 f"DELETE FROM limit_reservations WHERE limit_id IN ({ids}) AND expires_us < :stale",
-                {**id_params, "stale": to_micros(now) - STALE_RESERVATION_US},
+                {**id_params, "stale": stale},
             )
             settled = cursor.all(
                 f"DELETE FROM limit_reservations WHERE id = :id{owner} AND limit_id IN ({ids}) "
@@ -360,6 +373,85 @@ class LimitRows:
                 )
             conn.commit()
         return len(rows)
+
+    def _reserve_postgres(
+        self,
+        match: str,
+        params: dict[str, Any],
+        needed: Amounts,
+        now: datetime,
+        ttl: float,
+        reservation: str | None,
+    ) -> list[Decision]:
+        now_us = to_micros(now)
+        values: dict[str, Any] = {
+            **params,
+            **{f"w_{period}": to_micros(window_start(period, now)) for period in PERIODS},
+            **_amounts("n_", needed),
+            "now": now_us,
+            "reservation": reservation,
+            "expires": now_us + int(ttl * 1_000_000),
+        }
+        counted = _PG_COUNTED.format(match=match)
+        lock = _PG_LOCK.format(match=match)
+
+        def run(driver: Any) -> list[Any]:
+            with driver.cursor() as cursor:
+                if reservation is None:
+                    cursor.execute(_pg_sql(counted + _PG_DECIDE_ONLY), values)
+                    return list(cursor.fetchall())
+                # Two statements in one pipeline (one round trip): an autocommit
+                # connection runs them as one implicit transaction, and the second's
+                # snapshot follows the first's locks.
+                with driver.pipeline(), driver.cursor() as locking:
+                    locking.execute(_pg_sql(lock), values)
+                    cursor.execute(_pg_sql(counted + _PG_RESERVE), values)
+                return list(cursor.fetchall())
+
+        rows = self._autocommit("check the limits", run)
+        decisions = []
+        for row in rows:
+            limit = _limit(dict(zip(_LIMIT_FIELDS, row, strict=False)))
+            window_us, used, reserved, taken = (int(v) for v in row[len(_LIMIT_FIELDS) :])
+            if taken:
+                raise InvalidLimitError(
+                    f"reservation {reservation!r} is already in use: give each call its own"
+                )
+            units = needed.get(limit.metric)
+            outcome = decide(limit, used=used, reserved=reserved, needed=units)
+            decisions.append(
+                Decision(limit, from_micros(window_us), used, reserved, units, outcome)
+            )
+        return decisions
+
+    def _autocommit(self, doing: str, work: Callable[[Any], _T]) -> _T:
+        """``work`` on a PostgreSQL driver connection in autocommit (each message its
+        own transaction: no BEGIN and COMMIT round trips), the driver's errors as the
+        store's.  A pooled connection found broken is replaced and the work tried once
+        more (the pool does not ping: the work's statement is the ping)."""
+        engine = self._limit_engine()
+        for attempt in (1, 2):
+            with database_errors(doing):
+                fairy = engine.raw_connection()
+            driver: Any = fairy.driver_connection
+            try:
+                driver.autocommit = True
+                try:
+                    return work(driver)
+                finally:
+                    if not driver.closed:
+                        driver.autocommit = False
+            except engine.dialect.loaded_dbapi.Error as exc:
+                broken = bool(driver.closed or driver.broken)
+                if broken:
+                    fairy.invalidate()
+                    if attempt == 1:
+                        continue
+                error = StoreUnavailableError if broken or is_transient(exc) else StoreError
+                raise error(f"cannot {doing}: {one_line(exc)}") from exc
+            finally:
+                fairy.close()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def limit_states(
         self, limit_list: Sequence[Limit], *, now: datetime
@@ -395,6 +487,62 @@ _LIMIT_FIELDS = (
     "created_us",
 )
 _LIMIT_COLUMNS = ", ".join(_LIMIT_FIELDS)
+_T = TypeVar("_T")
+
+# PostgreSQL's reserve: lock the matching limits (in id order, so two reservations
+# never deadlock), then, in a second statement, count and reserve.
+_PG_LOCK = "SELECT id FROM limits WHERE {match} ORDER BY id FOR UPDATE"
+_PG_COUNTED = f"""WITH found AS (
+  SELECT {_LIMIT_COLUMNS}, units,
+    CASE period WHEN 'hour' THEN :w_hour WHEN 'day' THEN :w_day WHEN 'week' THEN :w_week
+      ELSE :w_month END AS window_us,
+    CASE metric WHEN 'cost' THEN :n_cost WHEN 'tokens' THEN :n_tokens
+      ELSE :n_requests END AS needed
+  FROM limits WHERE {{match}}
+), counted AS (
+  SELECT found.*,
+    COALESCE((SELECT used FROM limit_usage AS u
+              WHERE u.limit_id = found.id AND u.window_us = found.window_us), 0) AS used,
+    CAST(COALESCE((SELECT SUM(r.units) FROM limit_reservations AS r
+                   WHERE r.limit_id = found.id AND r.window_us = found.window_us
+                     AND r.expires_us > :now), 0) AS BIGINT) AS reserved
+  FROM found
+)"""
+_PG_DECIDE_ONLY = f"""
+SELECT {_LIMIT_COLUMNS}, window_us, used, reserved, 0 FROM counted ORDER BY id"""
+# The condition mirrors llmledger.core.limits.decide: a block limit refuses when
+# used + reserved + max(needed, 1) passes its units.
+_PG_RESERVE = f""", taken AS (
+  SELECT EXISTS (SELECT 1 FROM limit_reservations WHERE id = :reservation) AS taken
+), inserted AS (
+  INSERT INTO limit_reservations (id, limit_id, window_us, units, expires_us, tenant)
+  SELECT :reservation, id, window_us, needed, :expires, :tenant FROM counted
+  WHERE NOT (SELECT taken FROM taken) AND NOT EXISTS (
+    SELECT 1 FROM counted
+    WHERE mode = 'block' AND used + reserved + GREATEST(needed, 1) > units)
+)
+SELECT {_LIMIT_COLUMNS}, window_us, used, reserved, CAST((SELECT taken FROM taken) AS INT)
+FROM counted ORDER BY id"""
+# PostgreSQL's settle, one statement: the reservation's rows leave as their spend
+# enters the counters.  Long-expired reservations of the same limits go too, skipping
+# rows another settle holds (two settles never wait for each other's leftovers).
+_PG_SETTLE = """WITH settled AS (
+  DELETE FROM limit_reservations WHERE id = :id{owner} AND expires_us >= :stale
+  RETURNING limit_id, window_us
+), stale AS (
+  DELETE FROM limit_reservations WHERE ctid IN (
+    SELECT ctid FROM limit_reservations
+    WHERE limit_id IN (SELECT limit_id FROM settled) AND expires_us < :stale
+    FOR UPDATE SKIP LOCKED)
+), counted AS (
+  INSERT INTO limit_usage (limit_id, window_us, used)
+  SELECT s.limit_id, s.window_us,
+    CASE l.metric WHEN 'cost' THEN :cost WHEN 'tokens' THEN :tokens ELSE :requests END
+  FROM settled AS s JOIN limits AS l ON l.id = s.limit_id ORDER BY s.limit_id
+  ON CONFLICT (limit_id, window_us) DO UPDATE SET used = limit_usage.used + excluded.used
+  RETURNING 1
+)
+SELECT count(*) FROM counted"""
 _SCOPES = ("tenant", "user", "feature", "api_key")
 _NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
 
@@ -424,6 +572,21 @@ class _Cursor:
 def _pg_sql(sql: str) -> str:
     """``:name`` parameters as psycopg's ``%(name)s``."""
     return _NAMED.sub(r"%(\1)s", sql)
+
+
+def _amounts(prefix: str, amounts: Amounts) -> dict[str, int]:
+    return {
+        f"{prefix}cost": amounts.cost,
+        f"{prefix}tokens": amounts.tokens,
+        f"{prefix}requests": amounts.requests,
+    }
+
+
+def _one(driver: Any, sql: str, params: Mapping[str, Any]) -> Any:
+    """The one value a statement answers (PostgreSQL, ``:name`` parameters)."""
+    with driver.cursor() as cursor:
+        cursor.execute(_pg_sql(sql), params)
+        return cursor.fetchone()[0]
 
 
 def _in(prefix: str, values: Sequence[str]) -> tuple[str, dict[str, str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import chain, compress
@@ -64,6 +65,8 @@ WriteHook = Callable[[Connection, Sequence[UsageEvent]], object]
 _LAST_ROWID = f"SELECT coalesce(max(rowid), 0) FROM {events.name}"
 #: Most rows in one multi-row INSERT: a batch crosses into SQLite in a few calls.
 _ROWS_PER_INSERT = 256
+#: Guards the making of a store's limits pool (two threads may ask for it at once).
+_POOL_LOCK = threading.Lock()
 _IDS_AFTER = f"SELECT id FROM {events.name} WHERE rowid > ?"
 _TAGS_FROM_JSON = (
     f"INSERT OR IGNORE INTO {event_tags.name} (key, value, ts_us, event_id) "
@@ -140,6 +143,8 @@ class SqlStore(
                 "postgresql+psycopg://USER@HOST/DB"
             )
         self._sqlite = backend == "sqlite"
+        # The limits' own pool on PostgreSQL (made on first use, see _limit_engine).
+        self._limits_pool: Engine | None = None
         budget.install(self._engine, sqlite=self._sqlite)
         # SQLite's INSERTs are compiled once per shape from the Core tables.
         self._dialect = sqlite.dialect(paramstyle="qmark")
@@ -176,7 +181,24 @@ class SqlStore(
         # Connections inherited across fork() must not be used by the child.
         if os.getpid() != self._pid:
             self._engine.dispose(close=False)
+            if self._limits_pool is not None:
+                self._limits_pool.dispose(close=False)
             self._pid = os.getpid()
+
+    def _limit_engine(self) -> Engine:
+        # A guarded call's reserve is one statement: a pool that pings each connection
+        # on checkout would double its round trips, so limits have a pool without.
+        self._check_fork()
+        pool = self._limits_pool
+        if pool is None:
+            pool = postgres_engine(self._url, pre_ping=False)
+            with _POOL_LOCK:
+                if self._limits_pool is None:
+                    self._limits_pool = pool
+                else:  # another thread made it first
+                    pool.dispose()
+                    pool = self._limits_pool
+        return pool
 
     def _connect(self, *, write: bool = False) -> Connection:
         self._check_fork()
@@ -186,6 +208,8 @@ class SqlStore(
     def close(self) -> None:
         """Close every pooled connection; the store can be reopened by using it again."""
         self._engine.dispose()
+        if self._limits_pool is not None:
+            self._limits_pool.dispose()
 
     def __enter__(self) -> SqlStore:
         return self
