@@ -372,16 +372,8 @@ def hand_over(
             prompt = redact("prompt", prompt)
             response = redact("response", response) if response is not None else None
     values = captured(
-        provider=call.provider,
-        reader=call.reader,
-        operation=call.operation,
-        model=call.model,
-        stream=call.stream,
-        wall=call.wall,
-        started=call.started,
-        ended=ended,
-        attribution=call.attribution.merged(**call.extra) if call.extra else call.attribution,
-        api_key=call.api_key,
+        call,
+        ended,
         status=status,
         ttft=ttft,
         request_id=request_id,
@@ -458,16 +450,8 @@ def usage_event(
     from llmledger.normalize.base import Reading
 
     values = captured(
-        provider=call.provider,
-        reader=call.reader,
-        operation=call.operation,
-        model=call.model,
-        stream=call.stream,
-        wall=call.wall,
-        started=call.started,
-        ended=ended,
-        attribution=call.attribution.merged(**call.extra) if call.extra else call.attribution,
-        api_key=call.api_key,
+        call,
+        ended,
         status=status,
         ttft=ttft,
         error_type=error_type,

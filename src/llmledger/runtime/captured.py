@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from llmledger.core.attribution import Attribution
 from llmledger.core.errors import ResponseParseError
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from llmledger.normalize.base import Reading
     from llmledger.runtime.ledger import Ledger
 
-__all__ = ["Captured", "captured", "captured_event"]
+__all__ = ["Call", "Captured", "captured", "captured_event"]
 
 _MAX_ERROR_MESSAGE = 1000
 
@@ -62,18 +62,25 @@ class Captured(NamedTuple):
     response: str | None
 
 
+class Call(Protocol):
+    """What a capture hook knows of a call when it ends (``capture._core.Call``)."""
+
+    provider: str
+    reader: str | None
+    operation: Operation
+    model: str | None
+    stream: bool
+    wall: float  # seconds since the epoch when the call started
+    started: float  # time.perf_counter() when the call started
+    attribution: Attribution
+    extra: Mapping[str, Any] | None  # what a framework call adds to the attribution
+    api_key: str | None
+
+
 def captured(
-    *,
-    provider: str,
-    reader: str | None,
-    operation: Operation,
-    model: str | None,
-    stream: bool,
-    wall: float,
-    started: float,
+    call: Call,
     ended: float,
-    attribution: Attribution,
-    api_key: str | None,
+    *,
     status: Status = "ok",
     ttft: float | None = None,
     request_id: str | None = None,
@@ -85,23 +92,25 @@ def captured(
     prompt: str | None = None,
     response: str | None = None,
 ) -> tuple[Any, ...]:
-    """The plain tuple of one captured call (see :class:`Captured`), on the caller's thread.
+    """The plain tuple of one ended call (see :class:`Captured`), on the caller's thread.
 
-    ``started``, ``ended`` and ``ttft`` are ``time.perf_counter()`` readings; ``wall``
-    is the start in seconds since the epoch.  ``exc``, the exception that ended the
-    call, names its error (or ``error_type`` and ``error_message`` do).
+    ``ended`` and ``ttft`` are ``time.perf_counter()`` readings.  ``exc``, the
+    exception that ended the call, names its error (or ``error_type`` and
+    ``error_message`` do).
     """
+    started = call.started
+    attribution = call.attribution.merged(**call.extra) if call.extra else call.attribution
     if exc is not None:
         error_type, error_message = type(exc).__name__, str(exc)
     tags = attribution.tags
     return (
         id_entropy(),
-        wall,
-        provider,
-        reader,
-        operation,
-        model,
-        stream,
+        call.wall,
+        call.provider,
+        call.reader,
+        call.operation,
+        call.model,
+        call.stream,
         round(max(ended - started, 0.0) * 1000, 3),
         None if ttft is None else round(max(ttft - started, 0.0) * 1000, 3),
         attribution.tenant,
@@ -109,7 +118,7 @@ def captured(
         attribution.feature,
         attribution.session,
         dict(tags) if tags else None,
-        fingerprint(api_key),
+        fingerprint(call.api_key),
         status,
         request_id,
         body,
