@@ -2,10 +2,9 @@
 
 The store runs :func:`apply_rollups` inside its write transaction with the
 events it has just inserted (never duplicates), so rollups commit or roll back
-with them.  PostgreSQL aggregates the batch itself (one ``INSERT … SELECT …
-ON CONFLICT DO UPDATE`` per rollup table reads the new events back by id); on
-SQLite the batch is aggregated in Python and only the resulting rows are
-upserted.  :func:`rebuild_rollups` recomputes a range entirely in SQL: the
+with them.  PostgreSQL aggregates the batch itself (one prepared statement reads
+the new events back by id and upserts the hourly and the daily rows); on SQLite
+the batch is aggregated in Python and only the resulting rows are upserted.  :func:`rebuild_rollups` recomputes a range entirely in SQL: the
 hourly rows from the events, the daily rows from the hourly ones.
 """
 
@@ -222,13 +221,8 @@ def _upsert_rows(connection: Connection, name: str, rows: list[tuple[Any, ...]])
         start += size
 
 
-def _upsert_from_batch(table: sa.Table, grains: tuple[int, ...]) -> Any:
-    """PostgreSQL's ``INSERT … SELECT`` of a batch's rows at ``grains`` into ``table``.
-
-    The batch is the events whose ids the ``ids`` parameter (an array) lists;
-    each group's state is added to the stored row.  Rows are inserted in key
-    order, so two writers never wait on each other's rows in a cycle.
-    """
+def _batch_of(ids: Any) -> Any:
+    """The new events' columns that rollups read: the events whose ids ``ids`` lists."""
     needed = {
         "ts_us",
         "status",
@@ -239,12 +233,19 @@ def _upsert_from_batch(table: sa.Table, grains: tuple[int, ...]) -> Any:
         *ROLLUP_DIMENSIONS,
         *BUCKETS,
     }
-    ids = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text))
-    batch = (
+    return (
         sa.select(*(c for c in events.c if c.name in needed))
         .where(events.c.id == sa.any_(ids))
         .cte("batch")
     )
+
+
+def _upsert_from_batch(table: sa.Table, grains: tuple[int, ...], batch: Any) -> Any:
+    """PostgreSQL's ``INSERT … SELECT`` of a batch's rows at ``grains`` into ``table``.
+
+    Each group's state is added to the stored row.  Rows are inserted in key
+    order, so two writers never wait on each other's rows in a cycle.
+    """
     time_column = table.primary_key.columns.values()[1].name
     period = HOUR_US if time_column == "hour_us" else DAY_US
     start = (batch.c.ts_us - batch.c.ts_us % period).label("start_us")
@@ -280,10 +281,29 @@ def _upsert_from_batch(table: sa.Table, grains: tuple[int, ...]) -> Any:
     )
 
 
-_BATCH_UPSERTS = (
-    _upsert_from_batch(rollups, tuple(GRAINS)),
-    _upsert_from_batch(daily_rollups, DAILY_GRAINS),
-)
+def _batch_upsert_sql() -> str:
+    """The one statement that adds a batch to the hourly and the daily rollups
+    (PostgreSQL), as psycopg's text with one parameter, ``%(ids)s``: the new
+    events' ids.
+
+    The batch is read once; the hourly upsert runs as a data-modifying CTE
+    before the daily one, so every writer takes the rows' locks in the same
+    order.  Every other value is written into the text: the statement is
+    prepared once per connection and each batch sends only the ids (with a
+    bound parameter per constant, it sent hundreds).
+    """
+    batch = _batch_of(sa.literal_column(f"{_IDS}::text[]"))
+    hourly = _upsert_from_batch(rollups, tuple(GRAINS), batch).cte("hourly")
+    daily = _upsert_from_batch(daily_rollups, DAILY_GRAINS, batch).add_cte(hourly)
+    compiled = daily.compile(
+        dialect=postgresql.psycopg.dialect(), compile_kwargs={"literal_binds": True}
+    )
+    # The dialect doubles every "%" for the driver, the placeholder's too.
+    return str(compiled).replace(_IDS.replace("%", "%%"), _IDS)
+
+
+_IDS = "%(ids)s"
+_BATCH_UPSERT_SQL = _batch_upsert_sql()
 
 
 def apply_rollups(connection: Connection, batch: Iterable[UsageEvent]) -> None:
@@ -294,8 +314,8 @@ def apply_rollups(connection: Connection, batch: Iterable[UsageEvent]) -> None:
 
     Each database gets the faster of two ways, as measured by the write and
     ingest benchmarks.  On PostgreSQL the server aggregates the batch itself,
-    reading the new events back by id: two statements per batch and no
-    per-event Python work.  On SQLite, where the aggregation would run in the
+    reading the new events back by id: one prepared statement per batch, whose
+    only parameter is the ids, and no per-event Python work.  On SQLite, where the aggregation would run in the
     same process anyway, the events are aggregated in Python (one dict lookup
     and one merge per event) and only the resulting rows are upserted, as
     tuples straight to the driver's ``executemany``.
@@ -317,8 +337,11 @@ def apply_rollups(connection: Connection, batch: Iterable[UsageEvent]) -> None:
     if connection.dialect.name == "postgresql":
         ids = [event.id for event in batch]
         if ids:
-            for statement in _BATCH_UPSERTS:
-                connection.execute(statement, {"ids": ids})
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor:
+                # Prepared on the connection's first batch: the long text is
+                # planned once, and psycopg keeps it for the session.
+                cursor.execute(_BATCH_UPSERT_SQL, {"ids": ids}, prepare=True)
         return
     for name, rows in rollup_rows(batch).items():
         if rows:
