@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -121,6 +121,9 @@ class PriceResolver:
             raise InvalidEventError(f"now must be timezone-aware, got {now!r}")
         self.now = now
         self._routes: dict[tuple[str, str, str | None], _Route] = {}
+        # The alias of each (provider, name, UTC day) looked up so far: the rows
+        # never change while this resolver lives (new prices make a new resolver).
+        self._aliases: dict[tuple[str, str, int], Alias | None] = {}
 
     # -- pricing ----------------------------------------------------------------
 
@@ -217,11 +220,22 @@ class PriceResolver:
         unless the database or a price file prices the name itself."""
         if not self.supplement.aliases:
             return None
-        if self.database.price_groups(provider, model, None) or self.book.price_groups(
-            provider, model, None
+        day = day_and_time(at)[0]
+        key = (provider, model, day)
+        try:
+            return self._aliases[key]
+        except KeyError:
+            pass
+        alias = None
+        if not (
+            self.database.price_groups(provider, model, None)
+            or self.book.price_groups(provider, model, None)
         ):
-            return None
-        return self.supplement.alias_at(provider, model, at.astimezone(UTC).date())
+            alias = self.supplement.alias_at(provider, model, date.fromordinal(day))
+        if len(self._aliases) >= _ROUTE_LIMIT:
+            self._aliases.clear()
+        self._aliases[key] = alias
+        return alias
 
     def event_price(
         self, event: UsageEvent, *, reported_cost: Decimal | None = None
