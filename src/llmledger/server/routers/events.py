@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -139,23 +138,22 @@ def store_parsed(
             results.append({"id": None, "status": "rejected", "reason": str(item)})
             continue
         text = sent.get(id(item))
-        event = item
-        if tenant is not None and event.tenant != tenant:
-            event = dataclasses.replace(event, tenant=tenant)
         # The service is authoritative: it prices every event it receives with its
         # own price source, keeping only costs the caller or the provider gave.
-        priced = pricer.priced(event)
+        # An event priced as the sender did comes back as it is, not copied.
+        priced = pricer.priced(item)
         too_much = cost_over_limit(priced.cost)
         if too_much is not None:
             # Never a total out of range, never $0: the call is stored unpriced.
-            priced = dataclasses.replace(
-                priced,
+            priced = priced.replace(
                 cost=None,
                 cost_breakdown=None,
                 cost_source=None,
                 price_ref=None,
                 unpriced_reason=too_much,
             )
+        if tenant is not None and priced.tenant != tenant:
+            priced = priced.replace(tenant=tenant)
         if text is not None and priced.id not in seen:
             texts[priced.id] = ContentRecord(priced.id, priced.ts, text.prompt, text.response)
         seen.add(priced.id)
