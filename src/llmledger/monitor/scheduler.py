@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -75,6 +76,9 @@ class Scheduler:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._poked = False
+        # When a poke last woke the loop (monotonic seconds): writes come in
+        # bursts, and one wake per POKE_GAP serves them all.
+        self._woken_at = float("-inf")
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> bool:
@@ -105,9 +109,17 @@ class Scheduler:
         return True
 
     def poke(self) -> None:
-        """Ask for a check soon (events were written); cheap, never blocks."""
+        """Ask for a check soon (events were written); cheap, never blocks.
+
+        The loop is woken at most once per :data:`POKE_GAP`: a check cannot run
+        more often than that after writes anyway, and a tick per ingested batch
+        would cost the database a lease renewal and the outbox look-up each time.
+        """
         self._poked = True
-        self._wake.set()
+        now = time.monotonic()
+        if now - self._woken_at >= POKE_GAP.total_seconds():
+            self._woken_at = now
+            self._wake.set()
 
     def run(self) -> None:
         """Tick until :meth:`stop` (the body of the thread, or of ``llmledger worker``)."""
