@@ -30,7 +30,11 @@ from llmledger.server.state import Service
 from llmledger.store import Store
 from llmledger.wire.parse import EventIn
 
-__all__ = ["create_app"]
+__all__ = ["GC_THRESHOLDS", "create_app"]
+
+#: The garbage collector's thresholds in a process of its own: at the default
+#: (700 objects) a batch of 1,000 events sets off a collection every few dozen events.
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 class BodyLimit:
@@ -110,8 +114,11 @@ def create_app(
         own_process: The app is the whole process (``llmledger serve``): at
             start-up it loads the price catalog, then moves everything alive
             out of the garbage collector's reach (``gc.freeze``), so collections
-            during ingest walk only the objects of the requests in flight.
-            Leave it off when the app is mounted in a larger program.
+            during ingest walk only the objects of the requests in flight, and
+            lets many more objects be made between two collections
+            (:data:`GC_THRESHOLDS`): a batch of ingest makes tens of thousands,
+            nearly all freed by their reference counts.  Leave it off when the
+            app is mounted in a larger program.
 
     Example:
         >>> from llmledger.core.settings import load_settings
@@ -130,6 +137,7 @@ def create_app(
             service.pricer  # noqa: B018 - loads the catalog and the database prices
             gc.collect()
             gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
             if settings.run_jobs:
                 service.start_jobs()
         yield
