@@ -181,8 +181,20 @@ class Folder:
             else:
                 found.merge(state)
 
-    def add_values(self, rows: Sequence[Any], slot_us: int | None, n_dims: int) -> None:
-        """Add rows of ``[slot,] dims…, duration_ms, ttft_ms`` to their groups' percentiles."""
+    def add_values(
+        self, rows: Sequence[Any], slot_us: int | None, n_dims: int, *, grouped: bool = False
+    ) -> None:
+        """Add rows of ``[slot,] dims…, duration_ms, ttft_ms`` to their groups' percentiles.
+
+        With ``grouped``, each row holds a group's values as two lists (or None).
+
+        Example:
+            >>> folder = Folder(Query(by=("model",), metrics=("latency_p50",)), None)
+            >>> folder.add_rows([["m", *[1] * 5, *[0] * 11, 2, 0, 0, 30.0, 0.0, 1, 2]], None, 1)
+            >>> folder.add_values([["m", [10.0, 20.0], None]], None, 1, grouped=True)
+            >>> folder.groups[(None, ("m",))].durations
+            [10.0, 20.0]
+        """
         head = 1 if slot_us is not None else 0
         for row in rows:
             slot_start = None if slot_us is None else int(row[0]) * slot_us
@@ -191,6 +203,12 @@ class Folder:
             if state is None:  # pragma: no cover - every value belongs to an aggregated group
                 continue
             duration, ttft = row[head + n_dims], row[head + n_dims + 1]
+            if grouped:
+                if duration:
+                    state.durations = (state.durations or []) + [float(v) for v in duration]
+                if ttft:
+                    state.ttfts = (state.ttfts or []) + [float(v) for v in ttft]
+                continue
             if duration is not None:
                 state.durations = state.durations or []
                 state.durations.append(float(duration))

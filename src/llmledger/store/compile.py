@@ -321,16 +321,33 @@ def prepared_piece(
     return _shaped_piece(shape, tuple(by), tuple(filters), frozen_metrics), params
 
 
-def compile_values(piece: Piece, by: Sequence[str], filters: Sequence[Filter]) -> sa.Select[Any]:
-    """``SELECT [slot,] dims…, duration_ms, ttft_ms`` of every call with a latency."""
+def compile_values(
+    piece: Piece, by: Sequence[str], filters: Sequence[Filter], *, grouped: bool = False
+) -> sa.Select[Any]:
+    """``SELECT [slot,] dims…, duration_ms, ttft_ms`` of every call with a latency.
+
+    With ``grouped`` (PostgreSQL), one row per ``[slot,] dims…`` holding the
+    group's values as two arrays (NULL when it has none): the database gathers
+    them, so a report over many calls hands the reader a row per group, not
+    one per call.
+    """
     if piece.grain is not None:  # pragma: no cover - raw values only exist in events
         raise InvalidQueryError("percentiles need the raw events")
     dims, source = _dimension_columns(by, piece)
-    query = sa.select(*_slot(piece), *dims, events.c.duration_ms, events.c.ttft_ms)
-    query = query.select_from(source).where(
-        sa.or_(events.c.duration_ms.is_not(None), events.c.ttft_ms.is_not(None))
-    )
-    return _where(query, piece, filters)
+    slot = _slot(piece)
+    duration, ttft = events.c.duration_ms, events.c.ttft_ms
+    if grouped:
+        values = [
+            sa.func.array_agg(duration).filter(duration.is_not(None)),
+            sa.func.array_agg(ttft).filter(ttft.is_not(None)),
+        ]
+    else:
+        values = [duration, ttft]
+    query = sa.select(*slot, *dims, *values)
+    query = query.select_from(source).where(sa.or_(duration.is_not(None), ttft.is_not(None)))
+    query = _where(query, piece, filters)
+    keys = [*slot, *dims]
+    return query.group_by(*keys) if grouped and keys else query
 
 
 def compile_timeline(piece: Piece, filters: Sequence[Filter], limit: int | None) -> sa.Select[Any]:

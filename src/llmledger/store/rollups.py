@@ -4,8 +4,9 @@ The store runs :func:`apply_rollups` inside its write transaction with the
 events it has just inserted (never duplicates), so rollups commit or roll back
 with them.  PostgreSQL aggregates the batch itself (one prepared statement reads
 the new events back by id and upserts the hourly and the daily rows); on SQLite
-the batch is aggregated in Python and only the resulting rows are upserted.  :func:`rebuild_rollups` recomputes a range entirely in SQL: the
-hourly rows from the events, the daily rows from the hourly ones.
+the batch is aggregated in Python and only the resulting rows are upserted.
+:func:`rebuild_rollups` recomputes a range entirely in SQL: the hourly rows
+from the events, the daily rows from the hourly ones.
 """
 
 from __future__ import annotations
@@ -315,10 +316,11 @@ def apply_rollups(connection: Connection, batch: Iterable[UsageEvent]) -> None:
     Each database gets the faster of two ways, as measured by the write and
     ingest benchmarks.  On PostgreSQL the server aggregates the batch itself,
     reading the new events back by id: one prepared statement per batch, whose
-    only parameter is the ids, and no per-event Python work.  On SQLite, where the aggregation would run in the
-    same process anyway, the events are aggregated in Python (one dict lookup
-    and one merge per event) and only the resulting rows are upserted, as
-    tuples straight to the driver's ``executemany``.
+    only parameter is the ids, and no per-event Python work.  On SQLite, where
+    the aggregation would run in the same process anyway, the events are
+    aggregated in Python (one dict lookup and one merge per event) and only the
+    resulting rows are upserted, as tuples straight to the driver's
+    ``executemany``.
 
     Example:
         >>> from llmledger.store import open_store
