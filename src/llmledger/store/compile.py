@@ -336,6 +336,7 @@ def compile_values(
     dims, source = _dimension_columns(by, piece)
     slot = _slot(piece)
     duration, ttft = events.c.duration_ms, events.c.ttft_ms
+    values: list[Any]
     if grouped:
         values = [
             sa.func.array_agg(duration).filter(duration.is_not(None)),

@@ -297,7 +297,8 @@ def _batch_upsert_sql() -> str:
     hourly = _upsert_from_batch(rollups, tuple(GRAINS), batch).cte("hourly")
     daily = _upsert_from_batch(daily_rollups, DAILY_GRAINS, batch).add_cte(hourly)
     compiled = daily.compile(
-        dialect=postgresql.psycopg.dialect(), compile_kwargs={"literal_binds": True}
+        dialect=postgresql.psycopg.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
     )
     # The dialect doubles every "%" for the driver, the placeholder's too.
     return str(compiled).replace(_IDS.replace("%", "%%"), _IDS)
