@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
+
 from llmledger.core.settings import Settings
 from llmledger.monitor import Monitor, Scheduler
 from llmledger.pricing import ExchangeRates, PriceBook, PriceResolver
@@ -23,10 +25,14 @@ from llmledger.server.pricedb import PriceDB
 from llmledger.store import Store, open_store
 from llmledger.store.budget import QueryTimeoutError, time_budget
 
-__all__ = ["Service"]
+__all__ = ["INGEST_THREADS", "Service"]
 
 #: Seconds between two checks for price rows added by another instance.
 PRICE_REFRESH_SECONDS = 5.0
+#: Worker threads kept for ingest.  Every other route that blocks runs in the
+#: shared pool of the server's threads, where reports waiting for one of the
+#: ``report_slots`` each hold a thread: ingest never queues behind them.
+INGEST_THREADS = 8
 
 
 class Service:
@@ -43,6 +49,8 @@ class Service:
         self.keys = KeyStore(self.store, cache_seconds=settings.key_cache_seconds)
         self.prices = PriceDB(self.store)
         self._report_slots = threading.BoundedSemaphore(settings.report_slots)
+        #: The threads ingest runs in (see :data:`INGEST_THREADS`).
+        self.ingest_threads = anyio.CapacityLimiter(INGEST_THREADS)
         self.metrics = Metrics()
         self._lock = threading.Lock()
         self._pricer: PriceResolver | None = None

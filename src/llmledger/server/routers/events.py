@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from llmledger.core.errors import InvalidEventError
 from llmledger.core.events import UsageEvent
@@ -222,7 +222,9 @@ async def ingest(request: Request, principal: Writer) -> JSONResponse:
     started = time.perf_counter()
     try:
         body = await _read_body(request, service.settings.max_body_bytes)
-        batch, results = await run_in_threadpool(_ingest, service, principal, body)
+        batch, results = await anyio.to_thread.run_sync(
+            _ingest, service, principal, body, limiter=service.ingest_threads
+        )
     except Exception:
         service.metrics.record_failure()
         raise

@@ -16,9 +16,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from llmledger.core.errors import InvalidEventError, MissingDependencyError
 from llmledger.core.events import UsageEvent
@@ -128,7 +128,9 @@ async def ingest_traces(request: Request, principal: Writer) -> Response:
     started = time.perf_counter()
     try:
         body = await _read_body(request, service.settings.max_body_bytes)
-        outcome = await run_in_threadpool(_ingest_spans, service, principal, body, encoding)
+        outcome = await anyio.to_thread.run_sync(
+            _ingest_spans, service, principal, body, encoding, limiter=service.ingest_threads
+        )
     except Exception:
         service.metrics.record_failure()
         raise
