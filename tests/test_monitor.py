@@ -15,6 +15,7 @@ from llmledger.alerts import test_messages as make_test_messages
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import load_settings
 from llmledger.monitor import Monitor, Scheduler
+from llmledger.monitor.scheduler import POKE_GAP
 from llmledger.pricing import PriceResolver
 from llmledger.query import Query, parse_where
 from llmledger.store import RowExistsError, SqlStore, open_store
@@ -233,6 +234,20 @@ def test_the_weekly_price_check_is_queued_once(store: SqlStore) -> None:
     assert store.job_last_run("price_check") == NOW
     # Another scheduler does not lead while the first holds the lease.
     assert not Scheduler(monitor, interval=300, clock=lambda: NOW).run_once()
+
+
+def test_a_burst_of_writes_wakes_the_job_loop_once_and_is_checked(store: SqlStore) -> None:
+    scheduler = Scheduler(_monitor(store), interval=300, clock=lambda: NOW)
+    scheduler.poke()
+    assert scheduler._wake.is_set()
+    scheduler._wake.clear()
+    for _ in range(100):  # batch after batch of ingest
+        scheduler.poke()
+    assert not scheduler._wake.is_set()
+    # The loop's next tick still knows of the writes: the check runs once POKE_GAP has passed.
+    store.job_ran("check", now=NOW - POKE_GAP)
+    assert scheduler.run_once()
+    assert store.job_last_run("check") == NOW
 
 
 def test_a_condition_outside_budgets_reaches_the_alert_recipients_only_once(
