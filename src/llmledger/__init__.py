@@ -22,6 +22,7 @@ if typing.TYPE_CHECKING:
     from llmledger.core.errors import (
         BatchRefused,
         BudgetError,
+        CatalogError,
         ConfigError,
         CurrencyError,
         ExportError,
@@ -57,6 +58,7 @@ __all__ = [
     "Attribution",
     "BatchRefused",
     "BudgetError",
+    "CatalogError",
     "ConfigError",
     "CurrencyError",
     "ExportError",
@@ -106,6 +108,7 @@ _EXPORTS: dict[str, str] = {
     "Attribution": "llmledger.core.attribution",
     "BatchRefused": "llmledger.core.errors",
     "BudgetError": "llmledger.core.errors",
+    "CatalogError": "llmledger.core.errors",
     "ConfigError": "llmledger.core.errors",
     "CurrencyError": "llmledger.core.errors",
     "ExportError": "llmledger.core.errors",

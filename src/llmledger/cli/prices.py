@@ -1,4 +1,5 @@
-"""``llmledger prices``: the prices in force, one model's price, stale and unknown prices."""
+"""``llmledger prices``: the prices in force, one model's price, stale and unknown prices,
+and refreshing the catalog from the network."""
 
 from __future__ import annotations
 
@@ -80,14 +81,16 @@ def prices_list(
       llmledger prices list --search gpt-4o --at 2024-06-01
     """
     when = parse_time(at, "--at") or datetime.now(UTC)
-    rows = ledger_from(ctx).pricer.list_prices(provider, when)
+    pricer = ledger_from(ctx).pricer
+    rows = pricer.list_prices(provider, when)
     if search:
         rows = [p for p in rows if search.lower() in p.model.lower()]
     if as_json:
         echo_json([price_json(p) for p in rows])
         return
     print_table(
-        f"prices in force at {when:%Y-%m-%d %H:%M} UTC (USD per million tokens)",
+        f"prices in force at {when:%Y-%m-%d %H:%M} UTC (USD per million tokens)"
+        + (f"; {pricer.catalog.name}" if pricer.catalog is not None else ""),
         ("provider", "model", *(title for _, title in _COLUMNS), "source"),
         [
             (p.provider, p.model, *(_rate(p, bucket) for bucket, _ in _COLUMNS), p.source)
@@ -182,6 +185,62 @@ def prices_stale(ctx: click.Context, days: int, as_json: bool) -> None:
             for p in rows
         ],
     )
+
+
+@prices_group.command("refresh")
+@click.option("--url", help="Fetch from this URL (default: the price_catalog_url setting).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1, max=600),
+    help="Seconds the fetch may take (default: the price_catalog_timeout setting).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def prices_refresh(
+    ctx: click.Context, url: str | None, timeout: float | None, as_json: bool
+) -> None:
+    """Fetch the price catalog from the network now and price with it from then on.
+
+    The genai-prices data document is fetched, checked and kept in the ledger
+    database; every process and service instance over that database prices with
+    it instead of the bundled catalog. A document that cannot be fetched or read
+    is refused and the catalog in force stays (exit status 1).
+
+    \b
+    Examples:
+      llmledger prices refresh
+      llmledger prices refresh --url https://prices.example.com/data.json
+    """
+    from llmledger.monitor import refresh_catalog
+
+    ledger = ledger_from(ctx)
+    settings = ledger.settings
+    result = refresh_catalog(
+        ledger.store,
+        ledger.pricer.catalog,
+        url=url or settings.price_catalog_url,
+        timeout=timeout or settings.price_catalog_timeout,
+        now=datetime.now(UTC),
+    )
+    if as_json:
+        echo_json(
+            {
+                "refreshed": result.ok,
+                "url": result.url,
+                "at": result.at.isoformat(),
+                "error": result.error,
+                "stored": result.stored,
+                "catalog": result.catalog.name if result.catalog is not None else None,
+                "added": list(result.changes.added),
+                "changed": list(result.changes.changed),
+                "removed": list(result.changes.removed),
+            }
+        )
+    else:
+        for line in result.lines():
+            click.echo(line)
+    if not result.ok:
+        raise SystemExit(1)
 
 
 @prices_group.command("unpriced")

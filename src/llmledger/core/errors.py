@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BatchRefused",
     "BudgetError",
+    "CatalogError",
     "ConfigError",
     "CurrencyError",
     "ExportError",
@@ -63,6 +64,10 @@ class UnknownFeatureError(InvalidEventError):
 
 class PriceFileError(ConfigError):
     """A user price file cannot be read or is invalid."""
+
+
+class CatalogError(LedgerError, ValueError):
+    """A price catalog document cannot be fetched or is not in the genai-prices data shape."""
 
 
 class BudgetError(LedgerError, ValueError):

@@ -17,9 +17,17 @@ from typing import Any
 
 from llmledger.core.errors import ConfigError
 
-__all__ = ["Settings", "default_home", "load_settings"]
+__all__ = ["DEFAULT_CATALOG_URL", "Settings", "default_home", "load_settings"]
 
 ENV_PREFIX = "LLMLEDGER_"
+
+#: Where the price catalog is fetched from by default: the URL genai-prices' own
+#: updater reads (``genai_prices.update_prices.DEFAULT_UPDATE_URL``; a test keeps
+#: them equal).
+DEFAULT_CATALOG_URL = (
+    "https://raw.githubusercontent.com/pydantic/genai-prices/refs/heads/main/"
+    "prices/new_data/v2/data.json"
+)
 
 
 def default_home() -> Path:
@@ -112,6 +120,9 @@ class Settings:
         alert_cooldown: Seconds a resolved alert stays quiet before it may fire again.
         price_refresh: Let the weekly price check refresh the catalog from the
             network (off: the bundled catalog is used as pinned).
+        price_catalog_url: Where the catalog is fetched from: a genai-prices data
+            document (by default the one genai-prices' own updater reads).
+        price_catalog_timeout: Seconds fetching the catalog may take.
         smtp_host: Mail server for ``email:`` recipients.
         smtp_port: Its port.
         smtp_security: ``starttls``, ``tls`` (implicit TLS) or ``none``.
@@ -172,6 +183,8 @@ class Settings:
     stale_price_days: int = 30
     alert_cooldown: float = 3600.0
     price_refresh: bool = False
+    price_catalog_url: str = DEFAULT_CATALOG_URL
+    price_catalog_timeout: float = 30.0
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_security: str = "starttls"
@@ -294,6 +307,11 @@ def _coerce(name: str, value: Any) -> Any:
             raise ValueError("must be true or false")
         if name == "currency":
             return str(value).upper()
+        if name == "price_catalog_url":
+            text = str(value).strip()
+            if not text.startswith(("http://", "https://")):
+                raise ValueError("must be an http:// or https:// URL")
+            return text
         return None if value in (None, "") else str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name}: {value!r} is not valid ({exc})") from None
@@ -316,6 +334,7 @@ _RANGES: dict[str, tuple[type, float, float]] = {
     "alert_cooldown": (float, 0, 30 * 86_400),
     "smtp_port": (int, 1, 65_535),
     "notify_timeout": (float, 0.1, 600),
+    "price_catalog_timeout": (float, 0.1, 600),
 }
 
 

@@ -1,4 +1,5 @@
-"""Running budgets and alerts: the checks, the outbox's delivery and the scheduled jobs.
+"""Running budgets and alerts: the checks, the outbox's delivery, the scheduled jobs and
+the catalog's refresh from the network.
 
 Example:
     >>> from datetime import UTC, datetime
@@ -13,6 +14,15 @@ Example:
 from __future__ import annotations
 
 from llmledger.monitor.checks import CheckResult, Delivery, Monitor, alert_settings
+from llmledger.monitor.refresh import CatalogRefresh, refresh_catalog
 from llmledger.monitor.scheduler import Scheduler
 
-__all__ = ["CheckResult", "Delivery", "Monitor", "Scheduler", "alert_settings"]
+__all__ = [
+    "CatalogRefresh",
+    "CheckResult",
+    "Delivery",
+    "Monitor",
+    "Scheduler",
+    "alert_settings",
+    "refresh_catalog",
+]

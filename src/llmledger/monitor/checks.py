@@ -60,6 +60,7 @@ from llmledger.alerts.rules import (
 from llmledger.core.errors import LedgerError, NotificationError
 from llmledger.core.ids import new_id
 from llmledger.core.settings import Settings
+from llmledger.monitor.refresh import refresh_catalog
 from llmledger.notify import send
 from llmledger.pricing import PriceResolver
 from llmledger.query import Filter, Query
@@ -369,12 +370,33 @@ class Monitor:
 
     def price_check(self, now: datetime) -> list[Message]:
         """The weekly digest: stale price rows, models seen without a price, and where
-        the user's prices differ from the bundled catalog; queued for the alert
-        recipients once per ISO week (a restart does not queue it again)."""
+        the user's prices differ from the catalog; queued for the alert recipients
+        once per ISO week (a restart does not queue it again).
+
+        With ``price_refresh`` on, the catalog is first refreshed from
+        ``price_catalog_url`` (:func:`~llmledger.monitor.refresh.refresh_catalog`)
+        and the digest says what changed, or why it was not refreshed."""
+        pricer = self.pricer()
+        refreshed = None
+        if self.settings.price_refresh:
+            refreshed = refresh_catalog(
+                self.store,
+                pricer.catalog,
+                url=self.settings.price_catalog_url,
+                timeout=self.settings.price_catalog_timeout,
+                now=now,
+            )
+            if refreshed.stored and refreshed.catalog is not None:
+                # The differences below are against the catalog prices use from now on.
+                pricer = PriceResolver(
+                    catalog=refreshed.catalog,
+                    user_prices=pricer.book,
+                    database=pricer.database,
+                    supplement=pricer.supplement,
+                )
         if not self.rules.recipients:
             self.store.job_ran("price_check", now=now)  # nobody to tell: nothing to read
             return []
-        pricer = self.pricer()
         today = now.date()
         stale = [
             f"{p.provider}/{p.model} ({p.source}, "
@@ -388,15 +410,10 @@ class Monitor:
         sections: list[tuple[str, Sequence[str]]] = [
             (f"Price rows not checked for {self.rules.stale_days} days", stale),
             ("Models seen without a complete price", gaps),
-            ("Your prices that differ from the bundled catalog", catalog_differences(pricer, now)),
+            ("Your prices that differ from the catalog", catalog_differences(pricer, now)),
         ]
-        if self.settings.price_refresh:
-            sections.append(
-                (
-                    "Catalog refresh",
-                    ["refreshing the catalog from the network is not available in this version"],
-                )
-            )
+        if refreshed is not None:
+            sections.insert(0, ("Catalog refresh", refreshed.lines()))
         year, week, _ = today.isocalendar()
         messages = digest_messages(
             f"Weekly price check, {year}-W{week:02d}",

@@ -412,17 +412,25 @@ class Catalog:
             ``genai_prices.data.providers`` (e.g. a refreshed copy the caller
             fetched on purpose).
         version: Label recorded in price refs; defaults to the installed
-            genai-prices version.
+            genai-prices version (``fetched-<day>`` for a fetched catalog).
+        fetched: When the data was fetched from the network, for a catalog
+            that is not the bundled one.
 
     Example:
         >>> catalog = Catalog()
         >>> found = catalog.find("openai", "gpt-4o-2024-08-06")
         >>> found.info.id, found.owner
         ('gpt-4o', 'openai')
+        >>> catalog.name
+        'catalog (genai-prices 0.2.3, bundled)'
     """
 
     def __init__(
-        self, providers: Sequence[Provider] | None = None, *, version: str | None = None
+        self,
+        providers: Sequence[Provider] | None = None,
+        *,
+        version: str | None = None,
+        fetched: datetime | None = None,
     ) -> None:
         from genai_prices.data_snapshot import DataSnapshot
 
@@ -430,7 +438,14 @@ class Catalog:
             from genai_prices.data import providers as bundled
 
             providers = bundled
-        self.version = version or _package_version("genai-prices")
+        self.fetched = fetched
+        if version is None:
+            version = (
+                _package_version("genai-prices")
+                if fetched is None
+                else f"fetched-{fetched.date().isoformat()}"
+            )
+        self.version = version
         self._snapshot: DataSnapshot = DataSnapshot(
             providers=list(providers), from_auto_update=False, timestamp=_EPOCH
         )
@@ -439,6 +454,13 @@ class Catalog:
             for provider in self._snapshot.providers
             for model in provider.models
         }
+
+    @property
+    def name(self) -> str:
+        """Which catalog this is, as listings name it: the bundled one or a fetched one."""
+        if self.fetched is not None:
+            return f"catalog (fetched {self.fetched.date().isoformat()})"
+        return f"catalog (genai-prices {self.version}, bundled)"
 
     @property
     def providers(self) -> list[Provider]:

@@ -8,10 +8,11 @@ it (:meth:`LedgerPrices.settle`, which waits for the load in the writer's thread
 Once loaded, the caller's thread prices from memory (:class:`~llmledger.pricing.cache.PriceCache`).
 
 The writer checks, at most every :data:`REFRESH_SECONDS`, whether the database's
-price rows or the price files changed (a row added through the service, a file
-edited); then a new cache built from the new prices replaces the old one whole.
-The catalog and the supplementary rows ship with llmledger and never change while
-running, so they are loaded once per process and shared by every ledger.
+price rows, its fetched catalog or the price files changed (a row added through
+the service, a catalog refreshed, a file edited); then a new cache built from the
+new prices replaces the old one whole.  The bundled catalog and the supplementary
+rows ship with llmledger and never change while running, so they are loaded once
+per process and shared by every ledger; so is the last fetched catalog read.
 
 Nothing here imports the pricing package on the caller's thread: that import is
 part of the load.
@@ -26,17 +27,18 @@ import threading
 import time
 import weakref
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from llmledger.core.errors import LedgerError
 from llmledger.core.events import PRICE_PENDING_REASON, UsageEvent
 
 if TYPE_CHECKING:
-    from llmledger.pricing import PriceResolver
+    from llmledger.pricing import Catalog, PriceBook, PriceResolver
     from llmledger.pricing.cache import PriceCache
     from llmledger.runtime.ledger import Ledger
+    from llmledger.store import Store
 
-__all__ = ["REFRESH_SECONDS", "LedgerPrices"]
+__all__ = ["REFRESH_SECONDS", "LedgerPrices", "bundled_prices", "catalog_in_force"]
 
 #: How long a background thread waits when it starts, so the caller that started it goes on.
 _YIELD = 0.002
@@ -49,6 +51,8 @@ REFRESH_SECONDS = 5.0
 # The bundled catalog and supplementary rows, loaded once per process.
 _shared: tuple[Any, Any] | None = None
 _shared_lock = threading.Lock()
+# The last fetched catalog read from a database: (its id, the Catalog).
+_fetched: tuple[str, Any] | None = None
 _live: weakref.WeakSet[LedgerPrices] = weakref.WeakSet()
 
 
@@ -63,7 +67,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _bundled() -> tuple[Any, Any]:
+def bundled_prices() -> tuple[Catalog, PriceBook]:
     """The bundled catalog and llmledger's supplementary rows (loaded on first use)."""
     global _shared
     with _shared_lock:
@@ -72,6 +76,47 @@ def _bundled() -> tuple[Any, Any]:
 
             _shared = (Catalog(), load_supplement())
         return _shared
+
+
+def catalog_in_force(store: Store, *, strict: bool = False) -> Catalog:
+    """The catalog a database's prices use: the newest catalog fetched into it
+    (``llmledger prices refresh``, the weekly price check), else the bundled one.
+
+    A fetched catalog is read once per process and kept while it is the newest.
+    One that cannot be read any more (stored by another version of llmledger)
+    is logged and the bundled catalog is used.
+
+    Raises:
+        LedgerError: when the database cannot be read (the caller decides).
+        CatalogError: a stored catalog that cannot be read, with ``strict``.
+    """
+    global _fetched
+    newest = store.catalog_id()
+    if newest is None:
+        return bundled_prices()[0]
+    found = _fetched
+    if found is not None and found[0] == newest:
+        return cast("Catalog", found[1])
+    stored = store.latest_catalog()
+    if stored is None:  # removed in between: the bundled one again
+        return bundled_prices()[0]
+    from llmledger.core.errors import CatalogError
+    from llmledger.pricing.fetched import read_catalog
+
+    try:
+        catalog = read_catalog(stored.document, fetched=stored.fetched)
+    except CatalogError as exc:
+        if strict:
+            raise
+        log.error(
+            "llmledger: the catalog fetched on %s cannot be read (%s); "
+            "pricing with the bundled one",
+            stored.fetched.date(),
+            exc,
+        )
+        return bundled_prices()[0]
+    _fetched = (stored.id, catalog)
+    return catalog
 
 
 class LedgerPrices:
@@ -221,8 +266,16 @@ class LedgerPrices:
         from llmledger.pricing import PriceResolver
         from llmledger.pricing.cache import PriceCache
 
-        catalog, supplement = _bundled()
         ledger = self._ledger
+        catalog, supplement = bundled_prices()
+        if ledger._has_prices_database():
+            try:
+                catalog = catalog_in_force(ledger.store, strict=ledger.settings.strict)
+            except LedgerError:
+                # An unreachable database must not stop recording (as for its price rows).
+                if ledger.settings.strict:
+                    raise
+                log.warning("llmledger: could not read the database's catalog", exc_info=True)
         resolver = PriceResolver(
             catalog=catalog,
             user_prices=ledger.settings.all_price_files(),

@@ -2,8 +2,8 @@
 
 Nothing here is per-request state that another instance would need: every
 instance over the same database answers the same, so any number can run side by
-side.  Database prices are re-read when another instance changed them (checked
-at most every few seconds).
+side.  Database prices, and the catalog fetched into the database, are re-read when
+another instance changed them (checked at most every few seconds).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import anyio
 from llmledger.core.settings import Settings
 from llmledger.monitor import Monitor, Scheduler
 from llmledger.pricing import ExchangeRates, PriceBook, PriceResolver
+from llmledger.runtime.prices import bundled_prices, catalog_in_force
 from llmledger.server.keys import KeyStore
 from llmledger.server.metrics import Metrics
 from llmledger.server.pricedb import PriceDB
@@ -85,13 +86,14 @@ class Service:
             if not force and self._pricer is not None and version == self._version:
                 return
             files = PriceBook.load(self.settings.all_price_files())
-            previous = self._pricer
-            # The catalog and the supplementary rows never change while running.
+            # The supplementary rows never change while running; the catalog is the
+            # bundled one until one is fetched into the database (any instance's
+            # weekly price check, or ``llmledger prices refresh``).
             self._pricer = PriceResolver(
-                catalog=(previous.catalog or False) if previous is not None else True,
+                catalog=catalog_in_force(self.store),
                 user_prices=files,
                 database=self.prices.book(),
-                supplement=previous.supplement if previous is not None else True,
+                supplement=bundled_prices()[1],
             )
             self._rates = self._pricer.exchange_rates
             self._version = version

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from llmledger.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from llmledger.store.catalogs import StoredCatalog
     from llmledger.store.content import ContentRecord
     from llmledger.store.errors import InvalidQueryError, RowExistsError, WriteError
     from llmledger.store.keys import ApiKey, StoredKey
@@ -43,6 +44,7 @@ __all__ = [
     "RowExistsError",
     "SqlStore",
     "Store",
+    "StoredCatalog",
     "StoredKey",
     "StoredPrice",
     "StoredRate",
@@ -65,6 +67,7 @@ _LAZY = {
     "RowExistsError": "llmledger.store.errors",
     "ApiKey": "llmledger.store.keys",
     "StoredKey": "llmledger.store.keys",
+    "StoredCatalog": "llmledger.store.catalogs",
     "ContentRecord": "llmledger.store.content",
     "DatabasePrices": "llmledger.store.prices",
     "DeleteResult": "llmledger.store.tombstones",

@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from llmledger.store.catalogs import newest_catalog_id
 from llmledger.store.codec import from_micros, to_micros
 from llmledger.store.errors import RowExistsError, database_errors
 from llmledger.store.schema import metadata
@@ -425,15 +426,16 @@ class PriceRows:
         return DatabasePrices(prices, rates, version)
 
     def prices_version(self) -> tuple[Any, ...]:
-        """A value that changes whenever a price or rate row is added.
+        """A value that changes whenever a price or rate row is added, or a
+        fetched catalog is stored.
 
-        Cheap (counts and newest times), so a service can poll it to see rows
-        another instance added.
+        Cheap (counts, newest times, the newest catalog's id), so a service can
+        poll it to see rows another instance added.
 
         Example:
             >>> from llmledger.store import open_store
             >>> open_store("sqlite://").prices_version()
-            (0, None, 0, None)
+            (0, None, 0, None, None)
         """
         with database_errors("read the price rows"), self._connect() as conn:
             return _version(conn)
@@ -444,4 +446,4 @@ def _version(conn: Connection) -> tuple[Any, ...]:
     rates = conn.execute(
         sa.select(sa.func.count(), sa.func.max(user_exchange_rates.c.created_us))
     ).one()
-    return (*prices, *rates)
+    return (*prices, *rates, newest_catalog_id(conn))

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from llmledger.query.plan import SourceMode
     from llmledger.query.report import Report
     from llmledger.query.spec import Query
+    from llmledger.store.catalogs import StoredCatalog
     from llmledger.store.content import ContentRecord
     from llmledger.store.keys import ApiKey, StoredKey
     from llmledger.store.prices import DatabasePrices, StoredPrice, StoredRate
@@ -283,7 +284,23 @@ class Store(Protocol):
         ...
 
     def prices_version(self) -> tuple[Any, ...]:
-        """A cheap value that changes whenever a price or rate row is added."""
+        """A cheap value that changes whenever a price or rate row is added, or a
+        fetched catalog is stored."""
+        ...
+
+    # -- fetched catalogs ------------------------------------------------------------
+
+    def add_catalog(self, catalog: StoredCatalog) -> bool:
+        """Store a fetched catalog as the one in force; False when it is the newest
+        one's document again (then only marked checked)."""
+        ...
+
+    def latest_catalog(self) -> StoredCatalog | None:
+        """The catalog in force (the newest fetched), or None: the bundled one."""
+        ...
+
+    def catalog_id(self) -> str | None:
+        """The id of the catalog in force, cheaply (None: the bundled one)."""
         ...
 
     # -- limits ----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from llmledger.core.errors import StoreError
 from llmledger.core.events import UsageEvent
 from llmledger.store import budget, migrator, pgcopy
 from llmledger.store.alerting import AlertRows
+from llmledger.store.catalogs import CatalogRows
 from llmledger.store.codec import (
     FIXED_COLUMNS,
     OPTIONAL_COLUMNS,
@@ -82,6 +83,7 @@ class SqlStore(
     KeyRows,
     LimitRows,
     PriceRows,
+    CatalogRows,
     RepriceRows,
     EventLookups,
     AlertRows,
