@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import marshal
 import os
 import struct
 import subprocess
@@ -19,7 +20,13 @@ import pytest
 from llmledger.core.billing import UsagePart
 from llmledger.core.events import UsageEvent
 from llmledger.core.usage import Usage
-from llmledger.runtime.journal import Chunk, Journal, decode_event, encode_event
+from llmledger.runtime.journal import (
+    Chunk,
+    Journal,
+    decode_event,
+    decode_with_text,
+    encode_event,
+)
 from llmledger.runtime.spool import journal_status, set_aside
 
 
@@ -91,6 +98,40 @@ def test_every_field_round_trips() -> None:
         ts=datetime(2025, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))),
     )
     assert decode_event(encode_event(local)).ts == local.ts  # the same instant, in UTC
+
+
+def test_kept_text_round_trips_in_its_events_record() -> None:
+    e = event(3)
+    for text in [("Hi?", "Hello."), (None, "only an answer"), ("caf\u00e9 \ud800", None)]:
+        assert decode_with_text(encode_event(e, text)) == (e, text)
+        assert decode_event(encode_event(e, text)) == e
+    assert decode_with_text(encode_event(e)) == (e, None)
+    odd = event(usage_raw={"when": datetime(2025, 1, 1, tzinfo=UTC)})  # pickled, with text
+    assert decode_with_text(encode_event(odd, ("p", "r"))) == (odd, ("p", "r"))
+    with pytest.raises(ValueError, match="unreadable record"):
+        decode_with_text(b"t" + marshal.dumps((b"t", "p", None)))
+    with pytest.raises(ValueError, match="unreadable record"):
+        decode_with_text(b"t" + marshal.dumps((encode_event(e), 3, None)))
+
+
+def test_an_events_text_is_in_its_record_and_comes_back_with_it(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    events = [event(i) for i in range(4)]
+    assert journal.append(events[0])
+    assert journal.append(events[1], ("asked?", "answered."))
+    assert journal.append(events[2])
+    assert journal.append(events[3], (None, "only the answer"))
+    journal._forget_after_fork()  # the process dies: what is on disk is all there is
+    reader = Journal(tmp_path)
+    assert reader.claim_orphans() == 1
+    chunk = reader.read(100)
+    assert chunk is not None and [e.id for e in events_of(chunk)] == [e.id for e in events]
+    assert chunk.texts == {
+        events[1].id: ("asked?", "answered."),
+        events[3].id: (None, "only the answer"),
+    }
+    reader.commit(chunk)
+    reader.close()
 
 
 def test_events_come_back_in_order_and_a_stored_segment_is_removed(tmp_path: Path) -> None:

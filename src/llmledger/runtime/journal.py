@@ -35,6 +35,12 @@ Layout of ``$LLMLEDGER_HOME/spool``::
     spool/j-<hash>/<ulid>.dropped     events this process dropped at the disk limit
     spool/refused/<ulid>-<n>.json.gz  batches set aside for a person to look at
 
+A payload is an event (``m``: ``marshal`` of its fields, ``p``: a pickle), a
+captured call's plain values (``c``, its kept text among them), or an event with
+the prompt and response text kept for it (``t``: ``marshal`` of the event's
+payload, the prompt and the response: an event set aside and put back by
+``spool requeue``), so kept text survives the process with its event.
+
 (:mod:`llmledger.runtime.spool` names the folders, reads their status and keeps
 the batches set aside.)
 
@@ -56,7 +62,7 @@ import threading
 import time
 import weakref
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
@@ -77,6 +83,7 @@ __all__ = [
     "Journal",
     "decode_event",
     "decode_record",
+    "decode_with_text",
     "encode_captured",
     "encode_event",
 ]
@@ -96,6 +103,10 @@ _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 _MARSHALLED = b"m"
 _PICKLED = b"p"
 _CAPTURED = b"c"
+_WITH_TEXT = b"t"
+
+#: The prompt and the response kept with one event (either may be None).
+Text = tuple[str | None, str | None]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -118,15 +129,24 @@ _dumps = marshal.dumps
 # -- one event as bytes ------------------------------------------------------------------
 
 
-def encode_event(event: UsageEvent) -> bytes:
-    """The event as journal bytes: ``marshal`` of its fields (pickle for odd raw usage).
+def encode_event(event: UsageEvent, text: Text | None = None) -> bytes:
+    """The event as journal bytes: ``marshal`` of its fields (pickle for odd raw usage),
+    with the prompt and response text kept for it when ``text`` is given.
 
     Example:
         >>> e = UsageEvent(provider="openai", model="gpt-4o",
         ...                ts=datetime(2025, 1, 1, tzinfo=UTC), tags={"env": "prod"})
         >>> decode_event(encode_event(e)) == e
         True
+        >>> decode_with_text(encode_event(e, ("Hi?", "Hello."))) == (e, ("Hi?", "Hello."))
+        True
     """
+    if text is not None:
+        return _WITH_TEXT + _dumps((_encode_fields(event), text[0], text[1]))
+    return _encode_fields(event)
+
+
+def _encode_fields(event: UsageEvent) -> bytes:
     cost = event.cost
     breakdown = event.cost_breakdown
     tags = event.tags
@@ -183,12 +203,34 @@ def decode_record(data: bytes) -> UsageEvent | Captured:
     return decode_event(data)
 
 
-def decode_event(data: bytes) -> UsageEvent:
-    """The event of :func:`encode_event`'s bytes (its time in UTC).
+def decode_with_text(data: bytes) -> tuple[UsageEvent, Text | None]:
+    """The event of :func:`encode_event`'s bytes, and the text kept with it (or None).
 
     Raises:
         ValueError: when the bytes are not an encoded event.
     """
+    if data[:1] != _WITH_TEXT:
+        return decode_event(data), None
+    try:
+        fields_, prompt, response = marshal.loads(data[1:])
+    except (EOFError, TypeError, ValueError) as exc:
+        raise ValueError(f"unreadable record: {exc}") from None
+    if not isinstance(fields_, bytes) or fields_[:1] in (_WITH_TEXT, _CAPTURED):
+        raise ValueError("unreadable record: no event with the text")
+    for value in (prompt, response):
+        if value is not None and not isinstance(value, str):
+            raise ValueError("unreadable record: the kept text is not text")
+    return decode_event(fields_), (prompt, response)
+
+
+def decode_event(data: bytes) -> UsageEvent:
+    """The event of :func:`encode_event`'s bytes (its time in UTC), without its text.
+
+    Raises:
+        ValueError: when the bytes are not an encoded event.
+    """
+    if data[:1] == _WITH_TEXT:
+        return decode_with_text(data)[0]
     kind, body = data[:1], data[1:]
     if kind == _PICKLED:
         import pickle
@@ -298,12 +340,15 @@ class Chunk:
     Attributes:
         events: The events, in journal order.
         corrupt: Records that could not be read back (skipped, counted).
+        texts: The prompt and response text kept with some of the events (records
+            of kind ``t``), by event id; a captured call's text is in its values.
     """
 
     events: list[UsageEvent | Captured]
     corrupt: int
     _marks: list[tuple[_Segment, int]]
     own: int  # events appended by this process
+    texts: dict[str, Text] = field(default_factory=dict)
 
 
 _live: weakref.WeakSet[Journal] = weakref.WeakSet()
@@ -377,8 +422,9 @@ class Journal:
 
     # -- the caller's side ---------------------------------------------------------------
 
-    def append(self, event: UsageEvent | tuple[Any, ...]) -> bool:
-        """Write one event, or a captured call's plain values, to the operating system;
+    def append(self, event: UsageEvent | tuple[Any, ...], text: Text | None = None) -> bool:
+        """Write one event (with the prompt and response ``text`` kept for it, if
+        given), or a captured call's plain values, to the operating system;
         never raises.
 
         Returns:
@@ -386,7 +432,10 @@ class Journal:
             which is counted in :attr:`dropped` and logged.
         """
         try:
-            payload = encode_captured(event) if isinstance(event, tuple) else encode_event(event)
+            if isinstance(event, tuple):
+                payload = encode_captured(event)
+            else:
+                payload = encode_event(event, text)
             record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         except Exception as exc:  # pragma: no cover - every event field is encodable
             self._drop(f"cannot encode event {getattr(event, 'id', '(captured call)')}: {exc}")
@@ -612,6 +661,7 @@ class Journal:
             Up to ``most`` events, or None when everything was handed out.
         """
         events: list[UsageEvent | Captured] = []
+        texts: dict[str, Text] = {}
         marks: list[tuple[_Segment, int]] = []
         corrupt = 0
         own = 0
@@ -625,7 +675,7 @@ class Journal:
                 break
             start = segment.read_to
             offset, records, bad = self._read_segment(
-                segment, start, ends[id(segment)], most, events
+                segment, start, ends[id(segment)], most, events, texts
             )
             corrupt += bad
             if offset != start:
@@ -635,12 +685,19 @@ class Journal:
                     own += records
         if not marks:
             return None
-        return Chunk(events, corrupt, marks, own)
+        return Chunk(events, corrupt, marks, own, texts)
 
     def _read_segment(
-        self, segment: _Segment, start: int, end: int, most: int, out: list[UsageEvent | Captured]
+        self,
+        segment: _Segment,
+        start: int,
+        end: int,
+        most: int,
+        out: list[UsageEvent | Captured],
+        texts: dict[str, Text],
     ) -> tuple[int, int, int]:
-        """Decode records of ``segment`` from ``start`` into ``out``.
+        """Decode records of ``segment`` from ``start`` into ``out`` (the text kept with
+        an event into ``texts``).
 
         Returns:
             The offset reached, the records read and how many of them were unreadable.
@@ -680,7 +737,13 @@ class Journal:
             try:
                 if zlib.crc32(payload) != crc:
                     raise ValueError("checksum mismatch")
-                out.append(decode_record(payload))
+                if payload[:1] == _WITH_TEXT:
+                    event, text = decode_with_text(payload)
+                    if text is not None:
+                        texts[event.id] = text
+                    out.append(event)
+                else:
+                    out.append(decode_record(payload))
             except Exception as exc:
                 corrupt += 1
                 log.error("llmledger: unreadable record in %s skipped: %s", segment.path, exc)
