@@ -12,7 +12,12 @@ import sqlalchemy as sa
 
 import llmledger
 from llmledger.capture import capture_content, instrument
-from llmledger.runtime.content import ContentRecord, SqlContentStore, content_store
+from llmledger.runtime.content import (
+    ContentRecord,
+    PendingContent,
+    SqlContentStore,
+    content_store,
+)
 from llmledger.runtime.ledger import Ledger, shutdown
 from llmledger.store import SqlStore
 from llmledger.store.content import event_content
@@ -48,9 +53,10 @@ def _rows(ledger: Ledger) -> list[dict[str, Any]]:
         return [dict(row) for row in conn.execute(sa.select(event_content)).mappings()]
 
 
-def test_the_ledger_keeps_text_in_its_own_database_by_default(ledger: Ledger) -> None:
-    assert isinstance(ledger.content_store, SqlContentStore)
-    assert isinstance(content_store(ledger), SqlContentStore)
+def test_the_ledger_keeps_text_in_the_journal_then_its_own_database(ledger: Ledger) -> None:
+    # Held until its event is appended, then written in the event's record.
+    assert isinstance(ledger.content_store, PendingContent)
+    assert content_store(ledger) is ledger.content_store is ledger.writer.texts
 
 
 def test_text_is_kept_only_when_asked_and_found_by_event_id(

@@ -125,3 +125,92 @@ def test_sigterm_flushes_then_hands_the_signal_to_the_apps_own_handler(tmp_path:
     assert "the app's handler ran" in out
     assert re.search(r"SIGTERM: \d+ events written, none left in the journal", err), err[-3000:]
     assert_exactly_once(url, 300)
+
+
+#: Makes ``argv[1]`` captured chat calls with their text kept (over a recorded answer),
+#: says ``recorded``, then waits to be killed.
+TEXT_RECORDER = r"""
+import sys, time
+import openai
+from llmledger.capture import instrument
+from tests.test_capture_support import JSON, Replay, recorded
+
+replay = Replay({"/chat/completions": (200, recorded("openai_chat_prompt_cache_hit.json"), JSON)})
+client = openai.OpenAI(api_key="sk-test", http_client=replay.sync_client(), max_retries=0)
+with instrument(store_content=True):
+    for i in range(int(sys.argv[1])):
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"question {i}"}]
+        )
+print("recorded", flush=True)
+time.sleep(600)
+"""
+
+TEXTS = 300
+
+
+def _record_texts_then_sigkill(env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", TEXT_RECORDER, str(TEXTS)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    child.kill()
+    _, err = child.communicate(timeout=60)
+    assert line.strip() == "recorded", err[-3000:]
+    assert child.returncode == -signal.SIGKILL
+
+
+def _assert_each_text_once(database_url: str) -> None:
+    """Every captured call is stored once, each with its own prompt and the answer."""
+    from llmledger.store import open_store
+
+    with open_store(database_url) as store:
+        events = list(store.events())
+        assert len(events) == TEXTS == len({e.id for e in events})
+        asked = set()
+        for stored in events:
+            text = store.get_content(stored.id)
+            assert text is not None, f"event {stored.id} lost its text"
+            assert text.response == "OK" and text.ts == stored.ts
+            [number] = re.findall(r'"question (\d+)"', text.prompt or "")
+            asked.add(int(number))
+    assert asked == set(range(TEXTS))
+
+
+def test_sigkill_right_after_captured_calls_keeps_their_text(db_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "app"
+    env = child_env(home, database_url=db_url, flush_interval="60")
+    _record_texts_then_sigkill(env)
+    segments = journal_segments(home)
+    assert any(b'"question ' in path.read_bytes() for path in segments)  # on disk, in the journal
+    assert run_flusher(env, 120).startswith("flushed")
+    _assert_each_text_once(db_url)
+
+
+def test_sigkill_with_the_service_down_keeps_the_text_for_the_service(
+    db_url: str, tmp_path: Path
+) -> None:
+    import json
+
+    from tests.test_server_e2e import cli, free_port, serve
+
+    key = json.loads(
+        cli(db_url, "keys", "create", "--role", "ingest", "--tenant", "acme", "--json")
+    )["secret"]
+    port = free_port()
+    home = tmp_path / "app"
+    env = child_env(home, url=f"http://127.0.0.1:{port}", api_key=key, flush_interval="60")
+    _record_texts_then_sigkill(env)  # nothing listens yet: every event waits in the journal
+    assert sum(path.read_bytes().count(b'"question ') for path in journal_segments(home)) == TEXTS
+    with serve(db_url, port):
+        assert run_flusher(env, 120).startswith("flushed")
+    assert not journal_segments(home)
+    _assert_each_text_once(db_url)

@@ -4,7 +4,7 @@ to fail."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +12,7 @@ import pytest
 from llmledger.core.errors import InvalidEventError
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import load_settings
+from llmledger.runtime.content import ContentRecord, PendingContent
 from llmledger.runtime.writer import Writer, _flush_all_at_exit
 from llmledger.store import WriteError, WriteResult
 
@@ -28,12 +29,14 @@ class Sink:
         self.calls = 0
         self.failures: list[Exception] = []
         self.reject_models: set[str] = set()
+        self.texts: dict[str, ContentRecord] = {}
 
     def write(
         self,
         batch: Sequence[UsageEvent],
         *,
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
+        content: Mapping[str, ContentRecord] | None = None,
     ) -> WriteResult:
         self.calls += 1
         if self.failures:
@@ -42,6 +45,7 @@ class Sink:
             raise WriteError("constraint failed", retryable=False)
         new = [e for e in batch if e.id not in self.rows]
         self.rows.update((e.id, e) for e in new)
+        self.texts.update((e.id, content[e.id]) for e in new if content and e.id in content)
         return WriteResult(tuple(new))
 
 
@@ -122,6 +126,30 @@ def test_rejected_data_is_isolated_so_the_rest_of_the_batch_is_kept() -> None:
     assert [ids for ids, _ in kept] == [[batch[1].id], [batch[4].id]]
     assert all("constraint failed" in why for _, why in kept)
     assert writer.flush(timeout=10)  # nothing failed since
+    writer.close()
+
+
+def test_kept_text_reaches_the_sink_with_its_event_and_is_set_aside_with_it() -> None:
+    sink = Sink()
+    sink.reject_models = {"bad"}
+    kept: list[tuple[list[str], str, dict[str, ContentRecord]]] = []
+    writer = make_writer(
+        sink, set_aside=lambda es, why, texts=None: kept.append(([e.id for e in es], why, texts))
+    )
+    held = PendingContent(limit=10)  # where the events built in the writer put their text
+    writer.texts = held
+    batch = [event(), event("bad"), event(), event()]
+    texts = {e.id: ContentRecord(e.id, e.ts, f"asked {i}?", "yes") for i, e in enumerate(batch)}
+    held.save(texts[batch[0].id])
+    writer.submit(batch[0])
+    # Text in the event's own record (an event put back by ``spool requeue``).
+    assert writer.journal.append(batch[1], ("asked 1?", "yes"))
+    writer.submit(batch[2])  # no text kept for this one
+    assert writer.journal.append(batch[3], ("asked 3?", "yes"))
+    assert writer.flush(timeout=10) is False
+    assert sink.texts == {e.id: texts[e.id] for e in (batch[0], batch[3])}
+    assert kept == [([batch[1].id], kept[0][1], {batch[1].id: texts[batch[1].id]})]
+    assert len(held) == 0
     writer.close()
 
 
@@ -229,10 +257,11 @@ def test_flush_waits_for_a_batch_already_taken_from_the_journal() -> None:
             batch: Sequence[UsageEvent],
             *,
             on_error: Callable[[UsageEvent, Exception], None] | None = None,
+            content: Mapping[str, ContentRecord] | None = None,
         ) -> WriteResult:
             started.set()
             release.wait(10)
-            return super().write(batch, on_error=on_error)
+            return super().write(batch, on_error=on_error, content=content)
 
     sink = SlowSink()
     writer = make_writer(sink, flush_interval=0.01)

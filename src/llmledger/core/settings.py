@@ -48,9 +48,9 @@ class Settings:
         features: Declared feature names (name -> display name); when not empty,
             an undeclared feature is an error.  Reports for people show each
             display name beside its feature's name.
-        queue_limit: Most kept texts (``store_content`` with ``url``) waiting in
-            memory for their events to be sent; beyond it the oldest text is dropped
-            and counted.  Events themselves wait in the journal on disk.
+        queue_limit: Most kept texts (``store_content``) waiting in memory, once read
+            back from the journal, for their event's batch to be written or sent;
+            beyond it the oldest text is dropped and counted.
         batch_size: Most events written in one transaction.
         flush_interval: Seconds the writer waits to fill a batch.
         store_content: Keep prompt and response text (off by default).

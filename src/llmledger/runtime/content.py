@@ -2,11 +2,15 @@
 
 Text is kept only when asked (the ``store_content`` setting,
 ``llmledger.instrument(store_content=True)`` or a ``capture_content()`` block),
-after the redaction hook has seen it. The store keeps it in its own table,
-keyed by the event id, so it can have its own retention (and be dropped) without
-touching the usage ledger (:mod:`llmledger.store.content`).  A ledger that sends its events
-to a service (``url``) holds each record in :class:`PendingContent` until the
-remote sink sends it with its event; the service keeps it in its own store.
+after the redaction hook has seen it.  It is in the journal with its call (a
+captured call's values hold it; an event put back by ``spool requeue`` has it in
+its record), so it survives the process with the event.  The writer builds the
+event, which puts the text in the ledger's :class:`PendingContent`, and hands it
+to the store with the event's batch: the store keeps it in its own table, in the
+event's transaction, keyed by the event id, so it can have its own retention
+(and be dropped) without touching the usage ledger (:mod:`llmledger.store.content`).
+With ``url`` the remote sink sends it with its event and the service keeps it in
+its own store.
 
 Example:
     >>> from datetime import datetime, timezone
@@ -65,9 +69,10 @@ class MemoryContentStore:
 
 
 class SqlContentStore:
-    """Keeps records in the ledger's own store.
+    """Keeps records in the ledger's own store, at once (reads them back too).
 
-    The default of a ledger without ``url`` (:attr:`llmledger.runtime.ledger.Ledger.content_store`).
+    A ledger's own kept text goes through the journal instead
+    (:attr:`llmledger.runtime.ledger.Ledger.content_store`).
 
     Example:
         >>> import llmledger
@@ -93,13 +98,13 @@ class SqlContentStore:
 
 
 class PendingContent:
-    """Holds records until the remote sink sends them with their events.
+    """Holds records until the writer writes (or sends) them with their events.
 
-    The default of a ledger with ``url`` (:attr:`llmledger.runtime.ledger.Ledger.content_store`):
-    nothing is written locally; :meth:`take` hands the sink an event's record as
-    the event goes into a request, so the text travels (and is spooled and
-    replayed) with it.  At most ``limit`` records wait: past it the oldest is
-    dropped, counted and logged (its event never reached the sink).
+    A ledger's :attr:`~llmledger.runtime.ledger.Ledger.content_store`: building a
+    captured call's event (in the writer) saves its text here, and the writer
+    takes it (:meth:`take`) for the event's batch, so the text is written in the
+    event's transaction, or sent with it.  At most ``limit`` records wait: past it
+    the oldest is dropped, counted and logged.
 
     Example:
         >>> pending = PendingContent(limit=1)
@@ -169,12 +174,12 @@ def set_content_store(store: ContentStore | None) -> None:
 
 def content_store(ledger: Ledger) -> ContentStore:
     """The store kept text goes to for this ledger: the override, else the ledger's own
-    (its database, or its events' requests when it sends them to a service).
+    (the journal, with its event, then its database or the service).
 
     Example:
         >>> import llmledger
         >>> ledger = llmledger.configure(database_url="sqlite://")
         >>> type(content_store(ledger)).__name__
-        'SqlContentStore'
+        'PendingContent'
     """
     return _override if _override is not None else ledger.content_store

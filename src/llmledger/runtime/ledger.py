@@ -13,7 +13,7 @@ import atexit
 import logging
 import re
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmledger.core.errors import FileAccessError, LedgerError
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from llmledger.runtime.prices import LedgerPrices
     from llmledger.runtime.remote import RemoteSink
     from llmledger.runtime.writer import EventSink, Writer
-    from llmledger.store import Store, WriteResult
+    from llmledger.store import ContentRecord, Store, WriteResult
 
 __all__ = ["Ledger", "configure", "flush", "get_ledger", "shutdown"]
 
@@ -185,6 +185,8 @@ class Ledger:
                         settings=settings,
                         set_aside=None if settings.url else self._set_aside,
                     )
+                    # The text a captured call's event is built with goes with it.
+                    self._writer.texts = self._pending()
                     self._signals_pending = settings.handle_signals and not (
                         install_signal_handlers()
                     )
@@ -211,18 +213,26 @@ class Ledger:
             folder, limit_bytes=self.settings.spool_limit, fsync=self.settings.journal_fsync
         )
 
-    def _set_aside(self, events: Sequence[UsageEvent], reason: str) -> None:
-        """Keep events the store refused for good in ``spool/refused`` (``spool requeue``)."""
+    def _set_aside(
+        self,
+        events: Sequence[UsageEvent],
+        reason: str,
+        content: Mapping[str, ContentRecord] | None = None,
+    ) -> None:
+        """Keep events the store refused for good in ``spool/refused`` (``spool requeue``),
+        each with the text kept for it."""
         import gzip
         import json
 
         from llmledger.runtime.spool import set_aside
         from llmledger.wire.serialize import event_to_json
 
-        body = json.dumps(
-            {"events": [event_to_json(e) for e in events], "reason": reason},
-            separators=(",", ":"),
-        ).encode("utf-8")
+        items = [event_to_json(e) for e in events]
+        for item, event in zip(items, events, strict=True):
+            text = content.get(event.id) if content else None
+            if text is not None:
+                item["content"] = {"prompt": text.prompt, "response": text.response}
+        body = json.dumps({"events": items, "reason": reason}, separators=(",", ":")).encode()
         kept = set_aside(
             self.settings.home / "spool",
             gzip.compress(body),
@@ -241,17 +251,15 @@ class Ledger:
 
     @property
     def content_store(self) -> ContentStore:
-        """Where kept prompt and response text goes.
+        """Where kept prompt and response text goes: with its event's batch, to the store
+        (in the event's transaction) or, with ``url``, to the service.
 
-        With ``url`` set, the text goes with its event to the service (held in
-        :class:`~llmledger.runtime.content.PendingContent` until the remote sink sends
-        the event); otherwise into this ledger's store.
+        A captured call's text is in the journal with the call's values; the writer
+        builds the event, which puts the text here
+        (:class:`~llmledger.runtime.content.PendingContent`), and takes it back for the
+        event's batch.
         """
-        if self.settings.url:
-            return self._pending()
-        from llmledger.runtime.content import SqlContentStore
-
-        return SqlContentStore(self)
+        return self._pending()
 
     def _pending(self) -> PendingContent:
         if self._pending_content is None:
@@ -259,9 +267,8 @@ class Ledger:
                 if self._pending_content is None:
                     from llmledger.runtime.content import PendingContent
 
-                    # Texts waiting for their events, and those of the batch being sent.
-                    limit = self.settings.queue_limit + self.settings.batch_size
-                    self._pending_content = PendingContent(limit)
+                    # Texts of events built in the writer, waiting for their batch.
+                    self._pending_content = PendingContent(self.settings.queue_limit)
         return self._pending_content
 
     def _sink(self) -> EventSink:
@@ -269,7 +276,7 @@ class Ledger:
         if self.settings.url:
             from llmledger.runtime.remote import RemoteSink
 
-            self._remote = RemoteSink.from_settings(self.settings, content=self._pending())
+            self._remote = RemoteSink.from_settings(self.settings)
             return self._remote
         return _LazySink(self)
 
@@ -397,8 +404,9 @@ class _LazySink:
         batch: Sequence[UsageEvent],
         *,
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
+        content: Mapping[str, ContentRecord] | None = None,
     ) -> WriteResult:
-        return self._ledger.store.write(batch, on_error=on_error)
+        return self._ledger.store.write(batch, on_error=on_error, content=content)
 
 
 _ledger: Ledger | None = None

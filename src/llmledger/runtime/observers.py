@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from llmledger.core.events import UsageEvent
 
 if TYPE_CHECKING:
     from llmledger.runtime.writer import EventSink
+    from llmledger.store.content import ContentRecord
     from llmledger.store.protocol import WriteResult
 
 __all__ = ["CommitListener", "CommitListeners", "ObservedSink"]
@@ -104,9 +105,15 @@ class ObservedSink:
         batch: Sequence[UsageEvent],
         *,
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
+        content: Mapping[str, ContentRecord] | None = None,
     ) -> WriteResult:
-        """Write through the sink, then tell the listeners what it stored."""
-        result = self._sink.write(batch, on_error=on_error)
+        """Write through the sink (with the text kept for its events, if any), then tell
+        the listeners what it stored."""
+        if content:
+            write: Any = self._sink.write
+            result: WriteResult = write(batch, on_error=on_error, content=content)
+        else:
+            result = self._sink.write(batch, on_error=on_error)
         if len(self._listeners):
             self._listeners.notify(result.inserted)
         return result

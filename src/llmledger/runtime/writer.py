@@ -36,6 +36,8 @@ from llmledger.runtime.captured import Captured
 from llmledger.runtime.journal import Chunk, Journal
 
 if TYPE_CHECKING:
+    from llmledger.runtime.content import PendingContent
+    from llmledger.store.content import ContentRecord
     from llmledger.store.protocol import WriteResult
 
 __all__ = ["EventSink", "Item", "Writer"]
@@ -51,7 +53,12 @@ Item = UsageEvent | tuple[Any, ...] | Callable[[], UsageEvent]
 
 
 class EventSink(Protocol):
-    """Where a writer puts its batches: a store, the remote sink, or anything with this method."""
+    """Where a writer puts its batches: a store, the remote sink, or anything with this method.
+
+    A batch whose events carry kept prompt and response text (in the journal) is
+    written with ``content=`` (by event id) as well; a sink that never sees kept
+    text needs only ``on_error``.
+    """
 
     def write(
         self,
@@ -63,9 +70,14 @@ class EventSink(Protocol):
         ...
 
 
+#: Kept prompt and response text, by event id, as sinks take it.
+Content = dict[str, "ContentRecord"]
+
 #: A sink that wants to keep events it could not store for good (a refused
 #: batch) calls nothing; a sink without ``set_aside`` has its rejects logged.
-SetAside = Callable[[Sequence[UsageEvent], str], None]
+#: Called with the events and the reason, and (only when some of them carry kept
+#: text) the text by event id as a third argument.
+SetAside = Callable[..., None]
 
 _live_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
 _hooks_installed = False
@@ -202,6 +214,9 @@ class Writer:
         )
         self.orphan_interval = orphan_interval
         self.set_aside = set_aside
+        #: Where the text of events built here waits (a ledger's content store): each
+        #: event's text is taken and written with the event's batch.
+        self.texts: PendingContent | None = None
         self._private: str | None = None
         if journal is None:
             import tempfile
@@ -478,9 +493,13 @@ class Writer:
                 self._fail(1, "llmledger skipped an event that could not be prepared", exc)
         if not batch:
             return True
+        content = self._content(chunk, batch)
         try:
-            self._written += self._write_isolating(batch)
+            self._written += self._write_isolating(batch, content)
         except Exception as exc:
+            if content and self.texts is not None:
+                for record in content.values():  # for the next try (rebuilt ones replace them)
+                    self.texts.save(record)
             first = self._down is None
             self._down = f"{type(exc).__name__}: {exc}"
             if first:
@@ -498,6 +517,24 @@ class Writer:
             self._down = None
         return True
 
+    def _content(self, chunk: Chunk, batch: Sequence[UsageEvent]) -> Content | None:
+        """The text kept with the batch's events, by event id (None when there is none):
+        from the journal's records, and from the events built here (``texts``)."""
+        held = self.texts
+        if not chunk.texts and (held is None or not len(held)):
+            return None
+        from llmledger.store.content import ContentRecord
+
+        found = chunk.texts
+        content: Content = {}
+        for event in batch:
+            record = None if held is None else held.take(event.id)
+            if record is None and event.id in found:
+                record = ContentRecord(event.id, event.ts, *found[event.id])
+            if record is not None:
+                content[event.id] = record
+        return content or None
+
     @staticmethod
     def _resolve(item: Item) -> UsageEvent:
         event = item() if callable(item) else item
@@ -505,7 +542,14 @@ class Writer:
             raise TypeError(f"expected a UsageEvent, got {type(event).__name__}")
         return event
 
-    def _write_isolating(self, batch: list[UsageEvent]) -> int:
+    def _write(self, batch: list[UsageEvent], content: Content | None) -> int:
+        if content is None:
+            return self.store.write(batch, on_error=self._reject).count
+        write: Any = self.store.write  # a sink given kept text takes it as ``content``
+        result: WriteResult = write(batch, on_error=self._reject, content=content)
+        return result.count
+
+    def _write_isolating(self, batch: list[UsageEvent], content: Content | None = None) -> int:
         """Write the batch; when it is refused, split it to find the events at fault.
 
         An error the sink calls retryable (locked, unreachable) raises at once.
@@ -514,7 +558,7 @@ class Writer:
         nothing goes through, the error raises and the batch waits in the journal.
         """
         try:
-            return self.store.write(batch, on_error=self._reject).count
+            return self._write(batch, content)
         except Exception as exc:
             if getattr(exc, "retryable", True) or len(batch) == 1:
                 raise
@@ -525,7 +569,7 @@ class Writer:
         went_through = False
         for half in (batch[:middle], batch[middle:]):
             try:
-                written += self._write_isolating(half)
+                written += self._write_isolating(half, content)
                 went_through = True
             except Exception as exc:
                 if getattr(exc, "retryable", True):
@@ -534,28 +578,36 @@ class Writer:
         if not went_through:
             raise first_error
         for half, error in refused:
-            written += self._set_aside_each(half, error)
+            written += self._set_aside_each(half, error, content)
         return written
 
-    def _set_aside_each(self, batch: list[UsageEvent], exc: Exception) -> int:
+    def _set_aside_each(
+        self, batch: list[UsageEvent], exc: Exception, content: Content | None = None
+    ) -> int:
         """Try the events of a refused part one by one; set aside each the sink refuses."""
         if len(batch) == 1:
-            self._refuse(batch, exc)
+            self._refuse(batch, exc, content)
             return 0
         written = 0
         for event in batch:
             try:
-                written += self.store.write([event], on_error=self._reject).count
+                written += self._write([event], content)
             except Exception as error:
                 if getattr(error, "retryable", True):
                     raise
-                self._refuse([event], error)
+                self._refuse([event], error, content)
         return written
 
-    def _refuse(self, events: list[UsageEvent], exc: Exception) -> None:
+    def _refuse(
+        self, events: list[UsageEvent], exc: Exception, content: Content | None = None
+    ) -> None:
         reason = f"{type(exc).__name__}: {exc}"
         if self.set_aside is not None:
-            self.set_aside(events, reason)
+            texts = {e.id: content[e.id] for e in events if e.id in content} if content else None
+            if texts:
+                self.set_aside(events, reason, texts)
+            else:
+                self.set_aside(events, reason)
         for event in events:
             self._fail(1, f"llmledger could not store event {event.id}", exc)
 
