@@ -30,7 +30,6 @@ from llmledger.core.settings import load_settings
 from llmledger.runtime.content import (
     ContentRecord,
     PendingContent,
-    SqlContentStore,
     content_store,
 )
 from llmledger.runtime.ledger import Ledger, shutdown
@@ -160,21 +159,23 @@ def test_pending_text_is_bounded_and_drops_are_counted_and_logged(
     assert pending.dropped == 3 and len(pending) == 2  # E3 went
 
 
-def test_a_ledger_with_url_holds_text_for_its_remote_sink(tmp_path: Path) -> None:
-    ledger = Ledger(
-        load_settings(home=tmp_path, url="http://127.0.0.1:9", api_key="llk_x_y", queue_limit=10)
-    )
-    store = content_store(ledger)
-    assert isinstance(store, PendingContent)
-    assert store is ledger.content_store and store.limit == 10 + ledger.settings.batch_size
-    observed = ledger.writer.store  # told to the after-commit listeners
-    assert isinstance(observed, ObservedSink)
-    sink = observed.sink
-    assert isinstance(sink, RemoteSink) and sink.content is store
-    assert sink.max_body_bytes == ledger.settings.max_body_bytes
-    ledger.close()
-    local = Ledger(load_settings(home=tmp_path))
-    assert isinstance(local.content_store, SqlContentStore)
+def test_a_ledger_holds_text_until_its_event_is_in_the_journal(tmp_path: Path) -> None:
+    for settings in (
+        load_settings(home=tmp_path, url="http://127.0.0.1:9", api_key="llk_x_y", queue_limit=10),
+        load_settings(home=tmp_path, queue_limit=10),
+    ):
+        ledger = Ledger(settings)
+        store = content_store(ledger)
+        assert isinstance(store, PendingContent)
+        assert store is ledger.content_store and store.limit == 10
+        assert ledger.writer.texts is store
+        observed = ledger.writer.store  # told to the after-commit listeners
+        assert isinstance(observed, ObservedSink)
+        if settings.url:
+            sink = observed.sink
+            assert isinstance(sink, RemoteSink)
+            assert sink.max_body_bytes == ledger.settings.max_body_bytes
+        ledger.close()
 
 
 # -- the remote sink against a fake service -----------------------------------------------
@@ -214,40 +215,39 @@ def text_sink(service: TextService, tmp_path: Path, **options: Any) -> RemoteSin
     )
 
 
-def keep(pending: PendingContent, event: UsageEvent, prompt: str, response: str | None) -> None:
-    pending.save(ContentRecord(event.id, event.ts, prompt, response))
+def keep(
+    texts: dict[str, ContentRecord], event: UsageEvent, prompt: str, response: str | None
+) -> None:
+    texts[event.id] = ContentRecord(event.id, event.ts, prompt, response)
 
 
-def test_each_event_carries_its_text_once(tmp_path: Path) -> None:
+def test_each_event_carries_its_text(tmp_path: Path) -> None:
     service = TextService()
-    pending = PendingContent(limit=100)
-    sink = text_sink(service, tmp_path, content=pending)
+    sink = text_sink(service, tmp_path)
     batch = events(3)
-    keep(pending, batch[0], "first?", "first.")
-    keep(pending, batch[2], "third?", None)
-    assert sink.write(batch).count == 3
+    texts: dict[str, ContentRecord] = {}
+    keep(texts, batch[0], "first?", "first.")
+    keep(texts, batch[2], "third?", None)
+    assert sink.write(batch, content=texts).count == 3
     assert service.texts == {batch[0].id: ("first?", "first."), batch[2].id: ("third?", None)}
-    assert len(pending) == 0
     service.texts.clear()
-    sink.write(batch)  # sent again: the text went with the first request
+    sink.write(batch)  # without text (none kept): no content sent
     assert service.texts == {}
     sink.close()
 
 
-def test_the_text_of_a_batch_not_sent_is_held_again_for_the_next_try(tmp_path: Path) -> None:
+def test_the_text_of_a_batch_not_sent_goes_with_the_next_try(tmp_path: Path) -> None:
     service = TextService()
     service.down = True
-    pending = PendingContent(limit=100)
-    sink = text_sink(service, tmp_path, content=pending, retries=0)
+    sink = text_sink(service, tmp_path, retries=0)
     batch = events(2)
-    keep(pending, batch[1], "while down?", "held.")
+    texts: dict[str, ContentRecord] = {}
+    keep(texts, batch[1], "while down?", "held.")
     with pytest.raises(ServiceUnavailable):
-        sink.write(batch)
-    assert len(pending) == 1
+        sink.write(batch, content=texts)
     service.down = False
-    assert sink.write(batch).count == 2
+    assert sink.write(batch, content=texts).count == 2  # the writer reads both again
     assert service.texts == {batch[1].id: ("while down?", "held.")}
-    assert len(pending) == 0
     sink.close()
 
 
@@ -255,14 +255,14 @@ def test_bodies_stay_under_the_limit_and_text_too_large_is_left_out(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = TextService()
-    pending = PendingContent(limit=100)
-    sink = text_sink(service, tmp_path, content=pending, max_body_bytes=20_000)
+    sink = text_sink(service, tmp_path, max_body_bytes=20_000)
     batch = events(12)
+    texts: dict[str, ContentRecord] = {}
     for event in batch[:10]:
-        keep(pending, event, "p" * 4000, "r" * 1000)
-    keep(pending, batch[10], "q" * 30_000, None)
+        keep(texts, event, "p" * 4000, "r" * 1000)
+    keep(texts, batch[10], "q" * 30_000, None)
     with caplog.at_level(logging.WARNING, logger="llmledger.runtime.remote"):
-        assert sink.write(batch).count == 12
+        assert sink.write(batch, content=texts).count == 12
     assert len(service.bodies) > 1
     assert all(len(body) <= 20_000 for body in service.bodies)
     assert {e.id for e in batch[:10]} == set(service.texts)
@@ -275,13 +275,13 @@ def test_text_the_service_would_refuse_is_not_sent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = TextService()
-    pending = PendingContent(limit=100)
-    sink = text_sink(service, tmp_path, content=pending, max_body_bytes=10**8)
+    sink = text_sink(service, tmp_path, max_body_bytes=10**8)
     long_event, odd_event = events(2)
-    keep(pending, long_event, "x" * (MAX_CONTENT_CHARS + 1), "short answer")
-    keep(pending, odd_event, "caf\u00e9 \ud800", "fine")
+    texts: dict[str, ContentRecord] = {}
+    keep(texts, long_event, "x" * (MAX_CONTENT_CHARS + 1), "short answer")
+    keep(texts, odd_event, "caf\u00e9 \ud800", "fine")
     with caplog.at_level(logging.WARNING, logger="llmledger.runtime.remote"):
-        assert sink.write([long_event, odd_event]).count == 2
+        assert sink.write([long_event, odd_event], content=texts).count == 2
     assert service.texts == {
         long_event.id: (None, "short answer"),
         odd_event.id: ("caf\u00e9 \ufffd", "fine"),

@@ -11,9 +11,8 @@ module adds what the network needs:
 
 - batches of up to 1,000 events and ``max_body_bytes``, gzip-compressed, in the
   JSON shape of ``llmledger logs --json``; an event whose prompt and response
-  text is kept carries it in ``content`` (taken from the ledger's
-  :class:`~llmledger.runtime.content.PendingContent`, and given back when the
-  batch could not be sent);
+  text is kept carries it in ``content`` (the text waits in the journal with its
+  event, and the writer hands it over with the batch);
 - retries with growing pauses on 429 and 5xx answers and on connection errors
   (honouring ``Retry-After``), within a time budget per batch so an exiting
   process is never held for long;
@@ -21,10 +20,17 @@ module adds what the network needs:
   never blocks the journal: one answered 413 (too large) is split in halves and
   sent again, and whatever is still refused is set aside in ``spool/refused``
   (within ``spool_limit``) for a person to look at, and logged;
+- the service answers per event: each event it rejects (its ``results``, matched
+  to the events by position and id) is set aside with its reason, at most once
+  per event id, before the batch is marked done in the journal; an answer that
+  does not match the batch (another count, another id) keeps the whole batch in
+  the journal, and is logged;
 - a batch that keeps failing with 5xx is split in halves until the event at
   fault is found: that event is set aside with the answer, everything else goes
-  through.  When no part goes through, the service is down, not the event: the
-  batch stays in the journal;
+  through.  When no part goes through, the service is down, not the event, and
+  the batch stays in the journal, unless the service answers an empty batch
+  (so it is up) and fails on each event alone: after ``max_failures`` such
+  writes of the same events they are set aside with the last answer;
 - counters of what was sent, set aside and dropped; every drop is logged.
 """
 
@@ -36,7 +42,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,13 +57,12 @@ from llmledger.core.errors import (
 )
 from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings
-from llmledger.runtime.spool import set_aside
+from llmledger.runtime.spool import SetAsideIds, set_aside
 from llmledger.store.content import ContentRecord
 from llmledger.wire.parse import MAX_CONTENT_CHARS
 from llmledger.wire.serialize import event_to_json
 
 if TYPE_CHECKING:
-    from llmledger.runtime.content import PendingContent
     from llmledger.store.protocol import WriteResult
 
 __all__ = [
@@ -82,7 +87,15 @@ _REFUSED = "refused"
 
 @dataclass(slots=True)
 class RemoteStats:
-    """What a remote sink did with the events it was given."""
+    """What a remote sink did with the events it was given.
+
+    Attributes:
+        sent: Events the service stored.
+        duplicates: Events the service had already.
+        rejected: Events the service rejected one by one (each is set aside too).
+        refused: Events set aside in ``spool/refused`` (rejected, refused or failing).
+        dropped: Events that could not be set aside (the refused folder full).
+    """
 
     sent: int = 0
     duplicates: int = 0
@@ -95,6 +108,16 @@ class _ServerFailing(ServiceUnavailable):
     """The service answered 5xx to every try of one batch: the batch may be at fault."""
 
     retryable = False
+
+
+class _Kept(ServiceUnavailable):
+    """The batch stays in the journal and is sent again later."""
+
+    retryable = True
+
+
+_EMPTY = b'{"events":[]}'
+_STATUSES = frozenset({"accepted", "duplicate", "rejected", _REFUSED})
 
 
 @dataclass
@@ -121,10 +144,11 @@ class RemoteSink:
         backoff: Pause before the first retry; it doubles, up to ``max_backoff``.
         budget: Most seconds spent on one batch before it is left in the journal
             for a later try (so an exiting process is never held for long).
-        content: Where the kept text of the events waits; each event's text is
-            sent with it.
         max_body_bytes: Largest request body (uncompressed) the service accepts;
             batches are split to stay under it.
+        max_failures: Writes of the same events, each answered 5xx for every one
+            of them alone while the service answers an empty batch, before they
+            are set aside with the last answer.
 
     Example:
         >>> import tempfile
@@ -151,12 +175,12 @@ class RemoteSink:
         max_backoff: float = 4.0,
         budget: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
-        content: PendingContent | None = None,
         max_body_bytes: int = 10_000_000,
+        max_failures: int = 5,
     ) -> None:
         self.url = url.rstrip("/")
-        self.content = content
         self.max_body_bytes = max_body_bytes
+        self.max_failures = max(1, max_failures)
         self.spool_dir = Path(spool_dir)
         self.spool_limit = spool_limit
         self.retries = retries
@@ -178,7 +202,10 @@ class RemoteSink:
             transport=transport,
         )
         self._lock = threading.RLock()
-        self._texts: dict[str, ContentRecord] = {}
+        self._texts: Mapping[str, ContentRecord] = {}
+        self._set_aside_ids = SetAsideIds(self.spool_dir)
+        self._failures: dict[str, int] = {}  # event id: writes failed while the service was up
+        self._mismatch_logged: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> RemoteSink:
@@ -205,54 +232,36 @@ class RemoteSink:
         batch: Sequence[UsageEvent],
         *,
         on_error: Callable[[UsageEvent, Exception], None] | None = None,
+        content: Mapping[str, ContentRecord] | None = None,
     ) -> WriteResult:
-        """Send events to the service.
+        """Send events to the service, each with the text kept for it in ``content``.
 
         Returns:
             What the service answered: the events it stored, the ids it already
-            had and those it rejected.
+            had and those it rejected (set aside in ``spool/refused``).
 
         Raises:
-            ServiceUnavailable: when the service did not take a request (the
-                events stay in the journal; their kept text is held again).
+            ServiceUnavailable: when the service did not take a request, or its
+                answer does not match the request (the events stay in the journal).
         """
         from llmledger.store.protocol import WriteResult  # the store's imports wait for a write
 
         with self._lock:
             answered = _Answered()
-            self._texts = self._take_texts(batch)
+            self._texts = content or {}
             try:
-                requests = self._requests(batch)
-                for index, (chunk, payload) in enumerate(requests):
+                for chunk, payload in self._requests(batch):
+                    ids = [event.id for event in chunk]
                     try:
-                        results = self._deliver(payload, [event.id for event in chunk])
-                    except ServiceUnavailable:
-                        self._give_back(e for c, _ in requests[index:] for e in c)
-                        raise
+                        results = self._deliver(payload, ids)
+                    except _ServerFailing as exc:
+                        results = self._failing(payload, ids, exc)
                     self._account(chunk, results, on_error, answered)
             finally:
                 self._texts = {}
             return WriteResult(
                 tuple(answered.stored), tuple(answered.duplicates), tuple(answered.rejected)
             )
-
-    def _take_texts(self, batch: Sequence[UsageEvent]) -> dict[str, ContentRecord]:
-        texts: dict[str, ContentRecord] = {}
-        if self.content is not None and len(self.content):
-            for event in batch:
-                record = self.content.take(event.id)
-                if record is not None:
-                    texts[event.id] = record
-        return texts
-
-    def _give_back(self, events: Iterable[UsageEvent]) -> None:
-        """Hold the text of events not sent again, for the next try."""
-        if self.content is None or not self._texts:
-            return
-        for event in events:
-            record = self._texts.get(event.id)
-            if record is not None:
-                self.content.save(record)
 
     def _account(
         self,
@@ -261,26 +270,124 @@ class RemoteSink:
         on_error: Callable[[UsageEvent, Exception], None] | None,
         answered: _Answered,
     ) -> None:
-        stored = 0
-        for event, result in zip(chunk, results, strict=False):
-            status = result.get("status")
+        """Take in the answers about one request's events (checked by :meth:`_check`).
+
+        The events the service rejected are set aside with their reasons first:
+        only then may the writer mark the batch done in the journal.
+        """
+        stored: list[UsageEvent] = []
+        duplicates: list[str] = []
+        rejected: list[tuple[UsageEvent, str]] = []
+        for event, result in zip(chunk, results, strict=True):
+            status = result["status"]
             if status == "accepted":
-                stored += 1
-                answered.stored.append(event)
+                stored.append(event)
             elif status == "duplicate":
-                self.stats.duplicates += 1
-                answered.duplicates.append(event.id)
-            elif status == _REFUSED:
-                continue  # set aside with its batch, counted there
+                duplicates.append(event.id)
+            elif status == "rejected":
+                rejected.append((event, str(result.get("reason") or "no reason given")))
+            # refused: set aside with its batch, counted there
+        if rejected:
+            self._set_aside(
+                [self._event_json(event) for event, _ in rejected],
+                [event.id for event, _ in rejected],
+                [f"the service rejected it: {reason}" for _, reason in rejected],
+            )
+        if self._failures:
+            for event in chunk:
+                self._failures.pop(event.id, None)
+        self.stats.sent += len(stored)
+        self.stats.duplicates += len(duplicates)
+        answered.stored.extend(stored)
+        answered.duplicates.extend(duplicates)
+        for event, reason in rejected:
+            self.stats.rejected += 1
+            answered.rejected.append(event.id)
+            error = InvalidEventError(f"the service rejected it: {reason}")
+            if on_error is not None:
+                on_error(event, error)
             else:
-                self.stats.rejected += 1
-                answered.rejected.append(event.id)
-                error = InvalidEventError(f"the service rejected it: {result.get('reason')}")
-                if on_error is not None:
-                    on_error(event, error)
-                else:
-                    log.error("llmledger: event %s dropped: %s", event.id, error)
-        self.stats.sent += stored
+                log.error("llmledger: event %s set aside: %s", event.id, error)
+
+    def _check(self, results: Any, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The service's answers when they match the request's events: one per event,
+        in order, each naming its event (or no event, for one rejected unread).
+
+        Raises:
+            ServiceUnavailable: when they do not; the batch stays in the journal.
+        """
+        problem = None
+        if not isinstance(results, list):
+            problem = f"the results are a {type(results).__name__}, not a list"
+        elif len(results) != len(ids):
+            problem = f"{len(results)} results for {len(ids)} events"
+        else:
+            for index, (result, event_id) in enumerate(zip(results, ids, strict=True)):
+                if not isinstance(result, dict) or result.get("status") not in _STATUSES:
+                    problem = f"result {index} is not an answer about an event: {result!r:.200}"
+                    break
+                answer_id = result.get("id")
+                if answer_id is None and result["status"] in ("rejected", _REFUSED):
+                    continue
+                if not isinstance(answer_id, str) or answer_id.upper() != event_id.upper():
+                    problem = f"result {index} is about {answer_id!r}, not event {event_id}"
+                    break
+        if problem is None:
+            self._mismatch_logged = None
+            return results  # type: ignore[no-any-return]
+        if problem != self._mismatch_logged:
+            self._mismatch_logged = problem
+            log.error(
+                "llmledger: the service's answer does not match the %d events sent (%s); "
+                "they stay in the journal and are sent again",
+                len(ids),
+                problem,
+            )
+        raise _Kept(f"the service's answer does not match the events sent: {problem}")
+
+    def _failing(
+        self, payload: bytes, ids: Sequence[str], error: _ServerFailing
+    ) -> list[dict[str, Any]]:
+        """A request answered 5xx, every part of it and each event alone.
+
+        When the service does not answer an empty batch either, it is down: the
+        events stay in the journal.  Otherwise each write counts against these
+        events; after ``max_failures`` they are set aside with the last answer.
+
+        Raises:
+            ServiceUnavailable: while the events stay in the journal.
+        """
+        if not self._answers_empty_batch():
+            raise _Kept(str(error)) from error
+        failures = self.max_failures
+        for event_id in ids:
+            failures = min(failures, self._failures.get(event_id, 0) + 1)
+            self._failures[event_id] = self._failures.get(event_id, 0) + 1
+        if failures < self.max_failures:
+            log.warning(
+                "llmledger: the service fails on %d events (%s), though it is up; "
+                "they are tried again (%d of %d writes)",
+                len(ids),
+                error,
+                failures,
+                self.max_failures,
+            )
+            raise _Kept(str(error)) from error
+        for event_id in ids:
+            self._failures.pop(event_id, None)
+        problem = f"the service fails on this event ({failures} writes): {error}"
+        results = []
+        for item, event_id in zip(_items(payload), ids, strict=True):
+            results.extend(self._refuse(_gzip(_dumps({"events": [item]})), [event_id], problem))
+        return results
+
+    def _answers_empty_batch(self) -> bool:
+        """Whether the service takes an empty batch now (it is up, whatever it fails on)."""
+        try:
+            answer = self._client.post("/v1/events", content=_gzip(_EMPTY))
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -335,7 +442,7 @@ class RemoteSink:
             data["content"] = _content_json(record)
         return data
 
-    def _send(self, payload: bytes) -> list[dict[str, Any]]:
+    def _send(self, payload: bytes) -> Any:
         """Post one compressed batch; retry 429/5xx and network errors within the budget.
 
         Raises:
@@ -358,7 +465,7 @@ class RemoteSink:
             else:
                 if answer.status_code == 200:
                     try:
-                        results: list[dict[str, Any]] = answer.json()["results"]
+                        results: Any = answer.json()["results"]
                     except (ValueError, KeyError, TypeError):
                         # Not an llmledger service (a proxy's page, say): keep the batch.
                         raise ServiceUnavailable(
@@ -399,7 +506,7 @@ class RemoteSink:
             ServiceUnavailable: when the service did not take the batch in time.
         """
         try:
-            return self._send(payload)
+            return self._check(self._send(payload), ids)
         except BatchRefused as exc:
             if exc.status == 413 and len(ids) > 1:
                 return [
@@ -447,9 +554,8 @@ class RemoteSink:
         """Each event of a failing part alone (the service is up); set aside those it fails on."""
         if len(ids) == 1:
             return self._refuse(payload, ids, f"the service fails on this event: {error}")
-        items = json.loads(gzip.decompress(payload))["events"]
         results: list[dict[str, Any]] = []
-        for item, event_id in zip(items, ids, strict=True):
+        for item, event_id in zip(_items(payload), ids, strict=True):
             single = _gzip(_dumps({"events": [item]}))
             try:
                 results.extend(self._deliver(single, [event_id]))
@@ -460,12 +566,45 @@ class RemoteSink:
         return results
 
     def _refuse(self, payload: bytes, ids: Sequence[str], problem: str) -> list[dict[str, Any]]:
-        self._set_aside(payload, len(ids), problem)
+        self._set_aside(_items(payload), ids, [problem] * len(ids))
         return [{"id": event_id, "status": _REFUSED, "reason": problem} for event_id in ids]
 
-    def _set_aside(self, payload: bytes, count: int, problem: str) -> None:
-        """Keep a refused batch in ``spool/refused`` (never replayed), within the spool limit."""
-        kept = set_aside(self.spool_dir, payload, count, self.spool_limit)
+    def _set_aside(
+        self, items: Sequence[dict[str, Any]], ids: Sequence[str], reasons: Sequence[str]
+    ) -> None:
+        """Keep refused events, each with its reason, in ``spool/refused`` (never replayed),
+        within the spool limit; an event set aside already (a batch sent again) is not
+        kept twice.
+
+        Raises:
+            ServiceUnavailable: when the file cannot be written; the batch stays in
+                the journal, to be set aside on a later try.
+        """
+        already = self._set_aside_ids.current()
+        kept_items: list[dict[str, Any]] = []
+        kept_reasons: list[str] = []
+        for item, event_id, reason in zip(items, ids, reasons, strict=True):
+            if event_id.upper() in already:
+                continue
+            already.add(event_id.upper())
+            kept_items.append(item)
+            kept_reasons.append(reason)
+        count = len(kept_items)
+        if not count:
+            return
+        body = _gzip(_dumps({"events": kept_items, "reasons": kept_reasons}))
+        problem = kept_reasons[0] if len(set(kept_reasons)) == 1 else "reasons in the file"
+        try:
+            kept = set_aside(self.spool_dir, body, count, self.spool_limit, strict=True)
+        except OSError as exc:
+            log.error(
+                "llmledger: %d events refused for good (%s) cannot be set aside (%s); "
+                "they stay in the journal",
+                count,
+                problem,
+                exc,
+            )
+            raise _Kept(f"cannot set aside refused events: {exc}") from exc
         if isinstance(kept, str):
             self.stats.dropped += count
             log.error(
@@ -488,9 +627,15 @@ class RemoteSink:
         self._client.close()
 
 
+def _items(payload: bytes) -> list[dict[str, Any]]:
+    """The events of a compressed batch, as JSON objects."""
+    items: list[dict[str, Any]] = json.loads(gzip.decompress(payload))["events"]
+    return items
+
+
 def _halves(payload: bytes, ids: Sequence[str]) -> list[tuple[bytes, Sequence[str]]]:
     """A compressed batch as two compressed batches, each with its ids."""
-    items = json.loads(gzip.decompress(payload))["events"]
+    items = _items(payload)
     half = len(items) // 2
     return [
         (_gzip(_dumps({"events": items[:half]})), ids[:half]),

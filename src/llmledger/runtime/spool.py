@@ -23,6 +23,7 @@ from llmledger.runtime.journal import ACK, HEADER, SEGMENT
 __all__ = [
     "REFUSED",
     "JournalStatus",
+    "SetAsideIds",
     "journal_folder",
     "journal_status",
     "name_destination",
@@ -210,15 +211,25 @@ def journal_status(spool: str | os.PathLike[str]) -> JournalStatus:
 
 
 def set_aside(
-    spool: str | os.PathLike[str], payload: bytes, count: int, limit_bytes: int
+    spool: str | os.PathLike[str],
+    payload: bytes,
+    count: int,
+    limit_bytes: int,
+    *,
+    strict: bool = False,
 ) -> Path | str:
     """Keep a refused batch (a gzipped ``{"events": [...]}`` body) in ``spool/refused``.
 
-    The file appears whole or not at all: a partial file is removed, so a full
-    disk leaves nothing behind.
+    The body may say why, for all its events (``"reason"``) or for each
+    (``"reasons"``, in the order of ``"events"``).  The file appears whole or
+    not at all: a partial file is removed, so a full disk leaves nothing behind.
 
     Returns:
         The file written, or why it could not be.
+
+    Raises:
+        OSError: with ``strict``, when the file could not be written (a full
+            folder, over ``limit_bytes``, is still answered with why).
     """
     folder = Path(spool) / REFUSED
     used = sum(p.stat().st_size for p in _refused_files(Path(spool)) if p.exists())
@@ -234,8 +245,44 @@ def set_aside(
     except OSError as exc:
         with contextlib.suppress(OSError):
             partial.unlink()
+        if strict:
+            raise
         return f"cannot write to {folder} ({exc})"
     return folder / name
+
+
+class SetAsideIds:
+    """The ids of the events set aside in ``spool/refused`` now, read from its files.
+
+    Each file is read once; a file removed since (``spool requeue``) takes its
+    ids with it, so an event requeued and refused again is set aside again.
+
+    Example:
+        >>> import tempfile
+        >>> SetAsideIds(tempfile.mkdtemp()).current()
+        set()
+    """
+
+    def __init__(self, spool: str | os.PathLike[str]) -> None:
+        self.spool = Path(spool)
+        self._files: dict[str, frozenset[str]] = {}
+
+    def current(self) -> set[str]:
+        """The ids (upper case) of the events in the set-aside files there now."""
+        paths = {path.name: path for path in _refused_files(self.spool)}
+        for gone in set(self._files) - set(paths):
+            del self._files[gone]
+        for name in set(paths) - set(self._files):
+            try:
+                items = read_set_aside(paths[name])
+            except ValueError:  # removed meanwhile, or not ours: holds no id we set aside
+                items = []
+            self._files[name] = frozenset(
+                item["id"].upper()
+                for item in items
+                if isinstance(item, dict) and isinstance(item.get("id"), str)
+            )
+        return set().union(*self._files.values())
 
 
 def refused_batches(spool: str | os.PathLike[str]) -> list[Path]:
