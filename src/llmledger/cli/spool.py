@@ -115,7 +115,14 @@ def requeue_command(ctx: click.Context) -> None:
             except Exception as exc:
                 click.echo(f"{path.name} left in place: {exc}", err=True)
                 continue
-            if all(journal.append(event) for event in events):
+            appended = True
+            for event, item in zip(events, items, strict=True):
+                text = item.get("content")  # an event's kept text goes back with it
+                kept = (
+                    (text.get("prompt"), text.get("response")) if isinstance(text, dict) else None
+                )
+                appended = journal.append(event, kept) and appended
+            if appended:
                 path.unlink()
                 moved += len(events)
     finally:
