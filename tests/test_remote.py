@@ -336,3 +336,38 @@ def test_single_events_too_large_are_set_aside_one_by_one(tmp_path: Path) -> Non
     assert sink.write(events(3)).count == 0
     assert sink.stats.refused == 3
     assert len(_refused_files(tmp_path)) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda results: results[:-1], "2 results for 3 events"),
+        (lambda results: [*results, results[0]], "4 results for 3 events"),
+        (lambda results: results[::-1], "result 0 is about"),
+        (lambda results: [{**r, "status": "refused"} for r in results], "result 0 is not an"),
+        (lambda results: {"ok": True}, "the results are a dict"),
+    ],
+)
+def test_an_answer_that_does_not_match_the_batch_keeps_it(
+    tmp_path: Path, change: Callable[[Any], Any], problem: str
+) -> None:
+    service = FakeService()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        results = service(request).json()["results"]
+        return httpx.Response(200, json={"results": change(results)})
+
+    sink = RemoteSink(
+        "http://ledger.test/",
+        "llk_test",
+        spool_dir=tmp_path / "spool",
+        transport=httpx.MockTransport(answer),
+        sleep=lambda _: None,
+    )
+    batch = events(3)
+    with pytest.raises(ServiceUnavailable, match=problem) as raised:
+        sink.write(batch)
+    assert getattr(raised.value, "retryable", False)  # the writer keeps the batch
+    assert sink.stats.refused == sink.stats.rejected == sink.stats.sent == 0
+    assert not _refused_files(tmp_path)
+    sink.close()

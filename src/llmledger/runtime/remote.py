@@ -117,7 +117,8 @@ class _Kept(ServiceUnavailable):
 
 
 _EMPTY = b'{"events":[]}'
-_STATUSES = frozenset({"accepted", "duplicate", "rejected", _REFUSED})
+#: What the service answers about an event (``refused`` is the sink's own word).
+_STATUSES = frozenset({"accepted", "duplicate", "rejected"})
 
 
 @dataclass
@@ -327,7 +328,7 @@ class RemoteSink:
                     problem = f"result {index} is not an answer about an event: {result!r:.200}"
                     break
                 answer_id = result.get("id")
-                if answer_id is None and result["status"] in ("rejected", _REFUSED):
+                if answer_id is None and result["status"] == "rejected":
                     continue
                 if not isinstance(answer_id, str) or answer_id.upper() != event_id.upper():
                     problem = f"result {index} is about {answer_id!r}, not event {event_id}"
