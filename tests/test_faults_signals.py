@@ -128,10 +128,12 @@ def test_sigterm_flushes_then_hands_the_signal_to_the_apps_own_handler(tmp_path:
 
 
 #: Makes ``argv[1]`` captured chat calls with their text kept (over a recorded answer),
-#: says ``recorded``, then waits to be killed.
+#: flushes for ``argv[2]`` seconds (the writer has tried them), says ``recorded``, then
+#: waits to be killed.
 TEXT_RECORDER = r"""
 import sys, time
 import openai
+import llmledger
 from llmledger.capture import instrument
 from tests.test_capture_support import JSON, Replay, recorded
 
@@ -142,6 +144,7 @@ with instrument(store_content=True):
         client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": f"question {i}"}]
         )
+llmledger.flush(float(sys.argv[2]))
 print("recorded", flush=True)
 time.sleep(600)
 """
@@ -149,12 +152,12 @@ time.sleep(600)
 TEXTS = 300
 
 
-def _record_texts_then_sigkill(env: dict[str, str]) -> None:
+def _record_texts_then_sigkill(env: dict[str, str], flush: float = 0.0) -> None:
     import subprocess
     import sys
 
     child = subprocess.Popen(
-        [sys.executable, "-c", TEXT_RECORDER, str(TEXTS)],
+        [sys.executable, "-c", TEXT_RECORDER, str(TEXTS), str(flush)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -214,3 +217,33 @@ def test_sigkill_with_the_service_down_keeps_the_text_for_the_service(
         assert run_flusher(env, 120).startswith("flushed")
     assert not journal_segments(home)
     _assert_each_text_once(db_url)
+
+
+def test_captured_calls_and_their_text_wait_while_the_ledger_is_read_only(
+    tmp_path: Path,
+) -> None:
+    """The writer builds each captured call's event while the ledger cannot be written
+    (immutable, as in tests/test_faults_store.py): building never writes the text on its
+    own, so nothing is lost; the text is stored with its event once the ledger is back."""
+    import subprocess
+
+    from llmledger.store import open_store
+
+    folder = tmp_path / "db"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'ledger.db'}"
+    with open_store(url) as store:
+        store.migrate()
+    for leftover in folder.glob("ledger.db-*"):
+        leftover.unlink()
+    immutable = [str(folder / "ledger.db"), str(folder)]
+    home = tmp_path / "app"
+    env = child_env(home, database_url=url, flush_interval="0.05")
+    subprocess.run(["chattr", "+i", *immutable], check=True)
+    try:
+        _record_texts_then_sigkill(env, flush=2)  # the writer built them and could not write
+    finally:
+        subprocess.run(["chattr", "-i", *immutable], check=True)
+    assert run_flusher(env, 120).startswith("flushed")
+    assert not journal_segments(home)
+    _assert_each_text_once(url)
