@@ -159,7 +159,7 @@ def test_what_a_closed_writer_left_is_sent_by_the_next_one(tmp_path: Path) -> No
     for event in left:
         writer.submit(event)
     assert not writer.close(timeout=0.2)
-    assert len(list((tmp_path / "journal").glob("*.seg"))) == 1
+    assert list((tmp_path / "journal").glob("*.seg"))  # what was left waits on disk
     service.down = False
     next_writer = journal_writer(sink, tmp_path)
     assert next_writer.flush(timeout=10)  # only flush(): nothing new was recorded

@@ -403,6 +403,7 @@ class Journal:
         self.drop_log_interval = drop_log_interval
         self._lock = threading.Lock()
         self._claim_lock = threading.Lock()
+        self._spare_lock = threading.Lock()
         self._active: _Segment | None = None
         self._spare: _Segment | None = None  # made by the writer, mapped, for the next appends
         self._own: list[_Segment] = []  # oldest first; the active one last
@@ -526,8 +527,14 @@ class Journal:
         for one (the writer calls it; never raises)."""
         if self._spare is not None or self._closed:
             return
+        with self._spare_lock:  # close() waits for a spare being made: no file left behind
+            self._prepare_spare()
+
+    def _prepare_spare(self) -> None:
         try:
             with self._lock:
+                if self._closed:
+                    return
                 used = self._size
                 if used is None:
                     used = self._size = self._folder_size()
@@ -790,7 +797,7 @@ class Journal:
 
     def close(self) -> None:
         """Release every segment: consumed ones are removed, the rest stay for the next process."""
-        with self._lock:
+        with self._spare_lock, self._lock:
             self._closed = True
             self._save_dropped()
             for segment in [*self._orphans, *self._own]:
@@ -808,6 +815,7 @@ class Journal:
         # The parent keeps its segments (and their locks); the child starts its own.
         self._lock = threading.Lock()
         self._claim_lock = threading.Lock()
+        self._spare_lock = threading.Lock()
         spare = [self._spare] if self._spare is not None else []
         for segment in [*self._orphans, *self._own, *spare]:
             if segment.map is not None:  # the child's own view of the parent's file
