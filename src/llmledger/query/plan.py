@@ -11,12 +11,16 @@ grain  dimensions
 =====  ==========================================================================
 1      provider, model, response_model, operation, status, api_key_fingerprint, tenant
 2      provider, model, operation, status, tenant, feature
+4      tenant, user
 3      all of the above and user
 =====  ==========================================================================
 
 ``session`` and tags are not rolled up (they are nearly unique per call);
-reports on them read the raw events.  The finest grain (with ``user``) is kept
-hourly only: it has about as many rows per batch as there are users writing.
+reports on them read the raw events.  The finest grain (3, every dimension) is
+kept hourly only: it has about as many rows per batch as there are combinations
+of users, models and features writing.  Grain 4 (a tenant's users) has one row
+per user and period, so it is kept per day too: reports by user over weeks read
+a few rows per user and day instead of the finest grain's hours.
 
 The plan reads rollups for the whole hours of the range when the query allows
 it (its dimensions are rolled up, no percentile is asked for, and the time
@@ -41,6 +45,7 @@ from llmledger.query.spec import PERCENTILE_METRICS, Query
 
 __all__ = [
     "DAILY_GRAINS",
+    "FULL_GRAIN",
     "GRAINS",
     "ROLLUP_DIMENSIONS",
     "Piece",
@@ -63,7 +68,8 @@ ROLLUP_DIMENSIONS: tuple[str, ...] = (
     "feature",
     "user",
 )
-#: Grain number -> its dimensions, smallest (fewest rows) first.
+#: Grain number -> its dimensions, smallest (fewest rows) first; a query reads the first
+#: that holds its dimensions.  Numbers are stored in the rollup tables: they never change.
 GRAINS: dict[int, tuple[str, ...]] = {
     1: (
         "provider",
@@ -75,10 +81,13 @@ GRAINS: dict[int, tuple[str, ...]] = {
         "tenant",
     ),
     2: ("provider", "model", "operation", "status", "tenant", "feature"),
+    4: ("tenant", "user"),
     3: ROLLUP_DIMENSIONS,
 }
-#: Grains also kept per UTC day (the ones without high-cardinality dimensions).
-DAILY_GRAINS: tuple[int, ...] = (1, 2)
+#: The grain with every rolled-up dimension, from which the others are summed.
+FULL_GRAIN = 3
+#: Grains also kept per UTC day (all but the finest, whose rows per day are too many).
+DAILY_GRAINS: tuple[int, ...] = (1, 2, 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +115,10 @@ def grain_for(dimensions: set[str], period_us: int = HOUR_US) -> int | None:
     Example:
         >>> grain_for({"model"}), grain_for({"tenant", "feature"}), grain_for({"session"})
         (1, 2, None)
-        >>> grain_for({"user"}), grain_for({"user"}, DAY_US)
-        (3, None)
+        >>> grain_for({"user"}), grain_for({"user"}, DAY_US), grain_for({"user", "model"})
+        (4, 4, 3)
+        >>> grain_for({"user", "model"}, DAY_US) is None
+        True
     """
     for grain, names in GRAINS.items():
         if period_us == DAY_US and grain not in DAILY_GRAINS:
