@@ -34,6 +34,7 @@ __all__ = [
     "compile_values",
     "event_state_columns",
     "prepared_piece",
+    "quantile_columns",
     "rollup_state_columns",
 ]
 
@@ -349,6 +350,25 @@ def compile_values(
     query = _where(query, piece, filters)
     keys = [*slot, *dims]
     return query.group_by(*keys) if grouped and keys else query
+
+
+def quantile_columns(names: Sequence[str]) -> list[Any]:
+    """``percentile_cont(q) WITHIN GROUP (ORDER BY duration_ms | ttft_ms)`` for each
+    percentile metric named, to add to an ungrouped events piece (PostgreSQL).
+
+    ``percentile_cont`` interpolates between closest ranks and skips NULLs, as
+    :func:`llmledger.query.aggregate.percentile` does over the values.
+
+    Example:
+        >>> [c.name for c in quantile_columns(["latency_p95"])]
+        ['latency_p95']
+    """
+    return [
+        sa.func.percentile_cont(int(name.rsplit("_p", 1)[1]) / 100)
+        .within_group(events.c.duration_ms if name.startswith("latency") else events.c.ttft_ms)
+        .label(name)
+        for name in names
+    ]
 
 
 def compile_timeline(piece: Piece, filters: Sequence[Filter], limit: int | None) -> sa.Select[Any]:
