@@ -569,6 +569,35 @@ def _kept(item: Filter, event: UsageEvent) -> bool:
     return (value in item.values) != item.negate
 
 
+def test_a_tags_spend_is_read_from_its_rows_alone_and_equals_the_events(
+    store: SqlStore,
+) -> None:
+    store.write(make_events(400, seed=14))
+    metrics = ("calls", "cost", "unpriced_calls", "cost_per_call")
+    one = (Filter("tag:podcast_id", ("rec1",)),)
+    two = (Filter("tag:podcast_id", ("rec1", "rec3")),)
+    since, until = T0 + timedelta(hours=7, minutes=11), T0 + timedelta(days=5)
+    for query in (
+        Query(where=one, metrics=metrics),
+        Query(by=("tag:podcast_id",), where=two, metrics=metrics, since=since, until=until),
+        Query(by=("tag:podcast_id",), where=two, every="day", tz="Europe/Lisbon", metrics=metrics),
+        Query(where=(*two, Filter("tag:podcast_id", ("rec3",))), every="hour", metrics=metrics),
+    ):
+        assert [p.tag_rows for p in plan(query, None)] == ["podcast_id"], query
+        assert store.report(query).to_dict() == store.report(query, mode="events").to_dict()
+    # Anything else a tag's rows do not hold reads the events.
+    for query in (
+        Query(by=("tag:podcast_id",), metrics=metrics),  # calls without the tag too
+        Query(where=(Filter("tag:podcast_id", ("rec1",), negate=True),), metrics=metrics),
+        Query(where=(Filter("tag:podcast_id", ("rec1", None)),), metrics=metrics),
+        Query(where=(*one, Filter("tag:env", ("prod",))), metrics=metrics),
+        Query(where=(*one, Filter("model", ("o3",))), metrics=metrics),
+        Query(where=one, metrics=("calls", "input_tokens")),
+        Query(by=("tag",), where=one, metrics=metrics),
+    ):
+        assert [p.tag_rows for p in plan(query, None)] == [None], query
+
+
 def test_limit_keeps_the_top_groups_and_sums_the_rest(store: SqlStore) -> None:
     store.write(make_events(300, seed=9))
     full = store.report(Query(by=("user",), metrics=("calls", "cost")))

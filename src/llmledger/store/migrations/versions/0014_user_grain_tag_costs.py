@@ -1,4 +1,4 @@
-"""Grain 4: a tenant's users, kept per UTC hour and per UTC day.
+"""Grain 4 (a tenant's users, kept per UTC hour and per UTC day), and the cost on tag rows.
 
 Revision ID: 0014
 Revises: 0012
@@ -8,8 +8,12 @@ Reports by user (the dashboard's top users over 30 days) read the finest grain
 rest: on a large ledger nearly as many rows as events.  Grain 4 keeps one row
 per tenant, user and period, hourly and daily, so such a report reads a few rows
 per user and day.  Its rows are summed from the finest grain's hourly rows (no
-event is read), then per UTC day.  This script is self-contained: it must keep
-working whatever the library's code becomes.
+event is read), then per UTC day.
+
+``event_tags`` gains ``cost_nanos``, the cost of the tagged event, copied from
+the events: the spend of a tag's calls (budgets scoped by a tag) is then read
+from the tag's rows alone instead of looking up each event.  This script is
+self-contained: it must keep working whatever the library's code becomes.
 """
 
 from __future__ import annotations
@@ -105,7 +109,13 @@ def _summed(rows: Any) -> list[Any]:
 
 
 def upgrade() -> None:
-    """Sum grain 4's hourly rows from the finest grain's, then its daily rows from those."""
+    """Sum grain 4's hourly rows from the finest grain's, then its daily rows from those;
+    add the tag rows' cost and copy it from their events."""
+    op.add_column("event_tags", sa.Column("cost_nanos", sa.BigInteger, nullable=True))
+    tags = sa.table("event_tags", sa.column("event_id", sa.Text), sa.column("cost_nanos"))
+    events = sa.table("events", sa.column("id", sa.Text), sa.column("cost_nanos"))
+    cost = sa.select(events.c.cost_nanos).where(events.c.id == tags.c.event_id).scalar_subquery()
+    op.execute(tags.update().values(cost_nanos=cost))
     hourly, daily = _table("rollups_hourly"), _table("rollups_daily")
     for table in (hourly, daily):
         op.execute(table.delete().where(table.c.grain == _GRAIN))
@@ -139,7 +149,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Remove grain 4's rows; nothing else reads them."""
+    """Remove grain 4's rows and the tag rows' cost; nothing else reads them."""
     for name in _TABLES:
         table = _table(name)
         op.execute(table.delete().where(table.c.grain == _GRAIN))
+    # A plain ALTER (SQLite 3.35 or later): a batch copy would lose WITHOUT ROWID.
+    op.execute("ALTER TABLE event_tags DROP COLUMN cost_nanos")
