@@ -226,9 +226,9 @@ def add_tags(store: SqlStore, key: str, one_in: int, values: int, prefix: str) -
         began = time.perf_counter()
         number = "CAST(substr(id, 2) AS BIGINT)"
         statement = (
-            "INSERT INTO event_tags (key, value, ts_us, event_id) "
-            f"SELECT '{key}', '{prefix}' || (({number} / {one_in}) % {values}), ts_us, id "
-            f"FROM events WHERE {number} % {one_in} = 0"
+            "INSERT INTO event_tags (key, value, ts_us, event_id, cost_nanos) "
+            f"SELECT '{key}', '{prefix}' || (({number} / {one_in}) % {values}), ts_us, id, "
+            f"cost_nanos FROM events WHERE {number} % {one_in} = 0"
         )
         if store.dialect == "postgresql":
             statement = statement.replace("%", "%%")  # psycopg placeholders
