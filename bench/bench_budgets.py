@@ -1,15 +1,19 @@
 """Evaluating 1,000 budgets on a large ledger: the scheduled budget check's reads.
 
 Reuses the ledger of ``bench/bench_report.py`` (N synthetic events over 60 days,
-rollups built; filled once and cached), adds a ``project`` tag to one event in
-ten (once), then times ``Monitor.budget_statuses`` over 1,000 budgets: 80 %
+rollups built; filled once and cached: the schema ``llmledger_bench_report_<N>`` in the
+database of ``--postgres-url``, default ``LLMLEDGER_BENCH_POSTGRES_URL`` else
+``LLMLEDGER_TEST_POSTGRES_URL``, and ``<--cache-dir>/report-<N>.db`` on SQLite; see
+``bench_report.py``), adds a ``project`` tag to one event in ten (50 projects of equal
+size, once, kept with the ledger), then times ``Monitor.budget_statuses`` over 1,000 budgets: 80 %
 scoped by tenant, feature, model or provider (alone or together), 20 % by a tag,
 over calendar months, weeks and days and rolling windows.  The statuses are
 checked against direct reports for a sample of the budgets.  Target
 (DESIGN.md §8): ≤ 1 s.
 
     .venv/bin/python bench/bench_budgets.py --events 100000 --backend sqlite   # smoke run
-    .venv/bin/python bench/bench_budgets.py                                     # 10M events
+    export LLMLEDGER_BENCH_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench10m
+    .venv/bin/python bench/bench_budgets.py --backend postgres --progress       # 10M events
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,14 +30,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_report
-from bench_report import MODELS, NOW, PROVIDERS, open_ledger, prepare, say
+from bench_report import MODELS, NOW, PROVIDERS, add_tags, open_ledger, prepare, say
 
 from llmledger.alerts import Budget, plan_budgets
 from llmledger.core.settings import load_settings
 from llmledger.monitor import Monitor
 from llmledger.pricing import PriceResolver
 from llmledger.query import Query
-from llmledger.store.sql import SqlStore
 
 PROJECTS = 50
 PERIODS: tuple[tuple[str, int | None], ...] = (
@@ -45,34 +47,6 @@ PERIODS: tuple[tuple[str, int | None], ...] = (
     ("rolling", 7),
     ("rolling", 30),
 )
-
-
-def add_tags(store: SqlStore) -> str:
-    """A ``project`` tag on one event in ten, added once per ledger."""
-    with store.engine.begin() as conn:
-        have = conn.exec_driver_sql(
-            "SELECT count(*) FROM event_tags WHERE key = 'project'"
-        ).scalar_one()
-        if have:
-            return f"{have:,} tags kept from an earlier run"
-        number = (
-            "CAST(substr(id, 2) AS BIGINT)"
-            if store.dialect == "postgresql"
-            else "CAST(substr(id, 2) AS INTEGER)"
-        )
-        began = time.perf_counter()
-        statement = (
-            "INSERT INTO event_tags (key, value, ts_us, event_id) "
-            f"SELECT 'project', 'p' || ({number} % {PROJECTS}), ts_us, id FROM events "
-            f"WHERE {number} % 10 = 0"
-        )
-        if store.dialect == "postgresql":
-            statement = statement.replace("%", "%%")  # psycopg placeholders
-        conn.exec_driver_sql(statement)
-        count = conn.exec_driver_sql(
-            "SELECT count(*) FROM event_tags WHERE key = 'project'"
-        ).scalar_one()
-    return f"{count:,} tags added in {time.perf_counter() - began:.0f} s"
 
 
 def budgets(count: int = 1000) -> list[Budget]:
@@ -110,7 +84,7 @@ def run(backend: str, args: argparse.Namespace) -> tuple[str, str, list[float], 
     store, name, drop = open_ledger(backend, args)
     try:
         how = prepare(store, args.events, args.fresh)
-        how += "; " + add_tags(store)
+        how += "; " + add_tags(store, "project", 10, PROJECTS, "p")
         monitor = Monitor(
             store, load_settings(), lambda: PriceResolver(catalog=False, supplement=False)
         )
@@ -144,20 +118,10 @@ def run(backend: str, args: argparse.Namespace) -> tuple[str, str, list[float], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
+    bench_report.ledger_arguments(parser)
     parser.add_argument("--budgets", type=int, default=1000)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
-    parser.add_argument("--postgres-url", default=os.environ.get("LLMLEDGER_TEST_POSTGRES_URL"))
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "llmledger-bench",
-        help="Where the SQLite ledger is kept between runs (shared with bench_report.py).",
-    )
-    parser.add_argument("--fresh", action="store_true", help="Refill even if a ledger exists.")
-    parser.add_argument("--drop", action="store_true", help="Remove the ledgers afterwards.")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--progress", action="store_true", help="Progress on stderr.")
     args = parser.parse_args()
     bench_report._progress = args.progress
     backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]

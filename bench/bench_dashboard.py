@@ -2,22 +2,25 @@
 PostgreSQL).
 
 Uses the ledger of ``bench/bench_report.py`` (N synthetic events over 60 days, rollups
-built; filled once and kept), adds a ``podcast_id`` tag to one event in a hundred
-(1,000 podcasts, for the entity page), then times the function behind each page
+built; filled once and kept: the schema ``llmledger_bench_report_<N>`` in the database of
+``--postgres-url``, default ``LLMLEDGER_BENCH_POSTGRES_URL`` else
+``LLMLEDGER_TEST_POSTGRES_URL``, or ``<--cache-dir>/report-<N>.db`` on SQLite; see
+``bench_report.py``), adds a ``podcast_id`` tag to one event in a hundred (1,000 podcasts
+of 100 calls each, for the entity page) and twenty budgets, both kept with the ledger,
+then times the function behind each page
 (``llmledger.server.dashboard.data``, which the pages render) as an admin and as a
 reader scoped to one tenant: the queries a page makes, not the HTML or the browser.
 Each figure is the median, best and worst of ``--runs`` runs after one warm-up run.
 It prints a Markdown table, which ``bench/run`` copies into docs/benchmarks.md.
 
-    .venv/bin/python bench/bench_dashboard.py --events 10000000 --backend postgres \\
-        --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test --progress
+    export LLMLEDGER_BENCH_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench10m
+    .venv/bin/python bench/bench_dashboard.py --progress           # 10M events, PostgreSQL
     .venv/bin/python bench/bench_dashboard.py --events 20000 --runs 3   # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -45,26 +48,6 @@ from llmledger.store.sql import SqlStore
 NOW = bench_report.NOW
 TARGET_MS = 300.0
 PODCASTS = 1000
-
-
-def add_tags(store: SqlStore) -> None:
-    """Tag one event in a hundred with one of 1,000 podcasts (once per ledger)."""
-    with store.engine.begin() as conn:
-        found = conn.exec_driver_sql(
-            "SELECT count(*) FROM event_tags WHERE key = 'podcast_id'"
-        ).scalar_one()
-        if found:
-            return
-        number = "CAST(substr(id, 2) AS BIGINT)"
-        statement = (
-            "INSERT INTO event_tags (key, value, ts_us, event_id) "
-            f"SELECT 'podcast_id', 'rec' || ({number} % {PODCASTS}), ts_us, id FROM events "
-            f"WHERE {number} % 100 = 0"
-        )
-        if store.dialect == "postgresql":
-            statement = statement.replace("%", "%%")  # psycopg placeholders
-        conn.exec_driver_sql(statement)
-    bench_report._analyze(store)
 
 
 def add_budgets(store: SqlStore) -> None:
@@ -177,24 +160,14 @@ def measure(action: Callable[[], Any], runs: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
+    bench_report.ledger_arguments(parser)
     parser.add_argument(
         "--backend",
         choices=("sqlite", "postgres"),
         default=None,
-        help="default: PostgreSQL when a URL is given or in LLMLEDGER_TEST_POSTGRES_URL",
+        help="default: PostgreSQL when a URL is given or in the environment",
     )
-    parser.add_argument("--postgres-url", default=os.environ.get("LLMLEDGER_TEST_POSTGRES_URL"))
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "llmledger-bench",
-        help="Where the SQLite ledger is kept between runs.",
-    )
-    parser.add_argument("--fresh", action="store_true", help="Refill even if a ledger exists.")
-    parser.add_argument("--drop", action="store_true", help="Remove the ledger afterwards.")
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--progress", action="store_true", help="Progress on stderr.")
     args = parser.parse_args()
     bench_report._progress = args.progress
     backend = args.backend or ("postgres" if args.postgres_url else "sqlite")
@@ -204,7 +177,7 @@ def main() -> None:
     store, name, drop = bench_report.open_ledger(backend, args)
     try:
         how = bench_report.prepare(store, args.events, args.fresh)
-        add_tags(store)
+        how += "; " + bench_report.add_tags(store, "podcast_id", 100, PODCASTS, "rec")
         add_budgets(store)
         with tempfile.TemporaryDirectory() as home:
             settings = load_settings(home=home, database_url=store.url)

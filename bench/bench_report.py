@@ -14,15 +14,26 @@ The three reports must be equal (the run fails otherwise).  Each figure is the
 median, best and worst of ``--runs`` runs after one warm-up run.  It prints a
 Markdown table, which ``bench/run`` copies into docs/benchmarks.md.
 
-Filled ledgers are kept and reused by later runs (a SQLite file under
-``--cache-dir``, a PostgreSQL schema ``llmledger_bench_report_<N>``): filling
-and rebuilding 10 million events takes minutes.  ``--fresh`` refills them,
-``--drop`` removes them afterwards.
+This module is the one home of the large ledger: ``bench_dashboard.py`` and
+``bench_budgets.py`` read the same cached ledger through :func:`open_ledger`,
+:func:`prepare` and :func:`add_tags`.  Filled ledgers are kept and reused by
+later runs: filling and rebuilding 10 million events takes minutes on SQLite and
+about ten on PostgreSQL.  The cache is
+
+* SQLite: the file ``<--cache-dir>/report-<N>.db`` (default
+  ``$TMPDIR/llmledger-bench/report-10000000.db``);
+* PostgreSQL: the schema ``llmledger_bench_report_<N>`` in the database of
+  ``--postgres-url`` (default ``LLMLEDGER_BENCH_POSTGRES_URL``, else
+  ``LLMLEDGER_TEST_POSTGRES_URL``).  Keep it in a database of its own (e.g.
+  ``createdb bench10m``) so that nothing else drops it.
+
+A ledger is reused when it holds N events and its rollups; tags a benchmark adds
+are kept with it.  ``--fresh`` refills it, ``--drop`` removes it afterwards.
 
     .venv/bin/python bench/bench_report.py                     # SQLite, and PostgreSQL when
-                                                               # LLMLEDGER_TEST_POSTGRES_URL is set
-    .venv/bin/python bench/bench_report.py --events 10000000 --backend postgres \\
-        --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test --progress
+                                                               # a URL is in the environment
+    export LLMLEDGER_BENCH_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench10m
+    .venv/bin/python bench/bench_report.py --backend postgres --progress
 """
 
 from __future__ import annotations
@@ -196,6 +207,36 @@ def prepare(store: SqlStore, count: int, fresh: bool) -> str:
     return f"filled in {filled:.0f} s, rollups ({rows:,} rows) rebuilt in {rebuilt:.0f} s"
 
 
+def add_tags(store: SqlStore, key: str, one_in: int, values: int, prefix: str) -> str:
+    """Tag one event in ``one_in`` with ``key``, spread evenly over ``values`` values
+    (``prefix`` + a number), once per ledger; say how many tags there are.
+
+    Event ``e<n>`` gets the tag when ``n`` is a multiple of ``one_in``, with the
+    value numbered ``(n / one_in) % values``: every value has the same number of
+    calls, spread over the whole ledger.
+    """
+    with store.engine.begin() as conn:
+        count = int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM event_tags WHERE key = :key"), {"key": key}
+            ).scalar_one()
+        )
+        if count:
+            return f"{count:,} {key} tags kept from an earlier run"
+        began = time.perf_counter()
+        number = "CAST(substr(id, 2) AS BIGINT)"
+        statement = (
+            "INSERT INTO event_tags (key, value, ts_us, event_id, cost_nanos) "
+            f"SELECT '{key}', '{prefix}' || (({number} / {one_in}) % {values}), ts_us, id, "
+            f"cost_nanos FROM events WHERE {number} % {one_in} = 0"
+        )
+        if store.dialect == "postgresql":
+            statement = statement.replace("%", "%%")  # psycopg placeholders
+        count = conn.exec_driver_sql(statement).rowcount
+    _analyze(store)
+    return f"{count:,} {key} tags added in {time.perf_counter() - began:.0f} s"
+
+
 def rows_read(store: SqlStore, pieces: list[Piece]) -> int:
     """How many stored rows (rollup rows or events) the pieces of a plan read."""
     total = 0
@@ -291,17 +332,16 @@ def run_backend(backend: str, args: argparse.Namespace) -> tuple[str, str, list[
             drop()
 
 
-def main() -> None:
-    global _progress
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+def ledger_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the cached ledger, shared by every benchmark that reads it."""
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument(
-        "--backend",
-        choices=("sqlite", "postgres", "all"),
-        default="all",
-        help="all: SQLite, and PostgreSQL when a URL is given or in LLMLEDGER_TEST_POSTGRES_URL",
+        "--postgres-url",
+        default=os.environ.get("LLMLEDGER_BENCH_POSTGRES_URL")
+        or os.environ.get("LLMLEDGER_TEST_POSTGRES_URL"),
+        help="PostgreSQL server database holding the ledger's schema (default: "
+        "LLMLEDGER_BENCH_POSTGRES_URL, else LLMLEDGER_TEST_POSTGRES_URL)",
     )
-    parser.add_argument("--postgres-url", default=os.environ.get("LLMLEDGER_TEST_POSTGRES_URL"))
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -310,9 +350,21 @@ def main() -> None:
     )
     parser.add_argument("--fresh", action="store_true", help="Refill even if a ledger exists.")
     parser.add_argument("--drop", action="store_true", help="Remove the ledgers afterwards.")
+    parser.add_argument("--progress", action="store_true", help="Progress on stderr.")
+
+
+def main() -> None:
+    global _progress
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ledger_arguments(parser)
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres", "all"),
+        default="all",
+        help="all: SQLite, and PostgreSQL when a URL is given or in the environment",
+    )
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--raw-runs", type=int, default=3)
-    parser.add_argument("--progress", action="store_true", help="Progress on stderr.")
     args = parser.parse_args()
     _progress = args.progress
     backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]

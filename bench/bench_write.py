@@ -65,6 +65,7 @@ from llmledger.store.codec import FIXED_COLUMNS, OPTIONAL_COLUMNS, encode_batch
 BATCH_SIZE = 5_000
 #: Where the tags are in a row encoded whole (every column, in the codec's order).
 TAGS_AT = (*FIXED_COLUMNS, *OPTIONAL_COLUMNS).index("tags")
+COST_AT = (*FIXED_COLUMNS, *OPTIONAL_COLUMNS).index("cost_nanos")
 MODELS = (("openai", "gpt-4o-mini"), ("openai", "gpt-4.1"), ("anthropic", "claude-sonnet-4-5"))
 FEATURES = ("chat", "summarise", "search", "classify")
 
@@ -262,7 +263,7 @@ def same_rows(built: list[UsageEvent]) -> tuple[list[tuple[Any, ...]], list[list
     for start in range(0, len(rows), BATCH_SIZE):
         batch = rows[start : start + BATCH_SIZE]
         tags = [
-            (k, v, row[1], row[0])
+            (k, v, row[1], row[0], row[COST_AT])
             for row in batch
             for k, v in json.loads(row[TAGS_AT] or "{}").items()
         ]
@@ -362,11 +363,11 @@ def bench_postgres(url: str, built: list[UsageEvent]) -> dict[str, Any]:
             "ON CONFLICT (id) DO NOTHING"
         )
         tags = [
-            (k, v, row[1], row[0])
+            (k, v, row[1], row[0], row[COST_AT])
             for row in rows
             for k, v in json.loads(row[TAGS_AT] or "{}").items()
         ]
-        insert_tags = "INSERT INTO event_tags VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
+        insert_tags = "INSERT INTO event_tags VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
         libpq = (
             sa.engine.make_url(url)
             .set(drivername="postgresql")

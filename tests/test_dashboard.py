@@ -324,6 +324,82 @@ def test_reprice_from_the_prices_page_is_for_admins_and_dry_by_default(dash: Das
         assert {e.id: e.cost for e in dash.store.events()} == before
 
 
+def test_a_budgets_scope_and_period_change_on_its_edit_form(dash: Dashboard) -> None:
+    budget = Budget(
+        name="acme-chat", amount=Decimal(5), where=("feature=chat",), tenant="acme", created=NOW
+    )
+    dash.store.add_budget(budget, now=NOW)
+    with signed_in(dash, dash.admin) as client:
+        page = client.get("/budgets")
+        csrf = _csrf(page.text)
+        assert 'aria-label="Edit budget acme-chat"' in page.text
+        assert ">feature=chat</textarea>" in page.text
+        form = {
+            "csrf": csrf,
+            "name": "acme-chat",
+            "amount": "5",
+            "currency": "USD",
+            "period": "week",
+            "rolling_days": "",
+            "tz": "Europe/Lisbon",
+            "where": "model=gpt-4o-mini\nfeature!=search",
+            "thresholds": "50,80,100",
+            "recipients": "",
+            "active": "on",
+        }
+        route = f"/budgets/{budget.id}/edit"
+        assert client.post(route, data={**form, "csrf": "forged"}).status_code == 403
+        saved = client.post(route, data=form)
+        assert saved.status_code == 200 and "budget acme-chat saved" in saved.text
+        changed = dash.store.get_budget(budget.id)
+        assert changed is not None and changed.tenant == "acme"
+        assert changed.period == "week" and changed.tz == "Europe/Lisbon"
+        assert changed.where == ("model=gpt-4o-mini", "feature!=search")
+        assert ">model=gpt-4o-mini\nfeature!=search</textarea>" in saved.text
+
+        # A rolling period; the days typed are kept only for a rolling one.
+        client.post(route, data={**form, "period": "rolling", "rolling_days": "10"})
+        rolling = dash.store.get_budget(budget.id)
+        assert rolling is not None and (rolling.period, rolling.rolling_days) == ("rolling", 10)
+        client.post(route, data={**form, "period": "month", "rolling_days": "10"})
+        monthly = dash.store.get_budget(budget.id)
+        assert monthly is not None and (monthly.period, monthly.rolling_days) == ("month", None)
+
+        # Refused changes: the budget's form opens again with what was typed and why.
+        for changes, reason, shown in (
+            (
+                {"period": "rolling", "rolling_days": ""},
+                "rolling budget needs",
+                "<option selected>rolling",
+            ),
+            ({"where": "colour=blue"}, "colour", ">colour=blue</textarea>"),
+            ({"period": "fortnight"}, "period", 'value="Europe/Lisbon"'),
+            ({"tz": "Mars/Base", "amount": "7"}, "Mars/Base", 'value="7"'),
+        ):
+            refused = client.post(route, data={**form, **changes})
+            assert refused.status_code in (400, 422), changes
+            match = re.search(
+                r'<details open>.*?aria-label="Edit budget acme-chat">(.*?)</form>',
+                refused.text,
+                re.S,
+            )
+            assert match is not None, changes
+            assert 'role="alert"' in match.group(1) and reason in match.group(1), changes
+            assert shown in match.group(1), changes
+        assert dash.store.get_budget(budget.id) == monthly
+
+        # An empty scope widens the budget to every call of its tenant.
+        client.post(route, data={**form, "where": ""})
+        widened = dash.store.get_budget(budget.id)
+        assert widened is not None and widened.where == () and widened.tenant == "acme"
+        with signed_in(dash, dash.reader) as reader:
+            reader_csrf = _csrf(reader.get("/budgets").text)
+            assert 'aria-label="Edit budget' not in reader.get("/budgets").text
+            answer = reader.post(route, data={**form, "csrf": reader_csrf, "where": ""})
+            assert answer.status_code == 403
+        assert dash.store.get_budget(budget.id) == widened
+
+
 def test_budgets_are_made_edited_tested_and_their_alerts_acknowledged_by_admins(
     dash: Dashboard,
 ) -> None:

@@ -211,6 +211,27 @@ def test_the_dashboard_in_a_browser(db_url: str, db_backend: str, browser: Brows
         expect(page.locator("#budgets tbody tr", has_text="acme-search")).to_contain_text(
             "feature=search"
         )
+        # Edit its scope and period: a refused change is shown on the form, then fixed.
+        page.locator("#budgets tbody tr", has_text="acme-search").get_by_text("Edit").click()
+        edit = page.get_by_role("form", name="Edit budget acme-search")
+        edit.get_by_label("Period").select_option("rolling")
+        edit.get_by_label("Scope (one filter a line)").fill("feature=search\nprovider=openai")
+        edit.get_by_role("button", name="Save budget acme-search").click()
+        edit = page.get_by_role("form", name="Edit budget acme-search")
+        expect(edit.get_by_role("alert")).to_contain_text("rolling budget needs")
+        # The refused form's page is answered 422, which the browser logs as an error.
+        refused = [e for e in errors if "status of 422" in e]
+        assert len(refused) == 1, errors
+        errors.remove(refused[0])
+        expect(edit.get_by_label("Scope (one filter a line)")).to_have_value(
+            "feature=search\nprovider=openai"
+        )
+        edit.get_by_label("Rolling days").fill("30")
+        edit.get_by_role("button", name="Save budget acme-search").click()
+        expect(page.get_by_text("budget acme-search saved")).to_be_visible()
+        edited = page.locator("#budgets tbody tr", has_text="acme-search")
+        expect(edited).to_contain_text("rolling (30 days)")
+        expect(edited).to_contain_text("feature=search, provider=openai")
         page.get_by_role("button", name="Send a test notification for acme-search").click()
         expect(page.get_by_label("Test notifications")).to_contain_text("delivered")
         assert len(hook.bodies()) == 1

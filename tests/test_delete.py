@@ -17,13 +17,13 @@ from llmledger.cli import main
 from llmledger.core.events import UsageEvent
 from llmledger.query import Query, build_query
 from llmledger.query.periods import DAY_US, HOUR_US
-from llmledger.query.plan import GRAINS
+from llmledger.query.plan import DAILY_GRAINS, GRAINS
 from llmledger.store import ContentRecord, SqlStore, open_store
 from llmledger.wire.serialize import event_to_json
 from tests.test_query_engine import T0, _expected_level_rows, _level_rows, make_events
 from tests.test_server_e2e import cli, free_port, serve
 
-LEVELS = [(HOUR_US, grain) for grain in GRAINS] + [(DAY_US, 1), (DAY_US, 2)]
+LEVELS = [(HOUR_US, grain) for grain in GRAINS] + [(DAY_US, grain) for grain in DAILY_GRAINS]
 NOW = T0 + timedelta(days=30)
 
 

@@ -18,6 +18,7 @@ from llmledger.core.events import Status, UsageEvent
 from llmledger.core.usage import BUCKETS, Usage
 from llmledger.pricing.fx import ExchangeRates
 from llmledger.query import METRICS, Filter, InvalidQueryError, Query, SortKey, month_forecast, plan
+from llmledger.query.aggregate import percentile
 from llmledger.query.periods import DAY_US, HOUR_US, to_us
 from llmledger.query.plan import DAILY_GRAINS, GRAINS
 from llmledger.query.spec import COLUMN_DIMENSIONS, PERCENTILE_METRICS
@@ -384,9 +385,19 @@ def test_every_rollup_level_holds_exactly_the_sums_of_the_raw_events(
             ),
             [(None, None), (1, HOUR_US), (1, DAY_US), (1, HOUR_US), (None, None)],
         ),
-        # Tenant and feature are kept daily (grain 2); user only hourly.
+        # Tenant and feature are kept daily (grain 2), and a tenant's users (grain 4);
+        # users with any other dimension only hourly (grain 3).
         (Query(since=T0, until=T0 + timedelta(days=3), by=("tenant", "feature")), [(2, DAY_US)]),
-        (Query(since=T0, until=T0 + timedelta(days=3), by=("user",)), [(3, HOUR_US)]),
+        (Query(since=T0, until=T0 + timedelta(days=3), by=("user",)), [(4, DAY_US)]),
+        (
+            Query(
+                since=T0,
+                until=T0 + timedelta(days=3),
+                by=("user",),
+                where=(Filter("feature", ("a",)),),
+            ),
+            [(3, HOUR_US)],
+        ),
         # Days in UTC, or in London in winter, are UTC days; in Lisbon in summer they are not.
         (Query(since=T0, until=T0 + timedelta(days=2), every="day"), [(1, DAY_US)]),
         (
@@ -519,6 +530,72 @@ def test_percentiles_are_exact_and_computed_from_the_events(store: SqlStore) -> 
         low = int(position)
         expected = durations[low] + (durations[low + 1] - durations[low]) * (position - low)
         assert row["latency_p95"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_percentiles_of_a_whole_range_equal_those_of_its_values(store: SqlStore) -> None:
+    # PostgreSQL computes these in the database (percentile_cont), SQLite from the values.
+    events = make_events(250, seed=13)
+    store.write(events)
+    names = ("latency_p50", "latency_p95", "latency_p99", "ttft_p50", "ttft_p99")
+    since, until = T0 + timedelta(hours=5, minutes=3), T0 + timedelta(days=4)
+    for where, by in (
+        ((), ()),
+        ((Filter("model", ("o3",), negate=True),), ()),
+        ((Filter("tag:podcast_id", ("rec1", "rec2")),), ()),
+        ((), ("tag",)),  # the total of overlapping tag groups is a query of the whole range
+    ):
+        query = Query(since=since, until=until, where=where, by=by, metrics=(*names, "calls"))
+        report = store.report(query)
+        chosen = [
+            e
+            for e in events
+            if since <= e.ts < until and (not where or all(_kept(f, e) for f in where))
+        ]
+        assert report.total["calls"] == len(chosen)
+        for name in names:
+            column = "duration_ms" if name.startswith("latency") else "ttft_ms"
+            values = [getattr(e, column) for e in chosen if getattr(e, column) is not None]
+            expected = percentile(values, int(name.rsplit("_p", 1)[1]) / 100)
+            assert report.total[name] == pytest.approx(round(expected or 0, 3), abs=1e-3), name
+    empty = store.report(Query(since=T0 - timedelta(days=9), until=T0, metrics=names))
+    assert all(empty.total[name] is None for name in names)
+
+
+def _kept(item: Filter, event: UsageEvent) -> bool:
+    if item.dimension.startswith("tag:"):
+        value = event.tags.get(item.dimension.removeprefix("tag:"))
+    else:
+        value = getattr(event, item.dimension)
+    return (value in item.values) != item.negate
+
+
+def test_a_tags_spend_is_read_from_its_rows_alone_and_equals_the_events(
+    store: SqlStore,
+) -> None:
+    store.write(make_events(400, seed=14))
+    metrics = ("calls", "cost", "unpriced_calls", "cost_per_call")
+    one = (Filter("tag:podcast_id", ("rec1",)),)
+    two = (Filter("tag:podcast_id", ("rec1", "rec3")),)
+    since, until = T0 + timedelta(hours=7, minutes=11), T0 + timedelta(days=5)
+    for query in (
+        Query(where=one, metrics=metrics),
+        Query(by=("tag:podcast_id",), where=two, metrics=metrics, since=since, until=until),
+        Query(by=("tag:podcast_id",), where=two, every="day", tz="Europe/Lisbon", metrics=metrics),
+        Query(where=(*two, Filter("tag:podcast_id", ("rec3",))), every="hour", metrics=metrics),
+    ):
+        assert [p.tag_rows for p in plan(query, None)] == ["podcast_id"], query
+        assert store.report(query).to_dict() == store.report(query, mode="events").to_dict()
+    # Anything else a tag's rows do not hold reads the events.
+    for query in (
+        Query(by=("tag:podcast_id",), metrics=metrics),  # calls without the tag too
+        Query(where=(Filter("tag:podcast_id", ("rec1",), negate=True),), metrics=metrics),
+        Query(where=(Filter("tag:podcast_id", ("rec1", None)),), metrics=metrics),
+        Query(where=(*one, Filter("tag:env", ("prod",))), metrics=metrics),
+        Query(where=(*one, Filter("model", ("o3",))), metrics=metrics),
+        Query(where=one, metrics=("calls", "input_tokens")),
+        Query(by=("tag",), where=one, metrics=metrics),
+    ):
+        assert [p.tag_rows for p in plan(query, None)] == [None], query
 
 
 def test_limit_keeps_the_top_groups_and_sums_the_rest(store: SqlStore) -> None:

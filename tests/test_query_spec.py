@@ -201,11 +201,13 @@ def test_grains_and_keys() -> None:
     assert grain_for(set()) == 1
     assert grain_for({"response_model", "api_key_fingerprint"}) == 1
     assert grain_for({"tenant", "feature", "model"}) == 2
-    assert grain_for({"user"}) == 3
+    assert grain_for({"user"}) == grain_for({"tenant", "user"}) == 4
+    assert grain_for({"user", "model"}) == 3
     assert grain_for({"tag:env"}) is None
-    # Per UTC day only the coarse grains are kept.
+    # Per UTC day the finest grain is not kept; a tenant's users are.
     assert grain_for({"tenant", "feature", "model"}, DAY_US) == 2
-    assert grain_for({"user"}, DAY_US) is None
+    assert grain_for({"user"}, DAY_US) == 4
+    assert grain_for({"user", "feature"}, DAY_US) is None
 
 
 def test_utc_days_only_where_the_zone_is_at_utc_all_along() -> None:

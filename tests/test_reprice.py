@@ -22,7 +22,7 @@ from llmledger.core.events import UsageEvent
 from llmledger.core.settings import load_settings
 from llmledger.core.usage import Usage
 from llmledger.pricing import PriceResolver
-from llmledger.query import Filter, Query
+from llmledger.query import Filter, Query, plan
 from llmledger.runtime.reprice import reprice, reprice_key, repriced
 from llmledger.server import create_app
 from llmledger.store import SqlStore, open_store
@@ -86,6 +86,7 @@ def _events(count: int) -> list[UsageEvent]:
                 duration_ms=100.0 + i,
                 cost=Decimal("0.5") if i % 23 == 0 else None,
                 cost_source="manual" if i % 23 == 0 else None,
+                tags={"team": f"x{i % 3}"} if i % 2 else {},
             )
         )
     return out
@@ -123,6 +124,15 @@ def _assert_rollups_match_events(store: SqlStore) -> None:
             raw = store.report(query, mode="events").to_dict()
             assert rolled["rows"] == raw["rows"], (by, every)
             assert rolled["total"] == raw["total"], (by, every)
+    # The tag rows carry each call's cost too: a tag's spend read from them alone is the same.
+    teams = Query(
+        by=("tag:team",),
+        every="day",
+        where=(Filter("tag:team", ("x0", "x2")),),
+        metrics=("calls", "cost", "unpriced_calls"),
+    )
+    assert [p.tag_rows for p in plan(teams, None)] == ["team"]
+    assert store.report(teams).to_dict() == store.report(teams, mode="events").to_dict()
 
 
 def _assert_priced_as_new(store: SqlStore, new: PriceResolver) -> None:

@@ -70,6 +70,8 @@ class State:
         last_us: Latest call start, None when empty.
         durations: Every ``duration_ms`` (only when percentiles are asked for).
         ttfts: Every ``ttft_ms`` (likewise).
+        quantiles: Percentile metrics a database computed for the group, by name,
+            instead of the values (only for a group that is a whole report).
 
     Example:
         >>> a = State.from_row([1, 1, 0, 0, 0, *[10] * 11, 1, 0], Decimal("0.5"), 120.0, 0.0, 5, 5)
@@ -87,6 +89,7 @@ class State:
     last_us: int | None = None
     durations: list[float] | None = None
     ttfts: list[float] | None = None
+    quantiles: dict[str, float | None] | None = None
 
     @classmethod
     def from_row(
@@ -109,7 +112,16 @@ class State:
         )
 
     def merge(self, other: State) -> None:
-        """Add ``other`` into this state."""
+        """Add ``other`` into this state.
+
+        Raises:
+            ValueError: when percentiles computed by a database would be merged
+                with other calls (they cannot be; the store never asks to).
+        """
+        if other.quantiles is not None or self.quantiles is not None:
+            if self.counts[0] or self.quantiles is not None:
+                raise ValueError("percentiles computed by the database cannot be merged")
+            self.quantiles = other.quantiles
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
         self.cost += other.cost
         self.duration_sum += other.duration_sum
@@ -196,8 +208,11 @@ def derive_metrics(state: State, names: Sequence[str], from_us: Any) -> dict[str
             n = counts[_TTFT_COUNT]
             value = round(state.ttft_sum / n, 3) if n else None
         elif name.startswith(("latency_p", "ttft_p")):
-            values = state.durations if name.startswith("latency") else state.ttfts
-            found = percentile(values or [], int(name.rsplit("_p", 1)[1]) / 100)
+            if state.quantiles is not None:
+                found = state.quantiles.get(name)
+            else:
+                values = state.durations if name.startswith("latency") else state.ttfts
+                found = percentile(values or [], int(name.rsplit("_p", 1)[1]) / 100)
             value = None if found is None else round(found, 3)
         elif name == "first_seen":
             value = None if state.first_us is None else from_us(state.first_us)

@@ -11,12 +11,18 @@ grain  dimensions
 =====  ==========================================================================
 1      provider, model, response_model, operation, status, api_key_fingerprint, tenant
 2      provider, model, operation, status, tenant, feature
+4      tenant, user
 3      all of the above and user
 =====  ==========================================================================
 
 ``session`` and tags are not rolled up (they are nearly unique per call);
-reports on them read the raw events.  The finest grain (with ``user``) is kept
-hourly only: it has about as many rows per batch as there are users writing.
+reports on them read the raw events, except that the spend of listed values of
+one tag key is read from that key's tag rows, which hold each call's time and
+cost (:func:`tag_rows_key`).  The finest grain (3, every dimension) is
+kept hourly only: it has about as many rows per batch as there are combinations
+of users, models and features writing.  Grain 4 (a tenant's users) has one row
+per user and period, so it is kept per day too: reports by user over weeks read
+a few rows per user and day instead of the finest grain's hours.
 
 The plan reads rollups for the whole hours of the range when the query allows
 it (its dimensions are rolled up, no percentile is asked for, and the time
@@ -37,16 +43,19 @@ from typing import Literal
 
 from llmledger.query.errors import InvalidQueryError
 from llmledger.query.periods import DAY_US, HOUR_US, slot_size_us, to_us, utc_days
-from llmledger.query.spec import PERCENTILE_METRICS, Query
+from llmledger.query.spec import PERCENTILE_METRICS, Query, tag_key
 
 __all__ = [
     "DAILY_GRAINS",
+    "FULL_GRAIN",
     "GRAINS",
     "ROLLUP_DIMENSIONS",
+    "TAG_ROW_METRICS",
     "Piece",
     "SourceMode",
     "grain_for",
     "plan",
+    "tag_rows_key",
 ]
 
 SourceMode = Literal["auto", "hourly", "rollups", "events"]
@@ -63,7 +72,8 @@ ROLLUP_DIMENSIONS: tuple[str, ...] = (
     "feature",
     "user",
 )
-#: Grain number -> its dimensions, smallest (fewest rows) first.
+#: Grain number -> its dimensions, smallest (fewest rows) first; a query reads the first
+#: that holds its dimensions.  Numbers are stored in the rollup tables: they never change.
 GRAINS: dict[int, tuple[str, ...]] = {
     1: (
         "provider",
@@ -75,10 +85,13 @@ GRAINS: dict[int, tuple[str, ...]] = {
         "tenant",
     ),
     2: ("provider", "model", "operation", "status", "tenant", "feature"),
+    4: ("tenant", "user"),
     3: ROLLUP_DIMENSIONS,
 }
-#: Grains also kept per UTC day (the ones without high-cardinality dimensions).
-DAILY_GRAINS: tuple[int, ...] = (1, 2)
+#: The grain with every rolled-up dimension, from which the others are summed.
+FULL_GRAIN = 3
+#: Grains also kept per UTC day (all but the finest, whose rows per day are too many).
+DAILY_GRAINS: tuple[int, ...] = (1, 2, 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +104,8 @@ class Piece:
         end_us: Exclusive end (µs), or None.
         slot_us: Size of the time slot to group by, or None for no time grouping.
         period_us: Rollup period read (``HOUR_US`` or ``DAY_US``); unused for events.
+        tag_rows: With ``grain`` None, a tag key: the piece reads that key's tag
+            rows (each a tagged call's time and cost) instead of the events.
     """
 
     grain: int | None
@@ -98,6 +113,35 @@ class Piece:
     end_us: int | None
     slot_us: int | None
     period_us: int = HOUR_US
+    tag_rows: str | None = None
+
+
+#: Metrics a tag's rows answer alone: they hold each tagged call's time and cost.
+TAG_ROW_METRICS: frozenset[str] = frozenset({"calls", "cost", "cost_per_call", "unpriced_calls"})
+
+
+def tag_rows_key(query: Query) -> str | None:
+    """The tag key whose rows alone answer ``query``, or None.
+
+    That is a query about one tag key only (grouped by it or not), kept to listed
+    values of it (no negation, no "not set"), asking for calls and cost only:
+    what a budget scoped by a tag asks.
+
+    Example:
+        >>> from llmledger.query.spec import Filter
+        >>> q = Query(by=("tag:team",), where=(Filter("tag:team", ("a", "b")),), metrics=("cost",))
+        >>> tag_rows_key(q), tag_rows_key(Query(by=("tag:team",), metrics=("cost",)))
+        ('team', None)
+    """
+    keys = {tag_key(name) for name in query.dimensions_used()}
+    if len(keys) != 1 or not TAG_ROW_METRICS.issuperset(query.metrics):
+        return None
+    (key,) = keys
+    if key is None or not query.where:
+        return None
+    if any(f.negate or None in f.values for f in query.where):
+        return None
+    return key
 
 
 def grain_for(dimensions: set[str], period_us: int = HOUR_US) -> int | None:
@@ -106,8 +150,10 @@ def grain_for(dimensions: set[str], period_us: int = HOUR_US) -> int | None:
     Example:
         >>> grain_for({"model"}), grain_for({"tenant", "feature"}), grain_for({"session"})
         (1, 2, None)
-        >>> grain_for({"user"}), grain_for({"user"}, DAY_US)
-        (3, None)
+        >>> grain_for({"user"}), grain_for({"user"}, DAY_US), grain_for({"user", "model"})
+        (4, 4, 3)
+        >>> grain_for({"user", "model"}, DAY_US) is None
+        True
     """
     for grain, names in GRAINS.items():
         if period_us == DAY_US and grain not in DAILY_GRAINS:
@@ -163,7 +209,8 @@ def plan(query: Query, bounds: tuple[int, int] | None, mode: SourceMode = "auto"
             "percentiles, tags, sessions or sub-hour buckets); use source auto or events"
         )
     if not rollable or grain is None:
-        return [Piece(None, start, end, slot)]
+        tagged = tag_rows_key(query) if mode != "events" else None
+        return [Piece(None, start, end, slot, tag_rows=tagged)]
     first = None if start is None else start + (-start % HOUR_US)
     last = None if end is None else end - end % HOUR_US
     if first is not None and last is not None and first >= last:

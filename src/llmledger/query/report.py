@@ -181,6 +181,15 @@ class Folder:
             else:
                 found.merge(state)
 
+    def add_quantiles(self, names: Sequence[str], values: Sequence[Any]) -> None:
+        """Set the percentiles a database computed over every call of an ungrouped query."""
+        state = self.groups.get((None, ()))
+        if state is not None:
+            state.quantiles = {
+                name: None if value is None else float(value)
+                for name, value in zip(names, values, strict=True)
+            }
+
     def add_values(
         self, rows: Sequence[Any], slot_us: int | None, n_dims: int, *, grouped: bool = False
     ) -> None:

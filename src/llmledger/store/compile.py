@@ -34,6 +34,7 @@ __all__ = [
     "compile_values",
     "event_state_columns",
     "prepared_piece",
+    "quantile_columns",
     "rollup_state_columns",
 ]
 
@@ -105,6 +106,29 @@ def event_state_columns(table: sa.FromClause = events) -> list[Any]:
     ]
 
 
+def tag_state_columns() -> list[Any]:
+    """Aggregates over a tag's rows, in ``STORED_FIELDS`` order: calls, unpriced calls,
+    cost and times; the rest (which tag rows do not hold) is 0."""
+    c = event_tags.c
+    cost = _wide(
+        sa.func.sum(c.cost_nanos % WIDE_BASE), sa.func.sum(c.cost_nanos // WIDE_BASE), "cost_nanos"
+    )
+    found = {
+        "calls": sa.func.count().label("calls"),
+        "unpriced_calls": _count_if(c.cost_nanos.is_(None)).label("unpriced_calls"),
+        "cost_nanos": cost[0],
+        "cost_nanos_e9": cost[1],
+        "first_us": sa.func.min(c.ts_us).label("first_us"),
+        "last_us": sa.func.max(c.ts_us).label("last_us"),
+    }
+    return [
+        found.get(column.name)
+        if column.name in found
+        else sa.literal_column("0.0" if column.name.endswith("_sum") else "0").label(column.name)
+        for column in event_state_columns()
+    ]
+
+
 def rollup_state_columns(table: sa.FromClause = rollups) -> list[Any]:
     """Aggregates over rollup rows, in ``STORED_FIELDS`` order."""
     c = table.c
@@ -157,6 +181,8 @@ def _tag_clause(key: str, values: Sequence[str | None], piece: Piece) -> Any:
 
 def _source(piece: Piece) -> tuple[sa.Table, Any]:
     """The table a piece reads and its time column."""
+    if piece.tag_rows is not None:
+        return event_tags, event_tags.c.ts_us
     if piece.grain is None:
         return events, events.c.ts_us
     return rollup_table(piece.period_us)
@@ -165,6 +191,8 @@ def _source(piece: Piece) -> tuple[sa.Table, Any]:
 def _filter_clause(item: Filter, piece: Piece) -> Any:
     key = tag_key(item.dimension)
     table, _ = _source(piece)
+    if piece.tag_rows is not None:  # the planner sends listed values of the piece's key only
+        return event_tags.c.value.in_(item.values)
     if piece.grain is not None:
         if key is not None:  # pragma: no cover - the planner never sends tags to rollups
             raise InvalidQueryError("tags are not rolled up")
@@ -187,6 +215,8 @@ def _dimension_columns(by: Sequence[str], piece: Piece) -> tuple[list[Any], Any]
     if piece.grain is not None:
         table, _ = _source(piece)
         return [table.c[name].label(name) for name in by], table
+    if piece.tag_rows is not None:  # grouped by the piece's tag key, if at all
+        return [event_tags.c.value.label(name) for name in by], event_tags
     source: Any = events
     columns: list[Any] = []
     for index, name in enumerate(by):
@@ -210,6 +240,8 @@ def _where(query: sa.Select[Any], piece: Piece, filters: Sequence[Filter]) -> sa
     table, time = _source(piece)
     if piece.grain is not None:
         query = query.where(table.c.grain == piece.grain)
+    if piece.tag_rows is not None:
+        query = query.where(event_tags.c.key == piece.tag_rows)
     if piece.start_us is not None:
         query = query.where(time >= _bound("start_us", piece.start_us))
     if piece.end_us is not None:
@@ -277,7 +309,10 @@ def compile_piece(
     dims, source = _dimension_columns(by, piece)
     slot = _slot(piece)
     table, _ = _source(piece)
-    state = rollup_state_columns(table) if piece.grain is not None else event_state_columns()
+    if piece.grain is not None:
+        state = rollup_state_columns(table)
+    else:
+        state = tag_state_columns() if piece.tag_rows is not None else event_state_columns()
     state = _only_needed(state, metrics)
     query = sa.select(*slot, *dims, *state).select_from(source)
     query = _where(query, piece, filters)
@@ -349,6 +384,25 @@ def compile_values(
     query = _where(query, piece, filters)
     keys = [*slot, *dims]
     return query.group_by(*keys) if grouped and keys else query
+
+
+def quantile_columns(names: Sequence[str]) -> list[Any]:
+    """``percentile_cont(q) WITHIN GROUP (ORDER BY duration_ms | ttft_ms)`` for each
+    percentile metric named, to add to an ungrouped events piece (PostgreSQL).
+
+    ``percentile_cont`` interpolates between closest ranks and skips NULLs, as
+    :func:`llmledger.query.aggregate.percentile` does over the values.
+
+    Example:
+        >>> [c.name for c in quantile_columns(["latency_p95"])]
+        ['latency_p95']
+    """
+    return [
+        sa.func.percentile_cont(int(name.rsplit("_p", 1)[1]) / 100)
+        .within_group(events.c.duration_ms if name.startswith("latency") else events.c.ttft_ms)
+        .label(name)
+        for name in names
+    ]
 
 
 def compile_timeline(piece: Piece, filters: Sequence[Filter], limit: int | None) -> sa.Select[Any]:

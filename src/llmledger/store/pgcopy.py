@@ -58,9 +58,9 @@ def copy_batch(
         cursor.execute(
             f"WITH new AS (INSERT INTO {events.name} ({_EVENT_COLUMNS}) "
             f"SELECT {_EVENT_COLUMNS} FROM {_EVENTS_IN} "
-            "ON CONFLICT (id) DO NOTHING RETURNING id, ts_us, tags), "
-            f"tagged AS (INSERT INTO {event_tags.name} (key, value, ts_us, event_id) "
-            "SELECT j.key, j.value, new.ts_us, new.id FROM new, "
+            "ON CONFLICT (id) DO NOTHING RETURNING id, ts_us, tags, cost_nanos), "
+            f"tagged AS (INSERT INTO {event_tags.name} (key, value, ts_us, event_id, cost_nanos) "
+            "SELECT j.key, j.value, new.ts_us, new.id, new.cost_nanos FROM new, "
             "jsonb_each_text(new.tags::jsonb) AS j WHERE new.tags IS NOT NULL "
             "ON CONFLICT DO NOTHING) "
             "SELECT id FROM new"

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from llmledger.core.events import UsageEvent
 from llmledger.pricing.fx import ExchangeRates
 from llmledger.query.periods import DAY_US, from_us, to_us
-from llmledger.query.plan import Piece, SourceMode, plan
+from llmledger.query.plan import Piece, SourceMode, grain_for, plan
 from llmledger.query.report import Folder, Report, build_report, flat_query, merged
 from llmledger.query.spec import PERCENTILE_METRICS, Query
 from llmledger.store.codec import decode_event
@@ -28,6 +28,7 @@ from llmledger.store.compile import (
     compile_timeline,
     compile_values,
     prepared_piece,
+    quantile_columns,
 )
 from llmledger.store.rollup_tables import state_values
 from llmledger.store.rollups import rebuild_rollups
@@ -45,17 +46,35 @@ def _execute(
     conn: Connection, query: Query, pieces: list[Piece], rates: ExchangeRates | None
 ) -> Folder:
     folder = Folder(query, rates)
-    wants_values = bool(PERCENTILE_METRICS.intersection(query.metrics))
+    percentiles = [m for m in query.metrics if m in PERCENTILE_METRICS]
     # PostgreSQL gathers each group's values into arrays; SQLite's run in this
     # process anyway, and reading them row by row is what it does fastest.
     grouped = conn.dialect.name == "postgresql"
     n_dims = len(query.by)
+    # Percentiles of a whole range (no groups, no buckets) are computed by PostgreSQL,
+    # rather than every latency of the range sent over to be sorted here.
+    in_database = (
+        bool(percentiles)
+        and conn.dialect.name == "postgresql"
+        and not query.by
+        and query.every is None
+        and len(pieces) == 1
+        and pieces[0].slot_us is None
+    )
     for piece in pieces:
         statement, params = prepared_piece(piece, query.by, query.where, query.metrics)
-        rows = conn.execute(statement, params).all()
+        if in_database:
+            # The one row of the range, with its percentiles as its last columns.
+            statement = statement.add_columns(*quantile_columns(percentiles))
+        rows: list[Any] = list(conn.execute(statement, params).all())
+        if in_database:
+            quantiles = rows[0][-len(percentiles) :]
+            rows = [row[: -len(percentiles)] for row in rows]
         head = n_dims + (piece.slot_us is not None)
         folder.add_rows([[*r[:head], *state_values(r[head:])] for r in rows], piece.slot_us, n_dims)
-        if wants_values:
+        if in_database:
+            folder.add_quantiles(percentiles, quantiles)
+        elif percentiles:
             statement = compile_values(piece, query.by, query.where, grouped=grouped)
             values = conn.execute(statement).all()
             folder.add_values(values, piece.slot_us, n_dims, grouped=grouped)
@@ -123,31 +142,13 @@ def run_timeline(
     return out
 
 
-def read_event_page(
-    conn: Connection,
-    query: Query,
-    *,
-    limit: int,
-    before: tuple[int, str] | None = None,
-    lock: bool = False,
-) -> list[UsageEvent]:
-    """The newest events of a query's range and filters (see ``SqlStore.event_page``).
+#: Shortest range (µs) whose page is first narrowed by the rollups' counts.
+_NARROW_US = 2 * DAY_US
 
-    With ``lock`` the rows read are locked for the caller's transaction
-    (``SELECT … FOR UPDATE``, PostgreSQL).
 
-    Example:
-        >>> from llmledger.store import open_store
-        >>> with open_store("sqlite://").engine.connect() as conn:
-        ...     read_event_page(conn, Query(), limit=10)
-        []
-    """
-    piece = Piece(
-        None,
-        None if query.since is None else to_us(query.since),
-        None if query.until is None else to_us(query.until),
-        None,
-    )
+def _page_statement(
+    piece: Piece, query: Query, limit: int, before: tuple[int, str] | None, lock: bool
+) -> sa.Select[Any]:
     statement = (
         compile_timeline(piece, query.where, None)
         .with_only_columns(*events.c)
@@ -165,7 +166,87 @@ def read_event_page(
         )
     if lock:
         statement = statement.with_for_update(of=events)
-    return [decode_event(row) for row in conn.execute(statement)]
+    return statement
+
+
+def _newest_start(
+    conn: Connection, query: Query, start: int | None, end: int, limit: int
+) -> tuple[int, bool]:
+    """Where the newest ``limit`` calls of a query before ``end`` begin, by the rollups' counts.
+
+    The start (µs) of the newest UTC day from which on at least ``limit`` calls
+    match, of the oldest day with a match when fewer do, or ``end`` when none
+    does; and whether at least ``limit`` calls match.  The counts come from the
+    daily and hourly rollups (and the events of the partial hours at the edges),
+    so a filter that matches few calls in a long range is not answered by
+    reading every call of the range.
+    """
+    counts = Query(
+        since=None if start is None else from_us(start, query.zone),
+        until=from_us(end, query.zone),
+        where=query.where,
+        every="day",
+        metrics=("calls",),
+    )
+    found, newest = 0, end
+    for row in sorted(run_report(conn, counts).rows, key=lambda r: r["day"], reverse=True):
+        if row["calls"]:
+            found += row["calls"]
+            newest = to_us(row["day"])
+            if found >= limit:
+                break
+    return (newest if start is None else max(newest, start)), found >= limit
+
+
+def read_event_page(
+    conn: Connection,
+    query: Query,
+    *,
+    limit: int,
+    before: tuple[int, str] | None = None,
+    lock: bool = False,
+) -> list[UsageEvent]:
+    """The newest events of a query's range and filters (see ``SqlStore.event_page``).
+
+    With ``lock`` the rows read are locked for the caller's transaction
+    (``SELECT … FOR UPDATE``, PostgreSQL).  A filtered page over a range of days
+    first asks the rollups how many calls match per day, then reads the events
+    of the newest days that hold the page only (none when nothing matches); if
+    the events read are fewer than the counts said (calls deleted in between),
+    the older days are read too.
+
+    Example:
+        >>> from llmledger.store import open_store
+        >>> with open_store("sqlite://").engine.connect() as conn:
+        ...     read_event_page(conn, Query(), limit=10)
+        []
+    """
+    start = None if query.since is None else to_us(query.since)
+    end = None if query.until is None else to_us(query.until)
+    upper = end if before is None else before[0] if end is None else min(end, before[0])
+    if not query.where or lock or grain_for(query.dimensions_used()) is None:
+        piece = Piece(None, start, end, None)
+        return [
+            decode_event(r)
+            for r in conn.execute(_page_statement(piece, query, limit, before, lock))
+        ]
+    if upper is None:
+        bounds = _data_bounds(conn)
+        if bounds is None:
+            return []
+        upper = bounds[1]
+    newest, enough = start, False
+    if start is None or upper - start > _NARROW_US:
+        newest, enough = _newest_start(conn, query, start, upper, limit)
+    piece = Piece(None, newest, end, None)
+    page = [
+        decode_event(r) for r in conn.execute(_page_statement(piece, query, limit, before, lock))
+    ]
+    if len(page) < limit and enough and newest != start:
+        older = Piece(None, start, newest, None)
+        statement = _page_statement(older, query, limit - len(page), before, lock)
+        page += [decode_event(r) for r in conn.execute(statement)]
+    return page
 
 
 class StoreReports:

@@ -36,7 +36,7 @@ from llmledger.store.codec import to_micros, to_nanos
 from llmledger.store.reports import read_event_page
 from llmledger.store.rollup_tables import WIDE_BASE, daily_rollups, rollups
 from llmledger.store.rollups import ROW_COLUMNS, rollup_rows
-from llmledger.store.schema import events, metadata
+from llmledger.store.schema import event_tags, events, metadata
 
 __all__ = [
     "RepriceBatch",
@@ -182,6 +182,33 @@ _UPDATE_EVENT = (
         }
     )
 )
+
+
+_UPDATE_TAG = (
+    sa.update(event_tags)
+    .where(
+        event_tags.c.key == sa.bindparam("t_key"),
+        event_tags.c.value == sa.bindparam("t_value"),
+        event_tags.c.ts_us == sa.bindparam("t_ts"),
+        event_tags.c.event_id == sa.bindparam("t_id"),
+    )
+    .values(cost_nanos=sa.bindparam("t_cost", type_=sa.BigInteger))
+)
+
+
+def _tag_values(changed: Sequence[tuple[UsageEvent, UsageEvent]]) -> list[dict[str, Any]]:
+    """The new cost of each tag row of the changed events (found by its primary key)."""
+    return [
+        {
+            "t_key": key,
+            "t_value": value,
+            "t_ts": to_micros(new.ts),
+            "t_id": new.id,
+            "t_cost": None if new.cost is None else to_nanos(new.cost),
+        }
+        for _, new in changed
+        for key, value in sorted(new.tags.items())
+    ]
 
 
 def _rollup_update(table: sa.Table) -> Any:
@@ -337,6 +364,9 @@ class RepriceRows:
             )
             if changed:
                 conn.execute(_UPDATE_EVENT, [_event_values(new) for _, new in changed])
+                tagged = _tag_values(changed)
+                if tagged:
+                    conn.execute(_UPDATE_TAG, tagged)
                 for name, moves in _rollup_moves(changed).items():
                     if moves:
                         conn.execute(_ROLLUP_UPDATES[name], moves)

@@ -25,7 +25,7 @@ from llmledger.core.events import UsageEvent
 from llmledger.core.usage import BUCKETS
 from llmledger.query.aggregate import COUNT_FIELDS, STATE_FIELDS
 from llmledger.query.periods import DAY_US, HOUR_US, to_us
-from llmledger.query.plan import DAILY_GRAINS, GRAINS, ROLLUP_DIMENSIONS
+from llmledger.query.plan import DAILY_GRAINS, FULL_GRAIN, GRAINS, ROLLUP_DIMENSIONS
 from llmledger.store.compile import event_state_columns, rollup_state_columns
 from llmledger.store.rollup_tables import (
     STORED_FIELDS,
@@ -156,8 +156,8 @@ def rollup_rows(batch: Iterable[UsageEvent]) -> dict[str, list[tuple[Any, ...]]]
         >>> calls, tokens = ROW_COLUMNS.index("calls"), ROW_COLUMNS.index("input_tokens")
         >>> for name, found in rows.items():
         ...     print(name, sorted((r[0], r[calls], r[tokens]) for r in found))
-        rollups_daily [(1, 2, 10), (2, 2, 10)]
-        rollups_hourly [(1, 2, 10), (2, 2, 10), (3, 2, 10)]
+        rollups_daily [(1, 2, 10), (2, 2, 10), (4, 2, 10)]
+        rollups_hourly [(1, 2, 10), (2, 2, 10), (3, 2, 10), (4, 2, 10)]
     """
     full = _full_grain(batch)
     hourly: list[tuple[Any, ...]] = []
@@ -334,8 +334,9 @@ def apply_rollups(connection: Connection, batch: Iterable[UsageEvent]) -> None:
         >>> with store.engine.begin() as conn:
         ...     apply_rollups(conn, [e])
         >>> with store.engine.connect() as conn:
-        ...     conn.exec_driver_sql("SELECT grain, calls FROM rollups_hourly").all()
-        [(1, 1), (2, 1), (3, 1)]
+        ...     conn.exec_driver_sql(
+        ...         "SELECT grain, calls FROM rollups_hourly ORDER BY grain").all()
+        [(1, 1), (2, 1), (3, 1), (4, 1)]
     """
     if connection.dialect.name == "postgresql":
         ids = [event.id for event in batch]
@@ -405,7 +406,7 @@ def rebuild_rollups(
     start, end = _floor(since, HOUR_US), _ceil(until, HOUR_US)
     connection.execute(sa.delete(rollups).where(*_in_range(rollups.c.hour_us, start, end)))
     hour = (events.c.ts_us - events.c.ts_us % HOUR_US).label("hour_us")
-    full = max(GRAINS)
+    full = FULL_GRAIN
     dims = [events.c[name] for name in ROLLUP_DIMENSIONS]
     select_full = (
         sa.select(

@@ -93,6 +93,9 @@ event_tags = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("ts_us", sa.BigInteger, nullable=False),
     sa.Column("event_id", sa.Text, nullable=False),
+    # The event's cost (kept in step by writes and reprices), so the spend of a
+    # tag's calls is read from its rows alone (budgets scoped by a tag).
+    sa.Column("cost_nanos", sa.BigInteger, nullable=True),
     sa.PrimaryKeyConstraint("key", "value", "ts_us", "event_id"),
     sqlite_with_rowid=False,
 )

@@ -70,8 +70,9 @@ _ROWS_PER_INSERT = 256
 _POOL_LOCK = threading.Lock()
 _IDS_AFTER = f"SELECT id FROM {events.name} WHERE rowid > ?"
 _TAGS_FROM_JSON = (
-    f"INSERT OR IGNORE INTO {event_tags.name} (key, value, ts_us, event_id) "
-    f"SELECT j.key, j.value, e.ts_us, e.id FROM {events.name} AS e, json_each(e.tags) AS j "
+    f"INSERT OR IGNORE INTO {event_tags.name} (key, value, ts_us, event_id, cost_nanos) "
+    f"SELECT j.key, j.value, e.ts_us, e.id, e.cost_nanos "
+    f"FROM {events.name} AS e, json_each(e.tags) AS j "
     "WHERE e.rowid > ? AND e.tags IS NOT NULL ORDER BY 1, 2, 3, 4"
 )
 

@@ -44,6 +44,8 @@ _CREATE_FIELDS = (
     "recipients",
     "tenant",
 )
+#: The edit form's fields (a budget's tenant stays), given back as typed when refused.
+_EDIT_FIELDS = (*(name for name in _CREATE_FIELDS if name != "tenant"), "active")
 
 
 def budget_statuses(request: Request, signed: Session) -> list[dict[str, Any]]:
@@ -59,6 +61,7 @@ def _page(
     form_error: str | None = None,
     tests: list[dict[str, Any]] | None = None,
     draft: dict[str, str] | None = None,
+    editing: dict[str, str] | None = None,
 ) -> HTMLResponse:
     def build() -> dict[str, Any]:
         return {
@@ -81,6 +84,7 @@ def _page(
         form_error=form_error,
         tests=tests,
         draft=draft,
+        editing=editing,
         admin=is_admin(signed),
         periods=PERIODS,
     )
@@ -103,10 +107,12 @@ def _budget_fields(form: Any, *, creating: bool) -> dict[str, Any]:
         if value:
             fields[name] = value
     rolling = str(form.get("rolling_days", "")).strip()
-    if rolling:
+    # The days only apply to a rolling period: a switch to a calendar one leaves them aside.
+    if rolling and fields.get("period", "rolling") == "rolling":
         fields["rolling_days"] = rolling
     where = [w.strip() for w in str(form.get("where", "")).splitlines() if w.strip()]
-    if where or creating:
+    # An edit form sent with an empty scope widens the budget to every call (of its tenant).
+    if where or creating or "where" in form:
         fields["where"] = where
     thresholds = _lines(str(form.get("thresholds", "")))
     if thresholds:
@@ -158,7 +164,12 @@ async def edit_budget(request: Request, signed: Signed, budget_id: str) -> HTMLR
         changed = budget_routes.change_budget(request, signed.principal, budget_id, body)
     except (LedgerError, pydantic.ValidationError) as exc:
         status, text = error_text(exc)
-        return _page(request, signed, status, form_error=text)
+        if status == 404:
+            return _page(request, signed, status, form_error=text)
+        # The budget's form opens again with what was typed and why it was refused.
+        editing = {name: str(form.get(name, "")) for name in _EDIT_FIELDS}
+        editing.update(id=budget_id, error=text)
+        return _page(request, signed, status, editing=editing)
     return _page(request, signed, message=f"budget {changed['name']} saved")
 
 
