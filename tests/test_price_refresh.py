@@ -352,13 +352,13 @@ def test_the_catalogs_migration_runs_on_the_previous_schema_and_back(db_url: str
     engine = sa.create_engine(db_url)
     try:
         with engine.begin() as conn:
-            upgrade_connection(conn, "0012")
+            upgrade_connection(conn, "0014")
         with open_store(db_url) as migrated:
             migrated.add_catalog(StoredCatalog("01JC", "[1]", "http://x", NOW, NOW))
             assert migrated.prices_version()[-1] == "01JC"
         with engine.begin() as conn:
-            downgrade_connection(conn, "0012")
-            assert current_revision(conn) == "0012"
+            downgrade_connection(conn, "0014")
+            assert current_revision(conn) == "0014"
             assert "price_catalogs" not in sa.inspect(conn).get_table_names()
     finally:
         engine.dispose()
