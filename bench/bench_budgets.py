@@ -14,6 +14,7 @@ checked against direct reports for a sample of the budgets.  Target
     .venv/bin/python bench/bench_budgets.py --events 100000 --backend sqlite   # smoke run
     export LLMLEDGER_BENCH_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench10m
     .venv/bin/python bench/bench_budgets.py --backend postgres --progress       # 10M events
+    BENCH_BACKEND=postgres bench/run bench_budgets      # the same, its section in benchmarks.md
 """
 
 from __future__ import annotations
@@ -120,7 +121,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     bench_report.ledger_arguments(parser)
     parser.add_argument("--budgets", type=int, default=1000)
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres", "all"),
+        default=os.environ.get("BENCH_BACKEND", "all"),
+        help="default: $BENCH_BACKEND, else all",
+    )
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     bench_report._progress = args.progress
