@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +163,35 @@ def test_flush_on_many_events_and_ordering() -> None:
     assert len(events) == 100
     assert [e.usage.input_tokens for e in events[:3]] == [499, 498, 497]
     assert llmledger.get_ledger().store.count() == 500
+
+
+def test_the_first_record_leaves_the_database_library_to_the_writer(tmp_path: Path) -> None:
+    """record() on the caller's thread imports no database library (the writer does)."""
+    code = (
+        "import sys, threading, llmledger\n"
+        "caller, seen = threading.get_ident(), set()\n"
+        "def hook(event, args):\n"
+        "    if event == 'import' and threading.get_ident() == caller:\n"
+        "        seen.add(args[0].split('.')[0])\n"
+        "sys.addaudithook(hook)\n"
+        "llmledger.record(provider='openai', model='gpt-4o', input_tokens=1, output_tokens=1)\n"
+        "sys.addaudithook(lambda *a: None)\n"
+        "found = sorted(seen & {'sqlalchemy', 'alembic', 'psycopg', 'sqlite3'})\n"
+        "caller = None\n"
+        "assert llmledger.flush(60)\n"
+        "print(found)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            **os.environ,
+            "LLMLEDGER_HOME": str(tmp_path),
+            "PYTHONPATH": ":".join(p for p in sys.path if p),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

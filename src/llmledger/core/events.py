@@ -23,6 +23,7 @@ __all__ = [
     "PRICE_STATUSES",
     "STATUSES",
     "USAGE_SOURCES",
+    "ContentRecord",
     "CostSource",
     "FrozenDict",
     "Operation",
@@ -360,3 +361,19 @@ def _collection(name: str, value: Any) -> Any:
         }.get(name, "cost_breakdown must map names to amounts")
         raise InvalidEventError(what)
     return FrozenDict(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRecord:
+    """The (redacted) prompt and response text of one event.
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> ContentRecord("01JDOC", datetime(2025, 1, 1, tzinfo=UTC), "Hi?", "Hello.").response
+        'Hello.'
+    """
+
+    event_id: str
+    ts: datetime
+    prompt: str | None
+    response: str | None

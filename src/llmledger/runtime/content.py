@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from llmledger.store.content import ContentRecord
+from llmledger.core.events import ContentRecord
 
 if TYPE_CHECKING:
     from llmledger.runtime.ledger import Ledger

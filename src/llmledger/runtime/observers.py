@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from llmledger.core.events import UsageEvent
 
 if TYPE_CHECKING:
+    from llmledger.core.events import ContentRecord
     from llmledger.runtime.writer import EventSink
-    from llmledger.store.content import ContentRecord
     from llmledger.store.protocol import WriteResult
 
 __all__ = ["CommitListener", "CommitListeners", "ObservedSink"]

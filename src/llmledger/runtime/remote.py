@@ -55,10 +55,9 @@ from llmledger.core.errors import (
     InvalidEventError,
     ServiceUnavailable,
 )
-from llmledger.core.events import UsageEvent
+from llmledger.core.events import ContentRecord, UsageEvent
 from llmledger.core.settings import Settings
 from llmledger.runtime.spool import SetAsideIds, set_aside
-from llmledger.store.content import ContentRecord
 from llmledger.wire.parse import MAX_CONTENT_CHARS
 from llmledger.wire.serialize import event_to_json
 

@@ -36,8 +36,8 @@ from llmledger.runtime.captured import Captured
 from llmledger.runtime.journal import Chunk, Journal
 
 if TYPE_CHECKING:
+    from llmledger.core.events import ContentRecord
     from llmledger.runtime.content import PendingContent
-    from llmledger.store.content import ContentRecord
     from llmledger.store.protocol import WriteResult
 
 __all__ = ["EventSink", "Item", "Writer"]
@@ -523,7 +523,7 @@ class Writer:
         held = self.texts
         if not chunk.texts and (held is None or not len(held)):
             return None
-        from llmledger.store.content import ContentRecord
+        from llmledger.core.events import ContentRecord
 
         found = chunk.texts
         content: Content = {}

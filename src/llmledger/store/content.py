@@ -17,12 +17,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from llmledger.core.events import ContentRecord
 from llmledger.store.codec import from_micros, to_micros
 from llmledger.store.errors import database_errors
 from llmledger.store.schema import metadata
@@ -41,22 +40,6 @@ event_content = sa.Table(
     sa.Column("response", sa.Text, nullable=True),
     sa.Index(None, "ts_us"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ContentRecord:
-    """The (redacted) prompt and response text of one event.
-
-    Example:
-        >>> from datetime import UTC, datetime
-        >>> ContentRecord("01JDOC", datetime(2025, 1, 1, tzinfo=UTC), "Hi?", "Hello.").response
-        'Hello.'
-    """
-
-    event_id: str
-    ts: datetime
-    prompt: str | None
-    response: str | None
 
 
 def write_content(conn: Connection, records: Sequence[ContentRecord]) -> None:
