@@ -88,7 +88,7 @@ class ContentRows:
         """Keep prompt and response text (a record replaces what its event had).
 
         Example:
-            >>> from datetime import UTC
+            >>> from datetime import UTC, datetime
             >>> from llmledger.store import open_store
             >>> store = open_store("sqlite://")
             >>> store.save_content([ContentRecord("01JDOC", datetime(2025, 1, 1, tzinfo=UTC),
