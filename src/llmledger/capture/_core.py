@@ -274,7 +274,7 @@ def begin(
 
     ``request`` is the request body; it is serialised here (only when content is
     kept) because the caller may change its messages once the call returns.
-    Everything else about the call is read later, in the background.
+    Everything else about the call is read when it ends (:func:`hand_over`).
     """
     # The process ledger is read directly: this runs on every call, and
     # get_ledger() only differs before the first ledger is built.

@@ -52,7 +52,8 @@ _TIMED_CHUNKS = 8
 
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
-    """How to read one SDK's stream chunks (all used in the background).
+    """How to read one SDK's stream chunks (``keep`` on every chunk, the others once the
+    stream ends, on the caller's thread, for the few chunks handed over).
 
     Attributes:
         as_dict: A chunk as its JSON event dict.
