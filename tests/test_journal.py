@@ -263,6 +263,25 @@ def test_a_dead_process_s_mapped_segment_is_read_up_to_its_unused_end(tmp_path: 
     assert not reader.orphans_waiting and list(tmp_path.glob("*.seg")) == []
 
 
+def test_a_dead_process_s_segment_read_in_whole_chunks_is_finished(tmp_path: Path) -> None:
+    # The last chunk ends where the records end; the zeros after them are found by
+    # the next read, which must still let the segment go (flush() waits for it).
+    owner = Journal(tmp_path, segment_bytes=1 << 20)
+    owner.prepare_spare()
+    events = [event(i) for i in range(6)]
+    for e in events:
+        owner.append(e)
+    owner._forget_after_fork()
+    reader = Journal(tmp_path)
+    assert reader.claim_orphans() == 1
+    read: list[UsageEvent] = []
+    while (chunk := reader.read(3)) is not None:
+        read.extend(events_of(chunk))
+        reader.commit(chunk)
+    assert [e.id for e in read] == [e.id for e in events]
+    assert not reader.orphans_waiting and list(tmp_path.glob("*.seg")) == []
+
+
 def test_a_stored_mapped_segment_left_by_a_dead_process_is_removed(tmp_path: Path) -> None:
     owner = Journal(tmp_path)
     owner.prepare_spare()

@@ -690,6 +690,10 @@ class Journal:
                 marks.append((segment, offset))
                 if not segment.orphan:
                     own += records
+            elif segment.sealed and segment.acked >= segment.end:
+                # Its last chunk ended just before the zeros of its unused end, found
+                # only now: everything in it is stored, and no chunk holds it.
+                self._retire(segment)
         if not marks:
             return None
         return Chunk(events, corrupt, marks, own, texts)
