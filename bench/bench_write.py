@@ -7,6 +7,8 @@ Figures from one run on one machine (best of ``--repeat`` runs each):
   waits on a lock) until the writer has committed everything; the clock stops
   when ``flush()`` returns.  Nothing may be dropped.  This is what a user pays:
   journal append on the caller's thread, a writer competing for the GIL.
+* ``record_busy_process``: the same with ``writer_process`` on: a child process,
+  fed by the journal, writes (its CPU time is not in the CPU column).
 * ``pipeline``: events are built in the caller's thread as ``UsageEvent``s
   (provider, model, tenant/user/feature, two tags, usage, Decimal cost) and each
   is handed to ``Writer.submit`` (the journal) at once; the clock stops when
@@ -160,13 +162,21 @@ def busy_until(done: Callable[[], bool]) -> int:
             return spins
 
 
-def bench_record_busy(folder: Path, n: int, repeat: int) -> dict[str, float]:
-    """``record()`` n times, then a busy caller until everything is committed."""
+def bench_record_busy(
+    folder: Path, n: int, repeat: int, *, process: bool = False
+) -> dict[str, float]:
+    """``record()`` n times, then a busy caller until everything is committed; with
+    ``process``, by the writer process (``writer_process``), whose CPU time is not
+    the application's and is not counted."""
     timing = Timing()
     for _ in range(repeat):
         url = f"sqlite:///{folder / (uuid.uuid4().hex + '.db')}"
         ledger = llmledger.configure(
-            home=folder / uuid.uuid4().hex, database_url=url, strict=True, handle_signals=False
+            home=folder / uuid.uuid4().hex,
+            database_url=url,
+            strict=True,
+            handle_signals=False,
+            writer_process=process,
         )
         record = llmledger.record
         # Warm: the price catalog loaded and the store migrated before the clock starts.
@@ -416,6 +426,7 @@ def main() -> None:
             "events": n,
             "batch_size": BATCH_SIZE,
             "record_busy": bench_record_busy(folder, n, args.repeat),
+            "record_busy_process": bench_record_busy(folder, n, args.repeat, process=True),
             "pipeline": bench_pipeline(folder, n, args.repeat, None),
             "writer": bench_pipeline(folder, n, args.repeat, built),
             "store_write": bench_store_write(folder, built, args.repeat),
@@ -427,7 +438,7 @@ def main() -> None:
     if args.postgres:
         results["postgres"] = bench_postgres(args.postgres, built[: min(n, 50_000)])
     raw = results["raw_sqlite3"]["events_per_s"]
-    for name in ("record_busy", "pipeline", "writer", "store_write"):
+    for name in ("record_busy", "record_busy_process", "pipeline", "writer", "store_write"):
         results[name]["vs_raw"] = results[name]["events_per_s"] / raw
     if args.json:
         print(json.dumps(results))
@@ -437,6 +448,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     labels = {
         "record_busy": "record() → committed, caller busy (none dropped)",
+        "record_busy_process": "the same, writer process (`writer_process`; CPU: the app's only)",
         "pipeline": "events built → committed (build + submit + flush)",
         "writer": "writer, events prebuilt (submit + flush)",
         "store_write": "SqlStore.write, no thread",

@@ -64,6 +64,10 @@ class Settings:
             dropped, counted and logged as errors.
         journal_fsync: ``fsync`` the journal after every event, so events survive
             a power loss too (much slower); off, they survive the process.
+        writer_process: Write from a child process fed by the journal
+            (:mod:`llmledger.runtime.drain`) rather than from a thread of the
+            application: a caller busy in Python then never slows the writer, nor the
+            writer the caller.
         shutdown_timeout: Most seconds spent flushing at exit or on SIGTERM/SIGINT;
             what is left waits in the journal for the next process.
         handle_signals: Flush on SIGTERM and SIGINT (then hand the signal to the
@@ -151,6 +155,7 @@ class Settings:
     api_key: str | None = None
     spool_limit: int = 2_000_000_000
     journal_fsync: bool = False
+    writer_process: bool = False
     shutdown_timeout: float = 5.0
     handle_signals: bool = True
     max_body_bytes: int = 10_000_000
@@ -293,6 +298,7 @@ def _coerce(name: str, value: Any) -> Any:
             "run_jobs",
             "price_refresh",
             "journal_fsync",
+            "writer_process",
             "handle_signals",
             "limits",
             "debug",

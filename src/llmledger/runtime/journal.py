@@ -33,6 +33,7 @@ Layout of ``$LLMLEDGER_HOME/spool``::
     spool/j-<hash>/<ulid>.seg         records: <length u32><crc32 u32><payload>
     spool/j-<hash>/<ulid>.ack         8 bytes: how far the store committed
     spool/j-<hash>/<ulid>.dropped     events this process dropped at the disk limit
+    spool/j-<hash>/<ulid>.making      a segment being made (renamed .seg once locked)
     spool/refused/<ulid>-<n>.json.gz  batches set aside for a person to look at
 
 A payload is an event (``m``: ``marshal`` of its fields, ``p``: a pickle), a
@@ -97,6 +98,7 @@ ACK = _ACK = struct.Struct("<Q")
 SEGMENT = _SEGMENT = ".seg"
 _ACK_SUFFIX = ".ack"
 _DROPPED = ".dropped"
+_MAKING = ".making"
 _READ_CHUNK = 1 << 20
 # Paged in when mapped (Linux): the first touch of a page costs the writer, not the caller.
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
@@ -275,6 +277,7 @@ class _Segment:
         "orphan",
         "path",
         "read_to",
+        "records",
         "sealed",
     )
 
@@ -286,6 +289,7 @@ class _Segment:
         self.end = 0  # where the records end
         self.acked = 0  # committed by the store
         self.read_to = 0  # handed to the writer
+        self.records = 0  # appended by this process
         self.ack_fd = -1
         self.map: mmap.mmap | None = None  # appends copy into it, up to capacity
         self.capacity = 0
@@ -408,6 +412,8 @@ class Journal:
         self._spare: _Segment | None = None  # made by the writer, mapped, for the next appends
         self._own: list[_Segment] = []  # oldest first; the active one last
         self._orphans: list[_Segment] = []
+        # Segments handed to another process (hand_off), with their record counts.
+        self._handed: list[tuple[Path, int]] = []
         self._size: int | None = None
         self.appended = 0
         self.committed = 0  # of this process's own events
@@ -466,6 +472,7 @@ class Journal:
             elif not self._write(segment, record):
                 return False
             segment.end = end
+            segment.records += 1
             self.appended += 1
         return True
 
@@ -581,9 +588,20 @@ class Journal:
         """A new segment file, locked; ``mapped``: its blocks allocated, mapped and paged
         in (left unmapped when that fails, appends then write)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{new_id()}{_SEGMENT}"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        name = new_id()
+        # Made and locked under another name, then renamed: a segment file is never
+        # seen unlocked, so no other process takes a new one for an empty leftover.
+        making = self.folder / f"{name}{_MAKING}"
+        path = self.folder / f"{name}{_SEGMENT}"
+        fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(making, path)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                making.unlink()
+            raise
         segment = _Segment(path, fd, orphan=False)
         segment.capacity = capacity
         if mapped:
@@ -628,6 +646,7 @@ class Journal:
             names = sorted(n for n in os.listdir(self.folder) if n.endswith(_SEGMENT))
         except OSError:  # no folder yet (or not a folder): nothing was left there
             return 0
+        self._remove_unfinished()
         for name in names:
             if name in held:
                 continue
@@ -655,6 +674,22 @@ class Journal:
             self._orphans.append(segment)
             claimed += 1
         return claimed
+
+    def _remove_unfinished(self) -> None:
+        """Remove segments a dead process began to make and never used (a minute old)."""
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.folder):
+                if not entry.name.endswith(_MAKING):
+                    continue
+                with contextlib.suppress(OSError):
+                    if time.time() - entry.stat().st_mtime < 60:
+                        continue
+                    fd = os.open(entry.path, os.O_RDWR)
+                    try:
+                        if _try_lock(fd):
+                            os.unlink(entry.path)
+                    finally:
+                        os.close(fd)
 
     @property
     def orphans_waiting(self) -> bool:
@@ -786,6 +821,53 @@ class Journal:
                     self._retire(active)
             finally:
                 self._lock.release()
+        if self._handed:  # handed off, then claimed back here (the writer process died)
+            self.settle_handed()
+
+    def hand_off(self) -> int:
+        """Seal every segment of this process and release it for another process to
+        write (the writer process: :mod:`llmledger.runtime.drain`), as if its owner had
+        died; appends go on in a new segment.  Only for a journal this process never
+        reads from.
+
+        Returns:
+            How many events were handed off.
+        """
+        with self._lock:
+            own, self._own, self._active = self._own, [], None
+            handed = 0
+            for segment in own:
+                if segment.records == 0:  # a plain first segment swapped for a mapped one
+                    segment.close(remove=True)
+                    continue
+                segment.sealed = True
+                # Unmapped and cut to its records, then unlocked: the next claim_orphans()
+                # anywhere finds a complete segment with no live owner.
+                segment.close(remove=False)
+                self._handed.append((segment.path, segment.records))
+                handed += segment.records
+            if own:
+                self._size = None
+            return handed
+
+    def settle_handed(self) -> int:
+        """Count as committed the handed-off segments that are gone: whoever claimed one
+        removes it once its store has every event in it.
+
+        Returns:
+            How many segments handed off are still waiting.
+        """
+        if not self._handed:
+            return 0
+        with self._lock:
+            waiting = []
+            for path, records in self._handed:
+                if path.exists():
+                    waiting.append((path, records))
+                else:
+                    self.committed += records
+            self._handed = waiting
+            return len(waiting)
 
     def rewind(self, chunk: Chunk) -> None:
         """Hand the chunk's events out again (its store did not take them)."""
@@ -831,6 +913,7 @@ class Journal:
                         os.close(fd)
         self._orphans = []
         self._own = []
+        self._handed = []
         self._active = None
         self._spare = None
         self.appended = self.committed = self.dropped = 0

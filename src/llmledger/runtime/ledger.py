@@ -173,9 +173,15 @@ class Ledger:
                     from llmledger.runtime.writer import Writer, install_signal_handlers
 
                     settings = self.settings
-                    self._writer = Writer(
+                    journal = self._journal()
+                    kind: type[Writer] = Writer
+                    if settings.writer_process and journal is not None:
+                        from llmledger.runtime.drain import ProcessWriter
+
+                        kind = ProcessWriter
+                    self._writer = kind(
                         self._observed_sink(),
-                        journal=self._journal(),
+                        journal=journal,
                         prepare=self.prepare,
                         build=self._build_captured,
                         batch_size=settings.batch_size,

@@ -374,7 +374,7 @@ class Writer:
         try:
             if self._thread is None and not self.journal.pending:
                 return
-            before = self._written
+            before = self.written
             done = self.flush(self.shutdown_timeout)
             left = self.journal.pending
             if done and not left:
@@ -383,14 +383,14 @@ class Writer:
                     logging.INFO if why == "exit" else logging.WARNING,
                     "llmledger: %s: %d events written, none left in the journal",
                     why,
-                    self._written - before,
+                    self.written - before,
                 )
             else:
                 log.warning(
                     "llmledger: %s: %d events written; %d left in the journal %s for the "
                     "next process%s",
                     why,
-                    self._written - before,
+                    self.written - before,
                     left,
                     self.journal.folder,
                     f" ({self._down})" if self._down else "",

@@ -1,0 +1,190 @@
+"""The writer process (``writer_process``): a child process, fed by the journal, stores
+what the application records; nothing is lost when either process dies."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import llmledger
+from llmledger.core.events import UsageEvent
+from llmledger.runtime.drain import ProcessWriter
+from llmledger.runtime.journal import Journal
+from llmledger.runtime.ledger import shutdown
+from tests.fault_support import (
+    assert_exactly_once,
+    child_env,
+    journal_segments,
+    start_recorder,
+)
+
+COUNT = 3_000
+
+
+def _record(start: int, count: int) -> None:
+    for i in range(start, start + count):
+        llmledger.record(
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=100,
+            output_tokens=i % 50,
+            request_id=str(i),
+        )
+
+
+def _until_stored(db_url: str, count: int, seconds: float = 120) -> None:
+    """Wait (without flushing) until the ledger holds every event once."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            assert_exactly_once(db_url, count)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def ledger(db_url: str, tmp_path: Path) -> Iterator[llmledger.Ledger]:
+    ledger = llmledger.configure(
+        home=tmp_path / "app", database_url=db_url, writer_process=True, handle_signals=False
+    )
+    yield ledger
+    shutdown()
+
+
+def test_a_child_process_stores_every_event_once(db_url: str, ledger: llmledger.Ledger) -> None:
+    _record(0, COUNT)
+    writer = ledger.writer
+    assert isinstance(writer, ProcessWriter)
+    assert ledger.flush(120)
+    pid = writer.child_pid
+    assert pid is not None and pid != os.getpid()
+    assert ledger.stats() == {
+        "written": COUNT,
+        "pending": 0,
+        "dropped": 0,
+        "failed": 0,
+        "down": None,
+    }
+    assert_exactly_once(db_url, COUNT)
+
+
+def test_a_killed_writer_process_is_replaced_and_nothing_is_lost(
+    db_url: str, ledger: llmledger.Ledger
+) -> None:
+    _record(0, COUNT)
+    writer = ledger.writer
+    assert ledger.flush(120)
+    first = writer.child_pid
+    assert first is not None
+    _record(COUNT, COUNT)
+    os.kill(first, signal.SIGKILL)
+    _record(2 * COUNT, COUNT)
+    assert ledger.flush(120)
+    assert writer.child_pid not in (None, first)
+    assert_exactly_once(db_url, 3 * COUNT)
+    assert ledger.stats()["pending"] == 0
+
+
+def test_without_a_writer_process_the_application_writes_itself(
+    db_url: str,
+    ledger: llmledger.Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with caplog.at_level(logging.ERROR, logger="llmledger"):
+        _record(0, COUNT)
+        assert ledger.flush(120)
+    assert "cannot start the writer process" in caplog.text
+    assert ledger.writer.child_pid is None
+    assert ledger.stats()["written"] == COUNT
+    assert_exactly_once(db_url, COUNT)
+
+
+def test_sigkill_of_the_application_the_writer_process_stores_the_rest(
+    db_url: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "app"
+    # Nothing handed off before the kill: the child claims the dead process's segments.
+    env = child_env(home, database_url=db_url, writer_process="true", flush_interval="60")
+    recorder = start_recorder(env, 5_000, "wait")
+    recorder.kill()
+    recorder.finish(60)
+    assert recorder.returncode == -signal.SIGKILL
+    _until_stored(db_url, 5_000)  # no other process flushes
+    deadline = time.monotonic() + 60
+    while journal_segments(home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not journal_segments(home)
+
+
+def test_sigterm_flushes_through_the_writer_process(db_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "app"
+    env = child_env(
+        home,
+        database_url=db_url,
+        writer_process="true",
+        flush_interval="60",
+        shutdown_timeout="60",
+    )
+    recorder = start_recorder(env, 5_000, "wait")
+    recorder.send_signal(signal.SIGTERM)
+    _, err = recorder.finish(120)
+    assert recorder.returncode == -signal.SIGTERM
+    assert "SIGTERM: 5000 events written, none left in the journal" in err, err[-2000:]
+    assert_exactly_once(db_url, 5_000)
+
+
+# -- the journal's side ---------------------------------------------------------------------
+
+
+def _event(i: int) -> UsageEvent:
+    return UsageEvent(provider="openai", model="gpt-4o", ts=datetime.now(UTC), request_id=str(i))
+
+
+def test_handed_off_segments_count_as_committed_once_another_process_removed_them(
+    tmp_path: Path,
+) -> None:
+    owner = Journal(tmp_path)
+    owner.append(_event(0))
+    owner.prepare_spare()
+    for i in range(1, 6):
+        owner.append(_event(i))
+    assert owner.hand_off() == 6
+    assert owner.pending == 6 and owner.settle_handed() == 2
+    owner.append(_event(6))  # a new segment, still this process's
+    reader = Journal(tmp_path)
+    assert reader.claim_orphans() == 2  # the handed segments, not the new one
+    ids = []
+    while (chunk := reader.read(4)) is not None:
+        ids += [e.request_id for e in chunk.events if isinstance(e, UsageEvent)]
+        reader.commit(chunk)
+    assert sorted(ids) == [str(i) for i in range(6)]
+    assert owner.settle_handed() == 0
+    assert owner.pending == 1  # only the event after the hand-off
+    owner.close()
+    reader.close()
+
+
+def test_a_segment_a_dead_process_began_to_make_is_removed_after_a_minute(
+    tmp_path: Path,
+) -> None:
+    stale = tmp_path / "01STALE.making"
+    fresh = tmp_path / "01FRESH.making"
+    for path in (stale, fresh):
+        path.touch()
+    old = time.time() - 120
+    os.utime(stale, (old, old))
+    assert Journal(tmp_path).claim_orphans() == 0
+    assert not stale.exists() and fresh.exists()
