@@ -53,6 +53,7 @@ log = logging.getLogger("llmledger.runtime.drain")
 
 _LENGTH = 8  # bytes of the settings' length, before the pickled settings
 _POLL = 0.005  # seconds between two looks at the handed-off segments while flushing
+_SEGMENT_BYTES = 2 << 20
 _MOST_RESTARTS = 5  # children started in a row that died before they stored anything
 
 
@@ -72,6 +73,9 @@ class ProcessWriter(Writer):
     def __init__(self, store: Any, *, settings: Settings, **kwargs: Any) -> None:
         super().__init__(store, settings=settings, **kwargs)
         self.settings = settings
+        # A segment is handed off every flush_interval however full: smaller ones
+        # waste less of the blocks each allocates.
+        self.journal.segment_bytes = min(self.journal.segment_bytes, _SEGMENT_BYTES)
         self._child_written = 0
         self._child_failed = 0
         self._child_down: str | None = None
@@ -146,7 +150,9 @@ class ProcessWriter(Writer):
     def _run(self) -> None:
         time.sleep(0.002)  # started by the caller's first event: let it go on first
         journal = self.journal
+        next_hand_off = 0.0
         while not self._fallback:
+            # Woken every batch_size events too: the next segment is always ready.
             journal.prepare_spare()
             if self._stopping:
                 self._hand_off(force=True)
@@ -155,8 +161,12 @@ class ProcessWriter(Writer):
             waiting = journal.settle_handed()
             child = self._child
             # Segments handed to a child that died: a new one is started and told.
-            self._hand_off(force=bool(waiting) and (child is None or child.poll() is not None))
-            self._wake.wait(self.flush_interval)
+            orphaned = bool(waiting) and (child is None or child.poll() is not None)
+            now = time.monotonic()
+            if orphaned or now >= next_hand_off:
+                self._hand_off(force=orphaned)
+                next_hand_off = now + self.flush_interval
+            self._wake.wait(max(0.001, next_hand_off - time.monotonic()))
             self._wake.clear()
         super()._run()  # the child could not be kept running: write from here
 
