@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from llmledger.core.billing import UsagePart
-from llmledger.core.events import UsageEvent
+from llmledger.core.events import FrozenDict, UsageEvent
 from llmledger.core.ids import new_id
 from llmledger.core.usage import BUCKETS, Usage
 from llmledger.runtime.captured import Captured
@@ -124,6 +124,7 @@ _SPECIAL = (
 )
 _PLAIN = tuple(f.name for f in fields(UsageEvent) if f.name not in _SPECIAL)
 _plain = attrgetter(*_PLAIN)
+_NO_TAGS: FrozenDict[Any] = FrozenDict()
 _buckets = attrgetter(*BUCKETS)
 _dumps = marshal.dumps
 
@@ -247,18 +248,24 @@ def decode_event(data: bytes) -> UsageEvent:
         plain, ts_us, usage, cost, breakdown, tags, parts, fees, raw = marshal.loads(body)
     except (EOFError, TypeError) as exc:
         raise ValueError(f"unreadable record: {exc}") from None
+    if type(plain) is not tuple or len(plain) != len(_PLAIN):
+        raise ValueError("unreadable record: not an event's fields")
     values: dict[str, Any] = dict(zip(_PLAIN, plain, strict=True))
-    return UsageEvent(
-        ts=_EPOCH + timedelta(microseconds=ts_us),
-        usage=Usage(*usage),
-        cost=None if cost is None else Decimal(cost),
-        cost_breakdown=None if breakdown is None else {k: Decimal(v) for k, v in breakdown.items()},
-        tags=tags or {},
-        usage_parts=tuple(UsagePart(m, Usage(*u)) for m, u in parts) if parts else (),
-        fee_counts=fees or {},
-        usage_raw=raw,
-        **values,
+    # The fields were checked when the event was made: the fast constructor, with
+    # the collections made the types the constructor would make.
+    values["ts"] = _EPOCH + timedelta(microseconds=ts_us)
+    values["usage"] = Usage(*usage)
+    values["cost"] = None if cost is None else Decimal(cost)
+    values["cost_breakdown"] = (
+        None if breakdown is None else FrozenDict({k: Decimal(v) for k, v in breakdown.items()})
     )
+    values["tags"] = FrozenDict(tags) if tags else _NO_TAGS
+    values["usage_parts"] = tuple(UsagePart(m, Usage(*u)) for m, u in parts) if parts else ()
+    values["fee_counts"] = FrozenDict(fees) if fees else _NO_TAGS
+    values["usage_raw"] = raw
+    if type(values["warnings"]) is not tuple:
+        values["warnings"] = tuple(values["warnings"])
+    return UsageEvent.from_fields(values)
 
 
 # -- segments ------------------------------------------------------------------------------
