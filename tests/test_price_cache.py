@@ -186,6 +186,82 @@ def test_the_cache_prices_as_the_resolver_does() -> None:
     assert needs_price(event) and not needs_price(cache.priced(event))
 
 
+def _cache_cases() -> list[UsageEvent]:
+    """Events the cache prices by their day's price, and events it leaves to the resolver."""
+    day = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    cases: list[dict[str, Any]] = [
+        {"usage": Usage(input_tokens=1000, output_tokens=100)},
+        {"usage": Usage.from_counts({"input_tokens": 1000, "output_tokens": 100})},
+        {"usage": Usage(input_tokens=1000, cache_read_tokens=400, output_tokens=100)},
+        {"usage": Usage(input_tokens=1000, output_tokens=300, reasoning_tokens=200)},
+        {"usage": Usage(input_tokens=1000, input_audio_tokens=800)},  # incomplete
+        {"usage": Usage(input_tokens=1000), "fee_counts": {"web_searches": 2}},
+        {"usage": Usage(input_tokens=10, cache_read_tokens=11)},  # inconsistent
+        {"usage": Usage(input_tokens=0)},
+        {"usage": Usage(input_tokens=1000), "service_tier": "flex"},
+        {"usage": Usage(input_tokens=1000), "service_tier": "priority"},
+        {"usage": Usage(input_tokens=1000), "service_tier": "no-such-tier"},
+        {"usage": Usage(input_tokens=1000), "response_model": "gpt-4o-2024-08-06"},
+        {"usage": Usage(input_tokens=1000), "response_model": "gpt-4o"},
+        {"usage": Usage(input_tokens=1000), "model": "no-such-model"},
+        {"usage": Usage(input_tokens=1000), "usage_source": "missing"},
+        {"usage": Usage(input_tokens=1000), "cost": Decimal("0.5"), "cost_source": "manual"},
+        {"usage": Usage(input_tokens=1000), "cost": Decimal("0.5"), "cost_source": "catalog"},
+        {"usage": Usage(input_tokens=M), "provider": "acme", "model": "acme-1"},
+        {
+            "usage": Usage(input_tokens=M),
+            "provider": "acme",
+            "model": "acme-1",
+            "ts": day.replace(year=2024),
+        },
+        {
+            "usage": Usage(input_tokens=M),
+            "provider": "acme",
+            "model": "acme-1",
+            "service_tier": "flex",
+        },
+        # A floating name, before and after its alias; a price that changes within the day.
+        {"usage": Usage(input_tokens=M), "provider": "mistral", "model": "mistral-large-latest"},
+        {
+            "usage": Usage(input_tokens=M),
+            "provider": "mistral",
+            "model": "mistral-large-latest",
+            "ts": datetime(2025, 12, 5, tzinfo=UTC),
+        },
+        {"usage": Usage(input_tokens=M), "provider": "deepseek", "model": "deepseek-chat"},
+        {
+            "usage": Usage(input_tokens=M),
+            "provider": "deepseek",
+            "model": "deepseek-chat",
+            "ts": datetime(2025, 6, 1, 20, tzinfo=UTC),
+        },
+        {
+            "usage": Usage(input_tokens=M, output_tokens=M),
+            "provider": "anthropic",
+            "model": "claude-sonnet-4-5",
+        },
+    ]
+    return [
+        UsageEvent(**{"provider": "openai", "model": "gpt-4o", "ts": day, **case}) for case in cases
+    ]
+
+
+def test_the_cache_prices_every_event_as_the_resolver_does(tmp_path: Path) -> None:
+    (tmp_path / "prices.yaml").write_text(PRICES)
+    cache = PriceCache(PriceResolver(user_prices=[tmp_path / "prices.yaml"]), version=1)
+    fresh = PriceResolver(user_prices=[tmp_path / "prices.yaml"])
+    for event in _cache_cases() * 2:  # the second time from the day's price kept
+        expected = fresh.priced(event)
+        assert cache.priced(event) == expected, event
+        assert cache.priced(event).price_status == expected.price_status
+        if not event.usage.problems():
+            mine = event.replace()
+            assert cache.priced(mine, usage_sound=True, in_place=True) == expected, event
+    unaware = UsageEvent(provider="openai", model="gpt-4o", ts=datetime(2025, 6, 1))
+    with pytest.raises(llmledger.InvalidEventError, match="timezone-aware"):
+        cache.priced(unaware)
+
+
 def test_events_made_in_one_step_equal_those_of_the_constructor() -> None:
     at = datetime(2025, 6, 1, tzinfo=UTC)
     built = UsageEvent.from_values(

@@ -99,6 +99,9 @@ def test_manual_cost_wins() -> None:
     ("kwargs", "message"),
     [
         ({"input_tokens": -1}, "negative"),
+        ({"output_tokens": -1}, "output_tokens is negative"),
+        ({"input_tokens": True}, "input_tokens must be an integer"),
+        ({"output_tokens": 1.5}, "output_tokens must be an integer"),
         ({"input_tokens": 5, "cache_read_tokens": 9}, "exceed input_tokens"),
         ({"prompt_tokens": 5}, "unknown event field"),
         ({"ts": datetime(2025, 1, 1)}, "time zone"),

@@ -232,8 +232,11 @@ class UsageEvent:
                 values[name] = _collection(name, values[name])
         return cls.from_fields(values)
 
-    def validate(self) -> UsageEvent:
+    def validate(self, *, usage_sound: bool = False) -> UsageEvent:
         """Check the fields a store relies on; broken usage invariants become warnings.
+
+        ``usage_sound`` says the caller saw ``self.usage.problems()`` empty already
+        (``record()`` refuses counts that break the invariants).
 
         Returns:
             The event, or a copy whose ``warnings`` name the usage invariants it
@@ -281,6 +284,8 @@ class UsageEvent:
             raise InvalidEventError("tags must map strings to strings")
         if self.cost is not None and (not isinstance(self.cost, Decimal) or self.cost < 0):
             raise InvalidEventError(f"cost must be a non-negative Decimal, got {self.cost!r}")
+        if usage_sound:
+            return self
         problems = self.usage.problems()
         if not problems:
             return self

@@ -29,6 +29,7 @@ _DIGIT_OF_BYTE = bytes(ord(_CROCKFORD[b & 31]) for b in range(256))
 # id would hand the interpreter to another thread. Ids need to be unique, not secret.
 # A child process reseeds, or it would repeat its parent's ids.
 _random = random.Random()
+_getrandbits = _random.getrandbits
 os.register_at_fork(after_in_child=_random.seed)
 # The last millisecond and its encoding, as one value so threads never see halves.
 _last: tuple[int, str] = (-1, "")
@@ -54,7 +55,8 @@ def new_id(now_ms: int | None = None) -> str:
         pairs = _PAIRS
         prefix = "".join([pairs[(ms >> shift) & 0x3FF] for shift in _TIME_SHIFTS])
         _last = (ms, prefix)
-    return prefix + _random.randbytes(16).translate(_DIGIT_OF_BYTE).decode()
+    # _random.randbytes(16), without its Python frame: the same bytes.
+    return prefix + _getrandbits(128).to_bytes(16, "little").translate(_DIGIT_OF_BYTE).decode()
 
 
 # Ids whose text is made later, off the caller's thread: this process's 48 random bits

@@ -70,6 +70,14 @@ class Usage:
 
         A usage that breaks them is stored with a warning, never silently fixed.
         """
+        counts = self.__dict__
+        if _TOTALS.issuperset(counts):
+            # Only totals counted (made by from_counts; the parts read the class's 0):
+            # sound when both are non-negative integers.
+            ins = counts.get("input_tokens", 0)
+            outs = counts.get("output_tokens", 0)
+            if type(ins) is int and type(outs) is int and ins >= 0 and outs >= 0:
+                return []
         u = self
         ins, outs, cache_write = u.input_tokens, u.output_tokens, u.cache_write_tokens
         # The common case, a sound usage, in one expression: this runs for every
@@ -183,6 +191,7 @@ class Usage:
 
 _new_object = object.__new__
 _set_attribute = object.__setattr__
+_TOTALS = frozenset({"input_tokens", "output_tokens"})
 
 #: Every bucket name, in display order: the fields of :class:`Usage`, defined there once.
 BUCKETS: tuple[str, ...] = tuple(f.name for f in fields(Usage))

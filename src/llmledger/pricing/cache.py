@@ -6,9 +6,11 @@ loaded, answering from what it resolved before.  The resolver is the one price
 source; the cache only keeps its answers:
 
 * per (provider, model, service tier, day): the day's price, compiled once, so a
-  warm price costs dictionary look-ups and a few Decimal operations (the
+  warm price costs one dictionary look-up and a few Decimal operations (the
   resolver's routes, which split a model's history at the days its price
-  changes, and at the times of day when a price differs within the day);
+  changes, and at the times of day when a price differs within the day: a day
+  so split, and any event the day's price alone cannot price, goes the
+  resolver's whole way);
 * until the prices are loaded there is no cache at all and an event is
   ``pending`` (:data:`~llmledger.core.events.PRICE_PENDING_REASON`): the writer
   prices it before it is stored;
@@ -33,10 +35,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Hashable
+from datetime import UTC, datetime
 
-from llmledger.core.events import PRICE_PENDING_REASON, UsageEvent
+from llmledger.core.events import PRICE_PENDING_REASON, FrozenDict, UsageEvent
+from llmledger.core.usage import Usage
+from llmledger.pricing.compiled import CompiledPrice
 from llmledger.pricing.model import PriceResult, with_price
-from llmledger.pricing.resolver import PriceResolver
+from llmledger.pricing.resolver import PriceResolver, via
 
 __all__ = ["PriceCache", "needs_price"]
 
@@ -69,16 +74,161 @@ class PriceCache:
             the price files' times), to tell when they changed.
     """
 
-    __slots__ = ("resolver", "version")
+    __slots__ = ("_days", "resolver", "version")
 
     def __init__(self, resolver: PriceResolver, version: Hashable = None) -> None:
         self.resolver = resolver
         self.version = version
+        # (provider, model, service tier, UTC day) -> the day's price, or None when
+        # the resolver's whole way is needed (a price that changes within the day).
+        self._days: dict[tuple[str, str, str | None, int], _DayPrice | PriceResult | None] = {}
 
     def event_price(self, event: UsageEvent) -> PriceResult:
         """What the event cost at its own time (see :meth:`PriceResolver.event_price`)."""
         return self.resolver.event_price(event)
 
-    def priced(self, event: UsageEvent) -> UsageEvent:
-        """The event with its cost: a copy, or ``event`` itself when nothing changes."""
+    def priced(
+        self, event: UsageEvent, *, usage_sound: bool = False, in_place: bool = False
+    ) -> UsageEvent:
+        """The event with its cost: a copy, or ``event`` itself when nothing changes.
+
+        The same event as ``with_price(event, resolver.event_price(event))``; the
+        common event (no cost yet, usage counted, priced under its own model name)
+        costs a look-up of its day's price.
+
+        Args:
+            event: The event to price.
+            usage_sound: The caller saw ``event.usage.problems()`` empty already.
+            in_place: The caller just made ``event`` and nobody else holds it: it may
+                get its cost fields itself (and is returned) rather than a copy.
+        """
+        ts = event.ts
+        model = event.model
+        returned = event.response_model
+        if (
+            event.cost is None
+            and not event.usage_parts
+            and event.usage_source != "missing"
+            and (not returned or returned == model)
+            and model
+            and type(ts) is datetime
+            and ts.tzinfo is not None
+        ):
+            usage = event.usage
+            if usage_sound or not usage.problems():
+                key = (event.provider, model, event.service_tier, (ts - _EPOCH).days)
+                try:
+                    day = self._days[key]
+                except KeyError:
+                    day = self._day_price(key, ts)
+                if type(day) is _DayPrice:
+                    found = day.priced(event, usage, in_place)
+                    if found is not None:
+                        return found
+                elif isinstance(day, PriceResult):
+                    return with_price(event, day)
         return with_price(event, self.resolver.event_price(event))
+
+    def _day_price(
+        self, key: tuple[str, str, str | None, int], at: datetime
+    ) -> _DayPrice | PriceResult | None:
+        provider, model, service_tier, _ = key
+        found = self.resolver.day_segment(provider, model, service_tier, at)
+        day: _DayPrice | PriceResult | None = None
+        if found is not None:
+            segment, alias = found
+            if segment.unpriced is not None:
+                day = segment.unpriced
+            else:
+                assert segment.compiled is not None
+                price = segment.compiled.price
+                filled_ref = f"{price.ref}+{price.filled_ref}" if price.filled_ref else price.ref
+                day = _DayPrice(
+                    segment.compiled,
+                    segment.missing_tier,
+                    price.source,
+                    via(price.ref, alias),
+                    via(filled_ref, alias),
+                    segment.tier_supplement,
+                    price.filled,
+                )
+        if len(self._days) >= _DAY_LIMIT:
+            self._days.clear()
+        self._days[key] = day
+        return day
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Days kept before the cache starts over (bounds memory against endless model names).
+_DAY_LIMIT = 20_000
+
+
+class _DayPrice:
+    """One model's price all through one UTC day, as the resolver would apply it."""
+
+    __slots__ = (
+        "compiled",
+        "filled",
+        "missing_tier",
+        "ref",
+        "source",
+        "supplement_ref",
+        "tier_supplement",
+        "unrated",
+    )
+
+    def __init__(
+        self,
+        compiled: CompiledPrice,
+        missing_tier: str | None,
+        source: str,
+        ref: str,
+        supplement_ref: str,
+        tier_supplement: bool,
+        filled: tuple[str, ...],
+    ) -> None:
+        self.compiled = compiled
+        self.missing_tier = missing_tier
+        self.source = source
+        self.ref = ref
+        self.supplement_ref = supplement_ref
+        self.tier_supplement = tier_supplement
+        self.filled = filled
+        # The buckets billed at a rate of their own that this price has no rate for.
+        self.unrated = frozenset(compiled.unrated)
+
+    def priced(self, event: UsageEvent, usage: Usage, in_place: bool) -> UsageEvent | None:
+        """The event priced (it has no cost yet); None when only the resolver can say why
+        not (the parts of a priced bucket add up to more than it)."""
+        compiled = self.compiled
+        fees = event.fee_counts
+        computed = compiled.compute(usage, fees)
+        if computed is None:
+            return None
+        total, parts = computed
+        incomplete = self.missing_tier
+        # A usage holds its counts in its __dict__, a bucket it leaves out is 0: one
+        # that names no unrated bucket and no fee has no unpriced units.
+        if fees or not self.unrated.isdisjoint(usage.__dict__):
+            missing = compiled.unpriced_units(usage, fees)
+        else:
+            missing = None
+        if missing:
+            note = (
+                f"no rate for {', '.join(missing)} in {compiled.price.ref}; "
+                "priced from the rates it has"
+            )
+            incomplete = f"{incomplete}; {note}" if incomplete else note
+        filled = self.filled
+        if self.tier_supplement or (filled and any(bucket in parts for bucket in filled)):
+            source, ref = "supplement", self.supplement_ref
+        else:
+            source, ref = self.source, self.ref
+        values = event.__dict__ if in_place else event.__dict__.copy()
+        values["cost"] = total
+        values["cost_breakdown"] = FrozenDict(parts)
+        values["cost_source"] = source
+        values["price_ref"] = ref
+        values["unpriced_reason"] = None
+        values["incomplete_reason"] = incomplete
+        return event if in_place else UsageEvent.from_fields(values)

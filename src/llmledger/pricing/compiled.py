@@ -123,6 +123,12 @@ class CompiledPrice:
         )
 
     @property
+    def unrated(self) -> tuple[str, ...]:
+        """The buckets some provider bills at a rate of their own that this price has
+        no rate for (:meth:`unpriced_units` names those a usage has)."""
+        return self._unrated
+
+    @property
     def counts_anything(self) -> bool:
         """False when the row prices only units llmledger does not count."""
         return (

@@ -46,7 +46,7 @@ from llmledger.pricing.routes import in_force as _in_force
 from llmledger.pricing.routes import unpriced as _unpriced
 from llmledger.pricing.supplement import fill_missing_rates, load_supplement, own_price
 
-__all__ = ["KEPT_COST_SOURCES", "PriceResolver"]
+__all__ = ["KEPT_COST_SOURCES", "PriceResolver", "via"]
 
 #: Costs an event arrives with that pricing keeps: the caller's and the provider's.
 KEPT_COST_SOURCES = frozenset({"manual", "provider-reported"})
@@ -206,13 +206,13 @@ class PriceResolver:
                 total,
                 parts,
                 "supplement",
-                _via(ref, alias),
+                via(ref, alias),
                 None,
                 price,
                 incomplete,
             )
         return PriceResult(
-            total, parts, price.source, _via(price.ref, alias), None, price, incomplete
+            total, parts, price.source, via(price.ref, alias), None, price, incomplete
         )
 
     def _alias(self, provider: str, model: str, at: datetime) -> Alias | None:
@@ -369,6 +369,22 @@ class PriceResolver:
         if segment is None:
             segment = route.segments[where] = self._resolve(route, at)
         return segment
+
+    def day_segment(
+        self, provider: str, model: str, service_tier: str | None, at: datetime
+    ) -> tuple[_Segment, Alias | None] | None:
+        """What prices a call to ``model`` all through the UTC day of ``at``: the
+        resolved segment and the alias that led to it; ``None`` when the price in
+        force changes within that day at a time of day (the call's time decides).
+        """
+        alias = self._alias(provider, model, at)
+        target = model if alias is None else alias.target
+        route = self._routes.get((provider, target, service_tier))
+        if route is None:
+            route = self._route(provider, target, service_tier)
+        if route.times:
+            return None
+        return self._segment(provider, target, service_tier, at), alias
 
     def _route(self, provider: str, model: str, service_tier: str | None) -> _Route:
         # Database rows first: a price added through the service wins over the files.
@@ -667,7 +683,7 @@ class PriceResolver:
         return sorted(found, key=lambda p: (p.checked or date.min, p.provider, p.model))
 
 
-def _via(ref: str, alias: Alias | None) -> str:
+def via(ref: str, alias: Alias | None) -> str:
     """A price's ref, naming the alias row through which a floating name reached it."""
     return ref if alias is None else f"{ref};alias={alias.ref}"
 

@@ -157,9 +157,13 @@ class LedgerPrices:
                 # for milliseconds before the caller gets it back.
                 _thread.start_new_thread(self._load, ())
 
-    def priced_now(self, event: UsageEvent) -> UsageEvent:
+    def priced_now(
+        self, event: UsageEvent, *, usage_sound: bool = False, in_place: bool = False
+    ) -> UsageEvent:
         """The event priced from memory, or marked pending while the prices load
         (call :meth:`warm` once the event is queued, so the loading starts).
+
+        ``usage_sound`` and ``in_place`` are :meth:`PriceCache.priced`'s.
 
         Raises:
             LedgerError: the error that made loading the prices fail (a bad price
@@ -167,7 +171,7 @@ class LedgerPrices:
         """
         cache = self.cache
         if cache is not None:
-            return cache.priced(event)
+            return cache.priced(event, usage_sound=usage_sound, in_place=in_place)
         if self._error is not None:
             raise self._error
         return event.replace(unpriced_reason=PRICE_PENDING_REASON)

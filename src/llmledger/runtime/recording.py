@@ -55,6 +55,8 @@ _BUCKET_NAMES = frozenset(BUCKETS)
 _KNOWN = _EVENT_FIELDS | _BUCKET_NAMES
 _MAX_ERROR_MESSAGE = 1000
 _NO_TAGS: FrozenDict[str] = FrozenDict()
+# The collection fields but tags: UsageEvent.from_values converts those a caller gives.
+_OTHER_COLLECTIONS = frozenset({"warnings", "cost_breakdown", "usage_parts", "fee_counts"})
 _now = datetime.now
 
 
@@ -163,8 +165,10 @@ def assemble_event(
     if not _KNOWN.issuperset(values):
         unknown = set(values) - _KNOWN
         raise InvalidEventError(f"unknown event field(s): {', '.join(sorted(unknown))}")
+    pop = values.pop
     named = _BUCKET_NAMES.intersection(values)
-    counts = {name: values.pop(name) for name in named} if named else None
+    counts = {name: pop(name) for name in named} if named else None
+    get = values.get
     if reading is not None:
         values.setdefault("provider", reading.provider)
         values.setdefault("operation", reading.operation)
@@ -185,26 +189,25 @@ def assemble_event(
             values["cost"] = reading.reported_cost
             values["cost_source"] = "provider-reported"
     else:
-        if usage is not None and counts:
-            raise InvalidEventError("pass usage= or bucket keywords, not both")
-        if isinstance(usage, Usage):
-            event_usage = usage
-        elif counts:
+        if counts:
+            if usage is not None:
+                raise InvalidEventError("pass usage= or bucket keywords, not both")
             event_usage = Usage.from_counts(counts)
+        elif isinstance(usage, Usage):
+            event_usage = usage
         else:
             event_usage = Usage.from_dict(dict(usage or {}))
-        problems = event_usage.problems()
-        if problems:
-            raise InvalidUsageError("; ".join(problems))
+        if event_usage.problems():
+            raise InvalidUsageError("; ".join(event_usage.problems()))
         if "usage_source" not in values:
             values["usage_source"] = "manual"
     values["usage"] = event_usage
 
     attribution = attribution_in_force()
     for name in ATTRIBUTION_FIELDS:
-        if values.get(name) is None:
+        if get(name) is None:
             values[name] = getattr(attribution, name)
-    tags = values.get("tags")
+    tags = get("tags")
     if tags:
         if not isinstance(tags, Mapping):
             raise InvalidEventError("tags must be a mapping of strings to strings")
@@ -213,21 +216,27 @@ def assemble_event(
         raise InvalidEventError("tags must be a mapping of strings to strings")
     else:
         values["tags"] = FrozenDict(attribution.tags) if attribution.tags else _NO_TAGS
-    check_feature(values["feature"], features)
+    if features:
+        check_feature(values["feature"], features)
 
-    if values.get("cost") is not None:
+    if get("cost") is not None:
         values["cost"] = _as_decimal("cost", values["cost"])
         values.setdefault("cost_source", "manual")
-    ts = values.get("ts")
+    ts = get("ts")
     if ts is None:
         values["ts"] = now or _now(UTC)
     else:
         values["ts"] = event_time(ts, now or _now(UTC))
-    if not values.get("provider"):
+    if not get("provider"):
         raise InvalidEventError("provider is required")
-    if not values.get("model"):
+    if not get("model"):
         raise InvalidEventError("model is required (the response did not name one)")
-    return UsageEvent.from_values(values).validate()
+    if _OTHER_COLLECTIONS.isdisjoint(values):  # tags, the one set, is a FrozenDict
+        event = UsageEvent.from_fields(values)
+    else:
+        event = UsageEvent.from_values(values)
+    # Counts given here were refused above when they break the invariants.
+    return event.validate(usage_sound=reading is None)
 
 
 def record(
@@ -287,7 +296,9 @@ def record(
     cache = prices.cache
     if cache is not None and values.get("service_tier") is not None and event.service_tier:
         check_service_tier(cache.resolver, event)
-    event = prices.priced_now(event)
+    # Counts given here (not read from a response) are known sound (see assemble_event),
+    # and the event was made here: it is priced in place.
+    event = prices.priced_now(event, usage_sound=response is None and stream is None, in_place=True)
     ledger.submit(event)
     if cache is None:
         prices.warm()  # last: the loading thread competes with this one for the GIL
