@@ -108,7 +108,12 @@ def test_manual_cost_wins() -> None:
         ({"ts": "yesterday"}, "ISO 8601"),
         ({"cost": "-1"}, "non-negative"),
         ({"status": "great"}, "status must be one of"),
+        ({"operation": "dance"}, "operation must be one of"),
+        ({"duration_ms": -1}, "duration_ms must be a non-negative number"),
+        ({"tags": {1: "x"}}, "tags must map strings to strings"),
         ({"model": None}, "model is required"),
+        ({"model": 7}, "model is required"),
+        ({"provider": 5}, "provider is required"),
     ],
 )
 def test_record_rejects_bad_input_clearly(kwargs: dict[str, object], message: str) -> None:

@@ -236,7 +236,9 @@ class UsageEvent:
         """Check the fields a store relies on; broken usage invariants become warnings.
 
         ``usage_sound`` says the caller saw ``self.usage.problems()`` empty already
-        (``record()`` refuses counts that break the invariants).
+        (``record()`` refuses counts that break the invariants).  A check added here
+        belongs in ``llmledger.runtime.recording.assemble_event`` too, which skips this
+        for an event whose fields it made or checked itself.
 
         Returns:
             The event, or a copy whose ``warnings`` name the usage invariants it

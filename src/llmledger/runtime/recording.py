@@ -57,6 +57,10 @@ _MAX_ERROR_MESSAGE = 1000
 _NO_TAGS: FrozenDict[str] = FrozenDict()
 # The collection fields but tags: UsageEvent.from_values converts those a caller gives.
 _OTHER_COLLECTIONS = frozenset({"warnings", "cost_breakdown", "usage_parts", "fee_counts"})
+# The fields UsageEvent.validate() checks that assemble_event() leaves as given.
+_VALIDATED = frozenset(
+    {"status", "operation", "usage_source", "cost_source", "duration_ms", "ttft_ms"}
+)
 _now = datetime.now
 
 
@@ -165,6 +169,8 @@ def assemble_event(
     if not _KNOWN.issuperset(values):
         unknown = set(values) - _KNOWN
         raise InvalidEventError(f"unknown event field(s): {', '.join(sorted(unknown))}")
+    # No field given that UsageEvent.validate() checks, but provider and model.
+    plain = reading is None and now is None and _VALIDATED.isdisjoint(values)
     pop = values.pop
     named = _BUCKET_NAMES.intersection(values)
     counts = {name: pop(name) for name in named} if named else None
@@ -235,6 +241,14 @@ def assemble_event(
         event = UsageEvent.from_fields(values)
     else:
         event = UsageEvent.from_values(values)
+    if plain and values["tags"] is _NO_TAGS:
+        # What validate() would find: every other field it checks is a default, one set
+        # above or checked above (the time, the cost, the counts).
+        if not isinstance(values["provider"], str):
+            raise InvalidEventError("provider is required")
+        if not isinstance(values["model"], str):
+            raise InvalidEventError("model is required")
+        return event
     # Counts given here were refused above when they break the invariants.
     return event.validate(usage_sound=reading is None)
 
@@ -294,11 +308,14 @@ def record(
         )
     prices = ledger.prices
     cache = prices.cache
-    if cache is not None and values.get("service_tier") is not None and event.service_tier:
-        check_service_tier(cache.resolver, event)
-    # Counts given here (not read from a response) are known sound (see assemble_event),
-    # and the event was made here: it is priced in place.
-    event = prices.priced_now(event, usage_sound=response is None and stream is None, in_place=True)
+    if cache is None:
+        event = prices.priced_now(event)
+    else:
+        if values.get("service_tier") is not None and event.service_tier:
+            check_service_tier(cache.resolver, event)
+        # Counts given here (not read from a response) are known sound (see
+        # assemble_event), and the event was made here: it is priced in place.
+        event = cache.priced(event, usage_sound=response is None and stream is None, in_place=True)
     ledger.submit(event)
     if cache is None:
         prices.warm()  # last: the loading thread competes with this one for the GIL
