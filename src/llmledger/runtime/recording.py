@@ -55,6 +55,8 @@ _BUCKET_NAMES = frozenset(BUCKETS)
 _KNOWN = _EVENT_FIELDS | _BUCKET_NAMES
 _MAX_ERROR_MESSAGE = 1000
 _NO_TAGS: FrozenDict[str] = FrozenDict()
+# The attribution in force where none was set (the context variable's default).
+_NO_ATTRIBUTION = contextvars.Context().run(attribution_in_force)
 # The collection fields but tags: UsageEvent.from_values converts those a caller gives.
 _OTHER_COLLECTIONS = frozenset({"warnings", "cost_breakdown", "usage_parts", "fee_counts"})
 # The fields UsageEvent.validate() checks that assemble_event() leaves as given.
@@ -171,9 +173,13 @@ def assemble_event(
         raise InvalidEventError(f"unknown event field(s): {', '.join(sorted(unknown))}")
     # No field given that UsageEvent.validate() checks, but provider and model.
     plain = reading is None and now is None and _VALIDATED.isdisjoint(values)
-    pop = values.pop
     named = _BUCKET_NAMES.intersection(values)
-    counts = {name: pop(name) for name in named} if named else None
+    counts = None
+    if named:
+        pop = values.pop
+        counts = {}
+        for name in named:
+            counts[name] = pop(name)
     get = values.get
     if reading is not None:
         values.setdefault("provider", reading.provider)
@@ -210,9 +216,13 @@ def assemble_event(
     values["usage"] = event_usage
 
     attribution = attribution_in_force()
-    for name in ATTRIBUTION_FIELDS:
-        if get(name) is None:
-            values[name] = getattr(attribution, name)
+    if attribution is _NO_ATTRIBUTION:
+        for name in ATTRIBUTION_FIELDS:
+            values.setdefault(name, None)
+    else:
+        for name in ATTRIBUTION_FIELDS:
+            if get(name) is None:
+                values[name] = getattr(attribution, name)
     tags = get("tags")
     if tags:
         if not isinstance(tags, Mapping):
