@@ -37,11 +37,11 @@ from __future__ import annotations
 from collections.abc import Hashable
 from datetime import UTC, datetime
 
-from llmledger.core.events import PRICE_PENDING_REASON, FrozenDict, UsageEvent
-from llmledger.core.usage import Usage
-from llmledger.pricing.compiled import CompiledPrice
+from llmledger.core.events import PRICE_PENDING_REASON, UsageEvent
+from llmledger.pricing.files import Alias
 from llmledger.pricing.model import PriceResult, with_price
-from llmledger.pricing.resolver import PriceResolver, via
+from llmledger.pricing.resolver import PriceResolver, segment_price
+from llmledger.pricing.routes import Segment
 
 __all__ = ["PriceCache", "needs_price"]
 
@@ -81,7 +81,7 @@ class PriceCache:
         self.version = version
         # (provider, model, service tier, UTC day) -> the day's price, or None when
         # the resolver's whole way is needed (a price that changes within the day).
-        self._days: dict[tuple[str, str, str | None, int], _DayPrice | PriceResult | None] = {}
+        self._days: dict[_DayKey, tuple[Segment, Alias | None] | None] = {}
 
     def event_price(self, event: UsageEvent) -> PriceResult:
         """What the event cost at its own time (see :meth:`PriceResolver.event_price`)."""
@@ -121,114 +121,21 @@ class PriceCache:
                     day = self._days[key]
                 except KeyError:
                     day = self._day_price(key, ts)
-                if type(day) is _DayPrice:
-                    found = day.priced(event, usage, in_place)
-                    if found is not None:
-                        return found
-                elif isinstance(day, PriceResult):
-                    return with_price(event, day)
+                if day is not None:
+                    return with_price(event, segment_price(*day, usage, event.fee_counts), in_place)
         return with_price(event, self.resolver.event_price(event))
 
-    def _day_price(
-        self, key: tuple[str, str, str | None, int], at: datetime
-    ) -> _DayPrice | PriceResult | None:
+    def _day_price(self, key: _DayKey, at: datetime) -> tuple[Segment, Alias | None] | None:
         provider, model, service_tier, _ = key
-        found = self.resolver.day_segment(provider, model, service_tier, at)
-        day: _DayPrice | PriceResult | None = None
-        if found is not None:
-            segment, alias = found
-            if segment.unpriced is not None:
-                day = segment.unpriced
-            else:
-                assert segment.compiled is not None
-                price = segment.compiled.price
-                filled_ref = f"{price.ref}+{price.filled_ref}" if price.filled_ref else price.ref
-                day = _DayPrice(
-                    segment.compiled,
-                    segment.missing_tier,
-                    price.source,
-                    via(price.ref, alias),
-                    via(filled_ref, alias),
-                    segment.tier_supplement,
-                    price.filled,
-                )
+        day = self.resolver.day_segment(provider, model, service_tier, at)
         if len(self._days) >= _DAY_LIMIT:
             self._days.clear()
         self._days[key] = day
         return day
 
 
+#: (provider, model, service tier, UTC day number).
+_DayKey = tuple[str, str, str | None, int]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Days kept before the cache starts over (bounds memory against endless model names).
 _DAY_LIMIT = 20_000
-
-
-class _DayPrice:
-    """One model's price all through one UTC day, as the resolver would apply it."""
-
-    __slots__ = (
-        "compiled",
-        "filled",
-        "missing_tier",
-        "ref",
-        "source",
-        "supplement_ref",
-        "tier_supplement",
-        "unrated",
-    )
-
-    def __init__(
-        self,
-        compiled: CompiledPrice,
-        missing_tier: str | None,
-        source: str,
-        ref: str,
-        supplement_ref: str,
-        tier_supplement: bool,
-        filled: tuple[str, ...],
-    ) -> None:
-        self.compiled = compiled
-        self.missing_tier = missing_tier
-        self.source = source
-        self.ref = ref
-        self.supplement_ref = supplement_ref
-        self.tier_supplement = tier_supplement
-        self.filled = filled
-        # The buckets billed at a rate of their own that this price has no rate for.
-        self.unrated = frozenset(compiled.unrated)
-
-    def priced(self, event: UsageEvent, usage: Usage, in_place: bool) -> UsageEvent | None:
-        """The event priced (it has no cost yet); None when only the resolver can say why
-        not (the parts of a priced bucket add up to more than it)."""
-        compiled = self.compiled
-        fees = event.fee_counts
-        computed = compiled.compute(usage, fees)
-        if computed is None:
-            return None
-        total, parts = computed
-        incomplete = self.missing_tier
-        # A usage holds its counts in its __dict__, a bucket it leaves out is 0: one
-        # that names no unrated bucket and no fee has no unpriced units.
-        if fees or not self.unrated.isdisjoint(usage.__dict__):
-            missing = compiled.unpriced_units(usage, fees)
-        else:
-            missing = None
-        if missing:
-            note = (
-                f"no rate for {', '.join(missing)} in {compiled.price.ref}; "
-                "priced from the rates it has"
-            )
-            incomplete = f"{incomplete}; {note}" if incomplete else note
-        filled = self.filled
-        if self.tier_supplement or (filled and any(bucket in parts for bucket in filled)):
-            source, ref = "supplement", self.supplement_ref
-        else:
-            source, ref = self.source, self.ref
-        values = event.__dict__ if in_place else event.__dict__.copy()
-        values["cost"] = total
-        values["cost_breakdown"] = FrozenDict(parts)
-        values["cost_source"] = source
-        values["price_ref"] = ref
-        values["unpriced_reason"] = None
-        values["incomplete_reason"] = incomplete
-        return event if in_place else UsageEvent.from_fields(values)

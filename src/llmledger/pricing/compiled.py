@@ -92,7 +92,7 @@ class CompiledPrice:
         ['cache_read_tokens', 'input_tokens', 'output_tokens']
     """
 
-    __slots__ = ("_fees", "_per_request", "_steps", "_unrated", "price")
+    __slots__ = ("_fees", "_per_request", "_steps", "_unrated", "_unrated_set", "price")
 
     def __init__(self, price: Price) -> None:
         self.price = price
@@ -121,12 +121,7 @@ class CompiledPrice:
             if bucket not in price.rates
             and not (bucket in _RATED_BY_TOTAL and BUCKET_PARENTS[bucket] in price.rates)
         )
-
-    @property
-    def unrated(self) -> tuple[str, ...]:
-        """The buckets some provider bills at a rate of their own that this price has
-        no rate for (:meth:`unpriced_units` names those a usage has)."""
-        return self._unrated
+        self._unrated_set = frozenset(self._unrated)
 
     @property
     def counts_anything(self) -> bool:
@@ -150,6 +145,10 @@ class CompiledPrice:
             ...     Usage(input_tokens=900, input_audio_tokens=800), {"web_searches": 2})
             ['input_audio_tokens=800', 'web_searches=2']
         """
+        if not fee_counts and self._unrated_set.isdisjoint(usage.__dict__):
+            # A usage holds the counts it was given in its __dict__; a bucket it
+            # leaves out is the class's 0.
+            return []
         found: list[str] = []
         for bucket in self._unrated:
             count = getattr(usage, bucket)

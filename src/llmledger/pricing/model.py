@@ -192,9 +192,10 @@ class PriceResult:
         return "incomplete" if self.incomplete_reason else "priced"
 
 
-def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
+def with_price(event: UsageEvent, result: PriceResult, in_place: bool = False) -> UsageEvent:
     """``event`` with ``result``'s cost fields: a copy, or ``event`` itself when it
-    carries them already; ``event`` is never changed.
+    carries them already; ``event`` is never changed, unless ``in_place``: the caller
+    just made it and nobody else holds it, so it takes the fields itself.
 
     Example:
         >>> from datetime import UTC, datetime
@@ -214,6 +215,15 @@ def with_price(event: UsageEvent, result: PriceResult) -> UsageEvent:
     ):
         # Already priced so (by the SDK, for the service): a copy would cost more
         # than the pricing did.
+        return event
+    if in_place:
+        fields = event.__dict__
+        fields["cost"] = result.cost
+        fields["cost_breakdown"] = breakdown
+        fields["cost_source"] = result.source
+        fields["price_ref"] = result.ref
+        fields["unpriced_reason"] = result.unpriced_reason
+        fields["incomplete_reason"] = result.incomplete_reason
         return event
     return event.replace(
         cost=result.cost,

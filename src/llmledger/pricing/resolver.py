@@ -46,7 +46,7 @@ from llmledger.pricing.routes import in_force as _in_force
 from llmledger.pricing.routes import unpriced as _unpriced
 from llmledger.pricing.supplement import fill_missing_rates, load_supplement, own_price
 
-__all__ = ["KEPT_COST_SOURCES", "PriceResolver", "via"]
+__all__ = ["KEPT_COST_SOURCES", "PriceResolver", "segment_price"]
 
 #: Costs an event arrives with that pricing keeps: the caller's and the provider's.
 KEPT_COST_SOURCES = frozenset({"manual", "provider-reported"})
@@ -181,39 +181,7 @@ class PriceResolver:
         segment = self._segment(
             provider, model if alias is None else alias.target, service_tier, at
         )
-        if segment.unpriced is not None:
-            return segment.unpriced
-        compiled = segment.compiled
-        assert compiled is not None
-        computed = compiled.compute(usage, fee_counts)
-        if computed is None:
-            return _unpriced(
-                f"usage parts priced separately by {compiled.price.ref} add up to more than "
-                f"their total ({_nonzero(usage)})"
-            )
-        total, parts = computed
-        price = compiled.price
-        incomplete = segment.missing_tier
-        missing = compiled.unpriced_units(usage, fee_counts)
-        if missing:
-            note = f"no rate for {', '.join(missing)} in {price.ref}; priced from the rates it has"
-            incomplete = f"{incomplete}; {note}" if incomplete else note
-        if segment.tier_supplement or (
-            price.filled and any(bucket in parts for bucket in price.filled)
-        ):
-            ref = f"{price.ref}+{price.filled_ref}" if price.filled_ref else price.ref
-            return PriceResult(
-                total,
-                parts,
-                "supplement",
-                via(ref, alias),
-                None,
-                price,
-                incomplete,
-            )
-        return PriceResult(
-            total, parts, price.source, via(price.ref, alias), None, price, incomplete
-        )
+        return segment_price(segment, alias, usage, fee_counts)
 
     def _alias(self, provider: str, model: str, at: datetime) -> Alias | None:
         """The model a floating name pointed to at ``at``, by the supplementary rows,
@@ -683,7 +651,44 @@ class PriceResolver:
         return sorted(found, key=lambda p: (p.checked or date.min, p.provider, p.model))
 
 
-def via(ref: str, alias: Alias | None) -> str:
+def segment_price(
+    segment: _Segment,
+    alias: Alias | None,
+    usage: Usage,
+    fee_counts: Mapping[str, int] | None = None,
+) -> PriceResult:
+    """What ``usage`` (and ``fee_counts``) cost under a resolved segment, reached through
+    ``alias`` (None: the model's own name); the usage's invariants were checked.
+
+    The one place a price is applied: :meth:`PriceResolver.price`, and the price
+    cache for a day's segment it keeps (:mod:`llmledger.pricing.cache`).
+    """
+    if segment.unpriced is not None:
+        return segment.unpriced
+    compiled = segment.compiled
+    assert compiled is not None
+    computed = compiled.compute(usage, fee_counts)
+    if computed is None:
+        return _unpriced(
+            f"usage parts priced separately by {compiled.price.ref} add up to more than "
+            f"their total ({_nonzero(usage)})"
+        )
+    total, parts = computed
+    price = compiled.price
+    incomplete = segment.missing_tier
+    missing = compiled.unpriced_units(usage, fee_counts)
+    if missing:
+        note = f"no rate for {', '.join(missing)} in {price.ref}; priced from the rates it has"
+        incomplete = f"{incomplete}; {note}" if incomplete else note
+    if segment.tier_supplement or (
+        price.filled and any(bucket in parts for bucket in price.filled)
+    ):
+        ref = f"{price.ref}+{price.filled_ref}" if price.filled_ref else price.ref
+        return PriceResult(total, parts, "supplement", _via(ref, alias), None, price, incomplete)
+    return PriceResult(total, parts, price.source, _via(price.ref, alias), None, price, incomplete)
+
+
+def _via(ref: str, alias: Alias | None) -> str:
     """A price's ref, naming the alias row through which a floating name reached it."""
     return ref if alias is None else f"{ref};alias={alias.ref}"
 
