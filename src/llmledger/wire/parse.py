@@ -18,7 +18,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -27,6 +26,7 @@ from llmledger.core.billing import Fee, UsagePart
 from llmledger.core.errors import InvalidEventError
 from llmledger.core.events import (
     CostSource,
+    FrozenDict,
     Operation,
     PriceStatus,
     Status,
@@ -35,7 +35,7 @@ from llmledger.core.events import (
     current_cost_source,
 )
 from llmledger.core.ids import new_id
-from llmledger.core.usage import BUCKETS, Usage
+from llmledger.core.usage import Usage
 from llmledger.core.validation import MAX_CLOCK_SKEW, check_feature, check_time
 
 __all__ = [
@@ -321,25 +321,33 @@ def describe_validation_error(error: pydantic.ValidationError, skip: int = 0) ->
     return "; ".join(parts)
 
 
-# Usage's fields are the buckets, in BUCKETS order: one attrgetter reads them all.
-_bucket_values = attrgetter(*BUCKETS)
-
-
 def _usage_of(u: UsageIn, where: str) -> Usage:
-    usage = Usage(*_bucket_values(u))
+    # The model's values are the buckets, in BUCKETS order, then total_tokens:
+    # the usage takes them over in one step.
+    counts = dict(u.__dict__)
+    del counts["total_tokens"]
+    usage = Usage.from_counts(counts)
     problems = usage.problems()
     if problems:
         raise InvalidEventError(f"{where}: " + "; ".join(problems))
     return usage
 
 
-def to_event(wire: EventJson, *, now: datetime, features: Collection[str] = ()) -> UsageEvent:
+def to_event(
+    wire: EventJson,
+    *,
+    now: datetime,
+    features: Collection[str] = (),
+    tenant: str | None = None,
+) -> UsageEvent:
     """The :class:`UsageEvent` of a validated :class:`EventIn`.
 
     Args:
         wire: The validated event.
         now: The receiver's clock (aware), to refuse times in the future.
         features: The declared features; when not empty, any other feature is refused.
+        tenant: The tenant the event is put in, whatever it says (the ingest
+            key's); None keeps the event's own.
 
     Raises:
         InvalidEventError: on a time that is naive, before 2000 or in the future,
@@ -361,56 +369,47 @@ def to_event(wire: EventJson, *, now: datetime, features: Collection[str] = ()) 
             f"usage.total_tokens ({u.total_tokens}) is not input_tokens + output_tokens "
             f"({usage.total_tokens})"
         )
-    breakdown = wire.cost_breakdown
     cost = None if wire.cost is None else Decimal(wire.cost)
     if cost is not None and cost > MAX_COST:
         raise InvalidEventError(f"cost: {wire.cost} USD is more than one call can cost")
-    for part, amount in (breakdown or {}).items():
-        if Decimal(amount) > MAX_COST:
-            raise InvalidEventError(
-                f"cost_breakdown.{part}: {amount} USD is more than one call can cost"
-            )
-    # The wire model has checked every value's type: the event is made from the
-    # values as they are (collections converted), without the constructor's checks.
-    return UsageEvent.from_values(
-        dict(
-            provider=wire.provider,
-            model=wire.model,
-            ts=ts,
-            id=new_id() if wire.id is None else wire.id.upper(),
-            duration_ms=wire.duration_ms,
-            ttft_ms=wire.ttft_ms,
-            response_model=wire.response_model,
-            operation=wire.operation,
-            stream=wire.stream,
-            service_tier=wire.service_tier,
-            request_id=wire.request_id,
-            finish_reason=wire.finish_reason,
-            status=wire.status,
-            error_type=wire.error_type,
-            error_message=wire.error_message,
-            usage=usage,
-            usage_parts=parts,
-            fee_counts={str(fee): uses for fee, uses in wire.fee_counts.items()},
-            usage_raw=wire.usage_raw,
-            usage_source=wire.usage_source,
-            cost=cost,
-            cost_breakdown=None
-            if breakdown is None
-            else {k: Decimal(v) for k, v in breakdown.items()},
-            cost_source=current_cost_source(wire.cost_source, wire.price_ref),
-            price_ref=wire.price_ref,
-            unpriced_reason=wire.unpriced_reason,
-            incomplete_reason=wire.incomplete_reason,
-            tenant=wire.tenant,
-            user=wire.user,
-            feature=wire.feature,
-            session=wire.session,
-            tags=wire.tags,
-            api_key_fingerprint=wire.api_key_fingerprint,
-            warnings=tuple(wire.warnings),
-        )
+    breakdown = None
+    if wire.cost_breakdown is not None:
+        breakdown = FrozenDict({k: Decimal(v) for k, v in wire.cost_breakdown.items()})
+        for part, amount in breakdown.items():
+            if amount > MAX_COST:
+                raise InvalidEventError(
+                    f"cost_breakdown.{part}: {wire.cost_breakdown[part]} USD is more than one "
+                    "call can cost"
+                )
+    # The wire model has checked every value's type: the event is made from its
+    # values as they are (the wire-only ones left out, the collections and the
+    # values that change type converted), without the constructor's checks.
+    values = dict(wire.__dict__)
+    for name in _WIRE_ONLY:
+        values.pop(name, None)
+    fees = wire.fee_counts
+    tags = wire.tags
+    warnings = wire.warnings
+    values.update(
+        ts=ts,
+        id=new_id() if wire.id is None else wire.id.upper(),
+        usage=usage,
+        usage_parts=parts,
+        fee_counts=FrozenDict({str(fee): uses for fee, uses in fees.items()}) if fees else _NO_MAP,
+        cost=cost,
+        cost_breakdown=breakdown,
+        cost_source=current_cost_source(wire.cost_source, wire.price_ref),
+        tags=FrozenDict(tags) if tags else _NO_MAP,
+        warnings=tuple(warnings) if warnings else (),
     )
+    if tenant is not None:
+        values["tenant"] = tenant
+    return UsageEvent.from_fields(values)
+
+
+#: Fields of the wire shape that are not the event's (``price_status`` is derived).
+_WIRE_ONLY = ("currency", "price_status", "content")
+_NO_MAP: FrozenDict[Any] = FrozenDict()
 
 
 def cost_over_limit(cost: Decimal | None) -> str | None:
@@ -486,7 +485,11 @@ class ParsedBody:
 
 
 def parse_body_with_content(
-    body: bytes | str, *, now: datetime, features: Collection[str] = ()
+    body: bytes | str,
+    *,
+    now: datetime,
+    features: Collection[str] = (),
+    tenant: str | None = None,
 ) -> ParsedBody:
     """A request body holding one event or a batch ``{"events": [...]}``, with its text.
 
@@ -494,6 +497,7 @@ def parse_body_with_content(
     are the events looked at one by one, so each gets its own answer.  An event
     whose ``content`` is malformed or too long is refused like any invalid event,
     and so is one whose feature is not in ``features`` (when features are declared).
+    With ``tenant``, every event is put in that tenant (the ingest key's).
 
     Raises:
         InvalidEventError: when the body is not JSON, is neither an event nor a
@@ -517,7 +521,9 @@ def parse_body_with_content(
         problem = describe_validation_error(exc)
     else:
         return ParsedBody(
-            True, [_converted(wire, now, features, content) for wire in batch.events], content
+            True,
+            [_converted(wire, now, features, tenant, content) for wire in batch.events],
+            content,
         )
     try:
         data = json.loads(body)
@@ -528,7 +534,7 @@ def parse_body_with_content(
             "the body is not JSON this service reads: nested too deeply"
         ) from None
     if isinstance(data, dict) and "events" not in data:
-        event = _converted(_validated(data), now, features, content)
+        event = _converted(_validated(data), now, features, tenant, content)
         if isinstance(event, InvalidEventError):
             raise event
         return ParsedBody(False, [event], content)
@@ -550,7 +556,7 @@ def parse_body_with_content(
         )
     return ParsedBody(
         True,
-        [_event_or_error(item, now, features, content) for item in data["events"]],
+        [_event_or_error(item, now, features, tenant, content) for item in data["events"]],
         content,
     )
 
@@ -583,10 +589,11 @@ def _converted(
     wire: EventIn,
     now: datetime,
     features: Collection[str],
+    tenant: str | None,
     content: list[tuple[UsageEvent, ContentIn]],
 ) -> Parsed:
     try:
-        event = to_event(wire, now=now, features=features)
+        event = to_event(wire, now=now, features=features, tenant=tenant)
     except InvalidEventError as exc:
         return exc
     except (OverflowError, ValueError) as exc:
@@ -601,10 +608,11 @@ def _event_or_error(
     data: Any,
     now: datetime,
     features: Collection[str],
+    tenant: str | None,
     content: list[tuple[UsageEvent, ContentIn]],
 ) -> Parsed:
     try:
         wire = _validated(data)
     except InvalidEventError as exc:
         return exc
-    return _converted(wire, now, features, content)
+    return _converted(wire, now, features, tenant, content)

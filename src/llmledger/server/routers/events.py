@@ -28,6 +28,7 @@ from llmledger.store import ContentRecord
 from llmledger.store.budget import time_budget
 from llmledger.wire.parse import (
     MAX_BATCH,
+    MAX_COST,
     ContentIn,
     EventIn,
     cost_over_limit,
@@ -105,7 +106,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _ingest(
     service: Service, principal: Principal, body: bytes
 ) -> tuple[bool, list[dict[str, Any]]]:
-    read = parse_body_with_content(body, now=datetime.now(UTC), features=service.settings.features)
+    # Each event is made in the key's tenant (store_parsed would otherwise copy it).
+    read = parse_body_with_content(
+        body, now=datetime.now(UTC), features=service.settings.features, tenant=principal.tenant
+    )
     batch, parsed = read.batch, read.parsed
     if not batch and isinstance(parsed[0], InvalidEventError):  # pragma: no cover - raised
         raise parsed[0]
@@ -126,10 +130,10 @@ def store_parsed(
     with it.  Every ingest route (``/v1/events``, ``/v1/traces``) stores this way.
     """
     pricer = service.pricer
+    price = pricer.priced
     tenant = principal.tenant
     results: list[dict[str, Any]] = []
     to_write: list[UsageEvent] = []
-    sent = sent or {}
     # The text goes with the occurrence of its id that the store keeps (the first).
     texts: dict[str, ContentRecord] = {}
     seen: set[str] = set()
@@ -137,26 +141,27 @@ def store_parsed(
         if isinstance(item, InvalidEventError):
             results.append({"id": None, "status": "rejected", "reason": str(item)})
             continue
-        text = sent.get(id(item))
         # The service is authoritative: it prices every event it receives with its
         # own price source, keeping only costs the caller or the provider gave.
         # An event priced as the sender did comes back as it is, not copied.
-        priced = pricer.priced(item)
-        too_much = cost_over_limit(priced.cost)
-        if too_much is not None:
+        priced = price(item)
+        cost = priced.cost
+        if cost is not None and cost > MAX_COST:
             # Never a total out of range, never $0: the call is stored unpriced.
             priced = priced.replace(
                 cost=None,
                 cost_breakdown=None,
                 cost_source=None,
                 price_ref=None,
-                unpriced_reason=too_much,
+                unpriced_reason=cost_over_limit(cost),
             )
         if tenant is not None and priced.tenant != tenant:
             priced = priced.replace(tenant=tenant)
-        if text is not None and priced.id not in seen:
-            texts[priced.id] = ContentRecord(priced.id, priced.ts, text.prompt, text.response)
-        seen.add(priced.id)
+        if sent:
+            text = sent.get(id(item))
+            if text is not None and priced.id not in seen:
+                texts[priced.id] = ContentRecord(priced.id, priced.ts, text.prompt, text.response)
+            seen.add(priced.id)
         to_write.append(priced)
         results.append({"id": priced.id, "status": "accepted", "reason": None})
     refused: dict[str, str] = {}
@@ -166,10 +171,12 @@ def store_parsed(
 
     with time_budget(service.settings.ingest_timeout, setting="ingest_timeout"):
         written = service.store.write(to_write, on_error=reject, content=texts)
+    if written.inserted:
+        service.wrote()
+    if len(written.inserted) == len(to_write):
+        return results  # every event was new (a repeated id is never inserted twice)
     inserted = {event.id for event in written.inserted}
     hidden = _hidden_duplicates(service, tenant, written.duplicates)
-    if inserted:
-        service.wrote()
     for result in results:
         event_id = result["id"]
         if result["status"] != "accepted":
