@@ -345,13 +345,30 @@ def apply_rollups(connection: Connection, batch: Iterable[UsageEvent]) -> None:
             with cursor:
                 # Prepared on the connection's first batch: the long text is
                 # planned once, and psycopg keeps it for the session.
-                cursor.execute(_BATCH_UPSERT_SQL, {"ids": ids}, prepare=True)
+                cursor.execute(_BATCH_UPSERT_SQL, {"ids": _text_array(ids)}, prepare=True)
         return
     for name, rows in rollup_rows(batch).items():
         if rows:
             # Upsert in key order so two writers never wait on each other's rows in a cycle.
             rows.sort(key=_ROW_KEY)
             _upsert_rows(connection, name, rows)
+
+
+def _text_array(values: list[str]) -> str:
+    """PostgreSQL's literal of a ``text[]``: one string to send, where psycopg
+    adapts a list item by item in Python.
+
+    Example:
+        >>> _text_array(["01JA", 'say "hi"', "a\\\\b"])
+        '{"01JA","say \\\\"hi\\\\"","a\\\\\\\\b"}'
+    """
+    if "".join(values).isalnum():  # ids as llmledger makes them (ULIDs)
+        return '{"' + '","'.join(values) + '"}'
+    return (
+        "{"
+        + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+        + "}"
+    )
 
 
 def _floor(moment: datetime | None, period_us: int) -> int | None:
