@@ -11,8 +11,9 @@ import pytest
 
 import llmledger
 from llmledger.capture import Instrumentation
-from llmledger.capture.anthropic import _message_body
-from llmledger.normalize import read_response
+from llmledger.capture._stainless import as_dict
+from llmledger.capture.anthropic import _event_fields, _has_output, _message_body
+from llmledger.normalize import read_response, read_stream
 from tests.test_capture_support import (
     JSON,
     SSE,
@@ -239,6 +240,52 @@ def test_a_message_is_read_from_its_fields_as_from_its_whole_body(
     assert read_body is not None and read_body("chat", message) is not None
     event = ledger.one()
     reading = read_response(json.loads(body), provider="anthropic", operation="chat")
+    assert (
+        event.usage,
+        event.usage_raw,
+        event.usage_source,
+        event.usage_parts,
+        event.response_model,
+        event.finish_reason,
+        event.service_tier,
+        event.warnings,
+        event.fee_counts,
+    ) == (
+        reading.usage,
+        reading.usage_raw,
+        reading.usage_source,
+        reading.usage_parts,
+        reading.response_model,
+        reading.finish_reason,
+        reading.service_tier,
+        tuple(reading.warnings),
+        reading.fee_counts,
+    )
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "anthropic_sdk_basic_stream.sse",
+        "anthropic_stream_advisor_tool.sse",
+        "anthropic_stream_cache_write_1h.sse",
+        "anthropic_stream_compaction_cache_read.sse",
+        "anthropic_stream_thinking.sse",
+    ],
+)
+def test_stream_events_are_read_from_their_fields_as_from_their_whole_events(
+    fixture: str, ledger: KeepingLedger, instrumented: Instrumentation
+) -> None:
+    body = recorded(fixture)
+    seen = list(_create(_steps_client(body, SSE), stream=True))
+    for stream_event in seen:
+        fields = _event_fields(stream_event)
+        assert fields is not None
+        assert _has_output(fields) == _has_output(as_dict(stream_event))
+    assert any(_has_output(as_dict(stream_event)) for stream_event in seen)
+    event = ledger.one()
+    reading = read_stream(body, provider="anthropic", operation="chat")
+    assert (event.status, event.stream) == ("ok", True)
     assert (
         event.usage,
         event.usage_raw,

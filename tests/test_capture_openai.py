@@ -544,3 +544,32 @@ def test_a_long_stream_keeps_only_the_chunks_its_reading_needs(
         every = list(stream)
     tracker = tracker_of(stream)
     assert tracker is not None and len(tracker.chunks) == len(every)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+@pytest.mark.parametrize("hidden", [False, True])
+def test_a_long_stream_read_to_the_end_is_read_whole(
+    asynchronous: bool, hidden: bool, ledger: KeepingLedger
+) -> None:
+    # Asked for by the option, the usage chunk is hidden; asked for by the caller, shown.
+    replay = Replay({"/chat/completions": (200, _long_stream(50), SSE)})
+    asked: Any = {} if hidden else {"stream_options": {"include_usage": True}}
+    with instrument(include_usage=hidden):
+        if asynchronous:
+            aclient = replay.sdk_client(openai.AsyncOpenAI, "openai", asynchronous=True, **_OPTIONS)
+
+            async def consume() -> list[Any]:
+                stream = await aclient.chat.completions.create(
+                    model="gpt-4o-mini", messages=MESSAGES, stream=True, **asked
+                )
+                return [chunk async for chunk in stream]
+
+            chunks = asyncio.run(consume())
+        else:
+            client = replay.sdk_client(openai.OpenAI, "openai", **_OPTIONS)
+            chunks = list(_stream(client, **asked))
+    assert len(chunks) > 50
+    assert all(chunk.choices for chunk in chunks) == hidden
+    event = ledger.one()
+    assert (event.status, event.usage.input_tokens, event.usage.output_tokens) == ("ok", 53, 15)
+    assert event.finish_reason == "tool_calls" and event.ttft_ms is not None

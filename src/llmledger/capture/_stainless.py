@@ -44,7 +44,7 @@ from llmledger.capture._streams import (
 )
 from llmledger.core.events import Operation
 
-__all__ = ["StainlessSDK", "optional", "patches", "raw_response_types"]
+__all__ = ["StainlessSDK", "field_of", "optional", "patches", "raw_response_types"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +155,31 @@ def fields_as_dict(model: Any) -> Mapping[str, Any] | None:
             found[name] = nested
     if extra:
         found.update(extra)
+    return found
+
+
+def field_of(model: Any, name: str) -> Any:
+    """A model's field ``name``, declared or extra, or None when it has none.
+
+    Read from the model's own values: ``getattr`` of a name a pydantic model lacks
+    goes through its ``__getattr__``, which costs tens of microseconds to raise.
+
+    Example:
+        >>> import pydantic
+        >>> class Body(pydantic.BaseModel, extra="allow"):
+        ...     id: str
+        >>> body = Body.model_validate({"id": "r1", "error": "overloaded"})
+        >>> field_of(body, "id"), field_of(body, "error"), field_of(Body(id="r2"), "error")
+        ('r1', 'overloaded', None)
+    """
+    try:
+        found = model.__dict__.get(name)
+        if found is None:
+            extra = model.__pydantic_extra__
+            if extra:
+                found = extra.get(name)
+    except AttributeError:
+        return None
     return found
 
 

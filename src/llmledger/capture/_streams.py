@@ -158,12 +158,15 @@ class StreamTracker(Tracker):
             if spec.has_output(found):
                 ttft = times[i]
                 break
-        # Of those, the reading needs the first and the ones ``keep`` picks, as after them.
+        # Of those, the reading needs the first and the ones ``keep`` picks; the chunks
+        # after them were picked as they came.
+        first = len(times)
         events = [
             timed[i] if i in timed else event_of(chunk)
-            for i, chunk in enumerate(chunks)
-            if keep is None or i == 0 or i >= len(times) or keep(chunk)
+            for i, chunk in enumerate(chunks[:first])
+            if keep is None or i == 0 or keep(chunk)
         ]
+        events += [event_of(chunk) for chunk in chunks[first:]]
         hand_over(
             call,
             ended=ended,
@@ -198,6 +201,9 @@ def iterate(
 ) -> Iterator[T]:
     """Yield the SDK's chunks, keeping a reference to each; ``hide`` drops some from view.
 
+    The first chunks are timed and kept; the loop over the rest tests only what it
+    must (``keep``, ``hide``), as it runs once per chunk on the caller's thread.
+
     Example:
         >>> from llmledger.capture._streams import iterate
         >>> # stream._iterator = iterate(stream._iterator, tracker)
@@ -205,25 +211,34 @@ def iterate(
     chunks = tracker.chunks
     times = tracker.times
     keep = tracker.keep
+    append = chunks.append
     clock = time.perf_counter
     try:
-        if hide is None and keep is not None:
+        for chunk in inner:
+            times.append(clock())
+            append(chunk)
+            if hide is None or not hide(chunk):
+                yield chunk
+            if len(times) == _TIMED_CHUNKS:
+                break
+        else:
+            tracker.finish("ok")
+            return
+        if hide is not None:
             for chunk in inner:
-                if len(times) < _TIMED_CHUNKS:
-                    times.append(clock())
-                    chunks.append(chunk)
-                elif keep(chunk):
-                    chunks.append(chunk)
+                if keep is None or keep(chunk):
+                    append(chunk)
+                if not hide(chunk):
+                    yield chunk
+        elif keep is not None:
+            for chunk in inner:
+                if keep(chunk):
+                    append(chunk)
                 yield chunk
         else:
             for chunk in inner:
-                if len(times) < _TIMED_CHUNKS:
-                    times.append(clock())
-                    chunks.append(chunk)
-                elif keep is None or keep(chunk):
-                    chunks.append(chunk)
-                if hide is None or not hide(chunk):
-                    yield chunk
+                append(chunk)
+                yield chunk
     except GeneratorExit:
         tracker.finish("incomplete")
         raise
@@ -240,15 +255,33 @@ async def aiterate(
     chunks = tracker.chunks
     times = tracker.times
     keep = tracker.keep
+    append = chunks.append
     clock = time.perf_counter
     try:
         async for chunk in inner:
-            if len(times) < _TIMED_CHUNKS:
-                times.append(clock())
-                chunks.append(chunk)
-            elif keep is None or keep(chunk):
-                chunks.append(chunk)
+            times.append(clock())
+            append(chunk)
             if hide is None or not hide(chunk):
+                yield chunk
+            if len(times) == _TIMED_CHUNKS:
+                break
+        else:
+            tracker.finish("ok")
+            return
+        if hide is not None:
+            async for chunk in inner:
+                if keep is None or keep(chunk):
+                    append(chunk)
+                if not hide(chunk):
+                    yield chunk
+        elif keep is not None:
+            async for chunk in inner:
+                if keep(chunk):
+                    append(chunk)
+                yield chunk
+        else:
+            async for chunk in inner:
+                append(chunk)
                 yield chunk
     except (GeneratorExit, asyncio.CancelledError):
         tracker.finish("incomplete" if chunks else "abandoned")

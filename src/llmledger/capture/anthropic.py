@@ -12,6 +12,7 @@ from llmledger.capture._patch import Patch
 from llmledger.capture._stainless import (
     StainlessSDK,
     as_dict,
+    field_of,
     optional,
     patches,
     raw_response_types,
@@ -36,6 +37,42 @@ def _has_output(event: Mapping[str, Any]) -> bool:
 def _keep(event: Any) -> bool:
     # What the reading takes past the first events: the start and the cumulative usage.
     return getattr(event, "type", None) in ("message_start", "message_delta")
+
+
+def _event_fields(event: Any) -> Mapping[str, Any] | None:
+    """What the stream reading and ``_has_output`` read of a stream event: the same
+    values its JSON dump has, without dumping its content.
+
+    The reading takes ``message_start``'s message (its id, model, stop reason and
+    usage) and ``message_delta``'s usage and stop reason; of the other events only
+    their type is read. An event without a type is left to the full dump.
+    """
+    kind = getattr(event, "type", None)
+    if type(kind) is not str:
+        return None
+    if kind == "message_start":
+        message = getattr(event, "message", None)
+        if message is None or field_of(message, "error") is not None:
+            return None
+        return {
+            "type": kind,
+            "message": {
+                "id": getattr(message, "id", None),
+                "model": getattr(message, "model", None),
+                "stop_reason": getattr(message, "stop_reason", None),
+                "usage": usage_as_dict(getattr(message, "usage", None)),
+            },
+        }
+    if kind == "message_delta":
+        delta = getattr(event, "delta", None)
+        if delta is None:
+            return None
+        return {
+            "type": kind,
+            "delta": {"stop_reason": getattr(delta, "stop_reason", None)},
+            "usage": usage_as_dict(getattr(event, "usage", None)),
+        }
+    return {"type": kind}
 
 
 def _stream_text(events: Sequence[Mapping[str, Any]]) -> str | None:
@@ -88,7 +125,7 @@ def _message_body(message: type | None) -> Any:
             operation != "chat"
             or message is None
             or type(response) is not message
-            or getattr(response, "error", None) is not None
+            or field_of(response, "error") is not None
         ):
             return None
         usage = getattr(response, "usage", None)
@@ -111,7 +148,11 @@ def make_patches(options: CaptureOptions) -> list[Patch]:
     sdk = StainlessSDK(
         provider="anthropic",
         routes={"/v1/messages": "chat", "/v1/messages?beta=true": "chat"},
-        streams={"chat": StreamSpec(as_dict, _has_output, _stream_text, _request_id, _keep)},
+        streams={
+            "chat": StreamSpec(
+                as_dict, _has_output, _stream_text, _request_id, _keep, _event_fields
+            )
+        },
         body_text=body_text,
         request_id_header="request-id",
         resolve=_resolve,

@@ -17,6 +17,7 @@ from llmledger.capture._patch import Patch
 from llmledger.capture._stainless import (
     StainlessSDK,
     as_dict,
+    field_of,
     optional,
     patches,
     raw_response_types,
@@ -151,7 +152,8 @@ _chunk_classes: list[Any] = []
 def _chat_chunk_fields(chunk: Any) -> Mapping[str, Any] | None:
     """What the chat stream reading and ``_chat_has_output`` read of a ``ChatCompletionChunk``.
 
-    The same values the chunk's JSON dump has, without dumping every delta's text.
+    The same values the chunk's JSON dump has (the delta's output only as whether
+    there is any), without dumping every delta's text.
     Anything unusual (another class, a choice or delta that is not the SDK's) is
     left to the full dump.
     """
@@ -168,7 +170,7 @@ def _chat_chunk_fields(chunk: Any) -> Mapping[str, Any] | None:
     if chunk_class is None or type(chunk) is not chunk_class:
         return None
     choices = getattr(chunk, "choices", None)
-    if type(choices) is not list or getattr(chunk, "error", None) is not None:
+    if type(choices) is not list or field_of(chunk, "error") is not None:
         return None
     read = []
     for item in choices:
@@ -179,13 +181,16 @@ def _chat_chunk_fields(chunk: Any) -> Mapping[str, Any] | None:
             or getattr(delta, "audio", None) is not None
         ):
             return None
+        # The delta's output as flags: ``_chat_has_output`` only tests them and the
+        # reading never reads them (tool calls are SDK models, which the journal
+        # cannot write as they are, and the text is not kept).
         read.append(
             {
                 "finish_reason": getattr(item, "finish_reason", None),
                 "delta": {
-                    "content": getattr(delta, "content", None),
-                    "tool_calls": getattr(delta, "tool_calls", None),
-                    "refusal": getattr(delta, "refusal", None),
+                    "content": True if getattr(delta, "content", None) else None,
+                    "tool_calls": True if getattr(delta, "tool_calls", None) else None,
+                    "refusal": True if getattr(delta, "refusal", None) else None,
                     "audio": None,
                 },
             }
@@ -233,7 +238,7 @@ def _chat_body(completion: type | None, choice: type | None) -> Any:
         if operation != "chat" or completion is None or type(response) is not completion:
             return None
         choices = getattr(response, "choices", None)
-        if type(choices) is not list or getattr(response, "error", None) is not None:
+        if type(choices) is not list or field_of(response, "error") is not None:
             return None
         ends = []
         for item in choices:
