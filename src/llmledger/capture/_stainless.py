@@ -291,11 +291,16 @@ def _resolve(sdk: StainlessSDK, client: Any, call: Call) -> None:
     (an unguarded call reads them after the call, so nothing delays the request).
     """
     # Kept on the client, and read again only when its base URL or key is replaced.
-    base_url = getattr(client, "base_url", None)
-    api_key = getattr(client, "api_key", None)
+    # Both are read from the client's own values: the ``base_url`` property of some
+    # SDK versions imports a module on every read (it returns ``_base_url``).
     try:
-        known = client.__dict__.get(_RESOLVED)
-    except AttributeError:
+        values = client.__dict__
+        known = values.get(_RESOLVED)
+        base_url = values["_base_url"]
+        api_key = values["api_key"]
+    except (AttributeError, KeyError):
+        base_url = getattr(client, "base_url", None)
+        api_key = getattr(client, "api_key", None)
         known = None
     if known is not None and known[0] is base_url and known[1] is api_key:
         call.provider, call.reader = known[2], known[3]
