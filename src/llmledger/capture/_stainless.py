@@ -348,7 +348,8 @@ def _response_done(
         ended=ended,
         body=body,
         request_id=request_id,
-        text=lambda: sdk.body_text(call.operation, body),
+        # Only a call that keeps its text reads it (no closure for the others).
+        text=None if call.prompt is None else lambda: sdk.body_text(call.operation, body),
     )
 
 
