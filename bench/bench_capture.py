@@ -316,13 +316,18 @@ def main() -> None:
         default=3 if quick else 7,
         help="new processes for the first record()",
     )
+    parser.add_argument(
+        "--writer-process",
+        action="store_true",
+        help="store events from a writer process (the writer_process setting)",
+    )
     args = parser.parse_args()
 
     home = tempfile.mkdtemp(prefix="llmledger-bench-")
     os.environ["LLMLEDGER_HOME"] = home
     import llmledger
 
-    ledger = llmledger.configure(home=home)
+    ledger = llmledger.configure(home=home, writer_process=args.writer_process)
     assert ledger.prices.wait(300)
     llmledger.instrument()
 
@@ -368,7 +373,9 @@ def main() -> None:
         "Real SDK clients over `httpx2.MockTransport` replaying recorded responses; bare and "
         "instrumented calls interleaved ABBA in one process; CPU time of the calling thread; "
         "median of the paired differences with a 95% interval (order statistics). A real "
-        f"ledger (SQLite, background writer). Streams of {args.chunks} chunks. "
+        "ledger (SQLite, "
+        + ("a writer process: `writer_process`" if args.writer_process else "background writer")
+        + f"). Streams of {args.chunks} chunks. "
         "Targets (DESIGN.md §8): ≤ 10 µs added per call, ≤ 1 µs per streamed chunk."
     )
     if quick:
