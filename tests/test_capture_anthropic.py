@@ -19,6 +19,7 @@ from tests.test_capture_support import (
     SSE,
     KeepingLedger,
     Replay,
+    as_read,
     instrumented,
     ledger,
     recorded,
@@ -240,27 +241,7 @@ def test_a_message_is_read_from_its_fields_as_from_its_whole_body(
     assert read_body is not None and read_body("chat", message) is not None
     event = ledger.one()
     reading = read_response(json.loads(body), provider="anthropic", operation="chat")
-    assert (
-        event.usage,
-        event.usage_raw,
-        event.usage_source,
-        event.usage_parts,
-        event.response_model,
-        event.finish_reason,
-        event.service_tier,
-        event.warnings,
-        event.fee_counts,
-    ) == (
-        reading.usage,
-        reading.usage_raw,
-        reading.usage_source,
-        reading.usage_parts,
-        reading.response_model,
-        reading.finish_reason,
-        reading.service_tier,
-        tuple(reading.warnings),
-        reading.fee_counts,
-    )
+    assert as_read(event) == as_read(reading)
 
 
 @pytest.mark.parametrize(
@@ -286,24 +267,4 @@ def test_stream_events_are_read_from_their_fields_as_from_their_whole_events(
     event = ledger.one()
     reading = read_stream(body, provider="anthropic", operation="chat")
     assert (event.status, event.stream) == ("ok", True)
-    assert (
-        event.usage,
-        event.usage_raw,
-        event.usage_source,
-        event.usage_parts,
-        event.response_model,
-        event.finish_reason,
-        event.service_tier,
-        event.warnings,
-        event.fee_counts,
-    ) == (
-        reading.usage,
-        reading.usage_raw,
-        reading.usage_source,
-        reading.usage_parts,
-        reading.response_model,
-        reading.finish_reason,
-        reading.service_tier,
-        tuple(reading.warnings),
-        reading.fee_counts,
-    )
+    assert as_read(event) == as_read(reading)

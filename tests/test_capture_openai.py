@@ -22,6 +22,7 @@ from tests.test_capture_support import (
     SSE,
     KeepingLedger,
     Replay,
+    as_read,
     instrumented,
     ledger,
     recorded,
@@ -430,25 +431,7 @@ def test_a_chat_response_is_read_from_its_fields_as_from_its_whole_body(
     event = ledger.one()
     reading = read_response(json.loads(body), provider=provider, operation="chat")
     assert event.provider == provider
-    assert (
-        event.usage,
-        event.usage_raw,
-        event.usage_source,
-        event.response_model,
-        event.finish_reason,
-        event.service_tier,
-        event.warnings,
-        event.fee_counts,
-    ) == (
-        reading.usage,
-        reading.usage_raw,
-        reading.usage_source,
-        reading.response_model,
-        reading.finish_reason,
-        reading.service_tier,
-        tuple(reading.warnings),
-        reading.fee_counts,
-    )
+    assert as_read(event) == as_read(reading)
     if reading.reported_cost is not None:
         assert (event.cost, event.cost_source) == (reading.reported_cost, "provider-reported")
 

@@ -86,6 +86,21 @@ def recorded(name: str) -> bytes:
     return (RECORDED / name).read_bytes()
 
 
+def as_read(found: Any) -> tuple[Any, ...]:
+    """What capture reads from a response, of an event or of a ``Reading``, to compare."""
+    return (
+        found.usage,
+        found.usage_raw,
+        found.usage_source,
+        found.usage_parts,
+        found.response_model,
+        found.finish_reason,
+        found.service_tier,
+        tuple(found.warnings),
+        found.fee_counts,
+    )
+
+
 def without_usage_chunk(sse: bytes) -> bytes:
     """An OpenAI chat stream as the server sends it when usage was not asked for."""
     frames = [frame for frame in sse.split(b"\n\n") if frame.strip()]
