@@ -188,3 +188,26 @@ def test_a_segment_a_dead_process_began_to_make_is_removed_after_a_minute(
     os.utime(stale, (old, old))
     assert Journal(tmp_path).claim_orphans() == 0
     assert not stale.exists() and fresh.exists()
+
+
+def test_a_forked_process_starts_its_own_writer_process(
+    db_url: str, ledger: llmledger.Ledger
+) -> None:
+    _record(0, COUNT)
+    assert ledger.flush(120)
+    parent_child = ledger.writer.child_pid
+    pid = os.fork()
+    if pid == 0:  # the forked process: its own segment, its own writer process
+        code = 1
+        try:
+            _record(COUNT, COUNT)
+            if ledger.flush(120) and ledger.writer.child_pid not in (None, parent_child):
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    _record(2 * COUNT, COUNT)
+    assert ledger.flush(120)
+    assert ledger.writer.child_pid == parent_child  # the parent's own is still at work
+    assert_exactly_once(db_url, 3 * COUNT)
