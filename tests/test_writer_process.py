@@ -53,6 +53,12 @@ def _until_stored(db_url: str, count: int, seconds: float = 120) -> None:
             time.sleep(0.2)
 
 
+def _writer(ledger: llmledger.Ledger) -> ProcessWriter:
+    writer = ledger.writer
+    assert isinstance(writer, ProcessWriter)
+    return writer
+
+
 @pytest.fixture
 def ledger(db_url: str, tmp_path: Path) -> Iterator[llmledger.Ledger]:
     ledger = llmledger.configure(
@@ -64,8 +70,7 @@ def ledger(db_url: str, tmp_path: Path) -> Iterator[llmledger.Ledger]:
 
 def test_a_child_process_stores_every_event_once(db_url: str, ledger: llmledger.Ledger) -> None:
     _record(0, COUNT)
-    writer = ledger.writer
-    assert isinstance(writer, ProcessWriter)
+    writer = _writer(ledger)
     assert ledger.flush(120)
     pid = writer.child_pid
     assert pid is not None and pid != os.getpid()
@@ -83,7 +88,7 @@ def test_a_killed_writer_process_is_replaced_and_nothing_is_lost(
     db_url: str, ledger: llmledger.Ledger
 ) -> None:
     _record(0, COUNT)
-    writer = ledger.writer
+    writer = _writer(ledger)
     assert ledger.flush(120)
     first = writer.child_pid
     assert first is not None
@@ -107,7 +112,7 @@ def test_without_a_writer_process_the_application_writes_itself(
         _record(0, COUNT)
         assert ledger.flush(120)
     assert "cannot start the writer process" in caplog.text
-    assert ledger.writer.child_pid is None
+    assert _writer(ledger).child_pid is None
     assert ledger.stats()["written"] == COUNT
     assert_exactly_once(db_url, COUNT)
 
@@ -168,7 +173,7 @@ def test_handed_off_segments_count_as_committed_once_another_process_removed_the
     assert reader.claim_orphans() == 2  # the handed segments, not the new one
     ids = []
     while (chunk := reader.read(4)) is not None:
-        ids += [e.request_id for e in chunk.events if isinstance(e, UsageEvent)]
+        ids += [str(e.request_id) for e in chunk.events if isinstance(e, UsageEvent)]
         reader.commit(chunk)
     assert sorted(ids) == [str(i) for i in range(6)]
     assert owner.settle_handed() == 0
@@ -195,13 +200,13 @@ def test_a_forked_process_starts_its_own_writer_process(
 ) -> None:
     _record(0, COUNT)
     assert ledger.flush(120)
-    parent_child = ledger.writer.child_pid
+    parent_child = _writer(ledger).child_pid
     pid = os.fork()
     if pid == 0:  # the forked process: its own segment, its own writer process
         code = 1
         try:
             _record(COUNT, COUNT)
-            if ledger.flush(120) and ledger.writer.child_pid not in (None, parent_child):
+            if ledger.flush(120) and _writer(ledger).child_pid not in (None, parent_child):
                 code = 0
         finally:
             os._exit(code)
@@ -209,5 +214,5 @@ def test_a_forked_process_starts_its_own_writer_process(
     assert os.waitstatus_to_exitcode(status) == 0
     _record(2 * COUNT, COUNT)
     assert ledger.flush(120)
-    assert ledger.writer.child_pid == parent_child  # the parent's own is still at work
+    assert _writer(ledger).child_pid == parent_child  # the parent's own is still at work
     assert_exactly_once(db_url, 3 * COUNT)
