@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -149,6 +150,26 @@ def test_sigterm_flushes_through_the_writer_process(db_url: str, tmp_path: Path)
     assert recorder.returncode == -signal.SIGTERM
     assert "SIGTERM: 5000 events written, none left in the journal" in err, err[-2000:]
     assert_exactly_once(db_url, 5_000)
+
+
+def _blocked_signals(thread: threading.Thread) -> set[int]:
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    mask = int(
+        next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16
+    )
+    return {signum for signum in (signal.SIGTERM, signal.SIGINT) if mask >> (signum - 1) & 1}
+
+
+def test_signals_reach_the_main_thread_not_the_writers_threads(ledger: llmledger.Ledger) -> None:
+    # The kernel gives a process's signal to any thread that does not block it; Python
+    # handles it on the main thread only, and a main thread asleep would not wake.
+    _record(0, 10)
+    assert ledger.flush(120)
+    ours = [t for t in threading.enumerate() if t.name.startswith("llmledger")]
+    assert {t.name for t in ours} >= {"llmledger-writer", "llmledger-writer-reports"}
+    for thread in ours:
+        assert _blocked_signals(thread) == {signal.SIGTERM, signal.SIGINT}, thread.name
+    assert _blocked_signals(threading.main_thread()) == set()
 
 
 # -- the journal's side ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ import time
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any
 
+from llmledger.runtime.threads import leave_signals_to_the_main_thread
 from llmledger.runtime.writer import Writer
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ class ProcessWriter(Writer):
     # -- this process's thread ---------------------------------------------------------
 
     def _run(self) -> None:
+        leave_signals_to_the_main_thread()
         time.sleep(0.002)  # started by the caller's first event: let it go on first
         journal = self.journal
         next_hand_off = 0.0
@@ -233,6 +235,7 @@ class ProcessWriter(Writer):
         return child
 
     def _read_reports(self, child: subprocess.Popen[bytes], stdout: IO[bytes]) -> None:
+        leave_signals_to_the_main_thread()
         base_written, base_failed = self._child_written, self._child_failed
         for line in stdout:
             try:

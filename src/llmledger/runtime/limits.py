@@ -39,6 +39,7 @@ from llmledger.core.errors import InvalidLimitError, LedgerError, LimitExceededE
 from llmledger.core.ids import fingerprint, new_id
 from llmledger.core.limits import NOTE_TAG, Amounts, Decision, Policy, Subject, estimate_tokens
 from llmledger.core.usage import Usage
+from llmledger.runtime.threads import leave_signals_to_the_main_thread
 
 if TYPE_CHECKING:
     import httpx
@@ -521,6 +522,7 @@ class _Settler:
             self._ready.notify_all()
 
     def _run(self) -> None:
+        leave_signals_to_the_main_thread()
         while True:
             with self._ready:
                 if not self._queue and not self._ready.wait_for(

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from llmledger.core.errors import LedgerError
 from llmledger.core.events import PRICE_PENDING_REASON, UsageEvent
+from llmledger.runtime.threads import leave_signals_to_the_main_thread
 
 if TYPE_CHECKING:
     from llmledger.pricing import Catalog, PriceBook, PriceResolver
@@ -245,6 +246,7 @@ class LedgerPrices:
     # -- loading (the loading thread, the writer's) -------------------------------------
 
     def _load(self) -> None:
+        leave_signals_to_the_main_thread()
         # The thread that started this one is in the middle of a record(): let it
         # have the interpreter back first, rather than after a whole switch interval.
         time.sleep(_YIELD)

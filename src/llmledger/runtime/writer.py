@@ -34,6 +34,7 @@ from llmledger.core.events import UsageEvent
 from llmledger.core.settings import Settings, load_settings
 from llmledger.runtime.captured import Captured
 from llmledger.runtime.journal import Chunk, Journal
+from llmledger.runtime.threads import HANDLED_SIGNALS, leave_signals_to_the_main_thread
 
 if TYPE_CHECKING:
     from llmledger.core.events import ContentRecord
@@ -107,7 +108,7 @@ def _reset_all_after_fork() -> None:
         writer._reset_after_fork()
 
 
-def install_signal_handlers(signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> bool:
+def install_signal_handlers(signals: Sequence[int] = HANDLED_SIGNALS) -> bool:
     """Flush every live writer on these signals, then hand the signal to the previous handler.
 
     Installed only from the main thread (the only one Python lets set handlers)
@@ -436,6 +437,7 @@ class Writer:
     # -- the background thread -----------------------------------------------------
 
     def _run(self) -> None:
+        leave_signals_to_the_main_thread()
         # Started by the caller's first event: let it go on before this thread runs.
         time.sleep(0.002)
         journal = self.journal
