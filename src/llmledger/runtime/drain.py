@@ -88,7 +88,7 @@ class ProcessWriter(Writer):
         self._finished = 0  # the last sequence number the child finished
         self._restarts = 0
         self._fallback = False
-        self._report_lock = threading.Lock()
+        self._hand_off_lock = threading.Lock()
 
     # -- the caller's side ---------------------------------------------------------
 
@@ -140,12 +140,6 @@ class ProcessWriter(Writer):
         child = self._child
         return None if child is None or child.poll() is not None else child.pid
 
-    def _report(self, done: bool) -> bool:
-        lost = self.failed + self.journal.dropped
-        failed, self._failed_seen = lost > self._failed_seen, lost
-        self._raise_if_strict()
-        return done and not failed
-
     # -- this process's thread ---------------------------------------------------------
 
     def _run(self) -> None:
@@ -175,7 +169,7 @@ class ProcessWriter(Writer):
     def _hand_off(self, *, force: bool) -> int:
         """Hand the journal's segments to the child and tell it; the sequence number
         to wait for (what the child has finished, when nothing was handed)."""
-        with self._report_lock:
+        with self._hand_off_lock:
             handed = self.journal.hand_off()
             if not handed and not force:
                 return self._finished

@@ -650,11 +650,11 @@ class Journal:
         claimed = 0
         held = {s.path.name for s in (*self._own, *self._orphans)}
         try:
-            names = sorted(n for n in os.listdir(self.folder) if n.endswith(_SEGMENT))
+            listed = os.listdir(self.folder)
         except OSError:  # no folder yet (or not a folder): nothing was left there
             return 0
-        self._remove_unfinished()
-        for name in names:
+        self._remove_unfinished([n for n in listed if n.endswith(_MAKING)])
+        for name in sorted(n for n in listed if n.endswith(_SEGMENT)):
             if name in held:
                 continue
             path = self.folder / name
@@ -682,21 +682,20 @@ class Journal:
             claimed += 1
         return claimed
 
-    def _remove_unfinished(self) -> None:
-        """Remove segments a dead process began to make and never used (a minute old)."""
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(self.folder):
-                if not entry.name.endswith(_MAKING):
+    def _remove_unfinished(self, names: list[str]) -> None:
+        """Remove segments a dead process began to make (``names``) and never used,
+        once a minute old."""
+        for name in names:
+            path = self.folder / name
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime < 60:
                     continue
-                with contextlib.suppress(OSError):
-                    if time.time() - entry.stat().st_mtime < 60:
-                        continue
-                    fd = os.open(entry.path, os.O_RDWR)
-                    try:
-                        if _try_lock(fd):
-                            os.unlink(entry.path)
-                    finally:
-                        os.close(fd)
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    if _try_lock(fd):
+                        path.unlink()
+                finally:
+                    os.close(fd)
 
     @property
     def orphans_waiting(self) -> bool:

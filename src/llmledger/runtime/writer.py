@@ -332,7 +332,7 @@ class Writer:
 
     def _report(self, done: bool) -> bool:
         """What flush returns: False when an event failed or was dropped since the last one."""
-        lost = self._failed + self.journal.dropped
+        lost = self.failed + self.journal.dropped
         failed, self._failed_seen = lost > self._failed_seen, lost
         self._raise_if_strict()
         return done and not failed
