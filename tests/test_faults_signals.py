@@ -6,7 +6,10 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.fault_support import (
     assert_exactly_once,
@@ -46,6 +49,66 @@ def test_sigterm_flushes_within_its_time_says_so_and_ends_the_process(
     # Whatever the handler did not write, the next process does; nothing twice.
     assert run_flusher(env, 120).startswith("flushed")
     assert_exactly_once(db_url, COUNT)
+
+
+#: Records without end (``request_id`` = their number); says ``recording`` after 2,000.
+BUSY_RECORDER = r"""
+import llmledger
+i = 0
+while True:
+    llmledger.record(provider="openai", model="gpt-4o", input_tokens=100,
+                     output_tokens=i % 50, request_id=str(i))
+    i += 1
+    if i == 2000:
+        print("recording", flush=True)
+"""
+
+
+@pytest.mark.parametrize("writer_process", ["false", "true"])
+def test_sigterm_in_the_middle_of_record_calls_flushes_and_ends_the_process(
+    db_url: str, tmp_path: Path, writer_process: str
+) -> None:
+    # The handler may interrupt an append holding the journal's lock (one making a new
+    # segment, every few thousand events): its flush must not wait on the main thread.
+    import subprocess
+    import sys
+
+    home = tmp_path / "app"
+    env = child_env(
+        home,
+        database_url=db_url,
+        writer_process=writer_process,
+        flush_interval="0.05",
+        shutdown_timeout="60",
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", BUSY_RECORDER],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "recording"
+    time.sleep(0.5)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == -signal.SIGTERM, err[-3000:]
+    assert re.search(r"SIGTERM: \d+ events written", err), err[-3000:]
+    # What was recorded while the flush ran waits for the next process: then every
+    # event the loop made is stored once, the numbers with no gap.
+    assert run_flusher(env, 300).startswith("flushed")
+    assert not journal_segments(home)
+    ids = _stored_request_ids(db_url)
+    assert len(ids) == len(set(ids)) >= 2_000
+    assert set(ids) == {str(i) for i in range(len(ids))}
+
+
+def _stored_request_ids(database_url: str) -> list[str]:
+    from llmledger.store import open_store
+
+    with open_store(database_url) as store:
+        return [str(event.request_id) for event in store.events()]
 
 
 def test_sigterm_with_a_short_time_leaves_the_rest_in_the_journal_and_counts_it(

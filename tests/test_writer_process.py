@@ -152,6 +152,43 @@ def test_sigterm_flushes_through_the_writer_process(db_url: str, tmp_path: Path)
     assert_exactly_once(db_url, 5_000)
 
 
+@pytest.mark.parametrize("writer_process", [False, True])
+def test_a_flush_ends_while_another_thread_keeps_recording(
+    db_url: str, tmp_path: Path, writer_process: bool
+) -> None:
+    # A flush waits for what was recorded before it, and for the dead processes'
+    # segments its own scan claimed: never for what is handed off after it began.
+    ledger = llmledger.configure(
+        home=tmp_path / "app",
+        database_url=db_url,
+        writer_process=writer_process,
+        handle_signals=False,
+        flush_interval=0.01,
+    )
+    try:
+        _record(0, COUNT)
+        stop = threading.Event()
+        counted = [COUNT]
+
+        def keep_recording() -> None:
+            while not stop.is_set():
+                _record(counted[0], 100)
+                counted[0] += 100
+
+        recorder = threading.Thread(target=keep_recording)
+        recorder.start()
+        try:
+            time.sleep(0.5)
+            assert ledger.flush(60)
+        finally:
+            stop.set()
+            recorder.join()
+        assert ledger.flush(120)
+        assert_exactly_once(db_url, counted[0])
+    finally:
+        shutdown()
+
+
 def _blocked_signals(thread: threading.Thread) -> set[int]:
     status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
     mask = int(

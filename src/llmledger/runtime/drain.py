@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any
 
@@ -92,28 +93,36 @@ class ProcessWriter(Writer):
 
     # -- the caller's side ---------------------------------------------------------
 
-    def flush(self, timeout: float | None = None) -> bool:
+    def flush(
+        self, timeout: float | None = None, *, progress: Callable[[], None] | None = None
+    ) -> bool:
         """Hand everything off and wait until the child stored it, with every event dead
         processes left in the journal."""
         if self._fallback:
-            return super().flush(timeout)
+            return super().flush(timeout, progress=progress)
         journal = self.journal
         target = journal.appended
         if self._thread is None:
             self._start()
         if self._thread is None:  # closed: nothing will ever write
             return journal.committed >= target
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        next_progress = now + 1.0
         wanted = self._hand_off(force=True)
         while True:
             journal.settle_handed()
             if self._fallback:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                return super().flush(remaining)
+                return super().flush(remaining, progress=progress)
             if journal.committed >= target and self._finished >= wanted:
                 return self._report(True)
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 return self._report(False)
+            if progress is not None and now >= next_progress:
+                progress()
+                next_progress = now + 1.0
             self._wake.set()
             time.sleep(_POLL)
 
@@ -300,8 +309,8 @@ def main() -> None:
     while True:
         wanted, ended = requests.latest()
         sequence = max(sequence, wanted)
-        while not writer.flush(1.0) and (writer.pending or writer.journal.orphans_waiting):
-            _report(out, writer, 0)  # the store is down or slow: say so, keep trying
+        # While the store is down or slow, the counters are sent every second.
+        writer.flush(None, progress=lambda: _report(out, writer, 0))
         _report(out, writer, sequence)
         if ended:
             break

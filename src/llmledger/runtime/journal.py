@@ -419,6 +419,10 @@ class Journal:
         self._spare: _Segment | None = None  # made by the writer, mapped, for the next appends
         self._own: list[_Segment] = []  # oldest first; the active one last
         self._orphans: list[_Segment] = []
+        #: Segments of dead processes claimed, and of those, how many were stored and
+        #: removed (in the order they were claimed).
+        self.orphans_claimed = 0
+        self.orphans_finished = 0
         # Segments handed to another process (hand_off), with their record counts.
         self._handed: list[tuple[Path, int]] = []
         self._size: int | None = None
@@ -679,6 +683,7 @@ class Journal:
                 segment.close(remove=True)
                 continue
             self._orphans.append(segment)
+            self.orphans_claimed += 1
             claimed += 1
         return claimed
 
@@ -882,9 +887,11 @@ class Journal:
 
     def _retire(self, segment: _Segment) -> None:
         segment.close(remove=True)
-        for group in (self._own, self._orphans):
-            if segment in group:
-                group.remove(segment)
+        if segment in self._own:
+            self._own.remove(segment)
+        if segment in self._orphans:
+            self._orphans.remove(segment)
+            self.orphans_finished += 1
         self._size = None
 
     def close(self) -> None:
@@ -918,6 +925,7 @@ class Journal:
                     with contextlib.suppress(OSError):
                         os.close(fd)
         self._orphans = []
+        self.orphans_claimed = self.orphans_finished = 0
         self._own = []
         self._handed = []
         self._active = None

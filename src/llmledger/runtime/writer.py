@@ -19,7 +19,9 @@ segment and starts its own thread when first used.
 
 from __future__ import annotations
 
+import _thread
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -104,6 +106,10 @@ def _flush_all_at_exit() -> None:
 
 
 def _reset_all_after_fork() -> None:
+    global _signal_flush_running
+    # A flush the parent's signal started is the parent's.
+    _signal_flush_running = False
+    _flushed_signals.clear()
     for writer in list(_live_writers):
         writer._reset_after_fork()
 
@@ -130,10 +136,62 @@ def install_signal_handlers(signals: Sequence[int] = HANDLED_SIGNALS) -> bool:
     return True
 
 
+# Signals whose flush ran: the next delivery of each does what the signal does.
+_flushed_signals: set[int] = set()
+_signal_flush_running = False
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Flush every live writer from a thread of its own, then do what the signal does.
+
+    The handler runs on the main thread wherever it was interrupted, which may be
+    inside the journal holding its lock (an append that is making a new segment):
+    a flush waiting there would wait for itself.  So the handler only starts the
+    flush and returns; the main thread goes on, and once the flush ended (within
+    ``shutdown_timeout``) the signal is delivered to it again, and that delivery
+    does what the signal did before llmledger: the application's own handler, or
+    the default action.  A second signal while the flush runs acts at once.
+    """
+    global _signal_flush_running
+    if signum in _flushed_signals or _signal_flush_running:
+        _flushed_signals.discard(signum)
+        _pass_on(signum, frame)
+        return
+    writers = [w for w in list(_live_writers) if w._has_work()]
+    if not writers:
+        _pass_on(signum, frame)
+        return
+    _signal_flush_running = True
+    try:
+        # Not threading.Thread: its start() takes the threading module's locks, which
+        # the interrupted main thread may hold.
+        _thread.start_new_thread(_flush_then_signal_again, (signum, writers))
+    except RuntimeError:  # the interpreter is ending: no new thread, flush here
+        _signal_flush_running = False
+        _flush_then_signal_again(signum, writers, again=False)
+        _pass_on(signum, frame)
+
+
+def _flush_then_signal_again(signum: int, writers: list[Writer], again: bool = True) -> None:
+    global _signal_flush_running
+    if again:
+        leave_signals_to_the_main_thread()
     name = signal.Signals(signum).name
-    for writer in list(_live_writers):
-        writer._flush_before_exit(name)
+    try:
+        for writer in writers:
+            writer._flush_before_exit(name)
+    finally:
+        if again:
+            _flushed_signals.add(signum)
+            _signal_flush_running = False
+            main = threading.main_thread().ident
+            if main is not None:
+                with contextlib.suppress(OSError):  # the main thread is gone: so is the process
+                    signal.pthread_kill(main, signum)
+
+
+def _pass_on(signum: int, frame: FrameType | None) -> None:
+    """What the signal did before our handler: the previous handler, or the default."""
     previous = _previous_handlers.get(signum)
     if callable(previous):
         previous(signum, frame)
@@ -287,9 +345,13 @@ class Writer:
             thread.start()
             self._thread = thread
 
-    def flush(self, timeout: float | None = None) -> bool:
+    def flush(
+        self, timeout: float | None = None, *, progress: Callable[[], None] | None = None
+    ) -> bool:
         """Wait until every event submitted before this call, and every event dead
         processes left in the journal, is in the store.
+
+        ``progress`` is called about once a second while it waits.
 
         Returns:
             True only when all of them reached the store (none failed, none left
@@ -319,16 +381,28 @@ class Writer:
             return journal.committed >= target
         self._wake.set()
 
-        def finished() -> bool:
-            return (
-                self._scan_done >= wanted
-                and journal.committed >= target
-                and not journal.orphans_waiting
-            )
+        # The dead processes' segments to wait for are the ones claimed by the scan
+        # asked for here (orphans are stored in the order they were claimed): a
+        # flush never chases segments left, or handed off, after it began.
+        claimed: list[int] = []
 
-        with self._done:
-            done = self._done.wait_for(finished, timeout)
-        return self._report(done)
+        def finished() -> bool:
+            if self._scan_done < wanted:
+                return False
+            if not claimed:
+                claimed.append(journal.orphans_claimed)
+            return journal.committed >= target and journal.orphans_finished >= claimed[0]
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if progress is not None:
+                step = 1.0 if step is None else min(step, 1.0)
+            with self._done:
+                done = self._done.wait_for(finished, step)
+            if done or progress is None or (deadline and time.monotonic() >= deadline):
+                return self._report(done)
+            progress()
 
     def _report(self, done: bool) -> bool:
         """What flush returns: False when an event failed or was dropped since the last one."""
@@ -370,10 +444,14 @@ class Writer:
             self._errors.clear()
             raise first
 
+    def _has_work(self) -> bool:
+        """Whether this writer has events to flush before the process ends."""
+        return self._thread is not None or bool(self.journal.pending)
+
     def _flush_before_exit(self, why: str) -> None:
         """Flush for at most ``shutdown_timeout`` seconds and say what is left."""
         try:
-            if self._thread is None and not self.journal.pending:
+            if not self._has_work():
                 return
             before = self.written
             done = self.flush(self.shutdown_timeout)
@@ -452,6 +530,9 @@ class Writer:
                 except OSError as exc:  # pragma: no cover - the folder went away
                     log.warning("llmledger: cannot look for left-over journal segments: %s", exc)
                 next_scan = now + self.orphan_interval
+                with self._done:
+                    self._scan_done = max(self._scan_done, wanted)
+                    self._done.notify_all()
             journal.prepare_spare()
             chunk = None if self._stopping and self._down else journal.read(self.batch_size)
             if chunk is None:
