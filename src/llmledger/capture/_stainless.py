@@ -60,7 +60,8 @@ class StainlessSDK:
         resolve: ``(client, call)`` → sets the event's provider and reader name
             from the client (its host).
         hide_usage_chunk: Predicate of the usage-only chunk that the
-            ``include_usage`` option adds to chat streams (OpenAI only).
+            ``include_usage`` option adds to chat streams (OpenAI only); a chunk it
+            hides is one the stream's ``keep`` keeps (it carries the usage).
         sync_client, async_client: The base client classes to hook.
         stream_types: The SDK's ``Stream`` and ``AsyncStream``.
         raw_types: The raw response classes ``with_raw_response`` returns.

@@ -224,10 +224,17 @@ def iterate(
         else:
             tracker.finish("ok")
             return
-        if hide is not None:
+        if hide is not None and keep is not None:
+            # What ``hide`` hides (the usage) is always kept: only kept chunks are tested.
             for chunk in inner:
-                if keep is None or keep(chunk):
+                if keep(chunk):
                     append(chunk)
+                    if hide(chunk):
+                        continue
+                yield chunk
+        elif hide is not None:
+            for chunk in inner:
+                append(chunk)
                 if not hide(chunk):
                     yield chunk
         elif keep is not None:
@@ -268,10 +275,17 @@ async def aiterate(
         else:
             tracker.finish("ok")
             return
-        if hide is not None:
+        if hide is not None and keep is not None:
+            # What ``hide`` hides (the usage) is always kept: only kept chunks are tested.
             async for chunk in inner:
-                if keep is None or keep(chunk):
+                if keep(chunk):
                     append(chunk)
+                    if hide(chunk):
+                        continue
+                yield chunk
+        elif hide is not None:
+            async for chunk in inner:
+                append(chunk)
                 if not hide(chunk):
                     yield chunk
         elif keep is not None:
