@@ -174,6 +174,32 @@ def test_a_torn_last_record_and_a_damaged_one_are_skipped_and_counted(
     assert not reader.orphans_waiting and list(tmp_path.glob("*.seg")) == []
 
 
+@pytest.mark.parametrize("zeros", [1, 4, 7])
+def test_fewer_zeros_than_a_header_after_the_last_record_end_a_dead_segment_cleanly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, zeros: int
+) -> None:
+    # A full segment's records can end a few bytes before its end: the next record did not
+    # fit there and went to the next segment.  Those zeros are no record, cut short or not.
+    writer = Journal(tmp_path)
+    events = [event(i) for i in range(3)]
+    for e in events:
+        writer.append(e)
+    [segment] = tmp_path.glob("*.seg")
+    assert writer._active is not None
+    end = writer._active.end
+    writer._forget_after_fork()  # as if the process had died: its lock is gone
+    segment.write_bytes(segment.read_bytes()[:end] + bytes(zeros))
+    reader = Journal(tmp_path)
+    assert reader.claim_orphans() == 1
+    with caplog.at_level(logging.WARNING):
+        chunk = reader.read(100)
+    assert chunk is not None
+    assert [e.id for e in events_of(chunk)] == [e.id for e in events]
+    assert chunk.corrupt == 0 and "incomplete" not in caplog.text
+    reader.commit(chunk)
+    assert not reader.orphans_waiting and list(tmp_path.glob("*.seg")) == []
+
+
 def test_a_live_process_keeps_its_segment_and_a_dead_one_gives_it_up(tmp_path: Path) -> None:
     owner = Journal(tmp_path)
     owner.append(event())

@@ -777,6 +777,11 @@ class Journal:
                 if len(buffer) - rel < header + length <= end - offset:
                     buffer = os.pread(segment.fd, max(_READ_CHUNK, header + length), offset)
                     base, rel = offset, 0
+            if len(buffer) - rel < header and not buffer[rel:].strip(b"\0"):
+                # Fewer zeros than a header after the last record of a full segment:
+                # the record that came next did not fit, and went to the next segment.
+                segment.end = end = offset
+                break
             if len(buffer) - rel < header or len(buffer) - rel < header + length:
                 # A record cut short (the process died in a write on a full disk):
                 # nothing can follow it.
