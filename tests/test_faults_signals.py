@@ -310,3 +310,44 @@ def test_captured_calls_and_their_text_wait_while_the_ledger_is_read_only(
     assert run_flusher(env, 120).startswith("flushed")
     assert not journal_segments(home)
     _assert_each_text_once(url)
+
+
+#: Records, then ends: its exit hook flushes (for ``shutdown_timeout``) into a database
+#: nobody listens at.
+ENDS_WITH_THE_STORE_DOWN = r"""
+import time
+import llmledger
+for i in range(100):
+    llmledger.record(provider="openai", model="gpt-4o", input_tokens=1, output_tokens=1,
+                     request_id=str(i))
+print("recorded", flush=True)
+time.sleep(0.3)
+"""
+
+
+def test_sigterm_while_the_exit_hook_flushes_still_ends_the_process(tmp_path: Path) -> None:
+    # The signal's flush runs on a thread of its own, which ends with the interpreter:
+    # the exit hook hands the signal on once it flushed.
+    import subprocess
+    import sys
+
+    env = child_env(
+        tmp_path / "app",
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/nothing",
+        flush_interval="0.05",
+        shutdown_timeout="3",
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", ENDS_WITH_THE_STORE_DOWN],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "recorded"
+    time.sleep(1.0)  # the main thread ended; the exit hook is flushing
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert "exit: 0 events written; 100 left in the journal" in err, err[-3000:]
+    assert child.returncode == -signal.SIGTERM, err[-3000:]

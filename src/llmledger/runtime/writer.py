@@ -99,16 +99,23 @@ def _install_process_hooks() -> None:
 
 
 def _flush_all_at_exit() -> None:
+    global _signal_flush_running
     for writer in list(_live_writers):
         writer._flush_before_exit("exit")
         # Releases the journal: stored segments are removed, the rest wait for the next process.
         writer._stop(0)
+    # A signal whose flush thread still runs would end with the interpreter, never
+    # delivered again: the flush above covered its writers, so it acts now.
+    signum = _signal_flush_running
+    if signum:
+        _signal_flush_running = 0
+        _pass_on(signum, None)
 
 
 def _reset_all_after_fork() -> None:
     global _signal_flush_running
     # A flush the parent's signal started is the parent's.
-    _signal_flush_running = False
+    _signal_flush_running = 0
     _flushed_signals.clear()
     for writer in list(_live_writers):
         writer._reset_after_fork()
@@ -138,7 +145,8 @@ def install_signal_handlers(signals: Sequence[int] = HANDLED_SIGNALS) -> bool:
 
 # Signals whose flush ran: the next delivery of each does what the signal does.
 _flushed_signals: set[int] = set()
-_signal_flush_running = False
+#: The signal whose flush runs on its own thread (0: none).
+_signal_flush_running = 0
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -161,13 +169,13 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     if not writers:
         _pass_on(signum, frame)
         return
-    _signal_flush_running = True
+    _signal_flush_running = signum
     try:
         # Not threading.Thread: its start() takes the threading module's locks, which
         # the interrupted main thread may hold.
         _thread.start_new_thread(_flush_then_signal_again, (signum, writers))
     except RuntimeError:  # the interpreter is ending: no new thread, flush here
-        _signal_flush_running = False
+        _signal_flush_running = 0
         _flush_then_signal_again(signum, writers, again=False)
         _pass_on(signum, frame)
 
@@ -181,9 +189,9 @@ def _flush_then_signal_again(signum: int, writers: list[Writer], again: bool = T
         for writer in writers:
             writer._flush_before_exit(name)
     finally:
-        if again:
+        if again and _signal_flush_running == signum:  # else the exit hook passed it on
             _flushed_signals.add(signum)
-            _signal_flush_running = False
+            _signal_flush_running = 0
             main = threading.main_thread().ident
             if main is not None:
                 with contextlib.suppress(OSError):  # the main thread is gone: so is the process
