@@ -351,3 +351,52 @@ def test_sigterm_while_the_exit_hook_flushes_still_ends_the_process(tmp_path: Pa
     _, err = child.communicate(timeout=120)
     assert "exit: 0 events written; 100 left in the journal" in err, err[-3000:]
     assert child.returncode == -signal.SIGTERM, err[-3000:]
+
+
+#: Records, says ``recorded``, sleeps until interrupted, then cleans up for 6 seconds.
+INTERRUPTED_APP = r"""
+import time
+import llmledger
+for i in range(100):
+    llmledger.record(provider="openai", model="gpt-4o", input_tokens=1, request_id=str(i))
+print("recorded", flush=True)
+try:
+    time.sleep(600)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+try:
+    time.sleep(6)
+    print("cleaned up", flush=True)
+except KeyboardInterrupt:
+    print("interrupted again", flush=True)
+"""
+
+
+def test_a_second_sigint_during_the_flush_acts_at_once_in_place_of_the_first(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    # The store is down: the first signal's flush takes its whole shutdown_timeout.
+    env = child_env(
+        tmp_path / "app",
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/none",
+        shutdown_timeout="3",
+        flush_interval="0.05",
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_APP],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "recorded"
+    child.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)  # impatient: the app's handler now, once
+    out, err = child.communicate(timeout=120)
+    assert out.split() == ["interrupted", "cleaned", "up"], (out, err[-3000:])
+    assert child.returncode == 0

@@ -158,11 +158,18 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     flush and returns; the main thread goes on, and once the flush ended (within
     ``shutdown_timeout``) the signal is delivered to it again, and that delivery
     does what the signal did before llmledger: the application's own handler, or
-    the default action.  A second signal while the flush runs acts at once.
+    the default action.  A second signal while the flush runs acts at once, in place
+    of the first.
     """
     global _signal_flush_running
-    if signum in _flushed_signals or _signal_flush_running:
+    if signum in _flushed_signals:
         _flushed_signals.discard(signum)
+        _pass_on(signum, frame)
+        return
+    if _signal_flush_running:
+        # A second signal while the flush runs acts now, in place of the first: the
+        # flush's end delivers nothing more.
+        _signal_flush_running = 0
         _pass_on(signum, frame)
         return
     writers = [w for w in list(_live_writers) if w._has_work()]
