@@ -189,6 +189,47 @@ def test_a_flush_ends_while_another_thread_keeps_recording(
         shutdown()
 
 
+def test_with_the_store_down_the_child_of_a_killed_application_ends_and_keeps_the_events(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "app"
+    env = child_env(
+        home,
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/none",
+        writer_process="true",
+        flush_interval="0.05",
+        shutdown_timeout="2",
+    )
+    recorder = start_recorder(env, 500, "wait")
+    pid = recorder.process.pid
+    deadline = time.monotonic() + 60
+    children: list[int] = []
+    while not children and time.monotonic() < deadline:
+        # Each thread lists the children it started: the writer's thread starts it.
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        children = [int(c) for task in tasks for c in (task / "children").read_text().split()]
+        time.sleep(0.05)
+    recorder.kill()
+    _, err = recorder.finish(60)
+    assert len(children) == 1, err[-3000:]
+    [child] = children
+    # Nothing can be stored: the child gives up a few seconds after its application died.
+    deadline = time.monotonic() + 120
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(child), "the writer process is still running"
+    assert journal_segments(home)  # the events wait for the next process
+
+
+def _running(pid: int) -> bool:
+    """Whether the process runs (not gone, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(") ", 1)[1][:1] != "Z"
+
+
 def _blocked_signals(thread: threading.Thread) -> set[int]:
     status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
     mask = int(

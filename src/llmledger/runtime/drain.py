@@ -24,7 +24,9 @@ claims and writes them, then exits); segments the child was writing are claimed
 by the next writer of the destination (the application starts a new child).
 The child ignores SIGINT and SIGTERM (a terminal's Ctrl-C or a service manager
 stopping the group): it stops when the application closes its standard input
-or dies, once everything handed to it is stored.
+or dies, once everything handed to it is stored, or once nothing could be stored
+for ``shutdown_timeout`` seconds after that (a store that stays down): the rest
+waits in the journal for the next process.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class ProcessWriter(Writer):
     # -- the caller's side ---------------------------------------------------------
 
     def flush(
-        self, timeout: float | None = None, *, progress: Callable[[], None] | None = None
+        self, timeout: float | None = None, *, progress: Callable[[], bool] | None = None
     ) -> bool:
         """Hand everything off and wait until the child stored it, with every event dead
         processes left in the journal."""
@@ -121,7 +123,8 @@ class ProcessWriter(Writer):
             if deadline is not None and now >= deadline:
                 return self._report(False)
             if progress is not None and now >= next_progress:
-                progress()
+                if not progress():
+                    return self._report(False)
                 next_progress = now + 1.0
             self._wake.set()
             time.sleep(_POLL)
@@ -306,11 +309,21 @@ def main() -> None:
     out = sys.stdout
     sequence = 0
     requests = _Requests(source)
+    stored = [writer.written, time.monotonic()]
+
+    def keep_trying() -> bool:
+        _report(out, writer, 0)  # the store is down or slow: say so
+        if writer.written != stored[0]:
+            stored[:] = [writer.written, time.monotonic()]
+        # With the application gone and nothing stored for shutdown_timeout seconds
+        # (the store is down), what is left waits in the journal for the next
+        # process: a store that stays down never keeps this process alive.
+        return not requests.ended or time.monotonic() - stored[1] < settings.shutdown_timeout
+
     while True:
         wanted, ended = requests.latest()
         sequence = max(sequence, wanted)
-        # While the store is down or slow, the counters are sent every second.
-        writer.flush(None, progress=lambda: _report(out, writer, 0))
+        writer.flush(None, progress=keep_trying)
         _report(out, writer, sequence)
         if ended:
             break
@@ -354,6 +367,11 @@ class _Requests:
 
     def wait(self) -> None:
         self._ready.wait()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the input ended: the application closed it, or died."""
+        return self._ended
 
     def latest(self) -> tuple[int, bool]:
         """The last sequence number read, and whether the input ended."""

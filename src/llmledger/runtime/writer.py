@@ -147,6 +147,9 @@ def install_signal_handlers(signals: Sequence[int] = HANDLED_SIGNALS) -> bool:
 _flushed_signals: set[int] = set()
 #: The signal whose flush runs on its own thread (0: none).
 _signal_flush_running = 0
+# Whether the handler that started the flush returned (see _signal_main_thread);
+# a plain flag: a handler takes no lock, it may have interrupted its holder.
+_handler_returned = True
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -161,7 +164,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     the default action.  A second signal while the flush runs acts at once, in place
     of the first.
     """
-    global _signal_flush_running
+    global _signal_flush_running, _handler_returned
     if signum in _flushed_signals:
         _flushed_signals.discard(signum)
         _pass_on(signum, frame)
@@ -177,6 +180,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         _pass_on(signum, frame)
         return
     _signal_flush_running = signum
+    _handler_returned = False
     try:
         # Not threading.Thread: its start() takes the threading module's locks, which
         # the interrupted main thread may hold.
@@ -185,6 +189,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         _signal_flush_running = 0
         _flush_then_signal_again(signum, writers, again=False)
         _pass_on(signum, frame)
+    _handler_returned = True
 
 
 def _flush_then_signal_again(signum: int, writers: list[Writer], again: bool = True) -> None:
@@ -199,10 +204,30 @@ def _flush_then_signal_again(signum: int, writers: list[Writer], again: bool = T
         if again and _signal_flush_running == signum:  # else the exit hook passed it on
             _flushed_signals.add(signum)
             _signal_flush_running = 0
-            main = threading.main_thread().ident
-            if main is not None:
-                with contextlib.suppress(OSError):  # the main thread is gone: so is the process
-                    signal.pthread_kill(main, signum)
+            _signal_main_thread(signum)
+
+
+def _signal_main_thread(signum: int) -> None:
+    """Deliver the signal to the main thread until its handler took it.
+
+    A main thread in ``time.sleep()`` runs the handlers when a signal interrupts
+    it, then sleeps again for the rest of the time without looking for signals
+    that came meanwhile: one sent while the first handler still ran would be
+    handled only when the sleep ends.  So it is sent once that handler returned,
+    and again every second until the handler took it.
+    """
+    for _ in range(1000):
+        if _handler_returned:
+            break
+        time.sleep(0.001)
+    main = threading.main_thread()
+    while signum in _flushed_signals and main.is_alive() and main.ident is not None:
+        with contextlib.suppress(OSError):  # the main thread is gone: so is the process
+            signal.pthread_kill(main.ident, signum)
+        for _ in range(100):
+            if signum not in _flushed_signals:
+                return
+            time.sleep(0.01)
 
 
 def _pass_on(signum: int, frame: FrameType | None) -> None:
@@ -361,12 +386,13 @@ class Writer:
             self._thread = thread
 
     def flush(
-        self, timeout: float | None = None, *, progress: Callable[[], None] | None = None
+        self, timeout: float | None = None, *, progress: Callable[[], bool] | None = None
     ) -> bool:
         """Wait until every event submitted before this call, and every event dead
         processes left in the journal, is in the store.
 
-        ``progress`` is called about once a second while it waits.
+        ``progress`` is called about once a second while it waits; when it returns
+        False, the flush stops waiting (and returns False).
 
         Returns:
             True only when all of them reached the store (none failed, none left
@@ -417,7 +443,8 @@ class Writer:
                 done = self._done.wait_for(finished, step)
             if done or progress is None or (deadline and time.monotonic() >= deadline):
                 return self._report(done)
-            progress()
+            if not progress():
+                return self._report(False)
 
     def _report(self, done: bool) -> bool:
         """What flush returns: False when an event failed or was dropped since the last one."""
