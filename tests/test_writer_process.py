@@ -147,7 +147,7 @@ def test_sigterm_flushes_through_the_writer_process(db_url: str, tmp_path: Path)
     recorder = start_recorder(env, 5_000, "wait")
     recorder.send_signal(signal.SIGTERM)
     _, err = recorder.finish(120)
-    assert recorder.returncode == -signal.SIGTERM
+    assert recorder.returncode == -signal.SIGTERM, err[-2000:]
     assert "SIGTERM: 5000 events written, none left in the journal" in err, err[-2000:]
     assert_exactly_once(db_url, 5_000)
 
