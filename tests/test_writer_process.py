@@ -147,7 +147,11 @@ def test_sigterm_flushes_through_the_writer_process(db_url: str, tmp_path: Path)
     recorder = start_recorder(env, 5_000, "wait")
     recorder.send_signal(signal.SIGTERM)
     _, err = recorder.finish(120)
-    assert recorder.returncode == -signal.SIGTERM, err[-2000:]
+    # The recorder sleeps for 600 s: ended within finish()'s 120 s with no traceback, the
+    # signal ended it.  Its status reads 0 when another waiter took it first (subprocess
+    # reports 0 on ECHILD), which was seen twice in long runs of the whole suite.
+    assert recorder.returncode in (-signal.SIGTERM, 0), err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
     assert "SIGTERM: 5000 events written, none left in the journal" in err, err[-2000:]
     assert_exactly_once(db_url, 5_000)
 
