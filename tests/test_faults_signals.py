@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -72,6 +70,8 @@ def test_sigterm_in_the_middle_of_record_calls_flushes_and_ends_the_process(
 ) -> None:
     # The handler may interrupt an append holding the journal's lock (one making a new
     # segment, every few thousand events): its flush must not wait on the main thread.
+    import subprocess
+    import sys
 
     home = tmp_path / "app"
     env = child_env(
@@ -81,8 +81,15 @@ def test_sigterm_in_the_middle_of_record_calls_flushes_and_ends_the_process(
         flush_interval="0.05",
         shutdown_timeout="60",
     )
-    child, first = _start_app(BUSY_RECORDER, env)
-    assert first.strip() == "recording"
+    child = subprocess.Popen(
+        [sys.executable, "-c", BUSY_RECORDER],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "recording"
     time.sleep(0.5)
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=120)
@@ -161,11 +168,20 @@ time.sleep(600)
 
 
 def test_sigterm_flushes_then_hands_the_signal_to_the_apps_own_handler(tmp_path: Path) -> None:
+    import subprocess
+    import sys
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     env = child_env(tmp_path / "app", database_url=url, flush_interval="60")
-    child, first = _start_app(APP_WITH_ITS_OWN_HANDLER, env)
-    assert first.strip() == "recorded"
+    child = subprocess.Popen(
+        [sys.executable, "-c", APP_WITH_ITS_OWN_HANDLER],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "recorded"
     child.send_signal(signal.SIGTERM)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 3, err[-3000:]  # the app's handler decided
@@ -200,6 +216,8 @@ TEXTS = 300
 
 
 def _record_texts_then_sigkill(env: dict[str, str], flush: float = 0.0) -> None:
+    import subprocess
+    import sys
 
     child = subprocess.Popen(
         [sys.executable, "-c", TEXT_RECORDER, str(TEXTS), str(flush)],
@@ -270,6 +288,7 @@ def test_captured_calls_and_their_text_wait_while_the_ledger_is_read_only(
     """The writer builds each captured call's event while the ledger cannot be written
     (immutable, as in tests/test_faults_store.py): building never writes the text on its
     own, so nothing is lost; the text is stored with its event once the ledger is back."""
+    import subprocess
 
     from llmledger.store import open_store
 
@@ -309,6 +328,8 @@ time.sleep(0.3)
 def test_sigterm_while_the_exit_hook_flushes_still_ends_the_process(tmp_path: Path) -> None:
     # The signal's flush runs on a thread of its own, which ends with the interpreter:
     # the exit hook hands the signal on once it flushed.
+    import subprocess
+    import sys
 
     env = child_env(
         tmp_path / "app",
@@ -316,8 +337,15 @@ def test_sigterm_while_the_exit_hook_flushes_still_ends_the_process(tmp_path: Pa
         flush_interval="0.05",
         shutdown_timeout="3",
     )
-    child, first = _start_app(ENDS_WITH_THE_STORE_DOWN, env)
-    assert first.strip() == "recorded"
+    child = subprocess.Popen(
+        [sys.executable, "-c", ENDS_WITH_THE_STORE_DOWN],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "recorded"
     time.sleep(1.0)  # the main thread ended; the exit hook is flushing
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=120)
@@ -347,6 +375,8 @@ except KeyboardInterrupt:
 def test_a_second_sigint_during_the_flush_acts_at_once_in_place_of_the_first(
     tmp_path: Path,
 ) -> None:
+    import subprocess
+    import sys
 
     # The store is down: the first signal's flush takes its whole shutdown_timeout.
     env = child_env(
@@ -355,25 +385,18 @@ def test_a_second_sigint_during_the_flush_acts_at_once_in_place_of_the_first(
         shutdown_timeout="3",
         flush_interval="0.05",
     )
-    child, first = _start_app(INTERRUPTED_APP, env)
-    assert first.strip() == "recorded"
-    child.send_signal(signal.SIGINT)
-    time.sleep(0.5)
-    child.send_signal(signal.SIGINT)  # impatient: the app's handler now, once
-    out, err = child.communicate(timeout=120)
-    assert out.split() == ["interrupted", "cleaned", "up"], (out, err[-3000:])
-    assert child.returncode == 0
-
-
-def _start_app(script: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """A child process running ``script`` (its output and log piped back, as text), and
-    the first line it printed."""
     child = subprocess.Popen(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", INTERRUPTED_APP],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert child.stdout is not None
-    return child, child.stdout.readline()
+    assert child.stdout.readline().strip() == "recorded"
+    child.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)  # impatient: the app's handler now, once
+    out, err = child.communicate(timeout=120)
+    assert out.split() == ["interrupted", "cleaned", "up"], (out, err[-3000:])
+    assert child.returncode == 0
